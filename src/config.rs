@@ -1,0 +1,218 @@
+//! `configuration.toml`: every key optional, defaults from the course projects, unknown keys and
+//! bad values refused with the key and its line named. Command-line flags override the file.
+//!
+//! Relative paths in the file (`credentials`, `data_dir`) are resolved against the directory
+//! holding the file, so the server behaves the same whatever directory it is started from.
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// How users prove who they are (the seeds disagree, so it is a policy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Username and password from credentials.txt (seeds 001-003).
+    Password,
+    /// Usernames from credentials.txt, no password asked (seed 000's allow-list).
+    Allowlist,
+    /// Any well-formed name not in use, no password (seed 004).
+    Open,
+}
+
+/// What failed logins are counted against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockoutKey {
+    /// A username from one IP address (seed 001).
+    UserIp,
+    /// A username from anywhere; an online session of it is logged out (seed 002).
+    User,
+}
+
+/// What a second login of an online user does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DuplicateLogin {
+    /// The new login is refused (seeds 000, 001, 004).
+    Reject,
+    /// The new login wins; the old session is told and closed (seed 002).
+    Replace,
+}
+
+/// The server's settings. Field names are the keys of `configuration.toml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// TCP port of the line protocol.
+    pub port: u16,
+    /// Address to listen on; `0.0.0.0` is every IPv4 interface, `::` IPv6 too.
+    pub bind: IpAddr,
+    /// Path of the credentials file.
+    pub credentials: PathBuf,
+    /// Directory of the durable store (offline mail, history, last seen, intros).
+    pub data_dir: PathBuf,
+    /// How users log in.
+    pub auth: AuthMode,
+    /// Consecutive failed logins before a block.
+    pub max_login_attempts: u32,
+    /// How long a block lasts.
+    pub block_time_secs: u64,
+    /// What failed logins are counted against.
+    pub lockout_key: LockoutKey,
+    /// What a second login of an online user does.
+    pub duplicate_login: DuplicateLogin,
+    /// A user who sends nothing for this long is logged out; 0 disables it.
+    pub idle_timeout_secs: u64,
+    /// Longest accepted line in bytes, without its line ending.
+    pub max_line_bytes: usize,
+    /// Most simultaneous connections; past it new ones are refused with a line.
+    pub max_clients: usize,
+    /// Messages a user's offline mailbox holds before senders are told it is full.
+    pub max_offline_messages: usize,
+    /// Whether a broadcast is also shown to its sender (seed 003's room did).
+    pub broadcast_echo: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            port: 4119,
+            bind: IpAddr::from([0, 0, 0, 0]),
+            credentials: PathBuf::from("credentials.txt"),
+            data_dir: PathBuf::from("data"),
+            auth: AuthMode::Password,
+            max_login_attempts: 3,
+            block_time_secs: 60,
+            lockout_key: LockoutKey::UserIp,
+            duplicate_login: DuplicateLogin::Reject,
+            idle_timeout_secs: 1800,
+            max_line_bytes: 4096,
+            max_clients: 12_000,
+            max_offline_messages: 1000,
+            broadcast_echo: false,
+        }
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The file, if the problem is in one.
+    pub path: Option<PathBuf>,
+    /// What is wrong, naming the key and line where known.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            Some(p) => write!(f, "{}: {}", p.display(), self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and checks a configuration file; relative paths in it become relative to its
+    /// directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: Some(path.to_path_buf()),
+            message: format!("cannot read: {e}"),
+        })?;
+        let mut config = Config::parse(&text).map_err(|message| ConfigError {
+            path: Some(path.to_path_buf()),
+            message,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.credentials = base.join(&config.credentials);
+        config.data_dir = base.join(&config.data_dir);
+        Ok(config)
+    }
+
+    /// Parses configuration text (no path resolution) and validates it.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            // toml's message already names the line and column and the offending key.
+            e.to_string().trim_end().replace('\n', " ")
+        })?;
+        config.validate(text)?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense, naming the key and its line in `text`.
+    fn validate(&self, text: &str) -> Result<(), String> {
+        let bad = |key: &str, why: &str| -> Result<(), String> {
+            let line = text
+                .lines()
+                .position(|l| {
+                    let l = l.trim_start();
+                    l.strip_prefix(key)
+                        .is_some_and(|r| r.trim_start().starts_with('='))
+                })
+                .map(|i| format!("line {}: ", i + 1))
+                .unwrap_or_default();
+            Err(format!("{line}invalid value for `{key}`: {why}"))
+        };
+        if self.max_login_attempts == 0 {
+            bad("max_login_attempts", "must be at least 1")?;
+        }
+        if self.max_line_bytes < 64 || self.max_line_bytes > 1 << 20 {
+            bad("max_line_bytes", "must be between 64 and 1048576")?;
+        }
+        if self.max_clients == 0 {
+            bad("max_clients", "must be at least 1")?;
+        }
+        if self.max_offline_messages == 0 {
+            bad("max_offline_messages", "must be at least 1")?;
+        }
+        if self.block_time_secs > 7 * 24 * 3600 {
+            bad("block_time_secs", "must be at most a week (604800)")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_seed_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.port, 4119);
+        assert_eq!(c.max_login_attempts, 3);
+        assert_eq!(c.block_time_secs, 60);
+        assert_eq!(c.idle_timeout_secs, 1800);
+        assert_eq!(c.auth, AuthMode::Password);
+    }
+
+    #[test]
+    fn shipped_file_parses() {
+        let text = include_str!("../configuration.toml");
+        let c = Config::parse(text).unwrap();
+        assert_eq!(c.port, 4119);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = Config::parse("port = 1\n\nprot = 2\n").unwrap_err();
+        assert!(err.contains("prot"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named_with_their_line() {
+        let err = Config::parse("port = 4119\nmax_login_attempts = 0\n").unwrap_err();
+        assert!(err.contains("max_login_attempts"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        let err = Config::parse("port = 99999\n").unwrap_err();
+        assert!(err.contains("port") && err.contains("line 1"), "{err}");
+        let err = Config::parse("auth = \"maybe\"\n").unwrap_err();
+        assert!(err.contains("maybe") || err.contains("auth"), "{err}");
+    }
+}

@@ -1,0 +1,24 @@
+//! lanchat: a LAN chat server and client, built thread-per-client on blocking `std::net`.
+//!
+//! The data path, server side:
+//!
+//! ```text
+//! socket ─► server::reader (bounded lines) ─► protocol::parse_command (pure)
+//!        ─► server::session (one thread per connection: login dialogue, dispatch)
+//!        ─► server::hub (shared state behind one handle; locks never leave it)
+//!        ─► store (offline mail, history, last seen: fsync before acknowledging)
+//!        ─► server::conn (per-recipient outbox; non-blocking writes, one flusher thread)
+//! ```
+//!
+//! The client ([`client`]) is two threads: one reads the socket and renders
+//! [`protocol::Line`]s, the other reads the keyboard and sends what is typed.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod credentials;
+pub mod protocol;
+pub mod server;
+pub mod store;

@@ -1,0 +1,881 @@
+//! The wire format, as pure functions: parsing what a user types into a [`Command`], and
+//! formatting/parsing what the server sends as a [`Line`]. No I/O happens here.
+//!
+//! Client to server: one command per line, UTF-8, LF or CRLF. The first word is the command,
+//! case-insensitive, optionally prefixed with `/`; each course project's own spelling is an
+//! alias (`online`/`list`/`whoelse`, `message`/`send`, `log out`/`exit`/`quit`/`logout`, ...).
+//!
+//! Server to client: every line is `KIND` followed by a fixed number of space-free arguments
+//! for that kind and then free text (possibly empty), e.g. `MSG alice hello there`. The kind
+//! and arguments are for programs; the text is for people. `PROTOCOL.md` is the reference.
+//!
+//! User-provided text is sanitized on the way in ([`sanitize_text`]): control characters are
+//! escaped so that nothing a user types can drive another user's terminal.
+
+use std::fmt;
+
+/// Longest username accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 32;
+
+/// Whether `name` is a well-formed username: 1..=32 ASCII letters, digits, `_`, `-` or `.`.
+/// Names appear as single protocol arguments and as file names, so nothing else is allowed.
+pub fn valid_username(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Escapes every control character (C0, DEL, C1) except that a tab becomes a space, so that a
+/// user's text cannot move another user's cursor, change colours or ring bells. Escapes are
+/// visible: ESC becomes `\x1b`, U+009B becomes `\u{9b}`.
+pub fn sanitize_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\t' => out.push(' '),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if (0x80..0xa0).contains(&(c as u32)) => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Who a `broadcast` reaches; the three shapes of seeds 001 and 002.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// `broadcast message TEXT` (seed 001): every other registered user, offline ones by mail.
+    Everyone,
+    /// `broadcast TEXT` (seed 002): every other user online now.
+    Online,
+    /// `broadcast user U1 U2 ... message TEXT` (seed 001): the named users.
+    Users(Vec<String>),
+}
+
+/// A user's availability, shown in presence lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// The default: shown as online.
+    Available,
+    /// Shown as busy; senders are told their message may wait.
+    Busy,
+    /// Appears offline to everyone else, still receives messages.
+    Invisible,
+}
+
+impl Status {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Available => "available",
+            Status::Busy => "busy",
+            Status::Invisible => "invisible",
+        }
+    }
+
+    /// Parses the wire spelling (case-insensitive).
+    pub fn parse(word: &str) -> Option<Status> {
+        match word.to_ascii_lowercase().as_str() {
+            "available" | "online" => Some(Status::Available),
+            "busy" | "away" => Some(Status::Busy),
+            "invisible" | "hidden" => Some(Status::Invisible),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A subcommand of `group`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupAction {
+    /// `group create NAME`
+    Create(String),
+    /// `group join NAME`
+    Join(String),
+    /// `group leave NAME`
+    Leave(String),
+    /// `group list`: every group, with member counts and whether you are in it.
+    List,
+    /// `group members NAME`
+    Members(String),
+    /// `group send NAME TEXT` (short form `gsend NAME TEXT`)
+    Send(String, String),
+}
+
+/// One parsed user command. Parsing has no side effects; the session applies it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `help` / `HELP` / `?`
+    Help,
+    /// `logout`, `log out`, `exit`, `quit`
+    Logout,
+    /// `whoelse`, `online`, `list`, `who`
+    WhoElse,
+    /// `wholast N` with N in 0..=60 minutes
+    WhoLast(u32),
+    /// `message USER TEXT`, `send USER TEXT`, `msg USER TEXT`
+    Message {
+        /// The recipient's username.
+        to: String,
+        /// The message, sanitized.
+        text: String,
+    },
+    /// The three `broadcast` shapes.
+    Broadcast {
+        /// Who receives it.
+        audience: Audience,
+        /// The message, sanitized.
+        text: String,
+    },
+    /// `personalintro [TEXT]`; `None` means the next line is the intro.
+    Intro(Option<String>),
+    /// `history USER [N]`, `HISTORY_REQ(me-USER)`, `HISTORY_REQUEST(me-USER)`
+    History {
+        /// The other party of the conversation.
+        with: String,
+        /// How many of the most recent lines.
+        count: usize,
+    },
+    /// `chat USER`, `CHAT_REQUEST(me-USER)`
+    Chat(String),
+    /// `accept [USER]` / `yes` / `y`: answers a pending request (USER's, or the latest).
+    Accept(Option<String>),
+    /// `decline [USER]` / `no` / `n`
+    Decline(Option<String>),
+    /// `end [N]`, `END_REQUEST(N)`
+    End(Option<u32>),
+    /// `snum`, `SNUM`
+    SessionNumber,
+    /// `block USER`
+    Block(String),
+    /// `unblock USER`
+    Unblock(String),
+    /// `blocked`: your blacklist.
+    Blocked,
+    /// `status [available|busy|invisible]`
+    Status(Option<Status>),
+    /// `group ...`
+    Group(GroupAction),
+    /// `heartbeat` / `ping`: proof of life from a client, answered with `OK pong`.
+    Heartbeat,
+    /// `say TEXT`: a line to the current chat session partner, even if it starts with a
+    /// command word.
+    Say(String),
+}
+
+/// Why a line is not a command. `code` is the machine-readable `ERR` code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    /// Stable code: `unknown-command`, `usage`, `empty-message`, `bad-number`, `bad-name`.
+    pub code: &'static str,
+    /// What to tell the user.
+    pub message: String,
+}
+
+impl ParseError {
+    fn usage(usage: &str) -> ParseError {
+        ParseError {
+            code: "usage",
+            message: format!("usage: {usage}"),
+        }
+    }
+    fn empty(usage: &str) -> ParseError {
+        ParseError {
+            code: "empty-message",
+            message: format!("empty messages are not sent (usage: {usage})"),
+        }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Default number of lines `history` shows.
+pub const DEFAULT_HISTORY_LINES: usize = 20;
+
+/// Splits off the first whitespace-delimited word; returns (word, rest-trimmed-at-start).
+fn split_word(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    match s.find(char::is_whitespace) {
+        Some(i) => (&s[..i], s[i..].trim_start()),
+        None => (s, ""),
+    }
+}
+
+fn name_arg(word: &str, usage: &str) -> Result<String, ParseError> {
+    if word.is_empty() {
+        return Err(ParseError::usage(usage));
+    }
+    if !valid_username(word) {
+        return Err(ParseError {
+            code: "bad-name",
+            message: format!("'{}' is not a valid name", sanitize_text(word)),
+        });
+    }
+    Ok(word.to_string())
+}
+
+fn optional_name(rest: &str, usage: &str) -> Result<Option<String>, ParseError> {
+    let (word, extra) = split_word(rest);
+    if !extra.is_empty() {
+        return Err(ParseError::usage(usage));
+    }
+    if word.is_empty() {
+        return Ok(None);
+    }
+    name_arg(word, usage).map(Some)
+}
+
+fn text_arg(rest: &str, usage: &str) -> Result<String, ParseError> {
+    let text = rest.trim();
+    if text.is_empty() {
+        return Err(ParseError::empty(usage));
+    }
+    Ok(sanitize_text(text))
+}
+
+/// Parses seed 000's `NAME(a-b)` forms: returns the part between the parentheses.
+fn paren_arg<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let upper_prefix = line.get(..name.len())?;
+    if !upper_prefix.eq_ignore_ascii_case(name) {
+        return None;
+    }
+    let rest = line[name.len()..].trim_start();
+    let inner = rest.strip_prefix('(')?.trim_end().strip_suffix(')')?;
+    Some(inner.trim())
+}
+
+/// For `X(me-other)`: the name that is not `me` (the second one when that is ambiguous).
+fn other_of_pair(pair: &str, me: &str) -> Option<String> {
+    let (a, b) = pair.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    Some(if b == me && a != me { a } else { b }.to_string())
+}
+
+/// Parses one line typed by the logged-in user `me` (needed for seed 000's `(me-other)`
+/// forms). Returns `Ok(None)` for a blank line, which is ignored.
+pub fn parse_command(line: &str, me: &str) -> Result<Option<Command>, ParseError> {
+    let line = line.trim();
+    if line.is_empty() {
+        return Ok(None);
+    }
+    let line = line.strip_prefix('/').unwrap_or(line);
+
+    for (name, is_history) in [
+        ("CHAT_REQUEST", false),
+        ("HISTORY_REQUEST", true),
+        ("HISTORY_REQ", true),
+    ] {
+        if let Some(pair) = paren_arg(line, name) {
+            let usage = format!("{name}({me}-USER)");
+            let other = other_of_pair(pair, me).ok_or_else(|| ParseError::usage(&usage))?;
+            let other = name_arg(&other, &usage)?;
+            return Ok(Some(if is_history {
+                Command::History {
+                    with: other,
+                    count: DEFAULT_HISTORY_LINES,
+                }
+            } else {
+                Command::Chat(other)
+            }));
+        }
+    }
+    if let Some(num) = paren_arg(line, "END_REQUEST") {
+        let n = num
+            .parse()
+            .map_err(|_| ParseError::usage("END_REQUEST(N)"))?;
+        return Ok(Some(Command::End(Some(n))));
+    }
+
+    let (word, rest) = split_word(line);
+    let word = word.to_ascii_lowercase();
+    let command = match word.as_str() {
+        "help" | "?" | "commands" => Command::Help,
+        "logout" | "exit" | "quit" | "bye" => Command::Logout,
+        "log" if rest.eq_ignore_ascii_case("out") => Command::Logout,
+        "whoelse" | "online" | "list" | "who" | "users" => Command::WhoElse,
+        "wholast" => {
+            let (n, extra) = split_word(rest);
+            if n.is_empty() || !extra.is_empty() {
+                return Err(ParseError::usage("wholast MINUTES (0-60)"));
+            }
+            match n.parse::<u32>() {
+                Ok(n) if n <= 60 => Command::WhoLast(n),
+                _ => {
+                    return Err(ParseError {
+                        code: "bad-number",
+                        message: "Viewing time should be within 0-60 mins.".into(),
+                    })
+                }
+            }
+        }
+        "message" | "send" | "msg" | "tell" => {
+            let usage = "message USER TEXT";
+            let (to, text) = split_word(rest);
+            let to = name_arg(to, usage)?;
+            Command::Message {
+                to,
+                text: text_arg(text, usage)?,
+            }
+        }
+        "broadcast" | "bc" | "shout" => parse_broadcast(rest)?,
+        "personalintro" | "intro" => {
+            let text = rest.trim();
+            Command::Intro(if text.is_empty() {
+                None
+            } else {
+                Some(sanitize_text(text))
+            })
+        }
+        "history" => {
+            let usage = "history USER [N]";
+            let (with, n) = split_word(rest);
+            let with = name_arg(with, usage)?;
+            let count = if n.is_empty() {
+                DEFAULT_HISTORY_LINES
+            } else {
+                match n.trim().parse::<usize>() {
+                    Ok(n) if (1..=1000).contains(&n) => n,
+                    _ => {
+                        return Err(ParseError {
+                            code: "bad-number",
+                            message: "history length should be within 1-1000 lines".into(),
+                        })
+                    }
+                }
+            };
+            Command::History { with, count }
+        }
+        "chat" => Command::Chat(name_arg(split_word(rest).0, "chat USER")?),
+        "accept" | "yes" | "y" => Command::Accept(optional_name(rest, "accept [USER]")?),
+        "decline" | "no" | "n" | "reject" => {
+            Command::Decline(optional_name(rest, "decline [USER]")?)
+        }
+        "end" => {
+            if rest.is_empty() {
+                Command::End(None)
+            } else {
+                Command::End(Some(
+                    rest.parse()
+                        .map_err(|_| ParseError::usage("end [SESSION]"))?,
+                ))
+            }
+        }
+        "snum" => Command::SessionNumber,
+        "block" => Command::Block(name_arg(split_word(rest).0, "block USER")?),
+        "unblock" => Command::Unblock(name_arg(split_word(rest).0, "unblock USER")?),
+        "blocked" | "blacklist" => Command::Blocked,
+        "status" => {
+            if rest.is_empty() {
+                Command::Status(None)
+            } else {
+                Command::Status(Some(Status::parse(rest).ok_or_else(|| {
+                    ParseError::usage("status [available|busy|invisible]")
+                })?))
+            }
+        }
+        "away" => Command::Status(Some(Status::Busy)),
+        "back" => Command::Status(Some(Status::Available)),
+        "group" | "g" => parse_group(rest)?,
+        "gsend" => {
+            let usage = "gsend GROUP TEXT";
+            let (group, text) = split_word(rest);
+            Command::Group(GroupAction::Send(
+                name_arg(group, usage)?,
+                text_arg(text, usage)?,
+            ))
+        }
+        "heartbeat" | "ping" => Command::Heartbeat,
+        "say" => Command::Say(text_arg(rest, "say TEXT")?),
+        _ => {
+            return Err(ParseError {
+                code: "unknown-command",
+                message: format!(
+                    "Command invalid: '{}'. Type 'help' for the list of commands.",
+                    sanitize_text(&word)
+                ),
+            })
+        }
+    };
+    Ok(Some(command))
+}
+
+/// The broadcast rule: after `broadcast`, a first word `message` means seed 001's broadcast
+/// to everyone (offline users by mail); a first word `user` followed by names and then the
+/// word `message` means seed 001's list broadcast; anything else is seed 002's broadcast of
+/// the whole text to the users online now.
+fn parse_broadcast(rest: &str) -> Result<Command, ParseError> {
+    let usage = "broadcast TEXT | broadcast message TEXT | broadcast user U1 U2 ... message TEXT";
+    let (first, after) = split_word(rest);
+    if first.eq_ignore_ascii_case("message") && !after.is_empty() {
+        return Ok(Command::Broadcast {
+            audience: Audience::Everyone,
+            text: text_arg(after, usage)?,
+        });
+    }
+    if first.eq_ignore_ascii_case("user") {
+        let mut users = Vec::new();
+        let mut cursor = after;
+        loop {
+            let (word, next) = split_word(cursor);
+            if word.is_empty() {
+                break;
+            }
+            if word.eq_ignore_ascii_case("message") && !users.is_empty() {
+                return Ok(Command::Broadcast {
+                    audience: Audience::Users(users),
+                    text: text_arg(next, usage)?,
+                });
+            }
+            users.push(word.to_string());
+            cursor = next;
+        }
+        // No `message` keyword: this is seed 002's plain broadcast of "user ...".
+    }
+    Ok(Command::Broadcast {
+        audience: Audience::Online,
+        text: text_arg(rest, usage)?,
+    })
+}
+
+fn parse_group(rest: &str) -> Result<Command, ParseError> {
+    let usage = "group create|join|leave|members NAME, group list, group send NAME TEXT";
+    let (action, rest) = split_word(rest);
+    let (name, text) = split_word(rest);
+    let action = match action.to_ascii_lowercase().as_str() {
+        "create" | "new" => GroupAction::Create(name_arg(name, usage)?),
+        "join" => GroupAction::Join(name_arg(name, usage)?),
+        "leave" | "part" => GroupAction::Leave(name_arg(name, usage)?),
+        "list" | "" => GroupAction::List,
+        "members" | "who" => GroupAction::Members(name_arg(name, usage)?),
+        "send" | "msg" => GroupAction::Send(name_arg(name, usage)?, text_arg(text, usage)?),
+        _ => return Err(ParseError::usage(usage)),
+    };
+    Ok(Command::Group(action))
+}
+
+/// The kind of a server line: its first word. Each kind has a fixed number of arguments
+/// before the free text; see [`Kind::arity`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// `HELLO <version> <text>`: first line on connect.
+    Hello,
+    /// `ASK <field> <text>`: the server waits for one line: `username`, `password`, `intro`.
+    Ask,
+    /// `WELCOME <user> <text>`: logged in.
+    Welcome,
+    /// `OK <code> <text>`: a command succeeded.
+    Ok,
+    /// `ERR <code> <text>`: a command or line failed; the connection stays usable.
+    Err,
+    /// `INFO <code> <text>`: a notice from the server.
+    Info,
+    /// `MSG <from> <text>`: a private message relayed by the server.
+    Msg,
+    /// `BCAST <from> <text>`: a broadcast.
+    Bcast,
+    /// `MAIL <from> <time> <kind> <text>`: a message stored while you were offline.
+    Mail,
+    /// `PRESENCE <user> <event> <text>`: someone logged in, out, timed out, changed status.
+    Presence,
+    /// `LIST <name> <count> <title>`: `count` lines of `USER`, `HIST` or `ENTRY` follow.
+    List,
+    /// `USER <name> <status> <last-seen|-> <intro>`: one user in a presence list.
+    User,
+    /// `HIST <time> <session|-> <sender> <text>`: one history line.
+    Hist,
+    /// `ENTRY <list> <text>`: one line of a simple list (blocked, groups, members).
+    Entry,
+    /// `SESSION <event> <id> <peer> <text>`: chat-session lifecycle.
+    Session,
+    /// `TALK <id> <from> <text>`: a line within a chat session.
+    Talk,
+    /// `GROUP <group> <from> <text>`: a group message.
+    Group,
+    /// `BYE <reason> <text>`: the server closes the connection after this line.
+    Bye,
+}
+
+impl Kind {
+    const ALL: [Kind; 18] = [
+        Kind::Hello,
+        Kind::Ask,
+        Kind::Welcome,
+        Kind::Ok,
+        Kind::Err,
+        Kind::Info,
+        Kind::Msg,
+        Kind::Bcast,
+        Kind::Mail,
+        Kind::Presence,
+        Kind::List,
+        Kind::User,
+        Kind::Hist,
+        Kind::Entry,
+        Kind::Session,
+        Kind::Talk,
+        Kind::Group,
+        Kind::Bye,
+    ];
+
+    /// The word on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Hello => "HELLO",
+            Kind::Ask => "ASK",
+            Kind::Welcome => "WELCOME",
+            Kind::Ok => "OK",
+            Kind::Err => "ERR",
+            Kind::Info => "INFO",
+            Kind::Msg => "MSG",
+            Kind::Bcast => "BCAST",
+            Kind::Mail => "MAIL",
+            Kind::Presence => "PRESENCE",
+            Kind::List => "LIST",
+            Kind::User => "USER",
+            Kind::Hist => "HIST",
+            Kind::Entry => "ENTRY",
+            Kind::Session => "SESSION",
+            Kind::Talk => "TALK",
+            Kind::Group => "GROUP",
+            Kind::Bye => "BYE",
+        }
+    }
+
+    /// Number of space-free arguments between the kind and the free text.
+    pub fn arity(self) -> usize {
+        match self {
+            Kind::Hello | Kind::Ask | Kind::Welcome | Kind::Ok | Kind::Err | Kind::Info => 1,
+            Kind::Msg | Kind::Bcast | Kind::Entry | Kind::Bye => 1,
+            Kind::Presence | Kind::List | Kind::Talk | Kind::Group => 2,
+            Kind::Mail | Kind::User | Kind::Hist | Kind::Session => 3,
+        }
+    }
+
+    /// Looks a wire word up.
+    pub fn parse(word: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == word)
+    }
+}
+
+/// One line from the server: a kind, its arguments and free text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    /// What the line is.
+    pub kind: Kind,
+    /// Exactly `kind.arity()` arguments, none empty or containing whitespace.
+    pub args: Vec<String>,
+    /// Free text for people; may be empty.
+    pub text: String,
+}
+
+impl Line {
+    /// Builds a line; arguments that are empty become `-` and whitespace inside one becomes
+    /// `_` so that the line always parses back.
+    pub fn new(kind: Kind, args: &[&str], text: impl Into<String>) -> Line {
+        debug_assert_eq!(args.len(), kind.arity(), "{kind:?}");
+        let args = args
+            .iter()
+            .map(|a| {
+                if a.is_empty() {
+                    "-".to_string()
+                } else {
+                    a.replace(char::is_whitespace, "_")
+                }
+            })
+            .collect();
+        Line {
+            kind,
+            args,
+            text: text.into(),
+        }
+    }
+
+    /// `OK <code> <text>`
+    pub fn ok(code: &str, text: impl Into<String>) -> Line {
+        Line::new(Kind::Ok, &[code], text)
+    }
+
+    /// `ERR <code> <text>`
+    pub fn err(code: &str, text: impl Into<String>) -> Line {
+        Line::new(Kind::Err, &[code], text)
+    }
+
+    /// `INFO <code> <text>`
+    pub fn info(code: &str, text: impl Into<String>) -> Line {
+        Line::new(Kind::Info, &[code], text)
+    }
+
+    /// `BYE <reason> <text>`
+    pub fn bye(reason: &str, text: impl Into<String>) -> Line {
+        Line::new(Kind::Bye, &[reason], text)
+    }
+
+    /// `ASK <field> <text>`
+    pub fn ask(field: &str, text: impl Into<String>) -> Line {
+        Line::new(Kind::Ask, &[field], text)
+    }
+
+    /// Argument `i`, or `""` if absent.
+    pub fn arg(&self, i: usize) -> &str {
+        self.args.get(i).map(String::as_str).unwrap_or("")
+    }
+
+    /// The line as sent, with its trailing LF.
+    pub fn to_wire(&self) -> String {
+        let mut s = String::with_capacity(16 + self.text.len());
+        s.push_str(self.kind.as_str());
+        for a in &self.args {
+            s.push(' ');
+            s.push_str(a);
+        }
+        s.push(' ');
+        s.push_str(&self.text);
+        s.push('\n');
+        s
+    }
+
+    /// Parses a line received from a server (without or with its line ending).
+    pub fn parse(raw: &str) -> Option<Line> {
+        let raw = raw.strip_suffix('\n').unwrap_or(raw);
+        let raw = raw.strip_suffix('\r').unwrap_or(raw);
+        let mut parts = raw.splitn(2, ' ');
+        let kind = Kind::parse(parts.next()?)?;
+        let mut rest = parts.next().unwrap_or("");
+        let mut args = Vec::with_capacity(kind.arity());
+        for _ in 0..kind.arity() {
+            let (arg, tail) = match rest.split_once(' ') {
+                Some((a, t)) => (a, t),
+                None => (rest, ""),
+            };
+            if arg.is_empty() {
+                return None;
+            }
+            args.push(arg.to_string());
+            rest = tail;
+        }
+        Some(Line {
+            kind,
+            args,
+            text: rest.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let wire = self.to_wire();
+        f.write_str(wire.trim_end_matches('\n'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Option<Command>, ParseError> {
+        parse_command(line, "alice")
+    }
+
+    fn ok(line: &str) -> Command {
+        parse(line).unwrap().unwrap()
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_username("columbia"));
+        assert!(valid_username("csee4119"));
+        assert!(valid_username("Liz"));
+        assert!(!valid_username(""));
+        assert!(!valid_username("a b"));
+        assert!(!valid_username("../etc"));
+        assert!(!valid_username(".hidden"));
+        assert!(!valid_username(&"x".repeat(33)));
+        assert!(!valid_username("a+b"));
+    }
+
+    #[test]
+    fn sanitize_escapes_controls() {
+        assert_eq!(sanitize_text("hi\x1b[31mred"), "hi\\x1b[31mred");
+        assert_eq!(sanitize_text("a\tb"), "a b");
+        assert_eq!(sanitize_text("bell\x07"), "bell\\x07");
+        assert_eq!(sanitize_text("c1\u{9b}x"), "c1\\u{9b}x");
+        assert_eq!(sanitize_text("héllo ✓"), "héllo ✓");
+    }
+
+    #[test]
+    fn commands_and_aliases() {
+        assert_eq!(ok("help"), Command::Help);
+        assert_eq!(ok("HELP"), Command::Help);
+        assert_eq!(ok("/help"), Command::Help);
+        for l in ["logout", "log out", "LOG OUT", "exit", "quit", "/quit"] {
+            assert_eq!(ok(l), Command::Logout, "{l}");
+        }
+        for l in ["whoelse", "online", "list", "WHOELSE"] {
+            assert_eq!(ok(l), Command::WhoElse, "{l}");
+        }
+        assert_eq!(ok("wholast 10"), Command::WhoLast(10));
+        assert_eq!(parse("wholast 61").unwrap_err().code, "bad-number");
+        assert_eq!(parse("wholast").unwrap_err().code, "usage");
+        assert_eq!(parse("wholast x").unwrap_err().code, "bad-number");
+        let m = Command::Message {
+            to: "bob".into(),
+            text: "hi there".into(),
+        };
+        assert_eq!(ok("message bob hi there"), m);
+        assert_eq!(ok("send bob hi there"), m);
+        assert_eq!(ok("  Message   bob   hi there  "), m);
+        assert_eq!(parse("message bob").unwrap_err().code, "empty-message");
+        assert_eq!(parse("message bob    ").unwrap_err().code, "empty-message");
+        assert_eq!(parse("message").unwrap_err().code, "usage");
+        assert_eq!(parse("message b@d hi").unwrap_err().code, "bad-name");
+        assert_eq!(ok("personalintro"), Command::Intro(None));
+        assert_eq!(
+            ok("personalintro The best course"),
+            Command::Intro(Some("The best course".into()))
+        );
+        assert_eq!(parse("").unwrap(), None);
+        assert_eq!(parse("   ").unwrap(), None);
+        assert_eq!(parse("frobnicate").unwrap_err().code, "unknown-command");
+    }
+
+    #[test]
+    fn broadcast_rule() {
+        let b = |a: Audience, t: &str| Command::Broadcast {
+            audience: a,
+            text: t.into(),
+        };
+        assert_eq!(
+            ok("broadcast message hi all"),
+            b(Audience::Everyone, "hi all")
+        );
+        assert_eq!(ok("broadcast hi all"), b(Audience::Online, "hi all"));
+        assert_eq!(
+            ok("broadcast user bob carol message hey"),
+            b(Audience::Users(vec!["bob".into(), "carol".into()]), "hey")
+        );
+        assert_eq!(ok("broadcast message"), b(Audience::Online, "message"));
+        assert_eq!(
+            ok("broadcast user is here"),
+            b(Audience::Online, "user is here")
+        );
+        assert_eq!(parse("broadcast").unwrap_err().code, "empty-message");
+        assert_eq!(
+            parse("broadcast user bob message").unwrap_err().code,
+            "empty-message"
+        );
+    }
+
+    #[test]
+    fn seed_000_forms() {
+        assert_eq!(ok("CHAT_REQUEST(alice-bob)"), Command::Chat("bob".into()));
+        assert_eq!(ok("CHAT_REQUEST(bob-alice)"), Command::Chat("bob".into()));
+        assert_eq!(
+            ok("HISTORY_REQ(alice-bob)"),
+            Command::History {
+                with: "bob".into(),
+                count: 20
+            }
+        );
+        assert_eq!(
+            ok("history_request(alice-bob)"),
+            Command::History {
+                with: "bob".into(),
+                count: 20
+            }
+        );
+        assert_eq!(ok("END_REQUEST(1234)"), Command::End(Some(1234)));
+        assert_eq!(ok("SNUM"), Command::SessionNumber);
+        assert_eq!(ok("end"), Command::End(None));
+        assert_eq!(parse("END_REQUEST(x)").unwrap_err().code, "usage");
+        assert_eq!(parse("CHAT_REQUEST(bob)").unwrap_err().code, "usage");
+    }
+
+    #[test]
+    fn other_commands() {
+        assert_eq!(ok("block bob"), Command::Block("bob".into()));
+        assert_eq!(ok("accept"), Command::Accept(None));
+        assert_eq!(ok("Y"), Command::Accept(None));
+        assert_eq!(ok("decline bob"), Command::Decline(Some("bob".into())));
+        assert_eq!(ok("status busy"), Command::Status(Some(Status::Busy)));
+        assert_eq!(ok("status"), Command::Status(None));
+        assert_eq!(parse("status sleepy").unwrap_err().code, "usage");
+        assert_eq!(
+            ok("group send cs101 hello all"),
+            Command::Group(GroupAction::Send("cs101".into(), "hello all".into()))
+        );
+        assert_eq!(
+            ok("gsend cs101 hi"),
+            Command::Group(GroupAction::Send("cs101".into(), "hi".into()))
+        );
+        assert_eq!(ok("group list"), Command::Group(GroupAction::List));
+        assert_eq!(
+            ok("history bob 5"),
+            Command::History {
+                with: "bob".into(),
+                count: 5
+            }
+        );
+    }
+
+    #[test]
+    fn message_text_is_sanitized() {
+        assert_eq!(
+            ok("message bob \x1b[2Jgotcha"),
+            Command::Message {
+                to: "bob".into(),
+                text: "\\x1b[2Jgotcha".into()
+            }
+        );
+    }
+
+    #[test]
+    fn line_round_trip() {
+        let lines = [
+            Line::new(Kind::Msg, &["alice"], "hello there"),
+            Line::err("unknown-user", "no such user: zed"),
+            Line::new(
+                Kind::Mail,
+                &["bob", "2026-11-22T10:00:00Z", "private"],
+                "hi",
+            ),
+            Line::new(Kind::User, &["bob", "available", "-"], ""),
+            Line::new(
+                Kind::Hist,
+                &["2026-11-22T10:00:00Z", "1234", "bob"],
+                " x  y",
+            ),
+            Line::bye("shutdown", "Server is going down"),
+        ];
+        for l in lines {
+            let wire = l.to_wire();
+            assert!(wire.ends_with('\n'));
+            assert_eq!(Line::parse(&wire), Some(l.clone()), "{wire:?}");
+            assert_eq!(Line::parse(wire.trim_end()), Some(l));
+        }
+        assert_eq!(Line::parse("NOPE x"), None);
+        assert_eq!(Line::parse("MAIL bob"), None);
+        assert_eq!(
+            Line::new(Kind::Entry, &["two words"], "").args[0],
+            "two_words"
+        );
+        assert_eq!(Line::new(Kind::Entry, &[""], "").args[0], "-");
+    }
+}

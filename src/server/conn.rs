@@ -1,0 +1,334 @@
+//! One client connection's write side: a bounded outbox in front of the socket, so that a
+//! sender never blocks on a recipient who reads slowly or not at all.
+//!
+//! Any thread may queue a line for any connection with [`Conn::send`]. The line is written
+//! at once with a non-blocking send (`MSG_DONTWAIT`) if nothing is waiting ahead of it; what
+//! does not fit stays in the outbox, and the [`Flusher`] thread finishes the write when
+//! `poll(2)` says the socket is writable. Lines that arrive while bytes are waiting are
+//! appended, so a busy recipient gets many lines per `send` syscall. A connection whose
+//! outbox grows past its limit, or stays stuck past a deadline, is closed: its own thread
+//! then wakes from its blocking read and logs the user out.
+//!
+//! Each connection owns exactly one file descriptor (the `TcpStream` inside an `Arc<Conn>`,
+//! never `try_clone`d) and the only per-connection thread is its reader.
+
+use crate::protocol::Line;
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use socket2::SockRef;
+use std::io::{self, ErrorKind};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most bytes a connection's outbox may hold before the connection is dropped as stuck.
+pub const DEFAULT_OUTBOX_LIMIT: usize = 1 << 20;
+/// How long an outbox may stay non-empty without progress before the connection is dropped.
+pub const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(10);
+
+/// Bytes waiting to be written to one socket.
+#[derive(Default)]
+struct Outbox {
+    /// Unwritten bytes; `buf[start..]` is what is left.
+    buf: Vec<u8>,
+    /// How much of `buf` has been written already.
+    start: usize,
+    /// When the outbox last made progress while non-empty (for the stall deadline).
+    stalled_since: Option<Instant>,
+}
+
+impl Outbox {
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.start == self.buf.len()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+            if self.buf.capacity() > 64 * 1024 {
+                self.buf.shrink_to(4096);
+            }
+        }
+    }
+}
+
+/// A connected client: its socket, address and outbox.
+pub struct Conn {
+    /// Unique per server run; lets a logout ignore a connection that was already replaced.
+    pub id: u64,
+    /// The client's address as the server sees it (lockouts are keyed by its IP).
+    pub peer: SocketAddr,
+    /// The one descriptor of this connection, read by its thread and written by anyone.
+    stream: TcpStream,
+    /// Bytes that could not be written yet.
+    outbox: Mutex<Outbox>,
+    /// Set once the connection is being torn down; later sends are refused.
+    closed: AtomicBool,
+    /// Where to register for a flush when a write would block.
+    flusher: Sender<Arc<Conn>>,
+    /// Outbox size past which the connection is dropped.
+    outbox_limit: usize,
+}
+
+impl Conn {
+    /// Wraps an accepted stream.
+    pub fn new(id: u64, stream: TcpStream, peer: SocketAddr, flusher: &Flusher) -> Arc<Conn> {
+        Arc::new(Conn {
+            id,
+            peer,
+            stream,
+            outbox: Mutex::new(Outbox::default()),
+            closed: AtomicBool::new(false),
+            flusher: flusher.sender.clone(),
+            outbox_limit: DEFAULT_OUTBOX_LIMIT,
+        })
+    }
+
+    /// The socket, for this connection's own reader thread.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Queues one protocol line; false if the connection is closed (the line was not sent).
+    pub fn send(self: &Arc<Self>, line: &Line) -> bool {
+        self.send_bytes(line.to_wire().as_bytes())
+    }
+
+    /// Queues several lines with one write attempt.
+    pub fn send_all(self: &Arc<Self>, lines: &[Line]) -> bool {
+        let mut wire = String::new();
+        for l in lines {
+            wire.push_str(&l.to_wire());
+        }
+        self.send_bytes(wire.as_bytes())
+    }
+
+    /// Queues raw bytes (already formatted lines).
+    pub fn send_bytes(self: &Arc<Self>, bytes: &[u8]) -> bool {
+        if bytes.is_empty() {
+            return !self.is_closed();
+        }
+        let mut outbox = self.outbox.lock();
+        if self.is_closed() {
+            return false;
+        }
+        let mut rest = bytes;
+        if outbox.is_empty() {
+            match send_nonblocking(&self.stream, rest) {
+                Ok(n) if n == rest.len() => return true,
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    drop(outbox);
+                    log::debug!("conn {} ({}): write failed: {e}", self.id, self.peer);
+                    self.close();
+                    return false;
+                }
+            }
+        }
+        if outbox.pending().len() + rest.len() > self.outbox_limit {
+            drop(outbox);
+            log::warn!(
+                "conn {} ({}): outbox over {} bytes; dropping a client that does not read",
+                self.id,
+                self.peer,
+                self.outbox_limit
+            );
+            self.close();
+            return false;
+        }
+        let was_empty = outbox.is_empty();
+        outbox.buf.extend_from_slice(rest);
+        if was_empty {
+            outbox.stalled_since = Some(Instant::now());
+            drop(outbox);
+            // The flusher owns finishing this write; if it is gone the server is stopping.
+            let _ = self.flusher.send(Arc::clone(self));
+        }
+        true
+    }
+
+    /// Writes as much of the outbox as the socket takes now. Returns `Ok(true)` when the
+    /// outbox is empty.
+    fn flush_some(&self) -> io::Result<bool> {
+        let mut outbox = self.outbox.lock();
+        while !outbox.is_empty() {
+            match send_nonblocking(&self.stream, outbox.pending()) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    outbox.consume(n);
+                    outbox.stalled_since = Some(Instant::now());
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        outbox.stalled_since = None;
+        Ok(true)
+    }
+
+    /// Whether the outbox has been stuck for longer than `limit`.
+    fn stalled_longer_than(&self, limit: Duration) -> bool {
+        self.outbox
+            .lock()
+            .stalled_since
+            .is_some_and(|t| t.elapsed() > limit)
+    }
+
+    /// Waits (briefly) until everything queued has been handed to the kernel, so a final
+    /// line is not lost when the connection closes right after it.
+    pub fn wait_flushed(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.is_closed() && !self.outbox.lock().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Whether the connection is being torn down.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Shuts the socket down both ways: queued bytes already in the kernel still go out, the
+    /// connection's reader wakes with end-of-file, and later sends are refused.
+    pub fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            let _ = self.stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Sends a final line and closes.
+    pub fn close_with(self: &Arc<Self>, line: &Line) {
+        self.send(line);
+        self.close();
+    }
+}
+
+/// A send that never blocks, whatever mode the socket is in.
+fn send_nonblocking(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    loop {
+        match SockRef::from(stream).send_with_flags(bytes, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The shared thread that finishes writes which did not fit in a socket's buffer.
+pub struct Flusher {
+    /// Connections with bytes waiting are sent here.
+    sender: Sender<Arc<Conn>>,
+    /// Taken by the flusher thread when it starts.
+    receiver: Mutex<Option<Receiver<Arc<Conn>>>>,
+}
+
+impl Default for Flusher {
+    fn default() -> Self {
+        Flusher::new()
+    }
+}
+
+impl Flusher {
+    /// A flusher whose thread has not started yet.
+    pub fn new() -> Flusher {
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        Flusher {
+            sender,
+            receiver: Mutex::new(Some(receiver)),
+        }
+    }
+
+    /// Starts the flusher thread. It runs until `stop` is set and the queue is empty.
+    pub fn spawn(&self, stop: Arc<AtomicBool>) -> io::Result<std::thread::JoinHandle<()>> {
+        let receiver = self
+            .receiver
+            .lock()
+            .take()
+            .ok_or_else(|| io::Error::other("flusher already started"))?;
+        std::thread::Builder::new()
+            .name("lanchat-flusher".into())
+            .spawn(move || flush_loop(&receiver, &stop))
+    }
+}
+
+fn flush_loop(receiver: &Receiver<Arc<Conn>>, stop: &AtomicBool) {
+    let mut waiting: Vec<Arc<Conn>> = Vec::new();
+    loop {
+        if waiting.is_empty() {
+            if stop.load(Ordering::Acquire) {
+                return;
+            }
+            match receiver.recv_timeout(Duration::from_millis(200)) {
+                Ok(c) => waiting.push(c),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        waiting.extend(receiver.try_iter());
+        waiting.sort_by_key(|c| c.id);
+        waiting.dedup_by_key(|c| c.id);
+        wait_writable(&waiting, Duration::from_millis(50));
+        waiting.retain(|conn| {
+            if conn.is_closed() {
+                return false;
+            }
+            match conn.flush_some() {
+                Ok(true) => false,
+                Ok(false) if conn.stalled_longer_than(DEFAULT_STALL_LIMIT) => {
+                    log::warn!(
+                        "conn {} ({}): no write progress for {:?}; dropping it",
+                        conn.id,
+                        conn.peer,
+                        DEFAULT_STALL_LIMIT
+                    );
+                    conn.close();
+                    false
+                }
+                Ok(false) => true,
+                Err(e) => {
+                    log::debug!("conn {} ({}): flush failed: {e}", conn.id, conn.peer);
+                    conn.close();
+                    false
+                }
+            }
+        });
+        if stop.load(Ordering::Acquire) && waiting.iter().all(|c| c.is_closed()) {
+            return;
+        }
+    }
+}
+
+/// Waits until one of the sockets is writable, or the timeout passes.
+#[allow(unsafe_code)]
+fn wait_writable(conns: &[Arc<Conn>], timeout: Duration) {
+    use std::os::fd::AsRawFd;
+    let mut fds: Vec<libc::pollfd> = conns
+        .iter()
+        .map(|c| libc::pollfd {
+            fd: c.stream.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfd structs
+    // for the duration of the call, and every descriptor stays open because `conns` holds
+    // an `Arc` to each connection.
+    let rc = unsafe {
+        libc::poll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            timeout.as_millis() as libc::c_int,
+        )
+    };
+    if rc < 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

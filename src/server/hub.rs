@@ -1,0 +1,1383 @@
+//! The shared state of a running server behind one cheap-to-clone handle: who is online, the
+//! directory of users (last seen, intros, blacklists, statuses), chat sessions, groups and
+//! failed-login counts.
+//!
+//! Callers use methods only; the locks never leave this module and are never held across
+//! socket I/O: a method copies what it needs (connections to write to, lines to send) out of
+//! the lock, releases it, and then queues the lines, which never blocks (see `conn`).
+//! Durable changes go to the [`Store`], whose own lock is taken before the hub's when both are
+//! needed (the mailbox path), never after.
+//!
+//! Lock order: `store` (inside `Store`) -> `state` -> `lockouts`.
+
+use super::conn::Conn;
+use super::lockout::{AfterFailure, Lockouts};
+use crate::clock::{format_utc, Clock};
+use crate::config::{AuthMode, Config, DuplicateLogin, LockoutKey};
+use crate::credentials::Credentials;
+use crate::protocol::{
+    valid_username, Audience, GroupAction, Kind, Line, Status, DEFAULT_HISTORY_LINES,
+};
+use crate::store::{Directory, Event, HistoryEntry, Mail, MailKind, Store, StoreError, UserRecord};
+use parking_lot::Mutex;
+use rand::Rng;
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// A logged-in user.
+struct Online {
+    /// Where their lines go.
+    conn: Arc<Conn>,
+    /// Their chat session, if any (its number).
+    session: Option<u32>,
+}
+
+/// A two-person chat session (seed 000).
+#[derive(Clone, Debug)]
+struct ChatSession {
+    /// Who asked.
+    from: String,
+    /// Who was asked.
+    to: String,
+    /// False while waiting for `to` to accept.
+    started: bool,
+}
+
+/// Everything behind the main lock.
+#[derive(Default)]
+struct State {
+    /// Logged-in users by name.
+    online: HashMap<String, Online>,
+    /// What is known of every user who ever logged in (mirrors the store's journal).
+    users: HashMap<String, UserRecord>,
+    /// Chat sessions by number, requested or started.
+    sessions: HashMap<u32, ChatSession>,
+    /// Groups by name.
+    groups: std::collections::BTreeMap<String, crate::store::Group>,
+}
+
+impl State {
+    fn status_of(&self, name: &str) -> Status {
+        self.users
+            .get(name)
+            .and_then(|u| u.status.as_deref())
+            .and_then(Status::parse)
+            .unwrap_or(Status::Available)
+    }
+
+    /// Whether `owner` has blocked `other`.
+    fn blocks(&self, owner: &str, other: &str) -> bool {
+        self.users
+            .get(owner)
+            .is_some_and(|u| u.blocked.contains(other))
+    }
+
+    /// Whether `viewer` may see that `subject` is online.
+    fn visible_to(&self, subject: &str, viewer: &str) -> bool {
+        subject == viewer
+            || (self.status_of(subject) != Status::Invisible && !self.blocks(subject, viewer))
+    }
+
+    fn conn(&self, name: &str) -> Option<Arc<Conn>> {
+        self.online.get(name).map(|o| Arc::clone(&o.conn))
+    }
+}
+
+/// Key of the failed-login table: the username and, by policy, the client's IP.
+type LockKey = (String, Option<IpAddr>);
+
+/// Fixed parts of the hub.
+struct Shared {
+    /// Policies and limits.
+    config: Config,
+    /// Registered users.
+    credentials: Credentials,
+    /// "Now", injectable for tests.
+    clock: Arc<dyn Clock>,
+    /// What survives a restart.
+    store: Store,
+    /// Online users, directory, sessions, groups.
+    state: Mutex<State>,
+    /// Failed logins.
+    lockouts: Mutex<Lockouts<LockKey>>,
+}
+
+/// The handle every connection thread holds.
+#[derive(Clone)]
+pub struct Hub {
+    /// Shared by all clones.
+    shared: Arc<Shared>,
+}
+
+/// Why a username is refused before the password is asked.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NameCheck {
+    /// Go on (ask the password, or log in at once when `password_needed` is false).
+    Ok {
+        /// Whether the auth mode asks for a password.
+        password_needed: bool,
+    },
+    /// Refused; try another name. The line says why.
+    Retry(Line),
+    /// Refused; close the connection after this line (a lockout).
+    Close(Line),
+}
+
+/// The result of a password attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PasswordCheck {
+    /// Correct.
+    Ok,
+    /// Wrong; ask again after this line.
+    Retry(Line),
+    /// Wrong and now locked out; close after this line.
+    Close(Line),
+}
+
+/// Why a logout happened; decides what others are told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogoutReason {
+    /// The user asked.
+    Requested,
+    /// The connection dropped (EOF, reset, or dropped as a stuck reader).
+    Dropped,
+    /// The idle timeout.
+    Timeout,
+    /// The server is shutting down (nobody is told individually).
+    Shutdown,
+}
+
+impl LogoutReason {
+    fn event(self) -> &'static str {
+        match self {
+            LogoutReason::Requested | LogoutReason::Shutdown => "logout",
+            LogoutReason::Dropped => "dropped",
+            LogoutReason::Timeout => "timeout",
+        }
+    }
+}
+
+fn ok(code: &str, text: impl Into<String>) -> Line {
+    Line::ok(code, text)
+}
+
+fn err(code: &str, text: impl Into<String>) -> Line {
+    Line::err(code, text)
+}
+
+fn store_error(e: &StoreError) -> Line {
+    match e {
+        StoreError::MailboxFull { user, limit } => err(
+            "mailbox-full",
+            format!("{user}'s offline mailbox is full ({limit} messages); not delivered"),
+        ),
+        other => {
+            log::error!("store: {other}");
+            err(
+                "store-failed",
+                "the server could not save the message; it was not delivered",
+            )
+        }
+    }
+}
+
+impl Hub {
+    /// Builds the hub from the configuration, the users and the store's replayed directory.
+    pub fn new(
+        config: Config,
+        credentials: Credentials,
+        clock: Arc<dyn Clock>,
+        store: Store,
+        directory: Directory,
+    ) -> Hub {
+        let lockouts = Lockouts::new(config.max_login_attempts, config.block_time_secs);
+        Hub {
+            shared: Arc::new(Shared {
+                config,
+                credentials,
+                clock,
+                store,
+                state: Mutex::new(State {
+                    users: directory.users,
+                    groups: directory.groups,
+                    ..State::default()
+                }),
+                lockouts: Mutex::new(lockouts),
+            }),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    fn now(&self) -> u64 {
+        self.shared.clock.now()
+    }
+
+    fn record(&self, event: Event) {
+        if let Err(e) = self.shared.store.record(&event, false) {
+            log::error!("store: could not record {event:?}: {e}");
+        }
+    }
+
+    /// Whether `name` is a user others can address (registered, or known in open mode).
+    fn is_registered(&self, name: &str) -> bool {
+        match self.shared.config.auth {
+            AuthMode::Open => self.shared.state.lock().users.contains_key(name),
+            _ => self.shared.credentials.contains(name),
+        }
+    }
+
+    /// Every user that can receive mail.
+    fn registered_users(&self) -> Vec<String> {
+        match self.shared.config.auth {
+            AuthMode::Open => self.shared.state.lock().users.keys().cloned().collect(),
+            _ => self.shared.credentials.usernames(),
+        }
+    }
+
+    fn lock_key(&self, name: &str, ip: IpAddr) -> LockKey {
+        match self.shared.config.lockout_key {
+            LockoutKey::UserIp => (name.to_string(), Some(ip)),
+            LockoutKey::User => (name.to_string(), None),
+        }
+    }
+
+    fn blocked_line(secs: u64) -> Line {
+        Line::bye(
+            "blocked",
+            format!(
+                "Im sorry, you are currently blocked, and you need to wait for another {secs} seconds. Logging off."
+            ),
+        )
+    }
+
+    /// First step of a login: is this name acceptable from this IP?
+    pub fn check_name(&self, name: &str, ip: IpAddr) -> NameCheck {
+        if !valid_username(name) {
+            return NameCheck::Retry(err(
+                "bad-name",
+                "A username is 1-32 letters, digits, '_', '-' or '.'; please try again.",
+            ));
+        }
+        let mode = self.shared.config.auth;
+        if mode != AuthMode::Open && !self.shared.credentials.contains(name) {
+            return NameCheck::Retry(err("unknown-user", "Username incorrect, please check."));
+        }
+        let key = self.lock_key(name, ip);
+        if let Some(secs) = self.shared.lockouts.lock().blocked_for(&key, self.now()) {
+            return NameCheck::Close(Self::blocked_line(secs));
+        }
+        if self.shared.config.duplicate_login == DuplicateLogin::Reject
+            && self.shared.state.lock().online.contains_key(name)
+        {
+            return NameCheck::Retry(err(
+                "already-online",
+                format!("{name} is already logged in; only one login at a time."),
+            ));
+        }
+        NameCheck::Ok {
+            password_needed: mode == AuthMode::Password,
+        }
+    }
+
+    /// Second step: the password, with lockout bookkeeping.
+    pub fn check_password(&self, name: &str, password: &str, ip: IpAddr) -> PasswordCheck {
+        let key = self.lock_key(name, ip);
+        let now = self.now();
+        if let Some(secs) = self.shared.lockouts.lock().blocked_for(&key, now) {
+            return PasswordCheck::Close(Self::blocked_line(secs));
+        }
+        if self.shared.credentials.verify(name, password) {
+            self.shared.lockouts.lock().succeed(&key);
+            return PasswordCheck::Ok;
+        }
+        let outcome = {
+            let mut lockouts = self.shared.lockouts.lock();
+            lockouts.prune(now);
+            lockouts.fail(&key, now)
+        };
+        log::info!("failed login for {name} from {ip}");
+        match outcome {
+            AfterFailure::TriesLeft(n) => PasswordCheck::Retry(err(
+                "wrong-password",
+                format!(
+                    "Password incorrect, Please try again, if you fail {n} more time{} you will be blocked for a while",
+                    if n == 1 { "" } else { "s" }
+                ),
+            )),
+            AfterFailure::Blocked(secs) => {
+                if self.shared.config.lockout_key == LockoutKey::User {
+                    self.kick(name, "locked", "Your account was locked after repeated failed logins elsewhere.");
+                }
+                PasswordCheck::Close(Line::bye(
+                    "blocked",
+                    format!("Password incorrect. You are blocked for {secs} seconds. Logging off."),
+                ))
+            }
+        }
+    }
+
+    /// Logs out `name`'s current connection (if any) with a reason line.
+    fn kick(&self, name: &str, reason: &str, text: &str) {
+        let conn = self.shared.state.lock().conn(name);
+        if let Some(conn) = conn {
+            conn.close_with(&Line::bye(reason, text));
+        }
+    }
+
+    /// Last step: puts the user online. Returns the welcome lines (welcome, then offline
+    /// mail or "no messages"), or a line refusing the login (a lost duplicate race).
+    pub fn login(&self, name: &str, conn: &Arc<Conn>) -> Result<Vec<Line>, Line> {
+        let now = self.now();
+        let (replaced, notify) = {
+            let mut state = self.shared.state.lock();
+            let replaced = match state.online.get(name) {
+                Some(_) if self.shared.config.duplicate_login == DuplicateLogin::Reject => {
+                    return Err(err(
+                        "already-online",
+                        format!("{name} is already logged in; only one login at a time."),
+                    ));
+                }
+                Some(_) => state.online.remove(name).map(|o| o.conn),
+                None => None,
+            };
+            if replaced.is_some() {
+                end_session_locked(&mut state, name);
+            }
+            state.online.insert(
+                name.to_string(),
+                Online {
+                    conn: Arc::clone(conn),
+                    session: None,
+                },
+            );
+            state.users.entry(name.to_string()).or_default();
+            let notify = if replaced.is_none() && state.status_of(name) != Status::Invisible {
+                presence_targets(&state, name)
+            } else {
+                Vec::new()
+            };
+            (replaced, notify)
+        };
+        if let Some(old) = replaced {
+            old.close_with(&Line::bye(
+                "replaced",
+                "another client has logged into your account; logging you out.",
+            ));
+        }
+        if self.shared.config.auth == AuthMode::Open {
+            // Open mode learns users as they come, so they can get mail later.
+            self.record(Event::Seen {
+                user: name.to_string(),
+                at: now,
+            });
+        }
+        let presence = Line::new(
+            Kind::Presence,
+            &[name, "login"],
+            format!("*** {name} has joined the chat ***"),
+        );
+        send_to(&notify, &presence);
+
+        let mut lines = vec![Line::new(
+            Kind::Welcome,
+            &[name],
+            "Login successful, Welcome to lanchat! Type 'help' for the commands.",
+        )];
+        match self.shared.store.take_mail(name) {
+            Ok(mail) if mail.is_empty() => {
+                lines.push(Line::info("no-mail", "No messages received while offline."))
+            }
+            Ok(mail) => {
+                lines.push(Line::info(
+                    "mail",
+                    format!("Your offline messages ({}):", mail.len()),
+                ));
+                lines.extend(mail.iter().map(mail_line));
+            }
+            Err(e) => {
+                log::error!("store: could not read {name}'s mailbox: {e}");
+                lines.push(err(
+                    "store-failed",
+                    "your offline messages could not be read; they are kept for next time",
+                ));
+            }
+        }
+        if let Some(s) = self.status_of(name).filter(|s| *s != Status::Available) {
+            lines.push(Line::info(
+                "status",
+                format!("Your status is {s} (change it with 'status available')."),
+            ));
+        }
+        Ok(lines)
+    }
+
+    fn status_of(&self, name: &str) -> Option<Status> {
+        Some(self.shared.state.lock().status_of(name))
+    }
+
+    /// Takes `name` offline if `conn_id` is still its connection; ends its chat session and
+    /// tells the others.
+    pub fn logout(&self, name: &str, conn_id: u64, reason: LogoutReason) {
+        let now = self.now();
+        let (notify, partner) = {
+            let mut state = self.shared.state.lock();
+            if state.online.get(name).map(|o| o.conn.id) != Some(conn_id) {
+                return;
+            }
+            let partner = end_session_locked(&mut state, name);
+            state.online.remove(name);
+            state.users.entry(name.to_string()).or_default().last_seen = Some(now);
+            let notify =
+                if reason != LogoutReason::Shutdown && state.status_of(name) != Status::Invisible {
+                    presence_targets(&state, name)
+                } else {
+                    Vec::new()
+                };
+            (notify, partner)
+        };
+        self.record(Event::Seen {
+            user: name.to_string(),
+            at: now,
+        });
+        if let Some((id, conn)) = partner {
+            conn.send(&Line::new(
+                Kind::Session,
+                &["ended", &id.to_string(), name],
+                format!("Chat ended: {name} has left."),
+            ));
+        }
+        let text = match reason {
+            LogoutReason::Timeout => format!("*** {name} has left the chat (timed out) ***"),
+            LogoutReason::Dropped => format!("*** {name} has left the chat (connection lost) ***"),
+            _ => format!("*** {name} has left the chat ***"),
+        };
+        send_to(
+            &notify,
+            &Line::new(Kind::Presence, &[name, reason.event()], text),
+        );
+    }
+
+    /// `whoelse`: the other online users visible to `me`, with status and intro.
+    pub fn whoelse(&self, me: &str) -> Vec<Line> {
+        let state = self.shared.state.lock();
+        let mut names: Vec<&String> = state
+            .online
+            .keys()
+            .filter(|n| n.as_str() != me && state.visible_to(n, me))
+            .collect();
+        names.sort();
+        let mut lines = vec![Line::new(
+            Kind::List,
+            &["whoelse", &names.len().to_string()],
+            if names.is_empty() {
+                "The currently online users are: (Not found)"
+            } else {
+                "The currently online users are:"
+            },
+        )];
+        for n in names {
+            lines.push(user_line(&state, n, None));
+        }
+        lines
+    }
+
+    /// `wholast N`: users online now or who logged out in the last `minutes`.
+    pub fn wholast(&self, me: &str, minutes: u32) -> Vec<Line> {
+        let since = self.now().saturating_sub(u64::from(minutes) * 60);
+        let state = self.shared.state.lock();
+        let mut entries: Vec<(&String, Option<u64>)> = Vec::new();
+        for (name, record) in &state.users {
+            if name == me || state.blocks(name, me) {
+                continue;
+            }
+            let visibly_online =
+                state.online.contains_key(name) && state.status_of(name) != Status::Invisible;
+            if visibly_online {
+                entries.push((name, None));
+            } else if let Some(t) = record.last_seen.filter(|t| *t >= since) {
+                entries.push((name, Some(t)));
+            }
+        }
+        entries.sort();
+        let mut lines = vec![Line::new(
+            Kind::List,
+            &["wholast", &entries.len().to_string()],
+            format!(
+                "The users that are online in the last {minutes} minutes are:{}",
+                if entries.is_empty() {
+                    " (Not found)"
+                } else {
+                    ""
+                }
+            ),
+        )];
+        for (name, seen) in entries {
+            lines.push(user_line(&state, name, seen));
+        }
+        lines
+    }
+
+    /// `message USER TEXT`: relayed now, or stored for later if USER is offline.
+    pub fn message(&self, me: &str, to: &str, text: &str) -> Vec<Line> {
+        if !self.is_registered(to) {
+            return vec![err(
+                "unknown-user",
+                format!("(Input includes a typo on receiver names: {to}, not delivered)"),
+            )];
+        }
+        let (blocked, status) = {
+            let state = self.shared.state.lock();
+            (state.blocks(to, me), state.status_of(to))
+        };
+        if blocked {
+            return vec![err(
+                "blocked",
+                format!("{to} has blocked you; your message was not delivered."),
+            )];
+        }
+        let now = self.now();
+        let live = Line::new(Kind::Msg, &[me], text);
+        let mail = Mail {
+            from: me.to_string(),
+            sent_at: now,
+            kind: MailKind::Private,
+            text: text.to_string(),
+        };
+        let mut lines = match self.deliver_or_store(to, &live, &mail) {
+            Ok(true) if status == Status::Invisible && to != me => vec![offline_ack(to)],
+            Ok(true) => vec![ok("sent", format!("Your message was sent to {to}."))],
+            Ok(false) => vec![offline_ack(to)],
+            Err(e) => return vec![store_error(&e)],
+        };
+        if status == Status::Busy && to != me {
+            lines.push(Line::info(
+                "busy",
+                format!("{to} is busy and may answer later."),
+            ));
+        }
+        self.append_history(me, to, None, text, now);
+        lines
+    }
+
+    /// Delivers `live` to `to` if online; otherwise stores `mail` (durably, before returning).
+    /// Ok(true) = delivered now, Ok(false) = stored.
+    fn deliver_or_store(&self, to: &str, live: &Line, mail: &Mail) -> Result<bool, StoreError> {
+        let try_live = || {
+            let conn = self.shared.state.lock().conn(to);
+            conn.is_some_and(|c| c.send(live))
+        };
+        if try_live() {
+            return Ok(true);
+        }
+        self.shared
+            .store
+            .deliver_or_store(to, mail, try_live)
+            .map(|stored| !stored)
+    }
+
+    fn append_history(&self, a: &str, b: &str, session: Option<u32>, text: &str, at: u64) {
+        let entry = HistoryEntry {
+            at,
+            session,
+            sender: a.to_string(),
+            text: text.to_string(),
+        };
+        if let Err(e) = self.shared.store.append_history(a, b, &entry) {
+            log::error!("store: history {a}/{b}: {e}");
+        }
+    }
+
+    /// The three broadcasts.
+    pub fn broadcast(&self, me: &str, audience: &Audience, text: &str) -> Vec<Line> {
+        let live = Line::new(Kind::Bcast, &[me], text);
+        let echo = self.shared.config.broadcast_echo;
+        match audience {
+            Audience::Online => {
+                let (targets, skipped) = {
+                    let state = self.shared.state.lock();
+                    let mut skipped = 0;
+                    let targets: Vec<Arc<Conn>> = state
+                        .online
+                        .iter()
+                        .filter(|(n, _)| n.as_str() != me || echo)
+                        .filter(|(n, _)| {
+                            let blocked = state.blocks(n, me);
+                            skipped += usize::from(blocked);
+                            !blocked
+                        })
+                        .map(|(_, o)| Arc::clone(&o.conn))
+                        .collect();
+                    (targets, skipped)
+                };
+                let delivered =
+                    targets.iter().filter(|c| c.send(&live)).count() - usize::from(echo);
+                let mut text = format!(
+                    "Your broadcast was sent to {delivered} online user{}.",
+                    if delivered == 1 { "" } else { "s" }
+                );
+                if skipped > 0 {
+                    text.push_str(&format!(
+                        " {skipped} user{} did not receive it because they blocked you.",
+                        if skipped == 1 { "" } else { "s" }
+                    ));
+                }
+                vec![ok("broadcast", text)]
+            }
+            Audience::Everyone => {
+                let names = self.registered_users();
+                let now = self.now();
+                let mail = Mail {
+                    from: me.to_string(),
+                    sent_at: now,
+                    kind: MailKind::Broadcast,
+                    text: text.to_string(),
+                };
+                let (mut live_n, mut stored_n, mut failed) = (0, 0, Vec::new());
+                for to in names.iter().filter(|n| n.as_str() != me) {
+                    if self.shared.state.lock().blocks(to, me) {
+                        continue;
+                    }
+                    match self.deliver_or_store(to, &live, &mail) {
+                        Ok(true) => live_n += 1,
+                        Ok(false) => stored_n += 1,
+                        Err(e) => failed.push(store_error(&e)),
+                    }
+                }
+                if echo {
+                    self.shared.state.lock().conn(me).map(|c| c.send(&live));
+                }
+                let mut lines = vec![ok(
+                    "broadcast",
+                    format!(
+                        "Your broadcast was sent to {live_n} online user(s) and will be delivered to {stored_n} offline user(s) when they log in."
+                    ),
+                )];
+                lines.extend(failed);
+                lines
+            }
+            Audience::Users(users) => {
+                let now = self.now();
+                let mail = Mail {
+                    from: me.to_string(),
+                    sent_at: now,
+                    kind: MailKind::Broadcast,
+                    text: text.to_string(),
+                };
+                let mut lines = Vec::new();
+                let mut seen = BTreeSet::new();
+                for to in users {
+                    if !seen.insert(to.as_str()) {
+                        continue;
+                    }
+                    if !valid_username(to) || !self.is_registered(to) {
+                        lines.push(err(
+                            "unknown-user",
+                            format!(
+                                "(Input includes a typo on receiver names: {}, not delivered)",
+                                crate::protocol::sanitize_text(to)
+                            ),
+                        ));
+                        continue;
+                    }
+                    if self.shared.state.lock().blocks(to, me) {
+                        lines.push(err(
+                            "blocked",
+                            format!("{to} has blocked you; not delivered to {to}."),
+                        ));
+                        continue;
+                    }
+                    match self.deliver_or_store(to, &live, &mail) {
+                        Ok(true) => lines.push(ok("sent", format!("Delivered to {to}."))),
+                        Ok(false) => lines.push(offline_ack(to)),
+                        Err(e) => lines.push(store_error(&e)),
+                    }
+                }
+                lines
+            }
+        }
+    }
+
+    /// Sets (or, with an empty text, clears) `me`'s intro.
+    pub fn set_intro(&self, me: &str, text: &str) -> Line {
+        {
+            let mut state = self.shared.state.lock();
+            let user = state.users.entry(me.to_string()).or_default();
+            user.intro = (!text.is_empty()).then(|| text.to_string());
+        }
+        self.record(Event::Intro {
+            user: me.to_string(),
+            text: text.to_string(),
+        });
+        if text.is_empty() {
+            ok("intro", "Your personal introduction was cleared.")
+        } else {
+            ok("intro", "Your personal introduction was saved.")
+        }
+    }
+
+    /// `history USER [N]`: the last lines of `me`'s conversation with `with`.
+    pub fn history(&self, me: &str, with: &str, count: usize) -> Vec<Line> {
+        if !self.is_registered(with) {
+            return vec![err("unknown-user", format!("No such user: {with}"))];
+        }
+        let count = if count == 0 {
+            DEFAULT_HISTORY_LINES
+        } else {
+            count
+        };
+        match self.shared.store.history_tail(me, with, count) {
+            Ok(entries) if entries.is_empty() => {
+                vec![Line::info(
+                    "no-history",
+                    format!("No history with {with} yet."),
+                )]
+            }
+            Ok(entries) => {
+                let mut lines = vec![Line::new(
+                    Kind::List,
+                    &["history", &entries.len().to_string()],
+                    format!("Your last {} lines with {with}:", entries.len()),
+                )];
+                lines.extend(entries.iter().map(|e| {
+                    Line::new(
+                        Kind::Hist,
+                        &[
+                            &format_utc(e.at),
+                            &e.session.map(|s| s.to_string()).unwrap_or_default(),
+                            &e.sender,
+                        ],
+                        e.text.clone(),
+                    )
+                }));
+                lines
+            }
+            Err(e) => {
+                log::error!("store: history {me}/{with}: {e}");
+                vec![err("store-failed", "the history could not be read")]
+            }
+        }
+    }
+
+    /// `chat USER`: asks USER for a session.
+    pub fn chat_request(&self, me: &str, with: &str) -> Vec<Line> {
+        if with == me {
+            return vec![err("self", "You cannot chat with yourself.")];
+        }
+        if !self.is_registered(with) {
+            return vec![err("unknown-user", format!("No such user: {with}"))];
+        }
+        let unreachable = || {
+            vec![err(
+                "unreachable",
+                format!("Correspondent unreachable: {with} is offline, busy in another session or not accepting chats."),
+            )]
+        };
+        let (id, target) = {
+            let mut state = self.shared.state.lock();
+            let my_session = state.online.get(me).and_then(|o| o.session);
+            if let Some(id) = my_session {
+                return vec![err(
+                    "in-session",
+                    format!("You are already in chat session {id}; end it first."),
+                )];
+            }
+            let Some(target) = state.online.get(with) else {
+                return unreachable();
+            };
+            if target.session.is_some()
+                || state.blocks(with, me)
+                || state.status_of(with) == Status::Invisible
+                || state
+                    .sessions
+                    .values()
+                    .any(|s| !s.started && ((s.from == me && s.to == with) || s.from == with))
+            {
+                return unreachable();
+            }
+            let target = Arc::clone(&target.conn);
+            let id = new_session_id(&state);
+            state.sessions.insert(
+                id,
+                ChatSession {
+                    from: me.to_string(),
+                    to: with.to_string(),
+                    started: false,
+                },
+            );
+            (id, target)
+        };
+        target.send(&Line::new(
+            Kind::Session,
+            &["request", &id.to_string(), me],
+            format!("{me} wants to chat with you (session {id}). Type 'accept' or 'decline'."),
+        ));
+        vec![ok(
+            "chat-requested",
+            format!("Asked {with} to chat (session {id}); waiting for an answer."),
+        )]
+    }
+
+    /// `accept` / `decline` of a pending chat request to `me` (from `from`, or the latest).
+    pub fn answer_chat(&self, me: &str, from: Option<&str>, accept: bool) -> Vec<Line> {
+        let (id, requester, conn) = {
+            let mut state = self.shared.state.lock();
+            let pending = state
+                .sessions
+                .iter()
+                .filter(|(_, s)| !s.started && s.to == me && from.is_none_or(|f| s.from == f))
+                .map(|(id, s)| (*id, s.from.clone()))
+                .max();
+            let Some((id, requester)) = pending else {
+                return vec![err(
+                    "nothing-pending",
+                    "There is no request waiting for an answer.",
+                )];
+            };
+            let requester_online = state
+                .online
+                .get(&requester)
+                .map(|o| (o.session, Arc::clone(&o.conn)));
+            let my_session = state.online.get(me).and_then(|o| o.session);
+            match requester_online {
+                Some((None, conn)) if !accept || my_session.is_none() => {
+                    if accept {
+                        if let Some(s) = state.sessions.get_mut(&id) {
+                            s.started = true;
+                        }
+                        for n in [me, requester.as_str()] {
+                            if let Some(o) = state.online.get_mut(n) {
+                                o.session = Some(id);
+                            }
+                        }
+                    } else {
+                        state.sessions.remove(&id);
+                    }
+                    (id, requester, conn)
+                }
+                _ => {
+                    state.sessions.remove(&id);
+                    return vec![err(
+                        "unreachable",
+                        format!("{requester} is no longer available for session {id}."),
+                    )];
+                }
+            }
+        };
+        let id_s = id.to_string();
+        if accept {
+            conn.send(&Line::new(
+                Kind::Session,
+                &["started", &id_s, me],
+                format!("Chat started with {me} (session {id}). Lines you type now go to {me}; 'end' to stop."),
+            ));
+            vec![Line::new(
+                Kind::Session,
+                &["started", &id_s, &requester],
+                format!("Chat started with {requester} (session {id}). Lines you type now go to {requester}; 'end' to stop."),
+            )]
+        } else {
+            conn.send(&Line::new(
+                Kind::Session,
+                &["declined", &id_s, me],
+                format!("{me} declined your chat request."),
+            ));
+            vec![ok(
+                "declined",
+                format!("You declined {requester}'s chat request."),
+            )]
+        }
+    }
+
+    /// `end [N]`: ends `me`'s session (or withdraws a pending request).
+    pub fn end_session(&self, me: &str, id: Option<u32>) -> Vec<Line> {
+        let ended = {
+            let mut state = self.shared.state.lock();
+            let current = state.online.get(me).and_then(|o| o.session);
+            let target = match (id, current) {
+                (Some(n), _) => Some(n),
+                (None, Some(n)) => Some(n),
+                (None, None) => state
+                    .sessions
+                    .iter()
+                    .find(|(_, s)| !s.started && s.from == me)
+                    .map(|(id, _)| *id),
+            };
+            let Some(n) = target else {
+                return vec![err("no-session", "You are not in a chat session.")];
+            };
+            match state.sessions.get(&n) {
+                Some(s) if s.from == me || s.to == me => {}
+                _ => {
+                    return vec![err(
+                        "no-session",
+                        format!("You are not part of chat session {n}."),
+                    )]
+                }
+            }
+            let s = state.sessions.remove(&n).expect("checked above");
+            let other = if s.from == me { s.to } else { s.from };
+            for who in [me, other.as_str()] {
+                if let Some(o) = state.online.get_mut(who).filter(|o| o.session == Some(n)) {
+                    o.session = None;
+                }
+            }
+            (n, other.clone(), state.conn(&other))
+        };
+        let (n, other, conn) = ended;
+        let n_s = n.to_string();
+        if let Some(conn) = conn {
+            conn.send(&Line::new(
+                Kind::Session,
+                &["ended", &n_s, me],
+                format!("Chat ended: {me} ended session {n}."),
+            ));
+        }
+        vec![Line::new(
+            Kind::Session,
+            &["ended", &n_s, &other],
+            format!("Chat ended (session {n} with {other})."),
+        )]
+    }
+
+    /// `snum`: the current session number.
+    pub fn session_number(&self, me: &str) -> Line {
+        let state = self.shared.state.lock();
+        match state.online.get(me).and_then(|o| o.session) {
+            Some(n) => {
+                let s = &state.sessions[&n];
+                let other = if s.from == me { &s.to } else { &s.from };
+                Line::ok(
+                    "snum",
+                    format!("Current chat session ID: {n} (with {other})"),
+                )
+            }
+            None => Line::info("no-session", "You are not in a chat session."),
+        }
+    }
+
+    /// Whether someone is waiting for `me` to accept or decline.
+    pub fn has_pending(&self, me: &str) -> bool {
+        let state = self.shared.state.lock();
+        state.sessions.values().any(|s| !s.started && s.to == me)
+    }
+
+    /// Whether `me` is in a started chat session.
+    pub fn in_session(&self, me: &str) -> bool {
+        let state = self.shared.state.lock();
+        state.online.get(me).is_some_and(|o| o.session.is_some())
+    }
+
+    /// A line typed inside a chat session: relayed to the partner and logged.
+    pub fn talk(&self, me: &str, text: &str) -> Vec<Line> {
+        let found = {
+            let state = self.shared.state.lock();
+            state.online.get(me).and_then(|o| o.session).and_then(|n| {
+                let s = state.sessions.get(&n)?;
+                let other = if s.from == me { &s.to } else { &s.from };
+                Some((n, other.clone(), state.conn(other)))
+            })
+        };
+        let Some((n, other, conn)) = found else {
+            return vec![err("no-session", "You are not in a chat session.")];
+        };
+        let line = Line::new(Kind::Talk, &[&n.to_string(), me], text);
+        if !conn.is_some_and(|c| c.send(&line)) {
+            return vec![err(
+                "unreachable",
+                format!("{other} is no longer connected."),
+            )];
+        }
+        self.append_history(me, &other, Some(n), text, self.now());
+        Vec::new()
+    }
+
+    /// `block USER`
+    pub fn block(&self, me: &str, target: &str) -> Line {
+        if target == me {
+            return err("self", "You cannot block yourself.");
+        }
+        if !self.is_registered(target) {
+            return err("unknown-user", format!("No such user: {target}"));
+        }
+        let inserted = {
+            let mut state = self.shared.state.lock();
+            let user = state.users.entry(me.to_string()).or_default();
+            user.blocked.insert(target.to_string())
+        };
+        if !inserted {
+            return err("already-blocked", format!("{target} is already blocked."));
+        }
+        self.record(Event::Block {
+            user: me.to_string(),
+            target: target.to_string(),
+        });
+        ok(
+            "blocked",
+            format!("{target} is blocked: they can no longer message you or see you online."),
+        )
+    }
+
+    /// `unblock USER`
+    pub fn unblock(&self, me: &str, target: &str) -> Line {
+        if target == me {
+            return err("self", "You cannot unblock yourself.");
+        }
+        if !self.is_registered(target) {
+            return err("unknown-user", format!("No such user: {target}"));
+        }
+        let removed = {
+            let mut state = self.shared.state.lock();
+            state
+                .users
+                .get_mut(me)
+                .is_some_and(|u| u.blocked.remove(target))
+        };
+        if !removed {
+            return err("not-blocked", format!("{target} is not blocked."));
+        }
+        self.record(Event::Unblock {
+            user: me.to_string(),
+            target: target.to_string(),
+        });
+        ok("unblocked", format!("{target} is unblocked."))
+    }
+
+    /// `blocked`: `me`'s blacklist.
+    pub fn blocked(&self, me: &str) -> Vec<Line> {
+        let state = self.shared.state.lock();
+        let list: Vec<String> = state
+            .users
+            .get(me)
+            .map(|u| u.blocked.iter().cloned().collect())
+            .unwrap_or_default();
+        let mut lines = vec![Line::new(
+            Kind::List,
+            &["blocked", &list.len().to_string()],
+            if list.is_empty() {
+                "You have blocked nobody."
+            } else {
+                "You have blocked:"
+            },
+        )];
+        lines.extend(
+            list.iter()
+                .map(|n| Line::new(Kind::Entry, &["blocked"], n.clone())),
+        );
+        lines
+    }
+
+    /// `status [S]`: shows or changes `me`'s status, telling others what they may see.
+    pub fn status(&self, me: &str, new: Option<Status>) -> Line {
+        let Some(new) = new else {
+            let s = self.shared.state.lock().status_of(me);
+            return ok("status", format!("Your status is {s}."));
+        };
+        let (old, targets) = {
+            let mut state = self.shared.state.lock();
+            let old = state.status_of(me);
+            state.users.entry(me.to_string()).or_default().status = Some(new.as_str().to_string());
+            (old, presence_targets(&state, me))
+        };
+        self.record(Event::Status {
+            user: me.to_string(),
+            status: new.as_str().to_string(),
+        });
+        if old != new {
+            let line = match (old, new) {
+                (_, Status::Invisible) => Line::new(
+                    Kind::Presence,
+                    &[me, "logout"],
+                    format!("*** {me} has left the chat ***"),
+                ),
+                (Status::Invisible, _) => Line::new(
+                    Kind::Presence,
+                    &[me, "login"],
+                    format!("*** {me} has joined the chat ***"),
+                ),
+                (_, s) => Line::new(
+                    Kind::Presence,
+                    &[me, s.as_str()],
+                    format!("{me} is now {s}."),
+                ),
+            };
+            send_to(&targets, &line);
+        }
+        ok("status", format!("Your status is now {new}."))
+    }
+
+    /// `group ...`
+    pub fn group(&self, me: &str, action: &GroupAction) -> Vec<Line> {
+        match action {
+            GroupAction::Create(name) => {
+                {
+                    let mut state = self.shared.state.lock();
+                    if state.groups.contains_key(name) {
+                        return vec![err(
+                            "group-exists",
+                            format!("Group {name} already exists; 'group join {name}' to join it."),
+                        )];
+                    }
+                    let mut group = crate::store::Group {
+                        owner: me.to_string(),
+                        ..Default::default()
+                    };
+                    group.members.insert(me.to_string());
+                    state.groups.insert(name.clone(), group);
+                }
+                self.record(Event::GroupCreate {
+                    group: name.clone(),
+                    owner: me.to_string(),
+                });
+                self.record(Event::GroupJoin {
+                    group: name.clone(),
+                    user: me.to_string(),
+                });
+                vec![ok(
+                    "group-created",
+                    format!("Group {name} created; you are its first member."),
+                )]
+            }
+            GroupAction::Join(name) => {
+                let joined = {
+                    let mut state = self.shared.state.lock();
+                    match state.groups.get_mut(name) {
+                        None => return vec![no_group(name)],
+                        Some(g) => g.members.insert(me.to_string()),
+                    }
+                };
+                if !joined {
+                    return vec![err(
+                        "already-member",
+                        format!("You are already in group {name}."),
+                    )];
+                }
+                self.record(Event::GroupJoin {
+                    group: name.clone(),
+                    user: me.to_string(),
+                });
+                vec![ok("group-joined", format!("You joined group {name}."))]
+            }
+            GroupAction::Leave(name) => {
+                let left = {
+                    let mut state = self.shared.state.lock();
+                    let Some(g) = state.groups.get_mut(name) else {
+                        return vec![no_group(name)];
+                    };
+                    let left = g.members.remove(me);
+                    if g.members.is_empty() {
+                        state.groups.remove(name);
+                    }
+                    left
+                };
+                if !left {
+                    return vec![err("not-member", format!("You are not in group {name}."))];
+                }
+                self.record(Event::GroupLeave {
+                    group: name.clone(),
+                    user: me.to_string(),
+                });
+                vec![ok("group-left", format!("You left group {name}."))]
+            }
+            GroupAction::List => {
+                let state = self.shared.state.lock();
+                let mut lines = vec![Line::new(
+                    Kind::List,
+                    &["groups", &state.groups.len().to_string()],
+                    if state.groups.is_empty() {
+                        "There are no groups yet; 'group create NAME' makes one."
+                    } else {
+                        "Groups (members, * = you are in it):"
+                    },
+                )];
+                lines.extend(state.groups.iter().map(|(name, g)| {
+                    let mark = if g.members.contains(me) { " *" } else { "" };
+                    Line::new(
+                        Kind::Entry,
+                        &["groups"],
+                        format!("{name} ({} members){mark}", g.members.len()),
+                    )
+                }));
+                lines
+            }
+            GroupAction::Members(name) => {
+                let state = self.shared.state.lock();
+                let Some(g) = state.groups.get(name) else {
+                    return vec![no_group(name)];
+                };
+                let mut lines = vec![Line::new(
+                    Kind::List,
+                    &["members", &g.members.len().to_string()],
+                    format!("Members of {name}:"),
+                )];
+                lines.extend(g.members.iter().map(|m| {
+                    let online = state.online.contains_key(m) && state.visible_to(m, me);
+                    Line::new(
+                        Kind::Entry,
+                        &["members"],
+                        format!("{m}{}", if online { " (online)" } else { "" }),
+                    )
+                }));
+                lines
+            }
+            GroupAction::Send(name, text) => {
+                let members: Vec<String> = {
+                    let state = self.shared.state.lock();
+                    let Some(g) = state.groups.get(name) else {
+                        return vec![no_group(name)];
+                    };
+                    if !g.members.contains(me) {
+                        return vec![err(
+                            "not-member",
+                            format!("Join group {name} before sending to it."),
+                        )];
+                    }
+                    g.members
+                        .iter()
+                        .filter(|m| m.as_str() != me && !state.blocks(m, me))
+                        .cloned()
+                        .collect()
+                };
+                let live = Line::new(Kind::Group, &[name, me], text.clone());
+                let mail = Mail {
+                    from: me.to_string(),
+                    sent_at: self.now(),
+                    kind: MailKind::Group(name.clone()),
+                    text: text.clone(),
+                };
+                let (mut live_n, mut stored_n, mut lines) = (0, 0, Vec::new());
+                for m in &members {
+                    match self.deliver_or_store(m, &live, &mail) {
+                        Ok(true) => live_n += 1,
+                        Ok(false) => stored_n += 1,
+                        Err(e) => lines.push(store_error(&e)),
+                    }
+                }
+                lines.insert(
+                    0,
+                    ok(
+                        "group-sent",
+                        format!("Sent to group {name}: {live_n} online, {stored_n} will get it at their next login."),
+                    ),
+                );
+                lines
+            }
+        }
+    }
+
+    /// Every connection, for a shutdown notice.
+    pub fn online_count(&self) -> usize {
+        self.shared.state.lock().online.len()
+    }
+}
+
+fn no_group(name: &str) -> Line {
+    err(
+        "no-such-group",
+        format!("There is no group {name}; 'group list' shows them."),
+    )
+}
+
+fn offline_ack(to: &str) -> Line {
+    ok(
+        "queued",
+        format!("(Receiver {to} is currently offline, message will be delivered when they log in next time)"),
+    )
+}
+
+fn mail_line(m: &Mail) -> Line {
+    let kind = match &m.kind {
+        MailKind::Private => "private".to_string(),
+        MailKind::Broadcast => "broadcast".to_string(),
+        MailKind::Group(g) => format!("group:{g}"),
+    };
+    Line::new(
+        Kind::Mail,
+        &[&m.from, &format_utc(m.sent_at), &kind],
+        m.text.clone(),
+    )
+}
+
+/// `USER <name> <status> <last-seen|-> <intro>`
+fn user_line(state: &State, name: &str, last_seen: Option<u64>) -> Line {
+    let status = if last_seen.is_some() {
+        "offline".to_string()
+    } else {
+        state.status_of(name).as_str().to_string()
+    };
+    let intro = state
+        .users
+        .get(name)
+        .and_then(|u| u.intro.clone())
+        .unwrap_or_default();
+    Line::new(
+        Kind::User,
+        &[
+            name,
+            &status,
+            &last_seen.map(format_utc).unwrap_or_default(),
+        ],
+        intro,
+    )
+}
+
+/// The online users who may see `subject`'s presence changes.
+fn presence_targets(state: &State, subject: &str) -> Vec<Arc<Conn>> {
+    state
+        .online
+        .iter()
+        .filter(|(n, _)| n.as_str() != subject && !state.blocks(subject, n))
+        .map(|(_, o)| Arc::clone(&o.conn))
+        .collect()
+}
+
+fn send_to(conns: &[Arc<Conn>], line: &Line) {
+    let wire = line.to_wire();
+    for c in conns {
+        c.send_bytes(wire.as_bytes());
+    }
+}
+
+/// Removes `name`'s started session and pending requests; returns the partner to tell.
+fn end_session_locked(state: &mut State, name: &str) -> Option<(u32, Arc<Conn>)> {
+    let ids: Vec<u32> = state
+        .sessions
+        .iter()
+        .filter(|(_, s)| s.from == name || s.to == name)
+        .map(|(id, _)| *id)
+        .collect();
+    let mut partner = None;
+    for id in ids {
+        let s = state.sessions.remove(&id).expect("listed above");
+        let other = if s.from == name { s.to } else { s.from };
+        if let Some(o) = state.online.get_mut(&other) {
+            if o.session == Some(id) {
+                o.session = None;
+            }
+            partner = Some((id, Arc::clone(&o.conn)));
+        }
+    }
+    if let Some(o) = state.online.get_mut(name) {
+        o.session = None;
+    }
+    partner
+}
+
+/// A random session number in 1000..=9999 not in use (seed 000's range), or a higher one
+/// when that range is crowded.
+fn new_session_id(state: &State) -> u32 {
+    let mut rng = rand::rng();
+    for _ in 0..64 {
+        let id = rng.random_range(1000..=9999);
+        if !state.sessions.contains_key(&id) {
+            return id;
+        }
+    }
+    (10_000..)
+        .find(|id| !state.sessions.contains_key(id))
+        .unwrap_or(0)
+}

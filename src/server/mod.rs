@@ -1,0 +1,286 @@
+//! The server: a listener thread that accepts connections and spawns one OS thread per
+//! connection (small explicit stack, TCP_NODELAY, keepalive), plus one shared flusher
+//! thread for outboxes that could not be written at once.
+//!
+//! [`Server::bind`] opens the store and the socket; [`Server::run`] accepts until
+//! [`ShutdownHandle::shutdown`] is called, then tells every client the server is going
+//! down, closes their sockets, waits for their threads and returns.
+
+mod conn;
+pub mod hub;
+pub mod lockout;
+mod reader;
+mod session;
+
+pub use session::HELP;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::credentials::Credentials;
+use crate::protocol::Line;
+use crate::store::{Store, StoreError};
+use conn::{Conn, Flusher};
+use hub::Hub;
+use parking_lot::{Condvar, Mutex};
+use socket2::{SockRef, TcpKeepalive};
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Stack of each connection thread: enough for the session code, small enough that ten
+/// thousand users cost little memory.
+const CONNECTION_STACK_BYTES: usize = 256 * 1024;
+/// The protocol version announced in HELLO.
+pub const PROTOCOL_VERSION: &str = "lanchat/1";
+/// How long shutdown waits for connection threads to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Why the server could not start or run.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The credentials file could not be read or parsed.
+    Credentials(String),
+    /// The data directory is unusable.
+    Store(StoreError),
+    /// The listening socket could not be opened.
+    Bind(SocketAddr, io::Error),
+    /// A thread could not be started.
+    Spawn(io::Error),
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Credentials(e) => write!(f, "credentials: {e}"),
+            ServerError::Store(e) => write!(f, "data directory: {e}"),
+            ServerError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            ServerError::Spawn(e) => write!(f, "cannot start a thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// State shared by the listener, the connection threads and shutdown handles.
+struct Shared {
+    /// Set once shutdown begins.
+    shutting_down: AtomicBool,
+    /// Every open connection (logged in or not), for the shutdown notice and `max_clients`.
+    conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// Signalled when a connection thread ends (shutdown waits on it).
+    conn_ended: Condvar,
+    /// Where the listener is, so shutdown can wake a blocked `accept`.
+    local_addr: SocketAddr,
+    /// Tells the flusher thread to stop.
+    flusher_stop: Arc<AtomicBool>,
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    /// The listening socket.
+    listener: TcpListener,
+    /// Shared chat state.
+    hub: Hub,
+    /// Finishes writes that did not fit.
+    flusher: Flusher,
+    /// Shared with connection threads and handles.
+    shared: Arc<Shared>,
+    /// Source of connection ids.
+    next_id: AtomicU64,
+}
+
+/// Stops a running server from another thread (or a signal handler).
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    /// The server's shared state.
+    shared: Arc<Shared>,
+}
+
+impl ShutdownHandle {
+    /// Begins shutdown: `run` stops accepting, tells every client and returns.
+    pub fn shutdown(&self) {
+        if self.shared.shutting_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Wake the blocked accept() by connecting to ourselves.
+        let _ =
+            TcpStream::connect_timeout(&wake_addr(self.shared.local_addr), Duration::from_secs(1));
+    }
+
+    /// Open connections right now (logged in or not).
+    pub fn connections(&self) -> usize {
+        self.shared.conns.lock().len()
+    }
+}
+
+/// The address to connect to in order to reach a listener bound to `addr`.
+fn wake_addr(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+impl Server {
+    /// Loads the credentials named in `config`, opens the store and binds.
+    pub fn bind(config: Config) -> Result<Server, ServerError> {
+        let credentials =
+            Credentials::load(&config.credentials).map_err(ServerError::Credentials)?;
+        Server::bind_with(config, credentials, Arc::new(SystemClock))
+    }
+
+    /// Binds with explicit credentials and clock (tests, embedding).
+    pub fn bind_with(
+        config: Config,
+        credentials: Credentials,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Server, ServerError> {
+        let (store, directory) = Store::open(&config.data_dir, config.max_offline_messages)
+            .map_err(ServerError::Store)?;
+        let addr = SocketAddr::new(config.bind, config.port);
+        let listener = TcpListener::bind(addr).map_err(|e| ServerError::Bind(addr, e))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| ServerError::Bind(addr, e))?;
+        Ok(Server {
+            listener,
+            hub: Hub::new(config, credentials, clock, store, directory),
+            flusher: Flusher::new(),
+            shared: Arc::new(Shared {
+                shutting_down: AtomicBool::new(false),
+                conns: Mutex::new(HashMap::new()),
+                conn_ended: Condvar::new(),
+                local_addr,
+                flusher_stop: Arc::new(AtomicBool::new(false)),
+            }),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// The address the server listens on (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// A handle that stops `run`.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Accepts connections until shutdown, then closes them all and returns.
+    pub fn run(self) -> Result<(), ServerError> {
+        let flusher = self
+            .flusher
+            .spawn(Arc::clone(&self.shared.flusher_stop))
+            .map_err(ServerError::Spawn)?;
+        log::info!("listening on {}", self.shared.local_addr);
+        for accepted in self.listener.incoming() {
+            if self.shared.shutting_down.load(Ordering::Acquire) {
+                break;
+            }
+            match accepted {
+                Ok(stream) => self.start_connection(stream),
+                Err(e) => {
+                    // Out of descriptors or similar: back off instead of spinning.
+                    log::warn!("accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        self.stop_all();
+        self.shared.flusher_stop.store(true, Ordering::Release);
+        let _ = flusher.join();
+        log::info!("server stopped");
+        Ok(())
+    }
+
+    fn start_connection(&self, stream: TcpStream) {
+        let Ok(peer) = stream.peer_addr() else { return };
+        let _ = stream.set_nodelay(true);
+        let keepalive = TcpKeepalive::new()
+            .with_time(Duration::from_secs(60))
+            .with_interval(Duration::from_secs(10));
+        let _ = SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        let max = self.hub.config().max_clients;
+        if self.shared.conns.lock().len() >= max {
+            log::warn!("refusing {peer}: max_clients ({max}) reached");
+            refuse(
+                stream,
+                "full",
+                "The server is full; please try again later.",
+            );
+            return;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let conn = Conn::new(id, stream, peer, &self.flusher);
+        self.shared.conns.lock().insert(id, Arc::clone(&conn));
+        let hub = self.hub.clone();
+        let shared = Arc::clone(&self.shared);
+        let spawned = std::thread::Builder::new()
+            .name(format!("conn-{id}"))
+            .stack_size(CONNECTION_STACK_BYTES)
+            .spawn({
+                let conn = Arc::clone(&conn);
+                move || {
+                    let ctx = session::SessionContext {
+                        shutting_down: &shared.shutting_down,
+                        version: PROTOCOL_VERSION,
+                    };
+                    session::serve(&hub, &conn, &ctx);
+                    shared.conns.lock().remove(&conn.id);
+                    shared.conn_ended.notify_all();
+                }
+            });
+        if let Err(e) = spawned {
+            log::error!("cannot start a thread for {peer}: {e}");
+            self.shared.conns.lock().remove(&id);
+            conn.close_with(&Line::bye(
+                "busy",
+                "The server cannot take more users right now.",
+            ));
+        }
+    }
+
+    /// Tells every connection the server is going down and waits for their threads.
+    fn stop_all(&self) {
+        let conns: Vec<Arc<Conn>> = self.shared.conns.lock().values().cloned().collect();
+        log::info!("shutting down: notifying {} connection(s)", conns.len());
+        let bye = Line::bye("shutdown", "The server is going down. Goodbye!");
+        for c in &conns {
+            c.send(&bye);
+        }
+        for c in &conns {
+            c.wait_flushed(Duration::from_millis(200));
+            c.close();
+        }
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let mut guard = self.shared.conns.lock();
+        while !guard.is_empty() {
+            if self
+                .shared
+                .conn_ended
+                .wait_until(&mut guard, deadline)
+                .timed_out()
+            {
+                log::warn!("{} connection thread(s) still running at exit", guard.len());
+                break;
+            }
+        }
+    }
+}
+
+/// Writes one refusal line to a connection that will not get a thread, and closes it.
+fn refuse(mut stream: TcpStream, reason: &str, text: &str) {
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+    let _ = stream.write_all(Line::bye(reason, text).to_wire().as_bytes());
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}

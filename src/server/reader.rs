@@ -1,0 +1,153 @@
+//! Reads protocol lines from a socket without ever buffering more than `max_line_bytes` of
+//! one line: a longer line is discarded as it arrives and reported once it ends, and the
+//! connection stays usable.
+
+use std::io::{ErrorKind, Read};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// What one read produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A complete line, without its LF or CRLF, valid UTF-8.
+    Line(String),
+    /// A line longer than the limit was skipped; its length in bytes.
+    TooLong(usize),
+    /// A complete line that is not valid UTF-8 was skipped.
+    BadUtf8,
+    /// Nothing arrived within the timeout.
+    TimedOut,
+    /// The peer closed the connection (or it was shut down); a partial last line is dropped.
+    Closed,
+}
+
+/// A bounded line splitter over a blocking socket.
+pub struct LineReader {
+    /// Received bytes not yet returned; `buf[..len]` is valid.
+    buf: Vec<u8>,
+    /// Longest accepted line.
+    max: usize,
+    /// Bytes of an over-long line thrown away so far (0 when not discarding).
+    discarding: usize,
+}
+
+impl LineReader {
+    /// A reader accepting lines up to `max` bytes.
+    pub fn new(max: usize) -> LineReader {
+        LineReader {
+            buf: Vec::new(),
+            max,
+            discarding: 0,
+        }
+    }
+
+    /// Waits up to `timeout` (forever if `None`) for the next line.
+    pub fn next(&mut self, stream: &TcpStream, timeout: Option<Duration>) -> Input {
+        let _ = stream.set_read_timeout(timeout.map(|t| t.max(Duration::from_millis(1))));
+        loop {
+            if let Some(input) = self.take_buffered() {
+                return input;
+            }
+            let mut chunk = [0u8; 2048];
+            match (&*stream).read(&mut chunk) {
+                Ok(0) => return Input::Closed,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return Input::TimedOut
+                }
+                Err(_) => return Input::Closed,
+            }
+        }
+    }
+
+    /// Returns a line already in the buffer, or handles an over-long partial line.
+    fn take_buffered(&mut self) -> Option<Input> {
+        match self.buf.iter().position(|&b| b == b'\n') {
+            Some(nl) => {
+                let mut line: Vec<u8> = self.buf.drain(..=nl).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                self.shrink();
+                if self.discarding > 0 {
+                    let total = self.discarding + line.len();
+                    self.discarding = 0;
+                    return Some(Input::TooLong(total));
+                }
+                if line.len() > self.max {
+                    return Some(Input::TooLong(line.len()));
+                }
+                Some(match String::from_utf8(line) {
+                    Ok(s) => Input::Line(s),
+                    Err(_) => Input::BadUtf8,
+                })
+            }
+            None if self.buf.len() > self.max => {
+                self.discarding += self.buf.len();
+                self.buf.clear();
+                self.shrink();
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Gives memory back after a big line, so ten thousand idle users stay small.
+    fn shrink(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > 4096 {
+            self.buf = Vec::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (b, _) = l.accept().unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn splits_lines_and_handles_crlf() {
+        let (mut tx, rx) = pair();
+        tx.write_all(b"one\r\ntwo\nthr").unwrap();
+        let mut r = LineReader::new(64);
+        let t = Some(Duration::from_secs(5));
+        assert_eq!(r.next(&rx, t), Input::Line("one".into()));
+        assert_eq!(r.next(&rx, t), Input::Line("two".into()));
+        assert_eq!(
+            r.next(&rx, Some(Duration::from_millis(20))),
+            Input::TimedOut
+        );
+        tx.write_all(b"ee\n").unwrap();
+        assert_eq!(r.next(&rx, t), Input::Line("three".into()));
+        drop(tx);
+        assert_eq!(r.next(&rx, t), Input::Closed);
+    }
+
+    #[test]
+    fn over_long_lines_are_skipped_without_buffering_them() {
+        let (mut tx, rx) = pair();
+        let big = vec![b'x'; 100_000];
+        let writer = std::thread::spawn(move || {
+            tx.write_all(&big).unwrap();
+            tx.write_all(b"\nok\n\xff\xfe\n").unwrap();
+            tx
+        });
+        let mut r = LineReader::new(100);
+        let t = Some(Duration::from_secs(5));
+        assert_eq!(r.next(&rx, t), Input::TooLong(100_000));
+        assert!(r.buf.capacity() <= 4096 + 2048);
+        assert_eq!(r.next(&rx, t), Input::Line("ok".into()));
+        assert_eq!(r.next(&rx, t), Input::BadUtf8);
+        writer.join().unwrap();
+    }
+}

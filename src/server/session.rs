@@ -1,0 +1,331 @@
+//! One thread per connection: the login dialogue, then a read-parse-apply loop.
+//!
+//! ```text
+//!   connect ──> HELLO, ASK username
+//!   username ──(unknown/in use: ERR, ask again)──> ASK password
+//!   password ──(wrong: ERR, ask again; too many: BYE blocked)──> WELCOME, mail
+//!   command ... ──> replies; `logout`, EOF, idle timeout or shutdown ──> BYE, close
+//! ```
+//!
+//! The thread blocks only on its own socket's read; everything it writes (to itself or to
+//! others) goes through non-blocking outboxes, so a slow peer never stalls it.
+
+use super::conn::Conn;
+use super::hub::{Hub, LogoutReason, NameCheck, PasswordCheck};
+use super::reader::{Input, LineReader};
+use crate::protocol::{parse_command, sanitize_text, Command, Kind, Line};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the session needs besides the hub.
+pub struct SessionContext<'a> {
+    /// Set when the server is shutting down (a dropped read then is not a user's logout).
+    pub shutting_down: &'a AtomicBool,
+    /// Protocol version string for HELLO.
+    pub version: &'a str,
+}
+
+/// Serves one connection until it ends.
+pub fn serve(hub: &Hub, conn: &Arc<Conn>, ctx: &SessionContext<'_>) {
+    let mut reader = LineReader::new(hub.config().max_line_bytes);
+    conn.send_all(&[
+        Line::new(
+            Kind::Hello,
+            &[ctx.version],
+            "Welcome to lanchat. Please log in.",
+        ),
+        Line::ask("username", "Username:"),
+    ]);
+    if let Some(name) = login(hub, conn, &mut reader, ctx) {
+        log::info!("{name} logged in from {}", conn.peer);
+        let reason = command_loop(hub, conn, &mut reader, &name, ctx);
+        hub.logout(&name, conn.id, reason);
+        log::info!("{name} logged out ({reason:?})");
+    }
+    conn.wait_flushed(Duration::from_secs(1));
+    conn.close();
+    drain_unread(conn);
+}
+
+/// How long the connection may stay silent before the idle timeout, if enabled.
+fn idle_limit(hub: &Hub) -> Option<Duration> {
+    match hub.config().idle_timeout_secs {
+        0 => None,
+        s => Some(Duration::from_secs(s)),
+    }
+}
+
+/// What to do with an input that is not a line.
+enum NotALine {
+    /// Tell the client and keep reading.
+    Reply(Line),
+    /// Nothing arrived; the caller checks its deadline.
+    TimedOut,
+    /// The connection is gone.
+    Closed,
+}
+
+fn classify(input: Input) -> Result<String, NotALine> {
+    match input {
+        Input::Line(l) => Ok(l),
+        Input::TooLong(n) => Err(NotALine::Reply(Line::err(
+            "line-too-long",
+            format!("That line was {n} bytes; the limit is smaller. It was not sent."),
+        ))),
+        Input::BadUtf8 => Err(NotALine::Reply(Line::err(
+            "bad-utf8",
+            "That line was not valid UTF-8; it was not sent.",
+        ))),
+        Input::TimedOut => Err(NotALine::TimedOut),
+        Input::Closed => Err(NotALine::Closed),
+    }
+}
+
+/// Runs the login dialogue; returns the logged-in name.
+fn login(
+    hub: &Hub,
+    conn: &Arc<Conn>,
+    reader: &mut LineReader,
+    ctx: &SessionContext<'_>,
+) -> Option<String> {
+    let ip = conn.peer.ip();
+    let started = Instant::now();
+    let limit = idle_limit(hub);
+    let mut pending_name: Option<String> = None;
+    loop {
+        let timeout = limit.map(|l| l.saturating_sub(started.elapsed()));
+        let line = match classify(reader.next(conn.stream(), timeout)) {
+            Ok(l) => l,
+            Err(NotALine::Reply(l)) => {
+                conn.send(&l);
+                continue;
+            }
+            Err(NotALine::TimedOut) => {
+                if limit.is_some_and(|l| started.elapsed() >= l) {
+                    conn.send(&Line::bye("timeout", "Login timed out. Logging off."));
+                    return None;
+                }
+                continue;
+            }
+            Err(NotALine::Closed) => return None,
+        };
+        if ctx.shutting_down.load(Ordering::Acquire) {
+            return None;
+        }
+        match pending_name.take() {
+            None => {
+                let name = line.trim();
+                if name.is_empty() {
+                    conn.send(&Line::ask("username", "Username:"));
+                    continue;
+                }
+                match hub.check_name(name, ip) {
+                    NameCheck::Ok {
+                        password_needed: true,
+                    } => {
+                        pending_name = Some(name.to_string());
+                        conn.send(&Line::ask("password", "Password:"));
+                    }
+                    NameCheck::Ok {
+                        password_needed: false,
+                    } => {
+                        if let Some(n) = finish_login(hub, conn, name) {
+                            return Some(n);
+                        }
+                    }
+                    NameCheck::Retry(reply) => {
+                        conn.send_all(&[reply, Line::ask("username", "Username:")]);
+                    }
+                    NameCheck::Close(reply) => {
+                        conn.send(&reply);
+                        return None;
+                    }
+                }
+            }
+            Some(name) => match hub.check_password(&name, &line, ip) {
+                PasswordCheck::Ok => {
+                    if let Some(n) = finish_login(hub, conn, &name) {
+                        return Some(n);
+                    }
+                }
+                PasswordCheck::Retry(reply) => {
+                    conn.send_all(&[reply, Line::ask("password", "Password:")]);
+                    pending_name = Some(name);
+                }
+                PasswordCheck::Close(reply) => {
+                    conn.send(&reply);
+                    return None;
+                }
+            },
+        }
+    }
+}
+
+/// Puts the user online; on a lost race for the name, asks for a username again.
+fn finish_login(hub: &Hub, conn: &Arc<Conn>, name: &str) -> Option<String> {
+    match hub.login(name, conn) {
+        Ok(lines) => {
+            conn.send_all(&lines);
+            Some(name.to_string())
+        }
+        Err(reply) => {
+            conn.send_all(&[reply, Line::ask("username", "Username:")]);
+            None
+        }
+    }
+}
+
+/// Reads and applies commands until the user leaves; returns why.
+fn command_loop(
+    hub: &Hub,
+    conn: &Arc<Conn>,
+    reader: &mut LineReader,
+    name: &str,
+    ctx: &SessionContext<'_>,
+) -> LogoutReason {
+    let limit = idle_limit(hub);
+    let mut last_activity = Instant::now();
+    let mut awaiting_intro = false;
+    loop {
+        let timeout = limit.map(|l| l.saturating_sub(last_activity.elapsed()));
+        let line = match classify(reader.next(conn.stream(), timeout)) {
+            Ok(l) => l,
+            Err(NotALine::Reply(l)) => {
+                last_activity = Instant::now();
+                conn.send(&l);
+                continue;
+            }
+            Err(NotALine::TimedOut) => {
+                if limit.is_some_and(|l| last_activity.elapsed() >= l) {
+                    conn.send(&Line::bye(
+                        "timeout",
+                        "(You are time out) You were idle too long. Logging off.",
+                    ));
+                    return LogoutReason::Timeout;
+                }
+                continue;
+            }
+            Err(NotALine::Closed) if ctx.shutting_down.load(Ordering::Acquire) => {
+                return LogoutReason::Shutdown
+            }
+            Err(NotALine::Closed) => return LogoutReason::Dropped,
+        };
+        last_activity = Instant::now();
+        if awaiting_intro {
+            awaiting_intro = false;
+            conn.send(&hub.set_intro(name, &sanitize_text(line.trim())));
+            continue;
+        }
+        let command = match parse_command(&line, name) {
+            Ok(Some(c)) => c,
+            Ok(None) => continue,
+            Err(e) if e.code == "unknown-command" && hub.in_session(name) => {
+                conn.send_all(&hub.talk(name, &sanitize_text(line.trim())));
+                continue;
+            }
+            Err(e) => {
+                conn.send(&Line::err(e.code, e.message));
+                continue;
+            }
+        };
+        let replies = match command {
+            Command::Logout => {
+                conn.send(&Line::bye("logout", "Logging off. Goodbye!"));
+                return LogoutReason::Requested;
+            }
+            Command::Intro(None) => {
+                awaiting_intro = true;
+                vec![Line::ask(
+                    "intro",
+                    "Please enter your personal introduction:",
+                )]
+            }
+            Command::Accept(from) | Command::Decline(from)
+                if !hub.has_pending(name) && hub.in_session(name) && from.is_none() =>
+            {
+                // Inside a session "yes"/"no" with nothing to answer is just a chat line.
+                hub.talk(name, &sanitize_text(line.trim()))
+            }
+            other => apply(hub, name, other),
+        };
+        conn.send_all(&replies);
+    }
+}
+
+/// Applies a command that needs no session-local state.
+fn apply(hub: &Hub, me: &str, command: Command) -> Vec<Line> {
+    match command {
+        Command::Help => help(),
+        Command::WhoElse => hub.whoelse(me),
+        Command::WhoLast(minutes) => hub.wholast(me, minutes),
+        Command::Message { to, text } => hub.message(me, &to, &text),
+        Command::Broadcast { audience, text } => hub.broadcast(me, &audience, &text),
+        Command::Intro(text) => vec![hub.set_intro(me, text.as_deref().unwrap_or(""))],
+        Command::History { with, count } => hub.history(me, &with, count),
+        Command::Chat(with) => hub.chat_request(me, &with),
+        Command::Accept(from) => hub.answer_chat(me, from.as_deref(), true),
+        Command::Decline(from) => hub.answer_chat(me, from.as_deref(), false),
+        Command::End(id) => hub.end_session(me, id),
+        Command::SessionNumber => vec![hub.session_number(me)],
+        Command::Say(text) => hub.talk(me, &text),
+        Command::Block(user) => vec![hub.block(me, &user)],
+        Command::Unblock(user) => vec![hub.unblock(me, &user)],
+        Command::Blocked => hub.blocked(me),
+        Command::Status(s) => vec![hub.status(me, s)],
+        Command::Group(action) => hub.group(me, &action),
+        Command::Heartbeat => vec![Line::ok("pong", "still here")],
+        Command::Logout => unreachable!("handled by the command loop"),
+    }
+}
+
+/// The `help` text: every command with its aliases.
+pub const HELP: &[&str] = &[
+    "whoelse | online | list                  who else is online (with intros)",
+    "wholast N                                who was online in the last N (0-60) minutes",
+    "message USER TEXT | send USER TEXT        private message (stored if USER is offline)",
+    "broadcast TEXT                           to everyone online now",
+    "broadcast message TEXT                   to every user; offline users get it at login",
+    "broadcast user U1 U2 ... message TEXT    to the listed users",
+    "personalintro [TEXT]                     set your intro (without TEXT: the next line)",
+    "history USER [N] | HISTORY_REQ(me-USER)  last N (20) lines of your log with USER",
+    "chat USER | CHAT_REQUEST(me-USER)        ask USER for a two-person chat session",
+    "accept [USER] | decline [USER]           answer a chat request (also yes / no)",
+    "end [N] | END_REQUEST(N)                 end your chat session",
+    "snum | SNUM                              your chat session number",
+    "say TEXT                                 a session line that starts with a command word",
+    "block USER | unblock USER | blocked      your blacklist",
+    "status [available|busy|invisible]        show or set your status (also away / back)",
+    "group create|join|leave|members NAME     groups; group list shows them all",
+    "group send NAME TEXT | gsend NAME TEXT   message a group (offline members get mail)",
+    "help | HELP                              this list",
+    "logout | log out | exit | quit           leave",
+    "Commands are case-insensitive and may start with '/'. In a chat session, any other line goes to your partner.",
+];
+
+fn help() -> Vec<Line> {
+    let mut lines = vec![Line::new(
+        Kind::List,
+        &["help", &HELP.len().to_string()],
+        "Commands:",
+    )];
+    lines.extend(HELP.iter().map(|h| Line::new(Kind::Entry, &["help"], *h)));
+    lines
+}
+
+/// Reads and discards whatever the client sent that was never read, so closing the socket
+/// sends FIN rather than RST (an RST could destroy the final BYE line before it is read).
+fn drain_unread(conn: &Conn) {
+    use std::io::Read;
+    let stream = conn.stream();
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let mut buf = [0u8; 4096];
+    for _ in 0..64 {
+        match (&*stream).read(&mut buf) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
+    }
+}

@@ -1,0 +1,1598 @@
+//! Durable state of the chat server: offline mailboxes, conversation history
+//! and the user directory (last seen, intros, blacklists, statuses, groups).
+//!
+//! Design choices:
+//! - Plain `std::fs` file I/O. The data is small, per-user and append-mostly;
+//!   an embedded database (SQLite, sled, ...) would add a large dependency, a
+//!   build step or unsafe code, and an opaque file format, for features
+//!   (queries, transactions across files) the server does not need. Files
+//!   here can be read with `less` and repaired with a text editor.
+//! - Every file is a sequence of append-only, checksummed line records (see
+//!   [`record`]). A crash can only tear the last line; readers detect that by
+//!   the checksum and the store truncates the torn tail at open (or before the
+//!   next append, for history) so later appends start on a clean line.
+//! - Mail is fsynced (file data, plus the directory when the file is new)
+//!   before `deliver_or_store` returns, so a message the server acknowledged
+//!   survives a crash or power loss. History is not fsynced: it is never
+//!   acknowledged and losing its last seconds is acceptable. User events are
+//!   fsynced when the caller asks for it.
+//! - `users.log` is a journal replayed at open. When it holds more than
+//!   2 × (live records) + 1000 records it is compacted by writing the minimal
+//!   set of events to `users.log.tmp`, fsyncing it, renaming it over
+//!   `users.log` and fsyncing the directory, so a crash leaves either the old
+//!   or the new journal, never a mix.
+//!
+//! What it deliberately does not do: validate usernames or group names (the
+//! protocol layer does; names are only checked to be safe path components),
+//! enforce permissions (who may join a group, ...), encrypt anything, or keep
+//! file handles open between calls (each call opens, appends and closes, so
+//! the number of open files never grows with the number of users).
+
+pub mod record;
+
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+const USERS_LOG: &str = "users.log";
+const USERS_TMP: &str = "users.log.tmp";
+const MAIL_DIR: &str = "mail";
+const HISTORY_DIR: &str = "history";
+const PROBE_FILE: &str = ".write-probe";
+/// How much of a history file is read per step when reading it backwards.
+const TAIL_CHUNK: u64 = 64 * 1024;
+/// Slack before the journal is compacted: `records > 2 * live + SLACK`.
+const COMPACT_SLACK: usize = 1000;
+/// Bound on the set of history files already checked for a torn tail; when
+/// exceeded the set is cleared (re-checking is harmless, just one extra read).
+const MAX_CHECKED_HISTORY: usize = 4096;
+
+/// The server's persistent store; shared between client threads by reference
+/// (`Arc<Store>`), all methods take `&self`.
+pub struct Store {
+    /// Root data directory; every file the store touches lives under it.
+    dir: PathBuf,
+    /// Mailbox counts, the directory copy and the journal size. One lock so a
+    /// send racing with the recipient's login can never strand a message.
+    inner: Mutex<Inner>,
+    /// History files already checked for a torn tail in this process. A
+    /// separate lock so history logging never waits behind a mail fsync.
+    history: Mutex<HashSet<PathBuf>>,
+}
+
+struct Inner {
+    /// Maximum number of messages one mailbox may hold.
+    mailbox_limit: usize,
+    /// Number of messages waiting per user (absent = 0).
+    mail_counts: HashMap<String, usize>,
+    /// The store's own replayed view of `users.log`, used for compaction.
+    directory: Directory,
+    /// Number of records currently in `users.log` (including skipped ones).
+    journal_records: usize,
+}
+
+/// Why a store operation failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The recipient's mailbox already holds `limit` messages; nothing was
+    /// stored, so the sender can be told.
+    MailboxFull {
+        /// The recipient whose mailbox is full.
+        user: String,
+        /// The configured mailbox limit.
+        limit: usize,
+    },
+    /// A file system operation failed; the operation did not take effect
+    /// (appends are rolled back where possible).
+    Io(io::Error),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::MailboxFull { user, limit } => {
+                write!(f, "mailbox of {user} is full ({limit} messages)")
+            }
+            StoreError::Io(e) => write!(f, "storage error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Io(e) => Some(e),
+            StoreError::MailboxFull { .. } => None,
+        }
+    }
+}
+
+impl From<io::Error> for StoreError {
+    fn from(e: io::Error) -> Self {
+        StoreError::Io(e)
+    }
+}
+
+/// How a stored message was addressed, so it can be shown the same way when
+/// it is delivered later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MailKind {
+    /// A direct message to the recipient.
+    Private,
+    /// A message sent to everyone.
+    Broadcast,
+    /// A message sent to the named group.
+    Group(String),
+}
+
+/// One message waiting in an offline user's mailbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mail {
+    /// Username of the sender.
+    pub from: String,
+    /// When it was sent (unix seconds), shown on delivery.
+    pub sent_at: u64,
+    /// How it was addressed.
+    pub kind: MailKind,
+    /// The message text.
+    pub text: String,
+}
+
+/// One line of a two-person conversation log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// When it was said (unix seconds).
+    pub at: u64,
+    /// The server session (connection) id it came from, if known.
+    pub session: Option<u32>,
+    /// Username of the speaker.
+    pub sender: String,
+    /// The message text.
+    pub text: String,
+}
+
+/// One change to user state, journaled in `users.log` and replayed at open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// `user` was last seen at `at` (unix seconds).
+    Seen {
+        /// The user.
+        user: String,
+        /// Unix seconds.
+        at: u64,
+    },
+    /// `user` set their intro; an empty text clears it.
+    Intro {
+        /// The user.
+        user: String,
+        /// The intro; empty = cleared.
+        text: String,
+    },
+    /// `user` blacklisted `target`.
+    Block {
+        /// Who blocks.
+        user: String,
+        /// Who is blocked.
+        target: String,
+    },
+    /// `user` removed `target` from their blacklist.
+    Unblock {
+        /// Who unblocks.
+        user: String,
+        /// Who is unblocked.
+        target: String,
+    },
+    /// `user` set their status; an empty status clears it.
+    Status {
+        /// The user.
+        user: String,
+        /// The status; empty = cleared.
+        status: String,
+    },
+    /// `owner` created `group` (and is its first member).
+    GroupCreate {
+        /// The group name.
+        group: String,
+        /// The creator.
+        owner: String,
+    },
+    /// `user` joined `group`.
+    GroupJoin {
+        /// The group name.
+        group: String,
+        /// The user.
+        user: String,
+    },
+    /// `user` left `group`; the group is deleted when its last member leaves.
+    GroupLeave {
+        /// The group name.
+        group: String,
+        /// The user.
+        user: String,
+    },
+}
+
+/// Persistent state of one user, as rebuilt from the journal.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Last time the user was seen (unix seconds), for "last seen" queries.
+    pub last_seen: Option<u64>,
+    /// The user's self-introduction, if set.
+    pub intro: Option<String>,
+    /// Users this user does not want to hear from.
+    pub blocked: BTreeSet<String>,
+    /// The user's status line, if set.
+    pub status: Option<String>,
+}
+
+/// A chat group.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Group {
+    /// Who created the group (kept even if they leave).
+    pub owner: String,
+    /// Current members; never empty for a group in a [`Directory`].
+    pub members: BTreeSet<String>,
+}
+
+/// All user state, rebuilt by replaying [`Event`]s; the server keeps a copy
+/// in memory and the store keeps its own for compaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Directory {
+    /// Per-user state; users whose state is all default are not present.
+    pub users: HashMap<String, UserRecord>,
+    /// Groups by name.
+    pub groups: BTreeMap<String, Group>,
+}
+
+impl Directory {
+    /// Applies one event. Pure and deterministic, so replaying the journal
+    /// rebuilds exactly the state the server had. Events that change nothing
+    /// (unblocking someone not blocked, joining a missing group, creating an
+    /// existing group, leaving a group one is not in) are no-ops, and a user
+    /// whose record becomes all default is removed.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::Seen { user, at } => {
+                self.users.entry(user.clone()).or_default().last_seen = Some(*at);
+            }
+            Event::Intro { user, text } => {
+                let value = (!text.is_empty()).then(|| text.clone());
+                self.update_user(user, |r| r.intro = value);
+            }
+            Event::Status { user, status } => {
+                let value = (!status.is_empty()).then(|| status.clone());
+                self.update_user(user, |r| r.status = value);
+            }
+            Event::Block { user, target } => {
+                self.users
+                    .entry(user.clone())
+                    .or_default()
+                    .blocked
+                    .insert(target.clone());
+            }
+            Event::Unblock { user, target } => {
+                self.update_user(user, |r| {
+                    r.blocked.remove(target);
+                });
+            }
+            Event::GroupCreate { group, owner } => {
+                self.groups.entry(group.clone()).or_insert_with(|| Group {
+                    owner: owner.clone(),
+                    members: BTreeSet::from([owner.clone()]),
+                });
+            }
+            Event::GroupJoin { group, user } => {
+                if let Some(g) = self.groups.get_mut(group) {
+                    g.members.insert(user.clone());
+                }
+            }
+            Event::GroupLeave { group, user } => {
+                if let Some(g) = self.groups.get_mut(group) {
+                    g.members.remove(user);
+                    if g.members.is_empty() {
+                        self.groups.remove(group);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Changes a user's record (creating it if needed) and drops it again if
+    /// it ends up all default, so "cleared" and "never set" compare equal.
+    fn update_user(&mut self, user: &str, change: impl FnOnce(&mut UserRecord)) {
+        let mut rec = self.users.remove(user).unwrap_or_default();
+        change(&mut rec);
+        if rec != UserRecord::default() {
+            self.users.insert(user.to_owned(), rec);
+        }
+    }
+}
+
+/// Number of events [`snapshot_events`] would produce, without allocating.
+fn live_records(dir: &Directory) -> usize {
+    let users: usize = dir
+        .users
+        .values()
+        .map(|r| {
+            usize::from(r.last_seen.is_some())
+                + usize::from(r.intro.is_some())
+                + usize::from(r.status.is_some())
+                + r.blocked.len()
+        })
+        .sum();
+    let groups: usize = dir
+        .groups
+        .values()
+        .map(|g| {
+            let owner_in = g.members.contains(&g.owner);
+            1 + g.members.len() - usize::from(owner_in) + usize::from(!owner_in)
+        })
+        .sum();
+    users + groups
+}
+
+/// The minimal sequence of events that rebuilds `dir` from nothing.
+fn snapshot_events(dir: &Directory) -> Vec<Event> {
+    let mut events = Vec::with_capacity(live_records(dir));
+    let mut names: Vec<&String> = dir.users.keys().collect();
+    names.sort();
+    for name in names {
+        let rec = &dir.users[name];
+        if let Some(at) = rec.last_seen {
+            events.push(Event::Seen {
+                user: name.clone(),
+                at,
+            });
+        }
+        if let Some(text) = &rec.intro {
+            events.push(Event::Intro {
+                user: name.clone(),
+                text: text.clone(),
+            });
+        }
+        if let Some(status) = &rec.status {
+            events.push(Event::Status {
+                user: name.clone(),
+                status: status.clone(),
+            });
+        }
+        for target in &rec.blocked {
+            events.push(Event::Block {
+                user: name.clone(),
+                target: target.clone(),
+            });
+        }
+    }
+    for (name, g) in &dir.groups {
+        events.push(Event::GroupCreate {
+            group: name.clone(),
+            owner: g.owner.clone(),
+        });
+        for m in g.members.iter().filter(|m| **m != g.owner) {
+            events.push(Event::GroupJoin {
+                group: name.clone(),
+                user: m.clone(),
+            });
+        }
+        // Leave only after the others joined, or the group would vanish.
+        if !g.members.contains(&g.owner) {
+            events.push(Event::GroupLeave {
+                group: name.clone(),
+                user: g.owner.clone(),
+            });
+        }
+    }
+    events
+}
+
+fn encode_event(event: &Event) -> String {
+    match event {
+        Event::Seen { user, at } => record::encode(&["seen", user, &at.to_string()]),
+        Event::Intro { user, text } => record::encode(&["intro", user, text]),
+        Event::Block { user, target } => record::encode(&["block", user, target]),
+        Event::Unblock { user, target } => record::encode(&["unblock", user, target]),
+        Event::Status { user, status } => record::encode(&["status", user, status]),
+        Event::GroupCreate { group, owner } => record::encode(&["gcreate", group, owner]),
+        Event::GroupJoin { group, user } => record::encode(&["gjoin", group, user]),
+        Event::GroupLeave { group, user } => record::encode(&["gleave", group, user]),
+    }
+}
+
+const EVENT_TAGS: [&str; 8] = [
+    "seen", "intro", "block", "unblock", "status", "gcreate", "gjoin", "gleave",
+];
+
+/// Decodes an event record; `None` for unknown tags or malformed fields.
+/// Extra trailing fields are ignored (forward compatibility).
+fn decode_event(f: &[String]) -> Option<Event> {
+    let field = |i: usize| f.get(i).cloned();
+    Some(match f.first()?.as_str() {
+        "seen" => Event::Seen {
+            user: field(1)?,
+            at: f.get(2)?.parse().ok()?,
+        },
+        "intro" => Event::Intro {
+            user: field(1)?,
+            text: field(2)?,
+        },
+        "block" => Event::Block {
+            user: field(1)?,
+            target: field(2)?,
+        },
+        "unblock" => Event::Unblock {
+            user: field(1)?,
+            target: field(2)?,
+        },
+        "status" => Event::Status {
+            user: field(1)?,
+            status: field(2)?,
+        },
+        "gcreate" => Event::GroupCreate {
+            group: field(1)?,
+            owner: field(2)?,
+        },
+        "gjoin" => Event::GroupJoin {
+            group: field(1)?,
+            user: field(2)?,
+        },
+        "gleave" => Event::GroupLeave {
+            group: field(1)?,
+            user: field(2)?,
+        },
+        _ => return None,
+    })
+}
+
+fn encode_mail(mail: &Mail) -> String {
+    let kind = match &mail.kind {
+        MailKind::Private => "private".to_owned(),
+        MailKind::Broadcast => "broadcast".to_owned(),
+        MailKind::Group(g) => format!("group:{g}"),
+    };
+    record::encode(&[
+        "mail",
+        &mail.from,
+        &mail.sent_at.to_string(),
+        &kind,
+        &mail.text,
+    ])
+}
+
+fn decode_mail(f: &[String]) -> Option<Mail> {
+    match f {
+        [tag, from, sent_at, kind, text, ..] if tag == "mail" => Some(Mail {
+            from: from.clone(),
+            sent_at: sent_at.parse().ok()?,
+            kind: match kind.as_str() {
+                "private" => MailKind::Private,
+                "broadcast" => MailKind::Broadcast,
+                k => MailKind::Group(k.strip_prefix("group:")?.to_owned()),
+            },
+            text: text.clone(),
+        }),
+        _ => None,
+    }
+}
+
+fn encode_history(entry: &HistoryEntry) -> String {
+    let session = entry
+        .session
+        .map_or_else(|| "-".to_owned(), |s| s.to_string());
+    record::encode(&[
+        "hist",
+        &entry.at.to_string(),
+        &session,
+        &entry.sender,
+        &entry.text,
+    ])
+}
+
+fn decode_history(f: &[String]) -> Option<HistoryEntry> {
+    match f {
+        [tag, at, session, sender, text, ..] if tag == "hist" => Some(HistoryEntry {
+            at: at.parse().ok()?,
+            session: match session.as_str() {
+                "-" => None,
+                s => Some(s.parse().ok()?),
+            },
+            sender: sender.clone(),
+            text: text.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// Refuses names that are not a single safe path component. Names are
+/// validated by the protocol layer; this only guards the file system.
+fn check_name(name: &str) -> io::Result<()> {
+    let bad =
+        name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0', '+']);
+    if bad {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid name for storage: {name:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Makes a directory's entries (created, renamed, removed files) durable.
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Directories cannot be opened for fsync here; entries are durable enough.
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+/// Appends one encoded record. On any failure the file is truncated back to
+/// its previous length, so a half-written line never precedes the next one.
+fn append_line(path: &Path, line: &str, durable: bool) -> io::Result<()> {
+    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    let start = file.metadata()?.len();
+    if let Err(e) = write_line(&mut file, path, line, durable, start == 0) {
+        if let Err(e2) = file.set_len(start) {
+            log::warn!(
+                "{}: could not roll back failed append at byte offset {start}: {e2}",
+                path.display()
+            );
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn write_line(
+    file: &mut File,
+    path: &Path,
+    line: &str,
+    durable: bool,
+    new_file: bool,
+) -> io::Result<()> {
+    file.write_all(line.as_bytes())?;
+    if durable {
+        file.sync_data()?;
+        if new_file {
+            if let Some(parent) = path.parent() {
+                sync_dir(parent)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a whole log file, truncating a torn tail (with a warning naming the
+/// file and offset). `None` if the file does not exist.
+fn load_and_repair(path: &Path) -> io::Result<Option<record::Scan>> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let scan = record::scan(&bytes);
+    if scan.skipped > 0 {
+        log::warn!(
+            "{}: skipped {} corrupted record(s)",
+            path.display(),
+            scan.skipped
+        );
+    }
+    if scan.torn_len > 0 {
+        log::warn!(
+            "{}: truncating torn tail of {} byte(s) at byte offset {}",
+            path.display(),
+            scan.torn_len,
+            scan.good_len
+        );
+        let file = OpenOptions::new().write(true).open(path)?;
+        file.set_len(scan.good_len as u64)?;
+        file.sync_all()?;
+    }
+    Ok(Some(scan))
+}
+
+/// Offset of the last LF in the first `len` bytes of `file`, read backwards.
+fn last_lf(file: &mut File, len: u64) -> io::Result<Option<u64>> {
+    let mut pos = len;
+    let mut buf = Vec::new();
+    while pos > 0 {
+        let start = pos.saturating_sub(TAIL_CHUNK);
+        buf.resize((pos - start) as usize, 0);
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut buf)?;
+        if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
+            return Ok(Some(start + i as u64));
+        }
+        pos = start;
+    }
+    Ok(None)
+}
+
+/// If `path` does not end with LF, truncates it after its last LF so the
+/// next append starts a fresh line.
+fn repair_tail(path: &Path) -> io::Result<()> {
+    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(());
+    }
+    let good_len = last_lf(&mut file, len)?.map_or(0, |i| i + 1);
+    log::warn!(
+        "{}: truncating torn tail of {} byte(s) at byte offset {good_len}",
+        path.display(),
+        len - good_len
+    );
+    file.set_len(good_len)
+}
+
+/// Writes `events` to `tmp`, fsyncs it, renames it over `dir/users.log` and
+/// fsyncs `dir`, so a crash leaves either the old or the new journal.
+fn write_journal(tmp: &Path, events: &[Event], dir: &Path) -> io::Result<()> {
+    let mut out = BufWriter::new(File::create(tmp)?);
+    for event in events {
+        out.write_all(encode_event(event).as_bytes())?;
+    }
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(tmp, dir.join(USERS_LOG))?;
+    sync_dir(dir)
+}
+
+/// Proves `dir` is writable by creating, writing, fsyncing and removing a file.
+fn probe(dir: &Path) -> io::Result<()> {
+    let path = dir.join(PROBE_FILE);
+    let mut file = File::create(&path)?;
+    file.write_all(b"probe\n")?;
+    file.sync_all()?;
+    drop(file);
+    fs::remove_file(&path)
+}
+
+impl Store {
+    /// Creates dirs, proves the dir is writable (create+write+fsync+remove a
+    /// probe file; error otherwise), truncates torn tails of users.log and
+    /// every mail/*.log with a `log::warn!` naming file and byte offset,
+    /// counts each mailbox, replays users.log into a Directory. Returns the
+    /// store and a clone of the replayed Directory.
+    pub fn open(dir: &Path, mailbox_limit: usize) -> Result<(Store, Directory), StoreError> {
+        fs::create_dir_all(dir)?;
+        fs::create_dir_all(dir.join(MAIL_DIR))?;
+        fs::create_dir_all(dir.join(HISTORY_DIR))?;
+        probe(dir)?;
+
+        // A leftover temp file is an interrupted compaction: users.log is intact.
+        match fs::remove_file(dir.join(USERS_TMP)) {
+            Ok(()) => log::warn!("{}: removed unfinished compaction file", dir.display()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+
+        let mut mail_counts = HashMap::new();
+        for entry in fs::read_dir(dir.join(MAIL_DIR))? {
+            let entry = entry?;
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("log")
+                || !entry.file_type()?.is_file()
+            {
+                continue;
+            }
+            let Some(user) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            let user = user.to_owned();
+            if let Some(scan) = load_and_repair(&path)? {
+                if !scan.records.is_empty() {
+                    mail_counts.insert(user, scan.records.len());
+                }
+            }
+        }
+
+        let users_path = dir.join(USERS_LOG);
+        let mut directory = Directory::default();
+        let mut journal_records = 0;
+        if let Some(scan) = load_and_repair(&users_path)? {
+            journal_records = scan.records.len() + scan.skipped;
+            for fields in &scan.records {
+                match decode_event(fields) {
+                    Some(event) => directory.apply(&event),
+                    None => {
+                        let tag = fields.first().map_or("", String::as_str);
+                        if EVENT_TAGS.contains(&tag) {
+                            log::warn!(
+                                "{}: skipping malformed {tag:?} record",
+                                users_path.display()
+                            );
+                        } else {
+                            log::warn!(
+                                "{}: skipping unknown record tag {tag:?}",
+                                users_path.display()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+
+        let store = Store {
+            dir: dir.to_path_buf(),
+            inner: Mutex::new(Inner {
+                mailbox_limit,
+                mail_counts,
+                directory: directory.clone(),
+                journal_records,
+            }),
+            history: Mutex::new(HashSet::new()),
+        };
+        Ok((store, directory))
+    }
+
+    fn mail_path(&self, user: &str) -> PathBuf {
+        self.dir.join(MAIL_DIR).join(format!("{user}.log"))
+    }
+
+    fn history_path(&self, a: &str, b: &str) -> PathBuf {
+        let (first, second) = if a <= b { (a, b) } else { (b, a) };
+        self.dir
+            .join(HISTORY_DIR)
+            .join(format!("{first}+{second}.log"))
+    }
+
+    /// Under the store's lock: calls `deliver_online()`; if it returns true,
+    /// nothing is stored and Ok(false) is returned. Otherwise appends `mail`
+    /// to `to`'s mailbox and fsyncs (file data) before returning Ok(true). If
+    /// the mailbox already holds `mailbox_limit` messages, returns
+    /// Err(MailboxFull) and stores nothing. This closure-under-lock shape
+    /// exists so a login racing with a send can never strand a message:
+    /// `take_mail` takes the same lock.
+    pub fn deliver_or_store(
+        &self,
+        to: &str,
+        mail: &Mail,
+        deliver_online: impl FnOnce() -> bool,
+    ) -> Result<bool, StoreError> {
+        check_name(to)?;
+        let mut inner = self.inner.lock();
+        if deliver_online() {
+            return Ok(false);
+        }
+        let count = inner.mail_counts.get(to).copied().unwrap_or(0);
+        if count >= inner.mailbox_limit {
+            return Err(StoreError::MailboxFull {
+                user: to.to_owned(),
+                limit: inner.mailbox_limit,
+            });
+        }
+        append_line(&self.mail_path(to), &encode_mail(mail), true)?;
+        inner.mail_counts.insert(to.to_owned(), count + 1);
+        Ok(true)
+    }
+
+    /// Under the same lock: reads every good record of `user`'s mailbox in
+    /// order and returns them, then removes the file (and fsyncs the
+    /// directory). Missing mailbox -> empty Vec.
+    ///
+    /// If only the final directory fsync fails, the mail is still returned
+    /// (with a warning): the file is gone, and at worst a crash right now
+    /// would deliver it twice, never lose it.
+    pub fn take_mail(&self, user: &str) -> Result<Vec<Mail>, StoreError> {
+        check_name(user)?;
+        let mut inner = self.inner.lock();
+        let path = self.mail_path(user);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                inner.mail_counts.remove(user);
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let scan = record::scan(&bytes);
+        if scan.skipped > 0 || scan.torn_len > 0 {
+            log::warn!(
+                "{}: skipped {} corrupted record(s) and {} torn byte(s)",
+                path.display(),
+                scan.skipped,
+                scan.torn_len
+            );
+        }
+        let mut mails = Vec::with_capacity(scan.records.len());
+        for fields in &scan.records {
+            match decode_mail(fields) {
+                Some(m) => mails.push(m),
+                None => log::warn!("{}: skipping malformed mail record", path.display()),
+            }
+        }
+        fs::remove_file(&path)?;
+        inner.mail_counts.remove(user);
+        if let Err(e) = sync_dir(&self.dir.join(MAIL_DIR)) {
+            log::warn!(
+                "{}: directory fsync after removing mailbox failed: {e}",
+                path.display()
+            );
+        }
+        Ok(mails)
+    }
+
+    /// Number of messages waiting for `user`.
+    pub fn mailbox_len(&self, user: &str) -> usize {
+        self.inner
+            .lock()
+            .mail_counts
+            .get(user)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Appends one entry to the a/b conversation log (order of a,b
+    /// irrelevant). No fsync (history is not acknowledged), but a torn tail
+    /// left by a crash is truncated before the first append to that file in
+    /// this process.
+    pub fn append_history(&self, a: &str, b: &str, entry: &HistoryEntry) -> Result<(), StoreError> {
+        check_name(a)?;
+        check_name(b)?;
+        let path = self.history_path(a, b);
+        let line = encode_history(entry);
+        let mut checked = self.history.lock();
+        if !checked.contains(&path) {
+            repair_tail(&path)?;
+            if checked.len() >= MAX_CHECKED_HISTORY {
+                checked.clear();
+            }
+            checked.insert(path.clone());
+        }
+        append_line(&path, &line, false)?;
+        Ok(())
+    }
+
+    /// Last `n` good entries of the a/b log, oldest first; missing file ->
+    /// empty Vec. Reads backwards from the end in chunks until `n` records are
+    /// found, so a large log is never read whole. A torn final line is
+    /// ignored; damaged lines are skipped.
+    pub fn history_tail(
+        &self,
+        a: &str,
+        b: &str,
+        n: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        check_name(a)?;
+        check_name(b)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let path = self.history_path(a, b);
+        // Held so no append (or tail repair) changes the file mid-read.
+        let _guard = self.history.lock();
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut pos = file.metadata()?.len();
+        // Bytes [pos, pos + acc.len()) not yet consumed. Once `found_end`,
+        // `acc` always ends with the LF of a complete, unparsed line.
+        let mut acc: Vec<u8> = Vec::new();
+        let mut found_end = false;
+        let mut newest_first = Vec::new();
+        let mut skipped = 0usize;
+        let mut take = |line: &[u8], out: &mut Vec<HistoryEntry>| match record::decode_bytes(line)
+            .ok()
+            .and_then(|f| decode_history(&f))
+        {
+            Some(entry) => out.push(entry),
+            None => skipped += 1,
+        };
+        while newest_first.len() < n {
+            if !found_end {
+                if let Some(i) = acc.iter().rposition(|&b| b == b'\n') {
+                    acc.truncate(i + 1);
+                    found_end = true;
+                    continue;
+                }
+            } else {
+                let body = &acc[..acc.len() - 1];
+                if let Some(i) = body.iter().rposition(|&b| b == b'\n') {
+                    take(&body[i + 1..], &mut newest_first);
+                    acc.truncate(i + 1);
+                    continue;
+                }
+                if pos == 0 {
+                    take(body, &mut newest_first);
+                    break;
+                }
+            }
+            if pos == 0 {
+                break;
+            }
+            let start = pos.saturating_sub(TAIL_CHUNK);
+            let mut chunk = vec![0u8; (pos - start) as usize];
+            file.seek(SeekFrom::Start(start))?;
+            file.read_exact(&mut chunk)?;
+            chunk.extend_from_slice(&acc);
+            acc = chunk;
+            pos = start;
+        }
+        if skipped > 0 {
+            log::warn!(
+                "{}: skipped {skipped} damaged history record(s)",
+                path.display()
+            );
+        }
+        newest_first.reverse();
+        Ok(newest_first)
+    }
+
+    /// Appends an event to users.log (fsync when `durable` is true), applies
+    /// it to the store's own Directory copy, compacts when the journal is
+    /// more than 2x live + 1000 records.
+    ///
+    /// A failed compaction is logged and retried on a later call, but does
+    /// not fail this call: the event itself was recorded.
+    pub fn record(&self, event: &Event, durable: bool) -> Result<(), StoreError> {
+        let line = encode_event(event);
+        let mut inner = self.inner.lock();
+        append_line(&self.dir.join(USERS_LOG), &line, durable)?;
+        inner.directory.apply(event);
+        inner.journal_records += 1;
+        if inner.journal_records > 2 * live_records(&inner.directory) + COMPACT_SLACK {
+            match self.compact(&inner.directory) {
+                Ok(written) => inner.journal_records = written,
+                Err(e) => log::warn!("{}: compaction failed: {e}", self.dir.display()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Rewrites users.log as the minimal event set for `directory`, via a
+    /// fsynced temp file renamed into place. Returns the new record count.
+    fn compact(&self, directory: &Directory) -> io::Result<usize> {
+        let tmp = self.dir.join(USERS_TMP);
+        let events = snapshot_events(directory);
+        let result = write_journal(&tmp, &events, &self.dir);
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map(|()| {
+            log::info!(
+                "{}: compacted journal to {} record(s)",
+                self.dir.display(),
+                events.len()
+            );
+            events.len()
+        })
+    }
+
+    /// The data directory (for messages).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::thread::ThreadId;
+
+    /// Captures warnings per thread so a test can assert a warning path ran.
+    struct Capture(parking_lot::Mutex<Vec<(ThreadId, String)>>);
+
+    impl log::Log for Capture {
+        fn enabled(&self, m: &log::Metadata) -> bool {
+            m.level() <= log::Level::Warn
+        }
+        fn log(&self, r: &log::Record) {
+            if self.enabled(r.metadata()) {
+                self.0
+                    .lock()
+                    .push((std::thread::current().id(), r.args().to_string()));
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    static CAPTURE: Capture = Capture(parking_lot::Mutex::new(Vec::new()));
+
+    fn capture_logs() {
+        let _ = log::set_logger(&CAPTURE);
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+
+    fn my_warnings() -> Vec<String> {
+        let me = std::thread::current().id();
+        CAPTURE
+            .0
+            .lock()
+            .iter()
+            .filter(|(t, _)| *t == me)
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+
+    fn mail(from: &str, text: &str, kind: MailKind) -> Mail {
+        Mail {
+            from: from.into(),
+            sent_at: 1_700_000_000,
+            kind,
+            text: text.into(),
+        }
+    }
+
+    fn entry(i: u64, text: &str) -> HistoryEntry {
+        HistoryEntry {
+            at: 1_700_000_000 + i,
+            session: match i % 2 {
+                0 => Some(i as u32),
+                _ => None,
+            },
+            sender: match i % 3 {
+                0 => "alice".into(),
+                _ => "bob".into(),
+            },
+            text: text.into(),
+        }
+    }
+
+    fn append_raw(path: &Path, bytes: &[u8]) {
+        let mut f = OpenOptions::new().append(true).open(path).unwrap();
+        f.write_all(bytes).unwrap();
+    }
+
+    #[test]
+    fn mail_append_and_take_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(tmp.path(), 10).unwrap();
+        let mails = vec![
+            mail("alice", "hi\tthere\nbob", MailKind::Private),
+            mail("carol", "to all", MailKind::Broadcast),
+            mail("dave", "group ✓", MailKind::Group("g1".into())),
+        ];
+        for m in &mails {
+            assert!(store.deliver_or_store("bob", m, || false).unwrap());
+        }
+        assert_eq!(store.mailbox_len("bob"), 3);
+        assert_eq!(store.mailbox_len("nobody"), 0);
+        assert_eq!(store.take_mail("bob").unwrap(), mails);
+        assert_eq!(store.mailbox_len("bob"), 0);
+        assert!(store.take_mail("bob").unwrap().is_empty());
+        assert!(!tmp.path().join("mail/bob.log").exists());
+        assert!(store.take_mail("nobody").unwrap().is_empty());
+        assert_eq!(store.dir(), tmp.path());
+    }
+
+    #[test]
+    fn deliver_online_true_stores_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(tmp.path(), 10).unwrap();
+        let mut called = false;
+        let stored = store
+            .deliver_or_store("bob", &mail("a", "x", MailKind::Private), || {
+                called = true;
+                true
+            })
+            .unwrap();
+        assert!(called);
+        assert!(!stored);
+        assert_eq!(store.mailbox_len("bob"), 0);
+        assert!(!tmp.path().join("mail/bob.log").exists());
+    }
+
+    #[test]
+    fn mailbox_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(tmp.path(), 2).unwrap();
+        let a = mail("a", "1", MailKind::Private);
+        let b = mail("a", "2", MailKind::Private);
+        store.deliver_or_store("bob", &a, || false).unwrap();
+        store.deliver_or_store("bob", &b, || false).unwrap();
+        let err = store
+            .deliver_or_store("bob", &mail("a", "3", MailKind::Private), || false)
+            .unwrap_err();
+        assert!(matches!(&err, StoreError::MailboxFull { user, limit: 2 } if user == "bob"));
+        assert_eq!(err.to_string(), "mailbox of bob is full (2 messages)");
+        assert_eq!(store.mailbox_len("bob"), 2);
+        drop(store);
+        // The limit survives a restart, and the stored mail is intact.
+        let (store, _) = Store::open(tmp.path(), 2).unwrap();
+        assert_eq!(store.mailbox_len("bob"), 2);
+        assert!(store
+            .deliver_or_store("bob", &mail("a", "3", MailKind::Private), || false)
+            .is_err());
+        assert_eq!(store.take_mail("bob").unwrap(), vec![a, b]);
+    }
+
+    #[test]
+    fn bad_names_are_rejected() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(tmp.path(), 2).unwrap();
+        let m = mail("a", "1", MailKind::Private);
+        for name in ["", ".", "..", "../x", "a/b", "a+b"] {
+            assert!(store.deliver_or_store(name, &m, || false).is_err());
+            assert!(store.take_mail(name).is_err());
+            assert!(store.append_history(name, "x", &entry(1, "t")).is_err());
+        }
+    }
+
+    #[test]
+    fn persistence_across_reopen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = mail("alice", "offline msg", MailKind::Group("grp".into()));
+        let events = [
+            Event::Seen {
+                user: "alice".into(),
+                at: 42,
+            },
+            Event::Intro {
+                user: "alice".into(),
+                text: "hello\nworld".into(),
+            },
+            Event::Block {
+                user: "alice".into(),
+                target: "eve".into(),
+            },
+            Event::GroupCreate {
+                group: "grp".into(),
+                owner: "alice".into(),
+            },
+            Event::GroupJoin {
+                group: "grp".into(),
+                user: "bob".into(),
+            },
+        ];
+        let mut expected = Directory::default();
+        {
+            let (store, dir) = Store::open(tmp.path(), 10).unwrap();
+            assert_eq!(dir, Directory::default());
+            store.deliver_or_store("bob", &m, || false).unwrap();
+            store
+                .append_history("bob", "alice", &entry(1, "one"))
+                .unwrap();
+            store
+                .append_history("alice", "bob", &entry(2, "two"))
+                .unwrap();
+            for (i, e) in events.iter().enumerate() {
+                store.record(e, i % 2 == 0).unwrap();
+                expected.apply(e);
+            }
+        }
+        let (store, dir) = Store::open(tmp.path(), 10).unwrap();
+        assert_eq!(dir, expected);
+        assert_eq!(dir.users["alice"].last_seen, Some(42));
+        assert_eq!(store.mailbox_len("bob"), 1);
+        assert_eq!(
+            store.history_tail("alice", "bob", 10).unwrap(),
+            vec![entry(1, "one"), entry(2, "two")]
+        );
+        assert!(tmp.path().join("history/alice+bob.log").exists());
+        assert_eq!(store.take_mail("bob").unwrap(), vec![m]);
+        drop(store);
+        let (store, _) = Store::open(tmp.path(), 10).unwrap();
+        assert_eq!(store.mailbox_len("bob"), 0);
+    }
+
+    #[test]
+    fn torn_mailbox_tail_is_truncated_on_reopen() {
+        capture_logs();
+        let good = mail("a", "good", MailKind::Private);
+        let bad_crc = record::encode(&["mail", "a", "1", "private", "badcrc"])
+            .replacen("badcrc", "badcrC", 1);
+        let tails: [&[u8]; 3] = [
+            b"garbage without newline",
+            bad_crc.as_bytes(),
+            b"partial\nline\tdeadbeef\nmore garbage",
+        ];
+        for tail in tails {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join("mail/bob.log");
+            {
+                let (store, _) = Store::open(tmp.path(), 10).unwrap();
+                store.deliver_or_store("bob", &good, || false).unwrap();
+                store.deliver_or_store("bob", &good, || false).unwrap();
+            }
+            let good_len = fs::metadata(&path).unwrap().len();
+            append_raw(&path, tail);
+            let (store, _) = Store::open(tmp.path(), 10).unwrap();
+            let warned = my_warnings()
+                .iter()
+                .any(|w| w.contains("bob.log") && w.contains(&format!("byte offset {good_len}")));
+            assert!(warned, "no torn-tail warning in {:?}", my_warnings());
+            assert_eq!(fs::metadata(&path).unwrap().len(), good_len);
+            assert_eq!(store.mailbox_len("bob"), 2);
+            let next = mail("c", "after", MailKind::Broadcast);
+            store.deliver_or_store("bob", &next, || false).unwrap();
+            assert_eq!(
+                store.take_mail("bob").unwrap(),
+                vec![good.clone(), good.clone(), next]
+            );
+        }
+    }
+
+    #[test]
+    fn corrupted_middle_mail_record_is_skipped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("mail/bob.log");
+        let a = mail("a", "first", MailKind::Private);
+        let b = mail("b", "second", MailKind::Private);
+        {
+            let (store, _) = Store::open(tmp.path(), 10).unwrap();
+            store.deliver_or_store("bob", &a, || false).unwrap();
+        }
+        append_raw(&path, b"damaged line\n");
+        let (store, _) = Store::open(tmp.path(), 10).unwrap();
+        store.deliver_or_store("bob", &b, || false).unwrap();
+        assert_eq!(store.mailbox_len("bob"), 2);
+        assert_eq!(store.take_mail("bob").unwrap(), vec![a, b]);
+    }
+
+    #[test]
+    fn history_tail_small_and_large_n() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(tmp.path(), 10).unwrap();
+        let all: Vec<_> = (0..20).map(|i| entry(i, &format!("msg {i}"))).collect();
+        for e in &all {
+            store.append_history("alice", "bob", e).unwrap();
+        }
+        assert_eq!(store.history_tail("bob", "alice", 5).unwrap(), all[15..]);
+        assert_eq!(store.history_tail("alice", "bob", 20).unwrap(), all);
+        assert_eq!(store.history_tail("alice", "bob", 100).unwrap(), all);
+        assert!(store.history_tail("alice", "bob", 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn history_tail_on_5mb_log_reads_backwards() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(tmp.path(), 10).unwrap();
+        let path = tmp.path().join("history/alice+bob.log");
+        let mut count = 0u64;
+        {
+            let mut out = BufWriter::new(File::create(&path).unwrap());
+            let mut written = 0usize;
+            while written < 5 * 1024 * 1024 {
+                let line = encode_history(&entry(
+                    count,
+                    &format!("message number {count} {}", "x".repeat(40)),
+                ));
+                written += line.len();
+                out.write_all(line.as_bytes()).unwrap();
+                count += 1;
+            }
+            // A few lines longer than one read chunk, spanning chunk borders.
+            for i in 0..3 {
+                let big = "y".repeat(TAIL_CHUNK as usize + 1000 * i);
+                out.write_all(encode_history(&entry(count, &big)).as_bytes())
+                    .unwrap();
+                count += 1;
+            }
+        }
+        let last = entry(count, "the end");
+        store.append_history("alice", "bob", &last).unwrap();
+        count += 1;
+
+        let tail = store.history_tail("alice", "bob", 5).unwrap();
+        assert_eq!(tail.len(), 5);
+        assert_eq!(tail[4], last);
+        assert_eq!(tail[3].text.len(), TAIL_CHUNK as usize + 2000);
+        assert_eq!(tail[0].at, 1_700_000_000 + count - 5);
+
+        let every = store.history_tail("alice", "bob", usize::MAX).unwrap();
+        assert_eq!(every.len() as u64, count);
+        assert!(every.windows(2).all(|w| w[0].at + 1 == w[1].at));
+        assert_eq!(
+            every[0],
+            entry(0, &format!("message number 0 {}", "x".repeat(40)))
+        );
+    }
+
+    #[test]
+    fn history_torn_tail_is_ignored_then_repaired() {
+        capture_logs();
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("history/alice+bob.log");
+        {
+            let (store, _) = Store::open(tmp.path(), 10).unwrap();
+            store
+                .append_history("alice", "bob", &entry(1, "a"))
+                .unwrap();
+            store
+                .append_history("alice", "bob", &entry(2, "b"))
+                .unwrap();
+        }
+        let good_len = fs::metadata(&path).unwrap().len();
+        append_raw(&path, b"torn half of a rec");
+        let (store, _) = Store::open(tmp.path(), 10).unwrap();
+        assert_eq!(
+            store.history_tail("alice", "bob", 10).unwrap(),
+            vec![entry(1, "a"), entry(2, "b")]
+        );
+        store
+            .append_history("bob", "alice", &entry(3, "c"))
+            .unwrap();
+        assert!(
+            my_warnings()
+                .iter()
+                .any(|w| w.contains("alice+bob.log")
+                    && w.contains(&format!("byte offset {good_len}")))
+        );
+        assert_eq!(
+            store.history_tail("alice", "bob", 10).unwrap(),
+            vec![entry(1, "a"), entry(2, "b"), entry(3, "c")]
+        );
+    }
+
+    #[test]
+    fn history_empty_or_missing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(tmp.path(), 10).unwrap();
+        assert!(store.history_tail("alice", "bob", 10).unwrap().is_empty());
+        File::create(tmp.path().join("history/alice+bob.log")).unwrap();
+        assert!(store.history_tail("alice", "bob", 10).unwrap().is_empty());
+        fs::write(tmp.path().join("history/alice+carol.log"), b"no newline").unwrap();
+        assert!(store.history_tail("alice", "carol", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn directory_apply_every_event() {
+        let s = |x: &str| x.to_owned();
+        let mut d = Directory::default();
+        d.apply(&Event::Seen {
+            user: s("al"),
+            at: 5,
+        });
+        d.apply(&Event::Seen {
+            user: s("al"),
+            at: 7,
+        });
+        assert_eq!(d.users["al"].last_seen, Some(7));
+
+        d.apply(&Event::Intro {
+            user: s("al"),
+            text: s("hi"),
+        });
+        assert_eq!(d.users["al"].intro.as_deref(), Some("hi"));
+        d.apply(&Event::Intro {
+            user: s("al"),
+            text: s(""),
+        });
+        assert_eq!(d.users["al"].intro, None);
+
+        d.apply(&Event::Status {
+            user: s("al"),
+            status: s("away"),
+        });
+        assert_eq!(d.users["al"].status.as_deref(), Some("away"));
+        d.apply(&Event::Status {
+            user: s("al"),
+            status: s(""),
+        });
+        assert_eq!(d.users["al"].status, None);
+
+        d.apply(&Event::Block {
+            user: s("al"),
+            target: s("ev"),
+        });
+        d.apply(&Event::Block {
+            user: s("al"),
+            target: s("ev"),
+        });
+        assert_eq!(d.users["al"].blocked, BTreeSet::from([s("ev")]));
+        d.apply(&Event::Unblock {
+            user: s("al"),
+            target: s("ev"),
+        });
+        assert!(d.users["al"].blocked.is_empty());
+        let before = d.clone();
+        d.apply(&Event::Unblock {
+            user: s("al"),
+            target: s("zz"),
+        });
+        d.apply(&Event::Unblock {
+            user: s("ghost"),
+            target: s("zz"),
+        });
+        d.apply(&Event::Intro {
+            user: s("ghost"),
+            text: s(""),
+        });
+        assert_eq!(d, before);
+
+        // A record that becomes all default disappears.
+        d.apply(&Event::Block {
+            user: s("bo"),
+            target: s("al"),
+        });
+        d.apply(&Event::Unblock {
+            user: s("bo"),
+            target: s("al"),
+        });
+        assert!(!d.users.contains_key("bo"));
+
+        d.apply(&Event::GroupCreate {
+            group: s("g"),
+            owner: s("al"),
+        });
+        assert_eq!(d.groups["g"].owner, "al");
+        assert_eq!(d.groups["g"].members, BTreeSet::from([s("al")]));
+        d.apply(&Event::GroupCreate {
+            group: s("g"),
+            owner: s("bo"),
+        });
+        assert_eq!(d.groups["g"].owner, "al");
+        d.apply(&Event::GroupJoin {
+            group: s("g"),
+            user: s("bo"),
+        });
+        d.apply(&Event::GroupJoin {
+            group: s("nope"),
+            user: s("bo"),
+        });
+        assert!(!d.groups.contains_key("nope"));
+        assert_eq!(d.groups["g"].members, BTreeSet::from([s("al"), s("bo")]));
+        d.apply(&Event::GroupLeave {
+            group: s("g"),
+            user: s("al"),
+        });
+        assert_eq!(d.groups["g"].members, BTreeSet::from([s("bo")]));
+        assert_eq!(d.groups["g"].owner, "al");
+        d.apply(&Event::GroupLeave {
+            group: s("g"),
+            user: s("zz"),
+        });
+        d.apply(&Event::GroupLeave {
+            group: s("g"),
+            user: s("bo"),
+        });
+        assert!(d.groups.is_empty());
+    }
+
+    fn sample_directory() -> Directory {
+        let s = |x: &str| x.to_owned();
+        let mut d = Directory::default();
+        for e in [
+            Event::Seen {
+                user: s("al"),
+                at: 1,
+            },
+            Event::Intro {
+                user: s("al"),
+                text: s("tab\there"),
+            },
+            Event::Status {
+                user: s("bo"),
+                status: s("busy"),
+            },
+            Event::Block {
+                user: s("bo"),
+                target: s("al"),
+            },
+            Event::Block {
+                user: s("bo"),
+                target: s("cy"),
+            },
+            Event::GroupCreate {
+                group: s("g1"),
+                owner: s("al"),
+            },
+            Event::GroupJoin {
+                group: s("g1"),
+                user: s("bo"),
+            },
+            Event::GroupJoin {
+                group: s("g1"),
+                user: s("cy"),
+            },
+            Event::GroupLeave {
+                group: s("g1"),
+                user: s("al"),
+            },
+            Event::GroupCreate {
+                group: s("g2"),
+                owner: s("cy"),
+            },
+        ] {
+            d.apply(&e);
+        }
+        d
+    }
+
+    #[test]
+    fn snapshot_rebuilds_directory() {
+        let d = sample_directory();
+        let events = snapshot_events(&d);
+        assert_eq!(events.len(), live_records(&d));
+        let mut rebuilt = Directory::default();
+        for e in &events {
+            let line = encode_event(e);
+            let fields = record::decode(line.trim_end_matches('\n')).unwrap();
+            rebuilt.apply(&decode_event(&fields).unwrap());
+        }
+        assert_eq!(rebuilt, d);
+    }
+
+    #[test]
+    fn compaction_triggers_and_preserves_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log_path = tmp.path().join(USERS_LOG);
+        let mut expected = Directory::default();
+        let mut events = snapshot_events(&sample_directory());
+        for at in 0..3000 {
+            events.push(Event::Seen {
+                user: "al".into(),
+                at,
+            });
+        }
+        let mut max_lines = 0;
+        {
+            let (store, _) = Store::open(tmp.path(), 10).unwrap();
+            for e in &events {
+                store.record(e, false).unwrap();
+                expected.apply(e);
+                let lines = fs::read(&log_path)
+                    .unwrap()
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count();
+                max_lines = max_lines.max(lines);
+                assert_eq!(lines, store.inner.lock().journal_records);
+            }
+            assert_eq!(store.inner.lock().directory, expected);
+        }
+        let live = live_records(&expected);
+        assert!(max_lines <= 2 * live + COMPACT_SLACK);
+        let lines = fs::read_to_string(&log_path).unwrap().lines().count();
+        assert!(lines < events.len(), "journal was never compacted");
+        assert!(!tmp.path().join(USERS_TMP).exists());
+        let (_, dir) = Store::open(tmp.path(), 10).unwrap();
+        assert_eq!(dir, expected);
+        assert_eq!(dir.users["al"].last_seen, Some(2999));
+    }
+
+    #[test]
+    fn unknown_and_malformed_events_are_skipped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut journal = record::encode(&["seen", "al", "3"]);
+        journal.push_str(&record::encode(&["future", "x", "y"]));
+        journal.push_str(&record::encode(&["seen", "bo", "not-a-number"]));
+        journal.push_str(&record::encode(&["status", "al", "here", "extra"]));
+        fs::write(tmp.path().join(USERS_LOG), journal).unwrap();
+        let (_, dir) = Store::open(tmp.path(), 10).unwrap();
+        assert_eq!(dir.users.len(), 1);
+        assert_eq!(dir.users["al"].last_seen, Some(3));
+        assert_eq!(dir.users["al"].status.as_deref(), Some("here"));
+    }
+
+    #[test]
+    fn open_unwritable_dir_fails() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("regular");
+        fs::write(&file, b"x").unwrap();
+        let err = Store::open(&file.join("data"), 10).err().unwrap();
+        assert!(matches!(err, StoreError::Io(_)));
+        assert!(err.to_string().starts_with("storage error"));
+        assert!(Store::open(&file, 10).is_err());
+    }
+
+    #[test]
+    fn leftover_compaction_temp_is_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join(USERS_TMP), b"half written").unwrap();
+        let (_, dir) = Store::open(tmp.path(), 10).unwrap();
+        assert_eq!(dir, Directory::default());
+        assert!(!tmp.path().join(USERS_TMP).exists());
+    }
+}

@@ -1,0 +1,317 @@
+//! The on-disk record format shared by every file the store writes.
+//!
+//! One record is one line: its fields are escaped (`\` -> `\\`, TAB -> `\t`,
+//! LF -> `\n`, CR -> `\r`) and joined with TAB, then a TAB and the CRC32
+//! (IEEE) of everything before that TAB follows as 8 lowercase hex digits,
+//! then LF. A reader can therefore tell a complete, intact record from a line
+//! torn by a crash or damaged on disk, and recover by skipping it.
+//!
+//! Everything here is pure: no file I/O, no logging, no knowledge of what the
+//! fields mean. It deliberately does not version records or describe their
+//! fields (the first field is a tag by convention, interpreted by the caller),
+//! and it does not try to repair a damaged record: a record is either intact
+//! or skipped.
+
+use std::fmt;
+
+/// Lookup table for the reflected IEEE polynomial, built at compile time.
+const CRC_TABLE: [u32; 256] = make_crc_table();
+
+const fn make_crc_table() -> [u32; 256] {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+}
+
+/// CRC32 (IEEE 802.3, the zlib/PNG one) of `bytes`; exposed so callers and
+/// tests can build or check records by hand.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c = CRC_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+/// Why one line is not an intact record; lets callers log what they skipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The line has no TAB-separated 8-digit lowercase hex checksum at its end
+    /// (typically a torn write or an empty line).
+    MissingChecksum,
+    /// The checksum does not match the content (damaged or torn line).
+    ChecksumMismatch {
+        /// The checksum written in the line.
+        stored: u32,
+        /// The checksum of the content as read.
+        computed: u32,
+    },
+    /// The checksum matched but a field holds an escape sequence this format
+    /// never writes, so the line was not written by `encode`.
+    BadEscape,
+    /// The line is not valid UTF-8 (only reported by `scan`, which sees bytes).
+    InvalidUtf8,
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordError::MissingChecksum => write!(f, "record has no checksum"),
+            RecordError::ChecksumMismatch { stored, computed } => write!(
+                f,
+                "record checksum mismatch (stored {stored:08x}, computed {computed:08x})"
+            ),
+            RecordError::BadEscape => write!(f, "record has an invalid escape sequence"),
+            RecordError::InvalidUtf8 => write!(f, "record is not valid utf-8"),
+        }
+    }
+}
+
+impl std::error::Error for RecordError {}
+
+fn escape_into(out: &mut String, field: &str) {
+    for ch in field.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn unescape(field: &str) -> Result<String, RecordError> {
+    let mut out = String::with_capacity(field.len());
+    let mut chars = field.chars();
+    while let Some(ch) = chars.next() {
+        if ch != '\\' {
+            out.push(ch);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            _ => return Err(RecordError::BadEscape),
+        }
+    }
+    Ok(out)
+}
+
+/// Encodes `fields` as one complete record line, trailing LF included, ready
+/// to be appended to a file with a single write.
+///
+/// An empty slice encodes the same as `&[""]` (one empty field).
+pub fn encode(fields: &[&str]) -> String {
+    let mut out = String::with_capacity(fields.iter().map(|f| f.len() + 1).sum::<usize>() + 10);
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        escape_into(&mut out, field);
+    }
+    let sum = crc32(out.as_bytes());
+    out.push('\t');
+    out.push_str(&format!("{sum:08x}"));
+    out.push('\n');
+    out
+}
+
+/// Decodes one record line (without its LF) back into its fields, checking
+/// the checksum first.
+pub fn decode(line: &str) -> Result<Vec<String>, RecordError> {
+    let (body, sum) = line.rsplit_once('\t').ok_or(RecordError::MissingChecksum)?;
+    if sum.len() != 8 || !sum.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(RecordError::MissingChecksum);
+    }
+    let stored = u32::from_str_radix(sum, 16).map_err(|_| RecordError::MissingChecksum)?;
+    let computed = crc32(body.as_bytes());
+    if stored != computed {
+        return Err(RecordError::ChecksumMismatch { stored, computed });
+    }
+    body.split('\t').map(unescape).collect()
+}
+
+/// Decodes one line given as raw bytes (without its LF).
+pub fn decode_bytes(line: &[u8]) -> Result<Vec<String>, RecordError> {
+    let text = std::str::from_utf8(line).map_err(|_| RecordError::InvalidUtf8)?;
+    decode(text)
+}
+
+/// The result of reading a whole file's bytes as records.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Every intact record, in file order; this is what the file means.
+    pub records: Vec<Vec<String>>,
+    /// Byte offset just past the last intact record: the file should be
+    /// truncated to this length so the next append starts on a clean line.
+    pub good_len: usize,
+    /// Bytes after `good_len` (a torn final write: bytes after the last LF,
+    /// and/or final lines that fail to decode); 0 for a clean file.
+    pub torn_len: usize,
+    /// Damaged lines before `good_len` (followed by intact records), skipped
+    /// and counted so the caller can warn about them.
+    pub skipped: usize,
+}
+
+/// Splits a whole file's bytes into intact records, skipping damaged lines in
+/// the middle and reporting a damaged or torn end as a tail to truncate.
+pub fn scan(bytes: &[u8]) -> Scan {
+    let mut result = Scan::default();
+    let mut pos = 0;
+    let mut pending_bad = 0;
+    while let Some(rel) = bytes[pos..].iter().position(|&b| b == b'\n') {
+        let next = pos + rel + 1;
+        match decode_bytes(&bytes[pos..pos + rel]) {
+            Ok(fields) => {
+                result.records.push(fields);
+                result.skipped += pending_bad;
+                pending_bad = 0;
+                result.good_len = next;
+            }
+            Err(_) => pending_bad += 1,
+        }
+        pos = next;
+    }
+    result.torn_len = bytes.len() - result.good_len;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_known_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn round_trip_awkward_fields() {
+        let fields = [
+            "plain",
+            "",
+            "tab\there",
+            "line\nbreak\r\n",
+            "back\\slash\\t not an escape",
+            "ünïcødé ✓ 日本語 🦀",
+            "\\",
+            "",
+        ];
+        let line = encode(&fields);
+        assert!(line.ends_with('\n'));
+        assert_eq!(line.matches('\n').count(), 1);
+        let decoded = decode(line.strip_suffix('\n').unwrap()).unwrap();
+        assert_eq!(decoded, fields);
+    }
+
+    #[test]
+    fn checksum_is_lowercase_hex_of_body() {
+        let line = encode(&["a", "b"]);
+        let (body, sum) = line.trim_end_matches('\n').rsplit_once('\t').unwrap();
+        assert_eq!(body, "a\tb");
+        assert_eq!(sum, format!("{:08x}", crc32(b"a\tb")));
+    }
+
+    #[test]
+    fn decode_rejects_damage() {
+        let line = encode(&["hello", "world"]);
+        let line = line.trim_end_matches('\n');
+        let damaged = line.replacen("world", "worle", 1);
+        assert!(matches!(
+            decode(&damaged),
+            Err(RecordError::ChecksumMismatch { .. })
+        ));
+        assert_eq!(decode("no checksum"), Err(RecordError::MissingChecksum));
+        assert_eq!(decode(""), Err(RecordError::MissingChecksum));
+        assert_eq!(
+            decode(&line[..line.len() - 1]),
+            Err(RecordError::MissingChecksum)
+        );
+        let body = "bad\\x";
+        let forged = format!("{body}\t{:08x}", crc32(body.as_bytes()));
+        assert_eq!(decode(&forged), Err(RecordError::BadEscape));
+    }
+
+    #[test]
+    fn scan_clean_file() {
+        let mut bytes = encode(&["one"]).into_bytes();
+        bytes.extend(encode(&["two", "2"]).into_bytes());
+        let s = scan(&bytes);
+        assert_eq!(s.records, vec![vec!["one"], vec!["two", "2"]]);
+        assert_eq!(s.good_len, bytes.len());
+        assert_eq!(s.torn_len, 0);
+        assert_eq!(s.skipped, 0);
+    }
+
+    #[test]
+    fn scan_empty_file() {
+        assert_eq!(scan(b""), Scan::default());
+    }
+
+    #[test]
+    fn scan_torn_final_record_without_lf() {
+        let good = encode(&["one"]);
+        let torn = encode(&["two"]);
+        let mut bytes = good.clone().into_bytes();
+        bytes.extend_from_slice(&torn.as_bytes()[..torn.len() - 3]);
+        let s = scan(&bytes);
+        assert_eq!(s.records, vec![vec!["one"]]);
+        assert_eq!(s.good_len, good.len());
+        assert_eq!(s.torn_len, torn.len() - 3);
+        assert_eq!(s.skipped, 0);
+    }
+
+    #[test]
+    fn scan_torn_final_record_bad_checksum() {
+        let good = encode(&["one"]);
+        let bad = encode(&["two"]).replacen("two", "twx", 1);
+        let bytes = format!("{good}{bad}").into_bytes();
+        let s = scan(&bytes);
+        assert_eq!(s.records, vec![vec!["one"]]);
+        assert_eq!(s.good_len, good.len());
+        assert_eq!(s.torn_len, bad.len());
+        assert_eq!(s.skipped, 0);
+    }
+
+    #[test]
+    fn scan_corrupted_middle_record_is_skipped() {
+        let a = encode(&["a"]);
+        let b = encode(&["bbbb"]).replacen("bbbb", "bxbb", 1);
+        let c = encode(&["c"]);
+        let mut bytes = format!("{a}{b}").into_bytes();
+        bytes.extend_from_slice(b"\xff\xfe not utf8\n");
+        bytes.extend_from_slice(c.as_bytes());
+        let s = scan(&bytes);
+        assert_eq!(s.records, vec![vec!["a"], vec!["c"]]);
+        assert_eq!(s.skipped, 2);
+        assert_eq!(s.good_len, bytes.len());
+        assert_eq!(s.torn_len, 0);
+    }
+
+    #[test]
+    fn scan_only_garbage() {
+        let s = scan(b"garbage\nmore");
+        assert!(s.records.is_empty());
+        assert_eq!(s.good_len, 0);
+        assert_eq!(s.torn_len, 12);
+    }
+}
