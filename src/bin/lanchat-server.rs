@@ -85,10 +85,13 @@ fn load_config(args: &Args) -> Result<Config, String> {
     Ok(config)
 }
 
-/// Prints where students can connect: every non-loopback interface address.
+/// Prints where students can connect: every non-loopback interface address. A closed
+/// stdout is not a reason to stop serving, so write errors are ignored.
 fn print_addresses(addr: std::net::SocketAddr) {
+    use std::io::Write;
     let port = addr.port();
-    println!("lanchat server listening on {addr}");
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "lanchat server listening on {addr}");
     let ifaces = if_addrs::get_if_addrs().unwrap_or_default();
     let mut reachable: Vec<String> = ifaces
         .iter()
@@ -105,12 +108,19 @@ fn print_addresses(addr: std::net::SocketAddr) {
         .collect();
     reachable.dedup();
     if reachable.is_empty() {
-        println!("Connect from this machine with: lanchat-client 127.0.0.1 {port}");
+        let _ = writeln!(
+            out,
+            "Connect from this machine with: lanchat-client 127.0.0.1 {port}"
+        );
     } else {
-        println!("Students connect with (or `make run-client HOST=<address>`):");
+        let _ = writeln!(
+            out,
+            "Students connect with (or `make run-client HOST=<address> PORT={port}`):"
+        );
         for r in reachable {
-            println!("{r}");
+            let _ = writeln!(out, "{r}");
         }
     }
-    println!("Press Ctrl-C to stop the server.");
+    let _ = writeln!(out, "Press Ctrl-C to stop the server.");
+    let _ = out.flush();
 }

@@ -155,6 +155,31 @@ impl Conn {
         true
     }
 
+    /// Queues a line without writing it yet, so that it is ordered before anything another
+    /// thread sends afterwards. Only memory is touched: safe to call under the hub's lock.
+    /// [`Conn::flush_now`] (or the flusher) writes it.
+    pub fn enqueue(self: &Arc<Self>, line: &Line) {
+        let mut outbox = self.outbox.lock();
+        if self.is_closed() {
+            return;
+        }
+        let was_empty = outbox.is_empty();
+        outbox.buf.extend_from_slice(line.to_wire().as_bytes());
+        if was_empty {
+            outbox.stalled_since = Some(Instant::now());
+            drop(outbox);
+            let _ = self.flusher.send(Arc::clone(self));
+        }
+    }
+
+    /// Writes what is queued now, from the calling thread, as far as the socket takes it.
+    pub fn flush_now(&self) {
+        if let Err(e) = self.flush_some() {
+            log::debug!("conn {} ({}): flush failed: {e}", self.id, self.peer);
+            self.close();
+        }
+    }
+
     /// Writes as much of the outbox as the socket takes now. Returns `Ok(true)` when the
     /// outbox is empty.
     fn flush_some(&self) -> io::Result<bool> {

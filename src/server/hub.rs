@@ -329,8 +329,8 @@ impl Hub {
         }
     }
 
-    /// Last step: puts the user online. Returns the welcome lines (welcome, then offline
-    /// mail or "no messages"), or a line refusing the login (a lost duplicate race).
+    /// Last step: puts the user online and queues WELCOME. Returns the lines that follow it
+    /// (offline mail or "no messages"), or a line refusing the login (a lost duplicate race).
     pub fn login(&self, name: &str, conn: &Arc<Conn>) -> Result<Vec<Line>, Line> {
         let now = self.now();
         let (replaced, notify) = {
@@ -355,6 +355,13 @@ impl Hub {
                     session: None,
                 },
             );
+            // Queued (memory only) before anyone else can address this user, so WELCOME is
+            // always the first line a logged-in client sees.
+            conn.enqueue(&Line::new(
+                Kind::Welcome,
+                &[name],
+                "Login successful, Welcome to lanchat! Type 'help' for the commands.",
+            ));
             state.users.entry(name.to_string()).or_default();
             let notify = if replaced.is_none() && state.status_of(name) != Status::Invisible {
                 presence_targets(&state, name)
@@ -383,11 +390,8 @@ impl Hub {
         );
         send_to(&notify, &presence);
 
-        let mut lines = vec![Line::new(
-            Kind::Welcome,
-            &[name],
-            "Login successful, Welcome to lanchat! Type 'help' for the commands.",
-        )];
+        conn.flush_now();
+        let mut lines = Vec::new();
         match self.shared.store.take_mail(name) {
             Ok(mail) if mail.is_empty() => {
                 lines.push(Line::info("no-mail", "No messages received while offline."))

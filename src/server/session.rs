@@ -39,8 +39,12 @@ pub fn serve(hub: &Hub, conn: &Arc<Conn>, ctx: &SessionContext<'_>) {
     ]);
     if let Some(name) = login(hub, conn, &mut reader, ctx) {
         log::info!("{name} logged in from {}", conn.peer);
-        let reason = command_loop(hub, conn, &mut reader, &name, ctx);
+        let (reason, bye) = command_loop(hub, conn, &mut reader, &name, ctx);
+        // Offline first, then BYE: a client that has read BYE knows the others see it gone.
         hub.logout(&name, conn.id, reason);
+        if let Some(bye) = bye {
+            conn.send(&bye);
+        }
         log::info!("{name} logged out ({reason:?})");
     }
     conn.wait_flushed(Duration::from_secs(1));
@@ -176,14 +180,15 @@ fn finish_login(hub: &Hub, conn: &Arc<Conn>, name: &str) -> Option<String> {
     }
 }
 
-/// Reads and applies commands until the user leaves; returns why.
+/// Reads and applies commands until the user leaves; returns why, and the BYE to send once
+/// the user is offline.
 fn command_loop(
     hub: &Hub,
     conn: &Arc<Conn>,
     reader: &mut LineReader,
     name: &str,
     ctx: &SessionContext<'_>,
-) -> LogoutReason {
+) -> (LogoutReason, Option<Line>) {
     let limit = idle_limit(hub);
     let mut last_activity = Instant::now();
     let mut awaiting_intro = false;
@@ -198,18 +203,18 @@ fn command_loop(
             }
             Err(NotALine::TimedOut) => {
                 if limit.is_some_and(|l| last_activity.elapsed() >= l) {
-                    conn.send(&Line::bye(
+                    let bye = Line::bye(
                         "timeout",
                         "(You are time out) You were idle too long. Logging off.",
-                    ));
-                    return LogoutReason::Timeout;
+                    );
+                    return (LogoutReason::Timeout, Some(bye));
                 }
                 continue;
             }
             Err(NotALine::Closed) if ctx.shutting_down.load(Ordering::Acquire) => {
-                return LogoutReason::Shutdown
+                return (LogoutReason::Shutdown, None)
             }
-            Err(NotALine::Closed) => return LogoutReason::Dropped,
+            Err(NotALine::Closed) => return (LogoutReason::Dropped, None),
         };
         last_activity = Instant::now();
         if awaiting_intro {
@@ -231,8 +236,8 @@ fn command_loop(
         };
         let replies = match command {
             Command::Logout => {
-                conn.send(&Line::bye("logout", "Logging off. Goodbye!"));
-                return LogoutReason::Requested;
+                let bye = Line::bye("logout", "Logging off. Goodbye!");
+                return (LogoutReason::Requested, Some(bye));
             }
             Command::Intro(None) => {
                 awaiting_intro = true;

@@ -1,0 +1,34 @@
+# lanchat: `make run-server`, `make run-client [HOST=addr] [PORT=4119]`, `make test`.
+HOST ?= 127.0.0.1
+PORT ?= 4119
+CARGO ?= cargo
+
+.PHONY: build run-server run-client test lint fmt clean
+
+build:
+	$(CARGO) build --release
+
+run-server: build
+	./target/release/lanchat-server --config configuration.toml
+
+run-client: build
+	./target/release/lanchat-client $(HOST) $(PORT)
+
+# Every test: unit, integration (real sockets), and the end-to-end binary tests.
+test:
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --all-targets --no-fail-fast; \
+	else \
+		$(CARGO) test --all-targets --no-fail-fast; \
+	fi
+	$(CARGO) test --doc
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,11 @@
+//! Integration tests: a real server on 127.0.0.1:0 per test, spoken to over TCP the way
+//! telnet or the client would.
+
+/// TestServer / TestClient helpers shared by every module.
+mod support;
+
+/// Issue 2: login, lockout, presence, messages, broadcasts, intros, limits, shutdown.
+mod core;
+
+/// Issue 3: offline mail, history, last seen and intros survive restarts and crashes.
+mod store;

@@ -1,0 +1,269 @@
+use crate::support::*;
+use lanchat::clock::SystemClock;
+use lanchat::protocol::Kind;
+use lanchat::server::Server;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Logs in and returns the client plus the mail it was given at login.
+fn login_with_mail(
+    s: &TestServer,
+    name: &str,
+    password: &str,
+) -> (TestClient, Vec<lanchat::protocol::Line>) {
+    let c = s.connect();
+    c.send(name);
+    c.expect_ask("password");
+    c.send(password);
+    c.expect(Kind::Welcome);
+    let first = c.next();
+    if first.arg(0) == "no-mail" {
+        return (c, Vec::new());
+    }
+    assert_eq!((first.kind, first.arg(0)), (Kind::Info, "mail"), "{first}");
+    let n: usize = first
+        .text
+        .rsplit('(')
+        .next()
+        .unwrap()
+        .trim_end_matches("):")
+        .parse()
+        .unwrap();
+    let mail = (0..n).map(|_| c.expect(Kind::Mail)).collect();
+    (c, mail)
+}
+
+#[test]
+fn offline_mail_survives_a_restart_and_arrives_once_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    {
+        let s = TestServer::start_on(&data);
+        let a = s.login("alice");
+        for i in 0..5 {
+            a.send(&format!("message bob note {i}"));
+            let ack = a.expect_ok("queued");
+            assert!(ack.text.contains("delivered when they log in"));
+        }
+        a.send("broadcast user bob message via list");
+        a.expect_ok("queued");
+        a.send("broadcast message to all");
+        a.expect_ok("broadcast");
+        a.send("broadcast only online people");
+        a.expect_ok("broadcast");
+    }
+    let s = TestServer::start_on(&data);
+    let (b, mail) = login_with_mail(&s, "bob", "pw-bob");
+    let texts: Vec<_> = mail.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["note 0", "note 1", "note 2", "note 3", "note 4", "via list", "to all"]
+    );
+    assert!(mail
+        .iter()
+        .all(|m| m.arg(0) == "alice" && m.arg(1).ends_with('Z')));
+    assert_eq!(mail[0].arg(2), "private");
+    assert_eq!(mail[6].arg(2), "broadcast");
+    b.logout();
+    let (_, again) = login_with_mail(&s, "bob", "pw-bob");
+    assert!(again.is_empty(), "mail delivered twice: {again:?}");
+}
+
+#[test]
+fn history_wholast_and_intros_survive_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    {
+        let s = TestServer::start_on(&data);
+        let a = s.login("alice");
+        let b = s.login("bob");
+        a.send("personalintro I sit in the front row");
+        a.expect_ok("intro");
+        a.send("message bob one");
+        a.expect_ok("sent");
+        b.expect(Kind::Msg);
+        b.send("message alice two");
+        b.expect_ok("sent");
+        a.expect(Kind::Msg);
+        a.send("history bob 1");
+        let (_, h) = a.expect_list("history");
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].text, "two");
+        b.logout();
+        a.logout();
+    }
+    let s = TestServer::start_on(&data);
+    let c = s.login("carol");
+    c.send("wholast 5");
+    let (_, users) = c.expect_list("wholast");
+    let names: Vec<_> = users.iter().map(|u| u.arg(0)).collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert_eq!(users[0].text, "I sit in the front row");
+    let a = s.login("alice");
+    c.send("whoelse");
+    let (_, users) = c.expect_list("whoelse");
+    assert_eq!(users[0].text, "I sit in the front row");
+    for cmd in [
+        "history bob",
+        "HISTORY_REQ(alice-bob)",
+        "HISTORY_REQUEST(alice-bob)",
+    ] {
+        a.send(cmd);
+        let (_, h) = a.expect_list("history");
+        let lines: Vec<_> = h.iter().map(|l| (l.arg(2), l.text.as_str())).collect();
+        assert_eq!(lines, [("alice", "one"), ("bob", "two")], "{cmd}");
+        assert!(h.iter().all(|l| l.kind == Kind::Hist && l.arg(1) == "-"));
+    }
+    // No history yet is a clear reply, never an error; unknown users are errors.
+    a.send("history dave");
+    a.expect_code(Kind::Info, "no-history");
+    a.send("history zed");
+    a.expect_err("unknown-user");
+    // Carol cannot read alice and bob's log: her history with bob is her own (empty).
+    c.send("HISTORY_REQ(alice-bob)");
+    c.expect_code(Kind::Info, "no-history");
+}
+
+#[test]
+fn a_full_mailbox_refuses_new_mail_and_keeps_the_old() {
+    let s = TestServer::start_with(|c| c.max_offline_messages = 3);
+    let a = s.login("alice");
+    for i in 0..3 {
+        a.send(&format!("message bob m{i}"));
+        a.expect_ok("queued");
+    }
+    a.send("message bob one too many");
+    let e = a.expect_err("mailbox-full");
+    assert!(e.text.contains("bob"), "{e}");
+    let (_, mail) = login_with_mail(&s, "bob", "pw-bob");
+    let texts: Vec<_> = mail.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["m0", "m1", "m2"]);
+}
+
+#[test]
+fn an_unusable_data_dir_is_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let config = test_config(&file.join("data"));
+    let result = Server::bind_with(config, credentials(0), Arc::new(SystemClock));
+    assert!(result.is_err());
+}
+
+#[test]
+fn a_failed_store_write_is_reported_to_the_sender() {
+    let s = TestServer::start();
+    // Make bob's mailbox impossible to write: a directory where the file should be.
+    std::fs::create_dir_all(s.data_dir.join("mail").join("bob.log")).unwrap();
+    let a = s.login("alice");
+    a.send("message bob will this be saved");
+    a.expect_err("store-failed");
+    a.send("message carol but this one is");
+    a.expect_ok("queued");
+}
+
+/// The real server binary, killed with SIGKILL on drop if still running.
+struct ServerProcess {
+    child: Child,
+    port: u16,
+    /// Kept open so the server's later prints never hit a closed pipe.
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl ServerProcess {
+    fn start(dir: &std::path::Path) -> ServerProcess {
+        let creds = dir.join("credentials.txt");
+        std::fs::write(&creds, "alice pw-alice\nbob pw-bob\n").unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lanchat-server"))
+            .args(["--bind", "127.0.0.1", "0", "--credentials"])
+            .arg(&creds)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .current_dir(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut first).unwrap();
+        let port = first.trim().rsplit(':').next().unwrap().parse().unwrap();
+        ServerProcess {
+            child,
+            port,
+            _stdout: stdout,
+        }
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn raw_login(addr: std::net::SocketAddr, name: &str, password: &str) -> TestClient {
+    let c = TestClient::connect(addr);
+    c.expect(Kind::Hello);
+    c.expect_ask("username");
+    c.send(name);
+    c.expect_ask("password");
+    c.send(password);
+    c.expect(Kind::Welcome);
+    c
+}
+
+#[test]
+fn sigkill_mid_stream_loses_no_acknowledged_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(tmp.path());
+    let a = raw_login(server.addr(), "alice", "pw-alice");
+    a.expect_code(Kind::Info, "no-mail");
+    const SENT: usize = 2000;
+    const KILL_AFTER: usize = 150;
+    let mut server = server;
+    let mut acked = 0;
+    std::thread::scope(|scope| {
+        let a = &a;
+        scope.spawn(move || {
+            let all: String = (0..SENT)
+                .map(|i| format!("message bob seq {i}\n"))
+                .collect();
+            // The write may fail once the server is killed; that is the point.
+            let _ = a.try_send_raw(all.as_bytes());
+        });
+        while let Some(l) = a.try_next(Duration::from_secs(10)) {
+            assert_eq!((l.kind, l.arg(0)), (Kind::Ok, "queued"), "{l}");
+            acked += 1;
+            if acked == KILL_AFTER {
+                server.child.kill().unwrap();
+                server.child.wait().unwrap();
+            }
+        }
+    });
+    assert!(acked >= KILL_AFTER, "only {acked} acknowledged");
+    drop(server);
+
+    let server = ServerProcess::start(tmp.path());
+    let b = raw_login(server.addr(), "bob", "pw-bob");
+    let header = b.next();
+    assert_eq!(header.arg(0), "mail", "{header}");
+    let mut got = Vec::new();
+    while let Some(l) = b.try_next(Duration::from_millis(500)) {
+        assert_eq!(l.kind, Kind::Mail, "{l}");
+        let n: usize = l.text.strip_prefix("seq ").unwrap().parse().unwrap();
+        got.push(n);
+    }
+    // Every acknowledged message arrived, whole, in order, exactly once; at most the few in
+    // flight at the kill (stored but not yet acknowledged) come after them.
+    assert!(got.len() >= acked, "acked {acked}, delivered {}", got.len());
+    assert_eq!(got, (0..got.len()).collect::<Vec<_>>());
+}

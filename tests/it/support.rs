@@ -1,0 +1,328 @@
+//! Shared test helpers: a server on 127.0.0.1:0 in a temp dir that shuts down on Drop, and a
+//! line-protocol client whose every read has a timeout.
+
+use lanchat::clock::{Clock, ManualClock, SystemClock};
+use lanchat::config::Config;
+use lanchat::credentials::Credentials;
+use lanchat::protocol::{Kind, Line};
+use lanchat::server::{Server, ShutdownHandle};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long any single expected line may take to arrive.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The users every test server knows.
+pub const USERS: &[(&str, &str)] = &[
+    ("alice", "pw-alice"),
+    ("bob", "pw-bob"),
+    ("carol", "pw-carol"),
+    ("dave", "pw-dave"),
+    ("columbia", "116bway"),
+    ("seas", "summerisover"),
+];
+
+/// A running server; stops (and is joined) on drop.
+pub struct TestServer {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// Stops it.
+    pub handle: ShutdownHandle,
+    /// The server thread.
+    thread: Option<JoinHandle<()>>,
+    /// The data directory (kept for restarts).
+    pub data_dir: PathBuf,
+    /// Keeps the temp dir alive for the server's lifetime (when the server owns it).
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// A config for tests: loopback, port 0, generous limits.
+pub fn test_config(data_dir: &Path) -> Config {
+    Config {
+        port: 0,
+        bind: "127.0.0.1".parse().unwrap(),
+        data_dir: data_dir.to_path_buf(),
+        ..Config::default()
+    }
+}
+
+/// The default test credentials plus `extra` users named user0..userN.
+pub fn credentials(extra: usize) -> Credentials {
+    let mut pairs: Vec<(String, String)> = USERS
+        .iter()
+        .map(|(u, p)| (u.to_string(), p.to_string()))
+        .collect();
+    for i in 0..extra {
+        pairs.push((format!("user{i}"), format!("pw{i}")));
+    }
+    Credentials::from_pairs(pairs.iter().map(|(u, p)| (u.as_str(), p.as_str())))
+}
+
+impl TestServer {
+    /// A server with default test settings.
+    pub fn start() -> TestServer {
+        TestServer::start_with(|_| {})
+    }
+
+    /// A server whose config is adjusted by `tweak`.
+    pub fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::start_full(tweak, credentials(60), Arc::new(SystemClock), None)
+    }
+
+    /// A server with a manual clock.
+    pub fn start_with_clock(clock: &ManualClock, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::start_full(tweak, credentials(60), Arc::new(clock.clone()), None)
+    }
+
+    /// A server on an existing data directory (a "restart").
+    pub fn start_on(data_dir: &Path) -> TestServer {
+        TestServer::start_full(
+            |_| {},
+            credentials(60),
+            Arc::new(SystemClock),
+            Some(data_dir.to_path_buf()),
+        )
+    }
+
+    /// Everything explicit.
+    pub fn start_full(
+        tweak: impl FnOnce(&mut Config),
+        credentials: Credentials,
+        clock: Arc<dyn Clock>,
+        data_dir: Option<PathBuf>,
+    ) -> TestServer {
+        let (tmp, data_dir) = match data_dir {
+            Some(d) => (None, d),
+            None => {
+                let tmp = tempfile::tempdir().unwrap();
+                let d = tmp.path().join("data");
+                (Some(tmp), d)
+            }
+        };
+        let mut config = test_config(&data_dir);
+        tweak(&mut config);
+        let server = Server::bind_with(config, credentials, clock).unwrap();
+        let addr = server.local_addr();
+        let handle = server.shutdown_handle();
+        let thread = std::thread::spawn(move || server.run().unwrap());
+        TestServer {
+            addr,
+            handle,
+            thread: Some(thread),
+            data_dir,
+            _tmp: tmp,
+        }
+    }
+
+    /// A raw connection (not logged in); HELLO and the username prompt are consumed.
+    pub fn connect(&self) -> TestClient {
+        let c = TestClient::connect(self.addr);
+        c.expect(Kind::Hello);
+        c.expect_ask("username");
+        c
+    }
+
+    /// A logged-in client; the welcome and mail lines are consumed.
+    pub fn login(&self, name: &str) -> TestClient {
+        let password = USERS
+            .iter()
+            .find(|(u, _)| *u == name)
+            .map(|(_, p)| p.to_string())
+            .unwrap_or_else(|| format!("pw{}", name.trim_start_matches("user")));
+        let c = self.connect();
+        c.send(name);
+        c.expect_ask("password");
+        c.send(&password);
+        c.expect(Kind::Welcome);
+        let mail = c.next();
+        assert!(
+            mail.kind == Kind::Info && matches!(mail.arg(0), "no-mail" | "mail"),
+            "{mail}"
+        );
+        c
+    }
+
+    /// Stops the server and waits for it (bounded).
+    pub fn stop(&mut self) -> Duration {
+        let started = Instant::now();
+        self.handle.shutdown();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        started.elapsed()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.stop();
+        }
+    }
+}
+
+/// A protocol client with timeouts on every read.
+pub struct TestClient {
+    /// Reading half (a clone of the stream).
+    reader: parking_lot::Mutex<BufReader<TcpStream>>,
+    /// Writing half.
+    writer: parking_lot::Mutex<TcpStream>,
+}
+
+impl TestClient {
+    /// Connects without reading anything.
+    pub fn connect(addr: SocketAddr) -> TestClient {
+        let stream = TcpStream::connect(addr).unwrap();
+        TestClient::from_stream(stream)
+    }
+
+    /// Wraps an open stream.
+    pub fn from_stream(stream: TcpStream) -> TestClient {
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        TestClient {
+            reader: parking_lot::Mutex::new(BufReader::new(stream.try_clone().unwrap())),
+            writer: parking_lot::Mutex::new(stream),
+        }
+    }
+
+    /// Sends one line (LF added).
+    pub fn send(&self, line: &str) {
+        self.send_raw(format!("{line}\n").as_bytes());
+    }
+
+    /// Sends bytes as they are.
+    pub fn send_raw(&self, bytes: &[u8]) {
+        self.try_send_raw(bytes).unwrap();
+    }
+
+    /// Sends bytes, reporting a failed write instead of panicking.
+    pub fn try_send_raw(&self, bytes: &[u8]) -> std::io::Result<()> {
+        self.writer.lock().write_all(bytes)
+    }
+
+    /// The next line that is not a presence notice (those arrive whenever others come
+    /// and go), or a panic after the timeout.
+    pub fn next(&self) -> Line {
+        loop {
+            let l = self.next_any();
+            if l.kind != Kind::Presence {
+                return l;
+            }
+        }
+    }
+
+    /// The next line of any kind, or a panic after the timeout.
+    pub fn next_any(&self) -> Line {
+        self.try_next(TIMEOUT)
+            .unwrap_or_else(|| panic!("no line within {TIMEOUT:?}"))
+    }
+
+    /// The next line within `timeout`, or None (timeout or EOF).
+    pub fn try_next(&self, timeout: Duration) -> Option<Line> {
+        let mut reader = self.reader.lock();
+        reader.get_ref().set_read_timeout(Some(timeout)).unwrap();
+        let mut raw = String::new();
+        match reader.read_line(&mut raw) {
+            Ok(0) => None,
+            Ok(_) => Some(Line::parse(&raw).unwrap_or_else(|| panic!("unparseable line {raw:?}"))),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::ConnectionReset
+                ) =>
+            {
+                None
+            }
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+
+    /// The next line, which must be of `kind` (presence notices are skipped unless `kind`
+    /// is `Presence`).
+    pub fn expect(&self, kind: Kind) -> Line {
+        let l = if kind == Kind::Presence {
+            self.next_any()
+        } else {
+            self.next()
+        };
+        assert_eq!(l.kind, kind, "expected {kind:?}, got: {l}");
+        l
+    }
+
+    /// The next line, which must be `kind` with first argument `code`.
+    pub fn expect_code(&self, kind: Kind, code: &str) -> Line {
+        let l = if kind == Kind::Presence {
+            self.next_any()
+        } else {
+            self.next()
+        };
+        assert!(
+            l.kind == kind && l.arg(0) == code,
+            "expected {} {code}, got: {l}",
+            kind.as_str()
+        );
+        l
+    }
+
+    /// `ASK <field>`.
+    pub fn expect_ask(&self, field: &str) -> Line {
+        self.expect_code(Kind::Ask, field)
+    }
+
+    /// `ERR <code>`.
+    pub fn expect_err(&self, code: &str) -> Line {
+        self.expect_code(Kind::Err, code)
+    }
+
+    /// `OK <code>`.
+    pub fn expect_ok(&self, code: &str) -> Line {
+        self.expect_code(Kind::Ok, code)
+    }
+
+    /// Skips lines until one matches (presence notices and the like may come first).
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&Line) -> bool) -> Line {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.try_next(left) {
+                Some(l) if pred(&l) => return l,
+                Some(_) => continue,
+                None => panic!("timed out waiting for {what}"),
+            }
+        }
+    }
+
+    /// Reads a `LIST` header and its items.
+    pub fn expect_list(&self, name: &str) -> (Line, Vec<Line>) {
+        let header = self.expect_code(Kind::List, name);
+        let n: usize = header.arg(1).parse().unwrap();
+        let items = (0..n).map(|_| self.next()).collect();
+        (header, items)
+    }
+
+    /// Asserts nothing but presence notices arrives for `quiet`.
+    pub fn expect_silence(&self, quiet: Duration) {
+        let deadline = Instant::now() + quiet;
+        while let Some(l) = self.try_next(deadline.saturating_duration_since(Instant::now())) {
+            assert_eq!(l.kind, Kind::Presence, "expected silence, got: {l}");
+        }
+    }
+
+    /// Asserts the server closes the connection (EOF) soon.
+    pub fn expect_closed(&self) {
+        assert!(
+            self.try_next(TIMEOUT).is_none(),
+            "expected the connection to close"
+        );
+    }
+
+    /// Logs out and waits for the BYE.
+    pub fn logout(&self) {
+        self.send("logout");
+        self.wait_for("BYE logout", |l| l.kind == Kind::Bye);
+    }
+}
