@@ -552,6 +552,8 @@ impl Hub {
             kind: MailKind::Private,
             text: text.to_string(),
         };
+        // Logged before delivery so that an answer is never logged ahead of its question.
+        self.append_history(me, to, None, text, now);
         let mut lines = match self.deliver_or_store(to, &live, &mail) {
             Ok(true) if status == Status::Invisible && to != me => vec![offline_ack(to)],
             Ok(true) => vec![ok("sent", format!("Your message was sent to {to}."))],
@@ -564,7 +566,6 @@ impl Hub {
                 format!("{to} is busy and may answer later."),
             ));
         }
-        self.append_history(me, to, None, text, now);
         lines
     }
 
@@ -989,14 +990,20 @@ impl Hub {
         let Some((n, other, conn)) = found else {
             return vec![err("no-session", "You are not in a chat session.")];
         };
-        let line = Line::new(Kind::Talk, &[&n.to_string(), me], text);
-        if !conn.is_some_and(|c| c.send(&line)) {
-            return vec![err(
+        let unreachable = || {
+            vec![err(
                 "unreachable",
                 format!("{other} is no longer connected."),
-            )];
-        }
+            )]
+        };
+        let Some(conn) = conn else {
+            return unreachable();
+        };
+        // Logged before it is delivered, so a reply can never be logged ahead of it.
         self.append_history(me, &other, Some(n), text, self.now());
+        if !conn.send(&Line::new(Kind::Talk, &[&n.to_string(), me], text)) {
+            return unreachable();
+        }
         Vec::new()
     }
 

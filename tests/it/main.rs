@@ -9,3 +9,6 @@ mod core;
 
 /// Issue 3: offline mail, history, last seen and intros survive restarts and crashes.
 mod store;
+
+/// Issue 4: chat sessions, blacklists, statuses, groups, auth modes and policies.
+mod conversations;
