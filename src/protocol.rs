@@ -168,6 +168,8 @@ pub enum Command {
     Status(Option<Status>),
     /// `group ...`
     Group(GroupAction),
+    /// `log on` (seed 000's client typed it to connect): says you are logged on.
+    LogOn,
     /// `heartbeat` / `ping`: proof of life from a client, answered with `OK pong`.
     Heartbeat,
     /// `say TEXT`: a line to the current chat session partner, even if it starts with a
@@ -310,6 +312,7 @@ pub fn parse_command(line: &str, me: &str) -> Result<Option<Command>, ParseError
         "help" | "?" | "commands" => Command::Help,
         "logout" | "exit" | "quit" | "bye" => Command::Logout,
         "log" if rest.eq_ignore_ascii_case("out") => Command::Logout,
+        "log" if rest.eq_ignore_ascii_case("on") => Command::LogOn,
         "whoelse" | "online" | "list" | "who" | "users" => Command::WhoElse,
         "wholast" => {
             let (n, extra) = split_word(rest);
@@ -728,6 +731,8 @@ mod tests {
         for l in ["logout", "log out", "LOG OUT", "exit", "quit", "/quit"] {
             assert_eq!(ok(l), Command::Logout, "{l}");
         }
+        assert_eq!(ok("log on"), Command::LogOn);
+        assert_eq!(ok("LOG ON"), Command::LogOn);
         for l in ["whoelse", "online", "list", "WHOELSE"] {
             assert_eq!(ok(l), Command::WhoElse, "{l}");
         }

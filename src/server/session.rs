@@ -120,7 +120,8 @@ fn login(
         match pending_name.take() {
             None => {
                 let name = line.trim();
-                if name.is_empty() {
+                // Seed 000's users typed "log on" to connect: here it just asks again.
+                if name.is_empty() || name.eq_ignore_ascii_case("log on") {
                     conn.send(&Line::ask("username", "Username:"));
                     continue;
                 }
@@ -280,6 +281,7 @@ fn apply(hub: &Hub, me: &str, command: Command) -> Vec<Line> {
         Command::Status(s) => vec![hub.status(me, s)],
         Command::Group(action) => hub.group(me, &action),
         Command::Heartbeat => vec![Line::ok("pong", "still here")],
+        Command::LogOn => vec![Line::ok("logged-on", format!("You are logged on as {me}."))],
         Command::Logout => unreachable!("handled by the command loop"),
     }
 }
@@ -303,6 +305,7 @@ pub const HELP: &[&str] = &[
     "status [available|busy|invisible]        show or set your status (also away / back)",
     "group create|join|leave|members NAME     groups; group list shows them all",
     "group send NAME TEXT | gsend NAME TEXT   message a group (offline members get mail)",
+    "log on                                   (seed 000) says you are logged on",
     "help | HELP                              this list",
     "logout | log out | exit | quit           leave",
     "Commands are case-insensitive and may start with '/'. In a chat session, any other line goes to your partner.",

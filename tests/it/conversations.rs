@@ -433,6 +433,11 @@ fn every_project_spelling_is_accepted() {
     let a = s.login("alice");
     let b = s.login("bob");
     // seed 000
+    let c = s.connect();
+    c.send("log on");
+    c.expect_ask("username");
+    a.send("log on");
+    a.expect_ok("logged-on");
     a.send("HELP");
     a.expect_list("help");
     a.send("CHAT_REQUEST(alice-bob)");
