@@ -1,0 +1,327 @@
+//! End to end: the real `lanchat-server` binary on a free port, and real `lanchat-client`
+//! processes speaking to it through piped standard input and output.
+//!
+//! Every process is killed when its guard drops (also when a test panics), every read has a
+//! timeout (a thread forwards each output line over a channel), and each test has its own
+//! server, directories and port, so the tests run in parallel.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// How long anything may take before a test gives up.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A child process that is killed and reaped when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    /// Waits for the process to exit, at most `PATIENCE`.
+    fn wait(&mut self, what: &str) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{what} did not exit in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The lines of one output stream, read by a thread and received with timeouts; keeps what
+/// was seen so a failure can show the transcript.
+struct Lines {
+    name: String,
+    rx: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    fn new(name: &str, stream: impl Read + Send + 'static) -> Lines {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            name: name.to_string(),
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle`; returns it.
+    fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "{}: no line with {needle:?} in time; saw:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "{}: ended without a line with {needle:?}; saw:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Every remaining line, up to the end of the stream (the process has exited).
+    fn rest(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(RecvTimeoutError::Disconnected) => return self.seen.clone(),
+                Err(RecvTimeoutError::Timeout) => panic!("{}: output did not end", self.name),
+            }
+        }
+    }
+}
+
+/// A `lanchat-server` on 127.0.0.1 and a free port, with its own credentials and data.
+struct TestServer {
+    proc: Proc,
+    port: u16,
+    /// The server's log (stderr), to see what it saw.
+    log: Lines,
+    /// Its standard output after the first line; kept so the pipe stays drained.
+    _stdout: Lines,
+    /// Working directory (no configuration.toml), credentials and data.
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    fn start() -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let credentials = dir.path().join("credentials.txt");
+        std::fs::write(&credentials, "alice alicepw\nbob bobpw\n").expect("credentials");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lanchat-server"))
+            .args(["--bind", "127.0.0.1", "0", "--credentials"])
+            .arg(&credentials)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start lanchat-server");
+        let mut stdout = Lines::new("server stdout", child.stdout.take().unwrap());
+        let log = Lines::new("server log", child.stderr.take().unwrap());
+        let proc = Proc(child);
+        let first = stdout.expect("lanchat server listening on ");
+        let port = first
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no port in {first:?}"));
+        TestServer {
+            proc,
+            port,
+            log,
+            _stdout: stdout,
+            _dir: dir,
+        }
+    }
+
+    /// A client connected to this server, not logged in yet.
+    fn client(&self, name: &str) -> TestClient {
+        TestClient::start(name, &["127.0.0.1", &self.port.to_string()], Path::new("."))
+    }
+
+    /// A client that has logged in as `user` (password `<user>pw`).
+    fn logged_in(&self, user: &str) -> TestClient {
+        let mut c = self.client(user);
+        c.send(user);
+        c.send(&format!("{user}pw"));
+        c.out.expect("Login successful");
+        c
+    }
+
+    /// Sends SIGTERM, as `kill` or a service manager would.
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.proc.0.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+}
+
+/// A `lanchat-client` process with piped standard streams.
+struct TestClient {
+    proc: Proc,
+    stdin: Option<ChildStdin>,
+    out: Lines,
+    err: Lines,
+}
+
+impl TestClient {
+    fn start(name: &str, args: &[&str], cwd: &Path) -> TestClient {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lanchat-client"))
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start lanchat-client");
+        TestClient {
+            stdin: child.stdin.take(),
+            out: Lines::new(&format!("{name} stdout"), child.stdout.take().unwrap()),
+            err: Lines::new(&format!("{name} stderr"), child.stderr.take().unwrap()),
+            proc: Proc(child),
+        }
+    }
+
+    /// Types one line.
+    fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        writeln!(stdin, "{line}").expect("write to the client");
+        stdin.flush().expect("flush");
+    }
+
+    /// Ctrl-D.
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the exit; returns its code.
+    fn exit_code(&mut self) -> Option<i32> {
+        self.proc.wait("lanchat-client").code()
+    }
+}
+
+#[test]
+fn private_message_reaches_the_other_client() {
+    let server = TestServer::start();
+    let mut alice = server.logged_in("alice");
+    let mut bob = server.logged_in("bob");
+    alice.out.expect("*** bob has joined the chat ***");
+
+    alice.send("message bob hello");
+    alice.out.expect("Your message was sent to bob.");
+    assert_eq!(bob.out.expect("hello"), "alice: hello <private message>");
+
+    bob.send("logout");
+    bob.out.expect("Logging off. Goodbye!");
+    assert_eq!(bob.exit_code(), Some(0));
+    alice.out.expect("*** bob has left the chat ***");
+    assert_eq!(bob.err.rest(), Vec::<String>::new(), "bob wrote to stderr");
+}
+
+#[test]
+fn login_dialogue_is_readable_when_piped() {
+    let server = TestServer::start();
+    let mut alice = server.client("alice");
+    alice.out.expect("Welcome to lanchat");
+    alice.out.expect("Username:");
+    alice.send("alice");
+    alice.out.expect("Password:");
+    alice.send("wrong");
+    let err = alice.out.expect("Password incorrect");
+    assert!(err.starts_with("error: "), "{err}");
+    alice.send("alicepw");
+    alice.out.expect("Login successful");
+    alice.send("frobnicate");
+    let err = alice.out.expect("frobnicate");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(!err.contains('\x1b'), "coloured although piped: {err:?}");
+}
+
+#[test]
+fn connection_refused_is_one_error_line_and_status_1() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = TestClient::start("client", &["127.0.0.1", &port.to_string()], dir.path());
+    assert_eq!(client.exit_code(), Some(1));
+    let err = client.err.rest();
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(
+        err[0].starts_with(&format!("error: cannot connect to 127.0.0.1:{port}: ")),
+        "{err:?}"
+    );
+    assert_eq!(client.out.rest(), Vec::<String>::new());
+}
+
+#[test]
+fn usage_errors_exit_with_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = TestClient::start("client", &["--color", "sometimes"], dir.path());
+    assert_eq!(client.exit_code(), Some(2));
+    let mut client = TestClient::start("client", &["127.0.0.1", "not-a-port"], dir.path());
+    assert_eq!(client.exit_code(), Some(2));
+    let mut help = TestClient::start("client", &["--help"], dir.path());
+    assert_eq!(help.exit_code(), Some(0));
+    let text = help.out.rest().join("\n");
+    assert!(text.contains("Exit status"), "{text}");
+}
+
+#[test]
+fn end_of_input_logs_out_cleanly() {
+    let mut server = TestServer::start();
+    let mut alice = server.logged_in("alice");
+    let mut bob = server.logged_in("bob");
+    alice.close_stdin();
+    alice.out.expect("Logging off. Goodbye!");
+    assert_eq!(alice.exit_code(), Some(0));
+    server.log.expect("alice logged out (Requested)");
+    assert_eq!(
+        bob.out.expect("alice has left"),
+        "*** alice has left the chat ***"
+    );
+}
+
+#[test]
+fn server_shutdown_reaches_every_client() {
+    let server = TestServer::start();
+    let mut alice = server.logged_in("alice");
+    let mut bob = server.logged_in("bob");
+    server.terminate();
+    for client in [&mut alice, &mut bob] {
+        client.out.expect("The server is going down");
+        assert_eq!(client.exit_code(), Some(1));
+    }
+}
+
+#[test]
+fn lost_connection_is_an_error() {
+    let server = TestServer::start();
+    let mut alice = server.logged_in("alice");
+    let TestServer { proc, .. } = server;
+    drop(proc); // SIGKILL: no goodbye
+    assert_eq!(alice.exit_code(), Some(1));
+    let err = alice.err.rest();
+    assert_eq!(err, ["error: connection to the server was lost"]);
+}
