@@ -65,10 +65,25 @@ pub struct Config {
     pub duplicate_login: DuplicateLogin,
     /// A user who sends nothing for this long is logged out; 0 disables it.
     pub idle_timeout_secs: u64,
+    /// A connection that has sent `heartbeat` once and then stays silent this long is
+    /// logged out (seed 002's dead-client detection); 0 disables it.
+    pub heartbeat_timeout_secs: u64,
+    /// A connection must finish logging in within this long; 0 disables it.
+    pub login_timeout_secs: u64,
     /// Longest accepted line in bytes, without its line ending.
     pub max_line_bytes: usize,
     /// Most simultaneous connections; past it new ones are refused with a line.
     pub max_clients: usize,
+    /// Most simultaneous connections from one IP address (a class behind one NAT shares one).
+    pub max_clients_per_ip: usize,
+    /// Sustained commands per second one connection may send; 0 disables the limit.
+    pub max_messages_per_sec: u32,
+    /// Commands one connection may send in a burst above the sustained rate.
+    pub message_burst: u32,
+    /// Bytes queued for a client that does not read before it is disconnected.
+    pub max_outbox_bytes: usize,
+    /// How long a client may read nothing while lines wait for it before it is disconnected.
+    pub slow_reader_timeout_secs: u64,
     /// Messages a user's offline mailbox holds before senders are told it is full.
     pub max_offline_messages: usize,
     /// Whether a broadcast is also shown to its sender (seed 003's room did).
@@ -88,8 +103,15 @@ impl Default for Config {
             lockout_key: LockoutKey::UserIp,
             duplicate_login: DuplicateLogin::Reject,
             idle_timeout_secs: 1800,
+            heartbeat_timeout_secs: 35,
+            login_timeout_secs: 60,
             max_line_bytes: 4096,
             max_clients: 12_000,
+            max_clients_per_ip: 256,
+            max_messages_per_sec: 20,
+            message_burst: 60,
+            max_outbox_bytes: 1 << 20,
+            slow_reader_timeout_secs: 10,
             max_offline_messages: 1000,
             broadcast_echo: false,
         }
@@ -166,6 +188,21 @@ impl Config {
         }
         if self.max_clients == 0 {
             bad("max_clients", "must be at least 1")?;
+        }
+        if self.max_clients_per_ip == 0 {
+            bad("max_clients_per_ip", "must be at least 1")?;
+        }
+        if self.max_outbox_bytes < 4096 {
+            bad("max_outbox_bytes", "must be at least 4096")?;
+        }
+        if self.slow_reader_timeout_secs == 0 {
+            bad("slow_reader_timeout_secs", "must be at least 1")?;
+        }
+        if self.max_messages_per_sec > 0 && self.message_burst == 0 {
+            bad(
+                "message_burst",
+                "must be at least 1 when max_messages_per_sec is set",
+            )?;
         }
         if self.max_offline_messages == 0 {
             bad("max_offline_messages", "must be at least 1")?;

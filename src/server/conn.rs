@@ -13,19 +13,25 @@
 //! never `try_clone`d) and the only per-connection thread is its reader.
 
 use crate::protocol::Line;
+use crate::store::Mail;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use socket2::SockRef;
+use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Most bytes a connection's outbox may hold before the connection is dropped as stuck.
-pub const DEFAULT_OUTBOX_LIMIT: usize = 1 << 20;
-/// How long an outbox may stay non-empty without progress before the connection is dropped.
-pub const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(10);
+/// When a connection counts as stuck.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Most bytes the outbox may hold.
+    pub outbox_bytes: usize,
+    /// Longest time the outbox may stay non-empty without progress.
+    pub stall: Duration,
+}
 
 /// Bytes waiting to be written to one socket.
 #[derive(Default)]
@@ -36,6 +42,14 @@ struct Outbox {
     start: usize,
     /// When the outbox last made progress while non-empty (for the stall deadline).
     stalled_since: Option<Instant>,
+    /// Bytes ever handed to the kernel (absolute offsets for `rescue`).
+    written: u64,
+    /// Bytes ever queued.
+    queued: u64,
+    /// Messages that must not be lost, with the absolute offset where each one's line ends:
+    /// if the connection dies before that offset is written, the message goes back to the
+    /// user's offline mailbox.
+    rescue: VecDeque<(u64, Mail)>,
 }
 
 impl Outbox {
@@ -47,7 +61,20 @@ impl Outbox {
         self.start == self.buf.len()
     }
 
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        self.queued += bytes.len() as u64;
+    }
+
     fn consume(&mut self, n: usize) {
+        self.written += n as u64;
+        while self
+            .rescue
+            .front()
+            .is_some_and(|(end, _)| *end <= self.written)
+        {
+            self.rescue.pop_front();
+        }
         self.start += n;
         if self.start == self.buf.len() {
             self.buf.clear();
@@ -73,13 +100,19 @@ pub struct Conn {
     closed: AtomicBool,
     /// Where to register for a flush when a write would block.
     flusher: Sender<Arc<Conn>>,
-    /// Outbox size past which the connection is dropped.
-    outbox_limit: usize,
+    /// When the connection counts as stuck.
+    limits: Limits,
 }
 
 impl Conn {
     /// Wraps an accepted stream.
-    pub fn new(id: u64, stream: TcpStream, peer: SocketAddr, flusher: &Flusher) -> Arc<Conn> {
+    pub fn new(
+        id: u64,
+        stream: TcpStream,
+        peer: SocketAddr,
+        flusher: &Flusher,
+        limits: Limits,
+    ) -> Arc<Conn> {
         Arc::new(Conn {
             id,
             peer,
@@ -87,7 +120,7 @@ impl Conn {
             outbox: Mutex::new(Outbox::default()),
             closed: AtomicBool::new(false),
             flusher: flusher.sender.clone(),
-            outbox_limit: DEFAULT_OUTBOX_LIMIT,
+            limits,
         })
     }
 
@@ -110,8 +143,24 @@ impl Conn {
         self.send_bytes(wire.as_bytes())
     }
 
+    /// Queues a message line that must not be lost: if the connection dies before the line
+    /// is written, [`Conn::take_unsent_mail`] hands `mail` back for the offline mailbox.
+    pub fn send_rescuable(self: &Arc<Self>, line: &Line, mail: &Mail) -> bool {
+        self.send_inner(line.to_wire().as_bytes(), Some(mail))
+    }
+
+    /// Messages queued with [`Conn::send_rescuable`] whose lines were never written.
+    pub fn take_unsent_mail(&self) -> Vec<Mail> {
+        let mut outbox = self.outbox.lock();
+        outbox.rescue.drain(..).map(|(_, m)| m).collect()
+    }
+
     /// Queues raw bytes (already formatted lines).
     pub fn send_bytes(self: &Arc<Self>, bytes: &[u8]) -> bool {
+        self.send_inner(bytes, None)
+    }
+
+    fn send_inner(self: &Arc<Self>, bytes: &[u8], mail: Option<&Mail>) -> bool {
         if bytes.is_empty() {
             return !self.is_closed();
         }
@@ -122,8 +171,16 @@ impl Conn {
         let mut rest = bytes;
         if outbox.is_empty() {
             match send_nonblocking(&self.stream, rest) {
-                Ok(n) if n == rest.len() => return true,
-                Ok(n) => rest = &rest[n..],
+                Ok(n) if n == rest.len() => {
+                    outbox.written += n as u64;
+                    outbox.queued += n as u64;
+                    return true;
+                }
+                Ok(n) => {
+                    outbox.written += n as u64;
+                    outbox.queued += n as u64;
+                    rest = &rest[n..];
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(e) => {
                     drop(outbox);
@@ -133,19 +190,23 @@ impl Conn {
                 }
             }
         }
-        if outbox.pending().len() + rest.len() > self.outbox_limit {
+        if outbox.pending().len() + rest.len() > self.limits.outbox_bytes {
             drop(outbox);
             log::warn!(
                 "conn {} ({}): outbox over {} bytes; dropping a client that does not read",
                 self.id,
                 self.peer,
-                self.outbox_limit
+                self.limits.outbox_bytes
             );
             self.close();
             return false;
         }
         let was_empty = outbox.is_empty();
-        outbox.buf.extend_from_slice(rest);
+        outbox.push(rest);
+        if let Some(mail) = mail {
+            let end = outbox.queued;
+            outbox.rescue.push_back((end, mail.clone()));
+        }
         if was_empty {
             outbox.stalled_since = Some(Instant::now());
             drop(outbox);
@@ -164,7 +225,7 @@ impl Conn {
             return;
         }
         let was_empty = outbox.is_empty();
-        outbox.buf.extend_from_slice(line.to_wire().as_bytes());
+        outbox.push(line.to_wire().as_bytes());
         if was_empty {
             outbox.stalled_since = Some(Instant::now());
             drop(outbox);
@@ -199,12 +260,12 @@ impl Conn {
         Ok(true)
     }
 
-    /// Whether the outbox has been stuck for longer than `limit`.
-    fn stalled_longer_than(&self, limit: Duration) -> bool {
+    /// Whether the outbox has been stuck for longer than its limit.
+    fn stalled(&self) -> bool {
         self.outbox
             .lock()
             .stalled_since
-            .is_some_and(|t| t.elapsed() > limit)
+            .is_some_and(|t| t.elapsed() > self.limits.stall)
     }
 
     /// Waits (briefly) until everything queued has been handed to the kernel, so a final
@@ -307,12 +368,12 @@ fn flush_loop(receiver: &Receiver<Arc<Conn>>, stop: &AtomicBool) {
             }
             match conn.flush_some() {
                 Ok(true) => false,
-                Ok(false) if conn.stalled_longer_than(DEFAULT_STALL_LIMIT) => {
+                Ok(false) if conn.stalled() => {
                     log::warn!(
                         "conn {} ({}): no write progress for {:?}; dropping it",
                         conn.id,
                         conn.peer,
-                        DEFAULT_STALL_LIMIT
+                        conn.limits.stall
                     );
                     conn.close();
                     false

@@ -144,6 +144,8 @@ pub enum LogoutReason {
     Dropped,
     /// The idle timeout.
     Timeout,
+    /// A client that promised heartbeats went silent.
+    Heartbeat,
     /// The server is shutting down (nobody is told individually).
     Shutdown,
 }
@@ -153,7 +155,7 @@ impl LogoutReason {
         match self {
             LogoutReason::Requested | LogoutReason::Shutdown => "logout",
             LogoutReason::Dropped => "dropped",
-            LogoutReason::Timeout => "timeout",
+            LogoutReason::Timeout | LogoutReason::Heartbeat => "timeout",
         }
     }
 }
@@ -428,13 +430,19 @@ impl Hub {
     /// tells the others.
     pub fn logout(&self, name: &str, conn_id: u64, reason: LogoutReason) {
         let now = self.now();
-        let (notify, partner) = {
+        // Messages that never reached the socket go back to the mailbox while the user still
+        // shows as online, so a new login cannot take the mailbox before they are in it.
+        let conn = self.shared.state.lock().conn(name);
+        if let Some(conn) = conn.filter(|c| c.id == conn_id) {
+            self.rescue_unsent(name, &conn);
+        }
+        let (notify, partner, conn) = {
             let mut state = self.shared.state.lock();
             if state.online.get(name).map(|o| o.conn.id) != Some(conn_id) {
                 return;
             }
             let partner = end_session_locked(&mut state, name);
-            state.online.remove(name);
+            let conn = state.online.remove(name).map(|o| o.conn);
             state.users.entry(name.to_string()).or_default().last_seen = Some(now);
             let notify =
                 if reason != LogoutReason::Shutdown && state.status_of(name) != Status::Invisible {
@@ -442,8 +450,12 @@ impl Hub {
                 } else {
                     Vec::new()
                 };
-            (notify, partner)
+            (notify, partner, conn)
         };
+        if let Some(conn) = conn {
+            // Anything queued between the rescue above and going offline.
+            self.rescue_unsent(name, &conn);
+        }
         self.record(Event::Seen {
             user: name.to_string(),
             at: now,
@@ -458,12 +470,32 @@ impl Hub {
         let text = match reason {
             LogoutReason::Timeout => format!("*** {name} has left the chat (timed out) ***"),
             LogoutReason::Dropped => format!("*** {name} has left the chat (connection lost) ***"),
+            LogoutReason::Heartbeat => {
+                format!("*** {name} has left the chat (heartbeat timeout) ***")
+            }
             _ => format!("*** {name} has left the chat ***"),
         };
         send_to(
             &notify,
             &Line::new(Kind::Presence, &[name, reason.event()], text),
         );
+    }
+
+    /// Puts messages that never reached a departed user's socket back in their mailbox.
+    fn rescue_unsent(&self, name: &str, conn: &Conn) {
+        let unsent = conn.take_unsent_mail();
+        if unsent.is_empty() {
+            return;
+        }
+        log::warn!(
+            "{name} left with {} undelivered message(s); moving them to the mailbox",
+            unsent.len()
+        );
+        for mail in unsent {
+            if let Err(e) = self.shared.store.deliver_or_store(name, &mail, || false) {
+                log::error!("store: could not keep a message for {name}: {e}");
+            }
+        }
     }
 
     /// `whoelse`: the other online users visible to `me`, with status and intro.
@@ -574,7 +606,7 @@ impl Hub {
     fn deliver_or_store(&self, to: &str, live: &Line, mail: &Mail) -> Result<bool, StoreError> {
         let try_live = || {
             let conn = self.shared.state.lock().conn(to);
-            conn.is_some_and(|c| c.send(live))
+            conn.is_some_and(|c| c.send_rescuable(live, mail))
         };
         if try_live() {
             return Ok(true);

@@ -9,6 +9,7 @@
 mod conn;
 pub mod hub;
 pub mod lockout;
+pub mod ratelimit;
 mod reader;
 mod session;
 
@@ -34,6 +35,8 @@ use std::time::{Duration, Instant};
 /// Stack of each connection thread: enough for the session code, small enough that ten
 /// thousand users cost little memory.
 const CONNECTION_STACK_BYTES: usize = 256 * 1024;
+/// Kernel send buffer per connection (Linux doubles it for bookkeeping).
+const SEND_BUFFER_BYTES: usize = 128 * 1024;
 /// The protocol version announced in HELLO.
 pub const PROTOCOL_VERSION: &str = "lanchat/1";
 /// How long shutdown waits for connection threads to finish.
@@ -71,13 +74,41 @@ struct Shared {
     /// Set once shutdown begins.
     shutting_down: AtomicBool,
     /// Every open connection (logged in or not), for the shutdown notice and `max_clients`.
-    conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    conns: Mutex<Connections>,
     /// Signalled when a connection thread ends (shutdown waits on it).
     conn_ended: Condvar,
     /// Where the listener is, so shutdown can wake a blocked `accept`.
     local_addr: SocketAddr,
     /// Tells the flusher thread to stop.
     flusher_stop: Arc<AtomicBool>,
+}
+
+/// The open connections, counted per IP for `max_clients_per_ip`.
+#[derive(Default)]
+struct Connections {
+    /// By connection id.
+    by_id: HashMap<u64, Arc<Conn>>,
+    /// Open connections per client IP.
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+impl Connections {
+    fn insert(&mut self, conn: Arc<Conn>) {
+        *self.per_ip.entry(conn.peer.ip()).or_default() += 1;
+        self.by_id.insert(conn.id, conn);
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(conn) = self.by_id.remove(&id) {
+            let ip = conn.peer.ip();
+            if let Some(n) = self.per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_ip.remove(&ip);
+                }
+            }
+        }
+    }
 }
 
 /// A bound, not yet running server.
@@ -114,7 +145,7 @@ impl ShutdownHandle {
 
     /// Open connections right now (logged in or not).
     pub fn connections(&self) -> usize {
-        self.shared.conns.lock().len()
+        self.shared.conns.lock().by_id.len()
     }
 }
 
@@ -155,7 +186,7 @@ impl Server {
             flusher: Flusher::new(),
             shared: Arc::new(Shared {
                 shutting_down: AtomicBool::new(false),
-                conns: Mutex::new(HashMap::new()),
+                conns: Mutex::new(Connections::default()),
                 conn_ended: Condvar::new(),
                 local_addr,
                 flusher_stop: Arc::new(AtomicBool::new(false)),
@@ -209,10 +240,23 @@ impl Server {
         let keepalive = TcpKeepalive::new()
             .with_time(Duration::from_secs(60))
             .with_interval(Duration::from_secs(10));
-        let _ = SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        let max = self.hub.config().max_clients;
-        if self.shared.conns.lock().len() >= max {
-            log::warn!("refusing {peer}: max_clients ({max}) reached");
+        let sock = SockRef::from(&stream);
+        let _ = sock.set_tcp_keepalive(&keepalive);
+        // A fixed kernel send buffer: bounded memory per user (autotuning could give each
+        // stuck client megabytes), and a client that stops reading shows up in its outbox
+        // quickly, where the slow-reader rules can see it.
+        let _ = sock.set_send_buffer_size(SEND_BUFFER_BYTES);
+        let config = self.hub.config();
+        let (total, from_ip) = {
+            let conns = self.shared.conns.lock();
+            let from_ip = conns.per_ip.get(&peer.ip()).copied().unwrap_or(0);
+            (conns.by_id.len(), from_ip)
+        };
+        if total >= config.max_clients {
+            log::warn!(
+                "refusing {peer}: max_clients ({}) reached",
+                config.max_clients
+            );
             refuse(
                 stream,
                 "full",
@@ -220,9 +264,25 @@ impl Server {
             );
             return;
         }
+        if from_ip >= config.max_clients_per_ip {
+            log::warn!(
+                "refusing {peer}: max_clients_per_ip ({}) reached",
+                config.max_clients_per_ip
+            );
+            refuse(
+                stream,
+                "full",
+                "Too many connections from your address; please try again later.",
+            );
+            return;
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let conn = Conn::new(id, stream, peer, &self.flusher);
-        self.shared.conns.lock().insert(id, Arc::clone(&conn));
+        let limits = conn::Limits {
+            outbox_bytes: config.max_outbox_bytes,
+            stall: Duration::from_secs(config.slow_reader_timeout_secs),
+        };
+        let conn = Conn::new(id, stream, peer, &self.flusher, limits);
+        self.shared.conns.lock().insert(Arc::clone(&conn));
         let hub = self.hub.clone();
         let shared = Arc::clone(&self.shared);
         let spawned = std::thread::Builder::new()
@@ -236,13 +296,13 @@ impl Server {
                         version: PROTOCOL_VERSION,
                     };
                     session::serve(&hub, &conn, &ctx);
-                    shared.conns.lock().remove(&conn.id);
+                    shared.conns.lock().remove(conn.id);
                     shared.conn_ended.notify_all();
                 }
             });
         if let Err(e) = spawned {
             log::error!("cannot start a thread for {peer}: {e}");
-            self.shared.conns.lock().remove(&id);
+            self.shared.conns.lock().remove(id);
             conn.close_with(&Line::bye(
                 "busy",
                 "The server cannot take more users right now.",
@@ -252,7 +312,7 @@ impl Server {
 
     /// Tells every connection the server is going down and waits for their threads.
     fn stop_all(&self) {
-        let conns: Vec<Arc<Conn>> = self.shared.conns.lock().values().cloned().collect();
+        let conns: Vec<Arc<Conn>> = self.shared.conns.lock().by_id.values().cloned().collect();
         log::info!("shutting down: notifying {} connection(s)", conns.len());
         let bye = Line::bye("shutdown", "The server is going down. Goodbye!");
         for c in &conns {
@@ -264,14 +324,17 @@ impl Server {
         }
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         let mut guard = self.shared.conns.lock();
-        while !guard.is_empty() {
+        while !guard.by_id.is_empty() {
             if self
                 .shared
                 .conn_ended
                 .wait_until(&mut guard, deadline)
                 .timed_out()
             {
-                log::warn!("{} connection thread(s) still running at exit", guard.len());
+                log::warn!(
+                    "{} connection thread(s) still running at exit",
+                    guard.by_id.len()
+                );
                 break;
             }
         }

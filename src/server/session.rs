@@ -12,6 +12,7 @@
 
 use super::conn::Conn;
 use super::hub::{Hub, LogoutReason, NameCheck, PasswordCheck};
+use super::ratelimit::TokenBucket;
 use super::reader::{Input, LineReader};
 use crate::protocol::{parse_command, sanitize_text, Command, Kind, Line};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,12 +53,22 @@ pub fn serve(hub: &Hub, conn: &Arc<Conn>, ctx: &SessionContext<'_>) {
     drain_unread(conn);
 }
 
-/// How long the connection may stay silent before the idle timeout, if enabled.
-fn idle_limit(hub: &Hub) -> Option<Duration> {
-    match hub.config().idle_timeout_secs {
-        0 => None,
-        s => Some(Duration::from_secs(s)),
-    }
+/// A configured number of seconds as a limit; 0 means none.
+fn secs_limit(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+/// Time left before the earliest of several deadlines (each a start and a limit).
+fn time_left(deadlines: &[(Instant, Option<Duration>)]) -> Option<Duration> {
+    deadlines
+        .iter()
+        .filter_map(|(since, limit)| limit.map(|l| l.saturating_sub(since.elapsed())))
+        .min()
+}
+
+/// Whether a deadline has passed.
+fn expired(since: Instant, limit: Option<Duration>) -> bool {
+    limit.is_some_and(|l| since.elapsed() >= l)
 }
 
 /// What to do with an input that is not a line.
@@ -95,10 +106,11 @@ fn login(
 ) -> Option<String> {
     let ip = conn.peer.ip();
     let started = Instant::now();
-    let limit = idle_limit(hub);
+    // A slowloris of half-finished logins must not hold threads for long.
+    let limit = secs_limit(hub.config().login_timeout_secs);
     let mut pending_name: Option<String> = None;
     loop {
-        let timeout = limit.map(|l| l.saturating_sub(started.elapsed()));
+        let timeout = time_left(&[(started, limit)]);
         let line = match classify(reader.next(conn.stream(), timeout)) {
             Ok(l) => l,
             Err(NotALine::Reply(l)) => {
@@ -106,7 +118,7 @@ fn login(
                 continue;
             }
             Err(NotALine::TimedOut) => {
-                if limit.is_some_and(|l| started.elapsed() >= l) {
+                if expired(started, limit) {
                     conn.send(&Line::bye("timeout", "Login timed out. Logging off."));
                     return None;
                 }
@@ -190,12 +202,27 @@ fn command_loop(
     name: &str,
     ctx: &SessionContext<'_>,
 ) -> (LogoutReason, Option<Line>) {
-    let limit = idle_limit(hub);
+    let config = hub.config();
+    let idle_limit = secs_limit(config.idle_timeout_secs);
+    let heartbeat_limit = secs_limit(config.heartbeat_timeout_secs);
+    // Heartbeats are checked only for clients that send them (telnet users do not).
+    let mut heartbeats = false;
     let mut last_activity = Instant::now();
+    let mut last_heard = Instant::now();
+    let mut bucket = TokenBucket::new(config.max_messages_per_sec, config.message_burst);
+    let clock_start = Instant::now();
     let mut awaiting_intro = false;
     loop {
-        let timeout = limit.map(|l| l.saturating_sub(last_activity.elapsed()));
-        let line = match classify(reader.next(conn.stream(), timeout)) {
+        let heartbeat_deadline = heartbeat_limit.filter(|_| heartbeats);
+        let timeout = time_left(&[
+            (last_activity, idle_limit),
+            (last_heard, heartbeat_deadline),
+        ]);
+        let input = reader.next(conn.stream(), timeout);
+        if input != Input::TimedOut {
+            last_heard = Instant::now();
+        }
+        let line = match classify(input) {
             Ok(l) => l,
             Err(NotALine::Reply(l)) => {
                 last_activity = Instant::now();
@@ -203,7 +230,12 @@ fn command_loop(
                 continue;
             }
             Err(NotALine::TimedOut) => {
-                if limit.is_some_and(|l| last_activity.elapsed() >= l) {
+                if expired(last_heard, heartbeat_deadline) {
+                    let bye =
+                        Line::bye("timeout", "No heartbeat from your client; logging you off.");
+                    return (LogoutReason::Heartbeat, Some(bye));
+                }
+                if expired(last_activity, idle_limit) {
                     let bye = Line::bye(
                         "timeout",
                         "(You are time out) You were idle too long. Logging off.",
@@ -217,7 +249,19 @@ fn command_loop(
             }
             Err(NotALine::Closed) => return (LogoutReason::Dropped, None),
         };
+        if is_heartbeat(&line) {
+            heartbeats = true;
+            conn.send(&Line::ok("pong", "still here"));
+            continue;
+        }
         last_activity = Instant::now();
+        if !bucket.take(clock_start.elapsed()) && !is_logout(&line) {
+            conn.send(&Line::err(
+                "slow-down",
+                "You are sending too fast; that line was not processed. Please slow down.",
+            ));
+            continue;
+        }
         if awaiting_intro {
             awaiting_intro = false;
             conn.send(&hub.set_intro(name, &sanitize_text(line.trim())));
@@ -257,6 +301,17 @@ fn command_loop(
         };
         conn.send_all(&replies);
     }
+}
+
+/// A heartbeat keeps a connection alive without counting as user activity.
+fn is_heartbeat(line: &str) -> bool {
+    let word = line.trim().trim_start_matches('/');
+    word.eq_ignore_ascii_case("heartbeat") || word.eq_ignore_ascii_case("ping")
+}
+
+/// Logging out is never rate-limited.
+fn is_logout(line: &str) -> bool {
+    matches!(parse_command(line, ""), Ok(Some(Command::Logout)))
 }
 
 /// Applies a command that needs no session-local state.

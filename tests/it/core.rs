@@ -388,10 +388,10 @@ fn idle_users_are_timed_out_and_others_told() {
     let a = s.login("alice");
     let b = s.login("bob");
     a.expect(Kind::Presence);
-    // alice keeps talking, bob stays silent.
+    // alice keeps typing commands, bob stays silent.
     let started = Instant::now();
     let bye = loop {
-        a.send("heartbeat");
+        a.send("status");
         if let Some(l) = b.try_next(Duration::from_millis(300)) {
             break l;
         }

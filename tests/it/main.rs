@@ -12,3 +12,6 @@ mod store;
 
 /// Issue 4: chat sessions, blacklists, statuses, groups, auth modes and policies.
 mod conversations;
+
+/// Issue 6: heartbeats, login deadline, per-IP cap, rate limit, slow readers.
+mod hardening;

@@ -40,12 +40,13 @@ pub struct TestServer {
     _tmp: Option<tempfile::TempDir>,
 }
 
-/// A config for tests: loopback, port 0, generous limits.
+/// A config for tests: loopback, port 0, no rate limit (tests pipeline hundreds of lines).
 pub fn test_config(data_dir: &Path) -> Config {
     Config {
         port: 0,
         bind: "127.0.0.1".parse().unwrap(),
         data_dir: data_dir.to_path_buf(),
+        max_messages_per_sec: 0,
         ..Config::default()
     }
 }

@@ -1,0 +1,252 @@
+use crate::support::*;
+use lanchat::protocol::{Kind, Line};
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_client_that_stops_heartbeating_is_logged_out_and_others_told() {
+    let s = TestServer::start_with(|c| c.heartbeat_timeout_secs = 1);
+    let a = s.login("alice");
+    let b = s.login("bob");
+    a.expect(Kind::Presence);
+    b.send("heartbeat");
+    b.expect_ok("pong");
+    // bob's "laptop sleeps": no more heartbeats.
+    let bye = b.expect_code(Kind::Bye, "timeout");
+    assert!(bye.text.contains("heartbeat"), "{bye}");
+    let p = a.expect(Kind::Presence);
+    assert_eq!((p.arg(0), p.arg(1)), ("bob", "timeout"));
+    assert!(p.text.contains("heartbeat"));
+    // alice never sent a heartbeat (a telnet user): not subject to it.
+    a.send("whoelse");
+    a.expect_list("whoelse");
+}
+
+#[test]
+fn heartbeats_do_not_count_as_activity_for_the_idle_timeout() {
+    let s = TestServer::start_with(|c| c.idle_timeout_secs = 1);
+    let a = s.login("alice");
+    let started = Instant::now();
+    let bye = loop {
+        a.send("heartbeat");
+        let l = a.next();
+        if l.kind == Kind::Bye {
+            break l;
+        }
+        assert_eq!(l.arg(0), "pong");
+        assert!(started.elapsed() < TIMEOUT);
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(bye.arg(0), "timeout");
+}
+
+#[test]
+fn half_finished_logins_are_closed_at_the_login_deadline() {
+    let s = TestServer::start_with(|c| c.login_timeout_secs = 1);
+    let silent = s.connect();
+    let half = s.connect();
+    half.send("alice");
+    half.expect_ask("password");
+    for c in [&silent, &half] {
+        c.expect_code(Kind::Bye, "timeout");
+        c.expect_closed();
+    }
+}
+
+fn connect_from(addr: SocketAddr, from: &str) -> TestClient {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::new(from.parse().unwrap(), 0).into())
+        .unwrap();
+    socket.connect(&addr.into()).unwrap();
+    TestClient::from_stream(TcpStream::from(socket))
+}
+
+#[test]
+fn connections_past_the_per_ip_cap_are_refused() {
+    let s = TestServer::start_with(|c| c.max_clients_per_ip = 2);
+    let a = connect_from(s.addr, "127.0.0.1");
+    let b = connect_from(s.addr, "127.0.0.1");
+    a.expect(Kind::Hello);
+    b.expect(Kind::Hello);
+    let c = connect_from(s.addr, "127.0.0.1");
+    c.expect_code(Kind::Bye, "full");
+    c.expect_closed();
+    let other = connect_from(s.addr, "127.0.0.3");
+    other.expect(Kind::Hello);
+    drop(a);
+    // A freed slot can be used again.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let d = connect_from(s.addr, "127.0.0.1");
+        if d.next().kind == Kind::Hello {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never freed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_flood_is_told_to_slow_down_and_logout_still_works() {
+    let s = TestServer::start_with(|c| {
+        c.max_messages_per_sec = 5;
+        c.message_burst = 5;
+    });
+    let a = s.login("alice");
+    let b = s.login("bob");
+    let flood: String = (0..40)
+        .map(|i| format!("message bob flood {i}\n"))
+        .collect();
+    a.send_raw(flood.as_bytes());
+    let (mut sent, mut slowed) = (0, 0);
+    for _ in 0..40 {
+        let l = a.next();
+        match (l.kind, l.arg(0)) {
+            (Kind::Ok, "sent") => sent += 1,
+            (Kind::Err, "slow-down") => slowed += 1,
+            _ => panic!("unexpected {l}"),
+        }
+    }
+    assert!(sent >= 5 && slowed > 0, "sent {sent}, slowed {slowed}");
+    for _ in 0..sent {
+        b.expect(Kind::Msg);
+    }
+    a.send("logout");
+    a.expect_code(Kind::Bye, "logout");
+}
+
+/// One client that never reads, 20 that broadcast: the 20 get everything promptly, the
+/// stuck one is dropped, and private messages it never got go to its mailbox.
+#[test]
+fn a_client_that_never_reads_stalls_nobody_and_loses_no_private_message() {
+    const TALKERS: usize = 20;
+    const EACH: usize = 60;
+    const PRIVATE: usize = 300;
+    let s = TestServer::start_with(|c| {
+        // Big enough that the stall deadline, not the size cap, drops the stuck client, with
+        // private messages still waiting in its outbox.
+        c.max_outbox_bytes = 8 << 20;
+        c.slow_reader_timeout_secs = 2;
+    });
+    // The stuck client: a tiny receive buffer, and it never reads.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&s.addr.into()).unwrap();
+    let mut stuck = TcpStream::from(socket);
+    use std::io::Write;
+    stuck.write_all(b"dave\npw-dave\n").unwrap();
+    // (It has not read its own welcome: that is the point.)
+    let talkers: Vec<TestClient> = (0..TALKERS).map(|i| s.login(&format!("user{i}"))).collect();
+    let sender = s.login("carol");
+    let padding = "x".repeat(2000);
+    let started = Instant::now();
+    let worst = std::thread::scope(|scope| {
+        let handles: Vec<_> = talkers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let padding = &padding;
+                scope.spawn(move || {
+                    let mut worst = Duration::ZERO;
+                    let mut got = 0;
+                    let mut acks = 0;
+                    for n in 0..EACH {
+                        c.send(&format!("broadcast {i} {n} {padding}"));
+                    }
+                    let mut last = Instant::now();
+                    while got < (TALKERS - 1) * EACH || acks < EACH {
+                        let l = c.next();
+                        worst = worst.max(last.elapsed());
+                        last = Instant::now();
+                        match l.kind {
+                            Kind::Bcast => got += 1,
+                            Kind::Ok => acks += 1,
+                            _ => panic!("unexpected {l}"),
+                        }
+                    }
+                    worst
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .max()
+            .unwrap()
+    });
+    eprintln!(
+        "slow reader: {} broadcasts to {TALKERS} talkers in {:?}, worst gap {worst:?}",
+        TALKERS * EACH,
+        started.elapsed()
+    );
+    assert!(
+        worst < Duration::from_secs(5),
+        "a talker stalled for {worst:?}"
+    );
+
+    // Now dave's socket buffers are full: private messages queue in his outbox (or, once he
+    // is cut off, go straight to his mailbox). None may be lost.
+    for i in 0..PRIVATE {
+        sender.send(&format!("message dave p{i} {padding}"));
+        let l = sender.wait_for("ack", |l| l.kind == Kind::Ok || l.kind == Kind::Err);
+        assert_eq!(l.kind, Kind::Ok, "{l}");
+    }
+
+    // The stuck client is dropped (its outbox overflowed or stalled).
+    let observer = s.login("bob");
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        observer.send("whoelse");
+        let (_, users) = observer.expect_list("whoelse");
+        if users.iter().all(|u| u.arg(0) != "dave") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stuck client was never dropped"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // What reached dave's socket, plus his mailbox, is every private message exactly once.
+    stuck
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut received = Vec::new();
+    let _ = stuck.read_to_end(&mut received);
+    let text = String::from_utf8_lossy(&received);
+    let mut seen: Vec<usize> = text
+        .split_terminator('\n')
+        .filter_map(Line::parse)
+        .filter(|l| l.kind == Kind::Msg)
+        .filter_map(|l| l.text.split(' ').next()?.strip_prefix('p')?.parse().ok())
+        .collect();
+    let on_socket = seen.len();
+    drop(sender);
+    let d = s.connect();
+    d.send("dave");
+    d.expect_ask("password");
+    d.send("pw-dave");
+    d.expect(Kind::Welcome);
+    let header = d.next();
+    if header.arg(0) == "mail" {
+        while let Some(l) = d.try_next(Duration::from_millis(1000)) {
+            if l.kind == Kind::Mail && l.arg(2) == "private" {
+                seen.push(l.text.split(' ').next().unwrap()[1..].parse().unwrap());
+            }
+        }
+    }
+    eprintln!(
+        "slow reader: {on_socket} private messages on the socket, {} from the mailbox",
+        seen.len() - on_socket
+    );
+    assert!(seen.len() > on_socket, "the rescue path was not exercised");
+    seen.sort();
+    assert_eq!(
+        seen,
+        (0..PRIVATE).collect::<Vec<_>>(),
+        "lost or duplicated messages"
+    );
+}
