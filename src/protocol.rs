@@ -17,12 +17,15 @@ use std::fmt;
 /// Longest username accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 32;
 
-/// Whether `name` is a well-formed username: 1..=32 ASCII letters, digits, `_`, `-` or `.`.
-/// Names appear as single protocol arguments and as file names, so nothing else is allowed.
+/// Whether `name` is a well-formed username: 1..=32 ASCII letters, digits, `_`, `-` or `.`,
+/// starting with a letter, digit or `_`. Names appear as single protocol arguments (where
+/// `-` alone means "empty") and as file names, so nothing else is allowed.
 pub fn valid_username(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && !name.starts_with('.')
+    name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
@@ -420,6 +423,32 @@ pub fn parse_command(line: &str, me: &str) -> Result<Option<Command>, ParseError
     Ok(Some(command))
 }
 
+/// Inside a chat session most lines are conversation, so only these count as commands: a
+/// line starting with `/`, seed 000's forms (`END_REQUEST(n)`, `SNUM`, `HELP`, ...), and the
+/// words `end`, `snum`, `help`, `say`, `accept`, `decline`, `logout`, `exit`, `quit`,
+/// `log out`. Everything else goes to the partner.
+pub fn is_session_command(line: &str) -> bool {
+    let line = line.trim();
+    if line.starts_with('/') {
+        return true;
+    }
+    let upper = line.to_ascii_uppercase();
+    if ["END_REQUEST", "CHAT_REQUEST", "HISTORY_REQ"]
+        .iter()
+        .any(|p| upper.starts_with(p))
+    {
+        return true;
+    }
+    let (word, rest) = split_word(line);
+    match word.to_ascii_lowercase().as_str() {
+        "end" => rest.is_empty() || rest.parse::<u32>().is_ok(),
+        "snum" | "help" | "logout" | "exit" | "quit" => rest.is_empty(),
+        "say" | "accept" | "decline" => true,
+        "log" => rest.eq_ignore_ascii_case("out"),
+        _ => false,
+    }
+}
+
 /// The broadcast rule: after `broadcast`, a first word `message` means seed 001's broadcast
 /// to everyone (offline users by mail); a first word `user` followed by names and then the
 /// word `message` means seed 001's list broadcast; anything else is seed 002's broadcast of
@@ -710,6 +739,8 @@ mod tests {
         assert!(!valid_username("a b"));
         assert!(!valid_username("../etc"));
         assert!(!valid_username(".hidden"));
+        assert!(!valid_username("-"));
+        assert!(!valid_username("-x"));
         assert!(!valid_username(&"x".repeat(33)));
         assert!(!valid_username("a+b"));
     }
@@ -811,6 +842,34 @@ mod tests {
         assert_eq!(ok("end"), Command::End(None));
         assert_eq!(parse("END_REQUEST(x)").unwrap_err().code, "usage");
         assert_eq!(parse("CHAT_REQUEST(bob)").unwrap_err().code, "usage");
+    }
+
+    #[test]
+    fn session_lines_versus_commands() {
+        for l in [
+            "end",
+            "end 1234",
+            "/whoelse",
+            "SNUM",
+            "END_REQUEST(1234)",
+            "log out",
+            "say hi",
+            "help",
+            "quit",
+        ] {
+            assert!(is_session_command(l), "{l}");
+        }
+        for l in [
+            "bye for now",
+            "who is there?",
+            "no way!",
+            "yes please",
+            "end of story",
+            "help me",
+            "message you later",
+        ] {
+            assert!(!is_session_command(l), "{l}");
+        }
     }
 
     #[test]

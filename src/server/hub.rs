@@ -42,6 +42,8 @@ struct ChatSession {
     to: String,
     /// False while waiting for `to` to accept.
     started: bool,
+    /// Order of requests, so a bare `accept` answers the most recent one.
+    asked: u64,
 }
 
 /// Everything behind the main lock.
@@ -55,6 +57,8 @@ struct State {
     sessions: HashMap<u32, ChatSession>,
     /// Groups by name.
     groups: std::collections::BTreeMap<String, crate::store::Group>,
+    /// Counter for [`ChatSession::asked`].
+    requests: u64,
 }
 
 impl State {
@@ -262,7 +266,7 @@ impl Hub {
         if !valid_username(name) {
             return NameCheck::Retry(err(
                 "bad-name",
-                "A username is 1-32 letters, digits, '_', '-' or '.'; please try again.",
+                "A username is 1-32 letters, digits, '_', '-' or '.', starting with a letter, digit or '_'; please try again.",
             ));
         }
         let mode = self.shared.config.auth;
@@ -335,7 +339,7 @@ impl Hub {
     /// (offline mail or "no messages"), or a line refusing the login (a lost duplicate race).
     pub fn login(&self, name: &str, conn: &Arc<Conn>) -> Result<Vec<Line>, Line> {
         let now = self.now();
-        let (replaced, notify) = {
+        let (replaced, notify, partners) = {
             let mut state = self.shared.state.lock();
             let replaced = match state.online.get(name) {
                 Some(_) if self.shared.config.duplicate_login == DuplicateLogin::Reject => {
@@ -347,9 +351,11 @@ impl Hub {
                 Some(_) => state.online.remove(name).map(|o| o.conn),
                 None => None,
             };
-            if replaced.is_some() {
-                end_session_locked(&mut state, name);
-            }
+            let partners = if replaced.is_some() {
+                end_session_locked(&mut state, name)
+            } else {
+                Vec::new()
+            };
             state.online.insert(
                 name.to_string(),
                 Online {
@@ -370,8 +376,9 @@ impl Hub {
             } else {
                 Vec::new()
             };
-            (replaced, notify)
+            (replaced, notify, partners)
         };
+        tell_partners(&partners, name);
         if let Some(old) = replaced {
             old.close_with(&Line::bye(
                 "replaced",
@@ -460,13 +467,7 @@ impl Hub {
             user: name.to_string(),
             at: now,
         });
-        if let Some((id, conn)) = partner {
-            conn.send(&Line::new(
-                Kind::Session,
-                &["ended", &id.to_string(), name],
-                format!("Chat ended: {name} has left."),
-            ));
-        }
+        tell_partners(&partner, name);
         let text = match reason {
             LogoutReason::Timeout => format!("*** {name} has left the chat (timed out) ***"),
             LogoutReason::Dropped => format!("*** {name} has left the chat (connection lost) ***"),
@@ -584,9 +585,7 @@ impl Hub {
             kind: MailKind::Private,
             text: text.to_string(),
         };
-        // Logged before delivery so that an answer is never logged ahead of its question.
-        self.append_history(me, to, None, text, now);
-        let mut lines = match self.deliver_or_store(to, &live, &mail) {
+        let mut lines = match self.deliver_or_store_logged(to, &live, &mail, Some(me)) {
             Ok(true) if status == Status::Invisible && to != me => vec![offline_ack(to)],
             Ok(true) => vec![ok("sent", format!("Your message was sent to {to}."))],
             Ok(false) => vec![offline_ack(to)],
@@ -604,17 +603,38 @@ impl Hub {
     /// Delivers `live` to `to` if online; otherwise stores `mail` (durably, before returning).
     /// Ok(true) = delivered now, Ok(false) = stored.
     fn deliver_or_store(&self, to: &str, live: &Line, mail: &Mail) -> Result<bool, StoreError> {
+        self.deliver_or_store_logged(to, live, mail, None)
+    }
+
+    /// [`Hub::deliver_or_store`] that also appends a private message to the history log,
+    /// once, and only if it is delivered or stored: just before a live send (so a reply is
+    /// never logged ahead of it) or right after it is safely in the mailbox.
+    fn deliver_or_store_logged(
+        &self,
+        to: &str,
+        live: &Line,
+        mail: &Mail,
+        log_as: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let logged = std::cell::Cell::new(false);
+        let log_once = || {
+            if let (Some(from), false) = (log_as, logged.replace(true)) {
+                self.append_history(from, to, None, &mail.text, mail.sent_at);
+            }
+        };
         let try_live = || {
             let conn = self.shared.state.lock().conn(to);
-            conn.is_some_and(|c| c.send_rescuable(live, mail))
+            conn.is_some_and(|c| {
+                log_once();
+                c.send_rescuable(live, mail)
+            })
         };
         if try_live() {
             return Ok(true);
         }
-        self.shared
-            .store
-            .deliver_or_store(to, mail, try_live)
-            .map(|stored| !stored)
+        let stored = self.shared.store.deliver_or_store(to, mail, try_live)?;
+        log_once();
+        Ok(!stored)
     }
 
     fn append_history(&self, a: &str, b: &str, session: Option<u32>, text: &str, at: u64) {
@@ -635,24 +655,29 @@ impl Hub {
         let echo = self.shared.config.broadcast_echo;
         match audience {
             Audience::Online => {
+                // Each target with whether it shows in the count: not the sender's own echo,
+                // and not invisible users (who must look offline).
                 let (targets, skipped) = {
                     let state = self.shared.state.lock();
                     let mut skipped = 0;
-                    let targets: Vec<Arc<Conn>> = state
-                        .online
-                        .iter()
-                        .filter(|(n, _)| n.as_str() != me || echo)
-                        .filter(|(n, _)| {
-                            let blocked = state.blocks(n, me);
-                            skipped += usize::from(blocked);
-                            !blocked
-                        })
-                        .map(|(_, o)| Arc::clone(&o.conn))
-                        .collect();
+                    let mut targets: Vec<(Arc<Conn>, bool)> = Vec::new();
+                    for (n, o) in &state.online {
+                        let visible = n != me && state.status_of(n) != Status::Invisible;
+                        if n == me && !echo {
+                            continue;
+                        }
+                        if state.blocks(n, me) {
+                            skipped += usize::from(visible);
+                            continue;
+                        }
+                        targets.push((Arc::clone(&o.conn), visible));
+                    }
                     (targets, skipped)
                 };
-                let delivered =
-                    targets.iter().filter(|c| c.send(&live)).count() - usize::from(echo);
+                let delivered = targets
+                    .iter()
+                    .filter(|(c, counted)| c.send(&live) && *counted)
+                    .count();
                 let mut text = format!(
                     "Your broadcast was sent to {delivered} online user{}.",
                     if delivered == 1 { "" } else { "s" }
@@ -838,12 +863,15 @@ impl Hub {
             }
             let target = Arc::clone(&target.conn);
             let id = new_session_id(&state);
+            state.requests += 1;
+            let asked = state.requests;
             state.sessions.insert(
                 id,
                 ChatSession {
                     from: me.to_string(),
                     to: with.to_string(),
                     started: false,
+                    asked,
                 },
             );
             (id, target)
@@ -867,8 +895,8 @@ impl Hub {
                 .sessions
                 .iter()
                 .filter(|(_, s)| !s.started && s.to == me && from.is_none_or(|f| s.from == f))
-                .map(|(id, s)| (*id, s.from.clone()))
-                .max();
+                .max_by_key(|(_, s)| s.asked)
+                .map(|(id, s)| (*id, s.from.clone()));
             let Some((id, requester)) = pending else {
                 return vec![err(
                     "nothing-pending",
@@ -880,8 +908,17 @@ impl Hub {
                 .get(&requester)
                 .map(|o| (o.session, Arc::clone(&o.conn)));
             let my_session = state.online.get(me).and_then(|o| o.session);
+            if let (true, Some(n)) = (accept, my_session) {
+                // The request stays pending: it can be accepted once this session ends.
+                return vec![err(
+                    "in-session",
+                    format!(
+                        "You are already in chat session {n}; end it before accepting {requester}."
+                    ),
+                )];
+            }
             match requester_online {
-                Some((None, conn)) if !accept || my_session.is_none() => {
+                Some((None, conn)) => {
                     if accept {
                         if let Some(s) = state.sessions.get_mut(&id) {
                             s.started = true;
@@ -1131,24 +1168,32 @@ impl Hub {
             status: new.as_str().to_string(),
         });
         if old != new {
-            let line = match (old, new) {
-                (_, Status::Invisible) => Line::new(
+            let mut lines = Vec::new();
+            if new == Status::Invisible {
+                lines.push(Line::new(
                     Kind::Presence,
                     &[me, "logout"],
                     format!("*** {me} has left the chat ***"),
-                ),
-                (Status::Invisible, _) => Line::new(
-                    Kind::Presence,
-                    &[me, "login"],
-                    format!("*** {me} has joined the chat ***"),
-                ),
-                (_, s) => Line::new(
-                    Kind::Presence,
-                    &[me, s.as_str()],
-                    format!("{me} is now {s}."),
-                ),
-            };
-            send_to(&targets, &line);
+                ));
+            } else {
+                if old == Status::Invisible {
+                    lines.push(Line::new(
+                        Kind::Presence,
+                        &[me, "login"],
+                        format!("*** {me} has joined the chat ***"),
+                    ));
+                }
+                if old != Status::Invisible || new != Status::Available {
+                    lines.push(Line::new(
+                        Kind::Presence,
+                        &[me, new.as_str()],
+                        format!("{me} is now {new}."),
+                    ));
+                }
+            }
+            for line in &lines {
+                send_to(&targets, line);
+            }
         }
         ok("status", format!("Your status is now {new}."))
     }
@@ -1294,7 +1339,10 @@ impl Hub {
                 };
                 let (mut live_n, mut stored_n, mut lines) = (0, 0, Vec::new());
                 for m in &members {
+                    let invisible = self.shared.state.lock().status_of(m) == Status::Invisible;
                     match self.deliver_or_store(m, &live, &mail) {
+                        // Invisible members count as offline, as everywhere else.
+                        Ok(true) if invisible => stored_n += 1,
                         Ok(true) => live_n += 1,
                         Ok(false) => stored_n += 1,
                         Err(e) => lines.push(store_error(&e)),
@@ -1385,15 +1433,16 @@ fn send_to(conns: &[Arc<Conn>], line: &Line) {
     }
 }
 
-/// Removes `name`'s started session and pending requests; returns the partner to tell.
-fn end_session_locked(state: &mut State, name: &str) -> Option<(u32, Arc<Conn>)> {
+/// Removes `name`'s started session and pending requests; returns every counterpart to
+/// tell (session number and connection).
+fn end_session_locked(state: &mut State, name: &str) -> Vec<(u32, Arc<Conn>)> {
     let ids: Vec<u32> = state
         .sessions
         .iter()
         .filter(|(_, s)| s.from == name || s.to == name)
         .map(|(id, _)| *id)
         .collect();
-    let mut partner = None;
+    let mut partners = Vec::new();
     for id in ids {
         let s = state.sessions.remove(&id).expect("listed above");
         let other = if s.from == name { s.to } else { s.from };
@@ -1401,13 +1450,24 @@ fn end_session_locked(state: &mut State, name: &str) -> Option<(u32, Arc<Conn>)>
             if o.session == Some(id) {
                 o.session = None;
             }
-            partner = Some((id, Arc::clone(&o.conn)));
+            partners.push((id, Arc::clone(&o.conn)));
         }
     }
     if let Some(o) = state.online.get_mut(name) {
         o.session = None;
     }
-    partner
+    partners
+}
+
+/// Tells each counterpart of a departed user that their session or request is over.
+fn tell_partners(partners: &[(u32, Arc<Conn>)], name: &str) {
+    for (id, conn) in partners {
+        conn.send(&Line::new(
+            Kind::Session,
+            &["ended", &id.to_string(), name],
+            format!("Chat ended: {name} has left."),
+        ));
+    }
 }
 
 /// A random session number in 1000..=9999 not in use (seed 000's range), or a higher one

@@ -14,7 +14,7 @@ use super::conn::Conn;
 use super::hub::{Hub, LogoutReason, NameCheck, PasswordCheck};
 use super::ratelimit::TokenBucket;
 use super::reader::{Input, LineReader};
-use crate::protocol::{parse_command, sanitize_text, Command, Kind, Line};
+use crate::protocol::{is_session_command, parse_command, sanitize_text, Command, Kind, Line};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -267,6 +267,10 @@ fn command_loop(
             conn.send(&hub.set_intro(name, &sanitize_text(line.trim())));
             continue;
         }
+        if !is_session_command(&line) && hub.in_session(name) {
+            conn.send_all(&hub.talk(name, &sanitize_text(line.trim())));
+            continue;
+        }
         let command = match parse_command(&line, name) {
             Ok(Some(c)) => c,
             Ok(None) => continue,
@@ -303,10 +307,11 @@ fn command_loop(
     }
 }
 
-/// A heartbeat keeps a connection alive without counting as user activity.
+/// A heartbeat (the client's automatic `heartbeat` line) keeps a connection alive without
+/// counting as user activity, and opts the connection in to the heartbeat timeout. A person
+/// typing `ping` gets `OK pong` as an ordinary command instead.
 fn is_heartbeat(line: &str) -> bool {
-    let word = line.trim().trim_start_matches('/');
-    word.eq_ignore_ascii_case("heartbeat") || word.eq_ignore_ascii_case("ping")
+    line.trim().eq_ignore_ascii_case("heartbeat")
 }
 
 /// Logging out is never rate-limited.
@@ -363,7 +368,7 @@ pub const HELP: &[&str] = &[
     "log on                                   (seed 000) says you are logged on",
     "help | HELP                              this list",
     "logout | log out | exit | quit           leave",
-    "Commands are case-insensitive and may start with '/'. In a chat session, any other line goes to your partner.",
+    "Commands are case-insensitive and may start with '/'. In a chat session, lines go to your partner; there, commands other than end, snum, help, say, accept, decline and logout need a leading '/'.",
 ];
 
 fn help() -> Vec<Line> {

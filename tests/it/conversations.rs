@@ -48,8 +48,11 @@ fn a_chat_session_carries_lines_both_ways_and_is_logged() {
         a.send(cmd);
         assert!(a.expect_ok("snum").text.contains(&id));
     }
-    // Commands still work inside a session.
-    a.send("whoelse");
+    // Inside a session, lines that merely start with a command word are conversation...
+    a.send("who is there? bye for now");
+    assert_eq!(b.expect(Kind::Talk).text, "who is there? bye for now");
+    // ...and commands need a leading '/' (except end, snum, help, say, accept, decline, logout).
+    a.send("/whoelse");
     a.expect_list("whoelse");
     a.send(&format!("END_REQUEST({id})"));
     a.expect_code(Kind::Session, "ended");
@@ -73,6 +76,7 @@ fn a_chat_session_carries_lines_both_ways_and_is_logged() {
             (id.as_str(), "bob", "hi alice"),
             (id.as_str(), "bob", "block party tonight"),
             (id.as_str(), "bob", "yes"),
+            (id.as_str(), "alice", "who is there? bye for now"),
         ]
     );
 }
@@ -119,7 +123,7 @@ fn chat_requests_that_cannot_start_say_why() {
     c.expect_err("unreachable");
     c.send("chat alice");
     c.expect_err("unreachable");
-    a.send("chat carol");
+    a.send("/chat carol");
     a.expect_err("in-session");
     // Declining.
     c.send("decline");
@@ -473,4 +477,56 @@ fn every_project_spelling_is_accepted() {
     }
     a.send("exit");
     a.expect_code(Kind::Bye, "logout");
+}
+
+#[test]
+fn a_replaced_login_ends_its_session_and_tells_the_partner() {
+    let s = TestServer::start_with(|c| c.duplicate_login = DuplicateLogin::Replace);
+    let a = s.login("alice");
+    let b = s.login("bob");
+    let id = start_session(&a, &b);
+    let _a2 = s.login("alice");
+    a.expect_code(Kind::Bye, "replaced");
+    let ended = b.expect_code(Kind::Session, "ended");
+    assert_eq!((ended.arg(1), ended.arg(2)), (id.as_str(), "alice"));
+}
+
+#[test]
+fn accepting_while_in_a_session_keeps_the_request_for_later() {
+    let s = TestServer::start();
+    let a = s.login("alice");
+    let b = s.login("bob");
+    let c = s.login("carol");
+    c.send("chat bob");
+    c.expect_ok("chat-requested");
+    b.expect_code(Kind::Session, "request");
+    a.send("chat bob");
+    a.expect_ok("chat-requested");
+    b.expect_code(Kind::Session, "request");
+    b.send("accept alice");
+    b.expect_code(Kind::Session, "started");
+    a.expect_code(Kind::Session, "started");
+    b.send("accept carol");
+    b.expect_err("in-session");
+    b.send("end");
+    b.expect_code(Kind::Session, "ended");
+    a.expect_code(Kind::Session, "ended");
+    b.send("accept");
+    assert_eq!(b.expect_code(Kind::Session, "started").arg(2), "carol");
+    assert_eq!(c.expect_code(Kind::Session, "started").arg(2), "bob");
+}
+
+#[test]
+fn leaving_invisibility_for_busy_announces_both() {
+    let s = TestServer::start();
+    let a = s.login("alice");
+    let b = s.login("bob");
+    a.expect(Kind::Presence);
+    b.send("status invisible");
+    b.expect_ok("status");
+    assert_eq!(a.expect(Kind::Presence).arg(1), "logout");
+    b.send("status busy");
+    b.expect_ok("status");
+    assert_eq!(a.expect(Kind::Presence).arg(1), "login");
+    assert_eq!(a.expect(Kind::Presence).arg(1), "busy");
 }
