@@ -1,26 +1,137 @@
-//! `credentials.txt`: one `username password` per line, blank lines and `#` comments allowed.
+//! `credentials.txt`: one `username secret` per line, blank lines and `#` comments allowed.
 //!
-//! Passwords are compared in constant time. This module never logs a password.
+//! The secret is either a plaintext password (the course projects' format, and the seeds') or
+//! an argon2 PHC string such as `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`, as printed by
+//! `lanchat-server hash-password`. Both kinds may be mixed in one file.
+//!
+//! Comparisons are constant time: argon2's own verification for hashes (which compares its
+//! output in constant time), [`constant_time_eq`] for plaintext. Verifying an unknown user does
+//! comparable work to verifying a known one (see [`Credentials::verify_or_dummy`]).
+//!
+//! This module never logs or prints a password or a hash, not even through `Debug`.
 
 use crate::protocol::valid_username;
+use argon2::password_hash::PasswordVerifier;
+use argon2::{Argon2, PasswordHash, PasswordHasher};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-/// The registered users and their passwords.
+/// What a credentials line holds after the username.
+#[derive(Clone)]
+enum Secret {
+    /// A plaintext password, as written.
+    Plain(String),
+    /// A parsed argon2 PHC string; its parameters and salt drive verification. Boxed: a
+    /// parsed hash is ~300 bytes, a plaintext entry 24.
+    Hash(Box<PasswordHash>),
+}
+
+impl Secret {
+    /// Reads the second word of a line: a PHC string if it starts with `$argon2`, else a
+    /// plaintext password.
+    fn parse(word: &str) -> Result<Secret, String> {
+        if !word.starts_with("$argon2") {
+            return Ok(Secret::Plain(word.to_string()));
+        }
+        let hash = PasswordHash::new(word).map_err(|e| format!("not a valid PHC string ({e})"))?;
+        argon2::Algorithm::try_from(hash.algorithm.as_str())
+            .map_err(|_| format!("unknown algorithm `{}`", hash.algorithm))?;
+        if let Some(v) = hash.version {
+            argon2::Version::try_from(v).map_err(|_| format!("unknown argon2 version {v}"))?;
+        }
+        argon2::Params::try_from(&hash).map_err(|e| format!("bad argon2 parameters ({e})"))?;
+        if hash.salt.is_none() || hash.hash.is_none() {
+            return Err("the PHC string has no salt or no hash".into());
+        }
+        Ok(Secret::Hash(Box::new(hash)))
+    }
+
+    /// Whether `password` matches, in constant time.
+    fn matches(&self, password: &str) -> bool {
+        match self {
+            Secret::Plain(expected) => constant_time_eq(expected.as_bytes(), password.as_bytes()),
+            Secret::Hash(hash) => argon2_matches(hash, password),
+        }
+    }
+}
+
+/// The registered users and their passwords or password hashes.
 #[derive(Clone, Default)]
 pub struct Credentials {
-    /// username -> password, as written in the file.
-    users: HashMap<String, String>,
+    /// username -> secret, as written in the file.
+    users: HashMap<String, Secret>,
+    /// The first argon2 hash of the file, if any: an unknown user's password is verified
+    /// against it (and the result ignored) so that a miss costs as much as a hit.
+    dummy: Option<Box<PasswordHash>>,
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never print passwords, not even in a debug dump.
+        // Never print passwords or hashes, not even in a debug dump.
         f.debug_struct("Credentials")
             .field("users", &self.users.len())
             .finish()
     }
+}
+
+/// The cost of an argon2id hash made by [`hash_password_with`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashParams {
+    /// Memory in KiB (`m=`); at least 8 per lane.
+    pub memory_kib: u32,
+    /// Passes over the memory (`t=`); at least 1.
+    pub iterations: u32,
+    /// Lanes (`p=`); at least 1.
+    pub parallelism: u32,
+}
+
+impl HashParams {
+    /// The argon2 crate's defaults (OWASP's recommendation: m=19456, t=2, p=1), used by
+    /// `lanchat-server hash-password`.
+    pub const DEFAULT: HashParams = HashParams {
+        memory_kib: argon2::Params::DEFAULT_M_COST,
+        iterations: argon2::Params::DEFAULT_T_COST,
+        parallelism: argon2::Params::DEFAULT_P_COST,
+    };
+
+    /// Cheap parameters for tests only (m=256 KiB, t=1, p=1): they verify in about a
+    /// millisecond even in debug builds. Never use them for real passwords.
+    pub const CHEAP_FOR_TESTS: HashParams = HashParams {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+    };
+}
+
+impl Default for HashParams {
+    fn default() -> HashParams {
+        HashParams::DEFAULT
+    }
+}
+
+/// Hashes `password` with argon2id, the default parameters and a fresh random salt; returns
+/// the PHC string to put after a username in `credentials.txt`.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    hash_password_with(password, HashParams::DEFAULT)
+}
+
+/// Like [`hash_password`] with explicit parameters (tests use
+/// [`HashParams::CHEAP_FOR_TESTS`]). Verification always uses the parameters stored in the
+/// PHC string, so hashes of any cost can share a file.
+pub fn hash_password_with(password: &str, params: HashParams) -> Result<String, String> {
+    let params = argon2::Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        None,
+    )
+    .map_err(|e| format!("bad argon2 parameters: {e}"))?;
+    let argon2 = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    argon2
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| format!("cannot hash the password: {e}"))
 }
 
 impl Credentials {
@@ -31,9 +142,11 @@ impl Credentials {
         Credentials::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// Parses credentials text; a malformed line is an error naming its number.
+    /// Parses credentials text; a malformed line (including a malformed `$argon2` PHC
+    /// string) is an error naming its number.
     pub fn parse(text: &str) -> Result<Credentials, String> {
         let mut users = HashMap::new();
+        let mut dummy = None;
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -53,24 +166,33 @@ impl Credentials {
                     i + 1
                 ));
             }
-            if users
-                .insert(name.to_string(), password.to_string())
-                .is_some()
-            {
+            let secret = Secret::parse(password)
+                .map_err(|e| format!("line {}: `{name}`'s password hash: {e}", i + 1))?;
+            if let (None, Secret::Hash(h)) = (&dummy, &secret) {
+                dummy = Some(h.clone());
+            }
+            if users.insert(name.to_string(), secret).is_some() {
                 return Err(format!("line {}: `{name}` is listed twice", i + 1));
             }
         }
-        Ok(Credentials { users })
+        Ok(Credentials { users, dummy })
     }
 
-    /// Builds credentials from pairs (tests and embedding).
+    /// Builds credentials from pairs of username and plaintext password or PHC string (tests
+    /// and embedding). A `$argon2` string that does not parse is kept as a plaintext password.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Credentials {
-        Credentials {
-            users: pairs
-                .into_iter()
-                .map(|(u, p)| (u.to_string(), p.to_string()))
-                .collect(),
-        }
+        let mut dummy = None;
+        let users = pairs
+            .into_iter()
+            .map(|(u, p)| {
+                let secret = Secret::parse(p).unwrap_or_else(|_| Secret::Plain(p.to_string()));
+                if let (None, Secret::Hash(h)) = (&dummy, &secret) {
+                    dummy = Some(h.clone());
+                }
+                (u.to_string(), secret)
+            })
+            .collect();
+        Credentials { users, dummy }
     }
 
     /// Whether `name` is a registered user.
@@ -78,11 +200,31 @@ impl Credentials {
         self.users.contains_key(name)
     }
 
-    /// Whether `password` is `name`'s password. Compares in constant time for a given length.
+    /// Whether `password` is `name`'s password; the same as [`Credentials::verify_or_dummy`],
+    /// so an unknown user costs as much as a known one.
     pub fn verify(&self, name: &str, password: &str) -> bool {
+        self.verify_or_dummy(name, password)
+    }
+
+    /// Whether `password` is `name`'s password, taking about as long when `name` is unknown
+    /// as when it is known, so that timing does not tell which usernames exist.
+    ///
+    /// Known users: argon2 verification with the parameters stored in their PHC string, or a
+    /// constant-time comparison of plaintext. Unknown users: if the file holds any argon2
+    /// hash, the password is verified against the first one (the same parameters, salt
+    /// length and work as a real check) and the result thrown away; otherwise it is compared
+    /// in constant time with a fixed dummy string. Either way the answer is `false`.
+    pub fn verify_or_dummy(&self, name: &str, password: &str) -> bool {
         match self.users.get(name) {
-            Some(expected) => constant_time_eq(expected.as_bytes(), password.as_bytes()),
-            None => false,
+            Some(secret) => secret.matches(password),
+            None => {
+                let wasted = match &self.dummy {
+                    Some(hash) => argon2_matches(hash, password),
+                    None => constant_time_eq(DUMMY_PASSWORD.as_bytes(), password.as_bytes()),
+                };
+                std::hint::black_box(wasted);
+                false
+            }
         }
     }
 
@@ -102,6 +244,18 @@ impl Credentials {
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
     }
+}
+
+/// What an unknown user's password is compared with in a plaintext-only file: about as long
+/// as a typical password, and not one anybody types.
+const DUMMY_PASSWORD: &str = "\u{0}lanchat-no-such-user\u{0}";
+
+/// Argon2 verification with the algorithm, version, parameters and salt stored in `hash`;
+/// the outputs are compared in constant time by the argon2 crate.
+fn argon2_matches(hash: &PasswordHash, password: &str) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
 }
 
 /// Compares two byte strings without an early exit on the first difference.
@@ -159,5 +313,125 @@ mod tests {
     fn debug_hides_passwords() {
         let c = Credentials::from_pairs([("a", "secret")]);
         assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    /// A cheap hash: tests never pay for the default parameters.
+    fn cheap(password: &str) -> String {
+        hash_password_with(password, HashParams::CHEAP_FOR_TESTS).unwrap()
+    }
+
+    #[test]
+    fn phc_line_parses_and_verifies() {
+        let phc = cheap("hunter2");
+        assert!(phc.starts_with("$argon2id$v=19$m=256,t=1,p=1$"), "{phc}");
+        let c = Credentials::parse(&format!("alice {phc}\n")).unwrap();
+        assert!(c.verify("alice", "hunter2"));
+        assert!(!c.verify("alice", "hunter"));
+        assert!(!c.verify("alice", "hunter22"));
+        assert!(!c.verify("alice", ""));
+        // The literal PHC string is not a password.
+        assert!(!c.verify("alice", &phc));
+    }
+
+    #[test]
+    fn hashes_are_salted() {
+        assert_ne!(cheap("same"), cheap("same"));
+    }
+
+    #[test]
+    fn mixed_file() {
+        let text = format!(
+            "# mixed\nplain pw-plain\nhashed {}\nother {}\n",
+            cheap("pw-hashed"),
+            cheap("pw-other")
+        );
+        let c = Credentials::parse(&text).unwrap();
+        assert_eq!(c.len(), 3);
+        assert!(c.verify("plain", "pw-plain"));
+        assert!(c.verify("hashed", "pw-hashed"));
+        assert!(c.verify("other", "pw-other"));
+        assert!(!c.verify("plain", "pw-hashed"));
+        assert!(!c.verify("hashed", "pw-plain"));
+        assert!(!c.verify("hashed", "pw-other"));
+    }
+
+    #[test]
+    fn bad_phc_strings_are_named() {
+        for bad in [
+            "$argon2id$v=19$m=256,t=1,p=1$c2FsdHNhbHQ",
+            "$argon2id$v=19$m=1,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            "$argon2x$v=19$m=256,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            "$argon2id$",
+        ] {
+            let e = Credentials::parse(&format!("ok pw\nbob {bad}\n")).unwrap_err();
+            assert!(e.contains("line 2") && e.contains("bob"), "{bad}: {e}");
+            assert!(!e.contains(bad), "the error repeats the hash: {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_users_are_refused_after_dummy_work() {
+        let phc = cheap("pw");
+        let hashed = Credentials::parse(&format!("alice {phc}\n")).unwrap();
+        // Even the right password of another user fails for an unknown name.
+        assert!(!hashed.verify_or_dummy("mallory", "pw"));
+        assert!(!hashed.verify_or_dummy("mallory", "x"));
+        assert!(!hashed.verify("mallory", "pw"));
+        let plain = Credentials::parse("alice pw\n").unwrap();
+        assert!(!plain.verify_or_dummy("mallory", "pw"));
+        assert!(!plain.verify_or_dummy("mallory", DUMMY_PASSWORD));
+        assert!(!Credentials::default().verify_or_dummy("x", ""));
+    }
+
+    #[test]
+    fn dummy_work_is_comparable_to_a_real_check() {
+        // A file with (cheap) hashes: a miss must run argon2 too, not return at once.
+        let c = Credentials::parse(&format!(
+            "alice {}\n",
+            hash_password_with(
+                "pw",
+                HashParams {
+                    memory_kib: 4096,
+                    iterations: 2,
+                    parallelism: 1
+                }
+            )
+            .unwrap()
+        ))
+        .unwrap();
+        let time = |name: &str| {
+            let started = std::time::Instant::now();
+            for _ in 0..5 {
+                c.verify_or_dummy(name, "wrong");
+            }
+            started.elapsed()
+        };
+        let (known, unknown) = (time("alice"), time("mallory"));
+        assert!(
+            unknown * 4 > known && known * 4 > unknown,
+            "known {known:?} vs unknown {unknown:?}"
+        );
+    }
+
+    #[test]
+    fn debug_hides_hashes() {
+        let phc = cheap("pw");
+        let c = Credentials::parse(&format!("alice {phc}\nbob plain\n")).unwrap();
+        let dump = format!("{c:?}");
+        assert!(
+            !dump.contains("argon2") && !dump.contains("plain"),
+            "{dump}"
+        );
+        let hash_part = phc.rsplit('$').next().unwrap();
+        assert!(!dump.contains(hash_part), "{dump}");
+    }
+
+    #[test]
+    fn from_pairs_accepts_hashes() {
+        let phc = cheap("pw");
+        let c = Credentials::from_pairs([("alice", phc.as_str()), ("bob", "bobpw")]);
+        assert!(c.verify("alice", "pw"));
+        assert!(c.verify("bob", "bobpw"));
+        assert!(!c.verify("alice", &phc));
     }
 }

@@ -1,18 +1,29 @@
-//! `lanchat-server [PORT] [--config FILE] [--credentials FILE] [--bind ADDR]`
+//! `lanchat-server [PORT] [--config FILE] [--credentials FILE] [--bind ADDR] [--data-dir DIR]`
+//! runs the server; `lanchat-server hash-password` prints an argon2id PHC string for
+//! `credentials.txt`; `lanchat-server add-user NAME [--credentials FILE] [--config FILE]`
+//! appends a user with a hashed password.
 //!
-//! Thin: parses arguments, sets up logging and Ctrl-C, and runs the library's server.
+//! Thin: parses arguments, sets up logging and Ctrl-C, and runs the library's server. The one
+//! unsafe function turns terminal echo off while a password is typed. Passwords are never
+//! printed or logged.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use lanchat::config::Config;
+use lanchat::credentials::{hash_password, Credentials};
+use lanchat::protocol::valid_username;
 use lanchat::server::Server;
+use std::io::{BufRead, IsTerminal, Write};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The lanchat server: a LAN chat server for classrooms.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Args {
+    /// Password tools instead of running the server.
+    #[command(subcommand)]
+    command: Option<Tool>,
     /// TCP port to listen on (overrides `port` in the configuration; 0 picks a free one).
     port: Option<u16>,
     /// Configuration file (default: configuration.toml in the current directory, if any).
@@ -29,10 +40,68 @@ struct Args {
     data_dir: Option<PathBuf>,
 }
 
+/// The password tools.
+#[derive(Subcommand, Debug)]
+enum Tool {
+    /// Print the argon2id hash of a password, for credentials.txt
+    ///
+    /// The password is read from standard input: hidden on a terminal, one line from a pipe.
+    /// The hash is printed as one line, ready to paste after a username.
+    HashPassword,
+    /// Add a user with a hashed password to the credentials file
+    ///
+    /// The password is read from standard input: hidden and asked twice on a terminal, one
+    /// line from a pipe. Appends `NAME <argon2id hash>`; restart the server to pick it up.
+    AddUser {
+        /// The new user's name: 1-32 letters, digits, '_', '-' or '.'
+        name: String,
+        /// Credentials file (default: `credentials` of the configuration, else
+        /// credentials.txt).
+        #[arg(long, value_name = "FILE")]
+        credentials: Option<PathBuf>,
+        /// Configuration file whose `credentials` path to use (default: configuration.toml
+        /// in the current directory, if any).
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// How a run ended: the exit code and, for failures, the one `error:` line.
+enum Failure {
+    /// A bad argument or configuration: exit code 2.
+    Usage(String),
+    /// Anything else: exit code 1.
+    Failed(String),
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
-    let config = match load_config(&args) {
+    let result = match &args.command {
+        Some(Tool::HashPassword) => hash_password_tool(),
+        Some(Tool::AddUser {
+            name,
+            credentials,
+            config,
+        }) => add_user(name, credentials.as_deref(), config.as_deref()),
+        None => return serve(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Failed(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the server until Ctrl-C.
+fn serve(args: &Args) -> ExitCode {
+    let config = match load_config(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -62,14 +131,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// The configuration file given, else ./configuration.toml if present, else the defaults.
+fn base_config(path: Option<&Path>) -> Result<Config, String> {
+    let default = Path::new("configuration.toml");
+    match path {
+        Some(path) => Config::load(path).map_err(|e| e.to_string()),
+        None if default.exists() => Config::load(default).map_err(|e| e.to_string()),
+        None => Ok(Config::default()),
+    }
+}
+
 fn load_config(args: &Args) -> Result<Config, String> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
-        None if PathBuf::from("configuration.toml").exists() => {
-            Config::load(&PathBuf::from("configuration.toml")).map_err(|e| e.to_string())?
-        }
-        None => Config::default(),
-    };
+    let mut config = base_config(args.config.as_deref())?;
     if let Some(p) = args.port {
         config.port = p;
     }
@@ -83,6 +156,195 @@ fn load_config(args: &Args) -> Result<Config, String> {
         config.data_dir = d.clone();
     }
     Ok(config)
+}
+
+/// `hash-password`: one password in, one PHC string out.
+fn hash_password_tool() -> Result<(), Failure> {
+    let password = read_password(false)?;
+    let phc = hash_password(&password).map_err(Failure::Failed)?;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{phc}").and_then(|()| out.flush()) {
+        // A closed pipe (`... | head -c0`) is not worth an error line.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::Failed(format!("cannot write the hash: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `add-user NAME`: checks the name, reads the password and appends the line.
+fn add_user(name: &str, credentials: Option<&Path>, config: Option<&Path>) -> Result<(), Failure> {
+    if !valid_username(name) {
+        return Err(Failure::Usage(format!(
+            "`{}` is not a valid username (1-32 of A-Z a-z 0-9 _ - ., not starting with .)",
+            name.escape_debug()
+        )));
+    }
+    let path = match credentials {
+        Some(p) => p.to_path_buf(),
+        None => base_config(config).map_err(Failure::Usage)?.credentials,
+    };
+    let existing = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(Failure::Failed(format!(
+                "{}: cannot read: {e}",
+                path.display()
+            )))
+        }
+    };
+    let users = Credentials::parse(&existing)
+        .map_err(|e| Failure::Failed(format!("{}: {e}", path.display())))?;
+    if users.contains(name) {
+        return Err(Failure::Failed(format!(
+            "{}: `{name}` is already a user",
+            path.display()
+        )));
+    }
+    let password = read_password(true)?;
+    let phc = hash_password(&password).map_err(Failure::Failed)?;
+    let separator = if existing.is_empty() || existing.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    // A file created here holds only hashes, but still: readable by its owner alone.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let appended = options.open(&path).and_then(|mut f| {
+        f.write_all(format!("{separator}{name} {phc}\n").as_bytes())?;
+        f.sync_all()
+    });
+    appended.map_err(|e| Failure::Failed(format!("{}: cannot write: {e}", path.display())))?;
+    eprintln!(
+        "Added {name} to {}; restart the server to let them log in.",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Reads a password from standard input: on a terminal with a prompt and echo off (twice if
+/// `confirm`), otherwise one line from the pipe. Empty passwords are refused.
+fn read_password(confirm: bool) -> Result<String, Failure> {
+    let stdin = std::io::stdin();
+    let password = if stdin.is_terminal() {
+        let first = prompt_hidden("Password: ")?;
+        if confirm && prompt_hidden("Password again: ")? != first {
+            return Err(Failure::Failed("the passwords do not match".into()));
+        }
+        first
+    } else {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| Failure::Failed(format!("cannot read the password: {e}")))?;
+        strip_line_ending(line)
+    };
+    if password.is_empty() {
+        return Err(Failure::Failed("empty password".into()));
+    }
+    Ok(password)
+}
+
+/// Drops one trailing LF or CRLF; every other character is part of the password.
+fn strip_line_ending(mut line: String) -> String {
+    if line.ends_with('\n') {
+        line.pop();
+        if line.ends_with('\r') {
+            line.pop();
+        }
+    }
+    line
+}
+
+/// Prompts on stderr and reads one line from the terminal with echo off (the newline is
+/// still echoed, so the next output starts on a line of its own).
+fn prompt_hidden(prompt: &str) -> Result<String, Failure> {
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let echo = EchoOff::new();
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    drop(echo);
+    if !line.ends_with('\n') {
+        // End of input (Ctrl-D): the terminal echoed no newline.
+        eprintln!();
+    }
+    read.map_err(|e| Failure::Failed(format!("cannot read the password: {e}")))?;
+    Ok(strip_line_ending(line))
+}
+
+/// Terminal echo switched off on standard input until this is dropped (or Ctrl-C is pressed,
+/// which restores it and exits with 130).
+struct EchoOff {
+    /// The settings to put back; `None` if they could not be read (echo then stays on).
+    #[cfg(unix)]
+    saved: Option<libc::termios>,
+}
+
+impl EchoOff {
+    #[cfg(unix)]
+    fn new() -> EchoOff {
+        let Ok(saved) = termios(None) else {
+            return EchoOff { saved: None };
+        };
+        // Ctrl-C while echo is off must not leave the terminal silent. A handler can only be
+        // installed once; the second prompt of add-user reuses the first one's.
+        let _ = ctrlc::set_handler(move || {
+            let _ = termios(Some(&saved));
+            eprintln!();
+            std::process::exit(130);
+        });
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        quiet.c_lflag |= libc::ECHONL;
+        match termios(Some(&quiet)) {
+            Ok(_) => EchoOff { saved: Some(saved) },
+            Err(_) => EchoOff { saved: None },
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn new() -> EchoOff {
+        eprintln!("(warning: the password will be visible as you type it)");
+        EchoOff {}
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(saved) = &self.saved {
+            let _ = termios(Some(saved));
+        }
+    }
+}
+
+/// Reads standard input's terminal settings and, if `new` is given, replaces them; returns
+/// the settings in force before.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn termios(new: Option<&libc::termios>) -> std::io::Result<libc::termios> {
+    const STDIN: std::os::fd::RawFd = 0;
+    // SAFETY: `termios` is a plain C struct for which all-zero bytes are a valid value;
+    // tcgetattr/tcsetattr only read the descriptor and read or write the struct we own and
+    // pass by pointer for the duration of the call; failures come back as -1 and errno.
+    unsafe {
+        let mut old: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(STDIN, &mut old) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if let Some(new) = new {
+            if libc::tcsetattr(STDIN, libc::TCSANOW, new) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(old)
+    }
 }
 
 /// Prints where students can connect: every non-loopback interface address. A closed
