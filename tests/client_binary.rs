@@ -118,7 +118,13 @@ struct TestServer {
 
 impl TestServer {
     fn start() -> TestServer {
+        TestServer::start_with_config("")
+    }
+
+    /// A server whose working directory holds a `configuration.toml` with `config`.
+    fn start_with_config(config: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("configuration.toml"), config).expect("config");
         let credentials = dir.path().join("credentials.txt");
         std::fs::write(&credentials, "alice alicepw\nbob bobpw\n").expect("credentials");
         let mut child = Command::new(env!("CARGO_BIN_EXE_lanchat-server"))
@@ -153,7 +159,15 @@ impl TestServer {
 
     /// A client connected to this server, not logged in yet.
     fn client(&self, name: &str) -> TestClient {
-        TestClient::start(name, &["127.0.0.1", &self.port.to_string()], Path::new("."))
+        self.client_with(name, &[])
+    }
+
+    /// A client with extra command-line options.
+    fn client_with(&self, name: &str, extra: &[&str]) -> TestClient {
+        let port = self.port.to_string();
+        let mut args = vec!["127.0.0.1", port.as_str()];
+        args.extend_from_slice(extra);
+        TestClient::start(name, &args, Path::new("."))
     }
 
     /// A client that has logged in as `user` (password `<user>pw`).
@@ -324,4 +338,37 @@ fn lost_connection_is_an_error() {
     assert_eq!(alice.exit_code(), Some(1));
     let err = alice.err.rest();
     assert_eq!(err, ["error: connection to the server was lost"]);
+}
+
+#[test]
+fn heartbeats_keep_a_quiet_client_logged_in_without_showing_anything() {
+    let server = TestServer::start_with_config("heartbeat_timeout_secs = 1\n");
+    let mut alice = server.client_with("alice", &["--heartbeat", "0.2"]);
+    alice.send("alice");
+    alice.send("alicepw");
+    alice.out.expect("Login successful");
+    // Quiet for well past the server's heartbeat timeout.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    alice.send("whoelse");
+    alice.out.expect("The currently online users are");
+    // The laptop sleeps: the client stops, so do its heartbeats, and the server notices.
+    let pid = alice.proc.0.id().to_string();
+    let signal = |sig: &str| {
+        let status = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    signal("-STOP");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    signal("-CONT");
+    alice.out.expect("No heartbeat from your client");
+    assert_eq!(alice.exit_code(), Some(1));
+    let rest = alice.out.rest();
+    assert!(
+        rest.iter()
+            .all(|l| !l.contains("pong") && !l.contains("still here")),
+        "{rest:?}"
+    );
 }

@@ -34,6 +34,9 @@ struct Args {
     /// When to use colours (auto: on a terminal, unless NO_COLOR is set or TERM=dumb).
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
     color: ColorChoice,
+    /// Seconds between the automatic heartbeats that tell the server this client is alive.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    heartbeat: f64,
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         host: args.host,
         port: args.port,
         color: args.color,
+        heartbeat: std::time::Duration::from_secs_f64(args.heartbeat.clamp(0.05, 3600.0)),
     };
     match client::run(&options) {
         Ok(ending) => ending.exit_code(),

@@ -44,6 +44,9 @@ pub const DEFAULT_HOST: &str = "127.0.0.1";
 pub const DEFAULT_PORT: u16 = 4119;
 /// The command prompt shown by the line editor once logged in.
 pub const PROMPT: &str = "lanchat> ";
+/// How often the client proves it is alive; the server's `heartbeat_timeout_secs` (35 s by
+/// default) must be longer.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// How long to wait for the server's `BYE` after sending `logout` on Ctrl-C or Ctrl-D.
 const LOGOUT_GRACE: Duration = Duration::from_secs(2);
@@ -108,6 +111,8 @@ pub struct Options {
     pub port: u16,
     /// When to colour the output.
     pub color: ColorChoice,
+    /// How often to send `heartbeat` once logged in (seed 002 sent one every 30 s).
+    pub heartbeat: Duration,
 }
 
 impl Default for Options {
@@ -116,6 +121,7 @@ impl Default for Options {
             host: DEFAULT_HOST.to_string(),
             port: DEFAULT_PORT,
             color: ColorChoice::Auto,
+            heartbeat: DEFAULT_HEARTBEAT,
         }
     }
 }
@@ -256,6 +262,9 @@ pub fn run(options: &Options) -> Result<Ending, Error> {
         leaving: false,
         deadline: None,
         output_gone: false,
+        next_heartbeat: None,
+        pongs_due: 0,
+        heartbeat_every: options.heartbeat,
     };
     client.run(&events)
 }
@@ -391,18 +400,36 @@ struct Client {
     deadline: Option<Instant>,
     /// Standard output is closed (e.g. piped into `head`): leave quietly.
     output_gone: bool,
+    /// When the next heartbeat is due (after login), so the server can tell a client that
+    /// is alive but quiet from a laptop that went to sleep (seed 002).
+    next_heartbeat: Option<Instant>,
+    /// Heartbeats sent whose `OK pong` has not arrived yet; those replies are not shown.
+    pongs_due: usize,
+    /// The heartbeat interval.
+    heartbeat_every: Duration,
 }
 
 impl Client {
     fn run(&mut self, events: &Receiver<Event>) -> Result<Ending, Error> {
         loop {
-            let event = match self.deadline {
-                Some(deadline) => match events.recv_deadline(deadline) {
+            let wake = match (self.deadline, self.next_heartbeat) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let event = match wake {
+                Some(wake) => match events.recv_deadline(wake) {
                     Ok(event) => event,
+                    Err(RecvTimeoutError::Timeout)
+                        if self.next_heartbeat.is_some_and(|t| Instant::now() >= t) =>
+                    {
+                        self.heartbeat();
+                        continue;
+                    }
                     Err(RecvTimeoutError::Timeout) if self.leaving => {
                         log::info!("the server did not confirm the logout");
                         return Ok(Ending::Quit);
                     }
+                    Err(RecvTimeoutError::Timeout) if self.deadline.is_none() => continue,
                     Err(_) => return Err(Error::Lost),
                 },
                 None => events.recv().map_err(|_| Error::Lost)?,
@@ -474,9 +501,13 @@ impl Client {
                 self.show(&text);
                 self.answering = true;
             }
+            Kind::Ok if line.arg(0) == "pong" && self.pongs_due > 0 => {
+                self.pongs_due -= 1;
+            }
             Kind::Welcome => {
                 self.show(&text);
                 self.logged_in = true;
+                self.next_heartbeat = Some(Instant::now() + self.heartbeat_every);
                 let _ = self.requests.send(Request::Free {
                     prompt: PROMPT.to_string(),
                 });
@@ -493,6 +524,15 @@ impl Client {
             _ => self.show(&text),
         }
         None
+    }
+
+    /// Sends the automatic heartbeat and schedules the next one.
+    fn heartbeat(&mut self) {
+        self.next_heartbeat = Some(Instant::now() + self.heartbeat_every);
+        if self.logged_in && !self.leaving {
+            self.pongs_due += 1;
+            self.send("heartbeat");
+        }
     }
 
     fn show(&mut self, text: &str) {
