@@ -262,8 +262,11 @@ fn login_dialogue_is_readable_when_piped() {
     alice.send("alice");
     alice.out.expect("Password:");
     alice.send("wrong");
-    let err = alice.out.expect("Password incorrect");
+    let err = alice.out.expect("Username or password incorrect");
     assert!(err.starts_with("error: "), "{err}");
+    alice.out.expect("Username:");
+    alice.send("alice");
+    alice.out.expect("Password:");
     alice.send("alicepw");
     alice.out.expect("Login successful");
     alice.send("frobnicate");

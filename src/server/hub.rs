@@ -270,12 +270,19 @@ impl Hub {
             ));
         }
         let mode = self.shared.config.auth;
-        if mode != AuthMode::Open && !self.shared.credentials.contains(name) {
-            return NameCheck::Retry(err("unknown-user", "Username incorrect, please check."));
-        }
         let key = self.lock_key(name, ip);
         if let Some(secs) = self.shared.lockouts.lock().blocked_for(&key, self.now()) {
             return NameCheck::Close(Self::blocked_line(secs));
+        }
+        if mode == AuthMode::Password {
+            // Whether the name exists, or is online, is told only after a right password:
+            // an unknown name and a wrong password look the same from outside.
+            return NameCheck::Ok {
+                password_needed: true,
+            };
+        }
+        if mode == AuthMode::Allowlist && !self.shared.credentials.contains(name) {
+            return NameCheck::Retry(err("unknown-user", "Username incorrect, please check."));
         }
         if self.shared.config.duplicate_login == DuplicateLogin::Reject
             && self.shared.state.lock().online.contains_key(name)
@@ -286,7 +293,7 @@ impl Hub {
             ));
         }
         NameCheck::Ok {
-            password_needed: mode == AuthMode::Password,
+            password_needed: false,
         }
     }
 
@@ -297,7 +304,8 @@ impl Hub {
         if let Some(secs) = self.shared.lockouts.lock().blocked_for(&key, now) {
             return PasswordCheck::Close(Self::blocked_line(secs));
         }
-        if self.shared.credentials.verify(name, password) {
+        // Same work for unknown users as for known ones, so timing tells nothing either.
+        if self.shared.credentials.verify_or_dummy(name, password) {
             self.shared.lockouts.lock().succeed(&key);
             return PasswordCheck::Ok;
         }
@@ -309,9 +317,9 @@ impl Hub {
         log::info!("failed login for {name} from {ip}");
         match outcome {
             AfterFailure::TriesLeft(n) => PasswordCheck::Retry(err(
-                "wrong-password",
+                "bad-login",
                 format!(
-                    "Password incorrect, Please try again, if you fail {n} more time{} you will be blocked for a while",
+                    "Username or password incorrect. Please try again; if you fail {n} more time{} you will be blocked for a while",
                     if n == 1 { "" } else { "s" }
                 ),
             )),
@@ -321,7 +329,7 @@ impl Hub {
                 }
                 PasswordCheck::Close(Line::bye(
                     "blocked",
-                    format!("Password incorrect. You are blocked for {secs} seconds. Logging off."),
+                    format!("Username or password incorrect. You are blocked for {secs} seconds. Logging off."),
                 ))
             }
         }

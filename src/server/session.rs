@@ -167,8 +167,8 @@ fn login(
                     }
                 }
                 PasswordCheck::Retry(reply) => {
-                    conn.send_all(&[reply, Line::ask("password", "Password:")]);
-                    pending_name = Some(name);
+                    // Back to the username: the name itself may have been the typo.
+                    conn.send_all(&[reply, Line::ask("username", "Username:")]);
                 }
                 PasswordCheck::Close(reply) => {
                     conn.send(&reply);

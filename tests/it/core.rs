@@ -20,20 +20,26 @@ fn login_dialogue_and_welcome() {
 }
 
 #[test]
-fn unknown_user_and_wrong_password_get_clear_replies() {
+fn unknown_user_and_wrong_password_get_the_same_clear_reply() {
     let s = TestServer::start();
     let c = s.connect();
-    c.send("nobody");
-    c.expect_err("unknown-user");
-    c.expect_ask("username");
     c.send("not a name!");
     c.expect_err("bad-name");
+    c.expect_ask("username");
+    // An unknown name and a wrong password are indistinguishable from outside.
+    c.send("nobody");
+    c.expect_ask("password");
+    c.send("whatever");
+    let unknown = c.expect_err("bad-login");
     c.expect_ask("username");
     c.send("alice");
     c.expect_ask("password");
     c.send("wrong");
-    let e = c.expect_err("wrong-password");
-    assert!(e.text.contains("2 more times"), "{e}");
+    let wrong = c.expect_err("bad-login");
+    assert_eq!(unknown.text, wrong.text);
+    assert!(wrong.text.contains("2 more times"), "{wrong}");
+    c.expect_ask("username");
+    c.send("alice");
     c.expect_ask("password");
     c.send("pw-alice");
     c.expect(Kind::Welcome);
@@ -57,13 +63,15 @@ fn lockout_after_three_failures_per_user_and_ip_then_expires() {
     let clock = ManualClock::new(1_000_000);
     let s = TestServer::start_with_clock(&clock, |_| {});
     let c = connect_from(s.addr, "127.0.0.1");
+    for _ in 0..2 {
+        c.send("alice");
+        c.expect_ask("password");
+        c.send("bad");
+        c.expect_err("bad-login");
+        c.expect_ask("username");
+    }
     c.send("alice");
     c.expect_ask("password");
-    for _ in 0..2 {
-        c.send("bad");
-        c.expect_err("wrong-password");
-        c.expect_ask("password");
-    }
     c.send("bad");
     let bye = c.expect_code(Kind::Bye, "blocked");
     assert!(bye.text.contains("60 seconds"), "{bye}");
@@ -106,6 +114,9 @@ fn second_login_of_an_online_user_is_refused() {
     let _a = s.login("alice");
     let c = s.connect();
     c.send("alice");
+    // Only someone who knows the password learns that alice is online.
+    c.expect_ask("password");
+    c.send("pw-alice");
     c.expect_err("already-online");
     c.expect_ask("username");
 }
