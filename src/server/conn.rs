@@ -219,13 +219,15 @@ impl Conn {
     /// Queues a line without writing it yet, so that it is ordered before anything another
     /// thread sends afterwards. Only memory is touched: safe to call under the hub's lock.
     /// [`Conn::flush_now`] (or the flusher) writes it.
-    pub fn enqueue(self: &Arc<Self>, line: &Line) {
+    pub fn enqueue_all(self: &Arc<Self>, lines: &[Line]) {
         let mut outbox = self.outbox.lock();
         if self.is_closed() {
             return;
         }
         let was_empty = outbox.is_empty();
-        outbox.push(line.to_wire().as_bytes());
+        for line in lines {
+            outbox.push(line.to_wire().as_bytes());
+        }
         if was_empty {
             outbox.stalled_since = Some(Instant::now());
             drop(outbox);

@@ -19,7 +19,7 @@ use crate::protocol::{
     valid_username, Audience, GroupAction, Kind, Line, Status, DEFAULT_HISTORY_LINES,
 };
 use crate::store::{Directory, Event, HistoryEntry, Mail, MailKind, Store, StoreError, UserRecord};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use rand::Rng;
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -105,6 +105,14 @@ struct Shared {
     state: Mutex<State>,
     /// Failed logins.
     lockouts: Mutex<Lockouts<LockKey>>,
+    /// Password checks running now, capped: an argon2 check takes ~19 MiB and a CPU for
+    /// ~25 ms, so a crowd of guessers must queue rather than exhaust memory.
+    verifying: (Mutex<usize>, Condvar),
+}
+
+/// Most password checks at once.
+fn max_concurrent_verifies() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
 }
 
 /// The handle every connection thread holds.
@@ -210,6 +218,7 @@ impl Hub {
                     ..State::default()
                 }),
                 lockouts: Mutex::new(lockouts),
+                verifying: (Mutex::new(0), Condvar::new()),
             }),
         }
     }
@@ -305,7 +314,7 @@ impl Hub {
             return PasswordCheck::Close(Self::blocked_line(secs));
         }
         // Same work for unknown users as for known ones, so timing tells nothing either.
-        if self.shared.credentials.verify_or_dummy(name, password) {
+        if self.verify_password(name, password) {
             self.shared.lockouts.lock().succeed(&key);
             return PasswordCheck::Ok;
         }
@@ -335,6 +344,22 @@ impl Hub {
         }
     }
 
+    /// Checks a password, waiting for a free slot when many checks run at once.
+    fn verify_password(&self, name: &str, password: &str) -> bool {
+        let (count, freed) = &self.shared.verifying;
+        {
+            let mut running = count.lock();
+            while *running >= max_concurrent_verifies() {
+                freed.wait(&mut running);
+            }
+            *running += 1;
+        }
+        let ok = self.shared.credentials.verify_or_dummy(name, password);
+        *count.lock() -= 1;
+        freed.notify_one();
+        ok
+    }
+
     /// Logs out `name`'s current connection (if any) with a reason line.
     fn kick(&self, name: &str, reason: &str, text: &str) {
         let conn = self.shared.state.lock().conn(name);
@@ -345,47 +370,33 @@ impl Hub {
 
     /// Last step: puts the user online and queues WELCOME. Returns the lines that follow it
     /// (offline mail or "no messages"), or a line refusing the login (a lost duplicate race).
-    pub fn login(&self, name: &str, conn: &Arc<Conn>) -> Result<Vec<Line>, Line> {
+    pub fn login(&self, name: &str, conn: &Arc<Conn>) -> Result<(), Line> {
         let now = self.now();
-        let (replaced, notify, partners) = {
-            let mut state = self.shared.state.lock();
-            let replaced = match state.online.get(name) {
-                Some(_) if self.shared.config.duplicate_login == DuplicateLogin::Reject => {
-                    return Err(err(
-                        "already-online",
-                        format!("{name} is already logged in; only one login at a time."),
-                    ));
+        // The mailbox is read and the user put online under the store's lock, so a message
+        // sent meanwhile is either in this mail or delivered live after it, never stranded,
+        // and the offline mail comes right after WELCOME, before any live line.
+        let mut outcome = None;
+        let taken = self.shared.store.take_mail_with(name, |mail| {
+            let result = self.go_online(name, conn, &opening_lines(mail));
+            let consumed = result.is_ok() && !mail.is_empty();
+            outcome = Some(result);
+            ((), consumed)
+        });
+        let result = match (taken, outcome) {
+            (Ok(()), Some(result)) => result,
+            (taken, _) => {
+                if let Err(e) = taken {
+                    log::error!("store: could not read {name}'s mailbox: {e}");
                 }
-                Some(_) => state.online.remove(name).map(|o| o.conn),
-                None => None,
-            };
-            let partners = if replaced.is_some() {
-                end_session_locked(&mut state, name)
-            } else {
-                Vec::new()
-            };
-            state.online.insert(
-                name.to_string(),
-                Online {
-                    conn: Arc::clone(conn),
-                    session: None,
-                },
-            );
-            // Queued (memory only) before anyone else can address this user, so WELCOME is
-            // always the first line a logged-in client sees.
-            conn.enqueue(&Line::new(
-                Kind::Welcome,
-                &[name],
-                "Login successful, Welcome to lanchat! Type 'help' for the commands.",
-            ));
-            state.users.entry(name.to_string()).or_default();
-            let notify = if replaced.is_none() && state.status_of(name) != Status::Invisible {
-                presence_targets(&state, name)
-            } else {
-                Vec::new()
-            };
-            (replaced, notify, partners)
+                let failed = err(
+                    "store-failed",
+                    "your offline messages could not be read; they are kept for next time",
+                );
+                self.go_online(name, conn, &[failed])
+            }
         };
+        let (replaced, notify, partners) = result?;
+        conn.flush_now();
         tell_partners(&partners, name);
         if let Some(old) = replaced {
             old.close_with(&Line::bye(
@@ -406,39 +417,64 @@ impl Hub {
             format!("*** {name} has joined the chat ***"),
         );
         send_to(&notify, &presence);
-
-        conn.flush_now();
-        let mut lines = Vec::new();
-        match self.shared.store.take_mail(name) {
-            Ok(mail) if mail.is_empty() => {
-                lines.push(Line::info("no-mail", "No messages received while offline."))
-            }
-            Ok(mail) => {
-                lines.push(Line::info(
-                    "mail",
-                    format!("Your offline messages ({}):", mail.len()),
-                ));
-                lines.extend(mail.iter().map(mail_line));
-            }
-            Err(e) => {
-                log::error!("store: could not read {name}'s mailbox: {e}");
-                lines.push(err(
-                    "store-failed",
-                    "your offline messages could not be read; they are kept for next time",
-                ));
-            }
-        }
-        if let Some(s) = self.status_of(name).filter(|s| *s != Status::Available) {
-            lines.push(Line::info(
-                "status",
-                format!("Your status is {s} (change it with 'status available')."),
-            ));
-        }
-        Ok(lines)
+        Ok(())
     }
 
-    fn status_of(&self, name: &str) -> Option<Status> {
-        Some(self.shared.state.lock().status_of(name))
+    /// Under the state lock: refuses a duplicate (by policy) or takes over the old session,
+    /// puts `conn` online and queues WELCOME and `opening` (memory only) before anyone else
+    /// can address the user. Returns the replaced connection, who to tell of the login, and
+    /// the old session's chat partners.
+    #[allow(clippy::type_complexity)]
+    fn go_online(
+        &self,
+        name: &str,
+        conn: &Arc<Conn>,
+        opening: &[Line],
+    ) -> Result<(Option<Arc<Conn>>, Vec<Arc<Conn>>, Vec<(u32, Arc<Conn>)>), Line> {
+        let mut state = self.shared.state.lock();
+        let replaced = match state.online.get(name) {
+            Some(_) if self.shared.config.duplicate_login == DuplicateLogin::Reject => {
+                return Err(err(
+                    "already-online",
+                    format!("{name} is already logged in; only one login at a time."),
+                ));
+            }
+            Some(_) => state.online.remove(name).map(|o| o.conn),
+            None => None,
+        };
+        let partners = if replaced.is_some() {
+            end_session_locked(&mut state, name)
+        } else {
+            Vec::new()
+        };
+        state.online.insert(
+            name.to_string(),
+            Online {
+                conn: Arc::clone(conn),
+                session: None,
+            },
+        );
+        state.users.entry(name.to_string()).or_default();
+        let mut lines = vec![Line::new(
+            Kind::Welcome,
+            &[name],
+            "Login successful, Welcome to lanchat! Type 'help' for the commands.",
+        )];
+        lines.extend_from_slice(opening);
+        let status = state.status_of(name);
+        if status != Status::Available {
+            lines.push(Line::info(
+                "status",
+                format!("Your status is {status} (change it with 'status available')."),
+            ));
+        }
+        conn.enqueue_all(&lines);
+        let notify = if replaced.is_none() && status != Status::Invisible {
+            presence_targets(&state, name)
+        } else {
+            Vec::new()
+        };
+        Ok((replaced, notify, partners))
     }
 
     /// Takes `name` offline if `conn_id` is still its connection; ends its chat session and
@@ -1399,6 +1435,19 @@ fn mail_line(m: &Mail) -> Line {
         &[&m.from, &format_utc(m.sent_at), &kind],
         m.text.clone(),
     )
+}
+
+/// What follows WELCOME: the offline mail, or word that there is none.
+fn opening_lines(mail: &[Mail]) -> Vec<Line> {
+    if mail.is_empty() {
+        return vec![Line::info("no-mail", "No messages received while offline.")];
+    }
+    let mut lines = vec![Line::info(
+        "mail",
+        format!("Your offline messages ({}):", mail.len()),
+    )];
+    lines.extend(mail.iter().map(mail_line));
+    lines
 }
 
 /// `USER <name> <status> <last-seen|-> <intro>`

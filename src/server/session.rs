@@ -182,10 +182,7 @@ fn login(
 /// Puts the user online; on a lost race for the name, asks for a username again.
 fn finish_login(hub: &Hub, conn: &Arc<Conn>, name: &str) -> Option<String> {
     match hub.login(name, conn) {
-        Ok(lines) => {
-            conn.send_all(&lines);
-            Some(name.to_string())
-        }
+        Ok(()) => Some(name.to_string()),
         Err(reply) => {
             conn.send_all(&[reply, Line::ask("username", "Username:")]);
             None

@@ -793,6 +793,18 @@ impl Store {
     /// (with a warning): the file is gone, and at worst a crash right now
     /// would deliver it twice, never lose it.
     pub fn take_mail(&self, user: &str) -> Result<Vec<Mail>, StoreError> {
+        self.take_mail_with(user, |mail| (mail.to_vec(), true))
+    }
+
+    /// Reads `user`'s mailbox and hands it to `on_read` while still holding the store's lock,
+    /// so a message sent meanwhile can neither slip in between reading and what `on_read`
+    /// does (typically: putting the user online) nor be stranded. The mailbox is removed
+    /// only if `on_read` says the mail was consumed.
+    pub fn take_mail_with<R>(
+        &self,
+        user: &str,
+        on_read: impl FnOnce(&[Mail]) -> (R, bool),
+    ) -> Result<R, StoreError> {
         check_name(user)?;
         let mut inner = self.inner.lock();
         let path = self.mail_path(user);
@@ -800,7 +812,7 @@ impl Store {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 inner.mail_counts.remove(user);
-                return Ok(Vec::new());
+                return Ok(on_read(&[]).0);
             }
             Err(e) => return Err(e.into()),
         };
@@ -820,7 +832,18 @@ impl Store {
                 None => log::warn!("{}: skipping malformed mail record", path.display()),
             }
         }
-        fs::remove_file(&path)?;
+        let (result, consumed) = on_read(&mails);
+        if !consumed {
+            return Ok(result);
+        }
+        if let Err(e) = fs::remove_file(&path) {
+            // Delivered but not removed: at worst delivered again next time, never lost.
+            log::error!(
+                "{}: delivered mail could not be removed: {e}",
+                path.display()
+            );
+            return Ok(result);
+        }
         inner.mail_counts.remove(user);
         if let Err(e) = sync_dir(&self.dir.join(MAIL_DIR)) {
             log::warn!(
@@ -828,7 +851,7 @@ impl Store {
                 path.display()
             );
         }
-        Ok(mails)
+        Ok(result)
     }
 
     /// Number of messages waiting for `user`.

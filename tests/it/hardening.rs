@@ -250,3 +250,194 @@ fn a_client_that_never_reads_stalls_nobody_and_loses_no_private_message() {
         "lost or duplicated messages"
     );
 }
+
+#[test]
+fn a_password_guesser_is_locked_out_and_the_real_user_still_logs_in() {
+    let clock = lanchat::clock::ManualClock::new(5_000_000);
+    let s = TestServer::start_with_clock(&clock, |_| {});
+    let guesser = connect_from(s.addr, "127.0.0.5");
+    guesser.expect(Kind::Hello);
+    guesser.expect_ask("username");
+    let mut tried = 0;
+    let bye = loop {
+        guesser.send("alice");
+        let l = guesser.next();
+        if l.kind == Kind::Bye {
+            break l;
+        }
+        assert_eq!((l.kind, l.arg(0)), (Kind::Ask, "password"));
+        guesser.send(&format!("guess{tried}"));
+        tried += 1;
+        let l = guesser.next();
+        if l.kind == Kind::Bye {
+            break l;
+        }
+        assert_eq!(l.arg(0), "bad-login");
+        guesser.expect_ask("username");
+    };
+    assert_eq!(bye.arg(0), "blocked");
+    assert_eq!(tried, 3, "three guesses, then blocked");
+    // Reconnecting does not buy more guesses: refused at the username until the block ends.
+    for _ in 0..5 {
+        let again = connect_from(s.addr, "127.0.0.5");
+        again.expect(Kind::Hello);
+        again.expect_ask("username");
+        again.send("alice");
+        again.expect_code(Kind::Bye, "blocked");
+    }
+    // The real alice, from her own machine, is not affected.
+    let real = connect_from(s.addr, "127.0.0.6");
+    real.expect(Kind::Hello);
+    real.expect_ask("username");
+    real.send("alice");
+    real.expect_ask("password");
+    real.send("pw-alice");
+    real.expect(Kind::Welcome);
+    clock.advance(61);
+    let after = connect_from(s.addr, "127.0.0.5");
+    after.expect(Kind::Hello);
+    after.expect_ask("username");
+    after.send("alice");
+    after.expect_ask("password");
+}
+
+/// The server's own thread count and resident memory (the tests run in the same process).
+fn threads_and_rss_kib() -> (usize, usize) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| -> usize {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    };
+    (field("Threads:"), field("VmRSS:"))
+}
+
+/// In each of five rounds 201 "present" users log in, message another user
+/// (present, or absent and so queued), read what was sent to them, and vanish abruptly (FIN
+/// mid-line, RST, half close). Afterwards the server's connections and threads are gone,
+/// memory is back near where it started, every queued message is in its mailbox exactly
+/// once, and a new client logs in.
+#[test]
+fn two_hundred_clients_vanishing_abruptly_leave_nothing_behind() {
+    // 268 users, 201 of them present each round.
+    const USERS: usize = 268;
+    const ROUNDS: usize = 5;
+    let present = |i: usize| i % 4 != 3;
+    let partner = |i: usize, round: usize| (i + 7 * (round + 1)) % USERS;
+    let sender_of = |i: usize, round: usize| (i + USERS * 4 - 7 * (round + 1)) % USERS;
+    let s = TestServer::start_full(
+        |c| c.max_messages_per_sec = 0,
+        credentials(USERS),
+        std::sync::Arc::new(lanchat::clock::SystemClock),
+        None,
+    );
+    let settle = |s: &TestServer| {
+        let deadline = Instant::now() + TIMEOUT;
+        while s.handle.connections() > 0 {
+            assert!(Instant::now() < deadline, "connections left behind");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let (threads_before, rss_before) = threads_and_rss_kib();
+    let queued = std::sync::Mutex::new(Vec::new());
+    let started = Instant::now();
+    let active = (0..USERS).filter(|i| present(*i)).count();
+    for round in 0..ROUNDS {
+        let all_sent = std::sync::Barrier::new(active);
+        std::thread::scope(|scope| {
+            for i in (0..USERS).filter(|i| present(*i)) {
+                let (s, queued, all_sent) = (&s, &queued, &all_sent);
+                scope.spawn(move || {
+                    let me = format!("user{i}");
+                    let to = format!("user{}", partner(i, round));
+                    let c = s.login(&me);
+                    all_sent.wait(); // everyone present is online before anyone sends
+                    let text = format!("r{round} from {me}");
+                    c.send(&format!("message {to} {text}"));
+                    let mut expected = usize::from(present(sender_of(i, round)));
+                    let mut acked = false;
+                    while !acked || expected > 0 {
+                        let l = c.next();
+                        match (l.kind, l.arg(0)) {
+                            (Kind::Ok, "queued") => {
+                                queued.lock().unwrap().push((to.clone(), text.clone()));
+                                acked = true;
+                            }
+                            (Kind::Ok, "sent") => acked = true,
+                            (Kind::Msg, _) => expected -= 1,
+                            _ => panic!("unexpected {l}"),
+                        }
+                    }
+                    let stream = c.into_stream();
+                    match i % 3 {
+                        0 => {
+                            use std::io::Write;
+                            let _ = (&stream).write_all(b"message user1 half a li");
+                        }
+                        1 => {
+                            let sock = socket2::SockRef::from(&stream);
+                            let _ = sock.set_linger(Some(Duration::ZERO));
+                        }
+                        _ => {
+                            let _ = stream.shutdown(std::net::Shutdown::Write);
+                        }
+                    }
+                    drop(stream);
+                });
+            }
+        });
+        settle(&s);
+    }
+    let elapsed = started.elapsed();
+    let (threads_after, rss_after) = threads_and_rss_kib();
+    eprintln!(
+        "soak: {ROUNDS} rounds x {active} clients in {elapsed:?}; threads {threads_before} -> {threads_after}, RSS {rss_before} -> {rss_after} KiB"
+    );
+    assert!(
+        threads_after <= threads_before + 2,
+        "threads {threads_before} -> {threads_after}"
+    );
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "RSS {rss_before} -> {rss_after} KiB"
+    );
+
+    // Every queued message is in its mailbox exactly once, in order.
+    let mut queued = queued.into_inner().unwrap();
+    let mut mail: Vec<(String, String)> = Vec::new();
+    for i in (0..USERS).filter(|i| !present(*i)) {
+        let me = format!("user{i}");
+        let c = s.connect();
+        c.send(&me);
+        c.expect_ask("password");
+        c.send(&format!("pw{i}"));
+        c.expect(Kind::Welcome);
+        let header = c.expect(Kind::Info);
+        if header.arg(0) == "mail" {
+            let n: usize = header
+                .text
+                .rsplit('(')
+                .next()
+                .unwrap()
+                .trim_end_matches("):")
+                .parse()
+                .unwrap();
+            for _ in 0..n {
+                mail.push((me.clone(), c.expect(Kind::Mail).text));
+            }
+        }
+    }
+    eprintln!(
+        "soak: {} messages queued for absent users, {} in their mailboxes",
+        queued.len(),
+        mail.len()
+    );
+    queued.sort();
+    mail.sort();
+    assert_eq!(
+        mail, queued,
+        "mailboxes differ from what was acknowledged as queued"
+    );
+}

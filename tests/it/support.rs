@@ -321,6 +321,11 @@ impl TestClient {
         );
     }
 
+    /// The underlying socket, for tests that end a connection in unusual ways.
+    pub fn into_stream(self) -> TcpStream {
+        self.writer.into_inner()
+    }
+
     /// Logs out and waits for the BYE.
     pub fn logout(&self) {
         self.send("logout");
