@@ -313,7 +313,8 @@ pub fn parse_command(line: &str, me: &str) -> Result<Option<Command>, ParseError
     let word = word.to_ascii_lowercase();
     let command = match word.as_str() {
         "help" | "?" | "commands" => Command::Help,
-        "logout" | "exit" | "quit" | "bye" => Command::Logout,
+        // Only the bare word: "bye for now" is conversation, not a way to leave.
+        "logout" | "exit" | "quit" | "bye" if rest.is_empty() => Command::Logout,
         "log" if rest.eq_ignore_ascii_case("out") => Command::Logout,
         "log" if rest.eq_ignore_ascii_case("on") => Command::LogOn,
         "whoelse" | "online" | "list" | "who" | "users" => Command::WhoElse,
@@ -763,6 +764,7 @@ mod tests {
             assert_eq!(ok(l), Command::Logout, "{l}");
         }
         assert_eq!(ok("log on"), Command::LogOn);
+        assert_eq!(parse("bye for now").unwrap_err().code, "unknown-command");
         assert_eq!(ok("LOG ON"), Command::LogOn);
         for l in ["whoelse", "online", "list", "WHOELSE"] {
             assert_eq!(ok(l), Command::WhoElse, "{l}");

@@ -403,6 +403,7 @@ impl Hub {
                 "replaced",
                 "another client has logged into your account; logging you out.",
             ));
+            self.rescue_unsent(name, &old);
         }
         if self.shared.config.auth == AuthMode::Open {
             // Open mode learns users as they come, so they can get mail later.
@@ -526,18 +527,26 @@ impl Hub {
         );
     }
 
-    /// Puts messages that never reached a departed user's socket back in their mailbox.
+    /// Messages that never reached a departed connection's socket: delivered to the user's
+    /// current connection if there is one (a replaced login), else put in the mailbox, past
+    /// its limit if need be (their senders were told they were sent).
     fn rescue_unsent(&self, name: &str, conn: &Conn) {
         let unsent = conn.take_unsent_mail();
         if unsent.is_empty() {
             return;
         }
         log::warn!(
-            "{name} left with {} undelivered message(s); moving them to the mailbox",
+            "{name}'s connection {} ended with {} undelivered message(s); keeping them",
+            conn.id,
             unsent.len()
         );
         for mail in unsent {
-            if let Err(e) = self.shared.store.deliver_or_store(name, &mail, || false) {
+            let live = live_line(&mail);
+            let try_live = || {
+                let current = self.shared.state.lock().conn(name);
+                current.is_some_and(|c| c.id != conn.id && c.send_rescuable(&live, &mail))
+            };
+            if let Err(e) = self.shared.store.requeue(name, &mail, try_live) {
                 log::error!("store: could not keep a message for {name}: {e}");
             }
         }
@@ -745,10 +754,19 @@ impl Hub {
                 };
                 let (mut live_n, mut stored_n, mut failed) = (0, 0, Vec::new());
                 for to in names.iter().filter(|n| n.as_str() != me) {
-                    if self.shared.state.lock().blocks(to, me) {
+                    let (blocked, invisible) = {
+                        let state = self.shared.state.lock();
+                        (
+                            state.blocks(to, me),
+                            state.status_of(to) == Status::Invisible,
+                        )
+                    };
+                    if blocked {
                         continue;
                     }
                     match self.deliver_or_store(to, &live, &mail) {
+                        // Invisible users count as offline, as everywhere else.
+                        Ok(true) if invisible => stored_n += 1,
                         Ok(true) => live_n += 1,
                         Ok(false) => stored_n += 1,
                         Err(e) => failed.push(store_error(&e)),
@@ -790,7 +808,14 @@ impl Hub {
                         ));
                         continue;
                     }
-                    if self.shared.state.lock().blocks(to, me) {
+                    let (blocked, invisible) = {
+                        let state = self.shared.state.lock();
+                        (
+                            state.blocks(to, me),
+                            state.status_of(to) == Status::Invisible,
+                        )
+                    };
+                    if blocked {
                         lines.push(err(
                             "blocked",
                             format!("{to} has blocked you; not delivered to {to}."),
@@ -798,6 +823,7 @@ impl Hub {
                         continue;
                     }
                     match self.deliver_or_store(to, &live, &mail) {
+                        Ok(true) if invisible => lines.push(offline_ack(to)),
                         Ok(true) => lines.push(ok("sent", format!("Delivered to {to}."))),
                         Ok(false) => lines.push(offline_ack(to)),
                         Err(e) => lines.push(store_error(&e)),
@@ -1435,6 +1461,15 @@ fn mail_line(m: &Mail) -> Line {
         &[&m.from, &format_utc(m.sent_at), &kind],
         m.text.clone(),
     )
+}
+
+/// How a stored message looks when delivered live.
+fn live_line(m: &Mail) -> Line {
+    match &m.kind {
+        MailKind::Private => Line::new(Kind::Msg, &[&m.from], m.text.clone()),
+        MailKind::Broadcast => Line::new(Kind::Bcast, &[&m.from], m.text.clone()),
+        MailKind::Group(g) => Line::new(Kind::Group, &[g, &m.from], m.text.clone()),
+    }
 }
 
 /// What follows WELCOME: the offline mail, or word that there is none.

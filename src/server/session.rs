@@ -264,6 +264,9 @@ fn command_loop(
             conn.send(&hub.set_intro(name, &sanitize_text(line.trim())));
             continue;
         }
+        if line.trim().is_empty() {
+            continue;
+        }
         if !is_session_command(&line) && hub.in_session(name) {
             conn.send_all(&hub.talk(name, &sanitize_text(line.trim())));
             continue;

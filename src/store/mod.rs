@@ -768,13 +768,35 @@ impl Store {
         mail: &Mail,
         deliver_online: impl FnOnce() -> bool,
     ) -> Result<bool, StoreError> {
+        self.deliver_or_store_inner(to, mail, deliver_online, true)
+    }
+
+    /// [`Store::deliver_or_store`] for a message that was already acknowledged to its sender
+    /// (taken back from a connection that died): the mailbox limit does not apply, because
+    /// refusing now would lose it.
+    pub fn requeue(
+        &self,
+        to: &str,
+        mail: &Mail,
+        deliver_online: impl FnOnce() -> bool,
+    ) -> Result<bool, StoreError> {
+        self.deliver_or_store_inner(to, mail, deliver_online, false)
+    }
+
+    fn deliver_or_store_inner(
+        &self,
+        to: &str,
+        mail: &Mail,
+        deliver_online: impl FnOnce() -> bool,
+        enforce_limit: bool,
+    ) -> Result<bool, StoreError> {
         check_name(to)?;
         let mut inner = self.inner.lock();
         if deliver_online() {
             return Ok(false);
         }
         let count = inner.mail_counts.get(to).copied().unwrap_or(0);
-        if count >= inner.mailbox_limit {
+        if enforce_limit && count >= inner.mailbox_limit {
             return Err(StoreError::MailboxFull {
                 user: to.to_owned(),
                 limit: inner.mailbox_limit,

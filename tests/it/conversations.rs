@@ -28,6 +28,8 @@ fn a_chat_session_carries_lines_both_ways_and_is_logged() {
     let a = s.login("alice");
     let b = s.login("bob");
     let id = start_session(&a, &b);
+    a.send("");
+    a.send("   ");
     a.send("hello there, bob");
     let t = b.expect(Kind::Talk);
     assert_eq!(
@@ -247,6 +249,13 @@ fn busy_and_invisible_statuses() {
     a.send("message bob still there?");
     a.expect_ok("queued");
     assert_eq!(b.expect(Kind::Msg).text, "still there?");
+    a.send("broadcast user bob message listed");
+    a.expect_ok("queued");
+    assert_eq!(b.expect(Kind::Bcast).text, "listed");
+    a.send("broadcast message everyone");
+    let ack = a.expect_ok("broadcast");
+    assert!(ack.text.contains("sent to 0 online"), "{ack}");
+    assert_eq!(b.expect(Kind::Bcast).text, "everyone");
     a.send("chat bob");
     a.expect_err("unreachable");
     // Invisible users' logouts and logins are not announced.
