@@ -21,7 +21,6 @@ test:
 	else \
 		$(CARGO) test --all-targets --no-fail-fast; \
 	fi
-	$(CARGO) test --doc
 
 lint:
 	$(CARGO) fmt --all -- --check
