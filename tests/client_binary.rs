@@ -375,3 +375,17 @@ fn heartbeats_keep_a_quiet_client_logged_in_without_showing_anything() {
         "{rest:?}"
     );
 }
+
+#[test]
+fn a_killed_client_process_is_logged_out_at_once() {
+    let server = TestServer::start();
+    let mut alice = server.logged_in("alice");
+    let bob = server.logged_in("bob");
+    alice.out.expect("*** bob has joined the chat ***");
+    drop(bob); // SIGKILL of the client process, mid-session
+    alice
+        .out
+        .expect("*** bob has left the chat (connection lost) ***");
+    alice.send("whoelse");
+    alice.out.expect("(Not found)");
+}
