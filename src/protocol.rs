@@ -547,7 +547,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    const ALL: [Kind; 18] = [
+    /// Every kind, in the order of the reference table.
+    pub const ALL: [Kind; 18] = [
         Kind::Hello,
         Kind::Ask,
         Kind::Welcome,

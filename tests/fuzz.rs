@@ -173,27 +173,8 @@ fn has_control(text: &str) -> bool {
     text.chars().any(char::is_control)
 }
 
-/// Every kind of server line (the library keeps its own list private).
-const KINDS: [Kind; 18] = [
-    Kind::Hello,
-    Kind::Ask,
-    Kind::Welcome,
-    Kind::Ok,
-    Kind::Err,
-    Kind::Info,
-    Kind::Msg,
-    Kind::Bcast,
-    Kind::Mail,
-    Kind::Presence,
-    Kind::List,
-    Kind::User,
-    Kind::Hist,
-    Kind::Entry,
-    Kind::Session,
-    Kind::Talk,
-    Kind::Group,
-    Kind::Bye,
-];
+/// Every kind of server line.
+const KINDS: [Kind; 18] = Kind::ALL;
 
 /// A well-formed server line: the right number of non-empty, whitespace-free arguments and
 /// free text without CR or LF.

@@ -45,14 +45,9 @@ fn unknown_user_and_wrong_password_get_the_same_clear_reply() {
     c.expect(Kind::Welcome);
 }
 
-/// Connects from a chosen loopback address (127.0.0.2 etc. all reach 127.0.0.1 on Linux).
+/// A connection from `from` (see [`TestClient::connect_from`]), past HELLO and the prompt.
 fn connect_from(addr: SocketAddr, from: &str) -> TestClient {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(&SocketAddr::new(from.parse().unwrap(), 0).into())
-        .unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let c = TestClient::from_stream(TcpStream::from(socket));
+    let c = TestClient::connect_from(addr, from);
     c.expect(Kind::Hello);
     c.expect_ask("username");
     c

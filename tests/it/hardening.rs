@@ -55,12 +55,7 @@ fn half_finished_logins_are_closed_at_the_login_deadline() {
 }
 
 fn connect_from(addr: SocketAddr, from: &str) -> TestClient {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(&SocketAddr::new(from.parse().unwrap(), 0).into())
-        .unwrap();
-    socket.connect(&addr.into()).unwrap();
-    TestClient::from_stream(TcpStream::from(socket))
+    TestClient::connect_from(addr, from)
 }
 
 #[test]
@@ -230,12 +225,9 @@ fn a_client_that_never_reads_stalls_nobody_and_loses_no_private_message() {
     d.expect_ask("password");
     d.send("pw-dave");
     d.expect(Kind::Welcome);
-    let header = d.next();
-    if header.arg(0) == "mail" {
-        while let Some(l) = d.try_next(Duration::from_millis(1000)) {
-            if l.kind == Kind::Mail && l.arg(2) == "private" {
-                seen.push(l.text.split(' ').next().unwrap()[1..].parse().unwrap());
-            }
+    for l in d.read_mail() {
+        if l.arg(2) == "private" {
+            seen.push(l.text.split(' ').next().unwrap()[1..].parse().unwrap());
         }
     }
     eprintln!(
@@ -414,20 +406,7 @@ fn two_hundred_clients_vanishing_abruptly_leave_nothing_behind() {
         c.expect_ask("password");
         c.send(&format!("pw{i}"));
         c.expect(Kind::Welcome);
-        let header = c.expect(Kind::Info);
-        if header.arg(0) == "mail" {
-            let n: usize = header
-                .text
-                .rsplit('(')
-                .next()
-                .unwrap()
-                .trim_end_matches("):")
-                .parse()
-                .unwrap();
-            for _ in 0..n {
-                mail.push((me.clone(), c.expect(Kind::Mail).text));
-            }
-        }
+        mail.extend(c.read_mail().into_iter().map(|m| (me.clone(), m.text)));
     }
     eprintln!(
         "soak: {} messages queued for absent users, {} in their mailboxes",

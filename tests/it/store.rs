@@ -1,6 +1,6 @@
 use crate::support::*;
 use lanchat::clock::SystemClock;
-use lanchat::protocol::Kind;
+use lanchat::protocol::{Kind, Line};
 use lanchat::server::Server;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -8,30 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Logs in and returns the client plus the mail it was given at login.
-fn login_with_mail(
-    s: &TestServer,
-    name: &str,
-    password: &str,
-) -> (TestClient, Vec<lanchat::protocol::Line>) {
+fn login_with_mail(s: &TestServer, name: &str, password: &str) -> (TestClient, Vec<Line>) {
     let c = s.connect();
     c.send(name);
     c.expect_ask("password");
     c.send(password);
     c.expect(Kind::Welcome);
-    let first = c.next();
-    if first.arg(0) == "no-mail" {
-        return (c, Vec::new());
-    }
-    assert_eq!((first.kind, first.arg(0)), (Kind::Info, "mail"), "{first}");
-    let n: usize = first
-        .text
-        .rsplit('(')
-        .next()
-        .unwrap()
-        .trim_end_matches("):")
-        .parse()
-        .unwrap();
-    let mail = (0..n).map(|_| c.expect(Kind::Mail)).collect();
+    let mail = c.read_mail();
     (c, mail)
 }
 

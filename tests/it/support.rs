@@ -181,6 +181,34 @@ impl TestClient {
         TestClient::from_stream(stream)
     }
 
+    /// Connects from a chosen loopback address (127.0.0.2 etc. all reach 127.0.0.1 on
+    /// Linux), to test rules keyed by the client's IP. Reads nothing.
+    pub fn connect_from(addr: SocketAddr, from: &str) -> TestClient {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&SocketAddr::new(from.parse().unwrap(), 0).into())
+            .unwrap();
+        socket.connect(&addr.into()).unwrap();
+        TestClient::from_stream(TcpStream::from(socket))
+    }
+
+    /// Reads `INFO no-mail`, or `INFO mail` and its `MAIL` lines (what follows WELCOME).
+    pub fn read_mail(&self) -> Vec<Line> {
+        let header = self.expect(Kind::Info);
+        if header.arg(0) == "no-mail" {
+            return Vec::new();
+        }
+        assert_eq!(header.arg(0), "mail", "{header}");
+        let n: usize = header
+            .text
+            .rsplit('(')
+            .next()
+            .and_then(|t| t.trim_end_matches("):").parse().ok())
+            .unwrap_or_else(|| panic!("no count in {header}"));
+        (0..n).map(|_| self.expect(Kind::Mail)).collect()
+    }
+
     /// Wraps an open stream.
     pub fn from_stream(stream: TcpStream) -> TestClient {
         stream.set_read_timeout(Some(TIMEOUT)).unwrap();
