@@ -175,6 +175,17 @@ pub enum Command {
     LogOn,
     /// `heartbeat` / `ping`: proof of life from a client, answered with `OK pong`.
     Heartbeat,
+    /// `p2p PORT`: the client's port for direct messages (sent by lanchat-client).
+    P2pPort(u16),
+    /// `getaddress USER` (seed 002): ask USER to exchange addresses for direct messages.
+    GetAddress(String),
+    /// `removeaddress USER`: undo an exchange, on both sides.
+    RemoveAddress(String),
+    /// `addressbook`: who you have exchanged addresses with.
+    AddressBook,
+    /// `private USER TEXT`: a direct message; only a lanchat client can send one (the server
+    /// never carries it), so the server explains that.
+    Private,
     /// `say TEXT`: a line to the current chat session partner, even if it starts with a
     /// command word.
     Say(String),
@@ -410,6 +421,21 @@ pub fn parse_command(line: &str, me: &str) -> Result<Option<Command>, ParseError
             ))
         }
         "heartbeat" | "ping" => Command::Heartbeat,
+        "p2p" => {
+            let (port, extra) = split_word(rest);
+            match port.parse::<u16>() {
+                Ok(p) if p > 0 && extra.is_empty() => Command::P2pPort(p),
+                _ => return Err(ParseError::usage("p2p PORT")),
+            }
+        }
+        "getaddress" | "getaddresss" => {
+            Command::GetAddress(name_arg(split_word(rest).0, "getaddress USER")?)
+        }
+        "removeaddress" => {
+            Command::RemoveAddress(name_arg(split_word(rest).0, "removeaddress USER")?)
+        }
+        "addressbook" => Command::AddressBook,
+        "private" => Command::Private,
         "say" => Command::Say(text_arg(rest, "say TEXT")?),
         _ => {
             return Err(ParseError {
@@ -540,6 +566,9 @@ pub enum Kind {
     Session,
     /// `TALK <id> <from> <text>`: a line within a chat session.
     Talk,
+    /// `ADDR <event> <peer> <address|-> <secret|-> <text>`: the address exchange for direct
+    /// messages (request, granted, declined, expired, removed, gone).
+    Addr,
     /// `GROUP <group> <from> <text>`: a group message.
     Group,
     /// `BYE <reason> <text>`: the server closes the connection after this line.
@@ -548,7 +577,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order of the reference table.
-    pub const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 19] = [
         Kind::Hello,
         Kind::Ask,
         Kind::Welcome,
@@ -566,6 +595,7 @@ impl Kind {
         Kind::Session,
         Kind::Talk,
         Kind::Group,
+        Kind::Addr,
         Kind::Bye,
     ];
 
@@ -589,6 +619,7 @@ impl Kind {
             Kind::Session => "SESSION",
             Kind::Talk => "TALK",
             Kind::Group => "GROUP",
+            Kind::Addr => "ADDR",
             Kind::Bye => "BYE",
         }
     }
@@ -600,6 +631,7 @@ impl Kind {
             Kind::Msg | Kind::Bcast | Kind::Entry | Kind::Bye => 1,
             Kind::Presence | Kind::List | Kind::Talk | Kind::Group => 2,
             Kind::Mail | Kind::User | Kind::Hist | Kind::Session => 3,
+            Kind::Addr => 4,
         }
     }
 
@@ -878,6 +910,15 @@ mod tests {
     #[test]
     fn other_commands() {
         assert_eq!(ok("block bob"), Command::Block("bob".into()));
+        assert_eq!(ok("p2p 5000"), Command::P2pPort(5000));
+        assert_eq!(parse("p2p 0").unwrap_err().code, "usage");
+        assert_eq!(ok("getaddress bob"), Command::GetAddress("bob".into()));
+        assert_eq!(
+            ok("removeaddress bob"),
+            Command::RemoveAddress("bob".into())
+        );
+        assert_eq!(ok("addressbook"), Command::AddressBook);
+        assert_eq!(ok("private bob hi"), Command::Private);
         assert_eq!(ok("accept"), Command::Accept(None));
         assert_eq!(ok("Y"), Command::Accept(None));
         assert_eq!(ok("decline bob"), Command::Decline(Some("bob".into())));

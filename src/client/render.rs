@@ -97,6 +97,7 @@ impl Renderer {
             | Kind::List
             | Kind::Entry
             | Kind::Session
+            | Kind::Addr
             | Kind::Bye => sanitize_text(text),
         }
     }

@@ -31,6 +31,8 @@ struct Online {
     conn: Arc<Conn>,
     /// Their chat session, if any (its number).
     session: Option<u32>,
+    /// The port their client takes direct messages on (`p2p PORT`), if it does.
+    p2p_port: Option<u16>,
 }
 
 /// A two-person chat session (seed 000).
@@ -57,8 +59,12 @@ struct State {
     sessions: HashMap<u32, ChatSession>,
     /// Groups by name.
     groups: std::collections::BTreeMap<String, crate::store::Group>,
-    /// Counter for [`ChatSession::asked`].
+    /// Counter for [`ChatSession::asked`] and address requests: the order of all requests.
     requests: u64,
+    /// Address-exchange requests waiting for an answer: (from, to) -> (order, unix time).
+    addr_requests: HashMap<(String, String), (u64, u64)>,
+    /// Users who exchanged addresses, each pair as (smaller name, larger name).
+    pairs: std::collections::HashSet<(String, String)>,
 }
 
 impl State {
@@ -443,16 +449,21 @@ impl Hub {
             Some(_) => state.online.remove(name).map(|o| o.conn),
             None => None,
         };
-        let partners = if replaced.is_some() {
-            end_session_locked(&mut state, name)
+        let (partners, book) = if replaced.is_some() {
+            // The new client has an empty address book: the old pairs are gone.
+            (
+                end_session_locked(&mut state, name),
+                forget_addresses_locked(&mut state, name),
+            )
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         state.online.insert(
             name.to_string(),
             Online {
                 conn: Arc::clone(conn),
                 session: None,
+                p2p_port: None,
             },
         );
         state.users.entry(name.to_string()).or_default();
@@ -475,6 +486,8 @@ impl Hub {
         } else {
             Vec::new()
         };
+        drop(state);
+        send_each(&book);
         Ok((replaced, notify, partners))
     }
 
@@ -494,6 +507,7 @@ impl Hub {
                 return;
             }
             let partner = end_session_locked(&mut state, name);
+            let book = forget_addresses_locked(&mut state, name);
             let conn = state.online.remove(name).map(|o| o.conn);
             state.users.entry(name.to_string()).or_default().last_seen = Some(now);
             let notify =
@@ -502,8 +516,10 @@ impl Hub {
                 } else {
                     Vec::new()
                 };
-            (notify, partner, conn)
+            (notify, (partner, book), conn)
         };
+        let (partner, book) = partner;
+        send_each(&book);
         if let Some(conn) = conn {
             // Anything queued between the rescue above and going offline.
             self.rescue_unsent(name, &conn);
@@ -957,8 +973,37 @@ impl Hub {
         )]
     }
 
+    /// `accept` / `decline`: answers the most recent request to `me` (from `from`, if
+    /// given), a chat request or an address exchange.
+    pub fn answer(&self, me: &str, from: Option<&str>, accept: bool) -> Vec<Line> {
+        let newest_address = {
+            let state = self.shared.state.lock();
+            let chat = state
+                .sessions
+                .values()
+                .filter(|s| !s.started && s.to == me && from.is_none_or(|f| s.from == f))
+                .map(|s| s.asked)
+                .max();
+            let address = state
+                .addr_requests
+                .iter()
+                .filter(|((f, t), _)| t == me && from.is_none_or(|x| f == x))
+                .max_by_key(|(_, (asked, _))| *asked)
+                .map(|((f, _), (asked, _))| (f.clone(), *asked));
+            match (chat, address) {
+                (Some(c), Some((f, a))) if a > c => Some(f),
+                (None, Some((f, _))) => Some(f),
+                _ => None,
+            }
+        };
+        match newest_address {
+            Some(requester) => self.answer_address(me, &requester, accept),
+            None => self.answer_chat(me, from, accept),
+        }
+    }
+
     /// `accept` / `decline` of a pending chat request to `me` (from `from`, or the latest).
-    pub fn answer_chat(&self, me: &str, from: Option<&str>, accept: bool) -> Vec<Line> {
+    fn answer_chat(&self, me: &str, from: Option<&str>, accept: bool) -> Vec<Line> {
         let (id, requester, conn) = {
             let mut state = self.shared.state.lock();
             let pending = state
@@ -1108,6 +1153,239 @@ impl Hub {
     pub fn has_pending(&self, me: &str) -> bool {
         let state = self.shared.state.lock();
         state.sessions.values().any(|s| !s.started && s.to == me)
+            || state.addr_requests.keys().any(|(_, to)| to == me)
+    }
+
+    /// `p2p PORT`: where `me`'s client takes direct messages.
+    pub fn set_p2p_port(&self, me: &str, port: u16) -> Line {
+        if let Some(o) = self.shared.state.lock().online.get_mut(me) {
+            o.p2p_port = Some(port);
+        }
+        ok(
+            "p2p",
+            format!("Direct messages will be accepted on port {port}."),
+        )
+    }
+
+    /// `getaddress USER` (seed 002): asks USER to exchange addresses with `me`.
+    pub fn get_address(&self, me: &str, with: &str) -> Vec<Line> {
+        if with == me {
+            return vec![err("self", "You cannot exchange addresses with yourself.")];
+        }
+        if !self.is_registered(with) {
+            return vec![err("unknown-user", format!("No such user: {with}"))];
+        }
+        let now = self.now();
+        let target = {
+            let mut state = self.shared.state.lock();
+            if state.blocks(with, me) {
+                return vec![err(
+                    "blocked",
+                    format!("{with} has blocked you; you cannot exchange addresses."),
+                )];
+            }
+            let Some(target) = state
+                .online
+                .get(with)
+                .filter(|_| state.visible_to(with, me))
+            else {
+                return vec![err("unreachable", format!("{with} is not online."))];
+            };
+            if target.p2p_port.is_none() {
+                return vec![err(
+                    "no-p2p",
+                    format!(
+                        "{with}'s client does not take direct messages (only lanchat-client does)."
+                    ),
+                )];
+            }
+            if state.online.get(me).and_then(|o| o.p2p_port).is_none() {
+                return vec![err(
+                    "no-p2p",
+                    "Your client does not take direct messages; use lanchat-client for them.",
+                )];
+            }
+            if state.pairs.contains(&pair_key(me, with)) {
+                return vec![err(
+                    "already-paired",
+                    format!("{with} is already in your address book."),
+                )];
+            }
+            let target = Arc::clone(&target.conn);
+            state.requests += 1;
+            let asked = state.requests;
+            state
+                .addr_requests
+                .insert((me.to_string(), with.to_string()), (asked, now));
+            target
+        };
+        target.send(&Line::new(
+            Kind::Addr,
+            &["request", me, "", ""],
+            format!("User {me} wants to exchange private messages with you. Would you like to accept? [y/N]"),
+        ));
+        vec![ok(
+            "address-requested",
+            format!("Asked {with} to exchange addresses; waiting for an answer (up to a minute)."),
+        )]
+    }
+
+    /// Answers `requester`'s address request to `me`.
+    fn answer_address(&self, me: &str, requester: &str, accept: bool) -> Vec<Line> {
+        let key = (requester.to_string(), me.to_string());
+        let found = {
+            let mut state = self.shared.state.lock();
+            if state.addr_requests.remove(&key).is_none() {
+                return vec![err(
+                    "nothing-pending",
+                    "There is no request waiting for an answer.",
+                )];
+            }
+            let both = (state.online.get(me), state.online.get(requester));
+            match both {
+                (Some(a), Some(b)) if accept => {
+                    let (Some(port_a), Some(port_b)) = (a.p2p_port, b.p2p_port) else {
+                        return vec![err(
+                            "unreachable",
+                            format!("{requester} no longer takes direct messages."),
+                        )];
+                    };
+                    let mine = direct_address(&a.conn, port_a);
+                    let theirs = direct_address(&b.conn, port_b);
+                    let (conn_a, conn_b) = (Arc::clone(&a.conn), Arc::clone(&b.conn));
+                    state.pairs.insert(pair_key(me, requester));
+                    Some((conn_a, conn_b, mine, theirs))
+                }
+                (_, Some(b)) if !accept => {
+                    b.conn.send(&Line::new(
+                        Kind::Addr,
+                        &["declined", me, "", ""],
+                        format!("{me} declined to exchange addresses with you."),
+                    ));
+                    None
+                }
+                _ => {
+                    return vec![err(
+                        "unreachable",
+                        format!("{requester} is no longer online."),
+                    )]
+                }
+            }
+        };
+        let Some((conn_me, conn_requester, my_addr, their_addr)) = found else {
+            return vec![ok(
+                "declined",
+                format!("You declined {requester}'s request."),
+            )];
+        };
+        let secret = new_pairing_secret();
+        conn_requester.send(&Line::new(
+            Kind::Addr,
+            &["granted", me, &my_addr, &secret],
+            format!("{me} accepted: you can now send 'private {me} TEXT'."),
+        ));
+        conn_me.send(&Line::new(
+            Kind::Addr,
+            &["granted", requester, &their_addr, &secret],
+            format!("You and {requester} can now send each other private messages."),
+        ));
+        Vec::new()
+    }
+
+    /// `removeaddress USER`: removes the pair on both sides.
+    pub fn remove_address(&self, me: &str, with: &str) -> Line {
+        let conn = {
+            let mut state = self.shared.state.lock();
+            if !state.pairs.remove(&pair_key(me, with)) {
+                return err("not-paired", format!("{with} is not in your address book."));
+            }
+            state.conn(with)
+        };
+        if let Some(conn) = conn {
+            conn.send(&Line::new(
+                Kind::Addr,
+                &["removed", me, "", ""],
+                format!("{me} removed you from their address book."),
+            ));
+        }
+        ok(
+            "removed",
+            format!("{with} was removed from your address book."),
+        )
+    }
+
+    /// `addressbook`: who `me` has exchanged addresses with.
+    pub fn address_book(&self, me: &str) -> Vec<Line> {
+        let state = self.shared.state.lock();
+        let mut names: Vec<&str> = state
+            .pairs
+            .iter()
+            .filter_map(|(a, b)| {
+                if a == me {
+                    Some(b.as_str())
+                } else if b == me {
+                    Some(a.as_str())
+                } else {
+                    None
+                }
+            })
+            .collect();
+        names.sort_unstable();
+        let mut lines = vec![Line::new(
+            Kind::List,
+            &["addressbook", &names.len().to_string()],
+            if names.is_empty() {
+                "Your address book is empty; 'getaddress USER' adds someone."
+            } else {
+                "You can message these users privately:"
+            },
+        )];
+        lines.extend(
+            names
+                .iter()
+                .map(|n| Line::new(Kind::Entry, &["addressbook"], n.to_string())),
+        );
+        lines
+    }
+
+    /// Declines address requests nobody answered within `max_age_secs` (seed 002's prompt
+    /// does not wait forever). Called about once a second by the server.
+    pub fn expire_requests(&self, max_age_secs: u64) {
+        let now = self.now();
+        let mut notices: Vec<(Arc<Conn>, Line)> = Vec::new();
+        {
+            let mut state = self.shared.state.lock();
+            let expired: Vec<(String, String)> = state
+                .addr_requests
+                .iter()
+                .filter(|(_, (_, at))| now >= at + max_age_secs)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for (from, to) in expired {
+                state.addr_requests.remove(&(from.clone(), to.clone()));
+                if let Some(c) = state.conn(&from) {
+                    notices.push((
+                        c,
+                        Line::new(
+                            Kind::Addr,
+                            &["declined", &to, "", ""],
+                            format!("{to} did not answer within a minute; no addresses exchanged."),
+                        ),
+                    ));
+                }
+                if let Some(c) = state.conn(&to) {
+                    notices.push((
+                        c,
+                        Line::new(
+                            Kind::Addr,
+                            &["expired", &from, "", ""],
+                            format!("{from}'s request to exchange addresses has expired."),
+                        ),
+                    ));
+                }
+            }
+        }
+        send_each(&notices);
     }
 
     /// Whether `me` is in a started chat session.
@@ -1161,6 +1439,16 @@ impl Hub {
         };
         if !inserted {
             return err("already-blocked", format!("{target} is already blocked."));
+        }
+        // Blocking also ends an address exchange: no direct messages from them either.
+        if self
+            .shared
+            .state
+            .lock()
+            .pairs
+            .contains(&pair_key(me, target))
+        {
+            self.remove_address(me, target);
         }
         self.record(Event::Block {
             user: me.to_string(),
@@ -1549,6 +1837,91 @@ fn end_session_locked(state: &mut State, name: &str) -> Vec<(u32, Arc<Conn>)> {
         o.session = None;
     }
     partners
+}
+
+/// A pair of names in a fixed order, for the `pairs` set.
+fn pair_key(a: &str, b: &str) -> (String, String) {
+    if a <= b {
+        (a.to_string(), b.to_string())
+    } else {
+        (b.to_string(), a.to_string())
+    }
+}
+
+/// Where a client takes direct messages: the address the server sees it connect from (so it
+/// works across a LAN) and the port it announced.
+fn direct_address(conn: &Conn, port: u16) -> String {
+    std::net::SocketAddr::new(conn.peer.ip().to_canonical(), port).to_string()
+}
+
+/// A fresh random 256-bit pairing secret, as 64 hex digits.
+fn new_pairing_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Removes every address pair and pending address request involving `name`; returns what
+/// to tell the others.
+fn forget_addresses_locked(state: &mut State, name: &str) -> Vec<(Arc<Conn>, Line)> {
+    let mut notices = Vec::new();
+    let pairs: Vec<(String, String)> = state
+        .pairs
+        .iter()
+        .filter(|(a, b)| a == name || b == name)
+        .cloned()
+        .collect();
+    for pair in pairs {
+        state.pairs.remove(&pair);
+        let other = if pair.0 == name { &pair.1 } else { &pair.0 };
+        if let Some(c) = state.conn(other) {
+            notices.push((
+                c,
+                Line::new(
+                    Kind::Addr,
+                    &["gone", name, "", ""],
+                    format!("{name} logged out and left your address book."),
+                ),
+            ));
+        }
+    }
+    let requests: Vec<(String, String)> = state
+        .addr_requests
+        .keys()
+        .filter(|(f, t)| f == name || t == name)
+        .cloned()
+        .collect();
+    for (from, to) in requests {
+        state.addr_requests.remove(&(from.clone(), to.clone()));
+        if to == name {
+            if let Some(c) = state.conn(&from) {
+                notices.push((
+                    c,
+                    Line::new(
+                        Kind::Addr,
+                        &["declined", name, "", ""],
+                        format!("{name} left before answering; no addresses exchanged."),
+                    ),
+                ));
+            }
+        } else if let Some(c) = state.conn(&to) {
+            notices.push((
+                c,
+                Line::new(
+                    Kind::Addr,
+                    &["expired", name, "", ""],
+                    format!("{name} left; their request to exchange addresses is void."),
+                ),
+            ));
+        }
+    }
+    notices
+}
+
+/// Sends each line to its connection.
+fn send_each(notices: &[(Arc<Conn>, Line)]) {
+    for (conn, line) in notices {
+        conn.send(line);
+    }
 }
 
 /// Tells each counterpart of a departed user that their session or request is over.

@@ -213,6 +213,13 @@ impl Server {
             .flusher
             .spawn(Arc::clone(&self.shared.flusher_stop))
             .map_err(ServerError::Spawn)?;
+        let janitor = {
+            let (hub, shared) = (self.hub.clone(), Arc::clone(&self.shared));
+            std::thread::Builder::new()
+                .name("lanchat-janitor".into())
+                .spawn(move || janitor(&hub, &shared))
+                .map_err(ServerError::Spawn)?
+        };
         log::info!("listening on {}", self.shared.local_addr);
         for accepted in self.listener.incoming() {
             if self.shared.shutting_down.load(Ordering::Acquire) {
@@ -230,6 +237,7 @@ impl Server {
         self.stop_all();
         self.shared.flusher_stop.store(true, Ordering::Release);
         let _ = flusher.join();
+        let _ = janitor.join();
         log::info!("server stopped");
         Ok(())
     }
@@ -337,6 +345,21 @@ impl Server {
                 );
                 break;
             }
+        }
+    }
+}
+
+/// How long an address-exchange request waits for an answer (seed 002 asked at a prompt).
+const ADDRESS_REQUEST_SECS: u64 = 60;
+
+/// Once a second, until shutdown: declines address requests nobody answered.
+fn janitor(hub: &Hub, shared: &Shared) {
+    let mut last = Instant::now();
+    while !shared.shutting_down.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(100));
+        if last.elapsed() >= Duration::from_secs(1) {
+            last = Instant::now();
+            hub.expire_requests(ADDRESS_REQUEST_SECS);
         }
     }
 }

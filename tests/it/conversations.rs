@@ -224,6 +224,7 @@ fn busy_and_invisible_statuses() {
     let s = TestServer::start();
     let a = s.login("alice");
     let b = s.login("bob");
+    assert_eq!(a.expect(Kind::Presence).arg(1), "login");
     a.send("status");
     assert!(a.expect_ok("status").text.contains("available"));
     b.send("status busy");

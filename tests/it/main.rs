@@ -15,3 +15,6 @@ mod conversations;
 
 /// Issue 6: heartbeats, login deadline, per-IP cap, rate limit, slow readers.
 mod hardening;
+
+/// Issue 5, server side: the address exchange behind direct (peer-to-peer) messages.
+mod addresses;
