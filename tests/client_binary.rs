@@ -5,104 +5,12 @@
 //! timeout (a thread forwards each output line over a channel), and each test has its own
 //! server, directories and port, so the tests run in parallel.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use common::{Lines, Proc};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
-
-/// How long anything may take before a test gives up.
-const PATIENCE: Duration = Duration::from_secs(10);
-
-/// A child process that is killed and reaped when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    /// Waits for the process to exit, at most `PATIENCE`.
-    fn wait(&mut self, what: &str) -> ExitStatus {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.0.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "{what} did not exit in time");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// The lines of one output stream, read by a thread and received with timeouts; keeps what
-/// was seen so a failure can show the transcript.
-struct Lines {
-    name: String,
-    rx: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Lines {
-    fn new(name: &str, stream: impl Read + Send + 'static) -> Lines {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Lines {
-            name: name.to_string(),
-            rx,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a line containing `needle`; returns it.
-    fn expect(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "{}: no line with {needle:?} in time; saw:\n{}",
-                    self.name,
-                    self.seen.join("\n")
-                ),
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "{}: ended without a line with {needle:?}; saw:\n{}",
-                    self.name,
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// Every remaining line, up to the end of the stream (the process has exited).
-    fn rest(&mut self) -> Vec<String> {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(RecvTimeoutError::Disconnected) => return self.seen.clone(),
-                Err(RecvTimeoutError::Timeout) => panic!("{}: output did not end", self.name),
-            }
-        }
-    }
-}
+use std::process::{ChildStdin, Command, Stdio};
 
 /// A `lanchat-server` on 127.0.0.1 and a free port, with its own credentials and data.
 struct TestServer {

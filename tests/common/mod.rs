@@ -1,0 +1,203 @@
+//! Helpers shared by the tests that run the real binaries: child processes that are killed
+//! when dropped, output read line by line with timeouts, and a server started on a free port.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// How long anything may take before a test gives up.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A child process that is killed and reaped when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    /// Waits for the process to exit, at most `PATIENCE`.
+    pub fn wait(&mut self, what: &str) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{what} did not exit in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The lines of one output stream, read by a thread and received with timeouts; keeps what
+/// was seen so a failure can show the transcript.
+pub struct Lines {
+    name: String,
+    rx: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    /// Starts reading `stream`.
+    pub fn new(name: &str, stream: impl Read + Send + 'static) -> Lines {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            name: name.to_string(),
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle`; returns it.
+    pub fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "{}: no line with {needle:?} in time; saw:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "{}: ended without a line with {needle:?}; saw:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Every line seen, up to the end of the stream (the process has exited).
+    pub fn rest(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(RecvTimeoutError::Disconnected) => return self.seen.clone(),
+                Err(RecvTimeoutError::Timeout) => panic!("{}: output did not end", self.name),
+            }
+        }
+    }
+}
+
+/// A `lanchat-server` process; `prefix` runs it inside something (e.g. `ip netns exec NS`).
+pub struct ServerProcess {
+    /// The process.
+    pub proc: Proc,
+    /// The TCP port it got.
+    pub port: u16,
+    /// Its standard output after the first line (kept so the pipe stays drained).
+    pub stdout: Lines,
+    /// Its log.
+    pub log: Lines,
+}
+
+impl ServerProcess {
+    /// Starts the server binary on `bind` and a free port, with `dir` holding its
+    /// credentials (`alice alicepw`, `bob bobpw`, `carol carolpw`) and data.
+    pub fn start(prefix: &[&str], bind: &str, dir: &std::path::Path) -> ServerProcess {
+        let credentials = dir.join("credentials.txt");
+        std::fs::write(&credentials, "alice alicepw\nbob bobpw\ncarol carolpw\n").unwrap();
+        let mut command = command(prefix, env!("CARGO_BIN_EXE_lanchat-server"));
+        let mut child = command
+            .args(["--bind", bind, "0", "--credentials"])
+            .arg(&credentials)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start lanchat-server");
+        let mut stdout = Lines::new("server stdout", child.stdout.take().unwrap());
+        let log = Lines::new("server log", child.stderr.take().unwrap());
+        let proc = Proc(child);
+        let first = stdout.expect("lanchat server listening on ");
+        let port = first
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no port in {first:?}"));
+        ServerProcess {
+            proc,
+            port,
+            stdout,
+            log,
+        }
+    }
+}
+
+/// A `lanchat-client` process with piped standard streams.
+pub struct ClientProcess {
+    /// The process.
+    pub proc: Proc,
+    /// Its keyboard.
+    pub stdin: Option<ChildStdin>,
+    /// What it prints.
+    pub out: Lines,
+    /// Its errors.
+    pub err: Lines,
+}
+
+impl ClientProcess {
+    /// Starts the client binary with `args`, inside `prefix` if given.
+    pub fn start(name: &str, prefix: &[&str], args: &[&str]) -> ClientProcess {
+        let mut child = command(prefix, env!("CARGO_BIN_EXE_lanchat-client"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start lanchat-client");
+        ClientProcess {
+            stdin: child.stdin.take(),
+            out: Lines::new(&format!("{name} stdout"), child.stdout.take().unwrap()),
+            err: Lines::new(&format!("{name} stderr"), child.stderr.take().unwrap()),
+            proc: Proc(child),
+        }
+    }
+
+    /// Types one line.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        writeln!(stdin, "{line}").expect("write to the client");
+        stdin.flush().expect("flush");
+    }
+}
+
+/// `program`, or `prefix[0] prefix[1..] program` when a prefix is given.
+fn command(prefix: &[&str], program: &str) -> Command {
+    match prefix.split_first() {
+        None => Command::new(program),
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(program);
+            c
+        }
+    }
+}
