@@ -1,12 +1,14 @@
 //! The terminal client: `lanchat-client [HOST] [PORT]`.
 //!
-//! Three threads feed one channel of [`Event`]s, and one main loop does everything else:
+//! Threads feed one channel of [`Event`]s, and one main loop does everything else:
 //!
 //! ```text
 //!   socket   ─► reader thread (Line::parse)                    ─┐
-//!   keyboard ─► input thread (line editor / plain lines /       ├─► events ─► main loop:
-//!               hidden password)                                │   render, print, send,
-//!   Ctrl-C, SIGTERM, SIGHUP ─► signal handler                  ─┘   decide when to leave
+//!   keyboard ─► input thread (line editor / plain lines /       │
+//!               hidden password)                                ├─► events ─► main loop:
+//!   peers    ─► direct listener (one thread per connection)     │   render, print, send,
+//!   direct::Outbox workers (outcomes of direct sends)           │   decide when to leave
+//!   Ctrl-C, SIGTERM, SIGHUP ─► signal handler                  ─┘
 //! ```
 //!
 //! The main loop owns the socket's write half, the screen and the login state: during the
@@ -17,19 +19,29 @@
 //! error. Returning from [`run`] ends the client even though the input thread may still be
 //! blocked in a read: the process exits when `main` returns.
 //!
-//! What it deliberately does not do: parse or check commands (the server does, so every
-//! alias and error message is the server's), reconnect, or keep any state beyond the
-//! connection. Peer-to-peer messages, text encodings and server discovery would be new
-//! event sources feeding the same loop.
+//! Direct messages ([`direct`], seed 002): after `WELCOME` the client listens for peers and
+//! tells the server its port (`p2p PORT`). It handles `private USER TEXT`, `addressbook`
+//! and seed 004's `send USER TEXT` itself, keeps the address book from the server's `ADDR`
+//! lines, and drops a peer on `removeaddress`. When the server goes away (`BYE shutdown` or
+//! a lost connection) while the address book is not empty, the client says so and keeps
+//! running for direct messages, `addressbook`, `help` and `logout`.
+//!
+//! What it deliberately does not do: parse or check the server's commands (the server does,
+//! so every alias and error message is the server's), reconnect, or keep any state beyond
+//! the session. Text encodings and server discovery would be new event sources feeding the
+//! same loop.
 
+pub mod direct;
 mod input;
 pub mod render;
 mod sys;
 
-use crate::protocol::{Kind, Line};
+use crate::protocol::{parse_command, Command, Kind, Line};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use direct::{Book, Local, Outbox, Peer};
 use input::{Keyboard, Request};
 use render::Renderer;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
@@ -42,6 +54,8 @@ use sys::Terminal;
 pub const DEFAULT_HOST: &str = "127.0.0.1";
 /// The port connected to when none is given (seed 001's example port).
 pub const DEFAULT_PORT: u16 = 4119;
+/// The port listened on for direct messages when none is given: any free port.
+pub const DEFAULT_P2P_PORT: u16 = 0;
 /// The command prompt shown by the line editor once logged in.
 pub const PROMPT: &str = "lanchat> ";
 /// How often the client proves it is alive; the server's `heartbeat_timeout_secs` (35 s by
@@ -58,6 +72,25 @@ const MAX_LINE_BYTES: u64 = 1 << 20;
 /// How long the line editor gets to draw lines already handed to it before the last line is
 /// written directly and the process leaves.
 const EDITOR_DRAIN: Duration = Duration::from_millis(50);
+/// `ERR` codes that answer `getaddress` (PROTOCOL.md 9.1), and the parse errors it can get.
+const GETADDRESS_ERRORS: &[&str] = &[
+    "self",
+    "unknown-user",
+    "unreachable",
+    "blocked",
+    "no-p2p",
+    "already-paired",
+    "usage",
+    "bad-name",
+];
+/// What `help` shows once the server is down.
+const OFFLINE_HELP: &[&str] = &[
+    "The server is down; these commands still work:",
+    "private USER TEXT | send USER TEXT       a private message straight to USER's client",
+    "addressbook                              who you can message privately",
+    "help                                     this list",
+    "logout | exit | quit                     leave (also Ctrl-D, Ctrl-C)",
+];
 
 /// When to colour the output (`--color`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -113,6 +146,8 @@ pub struct Options {
     pub color: ColorChoice,
     /// How often to send `heartbeat` once logged in (seed 002 sent one every 30 s).
     pub heartbeat: Duration,
+    /// The TCP port to listen on for direct messages from peers (0: any free port).
+    pub p2p_port: u16,
 }
 
 impl Default for Options {
@@ -122,6 +157,7 @@ impl Default for Options {
             port: DEFAULT_PORT,
             color: ColorChoice::Auto,
             heartbeat: DEFAULT_HEARTBEAT,
+            p2p_port: DEFAULT_P2P_PORT,
         }
     }
 }
@@ -210,6 +246,20 @@ pub(crate) enum Event {
     EndOfInput,
     /// Ctrl-C, SIGTERM or SIGHUP.
     Interrupted,
+    /// A direct message from a peer in the address book, its MAC checked (text as sent).
+    Direct {
+        /// The peer.
+        from: String,
+        /// The message, not yet escaped.
+        text: String,
+    },
+    /// How sending a direct message ended.
+    Sent {
+        /// The peer.
+        to: String,
+        /// `Err` says why it was not delivered.
+        result: Result<(), String>,
+    },
 }
 
 /// Connects, runs the session until it ends, and puts the terminal back as it was.
@@ -249,7 +299,7 @@ pub fn run(options: &Options) -> Result<Ending, Error> {
         )
     };
     let (requests, requests_rx) = crossbeam_channel::unbounded();
-    input::spawn(keyboard, requests_rx, events_tx)?;
+    input::spawn(keyboard, requests_rx, events_tx.clone())?;
 
     let mut client = Client {
         socket,
@@ -265,6 +315,16 @@ pub fn run(options: &Options) -> Result<Ending, Error> {
         next_heartbeat: None,
         pongs_due: 0,
         heartbeat_every: options.heartbeat,
+        me: String::new(),
+        book: Book::default(),
+        outbox: Outbox::new(events_tx.clone()),
+        events: events_tx,
+        p2p_port: options.p2p_port,
+        p2p_reply_due: false,
+        waiting: HashMap::new(),
+        asked: VecDeque::new(),
+        in_session: false,
+        server_down: false,
     };
     client.run(&events)
 }
@@ -407,6 +467,28 @@ struct Client {
     pongs_due: usize,
     /// The heartbeat interval.
     heartbeat_every: Duration,
+    /// The logged-in user (from `WELCOME`): the sender of direct messages.
+    me: String,
+    /// Who direct messages can go to; shared with the direct listener's threads.
+    book: Book,
+    /// Sends direct messages on worker threads.
+    outbox: Outbox,
+    /// For the direct listener, started at login.
+    events: Sender<Event>,
+    /// The port to listen on for direct messages (0: any).
+    p2p_port: u16,
+    /// `p2p PORT` was sent; its `OK p2p` is not shown.
+    p2p_reply_due: bool,
+    /// Texts typed as `send USER TEXT` while USER was not in the address book, by USER:
+    /// sent when the server grants the address, dropped with an error when it does not.
+    waiting: HashMap<String, Vec<String>>,
+    /// Users asked with `getaddress` on behalf of `send`, whose `OK`/`ERR` has not come yet
+    /// (the server answers commands in order).
+    asked: VecDeque<String>,
+    /// In a chat session lines are conversation: only `/`-commands are handled locally.
+    in_session: bool,
+    /// The server is gone but the address book is not empty: only direct messages work.
+    server_down: bool,
 }
 
 impl Client {
@@ -430,7 +512,11 @@ impl Client {
                         return Ok(Ending::Quit);
                     }
                     Err(RecvTimeoutError::Timeout) if self.deadline.is_none() => continue,
-                    Err(_) => return Err(Error::Lost),
+                    Err(RecvTimeoutError::Timeout) => match self.lost()? {
+                        Some(ending) => return Ok(ending),
+                        None => continue,
+                    },
+                    Err(RecvTimeoutError::Disconnected) => return Err(Error::Lost),
                 },
                 None => events.recv().map_err(|_| Error::Lost)?,
             };
@@ -448,6 +534,12 @@ impl Client {
 
     fn handle(&mut self, event: Event) -> Result<Option<Ending>, Error> {
         match event {
+            Event::Server(line) if self.server_down => {
+                // `BYE` is the server's last word; a line after it (a peer's `ADDR gone` as
+                // the server logs everyone out) must not empty the address book.
+                log::debug!("ignored after the server's goodbye: {line}");
+            }
+            Event::Unknown(_) if self.server_down => {}
             Event::Server(line) => return Ok(self.on_line(&line)),
             Event::Unknown(raw) => {
                 let text = self.renderer.render_unknown(&raw);
@@ -457,18 +549,30 @@ impl Client {
                 if let Some(e) = e {
                     log::debug!("reading from the server: {e}");
                 }
-                return if self.leaving {
-                    Ok(Some(Ending::Quit))
-                } else {
-                    Err(Error::Lost)
-                };
+                return self.lost();
             }
+            Event::Typed(line) if self.server_down => return Ok(self.typed_offline(&line)),
             Event::Typed(line) => {
-                self.answering = false;
-                self.send(&line);
+                if std::mem::take(&mut self.answering) || !self.logged_in {
+                    // An answer to the server's question, whatever it looks like.
+                    self.send(&line);
+                } else {
+                    self.typed(&line);
+                }
             }
+            Event::Direct { from, text } => {
+                let text = self.renderer.private(&from, &text);
+                self.show(&text);
+            }
+            Event::Sent { to, result } => match result {
+                Ok(()) => self.show(&format!(
+                    "Your private message was delivered to {}.",
+                    crate::protocol::sanitize_text(&to)
+                )),
+                Err(e) => self.error(&format!("private message to {to} not delivered: {e}")),
+            },
             Event::EndOfInput | Event::Interrupted => {
-                if !self.logged_in || self.leaving {
+                if !self.logged_in || self.leaving || self.server_down {
                     return Ok(Some(Ending::Quit));
                 }
                 if self.answering {
@@ -504,13 +608,47 @@ impl Client {
             Kind::Ok if line.arg(0) == "pong" && self.pongs_due > 0 => {
                 self.pongs_due -= 1;
             }
-            Kind::Welcome => {
+            Kind::Ok if line.arg(0) == "p2p" && self.p2p_reply_due => {
+                self.p2p_reply_due = false;
+            }
+            Kind::Ok if line.arg(0) == "address-requested" => {
+                self.asked.pop_front();
                 self.show(&text);
+            }
+            Kind::Err if GETADDRESS_ERRORS.contains(&line.arg(0)) && !self.asked.is_empty() => {
+                self.show(&text);
+                if let Some(name) = self.asked.pop_front() {
+                    self.unsent(&name, "the address exchange failed");
+                }
+            }
+            Kind::Welcome => {
                 self.logged_in = true;
+                self.me = line.arg(0).to_string();
+                // Before anything shows that the login worked, so that the port is known
+                // to the server by the time anyone can ask for this user's address.
+                self.start_direct();
+                self.show(&text);
                 self.next_heartbeat = Some(Instant::now() + self.heartbeat_every);
                 let _ = self.requests.send(Request::Free {
                     prompt: PROMPT.to_string(),
                 });
+            }
+            Kind::Addr => {
+                // The book first: once `granted` is on screen, a message may be on its way.
+                self.on_addr(line);
+                self.show(&text);
+            }
+            Kind::Session => {
+                match line.arg(0) {
+                    "started" => self.in_session = true,
+                    "ended" => self.in_session = false,
+                    _ => {}
+                }
+                self.show(&text);
+            }
+            Kind::Bye if line.arg(0) == "shutdown" && !self.leaving && !self.book.is_empty() => {
+                self.show(&text);
+                self.server_gone();
             }
             Kind::Bye => {
                 self.last_words(&text);
@@ -524,6 +662,177 @@ impl Client {
             _ => self.show(&text),
         }
         None
+    }
+
+    /// Starts listening for direct messages and tells the server the port.
+    fn start_direct(&mut self) {
+        match direct::listen(self.p2p_port, &self.me, &self.book, &self.events) {
+            Ok(port) => {
+                self.p2p_reply_due = true;
+                self.send(&format!("p2p {port}"));
+            }
+            Err(e) => self.error(&format!(
+                "cannot listen for private messages on port {}: {e}; \
+                 'private' and 'getaddress' will not work",
+                self.p2p_port
+            )),
+        }
+    }
+
+    /// Acts on an `ADDR` line: the address book follows the server.
+    fn on_addr(&mut self, line: &Line) {
+        let peer = line.arg(1);
+        match line.arg(0) {
+            "granted" => {
+                let Some(secret) = direct::from_hex::<32>(line.arg(3)) else {
+                    log::warn!("ADDR granted for {peer} without a valid secret");
+                    self.unsent(peer, "the server sent no valid secret");
+                    return;
+                };
+                let server = self.socket.peer_addr().ok().map(|a| a.ip());
+                let address = direct::reachable_address(line.arg(2), server);
+                self.book.insert(peer, Peer { address, secret });
+                for text in self.waiting.remove(peer).unwrap_or_default() {
+                    self.private(peer, text);
+                }
+            }
+            "declined" => self.unsent(peer, "no address exchange"),
+            "removed" | "gone" => {
+                self.book.remove(peer);
+                self.unsent(peer, "no address exchange");
+            }
+            _ => {}
+        }
+    }
+
+    /// A line typed while the server is up (and not an answer to its question).
+    fn typed(&mut self, line: &str) {
+        match direct::parse_local(line, self.in_session) {
+            None => self.send(line),
+            Some(Err(e)) => self.error(&e),
+            Some(Ok(Local::Private { to, text })) => self.private(&to, text),
+            Some(Ok(Local::Send { to, text })) if self.book.get(&to).is_some() => {
+                self.private(&to, text);
+            }
+            Some(Ok(Local::Send { to, text })) => {
+                let waiting = self.waiting.entry(to.clone()).or_default();
+                waiting.push(text);
+                if waiting.len() == 1 {
+                    self.asked.push_back(to.clone());
+                    self.send(&format!("getaddress {to}"));
+                }
+                self.show(&format!(
+                    "{to} is not in your address book yet; the message will be sent if {to} \
+                     accepts to exchange addresses."
+                ));
+            }
+            Some(Ok(Local::AddressBook)) => self.address_book(),
+            Some(Ok(Local::RemoveAddress(name))) => {
+                self.book.remove(&name);
+                self.send(line);
+            }
+        }
+    }
+
+    /// A line typed after the server went away: only what works without it.
+    fn typed_offline(&mut self, line: &str) -> Option<Ending> {
+        match direct::parse_local(line, false) {
+            Some(Err(e)) => self.error(&e),
+            Some(Ok(Local::Private { to, text } | Local::Send { to, text })) => {
+                self.private(&to, text);
+            }
+            Some(Ok(Local::AddressBook)) => self.address_book(),
+            Some(Ok(Local::RemoveAddress(_))) | None => match parse_command(line, &self.me) {
+                Ok(None) => {}
+                Ok(Some(Command::Help)) => {
+                    for help in OFFLINE_HELP {
+                        self.show(help);
+                    }
+                }
+                Ok(Some(Command::Logout)) => return Some(Ending::LoggedOut),
+                _ => self.error(
+                    "the server is down; only private, addressbook, help and logout work now",
+                ),
+            },
+        }
+        None
+    }
+
+    /// Sends a direct message to `to`, who must be in the address book.
+    fn private(&mut self, to: &str, text: String) {
+        let Some(peer) = self.book.get(to) else {
+            return self.error(&format!(
+                "{to} is not in your address book; run 'getaddress {to}' first"
+            ));
+        };
+        if let Err(e) = self.outbox.send(to, peer, &self.me, text) {
+            self.error(&format!("cannot send the private message to {to}: {e}"));
+        }
+    }
+
+    /// Drops the texts waiting for `name`'s address, saying so.
+    fn unsent(&mut self, name: &str, why: &str) {
+        if let Some(texts) = self.waiting.remove(name) {
+            let text = match texts.len() {
+                1 => format!("your message to {name} was not sent: {why}"),
+                n => format!("your {n} messages to {name} were not sent: {why}"),
+            };
+            self.error(&text);
+        }
+    }
+
+    /// Shows the address book.
+    fn address_book(&mut self) {
+        let entries = self.book.entries();
+        if entries.is_empty() {
+            return self.show(
+                "Your address book is empty; 'getaddress USER' asks USER to exchange addresses.",
+            );
+        }
+        self.show(&format!("Your address book ({}):", entries.len()));
+        for (name, address) in entries {
+            self.show(&crate::protocol::sanitize_text(&format!(
+                "{name}   {address}"
+            )));
+        }
+    }
+
+    /// The connection to the server ended without a goodbye (or the server stopped
+    /// answering): an error, unless the user is leaving or peers are left to talk to.
+    fn lost(&mut self) -> Result<Option<Ending>, Error> {
+        if self.server_down {
+            Ok(None)
+        } else if self.leaving {
+            Ok(Some(Ending::Quit))
+        } else if self.logged_in && !self.book.is_empty() {
+            self.server_gone();
+            Ok(None)
+        } else {
+            Err(Error::Lost)
+        }
+    }
+
+    /// The server is gone, but peers are left: keep running for direct messages (seed 002).
+    fn server_gone(&mut self) {
+        self.server_down = true;
+        self.next_heartbeat = None;
+        self.deadline = None;
+        self.in_session = false;
+        self.asked.clear();
+        let waiting: Vec<String> = self.waiting.keys().cloned().collect();
+        for name in waiting {
+            self.unsent(&name, "the server is down");
+        }
+        let names = self.book.names().join(", ");
+        self.show(&format!(
+            "The server is down. You may still privately chat with: {names}"
+        ));
+    }
+
+    /// Shows one of the client's own errors.
+    fn error(&mut self, text: &str) {
+        let text = self.renderer.error(text);
+        self.show(&text);
     }
 
     /// Sends the automatic heartbeat and schedules the next one.

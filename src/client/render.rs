@@ -41,10 +41,7 @@ impl Renderer {
     pub fn render(&self, line: &Line) -> String {
         let text = line.text.as_str();
         match line.kind {
-            Kind::Err => {
-                let plain = sanitize_text(&format!("error: {text}"));
-                self.paint(RED, &plain)
-            }
+            Kind::Err => self.error(text),
             Kind::Msg => self.message(line.arg(0), &format!("{text} <private message>")),
             Kind::Bcast => self.message(line.arg(0), &format!("{text} <broadcast message>")),
             Kind::Mail => {
@@ -97,9 +94,43 @@ impl Renderer {
             | Kind::List
             | Kind::Entry
             | Kind::Session
-            | Kind::Addr
             | Kind::Bye => sanitize_text(text),
+            Kind::Addr => self.addr(line),
         }
+    }
+
+    /// A direct message received from a peer (seed 002's look): `[private] alice: text`.
+    pub fn private(&self, sender: &str, text: &str) -> String {
+        format!("[private] {}", self.message(sender, text))
+    }
+
+    /// `ADDR <event> <peer> <address> <secret> <text>`: the address exchange for direct
+    /// messages. The server's text (seed 002's question for `request`), or, if it sent none,
+    /// a default for the event.
+    fn addr(&self, line: &Line) -> String {
+        if !line.text.trim().is_empty() {
+            return sanitize_text(&line.text);
+        }
+        let peer = line.arg(1);
+        let text = match line.arg(0) {
+            "request" => format!(
+                "User {peer} wants to exchange private messages with you. \
+                 Would you like to accept? [y/N]"
+            ),
+            "granted" => format!("You and {peer} can now send each other private messages."),
+            "declined" => format!("{peer} declined to exchange private messages."),
+            "expired" => format!("The request from {peer} to exchange addresses expired."),
+            "removed" => format!("{peer} removed you from their address book."),
+            "gone" => format!("{peer} logged out and left your address book."),
+            event => format!("{peer}: {event}"),
+        };
+        sanitize_text(&text)
+    }
+
+    /// A message from the client itself about something that failed: `error: ...`, in red
+    /// when colour is on.
+    pub fn error(&self, text: &str) -> String {
+        self.paint(RED, &sanitize_text(&format!("error: {text}")))
     }
 
     /// A line whose kind this client does not know, shown as received (escaped).
@@ -261,6 +292,34 @@ mod tests {
         assert_eq!(
             show("ERR usage usage: chat USER"),
             "error: usage: chat USER"
+        );
+    }
+
+    #[test]
+    fn address_exchange_and_private_messages() {
+        let secret = "ab".repeat(32);
+        assert_eq!(
+            show("ADDR request alice - - Would you like to accept? [y/N]"),
+            "Would you like to accept? [y/N]"
+        );
+        assert_eq!(
+            show("ADDR request alice - - "),
+            "User alice wants to exchange private messages with you. \
+             Would you like to accept? [y/N]"
+        );
+        assert_eq!(
+            show(&format!("ADDR granted bob 10.0.0.2:4000 {secret} ")),
+            "You and bob can now send each other private messages."
+        );
+        assert_eq!(
+            show("ADDR gone bob - -"),
+            "bob logged out and left your address book."
+        );
+        assert_eq!(show("ADDR future bob - - as \x07sent"), "as \\x07sent");
+        assert_eq!(show("ADDR future b\x1bb - - "), "b\\x1bb: future");
+        assert_eq!(
+            PLAIN.private("alice", "hi \x1b[2J"),
+            "[private] alice: hi \\x1b[2J"
         );
     }
 
