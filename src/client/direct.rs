@@ -562,7 +562,17 @@ fn receive(stream: &TcpStream, me: &str, book: &Book) -> Result<(String, String)
     let line = String::from_utf8(bytes).map_err(|_| bad())?;
     let private = parse_private(&line).ok_or_else(bad)?;
     let refused = "not in the address book, or a bad signature";
-    let Some(peer) = book.get(private.from) else {
+    // Both sides learn of a new pairing from the server at about the same moment; give our
+    // own `ADDR granted` a moment to arrive before refusing a sender we do not know yet.
+    let mut known = book.get(private.from);
+    for _ in 0..20 {
+        if known.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        known = book.get(private.from);
+    }
+    let Some(peer) = known else {
         return Err(Refusal::refuse(
             "refused",
             refused,

@@ -124,6 +124,11 @@ impl Conn {
         })
     }
 
+    /// The server's own address on this connection (which interface the client reached).
+    pub fn local_ip(&self) -> Option<std::net::IpAddr> {
+        self.stream.local_addr().ok().map(|a| a.ip().to_canonical())
+    }
+
     /// The socket, for this connection's own reader thread.
     pub fn stream(&self) -> &TcpStream {
         &self.stream

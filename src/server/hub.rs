@@ -519,7 +519,10 @@ impl Hub {
             (notify, (partner, book), conn)
         };
         let (partner, book) = partner;
-        send_each(&book);
+        if reason != LogoutReason::Shutdown {
+            // At shutdown the pairs stay valid: direct messages go on without the server.
+            send_each(&book);
+        }
         if let Some(conn) = conn {
             // Anything queued between the rescue above and going offline.
             self.rescue_unsent(name, &conn);
@@ -1250,8 +1253,8 @@ impl Hub {
                             format!("{requester} no longer takes direct messages."),
                         )];
                     };
-                    let mine = direct_address(&a.conn, port_a);
-                    let theirs = direct_address(&b.conn, port_b);
+                    let mine = direct_address(&a.conn, port_a, &b.conn);
+                    let theirs = direct_address(&b.conn, port_b, &a.conn);
                     let (conn_a, conn_b) = (Arc::clone(&a.conn), Arc::clone(&b.conn));
                     state.pairs.insert(pair_key(me, requester));
                     Some((conn_a, conn_b, mine, theirs))
@@ -1279,15 +1282,17 @@ impl Hub {
             )];
         };
         let secret = new_pairing_secret();
-        conn_requester.send(&Line::new(
-            Kind::Addr,
-            &["granted", me, &my_addr, &secret],
-            format!("{me} accepted: you can now send 'private {me} TEXT'."),
-        ));
+        // The accepting side first: the requester may send a direct message at once, and
+        // the accepting client should know the secret by the time it arrives.
         conn_me.send(&Line::new(
             Kind::Addr,
             &["granted", requester, &their_addr, &secret],
             format!("You and {requester} can now send each other private messages."),
+        ));
+        conn_requester.send(&Line::new(
+            Kind::Addr,
+            &["granted", me, &my_addr, &secret],
+            format!("{me} accepted: you can now send 'private {me} TEXT'."),
         ));
         Vec::new()
     }
@@ -1848,10 +1853,18 @@ fn pair_key(a: &str, b: &str) -> (String, String) {
     }
 }
 
-/// Where a client takes direct messages: the address the server sees it connect from (so it
-/// works across a LAN) and the port it announced.
-fn direct_address(conn: &Conn, port: u16) -> String {
-    std::net::SocketAddr::new(conn.peer.ip().to_canonical(), port).to_string()
+/// Where `conn`'s client takes direct messages, as told to `viewer`: the address the server
+/// sees it connect from (so it works across a LAN) and the port it announced. A client on
+/// the server's own machine connects over loopback, which other machines cannot reach: them
+/// we give the server's address on the viewer's own connection, the same machine.
+fn direct_address(conn: &Conn, port: u16, viewer: &Conn) -> String {
+    let ip = conn.peer.ip().to_canonical();
+    let ip = if ip.is_loopback() && !viewer.peer.ip().to_canonical().is_loopback() {
+        viewer.local_ip().unwrap_or(ip)
+    } else {
+        ip
+    };
+    std::net::SocketAddr::new(ip, port).to_string()
 }
 
 /// A fresh random 256-bit pairing secret, as 64 hex digits.

@@ -145,3 +145,17 @@ fn accept_answers_the_newest_request_of_either_kind() {
     b.expect_code(Kind::Session, "started");
     c.expect_code(Kind::Session, "started");
 }
+
+#[test]
+fn a_server_shutdown_leaves_pairs_intact() {
+    let mut s = TestServer::start();
+    let a = login_p2p(&s, "alice", 6001);
+    let b = login_p2p(&s, "bob", 6002);
+    pair(&a, &b);
+    s.stop();
+    for c in [&a, &b] {
+        // Only the goodbye: no "gone" that would empty the clients' address books.
+        assert_eq!(c.expect(Kind::Bye).arg(0), "shutdown");
+        c.expect_closed();
+    }
+}
