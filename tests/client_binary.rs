@@ -7,21 +7,30 @@
 
 mod common;
 
-use common::{Lines, Proc};
+use common::{Lines, Proc, ServerProcess};
 use std::io::Write;
 use std::path::Path;
 use std::process::{ChildStdin, Command, Stdio};
 
 /// A `lanchat-server` on 127.0.0.1 and a free port, with its own credentials and data.
 struct TestServer {
-    proc: Proc,
-    port: u16,
-    /// The server's log (stderr), to see what it saw.
-    log: Lines,
-    /// Its standard output after the first line; kept so the pipe stays drained.
-    _stdout: Lines,
-    /// Working directory (no configuration.toml), credentials and data.
+    /// The process, its port and its log.
+    server: ServerProcess,
+    /// Working directory (configuration.toml, credentials and data).
     _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = ServerProcess;
+    fn deref(&self) -> &ServerProcess {
+        &self.server
+    }
+}
+
+impl std::ops::DerefMut for TestServer {
+    fn deref_mut(&mut self) -> &mut ServerProcess {
+        &mut self.server
+    }
 }
 
 impl TestServer {
@@ -33,36 +42,8 @@ impl TestServer {
     fn start_with_config(config: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("configuration.toml"), config).expect("config");
-        let credentials = dir.path().join("credentials.txt");
-        std::fs::write(&credentials, "alice alicepw\nbob bobpw\n").expect("credentials");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lanchat-server"))
-            .args(["--bind", "127.0.0.1", "0", "--credentials"])
-            .arg(&credentials)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .current_dir(dir.path())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start lanchat-server");
-        let mut stdout = Lines::new("server stdout", child.stdout.take().unwrap());
-        let log = Lines::new("server log", child.stderr.take().unwrap());
-        let proc = Proc(child);
-        let first = stdout.expect("lanchat server listening on ");
-        let port = first
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no port in {first:?}"));
-        TestServer {
-            proc,
-            port,
-            log,
-            _stdout: stdout,
-            _dir: dir,
-        }
+        let server = ServerProcess::start(&[], "127.0.0.1", dir.path());
+        TestServer { server, _dir: dir }
     }
 
     /// A client connected to this server, not logged in yet.
@@ -244,8 +225,8 @@ fn server_shutdown_reaches_every_client() {
 fn lost_connection_is_an_error() {
     let server = TestServer::start();
     let mut alice = server.logged_in("alice");
-    let TestServer { proc, .. } = server;
-    drop(proc); // SIGKILL: no goodbye
+    let TestServer { server, .. } = server;
+    drop(server.proc); // SIGKILL: no goodbye
     assert_eq!(alice.exit_code(), Some(1));
     let err = alice.err.rest();
     assert_eq!(err, ["error: connection to the server was lost"]);

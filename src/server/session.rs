@@ -358,7 +358,7 @@ fn apply(hub: &Hub, me: &str, command: Command) -> Vec<Line> {
 pub const HELP: &[&str] = &[
     "whoelse | online | list                  who else is online (with intros)",
     "wholast N                                who was online in the last N (0-60) minutes",
-    "message USER TEXT | send USER TEXT       private message (stored if USER is offline)",
+    "message USER TEXT | send USER TEXT       private message via the server (stored if USER is offline)",
     "broadcast TEXT                           to everyone online now",
     "broadcast message TEXT                   to every user; offline users get it at login",
     "broadcast user U1 U2 ... message TEXT    to the listed users",
