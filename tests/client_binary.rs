@@ -7,10 +7,8 @@
 
 mod common;
 
-use common::{Lines, Proc, ServerProcess};
-use std::io::Write;
-use std::path::Path;
-use std::process::{ChildStdin, Command, Stdio};
+use common::{ClientProcess, ServerProcess};
+use std::process::Command;
 
 /// A `lanchat-server` on 127.0.0.1 and a free port, with its own credentials and data.
 struct TestServer {
@@ -56,7 +54,7 @@ impl TestServer {
         let port = self.port.to_string();
         let mut args = vec!["127.0.0.1", port.as_str()];
         args.extend_from_slice(extra);
-        TestClient::start(name, &args, Path::new("."))
+        TestClient::start(name, &[], &args)
     }
 
     /// A client that has logged in as `user` (password `<user>pw`).
@@ -79,50 +77,7 @@ impl TestServer {
 }
 
 /// A `lanchat-client` process with piped standard streams.
-struct TestClient {
-    proc: Proc,
-    stdin: Option<ChildStdin>,
-    out: Lines,
-    err: Lines,
-}
-
-impl TestClient {
-    fn start(name: &str, args: &[&str], cwd: &Path) -> TestClient {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lanchat-client"))
-            .args(args)
-            .current_dir(cwd)
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start lanchat-client");
-        TestClient {
-            stdin: child.stdin.take(),
-            out: Lines::new(&format!("{name} stdout"), child.stdout.take().unwrap()),
-            err: Lines::new(&format!("{name} stderr"), child.stderr.take().unwrap()),
-            proc: Proc(child),
-        }
-    }
-
-    /// Types one line.
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin is open");
-        writeln!(stdin, "{line}").expect("write to the client");
-        stdin.flush().expect("flush");
-    }
-
-    /// Ctrl-D.
-    fn close_stdin(&mut self) {
-        self.stdin = None;
-    }
-
-    /// Waits for the exit; returns its code.
-    fn exit_code(&mut self) -> Option<i32> {
-        self.proc.wait("lanchat-client").code()
-    }
-}
+type TestClient = ClientProcess;
 
 #[test]
 fn private_message_reaches_the_other_client() {
@@ -169,8 +124,7 @@ fn connection_refused_is_one_error_line_and_status_1() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let dir = tempfile::tempdir().unwrap();
-    let mut client = TestClient::start("client", &["127.0.0.1", &port.to_string()], dir.path());
+    let mut client = TestClient::start("client", &[], &["127.0.0.1", &port.to_string()]);
     assert_eq!(client.exit_code(), Some(1));
     let err = client.err.rest();
     assert_eq!(err.len(), 1, "{err:?}");
@@ -183,12 +137,11 @@ fn connection_refused_is_one_error_line_and_status_1() {
 
 #[test]
 fn usage_errors_exit_with_status_2() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut client = TestClient::start("client", &["--color", "sometimes"], dir.path());
+    let mut client = TestClient::start("client", &[], &["--color", "sometimes"]);
     assert_eq!(client.exit_code(), Some(2));
-    let mut client = TestClient::start("client", &["127.0.0.1", "not-a-port"], dir.path());
+    let mut client = TestClient::start("client", &[], &["127.0.0.1", "not-a-port"]);
     assert_eq!(client.exit_code(), Some(2));
-    let mut help = TestClient::start("client", &["--help"], dir.path());
+    let mut help = TestClient::start("client", &[], &["--help"]);
     assert_eq!(help.exit_code(), Some(0));
     let text = help.out.rest().join("\n");
     assert!(text.contains("Exit status"), "{text}");

@@ -188,6 +188,16 @@ impl ClientProcess {
         writeln!(stdin, "{line}").expect("write to the client");
         stdin.flush().expect("flush");
     }
+
+    /// Ctrl-D.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the exit; returns its code.
+    pub fn exit_code(&mut self) -> Option<i32> {
+        self.proc.wait("lanchat-client").code()
+    }
 }
 
 /// `program`, or `prefix[0] prefix[1..] program` when a prefix is given.
