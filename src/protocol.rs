@@ -699,6 +699,27 @@ impl Line {
         Line::new(Kind::Ask, &[field], text)
     }
 
+    /// A simple list: `LIST <list> <count> <title>` followed by one `ENTRY <list> <item>`
+    /// per item, so the header's count always matches the lines that follow.
+    pub fn entry_list(
+        list: &str,
+        title: impl Into<String>,
+        items: impl IntoIterator<Item = String>,
+    ) -> Vec<Line> {
+        let entries: Vec<Line> = items
+            .into_iter()
+            .map(|item| Line::new(Kind::Entry, &[list], item))
+            .collect();
+        let mut lines = Vec::with_capacity(entries.len() + 1);
+        lines.push(Line::new(
+            Kind::List,
+            &[list, &entries.len().to_string()],
+            title,
+        ));
+        lines.extend(entries);
+        lines
+    }
+
     /// Argument `i`, or `""` if absent.
     pub fn arg(&self, i: usize) -> &str {
         self.args.get(i).map(String::as_str).unwrap_or("")

@@ -1336,21 +1336,12 @@ impl Hub {
             })
             .collect();
         names.sort_unstable();
-        let mut lines = vec![Line::new(
-            Kind::List,
-            &["addressbook", &names.len().to_string()],
-            if names.is_empty() {
-                "Your address book is empty; 'getaddress USER' adds someone."
-            } else {
-                "You can message these users privately:"
-            },
-        )];
-        lines.extend(
-            names
-                .iter()
-                .map(|n| Line::new(Kind::Entry, &["addressbook"], n.to_string())),
-        );
-        lines
+        let title = if names.is_empty() {
+            "Your address book is empty; 'getaddress USER' adds someone."
+        } else {
+            "You can message these users privately:"
+        };
+        Line::entry_list("addressbook", title, names.iter().map(|n| n.to_string()))
     }
 
     /// Declines address requests nobody answered within `max_age_secs` (seed 002's prompt
@@ -1498,20 +1489,12 @@ impl Hub {
             .get(me)
             .map(|u| u.blocked.iter().cloned().collect())
             .unwrap_or_default();
-        let mut lines = vec![Line::new(
-            Kind::List,
-            &["blocked", &list.len().to_string()],
-            if list.is_empty() {
-                "You have blocked nobody."
-            } else {
-                "You have blocked:"
-            },
-        )];
-        lines.extend(
-            list.iter()
-                .map(|n| Line::new(Kind::Entry, &["blocked"], n.clone())),
-        );
-        lines
+        let title = if list.is_empty() {
+            "You have blocked nobody."
+        } else {
+            "You have blocked:"
+        };
+        Line::entry_list("blocked", title, list)
     }
 
     /// `status [S]`: shows or changes `me`'s status, telling others what they may see.
@@ -1636,44 +1619,27 @@ impl Hub {
             }
             GroupAction::List => {
                 let state = self.shared.state.lock();
-                let mut lines = vec![Line::new(
-                    Kind::List,
-                    &["groups", &state.groups.len().to_string()],
-                    if state.groups.is_empty() {
-                        "There are no groups yet; 'group create NAME' makes one."
-                    } else {
-                        "Groups (members, * = you are in it):"
-                    },
-                )];
-                lines.extend(state.groups.iter().map(|(name, g)| {
+                let title = if state.groups.is_empty() {
+                    "There are no groups yet; 'group create NAME' makes one."
+                } else {
+                    "Groups (members, * = you are in it):"
+                };
+                let items = state.groups.iter().map(|(name, g)| {
                     let mark = if g.members.contains(me) { " *" } else { "" };
-                    Line::new(
-                        Kind::Entry,
-                        &["groups"],
-                        format!("{name} ({} members){mark}", g.members.len()),
-                    )
-                }));
-                lines
+                    format!("{name} ({} members){mark}", g.members.len())
+                });
+                Line::entry_list("groups", title, items)
             }
             GroupAction::Members(name) => {
                 let state = self.shared.state.lock();
                 let Some(g) = state.groups.get(name) else {
                     return vec![no_group(name)];
                 };
-                let mut lines = vec![Line::new(
-                    Kind::List,
-                    &["members", &g.members.len().to_string()],
-                    format!("Members of {name}:"),
-                )];
-                lines.extend(g.members.iter().map(|m| {
+                let items = g.members.iter().map(|m| {
                     let online = state.online.contains_key(m) && state.visible_to(m, me);
-                    Line::new(
-                        Kind::Entry,
-                        &["members"],
-                        format!("{m}{}", if online { " (online)" } else { "" }),
-                    )
-                }));
-                lines
+                    format!("{m}{}", if online { " (online)" } else { "" })
+                });
+                Line::entry_list("members", format!("Members of {name}:"), items)
             }
             GroupAction::Send(name, text) => {
                 let members: Vec<String> = {

@@ -383,13 +383,7 @@ pub const HELP: &[&str] = &[
 ];
 
 fn help() -> Vec<Line> {
-    let mut lines = vec![Line::new(
-        Kind::List,
-        &["help", &HELP.len().to_string()],
-        "Commands:",
-    )];
-    lines.extend(HELP.iter().map(|h| Line::new(Kind::Entry, &["help"], *h)));
-    lines
+    Line::entry_list("help", "Commands:", HELP.iter().map(|h| h.to_string()))
 }
 
 /// Reads and discards whatever the client sent that was never read, so closing the socket
