@@ -3,7 +3,7 @@ HOST ?= 127.0.0.1
 PORT ?= 4119
 CARGO ?= cargo
 
-.PHONY: build run-server run-client test lint fmt clean
+.PHONY: build run-server run-client test lint fmt clean bench bench-quick bench-peers
 
 build:
 	$(CARGO) build --release
@@ -21,6 +21,29 @@ test:
 		$(CARGO) nextest run --all-targets --no-fail-fast; \
 	else \
 		$(CARGO) test --all-targets --no-fail-fast; \
+	fi
+
+# Benchmarks: lanchat against ngircd, inspircd and the loopback limit, on 127.0.0.1 only
+# (README.md, "Performance"). BENCH_ARGS adds options, e.g. BENCH_ARGS="--runs 5".
+bench: build bench-peers
+	./target/release/lanchat-bench $(BENCH_ARGS)
+
+bench-quick: build bench-peers
+	./target/release/lanchat-bench --quick --runs 1 $(BENCH_ARGS)
+
+# The IRC servers to compare with, from Debian, if missing (their services stay stopped:
+# the benchmark starts each one itself with its own loopback-only configuration).
+bench-peers:
+	@missing=""; \
+	command -v ngircd >/dev/null 2>&1 || missing="$$missing ngircd"; \
+	command -v inspircd >/dev/null 2>&1 || missing="$$missing inspircd"; \
+	command -v taskset >/dev/null 2>&1 || missing="$$missing util-linux"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			-o Dpkg::Options::=--force-confold $$missing >/dev/null) \
+		|| echo "warning: could not install$$missing; the benchmark skips what is missing"; \
+		for s in ngircd inspircd; do service $$s stop >/dev/null 2>&1 || true; done; \
 	fi
 
 lint:

@@ -1,0 +1,313 @@
+//! `lanchat-bench`: a load generator that measures lanchat side by side with real IRC servers
+//! (ngircd, inspircd) and with the loopback limit (a bare echo and a bare one-thread relay),
+//! on the same workloads, in one run.
+//!
+//! ```text
+//! wire      pure: what each dialect sends and expects, payload stamps (stream, seq, time)
+//! stats     pure: percentiles, the exactly-once check, medians
+//! report    pure: the table, JSON and the issue's targets
+//! net       epoll: one thread drives thousands of sockets (the generator must not be the
+//!           bottleneck); also pins CPUs and raises the open-files limit
+//! crowd     simulated users: bounded logins in flight, keep-alives, payload arrivals
+//! scenario  the workloads (latency, fan-out, pairs, capacity, logins, ping-pong)
+//! target    starting each server fresh per scenario; /proc statistics
+//! baseline  the echo and relay servers of the loopback limit
+//! ```
+//!
+//! Every scenario starts a fresh server (pinned to CPU 0 when asked; the generator pins
+//! itself to CPU 1), so one server's leftovers never slow the next.
+
+pub mod baseline;
+pub mod crowd;
+pub mod net;
+pub mod report;
+pub mod scenario;
+pub mod stats;
+pub mod target;
+pub mod wire;
+
+use report::Report;
+use scenario::Outcome;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+use target::{Kind, Running, Spec};
+
+/// One workload.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Workload {
+    /// Relay latency with `background` other users sending `rate` messages/s each.
+    Latency {
+        /// Users chatting meanwhile.
+        background: usize,
+        /// Messages per second each of them sends.
+        rate: f64,
+        /// Latency samples.
+        samples: usize,
+    },
+    /// Broadcast to `receivers` with `window` broadcasts in flight.
+    Fanout {
+        /// Receivers.
+        receivers: usize,
+        /// Broadcasts in flight.
+        window: u64,
+        /// How long.
+        secs: f64,
+    },
+    /// `pairs` pairs sending to each other, `window` messages in flight per sender.
+    Pairs {
+        /// Pairs.
+        pairs: usize,
+        /// Messages in flight per sender.
+        window: u64,
+        /// How long.
+        secs: f64,
+    },
+    /// Concurrent logged-in users.
+    Capacity {
+        /// Users.
+        users: usize,
+    },
+    /// Logins with argon2id credentials (lanchat only).
+    Argon2 {
+        /// Users.
+        users: usize,
+    },
+    /// Bare TCP ping-pong (the limit only).
+    PingPong {
+        /// Round trips.
+        samples: usize,
+    },
+}
+
+impl Workload {
+    /// The scenario's name in the report.
+    pub fn name(&self) -> String {
+        match self {
+            Workload::Latency { background: 0, .. } => "latency idle".into(),
+            Workload::Latency { background, .. } => format!("latency +{background} active"),
+            Workload::Fanout {
+                receivers, window, ..
+            } => format!("fanout {receivers} x{window}"),
+            Workload::Pairs { pairs, .. } => format!("pairs {pairs}"),
+            Workload::Capacity { users } => format!("capacity {users}"),
+            Workload::Argon2 { .. } => "logins argon2".into(),
+            Workload::PingPong { .. } => "tcp ping-pong".into(),
+        }
+    }
+
+    /// Whether it applies to a server.
+    pub fn applies_to(&self, kind: Kind) -> bool {
+        match self {
+            Workload::Argon2 { .. } => kind == Kind::Lanchat,
+            Workload::PingPong { .. } => kind == Kind::Relay,
+            _ => true,
+        }
+    }
+
+    /// Users the server must know.
+    fn users(&self) -> usize {
+        match self {
+            Workload::Latency { background, .. } => background + 2,
+            Workload::Fanout { receivers, .. } => receivers + 1,
+            Workload::Pairs { pairs, .. } => pairs * 2,
+            Workload::Capacity { users } | Workload::Argon2 { users } => *users,
+            Workload::PingPong { .. } => 1,
+        }
+    }
+
+    /// How to start `kind`'s server for this workload.
+    pub fn spec(&self, kind: Kind, opts: &Options) -> Spec {
+        let users = self.users();
+        Spec {
+            kind: match self {
+                Workload::PingPong { .. } => Kind::Echo,
+                _ => kind,
+            },
+            lanchat_bin: opts.lanchat_bin.clone(),
+            bench_bin: opts.bench_bin.clone(),
+            max_clients: match self {
+                Workload::Capacity { users } => *users,
+                _ => (users + 64).max(1000),
+            },
+            users,
+            argon2: matches!(self, Workload::Argon2 { .. }),
+            cpu: opts.pin.then_some(0),
+        }
+    }
+
+    /// Runs it against a started server.
+    pub fn run(&self, server: &Running, kind: Kind) -> io::Result<Outcome> {
+        match *self {
+            Workload::Latency {
+                background,
+                rate,
+                samples,
+            } => scenario::latency(server, kind, background, rate, samples),
+            Workload::Fanout {
+                receivers,
+                window,
+                secs,
+            } => scenario::fanout(
+                server,
+                kind,
+                receivers,
+                window,
+                Duration::from_secs_f64(secs),
+            ),
+            Workload::Pairs {
+                pairs,
+                window,
+                secs,
+            } => scenario::pairs(server, kind, pairs, window, Duration::from_secs_f64(secs)),
+            Workload::Capacity { users } => scenario::capacity(server, kind, users),
+            Workload::Argon2 { users } => scenario::logins(server, kind, users, ARGON2_PASSWORD),
+            Workload::PingPong { samples } => scenario::pingpong(server, samples),
+        }
+    }
+}
+
+/// The password of every user in the argon2 run.
+pub const ARGON2_PASSWORD: &str = "pw-argon2";
+
+/// The workloads of `make bench` (`quick = false`) and `make bench-quick`; `users` is the
+/// capacity run's size, `secs` overrides how long the rate scenarios run.
+pub fn workloads(quick: bool, users: usize, secs: Option<f64>) -> Vec<Workload> {
+    let (default_secs, samples, background) = if quick {
+        (0.5, 1000, 200)
+    } else {
+        (1.5, 4000, 1000)
+    };
+    let secs = secs.unwrap_or(default_secs);
+    let mut w = vec![
+        Workload::PingPong { samples },
+        Workload::Latency {
+            background: 0,
+            rate: 0.0,
+            samples,
+        },
+        Workload::Latency {
+            background,
+            rate: 10.0,
+            samples: samples / 2,
+        },
+    ];
+    for receivers in [100, 1000] {
+        for window in [1, 32] {
+            // The quick run keeps one 1,000-receiver case.
+            if !(quick && receivers == 1000 && window == 1) {
+                w.push(Workload::Fanout {
+                    receivers,
+                    window,
+                    secs,
+                });
+            }
+        }
+    }
+    w.push(Workload::Pairs {
+        pairs: 64,
+        window: 4,
+        secs,
+    });
+    if !quick {
+        w.push(Workload::Pairs {
+            pairs: 500,
+            window: 4,
+            secs,
+        });
+    }
+    w.push(Workload::Capacity { users });
+    w.push(Workload::Argon2 {
+        users: if quick { 16 } else { 64 },
+    });
+    w
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Short runs (`make bench-quick`).
+    pub quick: bool,
+    /// Repetitions of each scenario (medians are reported).
+    pub runs: usize,
+    /// The servers, in order.
+    pub kinds: Vec<Kind>,
+    /// lanchat-server's binary.
+    pub lanchat_bin: PathBuf,
+    /// This binary (to run the baselines as their own process).
+    pub bench_bin: Option<PathBuf>,
+    /// Pin servers to CPU 0 (the generator pins itself to CPU 1).
+    pub pin: bool,
+    /// Users of the capacity scenario.
+    pub users: usize,
+    /// The command line, for the report.
+    pub command: String,
+}
+
+/// Runs every workload `runs` times against every server, one after the other, each on a
+/// fresh server; progress goes to `log`.
+pub fn run(opts: &Options, workloads: &[Workload], log: &mut dyn FnMut(&str)) -> Report {
+    let mut report = Report {
+        command: opts.command.clone(),
+        runs: opts.runs,
+        ..Report::default()
+    };
+    for run in 1..=opts.runs {
+        for w in workloads {
+            for &kind in &opts.kinds {
+                if !w.applies_to(kind) {
+                    continue;
+                }
+                let name = w.name();
+                let result = target::start(&w.spec(kind, opts)).and_then(|server| {
+                    let outcome = w.run(&server, kind);
+                    drop(server);
+                    outcome
+                });
+                let line = match result {
+                    Ok(outcome) => record(&mut report, &name, kind, &outcome),
+                    Err(e) => {
+                        let note = format!("{} {name}: failed: {e}", kind.name());
+                        report.notes.push(note.clone());
+                        note
+                    }
+                };
+                log(&format!("[run {run}/{}] {line}", opts.runs));
+            }
+        }
+    }
+    report
+}
+
+/// Adds an outcome to the report; returns a progress line.
+fn record(report: &mut Report, scenario: &str, kind: Kind, outcome: &Outcome) -> String {
+    let target = kind.name();
+    for (metric, value) in &outcome.metrics {
+        report.add(scenario, target, metric, *value);
+    }
+    report
+        .delivery
+        .entry(target.to_string())
+        .or_default()
+        .add(outcome.delivery);
+    if let Some(note) = &outcome.note {
+        report.notes.push(format!("{target} {scenario}: {note}"));
+    }
+    let metrics: Vec<String> = outcome
+        .metrics
+        .iter()
+        .map(|(k, v)| format!("{k}={}", report::fmt_num(Some(*v))))
+        .collect();
+    let d = outcome.delivery;
+    let check = if d.expected == 0 {
+        String::new()
+    } else if d.exactly_once() {
+        format!("; {} deliveries exactly once", d.received)
+    } else {
+        format!(
+            "; {} of {} delivered, {} duplicated, {} out of order",
+            d.received, d.expected, d.duplicates, d.gaps
+        )
+    };
+    format!("{target} {scenario}: {}{check}", metrics.join(" "))
+}

@@ -1,0 +1,493 @@
+//! The servers under test, each started fresh for a scenario on 127.0.0.1 and a free port,
+//! with its own temporary directory and configuration, pinned to a CPU when asked; and what
+//! /proc says about a server process (memory, threads, CPU time).
+
+use super::baseline::{self, Baseline};
+use super::net;
+use super::wire::{Dialect, User};
+use std::fmt::Write as _;
+use std::io::{self, BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A kind of server the benchmark can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// lanchat-server (release binary).
+    Lanchat,
+    /// ngircd from Debian.
+    Ngircd,
+    /// inspircd from Debian.
+    Inspircd,
+    /// The bare one-thread relay ([`baseline`]).
+    Relay,
+    /// The bare echo server (TCP ping-pong).
+    Echo,
+}
+
+impl Kind {
+    /// The name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Lanchat => "lanchat",
+            Kind::Ngircd => "ngircd",
+            Kind::Inspircd => "inspircd",
+            Kind::Relay | Kind::Echo => "limit",
+        }
+    }
+
+    /// How the generator speaks to it.
+    pub fn dialect(self) -> Dialect {
+        match self {
+            Kind::Lanchat => Dialect::Lanchat,
+            Kind::Ngircd | Kind::Inspircd => Dialect::Irc,
+            Kind::Relay | Kind::Echo => Dialect::Relay,
+        }
+    }
+
+    /// Most logins to keep in flight: ngircd's listen backlog is 10; inspircd finishes a
+    /// registration only on its once-a-second timer, so it needs many in flight.
+    pub fn login_window(self) -> usize {
+        match self {
+            Kind::Ngircd => 8,
+            Kind::Inspircd => 512,
+            _ => 64,
+        }
+    }
+}
+
+/// How to start a server.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// Which server.
+    pub kind: Kind,
+    /// The lanchat-server binary.
+    pub lanchat_bin: PathBuf,
+    /// The bench binary itself (runs the baselines as a separate process).
+    pub bench_bin: Option<PathBuf>,
+    /// Most clients the server accepts (the capacity scenario sets it to its user count).
+    pub max_clients: usize,
+    /// Users the server knows (lanchat credentials).
+    pub users: usize,
+    /// Give lanchat argon2id hashes instead of plaintext passwords.
+    pub argon2: bool,
+    /// Pin the server to this CPU (`taskset`), if set.
+    pub cpu: Option<usize>,
+}
+
+/// A server running for one scenario; stopped and cleaned up when dropped.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its process, for /proc statistics (None for an in-process server).
+    pub pid: Option<u32>,
+    child: Option<Child>,
+    dir: Option<PathBuf>,
+    stop: Option<Box<dyn FnOnce() + Send>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGTERM first (lanchat says goodbye), SIGKILL if it lingers.
+            let _ = Command::new("kill")
+                .arg(child.id().to_string())
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(stop) = self.stop.take() {
+            stop();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Running {
+    /// A server running inside this process on `thread` (tests): when dropped, `stop` is
+    /// called and the thread joined.
+    pub fn in_process(
+        addr: SocketAddr,
+        stop: Box<dyn FnOnce() + Send>,
+        thread: std::thread::JoinHandle<()>,
+    ) -> Running {
+        Running {
+            addr,
+            pid: None,
+            child: None,
+            dir: None,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Memory, threads and CPU time of the server process, if it is one.
+    pub fn stats(&self) -> Option<ProcStats> {
+        self.pid.and_then(|p| read_proc(p).ok())
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => true,
+        }
+    }
+}
+
+/// A fresh private directory under the system temp dir.
+fn temp_dir(kind: Kind) -> io::Result<PathBuf> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "lanchat-bench-{}-{}-{}",
+        kind.name(),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Waits until something accepts connections on `addr`.
+fn wait_listening(addr: SocketAddr, child: &mut Child, limit: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(io::Error::other(format!(
+                "server exited at start: {status}"
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(io::Error::other(format!("nothing listens on {addr}")));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A command, under `taskset -c CPU` when pinning.
+fn command(program: &Path, cpu: Option<usize>) -> Command {
+    match cpu {
+        Some(cpu) if has_taskset() => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg(program);
+            c
+        }
+        _ => Command::new(program),
+    }
+}
+
+/// Whether `taskset` is installed.
+pub fn has_taskset() -> bool {
+    Command::new("taskset")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Starts a server as described.
+pub fn start(spec: &Spec) -> io::Result<Running> {
+    let dir = temp_dir(spec.kind)?;
+    let result = match spec.kind {
+        Kind::Lanchat => start_lanchat(spec, &dir),
+        Kind::Ngircd => start_ngircd(spec, &dir),
+        Kind::Inspircd => start_inspircd(spec, &dir),
+        Kind::Relay | Kind::Echo => start_baseline(spec, &dir),
+    };
+    match result {
+        Ok((child, addr)) => {
+            // Let the server see the start-up probe connection close before anyone counts.
+            std::thread::sleep(Duration::from_millis(200));
+            Ok(Running {
+                addr,
+                pid: Some(child.id()),
+                child: Some(child),
+                dir: Some(dir),
+                stop: None,
+                thread: None,
+            })
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(e)
+        }
+    }
+}
+
+/// The credentials file for `n` benchmark users (`u<i> pw<i>`), plaintext or argon2id.
+pub fn credentials_text(n: usize, argon2_hash: Option<&str>) -> String {
+    let mut text = String::with_capacity(n * 24);
+    for i in 0..n {
+        let u = User::numbered(i);
+        let _ = match argon2_hash {
+            Some(h) => writeln!(text, "{} {h}", u.name),
+            None => writeln!(text, "{} {}", u.name, u.password),
+        };
+    }
+    text
+}
+
+/// lanchat's configuration for a benchmark: loopback only, no rate limit or idle timeouts,
+/// every client from 127.0.0.1 allowed.
+pub fn lanchat_config(max_clients: usize) -> String {
+    format!(
+        "port = 0\nbind = \"127.0.0.1\"\ncredentials = \"credentials.txt\"\ndata_dir = \"data\"\n\
+         auth = \"password\"\nmax_clients = {max_clients}\nmax_clients_per_ip = {max_clients}\n\
+         max_messages_per_sec = 0\nidle_timeout_secs = 0\nheartbeat_timeout_secs = 0\n\
+         login_timeout_secs = 120\nslow_reader_timeout_secs = 30\nmax_outbox_bytes = 8388608\n\
+         max_login_attempts = 1000\n"
+    )
+}
+
+fn start_lanchat(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
+    let hash = if spec.argon2 {
+        // One hash for every user: each login still pays a full argon2id check.
+        Some(
+            crate::credentials::hash_password("pw-argon2")
+                .map_err(|e| io::Error::other(format!("hash: {e}")))?,
+        )
+    } else {
+        None
+    };
+    // The argon2 run logs in with the same password for every user.
+    let text = credentials_text(spec.users, hash.as_deref());
+    std::fs::write(dir.join("credentials.txt"), text)?;
+    std::fs::write(
+        dir.join("configuration.toml"),
+        lanchat_config(spec.max_clients),
+    )?;
+    let mut child = command(&spec.lanchat_bin, spec.cpu)
+        .arg("--config")
+        .arg(dir.join("configuration.toml"))
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("server.log"))?)
+        .spawn()?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines
+        .next()
+        .transpose()?
+        .ok_or_else(|| io::Error::other("lanchat-server printed nothing"))?;
+    // Keep draining its stdout so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let addr: SocketAddr = first
+        .rsplit(' ')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("no address in {first:?}")))?;
+    wait_listening(addr, &mut child, Duration::from_secs(10))?;
+    Ok((child, addr))
+}
+
+/// ngircd's configuration: loopback only, no flood penalties (`MaxPenaltyTime = 0` and user
+/// mode F, or every client is throttled to a few commands per second), no DNS/ident/PAM.
+pub fn ngircd_config(port: u16, max_clients: usize, dir: &Path) -> String {
+    format!(
+        "[Global]\nName = bench.lanchat\nInfo = lanchat benchmark peer\nListen = 127.0.0.1\n\
+         Ports = {port}\nPidFile = {pid}\nMotdPhrase = bench\nServerUID = 0\nServerGID = 0\n\
+         [Limits]\nMaxConnections = {max_clients}\nMaxConnectionsIP = 0\nMaxJoins = 0\n\
+         MaxNickLength = 16\nMaxPenaltyTime = 0\nPingTimeout = 600\nPongTimeout = 600\n\
+         IdleTimeout = 0\nMaxListSize = 100\n\
+         [Options]\nDNS = no\nIdent = no\nPAM = no\nDefaultUserModes = F\n",
+        pid = dir.join("ngircd.pid").display()
+    )
+}
+
+fn start_ngircd(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
+    let port = free_port()?;
+    let conf = dir.join("ngircd.conf");
+    std::fs::write(&conf, ngircd_config(port, spec.max_clients, dir))?;
+    let mut child = command(Path::new("ngircd"), spec.cpu)
+        .arg("--nodaemon")
+        .arg("--config")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("ngircd.log"))?)
+        .stderr(Stdio::null())
+        .spawn()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_listening(addr, &mut child, Duration::from_secs(10))?;
+    Ok((child, addr))
+}
+
+/// inspircd's configuration: loopback only, one connect class with no flood limits
+/// (`fakelag="no"`, a huge `commandrate` and `threshold`), no DNS lookups.
+pub fn inspircd_config(port: u16, max_clients: usize, dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        r#"<config format="xml">
+<server name="bench.lanchat" description="lanchat benchmark peer" network="bench">
+<admin name="bench" nick="bench" email="bench@localhost">
+<bind address="127.0.0.1" port="{port}" type="clients">
+<connect name="bench" allow="127.0.0.1" maxchans="20" timeout="60" pingfreq="600"
+  hardsendq="64M" softsendq="64M" recvq="1M" threshold="1000000" commandrate="100000000"
+  fakelag="no" localmax="{max_clients}" globalmax="{max_clients}" maxconnwarn="no"
+  useident="no" resolvehostnames="no" limit="{class_limit}" modes="">
+<performance netbuffersize="10240" somaxconn="1024" softlimit="{soft}" clonesonconnect="no"
+  timeskipwarn="0" quietbursts="yes">
+<security announceinvites="dynamic" hideserver="" hidebans="no" hidewhois="" hidesplits="no"
+  maxtargets="20" customversion="" operspywhois="no" restrictbannedusers="yes"
+  genericoper="no" userstats="Pu">
+<options prefixquit="" suffixquit="" fixedquit="" syntaxhints="no" cyclehostsfromuser="no"
+  announcets="yes" allowmismatched="no" defaultbind="auto" hostintopic="yes"
+  pingwarning="15" serverpingfreq="1m" splitwhois="no" defaultmodes="nt" xlinemessage="x"
+  exemptchanops="" invitebypassmodes="yes" nosnoticestack="no">
+<limits maxline="512" maxnick="30" maxchan="64" maxmodes="20" maxident="10" maxhost="64"
+  maxquit="255" maxtopic="307" maxkick="255" maxreal="128" maxgecos="128" maxaway="200">
+<channels users="20" opers="60">
+<pid file="{d}/inspircd.pid">
+<log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="{d}/inspircd.log">
+<dns timeout="1">
+"#,
+        soft = max_clients + 16,
+        // inspircd refuses the connection that would reach `limit`, not the one past it.
+        class_limit = max_clients + 1
+    )
+}
+
+fn start_inspircd(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
+    let port = free_port()?;
+    let conf = dir.join("inspircd.conf");
+    std::fs::write(&conf, inspircd_config(port, spec.max_clients, dir))?;
+    let mut child = command(Path::new("inspircd"), spec.cpu)
+        .arg("--nofork")
+        .arg("--runasroot")
+        .arg(format!("--config={}", conf.display()))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("inspircd.out"))?)
+        .stderr(Stdio::null())
+        .spawn()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_listening(addr, &mut child, Duration::from_secs(10))?;
+    Ok((child, addr))
+}
+
+fn start_baseline(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
+    let bin = spec
+        .bench_bin
+        .as_ref()
+        .ok_or_else(|| io::Error::other("no bench binary to run the baseline"))?;
+    let port = free_port()?;
+    let which = if spec.kind == Kind::Echo {
+        "echo"
+    } else {
+        "relay"
+    };
+    let mut child = command(bin, spec.cpu)
+        .arg("baseline")
+        .arg(which)
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("baseline.log"))?)
+        .spawn()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_listening(addr, &mut child, Duration::from_secs(10))?;
+    Ok((child, addr))
+}
+
+/// Runs a baseline server in this process until killed (the `baseline` subcommand).
+pub fn run_baseline(kind: Baseline, port: u16) -> io::Result<()> {
+    net::raise_fd_limit();
+    let listener = TcpListener::bind(("127.0.0.1", port))?;
+    baseline::serve(kind, listener, &AtomicBool::new(false))
+}
+
+/// What /proc says about a process.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProcStats {
+    /// Resident memory, KiB.
+    pub rss_kib: u64,
+    /// Threads.
+    pub threads: u64,
+    /// User + system CPU time, seconds.
+    pub cpu_secs: f64,
+}
+
+/// Reads /proc/PID/status and /proc/PID/stat.
+pub fn read_proc(pid: u32) -> io::Result<ProcStats> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    Ok(parse_proc(&status, &stat, net::clock_ticks()))
+}
+
+/// Parses /proc/PID/status (VmRSS, Threads) and /proc/PID/stat (utime, stime).
+pub fn parse_proc(status: &str, stat: &str, ticks_per_sec: u64) -> ProcStats {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Fields after the command name (which is in parentheses and may hold spaces):
+    // state is field 3, utime field 14, stime field 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let nums: Vec<&str> = after.split_whitespace().collect();
+    let tick = |i: usize| nums.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = tick(11) + tick(12);
+    ProcStats {
+        rss_kib: field("VmRSS:"),
+        threads: field("Threads:"),
+        cpu_secs: ticks as f64 / ticks_per_sec.max(1) as f64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_files_are_parsed() {
+        let status = "Name:\tlanchat-server\nVmRSS:\t  12345 kB\nThreads:\t42\n";
+        let stat = "1234 (lanchat (x) y) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0";
+        let s = parse_proc(status, stat, 100);
+        assert_eq!(s.rss_kib, 12345);
+        assert_eq!(s.threads, 42);
+        assert!((s.cpu_secs - 3.0).abs() < 1e-9, "{s:?}");
+    }
+
+    #[test]
+    fn credentials_and_configs() {
+        assert_eq!(credentials_text(2, None), "u0 pw0\nu1 pw1\n");
+        assert_eq!(credentials_text(1, Some("$argon2id$x")), "u0 $argon2id$x\n");
+        let c = crate::config::Config::parse(&lanchat_config(10_000)).unwrap();
+        assert_eq!(c.max_clients, 10_000);
+        assert_eq!(c.max_messages_per_sec, 0);
+        let n = ngircd_config(6667, 10, Path::new("/tmp/x"));
+        assert!(n.contains("MaxPenaltyTime = 0") && n.contains("DefaultUserModes = F"));
+        assert!(n.contains("Listen = 127.0.0.1"));
+        let i = inspircd_config(6667, 10, Path::new("/tmp/x"));
+        assert!(i.contains("address=\"127.0.0.1\"") && i.contains("fakelag=\"no\""));
+    }
+}

@@ -1,0 +1,189 @@
+//! `lanchat-bench`: measures lanchat against ngircd, inspircd and the loopback limit on the
+//! same workloads (see `lanchat::bench`). `make bench` / `make bench-quick` run it.
+//!
+//! Thin: parses arguments, pins itself to CPU 1, runs the library's benchmark, prints the
+//! table, the delivery checks and the targets, and writes the JSON.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use lanchat::bench::{self, baseline::Baseline, net, target::Kind, Options};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Load generator and benchmark for lanchat.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
+struct Args {
+    /// Run a baseline server instead (used by the benchmark itself).
+    #[command(subcommand)]
+    command: Option<Sub>,
+    /// Short runs with fewer users (under a minute).
+    #[arg(long)]
+    quick: bool,
+    /// Repetitions of every scenario; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Servers to measure, in order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "lanchat,ngircd,inspircd,limit"
+    )]
+    targets: Vec<Target>,
+    /// Users in the capacity scenario (default 10000, 1000 with --quick).
+    #[arg(long)]
+    users: Option<usize>,
+    /// Seconds each fan-out and pairs scenario runs (default 1.5, 0.5 with --quick).
+    #[arg(long)]
+    secs: Option<f64>,
+    /// Only scenarios whose name contains this (e.g. "fanout").
+    #[arg(long)]
+    only: Option<String>,
+    /// The lanchat-server binary (default: beside this one).
+    #[arg(long, value_name = "FILE")]
+    server: Option<PathBuf>,
+    /// Where to write the JSON report.
+    #[arg(long, value_name = "FILE", default_value = "target/bench.json")]
+    json: PathBuf,
+    /// Do not pin the servers to CPU 0 and the generator to CPU 1.
+    #[arg(long)]
+    no_pin: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// Serve a loopback baseline on 127.0.0.1:PORT until killed.
+    Baseline {
+        /// echo or relay.
+        which: Which,
+        /// Port.
+        port: u16,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Which {
+    Echo,
+    Relay,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Target {
+    Lanchat,
+    Ngircd,
+    Inspircd,
+    Limit,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(Sub::Baseline { which, port }) = args.command {
+        let kind = match which {
+            Which::Echo => Baseline::Echo,
+            Which::Relay => Baseline::Relay,
+        };
+        return match bench::target::run_baseline(kind, port) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let limit = net::raise_fd_limit();
+    let me = std::env::current_exe().ok();
+    let server = args.server.clone().or_else(|| {
+        me.as_ref()
+            .and_then(|m| m.parent())
+            .map(|d| d.join("lanchat-server"))
+    });
+    let Some(server) = server.filter(|s| s.exists()) else {
+        eprintln!(
+            "error: lanchat-server not found; build it (cargo build --release) or pass --server"
+        );
+        return ExitCode::from(2);
+    };
+    let pin = !args.no_pin && bench::target::has_taskset() && num_cpus() >= 2;
+    if pin && !net::pin_to_cpu(1) {
+        eprintln!("warning: could not pin the generator to CPU 1");
+    }
+    let users = args.users.unwrap_or(if args.quick { 1000 } else { 10_000 });
+    let mut kinds = Vec::new();
+    for t in &args.targets {
+        let kind = match t {
+            Target::Lanchat => Kind::Lanchat,
+            Target::Ngircd => Kind::Ngircd,
+            Target::Inspircd => Kind::Inspircd,
+            Target::Limit => Kind::Relay,
+        };
+        let program = match kind {
+            Kind::Ngircd => Some("ngircd"),
+            Kind::Inspircd => Some("inspircd"),
+            _ => None,
+        };
+        if program.is_some_and(|p| !on_path(p)) {
+            eprintln!("note: {} is not installed; skipping it", kind.name());
+            continue;
+        }
+        kinds.push(kind);
+    }
+    let opts = Options {
+        quick: args.quick,
+        runs: args.runs.max(1),
+        kinds,
+        lanchat_bin: server,
+        bench_bin: me,
+        pin,
+        users,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let mut workloads = bench::workloads(args.quick, users, args.secs);
+    if let Some(only) = &args.only {
+        workloads.retain(|w| w.name().contains(only.as_str()));
+    }
+    eprintln!(
+        "lanchat-bench: {} run(s), servers {}, open-files limit {limit}, pinned: {}",
+        opts.runs,
+        opts.kinds
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", "),
+        if pin {
+            "server CPU 0, generator CPU 1"
+        } else {
+            "no"
+        }
+    );
+    let report = bench::run(&opts, &workloads, &mut |line| eprintln!("{line}"));
+    println!("\n{}", report.table());
+    println!("{}", report.delivery_lines());
+    for n in &report.notes {
+        println!("note: {n}");
+    }
+    println!("\nTargets:");
+    for c in report.checks(users) {
+        let verdict = match c.met {
+            Some(true) => "met",
+            Some(false) => "NOT met",
+            None => "not measured",
+        };
+        println!("  [{verdict}] {}: {}", c.what, c.detail);
+    }
+    if let Some(dir) = args.json.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match std::fs::write(&args.json, report.json(users)) {
+        Ok(()) => println!("\nJSON: {}", args.json.display()),
+        Err(e) => eprintln!("error: cannot write {}: {e}", args.json.display()),
+    }
+    ExitCode::SUCCESS
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+}

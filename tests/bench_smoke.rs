@@ -1,0 +1,100 @@
+//! A small run of the load generator (`lanchat-bench`'s library) against lanchat and the bare
+//! relay, each in this process: every message must arrive exactly once, in order. Not a
+//! timed test: the numbers are not checked, only the deliveries.
+
+use lanchat::bench::baseline::{self, Baseline};
+use lanchat::bench::scenario::{self, Outcome};
+use lanchat::bench::target::{credentials_text, lanchat_config, Kind, Running};
+use lanchat::clock::SystemClock;
+use lanchat::config::Config;
+use lanchat::credentials::Credentials;
+use lanchat::server::Server;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A lanchat server in this process with `users` benchmark users; stopped when dropped.
+fn lanchat(dir: &tempfile::TempDir, users: usize) -> Running {
+    let mut config = Config::parse(&lanchat_config(2000)).unwrap();
+    config.data_dir = dir.path().join("data");
+    let credentials = Credentials::parse(&credentials_text(users, None)).unwrap();
+    let server = Server::bind_with(config, credentials, Arc::new(SystemClock)).unwrap();
+    let addr = server.local_addr();
+    let handle = server.shutdown_handle();
+    let thread = std::thread::spawn(move || server.run().unwrap());
+    Running::in_process(addr, Box::new(move || handle.shutdown()), thread)
+}
+
+/// The bare relay in this process.
+fn relay() -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let thread = std::thread::spawn(move || {
+        baseline::serve(Baseline::Relay, listener, &flag).unwrap();
+    });
+    Running::in_process(
+        addr,
+        Box::new(move || stop.store(true, Ordering::Release)),
+        thread,
+    )
+}
+
+fn assert_exactly_once(what: &str, outcome: &Outcome) {
+    let d = outcome.delivery;
+    assert!(d.expected > 0, "{what}: nothing was sent: {outcome:?}");
+    assert!(d.exactly_once(), "{what}: {d:?} ({:?})", outcome.note);
+}
+
+#[test]
+fn lanchat_pairs_fanout_and_latency_deliver_exactly_once() {
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let server = lanchat(&dir, 300);
+        let out = scenario::pairs(&server, Kind::Lanchat, 100, 4, Duration::from_secs(1)).unwrap();
+        assert_exactly_once("pairs", &out);
+    }
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let server = lanchat(&dir, 300);
+        let out =
+            scenario::fanout(&server, Kind::Lanchat, 200, 8, Duration::from_millis(700)).unwrap();
+        assert_exactly_once("fanout", &out);
+    }
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let server = lanchat(&dir, 300);
+        let out = scenario::latency(&server, Kind::Lanchat, 60, 20.0, 200).unwrap();
+        assert_exactly_once("latency", &out);
+        assert!(out.note.is_none(), "{:?}", out.note);
+    }
+}
+
+#[test]
+fn lanchat_capacity_refuses_the_one_past_max_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::parse(&lanchat_config(150)).unwrap();
+    config.data_dir = dir.path().join("data");
+    let credentials = Credentials::parse(&credentials_text(200, None)).unwrap();
+    let server = Server::bind_with(config, credentials, Arc::new(SystemClock)).unwrap();
+    let addr = server.local_addr();
+    let handle = server.shutdown_handle();
+    let thread = std::thread::spawn(move || server.run().unwrap());
+    let server = Running::in_process(addr, Box::new(move || handle.shutdown()), thread);
+    let out = scenario::capacity(&server, Kind::Lanchat, 150).unwrap();
+    let metric = |name: &str| out.metrics.iter().find(|(k, _)| *k == name).unwrap().1;
+    assert_eq!(metric("users_held"), 150.0, "{out:?}");
+    assert_eq!(metric("refused_past_max"), 1.0, "{out:?}");
+}
+
+#[test]
+fn relay_baseline_delivers_exactly_once() {
+    let server = relay();
+    let out = scenario::pairs(&server, Kind::Relay, 50, 8, Duration::from_millis(500)).unwrap();
+    assert_exactly_once("relay pairs", &out);
+    let server = relay();
+    let out = scenario::fanout(&server, Kind::Relay, 100, 8, Duration::from_millis(500)).unwrap();
+    assert_exactly_once("relay fanout", &out);
+}
