@@ -25,8 +25,10 @@
 //! What it deliberately does not do: validate usernames or group names (the
 //! protocol layer does; names are only checked to be safe path components),
 //! enforce permissions (who may join a group, ...), encrypt anything, or keep
-//! file handles open between calls (each call opens, appends and closes, so
-//! the number of open files never grows with the number of users).
+//! many file handles open between calls (mail and the journal are opened,
+//! appended and closed per call; only the [`MAX_OPEN_HISTORY`] most recently
+//! started history files stay open, so the number of open files never grows
+//! with the number of users).
 
 pub mod record;
 
@@ -36,6 +38,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const USERS_LOG: &str = "users.log";
 const USERS_TMP: &str = "users.log.tmp";
@@ -49,6 +52,10 @@ const COMPACT_SLACK: usize = 1000;
 /// Bound on the set of history files already checked for a torn tail; when
 /// exceeded the set is cleared (re-checking is harmless, just one extra read).
 const MAX_CHECKED_HISTORY: usize = 4096;
+/// History files kept open for appending, so a chat line costs one `write(2)`
+/// instead of open, stat, write and close under a lock every sender shares.
+/// When full the cache is emptied: the count of open files stays bounded.
+pub const MAX_OPEN_HISTORY: usize = 64;
 
 /// The server's persistent store; shared between client threads by reference
 /// (`Arc<Store>`), all methods take `&self`.
@@ -58,9 +65,20 @@ pub struct Store {
     /// Mailbox counts, the directory copy and the journal size. One lock so a
     /// send racing with the recipient's login can never strand a message.
     inner: Mutex<Inner>,
-    /// History files already checked for a torn tail in this process. A
-    /// separate lock so history logging never waits behind a mail fsync.
-    history: Mutex<HashSet<PathBuf>>,
+    /// History files already checked for a torn tail in this process, and the
+    /// ones open for appending. A separate lock so history logging never waits
+    /// behind a mail fsync; held only to look a file up, never across a write.
+    history: Mutex<HistoryFiles>,
+}
+
+/// What the store knows of history files in this process.
+#[derive(Default)]
+struct HistoryFiles {
+    /// Checked for a torn tail (bounded by [`MAX_CHECKED_HISTORY`]).
+    checked: HashSet<PathBuf>,
+    /// Open for appending (bounded by [`MAX_OPEN_HISTORY`]); each file has its
+    /// own lock, so appends to different conversations run side by side.
+    open: HashMap<PathBuf, Arc<Mutex<File>>>,
 }
 
 struct Inner {
@@ -739,7 +757,7 @@ impl Store {
                 directory: directory.clone(),
                 journal_records,
             }),
-            history: Mutex::new(HashSet::new()),
+            history: Mutex::new(HistoryFiles::default()),
         };
         Ok((store, directory))
     }
@@ -895,15 +913,39 @@ impl Store {
         check_name(b)?;
         let path = self.history_path(a, b);
         let line = encode_history(entry);
-        let mut checked = self.history.lock();
-        if !checked.contains(&path) {
-            repair_tail(&path)?;
-            if checked.len() >= MAX_CHECKED_HISTORY {
-                checked.clear();
+        let file = {
+            let mut files = self.history.lock();
+            if !files.checked.contains(&path) {
+                repair_tail(&path)?;
+                if files.checked.len() >= MAX_CHECKED_HISTORY {
+                    files.checked.clear();
+                }
+                files.checked.insert(path.clone());
             }
-            checked.insert(path.clone());
+            match files.open.get(&path) {
+                Some(file) => Arc::clone(file),
+                None => {
+                    let file = OpenOptions::new().create(true).append(true).open(&path)?;
+                    let file = Arc::new(Mutex::new(file));
+                    if files.open.len() >= MAX_OPEN_HISTORY {
+                        files.open.clear();
+                    }
+                    files.open.insert(path.clone(), Arc::clone(&file));
+                    file
+                }
+            }
+        };
+        let mut file = file.lock();
+        let start = file.metadata()?.len();
+        if let Err(e) = file.write_all(line.as_bytes()) {
+            if let Err(e2) = file.set_len(start) {
+                log::warn!(
+                    "{}: could not roll back failed append at byte offset {start}: {e2}",
+                    path.display()
+                );
+            }
+            return Err(e.into());
         }
-        append_line(&path, &line, false)?;
         Ok(())
     }
 
@@ -923,7 +965,9 @@ impl Store {
             return Ok(Vec::new());
         }
         let path = self.history_path(a, b);
-        // Held so no append (or tail repair) changes the file mid-read.
+        // Held so no tail repair truncates the file mid-read. Appends may run
+        // meanwhile: they only add past the length read below, and a half-written
+        // last line is ignored like a torn one.
         let _guard = self.history.lock();
         let mut file = match File::open(&path) {
             Ok(f) => f,
