@@ -1207,6 +1207,47 @@ mod tests {
     }
 
     #[test]
+    fn history_of_many_conversations_from_many_threads_is_complete() {
+        // More conversations than files kept open, written from several threads at once.
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(tmp.path(), 2).unwrap();
+        let store = Arc::new(store);
+        let peers = MAX_OPEN_HISTORY * 2;
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    for round in 0..5u64 {
+                        for p in 0..peers {
+                            let text = format!("t{t} r{round}");
+                            store
+                                .append_history("alice", &format!("p{p}"), &entry(round, &text))
+                                .unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for p in 0..peers {
+            let tail = store.history_tail(&format!("p{p}"), "alice", 100).unwrap();
+            assert_eq!(tail.len(), 20, "p{p}");
+            for t in 0..4 {
+                let mine: Vec<&str> = tail
+                    .iter()
+                    .map(|e| e.text.as_str())
+                    .filter(|x| x.starts_with(&format!("t{t} ")))
+                    .collect();
+                let want: Vec<String> = (0..5).map(|r| format!("t{t} r{r}")).collect();
+                assert_eq!(mine, want, "p{p}: each thread's lines once, in order");
+            }
+        }
+        assert!(store.history.lock().open.len() <= MAX_OPEN_HISTORY);
+    }
+
+    #[test]
     fn bad_names_are_rejected() {
         let tmp = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(tmp.path(), 2).unwrap();
