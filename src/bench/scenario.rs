@@ -188,10 +188,13 @@ pub fn fanout(
     let mut complete = 0u64;
     let mut sent = 0u64;
     let mut in_window = 0u64;
-    let cpu0 = cpu(run);
-    let start = Instant::now();
-    let end = start + duration;
+    let span = Window::new(duration);
+    let (from, end) = (span.from, span.end);
+    let mut cpu0 = None;
     while Instant::now() < end {
+        if cpu0.is_none() && Instant::now() >= from {
+            cpu0 = Some(cpu(run));
+        }
         while sent < complete + window {
             sent += 1;
             arrived.push(0);
@@ -210,10 +213,10 @@ pub fn fanout(
                     *n += 1;
                 }
             }
-            if at < end {
+            if at >= from && at < end {
                 in_window += 1;
+                lat.push(ns_since(epoch, at).saturating_sub(s.sent_ns));
             }
-            lat.push(ns_since(epoch, at).saturating_sub(s.sent_ns));
         })?;
         while arrived
             .get(complete as usize + 1)
@@ -225,16 +228,41 @@ pub fn fanout(
     let cpu1 = cpu(run);
     drain(&mut crowd, &mut check, sent * receivers as u64)?;
     let s = lat.summary();
-    let rate = in_window as f64 / duration.as_secs_f64();
+    let rate = in_window as f64 / span.secs();
     Ok(Outcome {
         metrics: vec![
             ("deliveries_per_s", rate),
             ("p99_us", s.p99_us),
-            ("cpu_ms_per_1k", per_thousand(cpu1 - cpu0, in_window)),
+            (
+                "cpu_ms_per_1k",
+                per_thousand(cpu1 - cpu0.unwrap_or(cpu1), in_window),
+            ),
         ],
         delivery: check.counts,
         note: None,
     })
+}
+
+/// When a rate scenario measures: after a warm-up (the first lines of a run pay for
+/// creating history files, waking every thread, growing buffers), until the end.
+struct Window {
+    from: Instant,
+    end: Instant,
+}
+
+impl Window {
+    fn new(duration: Duration) -> Window {
+        let start = Instant::now();
+        let warmup = (duration / 5).min(Duration::from_millis(300));
+        Window {
+            from: start + warmup,
+            end: start + duration,
+        }
+    }
+
+    fn secs(&self) -> f64 {
+        (self.end - self.from).as_secs_f64()
+    }
 }
 
 /// Server CPU milliseconds per 1,000 deliveries.
@@ -264,10 +292,13 @@ pub fn pairs(
     let mut got = vec![0u64; total];
     let mut in_window = 0u64;
     let mut refill: Vec<usize> = (0..total).collect();
-    let cpu0 = cpu(run);
-    let start = Instant::now();
-    let end = start + duration;
+    let span = Window::new(duration);
+    let (from, end) = (span.from, span.end);
+    let mut cpu0 = None;
     while Instant::now() < end {
+        if cpu0.is_none() && Instant::now() >= from {
+            cpu0 = Some(cpu(run));
+        }
         for u in refill.drain(..) {
             while seq[u] < got[u] + window {
                 send_message(&mut crowd, &mut seq, u, u ^ 1);
@@ -275,12 +306,12 @@ pub fn pairs(
         }
         crowd.pump(Duration::from_millis(2), |rx, s, at| {
             check.arrive(rx, s.stream, s.seq);
-            let from = s.stream as usize;
-            if let Some(g) = got.get_mut(from) {
+            let sender = s.stream as usize;
+            if let Some(g) = got.get_mut(sender) {
                 *g += 1;
-                refill.push(from);
+                refill.push(sender);
             }
-            if at < end {
+            if at >= from && at < end {
                 in_window += 1;
                 lat.push(ns_since(epoch, at).saturating_sub(s.sent_ns));
             }
@@ -291,10 +322,13 @@ pub fn pairs(
     let s = lat.summary();
     Ok(Outcome {
         metrics: vec![
-            ("msgs_per_s", in_window as f64 / duration.as_secs_f64()),
+            ("msgs_per_s", in_window as f64 / span.secs()),
             ("p50_us", s.p50_us),
             ("p99_us", s.p99_us),
-            ("cpu_ms_per_1k", per_thousand(cpu1 - cpu0, in_window)),
+            (
+                "cpu_ms_per_1k",
+                per_thousand(cpu1 - cpu0.unwrap_or(cpu1), in_window),
+            ),
         ],
         delivery: check.counts,
         note: None,
