@@ -88,6 +88,14 @@ pub struct Config {
     pub max_offline_messages: usize,
     /// Whether a broadcast is also shown to its sender (seed 003's room did).
     pub broadcast_echo: bool,
+    /// TCP port of the IRC door; 0 disables it.
+    pub irc_port: u16,
+    /// The server's name in IRC numerics and PONG.
+    pub server_name: String,
+    /// The IRC channel every IRC user joins at login; broadcasts are said there.
+    pub irc_lobby: String,
+    /// The IRC message of the day (lines); empty sends ERR_NOMOTD.
+    pub irc_motd: String,
 }
 
 impl Default for Config {
@@ -114,6 +122,10 @@ impl Default for Config {
             slow_reader_timeout_secs: 10,
             max_offline_messages: 1000,
             broadcast_echo: false,
+            irc_port: 6667,
+            server_name: "lanchat".to_string(),
+            irc_lobby: "#lanchat".to_string(),
+            irc_motd: String::new(),
         }
     }
 }
@@ -210,6 +222,31 @@ impl Config {
         if self.block_time_secs > 7 * 24 * 3600 {
             bad("block_time_secs", "must be at most a week (604800)")?;
         }
+        if self.irc_port != 0 && self.irc_port == self.port {
+            bad("irc_port", "must differ from `port`")?;
+        }
+        let name_ok = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 63
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        };
+        if !name_ok(&self.server_name) {
+            bad(
+                "server_name",
+                "must be 1-63 letters, digits, '-', '.' or '_' (a host name)",
+            )?;
+        }
+        if !self
+            .irc_lobby
+            .strip_prefix('#')
+            .is_some_and(crate::protocol::valid_username)
+        {
+            bad(
+                "irc_lobby",
+                "must be '#' followed by a valid group name, such as \"#lanchat\"",
+            )?;
+        }
         Ok(())
     }
 }
@@ -226,6 +263,21 @@ mod tests {
         assert_eq!(c.block_time_secs, 60);
         assert_eq!(c.idle_timeout_secs, 1800);
         assert_eq!(c.auth, AuthMode::Password);
+        assert_eq!(c.irc_port, 6667);
+        assert_eq!(c.server_name, "lanchat");
+        assert_eq!(c.irc_lobby, "#lanchat");
+    }
+
+    #[test]
+    fn irc_keys_are_checked() {
+        let err = Config::parse("irc_lobby = \"lobby\"\n").unwrap_err();
+        assert!(err.contains("irc_lobby") && err.contains("line 1"), "{err}");
+        let err = Config::parse("server_name = \"my server\"\n").unwrap_err();
+        assert!(err.contains("server_name"), "{err}");
+        let err = Config::parse("port = 7000\nirc_port = 7000\n").unwrap_err();
+        assert!(err.contains("irc_port") && err.contains("line 2"), "{err}");
+        let c = Config::parse("irc_port = 0\nserver_name = \"irc.lan\"\n").unwrap();
+        assert_eq!((c.irc_port, c.server_name.as_str()), (0, "irc.lan"));
     }
 
     #[test]

@@ -539,6 +539,7 @@ fn login_dialogue_survives_hostile_input() {
         port: 0,
         bind: "127.0.0.1".parse().unwrap(),
         data_dir: tmp.path().join("data"),
+        irc_port: 0,
         ..Config::default()
     };
     let server = Server::bind_with(

@@ -38,6 +38,9 @@ struct Args {
     /// Data directory (overrides `data_dir`).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// TCP port of the IRC door (overrides `irc_port`; 0 closes it).
+    #[arg(long, value_name = "PORT")]
+    irc_port: Option<u16>,
 }
 
 /// The password tools.
@@ -117,6 +120,13 @@ fn serve(args: &Args) -> ExitCode {
     };
     let addr = server.local_addr();
     print_addresses(addr);
+    if let Some(irc) = server.door_addr(lanchat::server::Door::Irc) {
+        println!(
+            "IRC clients connect to port {} (e.g. irssi -c HOST -p {}).",
+            irc.port(),
+            irc.port()
+        );
+    }
     let handle = server.shutdown_handle();
     if let Err(e) = ctrlc::set_handler(move || handle.shutdown()) {
         eprintln!("error: cannot install the Ctrl-C handler: {e}");
@@ -154,6 +164,9 @@ fn load_config(args: &Args) -> Result<Config, String> {
     }
     if let Some(d) = &args.data_dir {
         config.data_dir = d.clone();
+    }
+    if let Some(p) = args.irc_port {
+        config.irc_port = p;
     }
     Ok(config)
 }

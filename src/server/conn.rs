@@ -101,6 +101,12 @@ pub trait Encoder: Send + Sync {
     fn is_native(&self) -> bool {
         false
     }
+
+    /// The encoder as `Any`, for a door whose session keeps state in its encoder (the IRC
+    /// door's nick and capabilities).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// The native line protocol: each line as PROTOCOL.md spells it.
@@ -166,6 +172,11 @@ impl Conn {
     /// The socket, for this connection's own reader thread.
     pub fn stream(&self) -> &TcpStream {
         &self.stream
+    }
+
+    /// How lines become bytes for this client.
+    pub fn encoder(&self) -> &dyn Encoder {
+        &*self.encoder
     }
 
     /// The bytes that carry `lines` to this client.

@@ -4,6 +4,7 @@
 
 use super::conn::{Conn, Encoder, NativeEncoder};
 use super::hub::Hub;
+use super::irc::{self, IrcEncoder};
 use super::reader::LineReader;
 use super::session::{self, SessionContext};
 use crate::config::Config;
@@ -16,6 +17,8 @@ use std::sync::Arc;
 pub enum Door {
     /// The native line protocol (PROTOCOL.md): lanchat-client, telnet, nc.
     Native,
+    /// IRC (RFC 1459/2812): irssi, WeeChat, HexChat, bots.
+    Irc,
 }
 
 impl Door {
@@ -23,19 +26,25 @@ impl Door {
     pub fn name(self) -> &'static str {
         match self {
             Door::Native => "tcp",
+            Door::Irc => "irc",
         }
     }
 
     /// The doors `config` opens, with their configured ports. The native door always
-    /// exists; its port 0 means "any free port".
+    /// exists; its port 0 means "any free port". The IRC door's port 0 means "closed".
     pub(crate) fn configured(config: &Config) -> Vec<(Door, u16)> {
-        vec![(Door::Native, config.port)]
+        let mut doors = vec![(Door::Native, config.port)];
+        if config.irc_port != 0 {
+            doors.push((Door::Irc, config.irc_port));
+        }
+        doors
     }
 
     /// How lines are written to a client of this door.
     pub(crate) fn encoder(self) -> Box<dyn Encoder> {
         match self {
             Door::Native => Box::new(NativeEncoder),
+            Door::Irc => Box::new(IrcEncoder::default()),
         }
     }
 
@@ -46,6 +55,7 @@ impl Door {
                 let mut reader = LineReader::new(hub.config().max_line_bytes);
                 session::serve(hub, conn, &mut reader, ctx);
             }
+            Door::Irc => irc::serve(hub, conn, ctx, ctx.irc),
         }
     }
 
@@ -54,6 +64,7 @@ impl Door {
     pub(crate) fn refusal(self, reason: &str, text: &str) -> Vec<u8> {
         match self {
             Door::Native => Line::bye(reason, text).to_wire().into_bytes(),
+            Door::Irc => format!("ERROR :Closing Link: * ({reason}: {text})\r\n").into_bytes(),
         }
     }
 }

@@ -9,6 +9,7 @@
 mod conn;
 mod door;
 pub mod hub;
+mod irc;
 pub mod lockout;
 pub mod ratelimit;
 mod reader;
@@ -131,6 +132,8 @@ struct Core {
     shared: Arc<Shared>,
     /// Source of connection ids.
     next_id: AtomicU64,
+    /// The IRC door's shared state.
+    irc: Arc<irc::World>,
 }
 
 /// Stops a running server from another thread (or a signal handler).
@@ -195,9 +198,15 @@ impl Server {
             listeners.push((door, listener));
             doors.push((door, local));
         }
+        let irc = Arc::new(irc::World::new(
+            &config.server_name,
+            &config.irc_lobby,
+            &config.irc_motd,
+        ));
         Ok(Server {
             listeners,
             core: Arc::new(Core {
+                irc,
                 hub: Hub::new(config, credentials, clock, store, directory),
                 flusher: Flusher::new(),
                 shared: Arc::new(Shared {
@@ -360,6 +369,7 @@ impl Core {
         self.shared.conns.lock().insert(Arc::clone(&conn));
         let hub = self.hub.clone();
         let shared = Arc::clone(&self.shared);
+        let irc = Arc::clone(&self.irc);
         let spawned = std::thread::Builder::new()
             .name(format!("conn-{id}"))
             .stack_size(CONNECTION_STACK_BYTES)
@@ -369,6 +379,7 @@ impl Core {
                     let ctx = session::SessionContext {
                         shutting_down: &shared.shutting_down,
                         version: PROTOCOL_VERSION,
+                        irc: &irc,
                     };
                     door.serve(&hub, &conn, &ctx);
                     shared.conns.lock().remove(conn.id);

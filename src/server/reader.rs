@@ -45,6 +45,9 @@ pub struct LineReader {
     max: usize,
     /// Bytes of an over-long line thrown away so far (0 when not discarding).
     discarding: usize,
+    /// Whether a line that is not UTF-8 is returned with U+FFFD for its bad bytes (IRC
+    /// clients may still send Latin-1) instead of being refused.
+    lossy: bool,
 }
 
 impl LineReader {
@@ -54,7 +57,14 @@ impl LineReader {
             buf: Vec::new(),
             max,
             discarding: 0,
+            lossy: false,
         }
+    }
+
+    /// The same reader, returning non-UTF-8 lines decoded lossily instead of refusing them.
+    pub fn lossy(mut self) -> LineReader {
+        self.lossy = true;
+        self
     }
 
     /// Waits up to `timeout` (forever if `None`) for the next line.
@@ -97,6 +107,9 @@ impl LineReader {
                 }
                 Some(match String::from_utf8(line) {
                     Ok(s) => Input::Line(s),
+                    Err(e) if self.lossy => {
+                        Input::Line(String::from_utf8_lossy(e.as_bytes()).into_owned())
+                    }
                     Err(_) => Input::BadUtf8,
                 })
             }
@@ -165,5 +178,15 @@ mod tests {
         assert_eq!(r.next(&rx, t), Input::Line("ok".into()));
         assert_eq!(r.next(&rx, t), Input::BadUtf8);
         writer.join().unwrap();
+    }
+
+    #[test]
+    fn a_lossy_reader_keeps_non_utf8_lines() {
+        let (mut tx, rx) = pair();
+        tx.write_all(b"caf\xe9\r\nok\n").unwrap();
+        let mut r = LineReader::new(100).lossy();
+        let t = Some(Duration::from_secs(5));
+        assert_eq!(r.next(&rx, t), Input::Line("caf\u{fffd}".into()));
+        assert_eq!(r.next(&rx, t), Input::Line("ok".into()));
     }
 }

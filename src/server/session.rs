@@ -25,6 +25,8 @@ pub struct SessionContext<'a> {
     pub shutting_down: &'a AtomicBool,
     /// Protocol version string for HELLO.
     pub version: &'a str,
+    /// The IRC door's shared state (channels, USER details).
+    pub irc: &'a Arc<super::irc::World>,
 }
 
 /// Serves one connection until it ends, reading its lines from `reader`.
@@ -319,7 +321,7 @@ fn is_logout(line: &str) -> bool {
 }
 
 /// Applies a command that needs no session-local state.
-fn apply(hub: &Hub, me: &str, command: Command) -> Vec<Line> {
+pub(super) fn apply(hub: &Hub, me: &str, command: Command) -> Vec<Line> {
     match command {
         Command::Help => help(),
         Command::WhoElse => hub.whoelse(me),
@@ -387,7 +389,7 @@ fn help() -> Vec<Line> {
 
 /// Reads and discards whatever the client sent that was never read, so closing the socket
 /// sends FIN rather than RST (an RST could destroy the final BYE line before it is read).
-fn drain_unread(conn: &Conn) {
+pub(super) fn drain_unread(conn: &Conn) {
     use std::io::Read;
     let stream = conn.stream();
     if stream.set_nonblocking(true).is_err() {

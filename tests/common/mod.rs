@@ -121,7 +121,7 @@ impl ServerProcess {
         std::fs::write(&credentials, "alice alicepw\nbob bobpw\ncarol carolpw\n").unwrap();
         let mut command = command(prefix, env!("CARGO_BIN_EXE_lanchat-server"));
         let mut child = command
-            .args(["--bind", bind, "0", "--credentials"])
+            .args(["--bind", bind, "0", "--irc-port", "0", "--credentials"])
             .arg(&credentials)
             .arg("--data-dir")
             .arg(dir.join("data"))

@@ -47,6 +47,7 @@ pub fn test_config(data_dir: &Path) -> Config {
         bind: "127.0.0.1".parse().unwrap(),
         data_dir: data_dir.to_path_buf(),
         max_messages_per_sec: 0,
+        irc_port: 0,
         ..Config::default()
     }
 }
