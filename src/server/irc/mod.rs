@@ -22,8 +22,24 @@ pub use world::World;
 use super::conn::{Conn, Encoder};
 use crate::protocol::{Kind, Line};
 use parking_lot::Mutex;
+use std::cell::Cell;
 use std::sync::{Arc, OnceLock};
 use translate::{People, View};
+
+thread_local! {
+    /// Set while this thread hands the hub an IRC NOTICE: the hub knows only messages, and
+    /// delivers live ones from the sender's own thread, so the recipients' IRC encoders,
+    /// called meanwhile on this thread, can still write NOTICE rather than PRIVMSG.
+    static SENDING_NOTICE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` (a hub call delivering a user's text) with NOTICE semantics if `notice`.
+fn as_notice<T>(notice: bool, f: impl FnOnce() -> T) -> T {
+    SENDING_NOTICE.with(|n| n.set(notice));
+    let result = f();
+    SENDING_NOTICE.with(|n| n.set(false));
+    result
+}
 
 /// What an IRC connection's encoder knows about its client: set by the session at
 /// registration and on NICK, CAP, JOIN and PART; read for every line written.
@@ -135,7 +151,11 @@ impl Encoder for IrcEncoder {
             _ => {}
         }
         let world = self.world.get().map(Arc::as_ref);
-        let today = crate::clock::format_utc(world::unix_now());
+        let today = if line.kind == Kind::Mail {
+            crate::clock::format_utc(world::unix_now())
+        } else {
+            String::new()
+        };
         let nick = if client.nick.is_empty() {
             "*"
         } else {
@@ -149,6 +169,7 @@ impl Encoder for IrcEncoder {
             server_time: client.server_time,
             away_notify: client.away_notify,
             today: &today[..10.min(today.len())],
+            notice: SENDING_NOTICE.with(Cell::get),
         };
         translate::translate(line, &view, &Directory(world), out);
     }

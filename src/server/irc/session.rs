@@ -14,7 +14,7 @@ use super::message::{format, parse, same_name, Message, MAX_LINE};
 use super::numeric::*;
 use super::translate::SERVICE;
 use super::world::{prefix, unix_now, IrcUser, World};
-use super::IrcEncoder;
+use super::{as_notice, IrcEncoder};
 use crate::config::AuthMode;
 use crate::protocol::{
     parse_command, sanitize_text, valid_username, Audience, Command, GroupAction, Kind, Line,
@@ -796,7 +796,7 @@ impl Session<'_> {
                     "Cannot send to channel (join it first)",
                 ));
             }
-            let replies = self.hub.broadcast(&me, &Audience::Online, text);
+            let replies = as_notice(notice, || self.hub.broadcast(&me, &Audience::Online, text));
             return quiet(self.problems(&replies));
         }
         if let Some(group) = target.strip_prefix('#') {
@@ -813,9 +813,8 @@ impl Session<'_> {
                     "Cannot send to channel (join it first)",
                 ));
             }
-            let replies = self
-                .hub
-                .group(&me, &GroupAction::Send(real, text.to_string()));
+            let send = GroupAction::Send(real, text.to_string());
+            let replies = as_notice(notice, || self.hub.group(&me, &send));
             return quiet(self.problems(&replies));
         }
         if same_name(target, SERVICE) {
@@ -829,7 +828,7 @@ impl Session<'_> {
             return quiet(r.num(ERR_NOSUCHNICK, &[target], "No such nick/channel"));
         }
         if let Some(partner) = self.enc.partner().filter(|p| same_name(p, target)) {
-            let replies = self.hub.talk(&me, text);
+            let replies = as_notice(notice, || self.hub.talk(&me, text));
             match replies.first() {
                 None => return String::new(),
                 Some(l) if l.arg(0) == "no-session" => self.enc.clear_partner(),
@@ -839,12 +838,12 @@ impl Session<'_> {
             }
         }
         let mut to = target.to_string();
-        let mut replies = self.hub.message(&me, &to, text);
+        let mut replies = as_notice(notice, || self.hub.message(&me, &to, text));
         if replies.first().is_some_and(|l| l.arg(0) == "unknown-user") {
             if let Some((real, _, _)) = self.hub.find_online(&me, target).filter(|f| f.0 != target)
             {
                 to = real;
-                replies = self.hub.message(&me, &to, text);
+                replies = as_notice(notice, || self.hub.message(&me, &to, text));
             }
         }
         if notice {
@@ -1330,7 +1329,8 @@ impl Session<'_> {
         let online: Vec<String> = m
             .params
             .iter()
-            .flat_map(|p| p.split_whitespace())
+            .flat_map(|p| p.split([' ', ',']))
+            .filter(|n| !n.is_empty())
             .filter_map(|n| self.hub.find_online(&self.nick, n).map(|f| f.0))
             .collect();
         r.num(RPL_ISON, &[], &online.join(" "))
@@ -1344,7 +1344,8 @@ impl Session<'_> {
         let found: Vec<String> = m
             .params
             .iter()
-            .flat_map(|p| p.split_whitespace())
+            .flat_map(|p| p.split([' ', ',']))
+            .filter(|n| !n.is_empty())
             .take(5)
             .filter_map(|n| self.hub.find_online(&self.nick, n))
             .map(|(name, status, intro)| {

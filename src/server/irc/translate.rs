@@ -50,6 +50,8 @@ pub struct View<'a> {
     pub away_notify: bool,
     /// Today's date (`YYYY-MM-DD`, UTC), to shorten the times of today's stored messages.
     pub today: &'a str,
+    /// The line carries an IRC user's NOTICE (live messages only).
+    pub notice: bool,
 }
 
 /// Control characters that mean something to IRC clients (CTCP, bold, colour, italics,
@@ -160,36 +162,23 @@ fn service_text(line: &Line) -> Option<String> {
 /// Appends what `line` becomes for this client (possibly nothing).
 pub fn translate(line: &Line, view: &View<'_>, people: &dyn People, out: &mut Vec<u8>) {
     let me = view.nick;
+    let verb = if view.notice { "NOTICE" } else { "PRIVMSG" };
     match line.kind {
         Kind::Msg | Kind::Talk => {
             let from = line.arg(if line.kind == Kind::Msg { 0 } else { 1 });
-            say(out, None, &people.mask(from), "PRIVMSG", me, &line.text);
+            say(out, None, &people.mask(from), verb, me, &line.text);
         }
         Kind::Bcast => {
             let from = line.arg(0);
             if view.in_lobby && from != me {
-                say(
-                    out,
-                    None,
-                    &people.mask(from),
-                    "PRIVMSG",
-                    view.lobby,
-                    &line.text,
-                );
+                say(out, None, &people.mask(from), verb, view.lobby, &line.text);
             }
         }
         Kind::Group => {
             let from = line.arg(1);
             if from != me {
                 let channel = format!("#{}", line.arg(0));
-                say(
-                    out,
-                    None,
-                    &people.mask(from),
-                    "PRIVMSG",
-                    &channel,
-                    &line.text,
-                );
+                say(out, None, &people.mask(from), verb, &channel, &line.text);
             }
         }
         Kind::Mail => {
@@ -303,6 +292,7 @@ mod tests {
             server_time: caps,
             away_notify: caps,
             today: "2026-11-22",
+            notice: false,
         }
     }
 
@@ -328,6 +318,14 @@ mod tests {
             ":bob!bob@h PRIVMSG #lanchat :all\r\n"
         );
         assert_eq!(run(Line::new(Kind::Bcast, &["me"], "echo"), &v), "");
+        let notice = View {
+            notice: true,
+            ..view(true, false)
+        };
+        assert_eq!(
+            run(Line::new(Kind::Msg, &["bob"], "fyi"), &notice),
+            ":bob!bob@h NOTICE me :fyi\r\n"
+        );
         assert_eq!(
             run(Line::new(Kind::Bcast, &["bob"], "x"), &view(false, false)),
             ""
