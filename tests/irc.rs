@@ -50,10 +50,14 @@ fn free_port() -> u16 {
 
 impl IrcServer {
     fn start(auth: AuthMode) -> IrcServer {
+        IrcServer::start_with(auth, |_| {})
+    }
+
+    fn start_with(auth: AuthMode, tweak: impl Fn(&mut Config)) -> IrcServer {
         let dir = tempfile::tempdir().unwrap();
         // The IRC port is chosen here, so another process may take it in between: retry.
         for attempt in 0.. {
-            let config = Config {
+            let mut config = Config {
                 port: 0,
                 irc_port: free_port(),
                 bind: "127.0.0.1".parse().unwrap(),
@@ -62,6 +66,7 @@ impl IrcServer {
                 max_messages_per_sec: 0,
                 ..Config::default()
             };
+            tweak(&mut config);
             let credentials = Credentials::from_pairs(USERS.iter().copied());
             let server = match Server::bind_with(config, credentials, Arc::new(SystemClock)) {
                 Ok(s) => s,
@@ -105,10 +110,14 @@ fn have_python_irc() -> bool {
 
 /// Runs one group of tests/irc/suite.py against a fresh server.
 fn suite(group: &str, auth: AuthMode) {
+    suite_with(group, auth, |_| {});
+}
+
+fn suite_with(group: &str, auth: AuthMode, tweak: impl Fn(&mut Config)) {
     if !have_python_irc() && missing("python3's `irc` package") {
         return;
     }
-    let server = IrcServer::start(auth);
+    let server = IrcServer::start_with(auth, tweak);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/irc/suite.py");
     let out = Command::new("python3")
         .arg(script)
@@ -149,6 +158,14 @@ fn whois_ison_userhost_who_lusers_motd_ping() {
 #[test]
 fn native_and_irc_users_share_one_world() {
     suite("bridge", AuthMode::Open);
+}
+
+#[test]
+fn silent_clients_are_pinged_then_dropped_and_others_see_quit() {
+    suite_with("timeouts", AuthMode::Open, |c| {
+        c.heartbeat_timeout_secs = 1;
+        c.login_timeout_secs = 2;
+    });
 }
 
 #[test]

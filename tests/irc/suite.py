@@ -244,14 +244,22 @@ def read_for(s, seconds):
     return out.decode(errors="replace")
 
 
-def read_until_closed(s):
-    s.settimeout(PATIENCE)
+def read_until_closed(s, keep_alive=None):
+    """Reads until the server closes `s`, pumping `keep_alive`'s events meanwhile."""
+    s.settimeout(0.05)
     out = b""
-    while True:
-        d = s.recv(65536)
+    deadline = time.time() + PATIENCE
+    while time.time() < deadline:
+        try:
+            d = s.recv(65536)
+        except socket.timeout:
+            if keep_alive is not None:
+                keep_alive.pump(0.05)
+            continue
         if not d:
             return out.decode(errors="replace")
         out += d
+    raise Check(f"connection not closed; got: {out!r}")
 
 
 def messages(opts):
@@ -583,8 +591,33 @@ def password(opts):
     a.expect("join", lambda e: e.source.nick == "carol")
 
 
+def timeouts(opts):
+    """heartbeat_timeout_secs = 1, login_timeout_secs = 2 on this server."""
+    r = new_reactor()
+    a = Client(r, "alice", opts.irc)
+    a.expect("welcome")
+    # The library answers the server's PINGs, so alice stays.
+    s = socket.create_connection(("127.0.0.1", opts.irc), timeout=PATIENCE)
+    s.sendall(b"NICK mute\r\nUSER m 0 * :Mute\r\n")
+    a.expect("join", lambda e: e.source.nick == "mute")
+    # mute never answers: PING after 1 s of silence, ERROR after 2 s (alice keeps
+    # answering hers meanwhile).
+    got = read_until_closed(s, a)
+    check("PING " in got and "ERROR :Closing Link: mute (Ping timeout" in got, f"mute got: {got}")
+    a.expect("quit", lambda e: e.source.nick == "mute" and "Ping timeout" in e.arguments[0])
+    # A connection that never registers is closed after login_timeout_secs.
+    s = socket.create_connection(("127.0.0.1", opts.irc), timeout=PATIENCE)
+    s.sendall(b"NICK slow\r\n")
+    got = read_until_closed(s, a)
+    check("ERROR :" in got and "timed out" in got, f"slow got: {got}")
+    a.pump(0.5)
+    a.conn.privmsg("alice", "still here")
+    a.expect("privmsg", lambda e: e.arguments == ["still here"])
+
+
 GROUPS = {
-    f.__name__: f for f in [registration, messages, channels, queries, bridge, password]
+    f.__name__: f
+    for f in [registration, messages, channels, queries, bridge, password, timeouts]
 }
 
 

@@ -800,22 +800,28 @@ impl Session<'_> {
             return quiet(self.problems(&replies));
         }
         if let Some(group) = target.strip_prefix('#') {
-            let found = valid_username(group)
-                .then(|| self.hub.group_view(&me, group))
-                .flatten();
-            let Some((real, members)) = found else {
+            if !valid_username(group) {
                 return quiet(r.num(ERR_NOSUCHCHANNEL, &[target], "No such channel"));
-            };
-            if !members.iter().any(|(n, _)| *n == me) {
-                return quiet(r.num(
+            }
+            // The exact name first (one hub call, as for a native `gsend`); a channel
+            // named in another case is looked up only when that fails.
+            let mut send = GroupAction::Send(group.to_string(), text.to_string());
+            let mut replies = as_notice(notice, || self.hub.group(&me, &send));
+            if replies.first().is_some_and(|l| l.arg(0) == "no-such-group") {
+                if let Some((real, _)) = self.hub.group_view(&me, group) {
+                    send = GroupAction::Send(real, text.to_string());
+                    replies = as_notice(notice, || self.hub.group(&me, &send));
+                }
+            }
+            return quiet(match replies.first().map(|l| l.arg(0)) {
+                Some("no-such-group") => r.num(ERR_NOSUCHCHANNEL, &[target], "No such channel"),
+                Some("not-member") => r.num(
                     ERR_CANNOTSENDTOCHAN,
                     &[target],
                     "Cannot send to channel (join it first)",
-                ));
-            }
-            let send = GroupAction::Send(real, text.to_string());
-            let replies = as_notice(notice, || self.hub.group(&me, &send));
-            return quiet(self.problems(&replies));
+                ),
+                _ => self.problems(&replies),
+            });
         }
         if same_name(target, SERVICE) {
             return if notice {
