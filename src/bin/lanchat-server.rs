@@ -1,5 +1,5 @@
-//! `lanchat-server [PORT] [--config FILE] [--credentials FILE] [--bind ADDR] [--data-dir DIR]`
-//! runs the server; `lanchat-server hash-password` prints an argon2id PHC string for
+//! `lanchat-server [PORT] [--config FILE] [--credentials FILE] [--bind ADDR] [--data-dir DIR]
+//! [--web-port PORT]` runs the server; `lanchat-server hash-password` prints an argon2id PHC string for
 //! `credentials.txt`; `lanchat-server add-user NAME [--credentials FILE] [--config FILE]`
 //! appends a user with a hashed password.
 //!
@@ -8,10 +8,10 @@
 //! printed or logged.
 
 use clap::{Parser, Subcommand};
-use lanchat::config::Config;
+use lanchat::config::{Config, OptionalPort};
 use lanchat::credentials::{hash_password, Credentials};
 use lanchat::protocol::valid_username;
-use lanchat::server::Server;
+use lanchat::server::{Door, Server};
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -38,6 +38,9 @@ struct Args {
     /// Data directory (overrides `data_dir`).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Port of the web client (overrides `web_port`): a number, 0 (off) or "any".
+    #[arg(long, value_name = "PORT")]
+    web_port: Option<OptionalPort>,
 }
 
 /// The password tools.
@@ -116,7 +119,7 @@ fn serve(args: &Args) -> ExitCode {
         }
     };
     let addr = server.local_addr();
-    print_addresses(addr);
+    print_addresses(addr, server.door_addr(Door::Web));
     let handle = server.shutdown_handle();
     if let Err(e) = ctrlc::set_handler(move || handle.shutdown()) {
         eprintln!("error: cannot install the Ctrl-C handler: {e}");
@@ -154,6 +157,9 @@ fn load_config(args: &Args) -> Result<Config, String> {
     }
     if let Some(d) = &args.data_dir {
         config.data_dir = d.clone();
+    }
+    if let Some(w) = args.web_port {
+        config.web_port = w;
     }
     Ok(config)
 }
@@ -347,26 +353,46 @@ fn termios(new: Option<&libc::termios>) -> std::io::Result<libc::termios> {
     }
 }
 
-/// Prints where students can connect: every non-loopback interface address. A closed
-/// stdout is not a reason to stop serving, so write errors are ignored.
-fn print_addresses(addr: std::net::SocketAddr) {
+/// The address a person types into a browser to reach the web door.
+fn web_url(ip: IpAddr, port: u16) -> String {
+    let ip = match ip {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    match ip {
+        IpAddr::V6(v6) => format!("http://[{v6}]:{port}/"),
+        v4 => format!("http://{v4}:{port}/"),
+    }
+}
+
+/// Prints where students can connect: every non-loopback interface address, for the client
+/// and (if open) the web page. A closed stdout is not a reason to stop serving, so write
+/// errors are ignored.
+fn print_addresses(addr: std::net::SocketAddr, web: Option<std::net::SocketAddr>) {
     use std::io::Write;
     let port = addr.port();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "lanchat server listening on {addr}");
+    if let Some(web) = web {
+        let _ = writeln!(out, "lanchat web client listening on {web}");
+    }
     let ifaces = if_addrs::get_if_addrs().unwrap_or_default();
-    let mut reachable: Vec<String> = ifaces
-        .iter()
-        .filter(|i| !i.is_loopback())
-        .filter(|i| match (addr.ip(), i.ip()) {
-            (IpAddr::V4(b), IpAddr::V4(_)) => b.is_unspecified() || b == i.ip(),
-            (IpAddr::V6(b), _) => b.is_unspecified() || IpAddr::V6(b) == i.ip(),
-            _ => false,
-        })
-        .map(|i| match i.ip() {
-            IpAddr::V6(ip) => format!("  lanchat-client {ip} {port}    ({})", i.name),
-            ip => format!("  lanchat-client {ip} {port}    ({})", i.name),
-        })
+    let reachable_ips = |bound: IpAddr| -> Vec<(IpAddr, String)> {
+        ifaces
+            .iter()
+            .filter(|i| !i.is_loopback())
+            .filter(|i| match (bound, i.ip()) {
+                (IpAddr::V4(b), IpAddr::V4(_)) => b.is_unspecified() || b == i.ip(),
+                (IpAddr::V6(b), _) => b.is_unspecified() || IpAddr::V6(b) == i.ip(),
+                _ => false,
+            })
+            .map(|i| (i.ip(), i.name.clone()))
+            .collect()
+    };
+    let mut reachable: Vec<String> = reachable_ips(addr.ip())
+        .into_iter()
+        .map(|(ip, name)| format!("  lanchat-client {ip} {port}    ({name})"))
         .collect();
     reachable.dedup();
     if reachable.is_empty() {
@@ -381,6 +407,20 @@ fn print_addresses(addr: std::net::SocketAddr) {
         );
         for r in reachable {
             let _ = writeln!(out, "{r}");
+        }
+    }
+    if let Some(web) = web {
+        let mut urls: Vec<String> = reachable_ips(web.ip())
+            .into_iter()
+            .map(|(ip, name)| format!("  {}    ({name})", web_url(ip, web.port())))
+            .collect();
+        urls.dedup();
+        if urls.is_empty() {
+            urls.push(format!("  {}", web_url(web.ip(), web.port())));
+        }
+        let _ = writeln!(out, "Or in a web browser, nothing to install:");
+        for u in urls {
+            let _ = writeln!(out, "{u}");
         }
     }
     let _ = writeln!(out, "Press Ctrl-C to stop the server.");

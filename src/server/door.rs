@@ -6,6 +6,7 @@ use super::conn::{Conn, Encoder, NativeEncoder};
 use super::hub::Hub;
 use super::reader::LineReader;
 use super::session::{self, SessionContext};
+use super::web;
 use crate::config::Config;
 use crate::protocol::Line;
 use std::sync::Arc;
@@ -16,6 +17,8 @@ use std::sync::Arc;
 pub enum Door {
     /// The native line protocol (PROTOCOL.md): lanchat-client, telnet, nc.
     Native,
+    /// HTTP: the browser client's page, and its WebSocket carrying native lines (`web`).
+    Web,
 }
 
 impl Door {
@@ -23,19 +26,23 @@ impl Door {
     pub fn name(self) -> &'static str {
         match self {
             Door::Native => "tcp",
+            Door::Web => "web",
         }
     }
 
     /// The doors `config` opens, with their configured ports. The native door always
     /// exists; its port 0 means "any free port".
     pub(crate) fn configured(config: &Config) -> Vec<(Door, u16)> {
-        vec![(Door::Native, config.port)]
+        let mut doors = vec![(Door::Native, config.port)];
+        doors.extend(config.web_port.to_bind().map(|port| (Door::Web, port)));
+        doors
     }
 
     /// How lines are written to a client of this door.
     pub(crate) fn encoder(self) -> Box<dyn Encoder> {
         match self {
             Door::Native => Box::new(NativeEncoder),
+            Door::Web => Box::new(web::WsEncoder),
         }
     }
 
@@ -46,6 +53,7 @@ impl Door {
                 let mut reader = LineReader::new(hub.config().max_line_bytes);
                 session::serve(hub, conn, &mut reader, ctx);
             }
+            Door::Web => web::serve(hub, conn, ctx),
         }
     }
 
@@ -54,6 +62,7 @@ impl Door {
     pub(crate) fn refusal(self, reason: &str, text: &str) -> Vec<u8> {
         match self {
             Door::Native => Line::bye(reason, text).to_wire().into_bytes(),
+            Door::Web => web::refusal(text),
         }
     }
 }

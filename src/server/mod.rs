@@ -13,6 +13,7 @@ pub mod lockout;
 pub mod ratelimit;
 mod reader;
 mod session;
+mod web;
 
 pub use door::Door;
 pub use session::HELP;

@@ -107,6 +107,8 @@ pub struct ServerProcess {
     pub proc: Proc,
     /// The TCP port it got.
     pub port: u16,
+    /// The web door's port, when it was asked for.
+    pub web_port: Option<u16>,
     /// Its standard output after the first line (kept so the pipe stays drained).
     pub stdout: Lines,
     /// Its log.
@@ -115,12 +117,22 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts the server binary on `bind` and a free port, with `dir` holding its
-    /// credentials (`alice alicepw`, `bob bobpw`, `carol carolpw`) and data.
+    /// credentials (`alice alicepw`, `bob bobpw`, `carol carolpw`) and data; no web door.
     pub fn start(prefix: &[&str], bind: &str, dir: &std::path::Path) -> ServerProcess {
+        ServerProcess::start_doors(prefix, bind, dir, false)
+    }
+
+    /// The same, with the web door open on a free port too.
+    pub fn start_with_web(bind: &str, dir: &std::path::Path) -> ServerProcess {
+        ServerProcess::start_doors(&[], bind, dir, true)
+    }
+
+    fn start_doors(prefix: &[&str], bind: &str, dir: &std::path::Path, web: bool) -> ServerProcess {
         let credentials = dir.join("credentials.txt");
         std::fs::write(&credentials, "alice alicepw\nbob bobpw\ncarol carolpw\n").unwrap();
         let mut command = command(prefix, env!("CARGO_BIN_EXE_lanchat-server"));
         let mut child = command
+            .args(["--web-port", if web { "any" } else { "0" }])
             .args(["--bind", bind, "0", "--credentials"])
             .arg(&credentials)
             .arg("--data-dir")
@@ -136,14 +148,18 @@ impl ServerProcess {
         let log = Lines::new("server log", child.stderr.take().unwrap());
         let proc = Proc(child);
         let first = stdout.expect("lanchat server listening on ");
-        let port = first
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no port in {first:?}"));
+        let port_of = |line: &str| -> u16 {
+            line.rsplit(':')
+                .next()
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no port in {line:?}"))
+        };
+        let port = port_of(&first);
+        let web_port = web.then(|| port_of(&stdout.expect("lanchat web client listening on ")));
         ServerProcess {
             proc,
             port,
+            web_port,
             stdout,
             log,
         }
