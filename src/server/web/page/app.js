@@ -38,6 +38,7 @@
     quietWhoelse: 0, // whoelse requests of the page itself (its reply fills the people list)
     pendingPongs: 0, // heartbeats not yet answered (their OK pong is not shown)
     answerIntro: false, // the server asked for an intro: the next entry line is it
+    pending: new Set(), // people whose chat or address request awaits our answer
     heartbeat: null,
   };
 
@@ -85,6 +86,7 @@
           send(command);
           addCommand(command);
           for (const b of box.querySelectorAll('button')) b.disabled = true;
+          if (opts.onAction) opts.onAction();
           ui.entry.focus();
         });
         box.append(button);
@@ -220,6 +222,7 @@
     state.list = null;
     state.pendingPongs = 0;
     state.answerIntro = false;
+    state.pending.clear();
     ui.password.value = '';
     loginBusy(false);
     loginError('');
@@ -273,10 +276,12 @@
         break;
       case 'ADDR':
         if (a0 === 'request') {
-          add('info', line.text, { actions: [['Accept', `accept ${a1}`], ['Decline', `decline ${a1}`]] });
+          add('info', line.text, answers(a1));
         } else {
+          state.pending.delete(a1);
           add('info', line.text);
         }
+        updateTarget();
         break;
       case 'LIST':
         startList(line);
@@ -332,14 +337,23 @@
     renderUsers();
   }
 
+  /** Accept and Decline buttons for a request from `peer`, remembered until answered. */
+  function answers(peer) {
+    state.pending.add(peer);
+    return {
+      actions: [['Accept', `accept ${peer}`], ['Decline', `decline ${peer}`]],
+      onAction: () => { state.pending.delete(peer); updateTarget(); },
+    };
+  }
+
   function sessionEvent(line) {
     const [event, id, peer] = line.args;
     if (event === 'request') {
-      add('session', line.text, {
-        actions: [['Accept', `accept ${peer}`], ['Decline', `decline ${peer}`]],
-      });
+      add('session', line.text, answers(peer));
+      updateTarget();
       return;
     }
+    state.pending.delete(peer);
     if (event === 'started') state.session = { id, peer };
     if (event === 'ended' && state.session && state.session.id === id) state.session = null;
     add('session', line.text);
@@ -400,6 +414,11 @@
   }
 
   function renderUsers() {
+    if (!state.me) {
+      ui.users.replaceChildren();
+      ui.count.textContent = '';
+      return;
+    }
     const names = [...state.users.keys()].sort();
     const items = [userButton('Everyone', null, '')];
     for (const name of names) items.push(userButton(name, name, state.users.get(name).status));
@@ -435,6 +454,10 @@
       label = 'To everyone';
       kind = 'broadcast';
       hint = 'Enter broadcasts to everyone online. Pick a name to message one person; start with / for a command (/help lists them).';
+    }
+    if (state.pending.size > 0 && !state.answerIntro) {
+      const who = [...state.pending].join(', ');
+      hint = `${who} asked you: answer with the Accept or Decline button (or /accept NAME, /decline NAME). ${hint}`;
     }
     ui.target.textContent = label;
     ui.target.className = 'target ' + kind;
@@ -518,6 +541,7 @@
     state.me = null;
     state.session = null;
     state.answerIntro = false;
+    state.pending.clear();
     stopHeartbeat();
     ui.entryForm.hidden = true;
     ui.ended.hidden = false;
