@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! socket ─► server::reader (bounded lines) ─► protocol::parse_command (pure)
+//!   (browsers: server::web serves the page; its WebSocket carries the same lines)
 //!        ─► server::session (one thread per connection: login dialogue, dispatch)
 //!        ─► server::hub (shared state behind one handle; locks never leave it)
 //!        ─► store (offline mail, history, last seen: fsync before acknowledging)
