@@ -267,6 +267,16 @@ async function main() {
       await textOf(page.locator('#target'), 'To everyone');
     });
 
+    await step('the heartbeat worker runs under the page\'s Content-Security-Policy', async () => {
+      const ticked = await page.evaluate(() => new Promise((resolve) => {
+        const worker = new Worker('/heartbeat.js');
+        const timer = setTimeout(() => { worker.terminate(); resolve(false); }, 3000);
+        worker.addEventListener('message', () => { clearTimeout(timer); worker.terminate(); resolve(true); });
+        worker.postMessage(20);
+      }));
+      if (!ticked) throw new Error('no tick from /heartbeat.js');
+    });
+
     await step('screenshots of the logged-in page: desktop, phone, projector', async () => {
       bob.send('message alice one more line, so the phone screenshot shows the end of the pane');
       await visible(lineWith('private', 'one more line'));
