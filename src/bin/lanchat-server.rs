@@ -1,5 +1,5 @@
 //! `lanchat-server [PORT] [--config FILE] [--credentials FILE] [--bind ADDR] [--data-dir DIR]`
-//! runs the server; `lanchat-server hash-password` prints an argon2id PHC string for
+//! (or seed 004's `-sp PORT`) runs the server; `lanchat-server hash-password` prints an argon2id PHC string for
 //! `credentials.txt`; `lanchat-server add-user NAME [--credentials FILE] [--config FILE]`
 //! appends a user with a hashed password.
 //!
@@ -10,6 +10,7 @@
 use clap::{Parser, Subcommand};
 use lanchat::config::Config;
 use lanchat::credentials::{hash_password, Credentials};
+use lanchat::discovery::{self, Announcement, Responder};
 use lanchat::protocol::valid_username;
 use lanchat::server::Server;
 use std::io::{BufRead, IsTerminal, Write};
@@ -26,6 +27,9 @@ struct Args {
     command: Option<Tool>,
     /// TCP port to listen on (overrides `port` in the configuration; 0 picks a free one).
     port: Option<u16>,
+    /// The same as PORT; seed 004's `-sp PORT` works too.
+    #[arg(long = "port", visible_alias = "sp", value_name = "PORT", conflicts_with = "port")]
+    port_flag: Option<u16>,
     /// Configuration file (default: configuration.toml in the current directory, if any).
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
@@ -76,7 +80,10 @@ enum Failure {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
+    let args = Args::parse_from(lanchat::cli::single_dash_long_flags(
+        std::env::args_os(),
+        &["sp"],
+    ));
     let result = match &args.command {
         Some(Tool::HashPassword) => hash_password_tool(),
         Some(Tool::AddUser {
@@ -116,7 +123,9 @@ fn serve(args: &Args) -> ExitCode {
         }
     };
     let addr = server.local_addr();
-    print_addresses(addr);
+    // Dropped (and so stopped) when this function returns, after the server has stopped.
+    let discovery = config.discovery.then(|| discovery(&config, addr)).flatten();
+    print_addresses(addr, discovery.as_ref().map(|(_, note)| note.as_str()));
     let handle = server.shutdown_handle();
     if let Err(e) = ctrlc::set_handler(move || handle.shutdown()) {
         eprintln!("error: cannot install the Ctrl-C handler: {e}");
@@ -143,7 +152,7 @@ fn base_config(path: Option<&Path>) -> Result<Config, String> {
 
 fn load_config(args: &Args) -> Result<Config, String> {
     let mut config = base_config(args.config.as_deref())?;
-    if let Some(p) = args.port {
+    if let Some(p) = args.port.or(args.port_flag) {
         config.port = p;
     }
     if let Some(b) = args.bind {
@@ -347,9 +356,39 @@ fn termios(new: Option<&libc::termios>) -> std::io::Result<libc::termios> {
     }
 }
 
-/// Prints where students can connect: every non-loopback interface address. A closed
-/// stdout is not a reason to stop serving, so write errors are ignored.
-fn print_addresses(addr: std::net::SocketAddr) {
+/// Starts answering discovery requests and says so; a failure is only a warning, since
+/// students can still type an address.
+fn discovery(config: &Config, addr: std::net::SocketAddr) -> Option<(Responder, String)> {
+    // Every door the server listens on, as `(name, port)`; a new listener adds its line.
+    let doors = [("tcp", addr.port())];
+    let announcement = Announcement::new(
+        &discovery::host_name(),
+        discovery::announced_host(config.bind),
+        &doors,
+    );
+    match Responder::start(config.bind, config.discovery_port, &announcement) {
+        Ok(responder) => {
+            let note = format!(
+                "Answering discovery on UDP port {} as `{}`: `lanchat-client` with no \
+                 address finds this server.",
+                config.discovery_port, announcement.name
+            );
+            Some((responder, note))
+        }
+        Err(e) => {
+            log::warn!(
+                "discovery off: cannot listen on UDP port {}: {e}",
+                config.discovery_port
+            );
+            None
+        }
+    }
+}
+
+/// Prints where students can connect: every non-loopback interface address (IPv6 ones too
+/// when bound to `::`), and the discovery note. A closed stdout is not a reason to stop
+/// serving, so write errors are ignored.
+fn print_addresses(addr: std::net::SocketAddr, discovery: Option<&str>) {
     use std::io::Write;
     let port = addr.port();
     let mut out = std::io::stdout().lock();
@@ -357,22 +396,24 @@ fn print_addresses(addr: std::net::SocketAddr) {
     let ifaces = if_addrs::get_if_addrs().unwrap_or_default();
     let mut reachable: Vec<String> = ifaces
         .iter()
-        .filter(|i| !i.is_loopback())
+        .filter(|i| !i.is_loopback() && !is_link_local_v6(i.ip()))
         .filter(|i| match (addr.ip(), i.ip()) {
             (IpAddr::V4(b), IpAddr::V4(_)) => b.is_unspecified() || b == i.ip(),
             (IpAddr::V6(b), _) => b.is_unspecified() || IpAddr::V6(b) == i.ip(),
             _ => false,
         })
-        .map(|i| match i.ip() {
-            IpAddr::V6(ip) => format!("  lanchat-client {ip} {port}    ({})", i.name),
-            ip => format!("  lanchat-client {ip} {port}    ({})", i.name),
-        })
+        .map(|i| format!("  lanchat-client {} {port}    ({})", i.ip(), i.name))
         .collect();
     reachable.dedup();
     if reachable.is_empty() {
+        let here = match addr.ip() {
+            ip if ip.is_loopback() => ip,
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        };
         let _ = writeln!(
             out,
-            "Connect from this machine with: lanchat-client 127.0.0.1 {port}"
+            "Connect from this machine with: lanchat-client {here} {port}"
         );
     } else {
         let _ = writeln!(
@@ -383,6 +424,15 @@ fn print_addresses(addr: std::net::SocketAddr) {
             let _ = writeln!(out, "{r}");
         }
     }
+    if let Some(note) = discovery {
+        let _ = writeln!(out, "{note}");
+    }
     let _ = writeln!(out, "Press Ctrl-C to stop the server.");
     let _ = out.flush();
+}
+
+/// An IPv6 link-local address (fe80::/10) needs its interface named to be typed
+/// (`fe80::1%eth0`), which the client cannot take: not worth printing.
+fn is_link_local_v6(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }

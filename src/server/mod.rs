@@ -176,7 +176,7 @@ impl Server {
         let (store, directory) = Store::open(&config.data_dir, config.max_offline_messages)
             .map_err(ServerError::Store)?;
         let addr = SocketAddr::new(config.bind, config.port);
-        let listener = TcpListener::bind(addr).map_err(|e| ServerError::Bind(addr, e))?;
+        let listener = crate::net::tcp_listener(addr).map_err(|e| ServerError::Bind(addr, e))?;
         let local_addr = listener
             .local_addr()
             .map_err(|e| ServerError::Bind(addr, e))?;
