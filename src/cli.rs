@@ -30,7 +30,9 @@ mod tests {
 
     #[test]
     fn seed_004_flags_become_long_flags() {
-        let args = ["client", "-u", "bob", "-sip", "10.0.0.1", "-sp", "9000", "--sp", "-s"];
+        let args = [
+            "client", "-u", "bob", "-sip", "10.0.0.1", "-sp", "9000", "--sp", "-s",
+        ];
         let out = single_dash_long_flags(args.map(OsString::from), &["sip", "sp"]);
         assert_eq!(
             out,

@@ -247,7 +247,9 @@ fn answer_requests(socket: &UdpSocket, bind: IpAddr, answer: &str, stop: &Atomic
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) =>
             {
                 continue
@@ -315,8 +317,8 @@ mod tests {
         assert_eq!(a.port("tcp"), Some(4119));
         assert_eq!(a.port("web"), Some(8080));
         assert_eq!(a.port("irc"), None);
-        let later = Announcement::parse(b"LANCHAT/1 name=x id=1 motd=hello tcp=1 v6=[::1] q=0\n")
-            .unwrap();
+        let later =
+            Announcement::parse(b"LANCHAT/1 name=x id=1 motd=hello tcp=1 v6=[::1] q=0\n").unwrap();
         assert_eq!(later.doors, vec![("tcp".to_string(), 1)]);
         let v6 = Announcement::parse(b"LANCHAT/1 name=x id=1 host=fd00::5 tcp=9").unwrap();
         assert_eq!(v6.host, Some("fd00::5".parse().unwrap()));

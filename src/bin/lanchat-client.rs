@@ -191,7 +191,11 @@ fn find_server(args: &Args, port: Option<u16>, charset: Charset) -> Option<(Stri
     let ask = |question: &str| {
         let mut out = std::io::stdout().lock();
         // Piped input is not echoed: the question then gets a line of its own.
-        let end = if std::io::stdin().is_terminal() { " " } else { "\n" };
+        let end = if std::io::stdin().is_terminal() {
+            " "
+        } else {
+            "\n"
+        };
         let _ = out.write_all(&charset.encode(&format!("{question}{end}")));
         let _ = out.flush();
         drop(out);

@@ -28,7 +28,12 @@ struct Args {
     /// TCP port to listen on (overrides `port` in the configuration; 0 picks a free one).
     port: Option<u16>,
     /// The same as PORT; seed 004's `-sp PORT` works too.
-    #[arg(long = "port", visible_alias = "sp", value_name = "PORT", conflicts_with = "port")]
+    #[arg(
+        long = "port",
+        visible_alias = "sp",
+        value_name = "PORT",
+        conflicts_with = "port"
+    )]
     port_flag: Option<u16>,
     /// Configuration file (default: configuration.toml in the current directory, if any).
     #[arg(long, short = 'c', value_name = "FILE")]

@@ -64,6 +64,13 @@ impl Charset {
             .find(|v| !v.is_empty())?;
         let codeset = locale.split_once('.')?.1;
         let codeset = codeset.split('@').next()?;
+        // glibc's spellings that are not WHATWG labels.
+        let codeset = match codeset.to_ascii_lowercase().as_str() {
+            "eucjp" => "euc-jp",
+            "euckr" => "euc-kr",
+            "sjis" => "shift_jis",
+            _ => codeset,
+        };
         Charset::for_name(codeset).ok()
     }
 
@@ -135,7 +142,9 @@ mod tests {
             Charset::for_name("ISO-8859-15").unwrap().name(),
             "ISO-8859-15"
         );
-        assert!(Charset::for_name("klingon").unwrap_err().contains("klingon"));
+        assert!(Charset::for_name("klingon")
+            .unwrap_err()
+            .contains("klingon"));
         assert!(Charset::for_name("utf-16le").is_err());
         assert!(Charset::for_name("iso-2022-kr").is_err());
     }
@@ -163,13 +172,19 @@ mod tests {
     #[test]
     fn the_locale_names_the_charset() {
         let pick = |all, ctype, lang| Charset::from_locale(all, ctype, lang).map(Charset::name);
-        assert_eq!(pick(None, None, Some("de_DE.ISO-8859-1")), Some("windows-1252"));
+        assert_eq!(
+            pick(None, None, Some("de_DE.ISO-8859-1")),
+            Some("windows-1252")
+        );
         assert_eq!(
             pick(None, None, Some("de_DE.ISO-8859-15@euro")),
             Some("ISO-8859-15")
         );
         assert_eq!(pick(None, None, Some("en_US.UTF-8")), Some("UTF-8"));
-        assert_eq!(pick(Some("ru_RU.KOI8-R"), None, Some("en_US.UTF-8")), Some("KOI8-R"));
+        assert_eq!(
+            pick(Some("ru_RU.KOI8-R"), None, Some("en_US.UTF-8")),
+            Some("KOI8-R")
+        );
         assert_eq!(pick(Some(""), Some("ja_JP.eucJP"), None), Some("EUC-JP"));
         assert_eq!(pick(None, None, Some("C")), None);
         assert_eq!(pick(None, None, Some("xx_XX.nonsense")), None);

@@ -129,9 +129,10 @@ pub fn scan(targets: &[SocketAddr], wait: Duration) -> io::Result<Vec<Found>> {
     }
     let send_all = |sockets: &[UdpSocket]| {
         for target in targets {
-            let socket = sockets
-                .iter()
-                .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == target.is_ipv4()));
+            let socket = sockets.iter().find(|s| {
+                s.local_addr()
+                    .is_ok_and(|a| a.is_ipv4() == target.is_ipv4())
+            });
             if let Some(socket) = socket {
                 // An interface without a route for this target is not worth failing for.
                 if let Err(e) = socket.send_to(REQUEST.as_bytes(), target) {
@@ -219,7 +220,10 @@ pub fn pick(
                 };
                 match parse_choice(&typed, several.len()) {
                     Some(i) => return target(several[i]),
-                    None => say(&format!("Please type a number from 1 to {}.", several.len())),
+                    None => say(&format!(
+                        "Please type a number from 1 to {}.",
+                        several.len()
+                    )),
                 }
             }
         }
@@ -261,8 +265,11 @@ mod tests {
 
     #[test]
     fn answers_become_servers_at_their_source_or_announced_host() {
-        let f = Found::from_answer(b"LANCHAT/1 name=pc id=1 tcp=5000", "10.0.0.2".parse().unwrap())
-            .unwrap();
+        let f = Found::from_answer(
+            b"LANCHAT/1 name=pc id=1 tcp=5000",
+            "10.0.0.2".parse().unwrap(),
+        )
+        .unwrap();
         assert_eq!(f.host, "10.0.0.2".parse::<IpAddr>().unwrap());
         assert_eq!(f.tcp_port(), Some(5000));
         let f = Found::from_answer(
@@ -273,7 +280,10 @@ mod tests {
         assert_eq!(f.host, "10.0.0.9".parse::<IpAddr>().unwrap());
         let mapped = Found::from_answer(b"LANCHAT/1 tcp=1", "::ffff:127.0.0.1".parse().unwrap());
         assert_eq!(mapped.unwrap().host, "127.0.0.1".parse::<IpAddr>().unwrap());
-        assert_eq!(Found::from_answer(b"hello", "10.0.0.2".parse().unwrap()), None);
+        assert_eq!(
+            Found::from_answer(b"hello", "10.0.0.2".parse().unwrap()),
+            None
+        );
     }
 
     #[test]
@@ -309,7 +319,10 @@ mod tests {
 
     #[test]
     fn targets_cover_broadcast_interfaces_and_this_machine() {
-        let t = targets(&["10.0.0.255".parse().unwrap(), "10.0.0.255".parse().unwrap()], 9);
+        let t = targets(
+            &["10.0.0.255".parse().unwrap(), "10.0.0.255".parse().unwrap()],
+            9,
+        );
         let t: Vec<String> = t.iter().map(ToString::to_string).collect();
         assert_eq!(
             t,
@@ -328,7 +341,8 @@ mod tests {
         let mut said = Vec::new();
         let no_questions = |_: &str| -> Option<String> { panic!("asked") };
         assert_eq!(
-            pick(&[a.clone()], None, no_questions, |l| said.push(l.to_string())),
+            pick(&[a.clone()], None, no_questions, |l| said
+                .push(l.to_string())),
             Pick::Server("10.0.0.2".parse().unwrap(), 4119)
         );
         assert_eq!(said, ["Found pc  10.0.0.2 port 4119; connecting."]);
@@ -338,19 +352,23 @@ mod tests {
             pick(&[a.clone(), b.clone()], Some(5000), no_questions, |_| {}),
             Pick::Server("10.0.0.3".parse().unwrap(), 5000)
         );
-        assert_eq!(pick(&[a.clone()], Some(1), no_questions, |_| {}), Pick::Fallback);
+        assert_eq!(
+            pick(&[a.clone()], Some(1), no_questions, |_| {}),
+            Pick::Fallback
+        );
 
         let mut answers = vec!["x".to_string(), "2".to_string()].into_iter();
-        let mut said = Vec::new();
+        let said = std::cell::RefCell::new(Vec::new());
         let chosen = pick(
             &[a.clone(), b.clone()],
             None,
             |q| {
-                said.push(q.to_string());
+                said.borrow_mut().push(q.to_string());
                 answers.next()
             },
-            |l| said.push(l.to_string()),
+            |l| said.borrow_mut().push(l.to_string()),
         );
+        let said = said.into_inner();
         assert_eq!(chosen, Pick::Server("10.0.0.3".parse().unwrap(), 5000));
         assert_eq!(
             said,

@@ -621,7 +621,9 @@ impl Client {
     fn on_line(&mut self, line: &Line) -> Option<Ending> {
         let text = self.renderer.render(line);
         match line.kind {
-            Kind::Ask if !self.logged_in && line.arg(0) == "username" && self.username.is_some() => {
+            Kind::Ask
+                if !self.logged_in && line.arg(0) == "username" && self.username.is_some() =>
+            {
                 // Seed 004's `-u USERNAME`: answered here, shown as if typed.
                 let name = self.username.take().unwrap_or_default();
                 self.show(&format!("{text} {name}"));
