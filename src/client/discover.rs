@@ -341,7 +341,7 @@ mod tests {
         let mut said = Vec::new();
         let no_questions = |_: &str| -> Option<String> { panic!("asked") };
         assert_eq!(
-            pick(&[a.clone()], None, no_questions, |l| said
+            pick(std::slice::from_ref(&a), None, no_questions, |l| said
                 .push(l.to_string())),
             Pick::Server("10.0.0.2".parse().unwrap(), 4119)
         );
@@ -353,7 +353,7 @@ mod tests {
             Pick::Server("10.0.0.3".parse().unwrap(), 5000)
         );
         assert_eq!(
-            pick(&[a.clone()], Some(1), no_questions, |_| {}),
+            pick(std::slice::from_ref(&a), Some(1), no_questions, |_| {}),
             Pick::Fallback
         );
 
