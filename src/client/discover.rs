@@ -98,6 +98,13 @@ pub fn targets(broadcasts: &[Ipv4Addr], port: u16) -> Vec<SocketAddr> {
     out
 }
 
+/// The broadcast address of `ip`'s subnet, for an interface that has none configured;
+/// `None` for /31 and /32 (point-to-point) subnets.
+pub fn subnet_broadcast(ip: Ipv4Addr, netmask: Ipv4Addr) -> Option<Ipv4Addr> {
+    let mask = u32::from(netmask);
+    (mask.leading_ones() < 31 && mask != 0).then(|| Ipv4Addr::from(u32::from(ip) | !mask))
+}
+
 /// [`targets`] for this machine's interfaces.
 pub fn default_targets(port: u16) -> Vec<SocketAddr> {
     let broadcasts: Vec<Ipv4Addr> = if_addrs::get_if_addrs()
@@ -105,7 +112,10 @@ pub fn default_targets(port: u16) -> Vec<SocketAddr> {
         .into_iter()
         .filter(|i| !i.is_loopback())
         .filter_map(|i| match i.addr {
-            if_addrs::IfAddr::V4(v4) => v4.broadcast,
+            if_addrs::IfAddr::V4(v4) => v4
+                .broadcast
+                .filter(|b| !b.is_unspecified())
+                .or_else(|| subnet_broadcast(v4.ip, v4.netmask)),
             if_addrs::IfAddr::V6(_) => None,
         })
         .collect();
@@ -382,6 +392,22 @@ mod tests {
             ]
         );
         assert_eq!(pick(&[a, b], None, |_| None, |_| {}), Pick::Quit);
+    }
+
+    #[test]
+    fn a_subnet_without_a_configured_broadcast_address_gets_one() {
+        let b = |ip: &str, mask: &str| subnet_broadcast(ip.parse().unwrap(), mask.parse().unwrap());
+        assert_eq!(
+            b("10.1.2.3", "255.255.255.0"),
+            Some("10.1.2.255".parse().unwrap())
+        );
+        assert_eq!(
+            b("172.16.5.1", "255.255.240.0"),
+            Some("172.16.15.255".parse().unwrap())
+        );
+        assert_eq!(b("10.0.0.1", "255.255.255.254"), None);
+        assert_eq!(b("10.0.0.1", "255.255.255.255"), None);
+        assert_eq!(b("10.0.0.1", "0.0.0.0"), None);
     }
 
     #[test]
