@@ -210,7 +210,14 @@ impl Responder {
         };
         let answer = announcement.to_wire();
         for (addr, v6_only) in responder_addrs(bind, port) {
-            let socket = shared_udp(addr, v6_only)?;
+            let socket = match shared_udp(addr, v6_only) {
+                // `::` on a machine without IPv6: IPv4 is still worth answering.
+                Err(e) if bind.is_unspecified() && addr.is_ipv6() => {
+                    log::debug!("discovery over IPv6 unavailable: {e}");
+                    shared_udp((Ipv4Addr::UNSPECIFIED, port).into(), false)?
+                }
+                other => other?,
+            };
             responder.local.push(socket.local_addr()?);
             let (stop, answer) = (Arc::clone(&stop), answer.clone());
             let thread = std::thread::Builder::new()
