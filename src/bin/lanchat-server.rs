@@ -129,7 +129,15 @@ fn serve(args: &Args) -> ExitCode {
     };
     let addr = server.local_addr();
     // Dropped (and so stopped) when this function returns, after the server has stopped.
-    let discovery = config.discovery.then(|| discovery(&config, addr)).flatten();
+    let doors: Vec<(&str, u16)> = server
+        .doors()
+        .iter()
+        .map(|(door, addr)| (door.name(), addr.port()))
+        .collect();
+    let discovery = config
+        .discovery
+        .then(|| discovery(&config, &doors))
+        .flatten();
     print_addresses(addr, discovery.as_ref().map(|(_, note)| note.as_str()));
     let handle = server.shutdown_handle();
     if let Err(e) = ctrlc::set_handler(move || handle.shutdown()) {
@@ -363,13 +371,13 @@ fn termios(new: Option<&libc::termios>) -> std::io::Result<libc::termios> {
 
 /// Starts answering discovery requests and says so; a failure is only a warning, since
 /// students can still type an address.
-fn discovery(config: &Config, addr: std::net::SocketAddr) -> Option<(Responder, String)> {
-    // Every door the server listens on, as `(name, port)`; a new listener adds its line.
-    let doors = [("tcp", addr.port())];
+/// `doors` are every port the server listens on, by door name (`tcp`, `web`, ...): each
+/// becomes a `name=port` field of the answer.
+fn discovery(config: &Config, doors: &[(&str, u16)]) -> Option<(Responder, String)> {
     let announcement = Announcement::new(
         &discovery::host_name(),
         discovery::announced_host(config.bind),
-        &doors,
+        doors,
     );
     match Responder::start(config.bind, config.discovery_port, &announcement) {
         Ok(responder) => {

@@ -1780,7 +1780,7 @@ fn presence_targets(state: &State, subject: &str) -> Vec<Arc<Conn>> {
 fn send_to(conns: &[Arc<Conn>], line: &Line) {
     let wire = line.to_wire();
     for c in conns {
-        c.send_bytes(wire.as_bytes());
+        c.send_shared(line, &wire);
     }
 }
 

@@ -2,9 +2,25 @@
 //! one line: a longer line is discarded as it arrives and reported once it ends, and the
 //! connection stays usable.
 
+use super::conn::Conn;
 use std::io::{ErrorKind, Read};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Where a session's lines come from: the native socket, or a framing layer (such as a
+/// WebSocket) that unwraps the same lines. The connection is passed so a framing layer can
+/// answer control frames itself.
+pub trait ReadLines {
+    /// Waits up to `timeout` (forever if `None`) for the client's next line.
+    fn next_line(&mut self, conn: &Arc<Conn>, timeout: Option<Duration>) -> Input;
+}
+
+impl ReadLines for LineReader {
+    fn next_line(&mut self, conn: &Arc<Conn>, timeout: Option<Duration>) -> Input {
+        self.next(conn.stream(), timeout)
+    }
+}
 
 /// What one read produced.
 #[derive(Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@
 use super::conn::Conn;
 use super::hub::{Hub, LogoutReason, NameCheck, PasswordCheck};
 use super::ratelimit::TokenBucket;
-use super::reader::{Input, LineReader};
+use super::reader::{Input, ReadLines};
 use crate::protocol::{is_session_command, parse_command, sanitize_text, Command, Kind, Line};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,9 +27,8 @@ pub struct SessionContext<'a> {
     pub version: &'a str,
 }
 
-/// Serves one connection until it ends.
-pub fn serve(hub: &Hub, conn: &Arc<Conn>, ctx: &SessionContext<'_>) {
-    let mut reader = LineReader::new(hub.config().max_line_bytes);
+/// Serves one connection until it ends, reading its lines from `reader`.
+pub fn serve(hub: &Hub, conn: &Arc<Conn>, reader: &mut dyn ReadLines, ctx: &SessionContext<'_>) {
     conn.send_all(&[
         Line::new(
             Kind::Hello,
@@ -38,9 +37,9 @@ pub fn serve(hub: &Hub, conn: &Arc<Conn>, ctx: &SessionContext<'_>) {
         ),
         Line::ask("username", "Username:"),
     ]);
-    if let Some(name) = login(hub, conn, &mut reader, ctx) {
+    if let Some(name) = login(hub, conn, reader, ctx) {
         log::info!("{name} logged in from {}", conn.peer);
-        let (reason, bye) = command_loop(hub, conn, &mut reader, &name, ctx);
+        let (reason, bye) = command_loop(hub, conn, reader, &name, ctx);
         // Offline first, then BYE: a client that has read BYE knows the others see it gone.
         hub.logout(&name, conn.id, reason);
         if let Some(bye) = bye {
@@ -101,7 +100,7 @@ fn classify(input: Input) -> Result<String, NotALine> {
 fn login(
     hub: &Hub,
     conn: &Arc<Conn>,
-    reader: &mut LineReader,
+    reader: &mut dyn ReadLines,
     ctx: &SessionContext<'_>,
 ) -> Option<String> {
     let ip = conn.peer.ip();
@@ -111,7 +110,7 @@ fn login(
     let mut pending_name: Option<String> = None;
     loop {
         let timeout = time_left(&[(started, limit)]);
-        let line = match classify(reader.next(conn.stream(), timeout)) {
+        let line = match classify(reader.next_line(conn, timeout)) {
             Ok(l) => l,
             Err(NotALine::Reply(l)) => {
                 conn.send(&l);
@@ -195,7 +194,7 @@ fn finish_login(hub: &Hub, conn: &Arc<Conn>, name: &str) -> Option<String> {
 fn command_loop(
     hub: &Hub,
     conn: &Arc<Conn>,
-    reader: &mut LineReader,
+    reader: &mut dyn ReadLines,
     name: &str,
     ctx: &SessionContext<'_>,
 ) -> (LogoutReason, Option<Line>) {
@@ -215,7 +214,7 @@ fn command_loop(
             (last_activity, idle_limit),
             (last_heard, heartbeat_deadline),
         ]);
-        let input = reader.next(conn.stream(), timeout);
+        let input = reader.next_line(conn, timeout);
         if input != Input::TimedOut {
             last_heard = Instant::now();
         }
