@@ -277,3 +277,24 @@ fn client_host_given_twice_is_a_usage_error() {
     c.err.expect("unknown encoding `klingon`");
     assert_eq!(c.exit_code(), Some(2));
 }
+
+#[test]
+fn client_help_names_discovery_encoding_and_seed_004s_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_lanchat-client"))
+        .arg("--help")
+        .output()
+        .expect("run lanchat-client --help");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    for word in [
+        "--scan",
+        "--discovery-port",
+        "--encoding",
+        "--sip",
+        "--sp",
+        "-u, --user",
+        "-sip SERVER_IP",
+    ] {
+        assert!(stdout.contains(word), "{word} missing from:\n{stdout}");
+    }
+}
