@@ -165,6 +165,12 @@ pub struct Config {
     pub max_offline_messages: usize,
     /// Whether a broadcast is also shown to its sender (seed 003's room did).
     pub broadcast_echo: bool,
+    /// Whether to answer UDP discovery requests, so `lanchat-client` without an address
+    /// finds this server.
+    pub discovery: bool,
+    /// UDP port of discovery requests; the same for every server whatever its TCP port,
+    /// since a client that knows nothing must know this one.
+    pub discovery_port: u16,
 }
 
 impl Default for Config {
@@ -192,6 +198,8 @@ impl Default for Config {
             slow_reader_timeout_secs: 10,
             max_offline_messages: 1000,
             broadcast_echo: false,
+            discovery: true,
+            discovery_port: crate::discovery::DEFAULT_PORT,
         }
     }
 }
@@ -285,6 +293,9 @@ impl Config {
         if self.max_offline_messages == 0 {
             bad("max_offline_messages", "must be at least 1")?;
         }
+        if self.discovery_port == 0 {
+            bad("discovery_port", "must be between 1 and 65535")?;
+        }
         if self.block_time_secs > 7 * 24 * 3600 {
             bad("block_time_secs", "must be at most a week (604800)")?;
         }
@@ -305,6 +316,8 @@ mod tests {
         assert_eq!(c.idle_timeout_secs, 1800);
         assert_eq!(c.auth, AuthMode::Password);
         assert_eq!(c.web_port, OptionalPort::Port(8080));
+        assert!(c.discovery);
+        assert_eq!(c.discovery_port, 4119);
     }
 
     #[test]

@@ -16,10 +16,13 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+pub mod discovery;
+pub mod net;
 pub mod protocol;
 pub mod server;
 pub mod store;
