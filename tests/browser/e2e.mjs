@@ -206,6 +206,9 @@ async function main() {
       await page.locator('#users button', { hasText: 'Everyone' }).click();
       await say('hello everyone');
       await bob.expect('BCAST alice hello everyone');
+      // A text that starts with a broadcast keyword still goes whole, to those online.
+      await say('message me later');
+      await bob.expect('BCAST alice message me later');
       bob.send('broadcast hi all, says bob');
       await visible(lineWith('broadcast', 'hi all, says bob'));
     });

@@ -486,7 +486,7 @@
       send(`message ${state.target} ${text}`);
       add('private own', text, { who: `you → ${state.target}`, own: true });
     } else {
-      send(`broadcast ${text}`);
+      send(`all ${text}`);
       add('broadcast own', text, { who: 'you → everyone', own: true });
     }
     ui.entry.value = '';
