@@ -6,7 +6,7 @@
 //! are skipped, loudly, elsewhere. `.ci/run` installs them.
 
 use lanchat::clock::SystemClock;
-use lanchat::config::{AuthMode, Config};
+use lanchat::config::{AuthMode, Config, OptionalPort};
 use lanchat::credentials::Credentials;
 use lanchat::server::{Door, Server, ShutdownHandle};
 use std::io::{BufRead, BufReader, Write};
@@ -60,6 +60,7 @@ impl IrcServer {
             let mut config = Config {
                 port: 0,
                 irc_port: free_port(),
+                web_port: OptionalPort::Off,
                 bind: "127.0.0.1".parse().unwrap(),
                 data_dir: dir.path().join("data"),
                 auth,

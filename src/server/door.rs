@@ -7,6 +7,7 @@ use super::hub::Hub;
 use super::irc::{self, IrcEncoder};
 use super::reader::LineReader;
 use super::session::{self, SessionContext};
+use super::web;
 use crate::config::Config;
 use crate::protocol::Line;
 use std::sync::Arc;
@@ -19,6 +20,8 @@ pub enum Door {
     Native,
     /// IRC (RFC 1459/2812): irssi, WeeChat, HexChat, bots.
     Irc,
+    /// HTTP: the browser client's page, and its WebSocket carrying native lines (`web`).
+    Web,
 }
 
 impl Door {
@@ -27,6 +30,7 @@ impl Door {
         match self {
             Door::Native => "tcp",
             Door::Irc => "irc",
+            Door::Web => "web",
         }
     }
 
@@ -37,6 +41,7 @@ impl Door {
         if config.irc_port != 0 {
             doors.push((Door::Irc, config.irc_port));
         }
+        doors.extend(config.web_port.to_bind().map(|port| (Door::Web, port)));
         doors
     }
 
@@ -45,6 +50,7 @@ impl Door {
         match self {
             Door::Native => Box::new(NativeEncoder),
             Door::Irc => Box::new(IrcEncoder::default()),
+            Door::Web => Box::new(web::WsEncoder),
         }
     }
 
@@ -56,6 +62,7 @@ impl Door {
                 session::serve(hub, conn, &mut reader, ctx);
             }
             Door::Irc => irc::serve(hub, conn, ctx, ctx.irc),
+            Door::Web => web::serve(hub, conn, ctx),
         }
     }
 
@@ -65,6 +72,7 @@ impl Door {
         match self {
             Door::Native => Line::bye(reason, text).to_wire().into_bytes(),
             Door::Irc => format!("ERROR :Closing Link: * ({reason}: {text})\r\n").into_bytes(),
+            Door::Web => web::refusal(text),
         }
     }
 }

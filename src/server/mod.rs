@@ -14,6 +14,7 @@ pub mod lockout;
 pub mod ratelimit;
 mod reader;
 mod session;
+mod web;
 
 pub use door::Door;
 pub use session::HELP;
@@ -191,7 +192,8 @@ impl Server {
         let mut doors = Vec::new();
         for (door, port) in Door::configured(&config) {
             let addr = SocketAddr::new(config.bind, port);
-            let listener = TcpListener::bind(addr).map_err(|e| ServerError::Bind(addr, e))?;
+            let listener =
+                crate::net::tcp_listener(addr).map_err(|e| ServerError::Bind(addr, e))?;
             let local = listener
                 .local_addr()
                 .map_err(|e| ServerError::Bind(addr, e))?;

@@ -361,6 +361,7 @@ pub const HELP: &[&str] = &[
     "wholast N                                who was online in the last N (0-60) minutes",
     "message USER TEXT | send USER TEXT       private message via the server (stored if USER is offline)",
     "broadcast TEXT                           to everyone online now",
+    "all TEXT                                 the same, TEXT taken as is (may start with 'message')",
     "broadcast message TEXT                   to every user; offline users get it at login",
     "broadcast user U1 U2 ... message TEXT    to the listed users",
     "personalintro [TEXT]                     set your intro (without TEXT: the next line)",
