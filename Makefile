@@ -1,6 +1,7 @@
 # lanchat: `make run-server`, `make run-client [HOST=addr] [PORT=4119]`, `make test`.
-HOST ?= 127.0.0.1
-PORT ?= 4119
+# Without HOST, run-client looks for the server on the LAN (then tries this machine).
+HOST ?=
+PORT ?=
 CARGO ?= cargo
 
 .PHONY: build run-server run-client test lint fmt clean bench bench-quick bench-peers
@@ -13,7 +14,7 @@ run-server: build
 
 # The client's own last line says why it ended; make need not add an "Error 1" after it.
 run-client: build
-	@./target/release/lanchat-client $(HOST) $(PORT) || true
+	@./target/release/lanchat-client $(if $(HOST),$(HOST) $(PORT),$(if $(PORT),--sp $(PORT))) || true
 
 # Every test: unit, integration (real sockets), and the end-to-end binary tests.
 test:

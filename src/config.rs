@@ -41,12 +41,89 @@ pub enum DuplicateLogin {
     Replace,
 }
 
+/// Where an optional door listens (`web_port`): nowhere, a fixed port, or any free port.
+///
+/// In `configuration.toml` it is a port number (`0` = off) or the string `"any"`; on the
+/// command line the same, as text. "Any free port" lets several servers (and tests) share a
+/// machine without guessing a port that might be taken by the time it is bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptionalPort {
+    /// The door is closed.
+    Off,
+    /// This port.
+    Port(u16),
+    /// Whatever free port the system gives; the server prints it.
+    Any,
+}
+
+impl OptionalPort {
+    /// The port to bind (0 asks the system for a free one), or `None` when off.
+    pub fn to_bind(self) -> Option<u16> {
+        match self {
+            OptionalPort::Off => None,
+            OptionalPort::Port(p) => Some(p),
+            OptionalPort::Any => Some(0),
+        }
+    }
+}
+
+impl std::str::FromStr for OptionalPort {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<OptionalPort, String> {
+        match s.trim() {
+            "any" => Ok(OptionalPort::Any),
+            "0" | "off" => Ok(OptionalPort::Off),
+            n => n
+                .parse::<u16>()
+                .map(OptionalPort::Port)
+                .map_err(|_| format!("`{n}` is not a port (1-65535), 0 (off) or \"any\"")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OptionalPort {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<OptionalPort, D::Error> {
+        /// Accepts an integer or a string, with a message that says which values work.
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = OptionalPort;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a port number (0 = off) or \"any\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<OptionalPort, E> {
+                match u16::try_from(v) {
+                    Ok(0) => Ok(OptionalPort::Off),
+                    Ok(p) => Ok(OptionalPort::Port(p)),
+                    Err(_) => Err(E::custom(format!(
+                        "{v} is not a port (1-65535), 0 (off) or \"any\""
+                    ))),
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<OptionalPort, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(-1))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OptionalPort, E> {
+                match v {
+                    "any" => Ok(OptionalPort::Any),
+                    _ => Err(E::custom(format!(
+                        "\"{v}\" is not a port (1-65535), 0 (off) or \"any\""
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 /// The server's settings. Field names are the keys of `configuration.toml`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// TCP port of the line protocol.
     pub port: u16,
+    /// HTTP port of the web client (the page and its WebSocket); off with 0.
+    pub web_port: OptionalPort,
     /// Address to listen on; `0.0.0.0` is every IPv4 interface, `::` IPv6 too.
     pub bind: IpAddr,
     /// Path of the credentials file.
@@ -88,12 +165,27 @@ pub struct Config {
     pub max_offline_messages: usize,
     /// Whether a broadcast is also shown to its sender (seed 003's room did).
     pub broadcast_echo: bool,
+    /// TCP port of the IRC door; 0 disables it.
+    pub irc_port: u16,
+    /// The server's name in IRC numerics and PONG.
+    pub server_name: String,
+    /// The IRC channel every IRC user joins at login; broadcasts are said there.
+    pub irc_lobby: String,
+    /// The IRC message of the day (lines); empty sends ERR_NOMOTD.
+    pub irc_motd: String,
+    /// Whether to answer UDP discovery requests, so `lanchat-client` without an address
+    /// finds this server.
+    pub discovery: bool,
+    /// UDP port of discovery requests; the same for every server whatever its TCP port,
+    /// since a client that knows nothing must know this one.
+    pub discovery_port: u16,
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
             port: 4119,
+            web_port: OptionalPort::Port(8080),
             bind: IpAddr::from([0, 0, 0, 0]),
             credentials: PathBuf::from("credentials.txt"),
             data_dir: PathBuf::from("data"),
@@ -114,6 +206,12 @@ impl Default for Config {
             slow_reader_timeout_secs: 10,
             max_offline_messages: 1000,
             broadcast_echo: false,
+            irc_port: 6667,
+            server_name: "lanchat".to_string(),
+            irc_lobby: "#lanchat".to_string(),
+            irc_motd: String::new(),
+            discovery: true,
+            discovery_port: crate::discovery::DEFAULT_PORT,
         }
     }
 }
@@ -207,8 +305,36 @@ impl Config {
         if self.max_offline_messages == 0 {
             bad("max_offline_messages", "must be at least 1")?;
         }
+        if self.discovery_port == 0 {
+            bad("discovery_port", "must be between 1 and 65535")?;
+        }
         if self.block_time_secs > 7 * 24 * 3600 {
             bad("block_time_secs", "must be at most a week (604800)")?;
+        }
+        if self.irc_port != 0 && self.irc_port == self.port {
+            bad("irc_port", "must differ from `port`")?;
+        }
+        let name_ok = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 63
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        };
+        if !name_ok(&self.server_name) {
+            bad(
+                "server_name",
+                "must be 1-63 letters, digits, '-', '.' or '_' (a host name)",
+            )?;
+        }
+        if !self
+            .irc_lobby
+            .strip_prefix('#')
+            .is_some_and(crate::protocol::valid_username)
+        {
+            bad(
+                "irc_lobby",
+                "must be '#' followed by a valid group name, such as \"#lanchat\"",
+            )?;
         }
         Ok(())
     }
@@ -226,6 +352,40 @@ mod tests {
         assert_eq!(c.block_time_secs, 60);
         assert_eq!(c.idle_timeout_secs, 1800);
         assert_eq!(c.auth, AuthMode::Password);
+        assert_eq!(c.irc_port, 6667);
+        assert_eq!(c.server_name, "lanchat");
+        assert_eq!(c.irc_lobby, "#lanchat");
+        assert_eq!(c.web_port, OptionalPort::Port(8080));
+        assert!(c.discovery);
+        assert_eq!(c.discovery_port, 4119);
+    }
+
+    #[test]
+    fn irc_keys_are_checked() {
+        let err = Config::parse("irc_lobby = \"lobby\"\n").unwrap_err();
+        assert!(err.contains("irc_lobby") && err.contains("line 1"), "{err}");
+        let err = Config::parse("server_name = \"my server\"\n").unwrap_err();
+        assert!(err.contains("server_name"), "{err}");
+        let err = Config::parse("port = 7000\nirc_port = 7000\n").unwrap_err();
+        assert!(err.contains("irc_port") && err.contains("line 2"), "{err}");
+        let c = Config::parse("irc_port = 0\nserver_name = \"irc.lan\"\n").unwrap();
+        assert_eq!((c.irc_port, c.server_name.as_str()), (0, "irc.lan"));
+    }
+
+    #[test]
+    fn web_port_is_a_port_zero_or_any() {
+        let port = |text: &str| Config::parse(text).map(|c| c.web_port);
+        assert_eq!(port("web_port = 8081"), Ok(OptionalPort::Port(8081)));
+        assert_eq!(port("web_port = 0"), Ok(OptionalPort::Off));
+        assert_eq!(port("web_port = \"any\""), Ok(OptionalPort::Any));
+        for bad in ["web_port = 70000", "web_port = -1", "web_port = \"http\""] {
+            let err = port(bad).unwrap_err();
+            assert!(err.contains("web_port") && err.contains("any"), "{err}");
+        }
+        assert_eq!("any".parse(), Ok(OptionalPort::Any));
+        assert_eq!("0".parse(), Ok(OptionalPort::Off));
+        assert_eq!("8000".parse(), Ok(OptionalPort::Port(8000)));
+        assert!("x".parse::<OptionalPort>().is_err());
     }
 
     #[test]

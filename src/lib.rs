@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! socket ─► server::reader (bounded lines) ─► protocol::parse_command (pure)
+//!   (browsers: server::web serves the page; its WebSocket carries the same lines)
 //!        ─► server::session (one thread per connection: login dialogue, dispatch)
 //!        ─► server::hub (shared state behind one handle; locks never leave it)
 //!        ─► store (offline mail, history, last seen: fsync before acknowledging)
@@ -16,10 +17,13 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+pub mod discovery;
+pub mod net;
 pub mod protocol;
 pub mod server;
 pub mod store;

@@ -354,6 +354,11 @@ pub fn parse_command(line: &str, me: &str) -> Result<Option<Command>, ParseError
             }
         }
         "broadcast" | "bc" | "shout" => parse_broadcast(rest)?,
+        // The literal form: TEXT may start with any word (even `message` or `user`).
+        "all" => Command::Broadcast {
+            audience: Audience::Online,
+            text: text_arg(rest, "all TEXT")?,
+        },
         "personalintro" | "intro" => {
             let text = rest.trim();
             Command::Intro(if text.is_empty() {
@@ -869,6 +874,14 @@ mod tests {
             b(Audience::Online, "user is here")
         );
         assert_eq!(parse("broadcast").unwrap_err().code, "empty-message");
+        assert_eq!(
+            ok("all message me later"),
+            Command::Broadcast {
+                audience: Audience::Online,
+                text: "message me later".into()
+            }
+        );
+        assert_eq!(parse("all").unwrap_err().code, "empty-message");
         assert_eq!(
             parse("broadcast user bob message").unwrap_err().code,
             "empty-message"

@@ -1,7 +1,12 @@
-//! The `lanchat-server` binary's command line, run as a real process: `hash-password`,
-//! `add-user`, a bad `--config` and `--help`. Passwords come in on a pipe, as a script would
-//! send them; the terminal (hidden-input) path needs a TTY and is checked by hand.
+//! The binaries' command lines, run as real processes: `hash-password`, `add-user`, a bad
+//! `--config`, `--help`, and each course project's spelling (seed 004's `-sp PORT` for the
+//! server, `-u USERNAME -sip SERVER_IP -sp SERVER_PORT` for the client). Passwords come in
+//! on a pipe, as a script would send them; the terminal (hidden-input) path needs a TTY and
+//! is checked by hand.
 
+mod common;
+
+use common::{ClientProcess, Lines, Proc, ServerProcess};
 use lanchat::credentials::Credentials;
 use std::io::Write;
 use std::path::Path;
@@ -190,4 +195,110 @@ fn a_tool_with_server_arguments_is_a_usage_error() {
     let out = run(dir.path(), &["4119", "hash-password"], "pw\n");
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
+}
+
+/// Starts the server binary with `args` in `dir` (with a credentials file and no
+/// discovery) and returns it with the port it says it listens on.
+fn server_with(dir: &Path, args: &[&str]) -> (Proc, u16, Lines) {
+    std::fs::write(dir.join("credentials.txt"), "alice alicepw\n").unwrap();
+    std::fs::write(
+        dir.join("configuration.toml"),
+        "discovery = false\nirc_port = 0\n",
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(args)
+        .args(["--bind", "127.0.0.1"])
+        .current_dir(dir)
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start lanchat-server");
+    let mut out = Lines::new("server", child.stdout.take().unwrap());
+    let proc = Proc(child);
+    let line = out.expect("lanchat server listening on 127.0.0.1:");
+    let port: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
+    (proc, port, out)
+}
+
+#[test]
+fn server_port_0_in_every_spelling_prints_the_port_it_got() {
+    for args in [&["0"][..], &["--port", "0"], &["-sp", "0"], &["--sp", "0"]] {
+        let dir = tempfile::tempdir().unwrap();
+        let (_proc, port, mut out) = server_with(dir.path(), args);
+        assert_ne!(port, 0, "{args:?}");
+        out.expect(&format!("lanchat-client 127.0.0.1 {port}"));
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("the printed port listens");
+    }
+}
+
+#[test]
+fn server_port_given_twice_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["4119", "-sp", "4120"], "");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn client_takes_seed_004s_flags_and_answers_the_username_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&[], "127.0.0.1", dir.path());
+    let port = server.port.to_string();
+    let mut alice = ClientProcess::start(
+        "alice",
+        &[],
+        &["-u", "alice", "-sip", "127.0.0.1", "-sp", &port],
+    );
+    alice.out.expect("Username: alice");
+    alice.out.expect("Password:");
+    alice.send("alicepw");
+    alice.out.expect("Login successful");
+    alice.send("logout");
+    assert_eq!(alice.exit_code(), Some(0));
+
+    // The long spellings, and a wrong password: the username is asked again, of the user.
+    let mut bob = ClientProcess::start(
+        "bob",
+        &[],
+        &["--user", "bob", "--sip", "127.0.0.1", "--sp", &port],
+    );
+    bob.out.expect("Username: bob");
+    bob.send("wrong");
+    bob.out.expect("incorrect");
+    bob.out.expect("Username:");
+    bob.send("bob");
+    bob.send("bobpw");
+    bob.out.expect("Login successful");
+}
+
+#[test]
+fn client_host_given_twice_is_a_usage_error() {
+    let mut c = ClientProcess::start("c", &[], &["127.0.0.1", "-sip", "127.0.0.2"]);
+    assert_eq!(c.exit_code(), Some(2));
+    let mut c = ClientProcess::start("c", &[], &["--encoding", "klingon", "127.0.0.1"]);
+    c.err.expect("unknown encoding `klingon`");
+    assert_eq!(c.exit_code(), Some(2));
+}
+
+#[test]
+fn client_help_names_discovery_encoding_and_seed_004s_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_lanchat-client"))
+        .arg("--help")
+        .output()
+        .expect("run lanchat-client --help");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    for word in [
+        "--scan",
+        "--discovery-port",
+        "--encoding",
+        "--sip",
+        "--sp",
+        "-u, --user",
+        "-sip SERVER_IP",
+    ] {
+        assert!(stdout.contains(word), "{word} missing from:\n{stdout}");
+    }
 }

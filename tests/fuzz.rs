@@ -537,8 +537,10 @@ fn login_dialogue_survives_hostile_input() {
     let tmp = tempfile::tempdir().unwrap();
     let config = Config {
         port: 0,
+        web_port: lanchat::config::OptionalPort::Off,
         bind: "127.0.0.1".parse().unwrap(),
         data_dir: tmp.path().join("data"),
+        irc_port: 0,
         ..Config::default()
     };
     let server = Server::bind_with(

@@ -253,11 +253,13 @@ pub fn credentials_text(n: usize, argon2_hash: Option<&str>) -> String {
     text
 }
 
-/// lanchat's configuration for a benchmark: loopback only, no rate limit or idle timeouts,
-/// every client from 127.0.0.1 allowed.
+/// lanchat's configuration for a benchmark: loopback only, the native door alone (no web or
+/// IRC door, no discovery answers), no rate limit or idle timeouts, every client from
+/// 127.0.0.1 allowed.
 pub fn lanchat_config(max_clients: usize) -> String {
     format!(
-        "port = 0\nbind = \"127.0.0.1\"\ncredentials = \"credentials.txt\"\ndata_dir = \"data\"\n\
+        "port = 0\nbind = \"127.0.0.1\"\nweb_port = 0\nirc_port = 0\ndiscovery = false\n\
+         credentials = \"credentials.txt\"\ndata_dir = \"data\"\n\
          auth = \"password\"\nmax_clients = {max_clients}\nmax_clients_per_ip = {max_clients}\n\
          max_messages_per_sec = 0\nidle_timeout_secs = 0\nheartbeat_timeout_secs = 0\n\
          login_timeout_secs = 120\nslow_reader_timeout_secs = 30\nmax_outbox_bytes = 8388608\n\
@@ -484,6 +486,7 @@ mod tests {
         let c = crate::config::Config::parse(&lanchat_config(10_000)).unwrap();
         assert_eq!(c.max_clients, 10_000);
         assert_eq!(c.max_messages_per_sec, 0);
+        assert!(!c.discovery && c.irc_port == 0);
         let n = ngircd_config(6667, 10, Path::new("/tmp/x"));
         assert!(n.contains("MaxPenaltyTime = 0") && n.contains("DefaultUserModes = F"));
         assert!(n.contains("Listen = 127.0.0.1"));

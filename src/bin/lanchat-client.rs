@@ -1,9 +1,15 @@
-//! `lanchat-client [HOST] [PORT] [--color auto|always|never] [--p2p-port PORT]`
+//! `lanchat-client [HOST] [PORT] [-u USERNAME] [-sip SERVER_IP] [-sp SERVER_PORT]
+//! [--color auto|always|never] [--encoding NAME] [--p2p-port PORT] [--scan]`
 //!
-//! Thin: parses arguments, sets up logging, and runs the library's client.
+//! Thin: parses arguments, sets up logging, finds a server when no address was given, and
+//! runs the library's client.
 
 use clap::Parser;
+use lanchat::client::charset::Charset;
+use lanchat::client::discover::{self, Found, Pick};
 use lanchat::client::{self, ColorChoice, Options};
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 
 /// The lanchat client: log in to a lanchat server and chat.
@@ -12,6 +18,17 @@ use std::process::ExitCode;
     version,
     about,
     after_long_help = "\
+With no HOST (and no -sip), the client looks for lanchat servers on the LAN for a second
+(a UDP broadcast to --discovery-port): one found, it connects; several, it lists them and
+asks which; none, it tries this machine. --scan only lists them.
+
+Seed 004's spelling works too: lanchat-client -u USERNAME -sip SERVER_IP -sp SERVER_PORT
+(-u answers the username question; the server still asks for a password if it wants one).
+
+The terminal's encoding comes from --encoding, else from LC_ALL/LC_CTYPE/LANG, else UTF-8;
+messages on the wire are UTF-8 whatever it is. Characters the terminal's encoding cannot
+show are printed as '?'.
+
 The server asks for a username and a password (typed without echo on a terminal); then type
 'help' for the commands. Incoming messages appear above the prompt.
 
@@ -35,12 +52,33 @@ Exit status:
   2  usage error"
 )]
 struct Args {
-    /// Server address: IPv4, IPv6 or a host name.
-    #[arg(default_value = client::DEFAULT_HOST)]
-    host: String,
-    /// Server TCP port.
-    #[arg(default_value_t = client::DEFAULT_PORT)]
-    port: u16,
+    /// Server address: IPv4, IPv6 or a host name (none: look for servers on the LAN).
+    host: Option<String>,
+    /// Server TCP port [default: 4119, or what the server found announces].
+    port: Option<u16>,
+    /// The server's address, as seed 004 spelled it (`-sip` works too).
+    #[arg(long = "sip", value_name = "SERVER_IP", conflicts_with = "host")]
+    server_ip: Option<String>,
+    /// The server's port, as seed 004 spelled it (`-sp` works too).
+    #[arg(long = "sp", value_name = "SERVER_PORT", conflicts_with = "port")]
+    server_port: Option<u16>,
+    /// Answer the server's username question with USERNAME (seed 004).
+    #[arg(short = 'u', long = "user", value_name = "USERNAME")]
+    user: Option<String>,
+    /// List the lanchat servers that answer on the LAN, and exit.
+    #[arg(long)]
+    scan: bool,
+    /// UDP port that servers answer discovery requests on.
+    #[arg(long, value_name = "PORT", default_value_t = lanchat::discovery::DEFAULT_PORT)]
+    discovery_port: u16,
+    /// Send discovery requests to ADDR only (repeatable), instead of every broadcast
+    /// address and this machine: a subnet's broadcast address, or one host.
+    #[arg(long = "discovery-target", value_name = "ADDR")]
+    discovery_targets: Vec<IpAddr>,
+    /// The terminal's character encoding (utf-8, latin1, iso-8859-15, koi8-r, ...)
+    /// [default: from LC_ALL/LC_CTYPE/LANG, else utf-8].
+    #[arg(long, value_name = "NAME")]
+    encoding: Option<String>,
     /// When to use colours (auto: on a terminal, unless NO_COLOR is set or TERM=dumb).
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
     color: ColorChoice,
@@ -55,19 +93,132 @@ struct Args {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let args = Args::parse();
+    let args = Args::parse_from(lanchat::cli::single_dash_long_flags(
+        std::env::args_os(),
+        &["sip", "sp"],
+    ));
+    let charset = match args.encoding.as_deref().map(Charset::for_name) {
+        None => Charset::detect(),
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let port = args.server_port.or(args.port);
+    if args.scan {
+        return scan(&args, charset);
+    }
+    let (host, port) = match args.server_ip.clone().or(args.host.clone()) {
+        Some(host) => (host, port.unwrap_or(client::DEFAULT_PORT)),
+        None => match find_server(&args, port, charset) {
+            Some(target) => target,
+            None => return ExitCode::SUCCESS,
+        },
+    };
     let options = Options {
-        host: args.host,
-        port: args.port,
+        host,
+        port,
         color: args.color,
         heartbeat: std::time::Duration::from_secs_f64(args.heartbeat.clamp(0.05, 3600.0)),
         p2p_port: args.p2p_port,
+        charset,
+        username: args.user,
     };
     match client::run(&options) {
         Ok(ending) => ending.exit_code(),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints one line in the terminal's encoding.
+fn say(charset: Charset, text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(&charset.encode(text));
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+/// Asks for the discovery answers (nothing found when the sockets fail).
+fn servers(args: &Args) -> Vec<Found> {
+    let targets: Vec<SocketAddr> = if args.discovery_targets.is_empty() {
+        discover::default_targets(args.discovery_port)
+    } else {
+        args.discovery_targets
+            .iter()
+            .map(|&ip| SocketAddr::new(ip, args.discovery_port))
+            .collect()
+    };
+    discover::scan(&targets, discover::WAIT).unwrap_or_else(|e| {
+        log::warn!("cannot look for servers: {e}");
+        Vec::new()
+    })
+}
+
+/// `--scan`: lists the servers; exit status 1 when none answered.
+fn scan(args: &Args, charset: Charset) -> ExitCode {
+    let found = servers(args);
+    if found.is_empty() {
+        say(
+            charset,
+            &format!(
+                "No lanchat server answered on UDP port {}.",
+                args.discovery_port
+            ),
+        );
+        return ExitCode::FAILURE;
+    }
+    for line in discover::numbered(&found) {
+        say(charset, &line);
+    }
+    ExitCode::SUCCESS
+}
+
+/// No address given: the server found on the LAN, one chosen by the user, or this machine.
+/// `None` when the user ended the input instead of choosing.
+fn find_server(args: &Args, port: Option<u16>, charset: Charset) -> Option<(String, u16)> {
+    say(
+        charset,
+        &format!(
+            "Looking for lanchat servers (UDP port {})...",
+            args.discovery_port
+        ),
+    );
+    let found = servers(args);
+    let ask = |question: &str| {
+        let mut out = std::io::stdout().lock();
+        // Piped input is not echoed: the question then gets a line of its own.
+        let end = if std::io::stdin().is_terminal() {
+            " "
+        } else {
+            "\n"
+        };
+        let _ = out.write_all(&charset.encode(&format!("{question}{end}")));
+        let _ = out.flush();
+        drop(out);
+        // Through the process-wide buffered stdin, so lines typed ahead stay for the chat.
+        let mut line = Vec::new();
+        match std::io::stdin().lock().read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(charset.decode(&line)),
+        }
+    };
+    match discover::pick(&found, port, ask, |line| say(charset, line)) {
+        Pick::Server(ip, port) => Some((ip.to_string(), port)),
+        Pick::Quit => None,
+        Pick::Fallback => {
+            let port = port.unwrap_or(client::DEFAULT_PORT);
+            say(
+                charset,
+                &format!(
+                    "No lanchat server answered; trying this machine ({} port {port}).",
+                    client::DEFAULT_HOST
+                ),
+            );
+            Some((client::DEFAULT_HOST.to_string(), port))
         }
     }
 }

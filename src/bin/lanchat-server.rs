@@ -1,5 +1,5 @@
-//! `lanchat-server [PORT] [--config FILE] [--credentials FILE] [--bind ADDR] [--data-dir DIR]`
-//! runs the server; `lanchat-server hash-password` prints an argon2id PHC string for
+//! `lanchat-server [PORT] [--config FILE] [--credentials FILE] [--bind ADDR] [--data-dir DIR]
+//! [--web-port PORT]` (or seed 004's `-sp PORT`) runs the server; `lanchat-server hash-password` prints an argon2id PHC string for
 //! `credentials.txt`; `lanchat-server add-user NAME [--credentials FILE] [--config FILE]`
 //! appends a user with a hashed password.
 //!
@@ -8,10 +8,11 @@
 //! printed or logged.
 
 use clap::{Parser, Subcommand};
-use lanchat::config::Config;
+use lanchat::config::{Config, OptionalPort};
 use lanchat::credentials::{hash_password, Credentials};
+use lanchat::discovery::{self, Announcement, Responder};
 use lanchat::protocol::valid_username;
-use lanchat::server::Server;
+use lanchat::server::{Door, Server};
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,14 @@ struct Args {
     command: Option<Tool>,
     /// TCP port to listen on (overrides `port` in the configuration; 0 picks a free one).
     port: Option<u16>,
+    /// The same as PORT; seed 004's `-sp PORT` works too.
+    #[arg(
+        long = "port",
+        visible_alias = "sp",
+        value_name = "PORT",
+        conflicts_with = "port"
+    )]
+    port_flag: Option<u16>,
     /// Configuration file (default: configuration.toml in the current directory, if any).
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
@@ -38,6 +47,12 @@ struct Args {
     /// Data directory (overrides `data_dir`).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// TCP port of the IRC door (overrides `irc_port`; 0 closes it).
+    #[arg(long, value_name = "PORT")]
+    irc_port: Option<u16>,
+    /// Port of the web client (overrides `web_port`): a number, 0 (off) or "any".
+    #[arg(long, value_name = "PORT")]
+    web_port: Option<OptionalPort>,
 }
 
 /// The password tools.
@@ -76,7 +91,10 @@ enum Failure {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
+    let args = Args::parse_from(lanchat::cli::single_dash_long_flags(
+        std::env::args_os(),
+        &["sp"],
+    ));
     let result = match &args.command {
         Some(Tool::HashPassword) => hash_password_tool(),
         Some(Tool::AddUser {
@@ -116,7 +134,28 @@ fn serve(args: &Args) -> ExitCode {
         }
     };
     let addr = server.local_addr();
-    print_addresses(addr);
+    // Dropped (and so stopped) when this function returns, after the server has stopped.
+    let doors: Vec<(&str, u16)> = server
+        .doors()
+        .iter()
+        .map(|(door, addr)| (door.name(), addr.port()))
+        .collect();
+    let discovery = config
+        .discovery
+        .then(|| discovery(&config, &doors))
+        .flatten();
+    print_addresses(
+        addr,
+        server.door_addr(Door::Web),
+        discovery.as_ref().map(|(_, note)| note.as_str()),
+    );
+    if let Some(irc) = server.door_addr(Door::Irc) {
+        println!(
+            "IRC clients connect to port {} (e.g. irssi -c HOST -p {}).",
+            irc.port(),
+            irc.port()
+        );
+    }
     let handle = server.shutdown_handle();
     if let Err(e) = ctrlc::set_handler(move || handle.shutdown()) {
         eprintln!("error: cannot install the Ctrl-C handler: {e}");
@@ -143,7 +182,7 @@ fn base_config(path: Option<&Path>) -> Result<Config, String> {
 
 fn load_config(args: &Args) -> Result<Config, String> {
     let mut config = base_config(args.config.as_deref())?;
-    if let Some(p) = args.port {
+    if let Some(p) = args.port.or(args.port_flag) {
         config.port = p;
     }
     if let Some(b) = args.bind {
@@ -154,6 +193,12 @@ fn load_config(args: &Args) -> Result<Config, String> {
     }
     if let Some(d) = &args.data_dir {
         config.data_dir = d.clone();
+    }
+    if let Some(p) = args.irc_port {
+        config.irc_port = p;
+    }
+    if let Some(w) = args.web_port {
+        config.web_port = w;
     }
     Ok(config)
 }
@@ -347,32 +392,90 @@ fn termios(new: Option<&libc::termios>) -> std::io::Result<libc::termios> {
     }
 }
 
-/// Prints where students can connect: every non-loopback interface address. A closed
-/// stdout is not a reason to stop serving, so write errors are ignored.
-fn print_addresses(addr: std::net::SocketAddr) {
+/// The address a person types into a browser to reach the web door.
+fn web_url(ip: IpAddr, port: u16) -> String {
+    let ip = match ip {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    match ip {
+        IpAddr::V6(v6) => format!("http://[{v6}]:{port}/"),
+        v4 => format!("http://{v4}:{port}/"),
+    }
+}
+
+/// Starts answering discovery requests and says so; a failure is only a warning, since
+/// students can still type an address.
+/// `doors` are every port the server listens on, by door name (`tcp`, `web`, ...): each
+/// becomes a `name=port` field of the answer.
+fn discovery(config: &Config, doors: &[(&str, u16)]) -> Option<(Responder, String)> {
+    let announcement = Announcement::new(
+        &discovery::host_name(),
+        discovery::announced_host(config.bind),
+        doors,
+    );
+    match Responder::start(config.bind, config.discovery_port, &announcement) {
+        Ok(responder) => {
+            let note = format!(
+                "Answering discovery on UDP port {} as `{}`: `lanchat-client` with no \
+                 address finds this server.",
+                config.discovery_port, announcement.name
+            );
+            Some((responder, note))
+        }
+        Err(e) => {
+            log::warn!(
+                "discovery off: cannot listen on UDP port {}: {e}",
+                config.discovery_port
+            );
+            None
+        }
+    }
+}
+
+/// Prints where students can connect: every non-loopback interface address (IPv6 ones too
+/// when bound to `::`), for the client and (if open) the web page, and the discovery note.
+/// A closed stdout is not a reason to stop serving, so write errors are ignored.
+fn print_addresses(
+    addr: std::net::SocketAddr,
+    web: Option<std::net::SocketAddr>,
+    discovery: Option<&str>,
+) {
     use std::io::Write;
     let port = addr.port();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "lanchat server listening on {addr}");
+    if let Some(web) = web {
+        let _ = writeln!(out, "lanchat web client listening on {web}");
+    }
     let ifaces = if_addrs::get_if_addrs().unwrap_or_default();
-    let mut reachable: Vec<String> = ifaces
-        .iter()
-        .filter(|i| !i.is_loopback())
-        .filter(|i| match (addr.ip(), i.ip()) {
-            (IpAddr::V4(b), IpAddr::V4(_)) => b.is_unspecified() || b == i.ip(),
-            (IpAddr::V6(b), _) => b.is_unspecified() || IpAddr::V6(b) == i.ip(),
-            _ => false,
-        })
-        .map(|i| match i.ip() {
-            IpAddr::V6(ip) => format!("  lanchat-client {ip} {port}    ({})", i.name),
-            ip => format!("  lanchat-client {ip} {port}    ({})", i.name),
-        })
+    let reachable_ips = |bound: IpAddr| -> Vec<(IpAddr, String)> {
+        ifaces
+            .iter()
+            .filter(|i| !i.is_loopback() && !is_link_local_v6(i.ip()))
+            .filter(|i| match (bound, i.ip()) {
+                (IpAddr::V4(b), IpAddr::V4(_)) => b.is_unspecified() || b == i.ip(),
+                (IpAddr::V6(b), _) => b.is_unspecified() || IpAddr::V6(b) == i.ip(),
+                _ => false,
+            })
+            .map(|i| (i.ip(), i.name.clone()))
+            .collect()
+    };
+    let mut reachable: Vec<String> = reachable_ips(addr.ip())
+        .into_iter()
+        .map(|(ip, name)| format!("  lanchat-client {ip} {port}    ({name})"))
         .collect();
     reachable.dedup();
     if reachable.is_empty() {
+        let here = match addr.ip() {
+            ip if ip.is_loopback() => ip,
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        };
         let _ = writeln!(
             out,
-            "Connect from this machine with: lanchat-client 127.0.0.1 {port}"
+            "Connect from this machine with: lanchat-client {here} {port}"
         );
     } else {
         let _ = writeln!(
@@ -383,6 +486,29 @@ fn print_addresses(addr: std::net::SocketAddr) {
             let _ = writeln!(out, "{r}");
         }
     }
+    if let Some(web) = web {
+        let mut urls: Vec<String> = reachable_ips(web.ip())
+            .into_iter()
+            .map(|(ip, name)| format!("  {}    ({name})", web_url(ip, web.port())))
+            .collect();
+        urls.dedup();
+        if urls.is_empty() {
+            urls.push(format!("  {}", web_url(web.ip(), web.port())));
+        }
+        let _ = writeln!(out, "Or in a web browser, nothing to install:");
+        for u in urls {
+            let _ = writeln!(out, "{u}");
+        }
+    }
+    if let Some(note) = discovery {
+        let _ = writeln!(out, "{note}");
+    }
     let _ = writeln!(out, "Press Ctrl-C to stop the server.");
     let _ = out.flush();
+}
+
+/// An IPv6 link-local address (fe80::/10) needs its interface named to be typed
+/// (`fe80::1%eth0`), which the client cannot take: not worth printing.
+fn is_link_local_v6(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }

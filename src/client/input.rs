@@ -10,7 +10,8 @@
 //! This thread never writes to the socket and never decides anything; it may stay blocked in
 //! a read when the process exits, which is fine.
 
-use super::{sys, trim_line_end, Event};
+use super::charset::Charset;
+use super::{sys, Event};
 use crossbeam_channel::{Receiver, Sender};
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
@@ -42,6 +43,8 @@ pub(crate) enum Keyboard {
     Plain {
         /// Standard input is a terminal.
         tty: bool,
+        /// What the typed bytes are in.
+        charset: Charset,
     },
 }
 
@@ -90,14 +93,18 @@ fn run(mut keyboard: Keyboard, requests: Receiver<Request>, events: Sender<Event
 /// Reads one line; `remember` adds it to the editor's history (commands, not login answers).
 fn read(keyboard: &mut Keyboard, prompt: &str, secret: bool, remember: bool) -> Read {
     match keyboard {
-        Keyboard::Editor(_) | Keyboard::Plain { tty: true } if secret => {
+        Keyboard::Editor(_) | Keyboard::Plain { tty: true, .. } if secret => {
             if let Keyboard::Editor(_) = keyboard {
                 use std::io::Write;
                 let mut out = io::stdout().lock();
                 let _ = out.write_all(prompt.as_bytes());
                 let _ = out.flush();
             }
-            match sys::read_hidden_line() {
+            let charset = match keyboard {
+                Keyboard::Plain { charset, .. } => *charset,
+                Keyboard::Editor(_) => Charset::UTF8,
+            };
+            match sys::read_hidden_line(charset) {
                 Ok(Some(line)) => Read::Line(line),
                 Ok(None) => Read::End,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => Read::Interrupted,
@@ -121,11 +128,20 @@ fn read(keyboard: &mut Keyboard, prompt: &str, secret: bool, remember: bool) -> 
                 Read::End
             }
         },
-        Keyboard::Plain { .. } => {
-            let mut line = String::new();
-            match io::stdin().lock().read_line(&mut line) {
+        Keyboard::Plain { charset, .. } => {
+            // Bytes, not a String: a line in the terminal's charset is not UTF-8.
+            let mut line = Vec::new();
+            match io::stdin().lock().read_until(b'\n', &mut line) {
                 Ok(0) => Read::End,
-                Ok(_) => Read::Line(trim_line_end(line)),
+                Ok(_) => {
+                    if line.ends_with(b"\n") {
+                        line.pop();
+                        if line.ends_with(b"\r") {
+                            line.pop();
+                        }
+                    }
+                    Read::Line(charset.decode(&line))
+                }
                 Err(e) => {
                     log::warn!("cannot read standard input: {e}");
                     Read::End

@@ -28,15 +28,21 @@
 //!
 //! What it deliberately does not do: parse or check the server's commands (the server does,
 //! so every alias and error message is the server's), reconnect, or keep any state beyond
-//! the session. Text encodings and server discovery would be new event sources feeding the
-//! same loop.
+//! the session.
+//!
+//! The terminal may use another charset than the wire's UTF-8 ([`charset`]): typed bytes
+//! are decoded and shown text encoded, and the line editor (UTF-8 only) is then not used.
+//! Finding a server when no address is given is [`discover`]'s, before any of this starts.
 
+pub mod charset;
 pub mod direct;
+pub mod discover;
 mod input;
 pub mod render;
 mod sys;
 
 use crate::protocol::{parse_command, Command, Kind, Line};
+use charset::Charset;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use direct::{Book, Local, Outbox, Peer};
 use input::{Keyboard, Request};
@@ -148,6 +154,10 @@ pub struct Options {
     pub heartbeat: Duration,
     /// The TCP port to listen on for direct messages from peers (0: any free port).
     pub p2p_port: u16,
+    /// The terminal's character encoding (the wire is UTF-8).
+    pub charset: Charset,
+    /// Answers the server's first username question (seed 004's `-u USERNAME`).
+    pub username: Option<String>,
 }
 
 impl Default for Options {
@@ -158,6 +168,8 @@ impl Default for Options {
             color: ColorChoice::Auto,
             heartbeat: DEFAULT_HEARTBEAT,
             p2p_port: DEFAULT_P2P_PORT,
+            charset: Charset::UTF8,
+            username: None,
         }
     }
 }
@@ -270,7 +282,9 @@ pub fn run(options: &Options) -> Result<Ending, Error> {
     let socket = connect(&options.host, options.port)?;
     let _ = socket.set_nodelay(true);
 
-    let editor_mode = io::stdin().is_terminal() && io::stdout().is_terminal();
+    // The line editor reads and writes UTF-8 only.
+    let editor_mode =
+        io::stdin().is_terminal() && io::stdout().is_terminal() && options.charset.is_utf8();
     let terminal = Terminal::save(editor_mode);
     let (events_tx, events) = crossbeam_channel::unbounded();
     spawn_reader(socket.try_clone()?, events_tx.clone())?;
@@ -287,7 +301,13 @@ pub fn run(options: &Options) -> Result<Ending, Error> {
             Ok((printer, editor)) => (Screen::Editor(printer), Keyboard::Editor(Box::new(editor))),
             Err(e) => {
                 log::warn!("line editing unavailable ({e}); reading plain lines");
-                (Screen::Plain, Keyboard::Plain { tty: true })
+                (
+                    Screen::Plain,
+                    Keyboard::Plain {
+                        tty: true,
+                        charset: options.charset,
+                    },
+                )
             }
         }
     } else {
@@ -295,6 +315,7 @@ pub fn run(options: &Options) -> Result<Ending, Error> {
             Screen::Plain,
             Keyboard::Plain {
                 tty: io::stdin().is_terminal(),
+                charset: options.charset,
             },
         )
     };
@@ -325,6 +346,8 @@ pub fn run(options: &Options) -> Result<Ending, Error> {
         asked: VecDeque::new(),
         in_session: false,
         server_down: false,
+        charset: options.charset,
+        username: options.username.clone(),
     };
     client.run(&events)
 }
@@ -424,11 +447,14 @@ enum Screen {
 }
 
 impl Screen {
-    fn show(&mut self, text: &str) -> io::Result<()> {
+    /// Shows one line, in `charset` when written directly (the editor is used only with
+    /// UTF-8).
+    fn show(&mut self, text: &str, charset: Charset) -> io::Result<()> {
         match self {
             Screen::Plain => {
                 let mut out = io::stdout().lock();
-                writeln!(out, "{text}")?;
+                out.write_all(&charset.encode(text))?;
+                out.write_all(b"\n")?;
                 out.flush()
             }
             Screen::Editor(printer) => printer
@@ -489,6 +515,10 @@ struct Client {
     in_session: bool,
     /// The server is gone but the address book is not empty: only direct messages work.
     server_down: bool,
+    /// The terminal's encoding, for what is written to standard output.
+    charset: Charset,
+    /// Given on the command line: answers the first `ASK username` (then `None`).
+    username: Option<String>,
 }
 
 impl Client {
@@ -591,6 +621,14 @@ impl Client {
     fn on_line(&mut self, line: &Line) -> Option<Ending> {
         let text = self.renderer.render(line);
         match line.kind {
+            Kind::Ask
+                if !self.logged_in && line.arg(0) == "username" && self.username.is_some() =>
+            {
+                // Seed 004's `-u USERNAME`: answered here, shown as if typed.
+                let name = self.username.take().unwrap_or_default();
+                self.show(&format!("{text} {name}"));
+                self.send(&name);
+            }
             Kind::Ask if !self.logged_in => {
                 if let Screen::Plain = self.screen {
                     // The question as a line of its own, so a transcript reads well.
@@ -845,7 +883,7 @@ impl Client {
     }
 
     fn show(&mut self, text: &str) {
-        if let Err(e) = self.screen.show(text) {
+        if let Err(e) = self.screen.show(text, self.charset) {
             if e.kind() == io::ErrorKind::BrokenPipe {
                 self.output_gone = true;
             } else {

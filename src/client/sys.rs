@@ -106,7 +106,7 @@ impl Drop for Terminal {
 /// Enter is still echoed (ECHONL) so the next output starts on a new line. The settings are
 /// put back before returning; if the process is interrupted meanwhile, [`Terminal`] puts
 /// them back. Returns `None` at end of input (Ctrl-D).
-pub(crate) fn read_hidden_line() -> io::Result<Option<String>> {
+pub(crate) fn read_hidden_line(charset: super::charset::Charset) -> io::Result<Option<String>> {
     let mut quiet = swap_termios(STDIN, None)?;
     quiet.c_lflag &= !libc::ECHO;
     quiet.c_lflag |= libc::ECHONL;
@@ -115,13 +115,13 @@ pub(crate) fn read_hidden_line() -> io::Result<Option<String>> {
     if let Err(e) = swap_termios(STDIN, Some(&before)) {
         log::warn!("cannot turn echo back on: {e}");
     }
-    read
+    Ok(read?.map(|bytes| charset.decode(&bytes)))
 }
 
 /// Reads up to a CR, LF or CRLF. A password typed ahead while the line editor still had the
 /// terminal in raw mode ends in a bare CR (raw mode does not turn CR into LF), and would
 /// otherwise wait for a second Enter.
-fn read_line_ending_in_cr_or_lf(input: &mut impl BufRead) -> io::Result<Option<String>> {
+fn read_line_ending_in_cr_or_lf(input: &mut impl BufRead) -> io::Result<Option<Vec<u8>>> {
     let mut bytes = Vec::new();
     loop {
         let buf = input.fill_buf()?;
@@ -145,7 +145,7 @@ fn read_line_ending_in_cr_or_lf(input: &mut impl BufRead) -> io::Result<Option<S
             }
         }
     }
-    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+    Ok(Some(bytes))
 }
 
 #[cfg(test)]
@@ -156,10 +156,10 @@ mod tests {
     fn hidden_lines_end_at_cr_lf_or_crlf() {
         let mut input = io::Cursor::new(&b"one\rtwo\nthree\r\nfour"[..]);
         let mut next = || read_line_ending_in_cr_or_lf(&mut input).unwrap();
-        assert_eq!(next().as_deref(), Some("one"));
-        assert_eq!(next().as_deref(), Some("two"));
-        assert_eq!(next().as_deref(), Some("three"));
-        assert_eq!(next().as_deref(), Some("four"));
+        assert_eq!(next().as_deref(), Some(&b"one"[..]));
+        assert_eq!(next().as_deref(), Some(&b"two"[..]));
+        assert_eq!(next().as_deref(), Some(&b"three"[..]));
+        assert_eq!(next().as_deref(), Some(&b"four"[..]));
         assert_eq!(next(), None);
     }
 }

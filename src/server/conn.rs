@@ -9,6 +9,10 @@
 //! outbox grows past its limit, or stays stuck past a deadline, is closed: its own thread
 //! then wakes from its blocking read and logs the user out.
 //!
+//! What goes on the wire for a [`Line`] depends on the door the client came through: an
+//! [`Encoder`] per connection turns lines into bytes (the native line protocol as is, or
+//! framed/translated for other kinds of client), so the hub never needs to know.
+//!
 //! Each connection owns exactly one file descriptor (the `TcpStream` inside an `Arc<Conn>`,
 //! never `try_clone`d) and the only per-connection thread is its reader.
 
@@ -86,6 +90,38 @@ impl Outbox {
     }
 }
 
+/// Turns protocol lines into the bytes one kind of client reads.
+pub trait Encoder: Send + Sync {
+    /// Appends the bytes that carry `line` to `out` (nothing, if this client has no use for
+    /// it).
+    fn encode(&self, line: &Line, out: &mut Vec<u8>);
+
+    /// Whether [`Encoder::encode`] is exactly [`Line::to_wire`], so that one formatted line
+    /// can be shared by many recipients (broadcasts).
+    fn is_native(&self) -> bool {
+        false
+    }
+
+    /// The encoder as `Any`, for a door whose session keeps state in its encoder (the IRC
+    /// door's nick and capabilities).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+}
+
+/// The native line protocol: each line as PROTOCOL.md spells it.
+pub struct NativeEncoder;
+
+impl Encoder for NativeEncoder {
+    fn encode(&self, line: &Line, out: &mut Vec<u8>) {
+        out.extend_from_slice(line.to_wire().as_bytes());
+    }
+
+    fn is_native(&self) -> bool {
+        true
+    }
+}
+
 /// A connected client: its socket, address and outbox.
 pub struct Conn {
     /// Unique per server run; lets a logout ignore a connection that was already replaced.
@@ -102,6 +138,8 @@ pub struct Conn {
     flusher: Sender<Arc<Conn>>,
     /// When the connection counts as stuck.
     limits: Limits,
+    /// How lines become bytes for this client.
+    encoder: Box<dyn Encoder>,
 }
 
 impl Conn {
@@ -112,6 +150,7 @@ impl Conn {
         peer: SocketAddr,
         flusher: &Flusher,
         limits: Limits,
+        encoder: Box<dyn Encoder>,
     ) -> Arc<Conn> {
         Arc::new(Conn {
             id,
@@ -121,6 +160,7 @@ impl Conn {
             closed: AtomicBool::new(false),
             flusher: flusher.sender.clone(),
             limits,
+            encoder,
         })
     }
 
@@ -134,24 +174,44 @@ impl Conn {
         &self.stream
     }
 
+    /// How lines become bytes for this client.
+    pub fn encoder(&self) -> &dyn Encoder {
+        &*self.encoder
+    }
+
+    /// The bytes that carry `lines` to this client.
+    fn encode(&self, lines: &[Line]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for line in lines {
+            self.encoder.encode(line, &mut out);
+        }
+        out
+    }
+
     /// Queues one protocol line; false if the connection is closed (the line was not sent).
     pub fn send(self: &Arc<Self>, line: &Line) -> bool {
-        self.send_bytes(line.to_wire().as_bytes())
+        self.send_bytes(&self.encode(std::slice::from_ref(line)))
+    }
+
+    /// Queues one line that many recipients get, given its native wire form already
+    /// formatted once by the caller.
+    pub fn send_shared(self: &Arc<Self>, line: &Line, native_wire: &str) -> bool {
+        if self.encoder.is_native() {
+            self.send_bytes(native_wire.as_bytes())
+        } else {
+            self.send(line)
+        }
     }
 
     /// Queues several lines with one write attempt.
     pub fn send_all(self: &Arc<Self>, lines: &[Line]) -> bool {
-        let mut wire = String::new();
-        for l in lines {
-            wire.push_str(&l.to_wire());
-        }
-        self.send_bytes(wire.as_bytes())
+        self.send_bytes(&self.encode(lines))
     }
 
     /// Queues a message line that must not be lost: if the connection dies before the line
     /// is written, [`Conn::take_unsent_mail`] hands `mail` back for the offline mailbox.
     pub fn send_rescuable(self: &Arc<Self>, line: &Line, mail: &Mail) -> bool {
-        self.send_inner(line.to_wire().as_bytes(), Some(mail))
+        self.send_inner(&self.encode(std::slice::from_ref(line)), Some(mail))
     }
 
     /// Messages queued with [`Conn::send_rescuable`] whose lines were never written.
@@ -160,7 +220,7 @@ impl Conn {
         outbox.rescue.drain(..).map(|(_, m)| m).collect()
     }
 
-    /// Queues raw bytes (already formatted lines).
+    /// Queues raw bytes, already in this client's wire format (no encoder applied).
     pub fn send_bytes(self: &Arc<Self>, bytes: &[u8]) -> bool {
         self.send_inner(bytes, None)
     }
@@ -230,9 +290,7 @@ impl Conn {
             return;
         }
         let was_empty = outbox.is_empty();
-        for line in lines {
-            outbox.push(line.to_wire().as_bytes());
-        }
+        outbox.push(&self.encode(lines));
         if was_empty {
             outbox.stalled_since = Some(Instant::now());
             drop(outbox);

@@ -1695,6 +1695,92 @@ impl Hub {
     }
 }
 
+/// Read-only views for doors that present the hub in another protocol (the IRC door's
+/// NAMES, WHO, WHOIS, ISON, LUSERS and channel lookups). IRC compares names ignoring ASCII
+/// case, lanchat exactly, so lookups try the exact name first.
+impl Hub {
+    /// The online users `viewer` may see (not invisible, not blocking `viewer`), viewer
+    /// included, with their status, sorted by name; and how many are online in all.
+    pub fn visible_online(&self, viewer: &str) -> (Vec<(String, Status)>, usize) {
+        let state = self.shared.state.lock();
+        let mut users: Vec<(String, Status)> = state
+            .online
+            .keys()
+            .filter(|n| state.visible_to(n, viewer))
+            .map(|n| (n.clone(), state.status_of(n)))
+            .collect();
+        users.sort_by(|a, b| a.0.cmp(&b.0));
+        (users, state.online.len())
+    }
+
+    /// The online user `viewer` may see whose name is `name` (or equals it ignoring ASCII
+    /// case), with their status and intro.
+    pub fn find_online(&self, viewer: &str, name: &str) -> Option<(String, Status, String)> {
+        let state = self.shared.state.lock();
+        let found = if state.online.contains_key(name) {
+            Some(name.to_string())
+        } else {
+            state
+                .online
+                .keys()
+                .find(|n| n.eq_ignore_ascii_case(name))
+                .cloned()
+        }?;
+        if !state.visible_to(&found, viewer) {
+            return None;
+        }
+        let intro = state
+            .users
+            .get(&found)
+            .and_then(|u| u.intro.clone())
+            .unwrap_or_default();
+        let status = state.status_of(&found);
+        Some((found, status, intro))
+    }
+
+    /// Whether anyone, visible or not, is online as `name` or a name equal to it ignoring
+    /// ASCII case other than `name` itself (for IRC's case-insensitive nicks).
+    pub fn online_case_twin(&self, name: &str) -> bool {
+        let state = self.shared.state.lock();
+        state
+            .online
+            .keys()
+            .any(|n| n != name && n.eq_ignore_ascii_case(name))
+    }
+
+    /// The group called `name` (or equal to it ignoring ASCII case): its real name and its
+    /// members, each with whether `viewer` may see them online.
+    pub fn group_view(&self, viewer: &str, name: &str) -> Option<(String, Vec<(String, bool)>)> {
+        let state = self.shared.state.lock();
+        let (real, group) = match state.groups.get_key_value(name) {
+            Some(found) => found,
+            None => state
+                .groups
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))?,
+        };
+        let members = group
+            .members
+            .iter()
+            .map(|m| {
+                let online = state.online.contains_key(m) && state.visible_to(m, viewer);
+                (m.clone(), online)
+            })
+            .collect();
+        Some((real.clone(), members))
+    }
+
+    /// Every group: its name, its number of members and whether `user` is one of them.
+    pub fn groups_with(&self, user: &str) -> Vec<(String, usize, bool)> {
+        let state = self.shared.state.lock();
+        state
+            .groups
+            .iter()
+            .map(|(n, g)| (n.clone(), g.members.len(), g.members.contains(user)))
+            .collect()
+    }
+}
+
 fn no_group(name: &str) -> Line {
     err(
         "no-such-group",
@@ -1780,7 +1866,7 @@ fn presence_targets(state: &State, subject: &str) -> Vec<Arc<Conn>> {
 fn send_to(conns: &[Arc<Conn>], line: &Line) {
     let wire = line.to_wire();
     for c in conns {
-        c.send_bytes(wire.as_bytes());
+        c.send_shared(line, &wire);
     }
 }
 

@@ -1,18 +1,22 @@
-//! The server: a listener thread that accepts connections and spawns one OS thread per
-//! connection (small explicit stack, TCP_NODELAY, keepalive), plus one shared flusher
-//! thread for outboxes that could not be written at once.
+//! The server: a listener thread per door (see [`Door`]) that accepts connections and
+//! spawns one OS thread per connection (small explicit stack, TCP_NODELAY, keepalive), plus
+//! one shared flusher thread for outboxes that could not be written at once.
 //!
-//! [`Server::bind`] opens the store and the socket; [`Server::run`] accepts until
+//! [`Server::bind`] opens the store and the sockets; [`Server::run`] accepts until
 //! [`ShutdownHandle::shutdown`] is called, then tells every client the server is going
 //! down, closes their sockets, waits for their threads and returns.
 
 mod conn;
+mod door;
 pub mod hub;
+mod irc;
 pub mod lockout;
 pub mod ratelimit;
 mod reader;
 mod session;
+mod web;
 
+pub use door::Door;
 pub use session::HELP;
 
 use crate::clock::{Clock, SystemClock};
@@ -77,8 +81,8 @@ struct Shared {
     conns: Mutex<Connections>,
     /// Signalled when a connection thread ends (shutdown waits on it).
     conn_ended: Condvar,
-    /// Where the listener is, so shutdown can wake a blocked `accept`.
-    local_addr: SocketAddr,
+    /// Where each door listens, so shutdown can wake every blocked `accept`.
+    doors: Vec<(Door, SocketAddr)>,
     /// Tells the flusher thread to stop.
     flusher_stop: Arc<AtomicBool>,
 }
@@ -113,8 +117,14 @@ impl Connections {
 
 /// A bound, not yet running server.
 pub struct Server {
-    /// The listening socket.
-    listener: TcpListener,
+    /// One listening socket per door; the native door first.
+    listeners: Vec<(Door, TcpListener)>,
+    /// What every listener thread shares.
+    core: Arc<Core>,
+}
+
+/// What the listener threads share.
+struct Core {
     /// Shared chat state.
     hub: Hub,
     /// Finishes writes that did not fit.
@@ -123,6 +133,8 @@ pub struct Server {
     shared: Arc<Shared>,
     /// Source of connection ids.
     next_id: AtomicU64,
+    /// The IRC door's shared state.
+    irc: Arc<irc::World>,
 }
 
 /// Stops a running server from another thread (or a signal handler).
@@ -138,9 +150,10 @@ impl ShutdownHandle {
         if self.shared.shutting_down.swap(true, Ordering::AcqRel) {
             return;
         }
-        // Wake the blocked accept() by connecting to ourselves.
-        let _ =
-            TcpStream::connect_timeout(&wake_addr(self.shared.local_addr), Duration::from_secs(1));
+        // Wake each blocked accept() by connecting to ourselves.
+        for (_, addr) in &self.shared.doors {
+            let _ = TcpStream::connect_timeout(&wake_addr(*addr), Duration::from_secs(1));
+        }
     }
 
     /// Open connections right now (logged in or not).
@@ -175,58 +188,128 @@ impl Server {
     ) -> Result<Server, ServerError> {
         let (store, directory) = Store::open(&config.data_dir, config.max_offline_messages)
             .map_err(ServerError::Store)?;
-        let addr = SocketAddr::new(config.bind, config.port);
-        let listener = TcpListener::bind(addr).map_err(|e| ServerError::Bind(addr, e))?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| ServerError::Bind(addr, e))?;
+        let mut listeners = Vec::new();
+        let mut doors = Vec::new();
+        for (door, port) in Door::configured(&config) {
+            let addr = SocketAddr::new(config.bind, port);
+            let listener =
+                crate::net::tcp_listener(addr).map_err(|e| ServerError::Bind(addr, e))?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| ServerError::Bind(addr, e))?;
+            listeners.push((door, listener));
+            doors.push((door, local));
+        }
+        let irc = Arc::new(irc::World::new(
+            &config.server_name,
+            &config.irc_lobby,
+            &config.irc_motd,
+        ));
         Ok(Server {
-            listener,
-            hub: Hub::new(config, credentials, clock, store, directory),
-            flusher: Flusher::new(),
-            shared: Arc::new(Shared {
-                shutting_down: AtomicBool::new(false),
-                conns: Mutex::new(Connections::default()),
-                conn_ended: Condvar::new(),
-                local_addr,
-                flusher_stop: Arc::new(AtomicBool::new(false)),
+            listeners,
+            core: Arc::new(Core {
+                irc,
+                hub: Hub::new(config, credentials, clock, store, directory),
+                flusher: Flusher::new(),
+                shared: Arc::new(Shared {
+                    shutting_down: AtomicBool::new(false),
+                    conns: Mutex::new(Connections::default()),
+                    conn_ended: Condvar::new(),
+                    doors,
+                    flusher_stop: Arc::new(AtomicBool::new(false)),
+                }),
+                next_id: AtomicU64::new(1),
             }),
-            next_id: AtomicU64::new(1),
         })
     }
 
-    /// The address the server listens on (with the real port when bound to port 0).
+    /// The address of the native door (with the real port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
+        self.door_addr(Door::Native)
+            .expect("the native door is always open")
+    }
+
+    /// Where `door` listens, if it is open.
+    pub fn door_addr(&self, door: Door) -> Option<SocketAddr> {
+        self.doors()
+            .into_iter()
+            .find_map(|(d, a)| (d == door).then_some(a))
+    }
+
+    /// Every open door and where it listens, the native door first.
+    pub fn doors(&self) -> Vec<(Door, SocketAddr)> {
+        self.core.shared.doors.clone()
     }
 
     /// A handle that stops `run`.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
-            shared: Arc::clone(&self.shared),
+            shared: Arc::clone(&self.core.shared),
         }
     }
 
-    /// Accepts connections until shutdown, then closes them all and returns.
+    /// Accepts connections on every door until shutdown, then closes them all and returns.
     pub fn run(self) -> Result<(), ServerError> {
-        let flusher = self
+        let core = self.core;
+        let flusher = core
             .flusher
-            .spawn(Arc::clone(&self.shared.flusher_stop))
+            .spawn(Arc::clone(&core.shared.flusher_stop))
             .map_err(ServerError::Spawn)?;
         let janitor = {
-            let (hub, shared) = (self.hub.clone(), Arc::clone(&self.shared));
+            let (hub, shared) = (core.hub.clone(), Arc::clone(&core.shared));
             std::thread::Builder::new()
                 .name("lanchat-janitor".into())
                 .spawn(move || janitor(&hub, &shared))
                 .map_err(ServerError::Spawn)?
         };
-        log::info!("listening on {}", self.shared.local_addr);
-        for accepted in self.listener.incoming() {
+        let mut listeners = self.listeners.into_iter();
+        let (main_door, main_listener) = listeners.next().expect("the native door");
+        let mut other_doors = Vec::new();
+        for (door, listener) in listeners {
+            let door_core = Arc::clone(&core);
+            let spawned = std::thread::Builder::new()
+                .name(format!("lanchat-listen-{}", door.name()))
+                .spawn(move || door_core.accept_loop(door, &listener));
+            match spawned {
+                Ok(handle) => other_doors.push(handle),
+                Err(e) => {
+                    let handle = ShutdownHandle {
+                        shared: Arc::clone(&core.shared),
+                    };
+                    handle.shutdown();
+                    for started in other_doors {
+                        let _ = started.join();
+                    }
+                    core.shared.flusher_stop.store(true, Ordering::Release);
+                    return Err(ServerError::Spawn(e));
+                }
+            }
+        }
+        core.accept_loop(main_door, &main_listener);
+        for handle in other_doors {
+            let _ = handle.join();
+        }
+        core.stop_all();
+        core.shared.flusher_stop.store(true, Ordering::Release);
+        let _ = flusher.join();
+        let _ = janitor.join();
+        log::info!("server stopped");
+        Ok(())
+    }
+}
+
+impl Core {
+    /// Accepts connections on one door until shutdown.
+    fn accept_loop(&self, door: Door, listener: &TcpListener) {
+        if let Ok(addr) = listener.local_addr() {
+            log::info!("listening on {addr} ({})", door.name());
+        }
+        for accepted in listener.incoming() {
             if self.shared.shutting_down.load(Ordering::Acquire) {
                 break;
             }
             match accepted {
-                Ok(stream) => self.start_connection(stream),
+                Ok(stream) => self.start_connection(door, stream),
                 Err(e) => {
                     // Out of descriptors or similar: back off instead of spinning.
                     log::warn!("accept failed: {e}");
@@ -234,15 +317,9 @@ impl Server {
                 }
             }
         }
-        self.stop_all();
-        self.shared.flusher_stop.store(true, Ordering::Release);
-        let _ = flusher.join();
-        let _ = janitor.join();
-        log::info!("server stopped");
-        Ok(())
     }
 
-    fn start_connection(&self, stream: TcpStream) {
+    fn start_connection(&self, door: Door, stream: TcpStream) {
         let Ok(peer) = stream.peer_addr() else { return };
         let _ = stream.set_nodelay(true);
         let keepalive = TcpKeepalive::new()
@@ -267,8 +344,7 @@ impl Server {
             );
             refuse(
                 stream,
-                "full",
-                "The server is full; please try again later.",
+                &door.refusal("full", "The server is full; please try again later."),
             );
             return;
         }
@@ -279,8 +355,10 @@ impl Server {
             );
             refuse(
                 stream,
-                "full",
-                "Too many connections from your address; please try again later.",
+                &door.refusal(
+                    "full",
+                    "Too many connections from your address; please try again later.",
+                ),
             );
             return;
         }
@@ -289,10 +367,11 @@ impl Server {
             outbox_bytes: config.max_outbox_bytes,
             stall: Duration::from_secs(config.slow_reader_timeout_secs),
         };
-        let conn = Conn::new(id, stream, peer, &self.flusher, limits);
+        let conn = Conn::new(id, stream, peer, &self.flusher, limits, door.encoder());
         self.shared.conns.lock().insert(Arc::clone(&conn));
         let hub = self.hub.clone();
         let shared = Arc::clone(&self.shared);
+        let irc = Arc::clone(&self.irc);
         let spawned = std::thread::Builder::new()
             .name(format!("conn-{id}"))
             .stack_size(CONNECTION_STACK_BYTES)
@@ -302,8 +381,9 @@ impl Server {
                     let ctx = session::SessionContext {
                         shutting_down: &shared.shutting_down,
                         version: PROTOCOL_VERSION,
+                        irc: &irc,
                     };
-                    session::serve(&hub, &conn, &ctx);
+                    door.serve(&hub, &conn, &ctx);
                     shared.conns.lock().remove(conn.id);
                     shared.conn_ended.notify_all();
                 }
@@ -364,9 +444,9 @@ fn janitor(hub: &Hub, shared: &Shared) {
     }
 }
 
-/// Writes one refusal line to a connection that will not get a thread, and closes it.
-fn refuse(mut stream: TcpStream, reason: &str, text: &str) {
+/// Writes a refusal to a connection that will not get a thread, and closes it.
+fn refuse(mut stream: TcpStream, refusal: &[u8]) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-    let _ = stream.write_all(Line::bye(reason, text).to_wire().as_bytes());
+    let _ = stream.write_all(refusal);
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }

@@ -2,9 +2,25 @@
 //! one line: a longer line is discarded as it arrives and reported once it ends, and the
 //! connection stays usable.
 
+use super::conn::Conn;
 use std::io::{ErrorKind, Read};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Where a session's lines come from: the native socket, or a framing layer (such as a
+/// WebSocket) that unwraps the same lines. The connection is passed so a framing layer can
+/// answer control frames itself.
+pub trait ReadLines {
+    /// Waits up to `timeout` (forever if `None`) for the client's next line.
+    fn next_line(&mut self, conn: &Arc<Conn>, timeout: Option<Duration>) -> Input;
+}
+
+impl ReadLines for LineReader {
+    fn next_line(&mut self, conn: &Arc<Conn>, timeout: Option<Duration>) -> Input {
+        self.next(conn.stream(), timeout)
+    }
+}
 
 /// What one read produced.
 #[derive(Debug, PartialEq, Eq)]
@@ -29,6 +45,9 @@ pub struct LineReader {
     max: usize,
     /// Bytes of an over-long line thrown away so far (0 when not discarding).
     discarding: usize,
+    /// Whether a line that is not UTF-8 is returned with U+FFFD for its bad bytes (IRC
+    /// clients may still send Latin-1) instead of being refused.
+    lossy: bool,
 }
 
 impl LineReader {
@@ -38,7 +57,14 @@ impl LineReader {
             buf: Vec::new(),
             max,
             discarding: 0,
+            lossy: false,
         }
+    }
+
+    /// The same reader, returning non-UTF-8 lines decoded lossily instead of refusing them.
+    pub fn lossy(mut self) -> LineReader {
+        self.lossy = true;
+        self
     }
 
     /// Waits up to `timeout` (forever if `None`) for the next line.
@@ -81,6 +107,9 @@ impl LineReader {
                 }
                 Some(match String::from_utf8(line) {
                     Ok(s) => Input::Line(s),
+                    Err(e) if self.lossy => {
+                        Input::Line(String::from_utf8_lossy(e.as_bytes()).into_owned())
+                    }
                     Err(_) => Input::BadUtf8,
                 })
             }
@@ -149,5 +178,15 @@ mod tests {
         assert_eq!(r.next(&rx, t), Input::Line("ok".into()));
         assert_eq!(r.next(&rx, t), Input::BadUtf8);
         writer.join().unwrap();
+    }
+
+    #[test]
+    fn a_lossy_reader_keeps_non_utf8_lines() {
+        let (mut tx, rx) = pair();
+        tx.write_all(b"caf\xe9\r\nok\n").unwrap();
+        let mut r = LineReader::new(100).lossy();
+        let t = Some(Duration::from_secs(5));
+        assert_eq!(r.next(&rx, t), Input::Line("caf\u{fffd}".into()));
+        assert_eq!(r.next(&rx, t), Input::Line("ok".into()));
     }
 }

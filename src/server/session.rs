@@ -13,7 +13,7 @@
 use super::conn::Conn;
 use super::hub::{Hub, LogoutReason, NameCheck, PasswordCheck};
 use super::ratelimit::TokenBucket;
-use super::reader::{Input, LineReader};
+use super::reader::{Input, ReadLines};
 use crate::protocol::{is_session_command, parse_command, sanitize_text, Command, Kind, Line};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,11 +25,12 @@ pub struct SessionContext<'a> {
     pub shutting_down: &'a AtomicBool,
     /// Protocol version string for HELLO.
     pub version: &'a str,
+    /// The IRC door's shared state (channels, USER details).
+    pub irc: &'a Arc<super::irc::World>,
 }
 
-/// Serves one connection until it ends.
-pub fn serve(hub: &Hub, conn: &Arc<Conn>, ctx: &SessionContext<'_>) {
-    let mut reader = LineReader::new(hub.config().max_line_bytes);
+/// Serves one connection until it ends, reading its lines from `reader`.
+pub fn serve(hub: &Hub, conn: &Arc<Conn>, reader: &mut dyn ReadLines, ctx: &SessionContext<'_>) {
     conn.send_all(&[
         Line::new(
             Kind::Hello,
@@ -38,9 +39,9 @@ pub fn serve(hub: &Hub, conn: &Arc<Conn>, ctx: &SessionContext<'_>) {
         ),
         Line::ask("username", "Username:"),
     ]);
-    if let Some(name) = login(hub, conn, &mut reader, ctx) {
+    if let Some(name) = login(hub, conn, reader, ctx) {
         log::info!("{name} logged in from {}", conn.peer);
-        let (reason, bye) = command_loop(hub, conn, &mut reader, &name, ctx);
+        let (reason, bye) = command_loop(hub, conn, reader, &name, ctx);
         // Offline first, then BYE: a client that has read BYE knows the others see it gone.
         hub.logout(&name, conn.id, reason);
         if let Some(bye) = bye {
@@ -101,7 +102,7 @@ fn classify(input: Input) -> Result<String, NotALine> {
 fn login(
     hub: &Hub,
     conn: &Arc<Conn>,
-    reader: &mut LineReader,
+    reader: &mut dyn ReadLines,
     ctx: &SessionContext<'_>,
 ) -> Option<String> {
     let ip = conn.peer.ip();
@@ -111,7 +112,7 @@ fn login(
     let mut pending_name: Option<String> = None;
     loop {
         let timeout = time_left(&[(started, limit)]);
-        let line = match classify(reader.next(conn.stream(), timeout)) {
+        let line = match classify(reader.next_line(conn, timeout)) {
             Ok(l) => l,
             Err(NotALine::Reply(l)) => {
                 conn.send(&l);
@@ -195,7 +196,7 @@ fn finish_login(hub: &Hub, conn: &Arc<Conn>, name: &str) -> Option<String> {
 fn command_loop(
     hub: &Hub,
     conn: &Arc<Conn>,
-    reader: &mut LineReader,
+    reader: &mut dyn ReadLines,
     name: &str,
     ctx: &SessionContext<'_>,
 ) -> (LogoutReason, Option<Line>) {
@@ -215,7 +216,7 @@ fn command_loop(
             (last_activity, idle_limit),
             (last_heard, heartbeat_deadline),
         ]);
-        let input = reader.next(conn.stream(), timeout);
+        let input = reader.next_line(conn, timeout);
         if input != Input::TimedOut {
             last_heard = Instant::now();
         }
@@ -320,7 +321,7 @@ fn is_logout(line: &str) -> bool {
 }
 
 /// Applies a command that needs no session-local state.
-fn apply(hub: &Hub, me: &str, command: Command) -> Vec<Line> {
+pub(super) fn apply(hub: &Hub, me: &str, command: Command) -> Vec<Line> {
     match command {
         Command::Help => help(),
         Command::WhoElse => hub.whoelse(me),
@@ -360,6 +361,7 @@ pub const HELP: &[&str] = &[
     "wholast N                                who was online in the last N (0-60) minutes",
     "message USER TEXT | send USER TEXT       private message via the server (stored if USER is offline)",
     "broadcast TEXT                           to everyone online now",
+    "all TEXT                                 the same, TEXT taken as is (may start with 'message')",
     "broadcast message TEXT                   to every user; offline users get it at login",
     "broadcast user U1 U2 ... message TEXT    to the listed users",
     "personalintro [TEXT]                     set your intro (without TEXT: the next line)",
@@ -388,7 +390,7 @@ fn help() -> Vec<Line> {
 
 /// Reads and discards whatever the client sent that was never read, so closing the socket
 /// sends FIN rather than RST (an RST could destroy the final BYE line before it is read).
-fn drain_unread(conn: &Conn) {
+pub(super) fn drain_unread(conn: &Conn) {
     use std::io::Read;
     let stream = conn.stream();
     if stream.set_nonblocking(true).is_err() {

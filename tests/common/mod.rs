@@ -35,11 +35,12 @@ impl Proc {
 }
 
 /// The lines of one output stream, read by a thread and received with timeouts; keeps what
-/// was seen so a failure can show the transcript.
+/// was seen so a failure can show the transcript. Lines are kept as bytes (a client may
+/// write another charset than UTF-8) and shown as lossy UTF-8.
 pub struct Lines {
     name: String,
-    rx: Receiver<String>,
-    seen: Vec<String>,
+    rx: Receiver<Vec<u8>>,
+    seen: Vec<Vec<u8>>,
 }
 
 impl Lines {
@@ -47,8 +48,16 @@ impl Lines {
     pub fn new(name: &str, stream: impl Read + Send + 'static) -> Lines {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines() {
-                let Ok(line) = line else { break };
+            let mut reader = BufReader::new(stream);
+            loop {
+                let mut line = Vec::new();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                if line.ends_with(b"\n") {
+                    line.pop();
+                }
                 if tx.send(line).is_err() {
                     break;
                 }
@@ -63,25 +72,33 @@ impl Lines {
 
     /// Waits for a line containing `needle`; returns it.
     pub fn expect(&mut self, needle: &str) -> String {
+        let line = self.expect_bytes(needle.as_bytes());
+        String::from_utf8_lossy(&line).into_owned()
+    }
+
+    /// Waits for a line containing the bytes `needle`; returns it as it came.
+    pub fn expect_bytes(&mut self, needle: &[u8]) -> Vec<u8> {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
                 Ok(line) => {
                     self.seen.push(line.clone());
-                    if line.contains(needle) {
+                    if line.windows(needle.len().max(1)).any(|w| w == needle) {
                         return line;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => panic!(
-                    "{}: no line with {needle:?} in time; saw:\n{}",
+                    "{}: no line with {:?} in time; saw:\n{}",
                     self.name,
-                    self.seen.join("\n")
+                    String::from_utf8_lossy(needle),
+                    self.transcript()
                 ),
                 Err(RecvTimeoutError::Disconnected) => panic!(
-                    "{}: ended without a line with {needle:?}; saw:\n{}",
+                    "{}: ended without a line with {:?}; saw:\n{}",
                     self.name,
-                    self.seen.join("\n")
+                    String::from_utf8_lossy(needle),
+                    self.transcript()
                 ),
             }
         }
@@ -94,10 +111,25 @@ impl Lines {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
                 Ok(line) => self.seen.push(line),
-                Err(RecvTimeoutError::Disconnected) => return self.seen.clone(),
+                Err(RecvTimeoutError::Disconnected) => {
+                    return self
+                        .seen
+                        .iter()
+                        .map(|l| String::from_utf8_lossy(l).into_owned())
+                        .collect()
+                }
                 Err(RecvTimeoutError::Timeout) => panic!("{}: output did not end", self.name),
             }
         }
+    }
+
+    fn transcript(&self) -> String {
+        let lines: Vec<String> = self
+            .seen
+            .iter()
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect();
+        lines.join("\n")
     }
 }
 
@@ -107,6 +139,8 @@ pub struct ServerProcess {
     pub proc: Proc,
     /// The TCP port it got.
     pub port: u16,
+    /// The web door's port, when it was asked for.
+    pub web_port: Option<u16>,
     /// Its standard output after the first line (kept so the pipe stays drained).
     pub stdout: Lines,
     /// Its log.
@@ -115,13 +149,23 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts the server binary on `bind` and a free port, with `dir` holding its
-    /// credentials (`alice alicepw`, `bob bobpw`, `carol carolpw`) and data.
+    /// credentials (`alice alicepw`, `bob bobpw`, `carol carolpw`) and data; no web door.
     pub fn start(prefix: &[&str], bind: &str, dir: &std::path::Path) -> ServerProcess {
+        ServerProcess::start_doors(prefix, bind, dir, false)
+    }
+
+    /// The same, with the web door open on a free port too.
+    pub fn start_with_web(bind: &str, dir: &std::path::Path) -> ServerProcess {
+        ServerProcess::start_doors(&[], bind, dir, true)
+    }
+
+    fn start_doors(prefix: &[&str], bind: &str, dir: &std::path::Path, web: bool) -> ServerProcess {
         let credentials = dir.join("credentials.txt");
         std::fs::write(&credentials, "alice alicepw\nbob bobpw\ncarol carolpw\n").unwrap();
         let mut command = command(prefix, env!("CARGO_BIN_EXE_lanchat-server"));
         let mut child = command
-            .args(["--bind", bind, "0", "--credentials"])
+            .args(["--web-port", if web { "any" } else { "0" }])
+            .args(["--bind", bind, "0", "--irc-port", "0", "--credentials"])
             .arg(&credentials)
             .arg("--data-dir")
             .arg(dir.join("data"))
@@ -136,14 +180,18 @@ impl ServerProcess {
         let log = Lines::new("server log", child.stderr.take().unwrap());
         let proc = Proc(child);
         let first = stdout.expect("lanchat server listening on ");
-        let port = first
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no port in {first:?}"));
+        let port_of = |line: &str| -> u16 {
+            line.rsplit(':')
+                .next()
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no port in {line:?}"))
+        };
+        let port = port_of(&first);
+        let web_port = web.then(|| port_of(&stdout.expect("lanchat web client listening on ")));
         ServerProcess {
             proc,
             port,
+            web_port,
             stdout,
             log,
         }
@@ -165,9 +213,25 @@ pub struct ClientProcess {
 impl ClientProcess {
     /// Starts the client binary with `args`, inside `prefix` if given.
     pub fn start(name: &str, prefix: &[&str], args: &[&str]) -> ClientProcess {
+        ClientProcess::start_with_env(name, prefix, args, &[])
+    }
+
+    /// Starts the client binary with `args` and extra environment variables. The locale is
+    /// `C.UTF-8` unless `env` says otherwise, so the terminal charset does not depend on the
+    /// test runner's.
+    pub fn start_with_env(
+        name: &str,
+        prefix: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> ClientProcess {
         let mut child = command(prefix, env!("CARGO_BIN_EXE_lanchat-client"))
             .args(args)
             .env_remove("RUST_LOG")
+            .env_remove("LANG")
+            .env_remove("LC_CTYPE")
+            .env("LC_ALL", "C.UTF-8")
+            .envs(env.iter().copied())
             .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -184,8 +248,14 @@ impl ClientProcess {
 
     /// Types one line.
     pub fn send(&mut self, line: &str) {
+        self.send_bytes(line.as_bytes());
+    }
+
+    /// Types one line of raw bytes (in the client's terminal charset).
+    pub fn send_bytes(&mut self, line: &[u8]) {
         let stdin = self.stdin.as_mut().expect("stdin is open");
-        writeln!(stdin, "{line}").expect("write to the client");
+        stdin.write_all(line).expect("write to the client");
+        stdin.write_all(b"\n").expect("write to the client");
         stdin.flush().expect("flush");
     }
 

@@ -18,3 +18,6 @@ mod hardening;
 
 /// Issue 5, server side: the address exchange behind direct (peer-to-peer) messages.
 mod addresses;
+
+/// Issue 8: the web door (HTTP page, WebSocket carrying the native lines).
+mod web;

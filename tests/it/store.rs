@@ -160,9 +160,20 @@ impl ServerProcess {
         let creds = dir.join("credentials.txt");
         std::fs::write(&creds, "alice pw-alice\nbob pw-bob\n").unwrap();
         // The stream below is faster than a person types: no rate limit here.
-        std::fs::write(dir.join("configuration.toml"), "max_messages_per_sec = 0\n").unwrap();
+        std::fs::write(
+            dir.join("configuration.toml"),
+            "max_messages_per_sec = 0\nweb_port = 0\n",
+        )
+        .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_lanchat-server"))
-            .args(["--bind", "127.0.0.1", "0", "--credentials"])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "0",
+                "--irc-port",
+                "0",
+                "--credentials",
+            ])
             .arg(&creds)
             .arg("--data-dir")
             .arg(dir.join("data"))

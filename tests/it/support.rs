@@ -2,10 +2,10 @@
 //! line-protocol client whose every read has a timeout.
 
 use lanchat::clock::{Clock, ManualClock, SystemClock};
-use lanchat::config::Config;
+use lanchat::config::{Config, OptionalPort};
 use lanchat::credentials::Credentials;
 use lanchat::protocol::{Kind, Line};
-use lanchat::server::{Server, ShutdownHandle};
+use lanchat::server::{Door, Server, ShutdownHandle};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -30,6 +30,8 @@ pub const USERS: &[(&str, &str)] = &[
 pub struct TestServer {
     /// Where to connect.
     pub addr: SocketAddr,
+    /// Where the web door listens, if it is open.
+    pub web: Option<SocketAddr>,
     /// Stops it.
     pub handle: ShutdownHandle,
     /// The server thread.
@@ -40,13 +42,16 @@ pub struct TestServer {
     _tmp: Option<tempfile::TempDir>,
 }
 
-/// A config for tests: loopback, port 0, no rate limit (tests pipeline hundreds of lines).
+/// A config for tests: loopback, port 0, no web door (tests that want it ask for any free
+/// port), no rate limit (tests pipeline hundreds of lines).
 pub fn test_config(data_dir: &Path) -> Config {
     Config {
         port: 0,
+        web_port: OptionalPort::Off,
         bind: "127.0.0.1".parse().unwrap(),
         data_dir: data_dir.to_path_buf(),
         max_messages_per_sec: 0,
+        irc_port: 0,
         ..Config::default()
     }
 }
@@ -108,10 +113,12 @@ impl TestServer {
         tweak(&mut config);
         let server = Server::bind_with(config, credentials, clock).unwrap();
         let addr = server.local_addr();
+        let web = server.door_addr(Door::Web);
         let handle = server.shutdown_handle();
         let thread = std::thread::spawn(move || server.run().unwrap());
         TestServer {
             addr,
+            web,
             handle,
             thread: Some(thread),
             data_dir,

@@ -1,0 +1,78 @@
+//! The doors into one server. Each door is a listening TCP port whose clients speak one
+//! kind of wire format; every door leads to the same hub, so users who came in through
+//! different doors see and message each other as if they had used the same one.
+
+use super::conn::{Conn, Encoder, NativeEncoder};
+use super::hub::Hub;
+use super::irc::{self, IrcEncoder};
+use super::reader::LineReader;
+use super::session::{self, SessionContext};
+use super::web;
+use crate::config::Config;
+use crate::protocol::Line;
+use std::sync::Arc;
+
+/// One kind of listening port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Door {
+    /// The native line protocol (PROTOCOL.md): lanchat-client, telnet, nc.
+    Native,
+    /// IRC (RFC 1459/2812): irssi, WeeChat, HexChat, bots.
+    Irc,
+    /// HTTP: the browser client's page, and its WebSocket carrying native lines (`web`).
+    Web,
+}
+
+impl Door {
+    /// The short name used in logs and in discovery answers.
+    pub fn name(self) -> &'static str {
+        match self {
+            Door::Native => "tcp",
+            Door::Irc => "irc",
+            Door::Web => "web",
+        }
+    }
+
+    /// The doors `config` opens, with their configured ports. The native door always
+    /// exists; its port 0 means "any free port". The IRC door's port 0 means "closed".
+    pub(crate) fn configured(config: &Config) -> Vec<(Door, u16)> {
+        let mut doors = vec![(Door::Native, config.port)];
+        if config.irc_port != 0 {
+            doors.push((Door::Irc, config.irc_port));
+        }
+        doors.extend(config.web_port.to_bind().map(|port| (Door::Web, port)));
+        doors
+    }
+
+    /// How lines are written to a client of this door.
+    pub(crate) fn encoder(self) -> Box<dyn Encoder> {
+        match self {
+            Door::Native => Box::new(NativeEncoder),
+            Door::Irc => Box::new(IrcEncoder::default()),
+            Door::Web => Box::new(web::WsEncoder),
+        }
+    }
+
+    /// Serves one accepted connection of this door until it ends.
+    pub(crate) fn serve(self, hub: &Hub, conn: &Arc<Conn>, ctx: &SessionContext<'_>) {
+        match self {
+            Door::Native => {
+                let mut reader = LineReader::new(hub.config().max_line_bytes);
+                session::serve(hub, conn, &mut reader, ctx);
+            }
+            Door::Irc => irc::serve(hub, conn, ctx, ctx.irc),
+            Door::Web => web::serve(hub, conn, ctx),
+        }
+    }
+
+    /// The bytes that tell a client of this door it was refused (server full), before its
+    /// connection is closed.
+    pub(crate) fn refusal(self, reason: &str, text: &str) -> Vec<u8> {
+        match self {
+            Door::Native => Line::bye(reason, text).to_wire().into_bytes(),
+            Door::Irc => format!("ERROR :Closing Link: * ({reason}: {text})\r\n").into_bytes(),
+            Door::Web => web::refusal(text),
+        }
+    }
+}

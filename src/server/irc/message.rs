@@ -1,0 +1,277 @@
+//! IRC messages as pure functions: a client's line parsed into a [`Message`], server lines
+//! formatted with [`format`]. No I/O and no state, so every rule of RFC 1459/2812 and the
+//! modern documentation about framing is checked by unit tests here.
+//!
+//! ```text
+//!   message = [ "@" tags SP ] [ ":" source SP ] command *( SP middle ) [ SP ":" trailing ]
+//! ```
+
+/// Longest line, line ending included (RFC 1459 section 2.3); tags do not count.
+pub const MAX_LINE: usize = 512;
+/// Longest line body: [`MAX_LINE`] without its CR LF.
+pub const MAX_BODY: usize = MAX_LINE - 2;
+
+/// One message from a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The command, upper-cased (`PRIVMSG`, `NICK`, ...).
+    pub command: String,
+    /// Its parameters, the trailing one last and without its `:`.
+    pub params: Vec<String>,
+}
+
+impl Message {
+    /// Parameter `i`, if present.
+    pub fn param(&self, i: usize) -> Option<&str> {
+        self.params.get(i).map(String::as_str)
+    }
+}
+
+/// Cuts `s` to at most `max` bytes without splitting a character.
+pub fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Parses one line (without its line ending). Client tags are skipped (we advertise no
+/// `message-tags`), a client's source prefix is ignored (RFC 2812 section 2.3), and the
+/// body is cut to [`MAX_BODY`] bytes on a character boundary. `None` for a line with no
+/// command (blank, or only tags/prefix), which is silently ignored.
+pub fn parse(line: &str) -> Option<Message> {
+    let mut rest = line.trim_start_matches(' ');
+    if rest.starts_with('@') {
+        rest = rest
+            .split_once(' ')
+            .map_or("", |(_, r)| r)
+            .trim_start_matches(' ');
+    }
+    rest = truncate(rest, MAX_BODY);
+    if rest.starts_with(':') {
+        rest = rest
+            .split_once(' ')
+            .map_or("", |(_, r)| r)
+            .trim_start_matches(' ');
+    }
+    let (command, mut rest) = match rest.split_once(' ') {
+        Some((c, r)) => (c, r),
+        None => (rest, ""),
+    };
+    if command.is_empty() {
+        return None;
+    }
+    let mut params = Vec::new();
+    loop {
+        rest = rest.trim_start_matches(' ');
+        if rest.is_empty() {
+            break;
+        }
+        if let Some(trailing) = rest.strip_prefix(':') {
+            params.push(trailing.to_string());
+            break;
+        }
+        match rest.split_once(' ') {
+            Some((p, r)) => {
+                params.push(p.to_string());
+                rest = r;
+            }
+            None => {
+                params.push(rest.to_string());
+                break;
+            }
+        }
+    }
+    Some(Message {
+        command: command.to_ascii_uppercase(),
+        params,
+    })
+}
+
+/// Formats one server line with its CR LF: `[@tags ][:source ]COMMAND middle... :trailing`.
+/// The last parameter is written as a trailing one (with `:`) when `trailing` is set, or
+/// when it must be (empty, has a space, starts with `:`). CR, LF and NUL, which would end
+/// or corrupt the line, become spaces; the line is cut to [`MAX_LINE`] bytes (tags aside).
+pub fn format(
+    tags: Option<&str>,
+    source: Option<&str>,
+    command: &str,
+    params: &[&str],
+    trailing: bool,
+) -> String {
+    let mut body = String::with_capacity(64);
+    if let Some(source) = source {
+        body.push(':');
+        body.push_str(source);
+        body.push(' ');
+    }
+    body.push_str(command);
+    for (i, p) in params.iter().enumerate() {
+        body.push(' ');
+        let last = i + 1 == params.len();
+        if last && (trailing || p.is_empty() || p.contains(' ') || p.starts_with(':')) {
+            body.push(':');
+        }
+        body.push_str(p);
+    }
+    let body: String = body
+        .chars()
+        .map(|c| {
+            if matches!(c, '\r' | '\n' | '\0') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    let body = truncate(&body, MAX_BODY);
+    let mut out = String::with_capacity(body.len() + 2 + tags.map_or(0, |t| t.len() + 2));
+    if let Some(tags) = tags {
+        out.push('@');
+        out.push_str(tags);
+        out.push(' ');
+    }
+    out.push_str(body);
+    out.push_str("\r\n");
+    out
+}
+
+/// Bytes of a line's fixed part before its text, for splitting long texts: `:source
+/// COMMAND target :` plus CR LF.
+pub fn overhead(source: &str, command: &str, target: &str) -> usize {
+    1 + source.len() + 1 + command.len() + 1 + target.len() + 2 + 2
+}
+
+/// Splits `text` into pieces of at most `max` bytes on character boundaries (at a space
+/// where one is near), so a long lanchat message reaches an IRC client as several lines
+/// that each fit in 512 bytes. An empty text is one empty piece.
+pub fn split_text(text: &str, max: usize) -> Vec<&str> {
+    let max = max.max(16);
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while rest.len() > max {
+        let cut = truncate(rest, max).len();
+        // Prefer to break after a space in the last quarter of the piece.
+        let cut = match rest[..cut].rfind(' ') {
+            Some(space) if space >= cut * 3 / 4 => space + 1,
+            _ => cut,
+        };
+        pieces.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    pieces.push(rest);
+    pieces
+}
+
+/// IRC's `ascii` case mapping (advertised as CASEMAPPING=ascii): nicks and channels that
+/// differ only in ASCII case are the same.
+pub fn same_name(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(line: &str) -> (String, Vec<String>) {
+        let m = parse(line).unwrap();
+        (m.command, m.params)
+    }
+
+    fn v(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_commands_params_and_trailing() {
+        assert_eq!(p("NICK alice"), ("NICK".into(), v(&["alice"])));
+        assert_eq!(
+            p("user u 0 * :Real Name"),
+            ("USER".into(), v(&["u", "0", "*", "Real Name"]))
+        );
+        assert_eq!(
+            p("PRIVMSG #c :hello :there  "),
+            ("PRIVMSG".into(), v(&["#c", "hello :there  "]))
+        );
+        assert_eq!(p("PRIVMSG #c :"), ("PRIVMSG".into(), v(&["#c", ""])));
+        assert_eq!(p("PING"), ("PING".into(), v(&[])));
+        assert_eq!(
+            p("JOIN   #a,#b   key"),
+            ("JOIN".into(), v(&["#a,#b", "key"]))
+        );
+        assert_eq!(
+            p(":me!x@y PRIVMSG bob hi"),
+            ("PRIVMSG".into(), v(&["bob", "hi"]))
+        );
+        assert_eq!(p("@time=x;+y :me QUIT"), ("QUIT".into(), v(&[])));
+        assert_eq!(parse(""), None);
+        assert_eq!(parse("   "), None);
+        assert_eq!(parse(":prefix-only"), None);
+        assert_eq!(parse("@tags-only"), None);
+    }
+
+    #[test]
+    fn long_lines_are_cut_on_a_character_boundary() {
+        let text = "é".repeat(400);
+        let m = parse(&format!("PRIVMSG bob :{text}")).unwrap();
+        let body_len = "PRIVMSG bob :".len() + m.params[1].len();
+        assert!(body_len <= MAX_BODY, "{body_len}");
+        assert!(body_len >= MAX_BODY - 1);
+        assert!(m.params[1].chars().all(|c| c == 'é'));
+        // Tags do not count toward the limit.
+        let tagged = format!("@a={} PING x", "t".repeat(600));
+        assert_eq!(parse(&tagged).unwrap().params, v(&["x"]));
+    }
+
+    #[test]
+    fn formats_lines_with_trailing_parameters() {
+        assert_eq!(
+            format(Some("time=t"), Some("srv"), "PONG", &["srv", "tok"], false),
+            "@time=t :srv PONG srv tok\r\n"
+        );
+        assert_eq!(
+            format(None, Some("srv"), "001", &["al", "Welcome home"], true),
+            ":srv 001 al :Welcome home\r\n"
+        );
+        assert_eq!(
+            format(None, Some("a!a@h"), "JOIN", &["#c"], false),
+            ":a!a@h JOIN #c\r\n"
+        );
+        assert_eq!(format(None, None, "X", &[""], false), "X :\r\n");
+        assert_eq!(format(None, None, "X", &[":)"], false), "X ::)\r\n");
+        assert_eq!(
+            format(None, None, "X", &["a\r\nQUIT"], true),
+            "X :a  QUIT\r\n"
+        );
+        let long = format(None, Some("s"), "NOTICE", &["n", &"x".repeat(600)], true);
+        assert_eq!(long.len(), MAX_LINE);
+        assert!(long.ends_with("x\r\n"));
+    }
+
+    #[test]
+    fn splits_long_texts() {
+        assert_eq!(split_text("", 100), vec![""]);
+        assert_eq!(split_text("short", 100), vec!["short"]);
+        let words = "word ".repeat(100);
+        let pieces = split_text(&words, 64);
+        assert!(pieces.iter().all(|p| p.len() <= 64));
+        assert_eq!(pieces.concat(), words);
+        assert!(pieces[0].ends_with(' '));
+        let accents = "é".repeat(100);
+        let pieces = split_text(&accents, 33);
+        assert!(pieces.iter().all(|p| p.len() <= 33));
+        assert_eq!(pieces.concat(), accents);
+    }
+
+    #[test]
+    fn ascii_case_mapping() {
+        assert!(same_name("Alice", "aLICE"));
+        assert!(!same_name("alice", "alice2"));
+        // ascii, not rfc1459: brackets are not letters.
+        assert!(!same_name("a[", "a{"));
+    }
+}

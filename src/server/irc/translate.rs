@@ -1,0 +1,450 @@
+//! What an IRC client receives for each line the hub pushes to a user, as a pure function
+//! of the line, the client's view (its nick, lobby, negotiated capabilities) and a way to
+//! name other users ([`People`]).
+//!
+//! | lanchat line | IRC |
+//! |---|---|
+//! | `MSG from text`, `TALK id from text` | `:from PRIVMSG me :text` |
+//! | `BCAST from text` | `:from PRIVMSG #lobby :text` |
+//! | `GROUP g from text` | `:from PRIVMSG #g :text` |
+//! | `MAIL from time kind text` | `:from PRIVMSG me :[time] text` (or `@time=` with server-time) |
+//! | `PRESENCE u login` | `:u JOIN #lobby` |
+//! | `PRESENCE u logout/timeout/dropped` | `:u QUIT :reason` (`:u NICK new` for a nick change) |
+//! | `PRESENCE u busy/available` | `:u AWAY [:text]` with away-notify, else nothing |
+//! | `BYE reason text` | `ERROR :text` |
+//! | anything else (replies to `/msg *lanchat`, chat-session notices) | `:*lanchat NOTICE me :text` |
+
+use super::message::{format, overhead, split_text};
+use crate::protocol::{Kind, Line};
+
+/// The pseudo-user that carries lanchat's own commands and notices: `/msg *lanchat help`.
+pub const SERVICE: &str = "*lanchat";
+
+/// How other users look to an IRC client.
+pub trait People {
+    /// `nick!user@host` of a user.
+    fn mask(&self, name: &str) -> String;
+    /// The QUIT text a leaving user gave, if any.
+    fn quit_reason(&self, name: &str) -> Option<String>;
+    /// The new nick of a user who is changing nick.
+    fn renamed_to(&self, name: &str) -> Option<String>;
+    /// Whether a login is the second half of a nick change (no JOIN for it).
+    fn is_renaming(&self, name: &str) -> bool;
+    /// An away text, for away-notify.
+    fn away(&self, name: &str) -> Option<String>;
+}
+
+/// One IRC client's point of view.
+pub struct View<'a> {
+    /// Its nick.
+    pub nick: &'a str,
+    /// The server's name.
+    pub server: &'a str,
+    /// The lobby channel.
+    pub lobby: &'a str,
+    /// Whether the client is in the lobby (broadcasts and presence go there).
+    pub in_lobby: bool,
+    /// `server-time` negotiated: stored messages carry `@time=`.
+    pub server_time: bool,
+    /// `away-notify` negotiated: status changes become AWAY lines.
+    pub away_notify: bool,
+    /// Today's date (`YYYY-MM-DD`, UTC), to shorten the times of today's stored messages.
+    pub today: &'a str,
+    /// The line carries an IRC user's NOTICE (live messages only).
+    pub notice: bool,
+}
+
+/// Control characters that mean something to IRC clients (CTCP, bold, colour, italics,
+/// underline, reverse, reset...). lanchat escapes every control character a user types
+/// (`\x01`), which is right for terminals; an IRC client gets these back as the bytes, so
+/// `/me` actions and colours survive a trip through the hub. CR, LF and NUL never do.
+const IRC_CONTROLS: [u8; 9] = [0x01, 0x02, 0x03, 0x0f, 0x11, 0x16, 0x1d, 0x1e, 0x1f];
+
+/// Undoes lanchat's escaping of [`IRC_CONTROLS`] in a text.
+pub fn irc_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("\\x") {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("\\x") {
+        out.push_str(&rest[..i]);
+        let code = rest
+            .get(i + 2..i + 4)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .filter(|b| IRC_CONTROLS.contains(b));
+        match code {
+            Some(b) => {
+                out.push(char::from(b));
+                rest = &rest[i + 4..];
+            }
+            None => {
+                out.push_str("\\x");
+                rest = &rest[i + 2..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out.into()
+}
+
+/// `@time=` for an RFC 3339 time with whole seconds (`2026-11-22T10:15:00Z`).
+fn time_tag(time: &str) -> String {
+    match time.strip_suffix('Z') {
+        Some(t) => format!("time={t}.000Z"),
+        None => format!("time={time}"),
+    }
+}
+
+/// `[10:15 UTC]` for a time today, `[2026-11-22 10:15 UTC]` otherwise.
+pub fn short_time(time: &str, today: &str) -> String {
+    let (date, clock) = time.split_once('T').unwrap_or((time, ""));
+    let hhmm = clock.get(..5).unwrap_or(clock);
+    if date == today {
+        format!("[{hhmm} UTC]")
+    } else {
+        format!("[{date} {hhmm} UTC]")
+    }
+}
+
+/// Appends `:source COMMAND target :text` lines, as many as a long text needs.
+fn say(
+    out: &mut Vec<u8>,
+    tags: Option<&str>,
+    source: &str,
+    command: &str,
+    target: &str,
+    text: &str,
+) {
+    let text = irc_text(text);
+    let room = super::message::MAX_LINE.saturating_sub(overhead(source, command, target));
+    for piece in split_text(&text, room) {
+        out.extend_from_slice(
+            format(tags, Some(source), command, &[target, piece], true).as_bytes(),
+        );
+    }
+}
+
+/// A line for people, as the text of a NOTICE from [`SERVICE`].
+fn service_text(line: &Line) -> Option<String> {
+    let text = line.text.as_str();
+    Some(match line.kind {
+        Kind::Info if line.arg(0) == "no-mail" => return None,
+        Kind::Err => format!("error: {text}"),
+        Kind::List => format!("{text} ({})", line.arg(1)),
+        Kind::Entry => format!("  {text}"),
+        Kind::User => {
+            let seen = match line.arg(2) {
+                "-" => String::new(),
+                t => format!(", last seen {t}"),
+            };
+            let intro = if text.is_empty() {
+                String::new()
+            } else {
+                format!(": {text}")
+            };
+            format!("  {} ({}{seen}){intro}", line.arg(0), line.arg(1))
+        }
+        Kind::Hist => {
+            let session = match line.arg(1) {
+                "-" => String::new(),
+                s => format!(" (session {s})"),
+            };
+            format!("  [{}]{session} {}: {text}", line.arg(0), line.arg(2))
+        }
+        Kind::Session if line.arg(0) == "request" => {
+            format!("{text} (On IRC: /msg {SERVICE} accept, or /msg {SERVICE} decline.)")
+        }
+        _ => text.to_string(),
+    })
+}
+
+/// Appends what `line` becomes for this client (possibly nothing).
+pub fn translate(line: &Line, view: &View<'_>, people: &dyn People, out: &mut Vec<u8>) {
+    let me = view.nick;
+    let verb = if view.notice { "NOTICE" } else { "PRIVMSG" };
+    match line.kind {
+        Kind::Msg | Kind::Talk => {
+            let from = line.arg(if line.kind == Kind::Msg { 0 } else { 1 });
+            say(out, None, &people.mask(from), verb, me, &line.text);
+        }
+        Kind::Bcast => {
+            let from = line.arg(0);
+            if view.in_lobby && from != me {
+                say(out, None, &people.mask(from), verb, view.lobby, &line.text);
+            }
+        }
+        Kind::Group => {
+            let from = line.arg(1);
+            if from != me {
+                let channel = format!("#{}", line.arg(0));
+                say(out, None, &people.mask(from), verb, &channel, &line.text);
+            }
+        }
+        Kind::Mail => {
+            let (from, time, kind) = (line.arg(0), line.arg(1), line.arg(2));
+            let place = match kind {
+                "private" => None,
+                "broadcast" => Some(view.lobby.to_string()),
+                k => Some(format!("#{}", k.strip_prefix("group:").unwrap_or(k))),
+            };
+            let (tags, text) = if view.server_time {
+                let text = match place {
+                    Some(p) => format!("[{p}] {}", line.text),
+                    None => line.text.clone(),
+                };
+                (Some(time_tag(time)), text)
+            } else {
+                let when = short_time(time, view.today);
+                let text = match place {
+                    Some(p) => format!("{} {p}] {}", when.trim_end_matches(']'), line.text),
+                    None => format!("{when} {}", line.text),
+                };
+                (None, text)
+            };
+            say(
+                out,
+                tags.as_deref(),
+                &people.mask(from),
+                "PRIVMSG",
+                me,
+                &text,
+            );
+        }
+        Kind::Presence => {
+            let (user, event) = (line.arg(0), line.arg(1));
+            if user == me {
+                return;
+            }
+            let source = people.mask(user);
+            let bytes = match event {
+                "login" if people.is_renaming(user) => return,
+                "login" if view.in_lobby => {
+                    format(None, Some(&source), "JOIN", &[view.lobby], false)
+                }
+                "logout" | "timeout" | "dropped" => {
+                    if let Some(new) = people.renamed_to(user) {
+                        format(None, Some(&source), "NICK", &[&new], false)
+                    } else {
+                        let reason = match (event, people.quit_reason(user)) {
+                            (_, Some(r)) => r,
+                            ("timeout", None) => "Ping timeout".to_string(),
+                            ("dropped", None) => "Connection lost".to_string(),
+                            _ => "Left the chat".to_string(),
+                        };
+                        format(None, Some(&source), "QUIT", &[&reason], true)
+                    }
+                }
+                "busy" if view.away_notify => {
+                    let text = people.away(user).unwrap_or_else(|| "busy".to_string());
+                    format(None, Some(&source), "AWAY", &[&text], true)
+                }
+                "available" if view.away_notify => format(None, Some(&source), "AWAY", &[], false),
+                _ => return,
+            };
+            out.extend_from_slice(bytes.as_bytes());
+        }
+        Kind::Bye => {
+            let text = format!("Closing Link: {me} ({})", line.text);
+            out.extend_from_slice(format(None, None, "ERROR", &[&text], true).as_bytes());
+        }
+        // WELCOME is replaced by the registration burst, which the encoder keeps ready.
+        Kind::Welcome | Kind::Hello => {}
+        _ => {
+            if let Some(text) = service_text(line) {
+                let source = format!("{SERVICE}!lanchat@{}", view.server);
+                say(out, None, &source, "NOTICE", me, &text);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Stub;
+
+    impl People for Stub {
+        fn mask(&self, name: &str) -> String {
+            format!("{name}!{name}@h")
+        }
+        fn quit_reason(&self, name: &str) -> Option<String> {
+            (name == "quitter").then(|| "Quit: bye all".to_string())
+        }
+        fn renamed_to(&self, name: &str) -> Option<String> {
+            (name == "old").then(|| "new".to_string())
+        }
+        fn is_renaming(&self, name: &str) -> bool {
+            name == "new"
+        }
+        fn away(&self, _: &str) -> Option<String> {
+            Some("lunch".into())
+        }
+    }
+
+    fn view(in_lobby: bool, caps: bool) -> View<'static> {
+        View {
+            nick: "me",
+            server: "srv",
+            lobby: "#lanchat",
+            in_lobby,
+            server_time: caps,
+            away_notify: caps,
+            today: "2026-11-22",
+            notice: false,
+        }
+    }
+
+    fn run(line: Line, view: &View<'_>) -> String {
+        let mut out = Vec::new();
+        translate(&line, view, &Stub, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn messages_become_privmsgs() {
+        let v = view(true, false);
+        assert_eq!(
+            run(Line::new(Kind::Msg, &["bob"], "hi there"), &v),
+            ":bob!bob@h PRIVMSG me :hi there\r\n"
+        );
+        assert_eq!(
+            run(Line::new(Kind::Talk, &["1234", "bob"], "in session"), &v),
+            ":bob!bob@h PRIVMSG me :in session\r\n"
+        );
+        assert_eq!(
+            run(Line::new(Kind::Bcast, &["bob"], "all"), &v),
+            ":bob!bob@h PRIVMSG #lanchat :all\r\n"
+        );
+        assert_eq!(run(Line::new(Kind::Bcast, &["me"], "echo"), &v), "");
+        let notice = View {
+            notice: true,
+            ..view(true, false)
+        };
+        assert_eq!(
+            run(Line::new(Kind::Msg, &["bob"], "fyi"), &notice),
+            ":bob!bob@h NOTICE me :fyi\r\n"
+        );
+        assert_eq!(
+            run(Line::new(Kind::Bcast, &["bob"], "x"), &view(false, false)),
+            ""
+        );
+        assert_eq!(
+            run(Line::new(Kind::Group, &["cs101", "bob"], "g"), &v),
+            ":bob!bob@h PRIVMSG #cs101 :g\r\n"
+        );
+        assert_eq!(
+            run(
+                Line::new(Kind::Msg, &["bob"], "\\x01ACTION waves\\x01 \\x07"),
+                &v
+            ),
+            ":bob!bob@h PRIVMSG me :\x01ACTION waves\x01 \\x07\r\n"
+        );
+    }
+
+    #[test]
+    fn long_messages_are_split_into_lines_that_fit() {
+        let text = "word ".repeat(300);
+        let out = run(
+            Line::new(Kind::Msg, &["bob"], text.trim_end()),
+            &view(true, false),
+        );
+        let lines: Vec<&str> = out.split_inclusive("\r\n").collect();
+        assert!(lines.len() >= 3, "{}", lines.len());
+        for l in &lines {
+            assert!(
+                l.len() <= 512 && l.starts_with(":bob!bob@h PRIVMSG me :"),
+                "{l}"
+            );
+        }
+    }
+
+    #[test]
+    fn stored_messages_carry_their_time() {
+        let mail = |kind: &str, time: &str| Line::new(Kind::Mail, &["bob", time, kind], "hey");
+        let v = view(true, false);
+        assert_eq!(
+            run(mail("private", "2026-11-22T10:15:00Z"), &v),
+            ":bob!bob@h PRIVMSG me :[10:15 UTC] hey\r\n"
+        );
+        assert_eq!(
+            run(mail("group:cs101", "2026-11-21T09:05:00Z"), &v),
+            ":bob!bob@h PRIVMSG me :[2026-11-21 09:05 UTC #cs101] hey\r\n"
+        );
+        assert_eq!(
+            run(mail("broadcast", "2026-11-22T10:15:00Z"), &view(true, true)),
+            "@time=2026-11-22T10:15:00.000Z :bob!bob@h PRIVMSG me :[#lanchat] hey\r\n"
+        );
+    }
+
+    #[test]
+    fn presence_becomes_join_quit_nick_and_away() {
+        let p = |u: &str, e: &str| Line::new(Kind::Presence, &[u, e], "*** ***");
+        let v = view(true, false);
+        assert_eq!(run(p("bob", "login"), &v), ":bob!bob@h JOIN #lanchat\r\n");
+        assert_eq!(run(p("bob", "login"), &view(false, false)), "");
+        assert_eq!(run(p("me", "login"), &v), "");
+        assert_eq!(run(p("new", "login"), &v), "");
+        assert_eq!(
+            run(p("bob", "logout"), &v),
+            ":bob!bob@h QUIT :Left the chat\r\n"
+        );
+        assert_eq!(
+            run(p("bob", "timeout"), &v),
+            ":bob!bob@h QUIT :Ping timeout\r\n"
+        );
+        assert_eq!(
+            run(p("quitter", "logout"), &v),
+            ":quitter!quitter@h QUIT :Quit: bye all\r\n"
+        );
+        assert_eq!(run(p("old", "logout"), &v), ":old!old@h NICK new\r\n");
+        assert_eq!(run(p("bob", "busy"), &v), "");
+        assert_eq!(
+            run(p("bob", "busy"), &view(true, true)),
+            ":bob!bob@h AWAY :lunch\r\n"
+        );
+        assert_eq!(
+            run(p("bob", "available"), &view(true, true)),
+            ":bob!bob@h AWAY\r\n"
+        );
+    }
+
+    #[test]
+    fn other_lines_are_notices_from_the_service() {
+        let v = view(true, false);
+        assert_eq!(
+            run(Line::err("unknown-user", "No such user: zed"), &v),
+            ":*lanchat!lanchat@srv NOTICE me :error: No such user: zed\r\n"
+        );
+        assert_eq!(run(Line::info("no-mail", "none"), &v), "");
+        let request = run(
+            Line::new(
+                Kind::Session,
+                &["request", "1234", "bob"],
+                "bob wants to chat.",
+            ),
+            &v,
+        );
+        assert!(request.contains("/msg *lanchat accept"), "{request}");
+        assert_eq!(
+            run(Line::bye("shutdown", "Server going down"), &v),
+            "ERROR :Closing Link: me (Server going down)\r\n"
+        );
+    }
+
+    #[test]
+    fn irc_controls_are_restored_and_nothing_else() {
+        assert_eq!(irc_text("plain"), "plain");
+        assert_eq!(
+            irc_text("\\x02bold\\x02 \\x0304red"),
+            "\x02bold\x02 \x0304red"
+        );
+        assert_eq!(irc_text("\\x0d\\x0a\\x00"), "\\x0d\\x0a\\x00");
+        assert_eq!(irc_text("C:\\xyz \\x"), "C:\\xyz \\x");
+        assert_eq!(
+            short_time("2026-11-22T10:15:00Z", "2026-11-22"),
+            "[10:15 UTC]"
+        );
+    }
+}

@@ -1,0 +1,528 @@
+//! WebSocket framing (RFC 6455), as pure functions over bytes: the handshake's accept key,
+//! server frames, and a [`Decoder`] that turns what a client sends into whole messages and
+//! control frames. It never holds more than one message of the allowed size: a longer
+//! message (or any binary one) is thrown away as it arrives and only its length reported.
+//!
+//! Hand-written rather than `tungstenite`: the server writes through each connection's
+//! non-blocking outbox (`Conn`), so only the codec would be used, and this codec is a
+//! page of code with no dependency beyond SHA-1 for the handshake.
+
+use base64ct::{Base64, Encoding};
+use sha1::{Digest, Sha1};
+
+/// Appended to the client's key before hashing (RFC 6455 section 1.3).
+const HANDSHAKE_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Control frames carry at most this many payload bytes.
+const MAX_CONTROL_PAYLOAD: u64 = 125;
+
+/// Close codes the server sends (RFC 6455 section 7.4.1).
+pub mod close_code {
+    /// The purpose of the connection has been fulfilled (after `BYE`).
+    pub const NORMAL: u16 = 1000;
+    /// The peer broke the framing rules.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+}
+
+/// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key`.
+pub fn accept_key(client_key: &str) -> String {
+    let mut sha = Sha1::new();
+    sha.update(client_key.trim().as_bytes());
+    sha.update(HANDSHAKE_GUID.as_bytes());
+    Base64::encode_string(&sha.finalize())
+}
+
+/// Whether `key` is a valid `Sec-WebSocket-Key`: base64 of 16 bytes.
+pub fn valid_key(key: &str) -> bool {
+    let mut out = [0u8; 16];
+    key.len() == 24 && matches!(Base64::decode(key, &mut out), Ok(b) if b.len() == 16)
+}
+
+/// A frame's kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opcode {
+    /// More of the message the previous frame started.
+    Continuation,
+    /// A UTF-8 text message (here: lines of the native protocol).
+    Text,
+    /// A binary message (not part of the protocol).
+    Binary,
+    /// The peer is closing.
+    Close,
+    /// Asks for a pong with the same payload.
+    Ping,
+    /// The answer to a ping.
+    Pong,
+}
+
+impl Opcode {
+    fn from_bits(bits: u8) -> Option<Opcode> {
+        Some(match bits {
+            0x0 => Opcode::Continuation,
+            0x1 => Opcode::Text,
+            0x2 => Opcode::Binary,
+            0x8 => Opcode::Close,
+            0x9 => Opcode::Ping,
+            0xA => Opcode::Pong,
+            _ => return None,
+        })
+    }
+
+    fn bits(self) -> u8 {
+        match self {
+            Opcode::Continuation => 0x0,
+            Opcode::Text => 0x1,
+            Opcode::Binary => 0x2,
+            Opcode::Close => 0x8,
+            Opcode::Ping => 0x9,
+            Opcode::Pong => 0xA,
+        }
+    }
+
+    fn is_control(self) -> bool {
+        matches!(self, Opcode::Close | Opcode::Ping | Opcode::Pong)
+    }
+}
+
+/// Appends one unfragmented, unmasked (server-to-client) frame to `out`.
+pub fn encode_frame(opcode: Opcode, payload: &[u8], out: &mut Vec<u8>) {
+    out.push(0x80 | opcode.bits());
+    let len = payload.len();
+    if len < 126 {
+        out.push(len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        out.push(126);
+        out.extend_from_slice(&len.to_be_bytes());
+    } else {
+        out.push(127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(payload);
+}
+
+/// A close frame with `code` and a short reason (cut to fit a control frame).
+pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {
+    let mut payload = code.to_be_bytes().to_vec();
+    let mut end = reason.len().min(MAX_CONTROL_PAYLOAD as usize - 2);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    payload.extend_from_slice(&reason.as_bytes()[..end]);
+    let mut out = Vec::with_capacity(payload.len() + 2);
+    encode_frame(Opcode::Close, &payload, &mut out);
+    out
+}
+
+/// A frame header as read from the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Last frame of its message.
+    pub fin: bool,
+    /// What the frame is.
+    pub opcode: Opcode,
+    /// The masking key; every client frame must have one.
+    pub mask: [u8; 4],
+    /// Payload length in bytes.
+    pub len: u64,
+    /// Bytes the header itself takes.
+    pub size: usize,
+}
+
+/// Parses the frame header at the start of `buf`: `Ok(None)` if more bytes are needed,
+/// `Err` with a reason if the client broke the framing rules.
+pub fn parse_header(buf: &[u8]) -> Result<Option<Header>, &'static str> {
+    let [b0, b1, ..] = *buf else { return Ok(None) };
+    if b0 & 0x70 != 0 {
+        return Err("reserved bits set");
+    }
+    let opcode = Opcode::from_bits(b0 & 0x0F).ok_or("unknown opcode")?;
+    let fin = b0 & 0x80 != 0;
+    if b1 & 0x80 == 0 {
+        return Err("client frames must be masked");
+    }
+    let (len, mut size) = match b1 & 0x7F {
+        126 => match buf.get(2..4) {
+            Some(b) => (u64::from(u16::from_be_bytes([b[0], b[1]])), 4),
+            None => return Ok(None),
+        },
+        127 => match buf.get(2..10) {
+            Some(b) => (u64::from_be_bytes(b.try_into().expect("8 bytes")), 10),
+            None => return Ok(None),
+        },
+        n => (u64::from(n), 2),
+    };
+    if opcode.is_control() && (!fin || len > MAX_CONTROL_PAYLOAD) {
+        return Err("fragmented or oversized control frame");
+    }
+    let Some(mask) = buf.get(size..size + 4) else {
+        return Ok(None);
+    };
+    let mask = mask.try_into().expect("4 bytes");
+    size += 4;
+    Ok(Some(Header {
+        fin,
+        opcode,
+        mask,
+        len,
+        size,
+    }))
+}
+
+/// XORs `payload` with the masking key (masking and unmasking are the same operation).
+pub fn unmask(payload: &mut [u8], mask: [u8; 4]) {
+    for (i, b) in payload.iter_mut().enumerate() {
+        *b ^= mask[i % 4];
+    }
+}
+
+/// What the client sent, a message or control frame at a time.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A whole text message.
+    Text(String),
+    /// A text message longer than the limit, thrown away; its length in bytes.
+    TooLong(u64),
+    /// A text message that is not valid UTF-8, thrown away.
+    BadUtf8,
+    /// A binary message, thrown away; its length in bytes.
+    Binary(u64),
+    /// A ping; the pong must carry this payload.
+    Ping(Vec<u8>),
+    /// A pong (nothing to do).
+    Pong,
+    /// The client is closing, with its close code if it gave one.
+    Close(Option<u16>),
+    /// The client broke the framing rules; the connection must be closed (code 1002).
+    Violation(&'static str),
+}
+
+/// The data message being received (possibly in several frames).
+struct Partial {
+    /// Text (or binary).
+    text: bool,
+    /// Payload so far, unless it is being thrown away.
+    data: Vec<u8>,
+    /// Payload bytes so far, kept or not.
+    len: u64,
+    /// Over the limit, or binary: its bytes are dropped as they arrive.
+    discarding: bool,
+}
+
+/// Reassembles client frames into [`Event`]s. Feed it bytes as they arrive and take events
+/// until it returns `None`; after `Close` or `Violation` the connection is over.
+pub struct Decoder {
+    /// Received bytes not yet decoded.
+    buf: Vec<u8>,
+    /// Largest text message kept, in bytes.
+    max_message: usize,
+    /// The data message in progress.
+    message: Option<Partial>,
+    /// Payload bytes of the current frame still to drop.
+    skip: u64,
+    /// Whether the frame being dropped ends its message.
+    skip_fin: bool,
+}
+
+impl Decoder {
+    /// A decoder keeping text messages of up to `max_message` bytes.
+    pub fn new(max_message: usize) -> Decoder {
+        Decoder {
+            buf: Vec::new(),
+            max_message,
+            message: None,
+            skip: 0,
+            skip_fin: false,
+        }
+    }
+
+    /// Adds received bytes.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes held now (for tests of the memory bound).
+    #[cfg(test)]
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next event, or `None` when more bytes are needed.
+    pub fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if self.skip > 0 {
+                let n = self
+                    .buf
+                    .len()
+                    .min(usize::try_from(self.skip).unwrap_or(usize::MAX));
+                self.consume(n);
+                self.skip -= n as u64;
+                if self.skip > 0 {
+                    return None;
+                }
+                if self.skip_fin {
+                    return Some(self.finish());
+                }
+                continue;
+            }
+            let header = match parse_header(&self.buf) {
+                Ok(Some(h)) => h,
+                Ok(None) => return None,
+                Err(why) => return Some(Event::Violation(why)),
+            };
+            if header.opcode.is_control() {
+                let end = header.size + header.len as usize;
+                if self.buf.len() < end {
+                    return None;
+                }
+                let mut payload = self.buf[header.size..end].to_vec();
+                self.consume(end);
+                unmask(&mut payload, header.mask);
+                return Some(match header.opcode {
+                    Opcode::Ping => Event::Ping(payload),
+                    Opcode::Pong => Event::Pong,
+                    _ => Event::Close(payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]))),
+                });
+            }
+            match (header.opcode, self.message.is_some()) {
+                (Opcode::Continuation, false) => {
+                    return Some(Event::Violation("continuation frame without a message"))
+                }
+                (Opcode::Text | Opcode::Binary, true) => {
+                    return Some(Event::Violation("new message inside a fragmented one"))
+                }
+                _ => {}
+            }
+            let (so_far, discarding) = self
+                .message
+                .as_ref()
+                .map_or((0, header.opcode == Opcode::Binary), |m| {
+                    (m.len, m.discarding)
+                });
+            let total = so_far.saturating_add(header.len);
+            if discarding || total > self.max_message as u64 {
+                // Drop this frame's payload as it arrives, never holding it.
+                self.consume(header.size);
+                let message = self.message.get_or_insert_with(|| Partial {
+                    text: header.opcode == Opcode::Text,
+                    data: Vec::new(),
+                    len: 0,
+                    discarding: true,
+                });
+                message.discarding = true;
+                message.data = Vec::new();
+                message.len = total;
+                self.skip = header.len;
+                self.skip_fin = header.fin;
+                if self.skip == 0 && header.fin {
+                    return Some(self.finish());
+                }
+                continue;
+            }
+            // Within the limit: wait for the whole frame, then keep it.
+            let end = header.size + header.len as usize;
+            if self.buf.len() < end {
+                return None;
+            }
+            let mut payload = self.buf[header.size..end].to_vec();
+            self.consume(end);
+            unmask(&mut payload, header.mask);
+            let message = self.message.get_or_insert_with(|| Partial {
+                text: header.opcode == Opcode::Text,
+                data: Vec::new(),
+                len: 0,
+                discarding: false,
+            });
+            message.data.extend_from_slice(&payload);
+            message.len = total;
+            if header.fin {
+                return Some(self.finish());
+            }
+        }
+    }
+
+    /// The event for the message that just ended.
+    fn finish(&mut self) -> Event {
+        let message = self.message.take().expect("a message in progress");
+        match (message.text, message.discarding) {
+            (false, _) => Event::Binary(message.len),
+            (true, true) => Event::TooLong(message.len),
+            (true, false) => match String::from_utf8(message.data) {
+                Ok(text) => Event::Text(text),
+                Err(_) => Event::BadUtf8,
+            },
+        }
+    }
+
+    /// Drops `n` decoded bytes; gives memory back after a big message.
+    fn consume(&mut self, n: usize) {
+        self.buf.drain(..n);
+        if self.buf.is_empty() && self.buf.capacity() > 8192 {
+            self.buf = Vec::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client frame: masked with a fixed key.
+    fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
+        let len = payload.len();
+        if len < 126 {
+            out.push(0x80 | len as u8);
+        } else if len <= 0xFFFF {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        out.extend_from_slice(&mask);
+        let mut body = payload.to_vec();
+        unmask(&mut body, mask);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    fn events(decoder: &mut Decoder) -> Vec<Event> {
+        std::iter::from_fn(|| decoder.next_event()).collect()
+    }
+
+    #[test]
+    fn accept_key_matches_the_rfc_example() {
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert!(valid_key("dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(!valid_key("dGhlIHNhbXBsZSBub25jZQ"));
+        assert!(!valid_key("not base64 at all!!!!!!!"));
+    }
+
+    #[test]
+    fn server_frames_use_the_shortest_length_form() {
+        for (len, header) in [
+            (0usize, 2usize),
+            (125, 2),
+            (126, 4),
+            (65535, 4),
+            (65536, 10),
+        ] {
+            let mut out = Vec::new();
+            encode_frame(Opcode::Text, &vec![b'a'; len], &mut out);
+            assert_eq!(out.len(), header + len, "length {len}");
+            assert_eq!(out[0], 0x81);
+            assert_eq!(out[1] & 0x80, 0, "server frames are not masked");
+        }
+        let close = close_frame(1000, &"é".repeat(100));
+        assert_eq!(close[0], 0x88);
+        assert!(close[1] as usize <= 125);
+        assert_eq!(&close[2..4], &1000u16.to_be_bytes());
+        assert!(std::str::from_utf8(&close[4..]).is_ok());
+    }
+
+    #[test]
+    fn text_frames_decode_even_byte_by_byte() {
+        let mut wire = client_frame(true, 1, b"whoelse");
+        wire.extend(client_frame(true, 1, "h\u{e9}llo".as_bytes()));
+        let mut d = Decoder::new(64);
+        let mut got = Vec::new();
+        for b in &wire {
+            d.feed(std::slice::from_ref(b));
+            got.extend(events(&mut d));
+        }
+        assert_eq!(
+            got,
+            [Event::Text("whoelse".into()), Event::Text("héllo".into())]
+        );
+        assert_eq!(d.buffered(), 0);
+    }
+
+    #[test]
+    fn fragments_join_and_control_frames_may_come_between() {
+        let mut d = Decoder::new(64);
+        d.feed(&client_frame(false, 1, b"mess"));
+        d.feed(&client_frame(true, 9, b"hb"));
+        d.feed(&client_frame(false, 0, b"age bob "));
+        d.feed(&client_frame(true, 0, b"hi"));
+        assert_eq!(
+            events(&mut d),
+            [
+                Event::Ping(b"hb".to_vec()),
+                Event::Text("message bob hi".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn over_long_and_binary_messages_are_dropped_without_buffering() {
+        let mut d = Decoder::new(100);
+        let big = client_frame(true, 1, &vec![b'x'; 100_000]);
+        for chunk in big.chunks(1000) {
+            d.feed(chunk);
+            assert!(events(&mut d).is_empty() || d.buffered() == 0);
+            assert!(d.buffered() <= 1000);
+        }
+        d.feed(&client_frame(true, 1, b"ok"));
+        // The over-long message was reported once its last byte arrived.
+        let mut d2 = Decoder::new(100);
+        d2.feed(&big);
+        d2.feed(&client_frame(true, 1, b"ok"));
+        assert_eq!(
+            events(&mut d2),
+            [Event::TooLong(100_000), Event::Text("ok".into())]
+        );
+        // Over the limit only once the fragments add up.
+        let mut d3 = Decoder::new(10);
+        d3.feed(&client_frame(false, 1, b"123456"));
+        d3.feed(&client_frame(false, 0, b"789012"));
+        d3.feed(&client_frame(true, 0, b"345"));
+        d3.feed(&client_frame(true, 2, &[0, 1, 2]));
+        d3.feed(&client_frame(true, 1, b"\xff\xfe"));
+        assert_eq!(
+            events(&mut d3),
+            [Event::TooLong(15), Event::Binary(3), Event::BadUtf8]
+        );
+    }
+
+    #[test]
+    fn close_carries_its_code() {
+        let mut d = Decoder::new(10);
+        d.feed(&client_frame(true, 8, &1001u16.to_be_bytes()));
+        d.feed(&client_frame(true, 8, b""));
+        d.feed(&client_frame(true, 10, b"x"));
+        assert_eq!(
+            events(&mut d),
+            [Event::Close(Some(1001)), Event::Close(None), Event::Pong]
+        );
+    }
+
+    #[test]
+    fn framing_violations_are_reported() {
+        let cases: [(&[u8], &str); 5] = [
+            (&[0x81, 0x02, b'h', b'i'], "masked"),
+            (&[0xC1, 0x80, 0, 0, 0, 0], "reserved"),
+            (&[0x83, 0x80, 0, 0, 0, 0], "opcode"),
+            (&[0x09, 0x80, 0, 0, 0, 0], "control"),
+            (&[0x80, 0x80, 0, 0, 0, 0], "continuation"),
+        ];
+        for (wire, why) in cases {
+            let mut d = Decoder::new(10);
+            d.feed(wire);
+            match d.next_event() {
+                Some(Event::Violation(reason)) => assert!(reason.contains(why), "{reason}"),
+                other => panic!("{wire:?}: {other:?}"),
+            }
+        }
+        let mut d = Decoder::new(10);
+        d.feed(&client_frame(false, 1, b"a"));
+        d.feed(&client_frame(true, 1, b"b"));
+        assert!(matches!(d.next_event(), Some(Event::Violation(_))));
+        let mut d = Decoder::new(10);
+        d.feed(&client_frame(true, 9, &[0; 126]));
+        assert!(matches!(d.next_event(), Some(Event::Violation(_))));
+    }
+}

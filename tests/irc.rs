@@ -1,0 +1,333 @@
+//! The IRC door, driven by real IRC clients nobody here wrote: the `irc` package from PyPI
+//! (tests/irc/suite.py, one group of checks per test, each against a fresh server) and
+//! Debian's irssi, run headless in tmux.
+//!
+//! Without python3's `irc` package, irssi or tmux these tests fail under CI (`CI=true`) and
+//! are skipped, loudly, elsewhere. `.ci/run` installs them.
+
+use lanchat::clock::SystemClock;
+use lanchat::config::{AuthMode, Config, OptionalPort};
+use lanchat::credentials::Credentials;
+use lanchat::server::{Door, Server, ShutdownHandle};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The users of every test server.
+const USERS: &[(&str, &str)] = &[
+    ("alice", "pw-alice"),
+    ("bob", "pw-bob"),
+    ("carol", "pw-carol"),
+];
+
+/// A server with its IRC door open, stopped on drop.
+struct IrcServer {
+    native: SocketAddr,
+    irc: SocketAddr,
+    handle: ShutdownHandle,
+    thread: Option<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for IrcServer {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().unwrap().port()
+}
+
+impl IrcServer {
+    fn start(auth: AuthMode) -> IrcServer {
+        IrcServer::start_with(auth, |_| {})
+    }
+
+    fn start_with(auth: AuthMode, tweak: impl Fn(&mut Config)) -> IrcServer {
+        let dir = tempfile::tempdir().unwrap();
+        // The IRC port is chosen here, so another process may take it in between: retry.
+        for attempt in 0.. {
+            let mut config = Config {
+                port: 0,
+                irc_port: free_port(),
+                web_port: OptionalPort::Off,
+                bind: "127.0.0.1".parse().unwrap(),
+                data_dir: dir.path().join("data"),
+                auth,
+                max_messages_per_sec: 0,
+                ..Config::default()
+            };
+            tweak(&mut config);
+            let credentials = Credentials::from_pairs(USERS.iter().copied());
+            let server = match Server::bind_with(config, credentials, Arc::new(SystemClock)) {
+                Ok(s) => s,
+                Err(e) if attempt < 20 => {
+                    eprintln!("retrying with another port: {e}");
+                    continue;
+                }
+                Err(e) => panic!("cannot start a server: {e}"),
+            };
+            let native = server.local_addr();
+            let irc = server.door_addr(Door::Irc).expect("the IRC door is open");
+            let handle = server.shutdown_handle();
+            let thread = std::thread::spawn(move || server.run().unwrap());
+            return IrcServer {
+                native,
+                irc,
+                handle,
+                thread: Some(thread),
+                _dir: dir,
+            };
+        }
+        unreachable!()
+    }
+}
+
+/// Whether a missing tool fails the test (CI) or skips it (a developer's machine).
+fn missing(what: &str) -> bool {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{what} is missing; .ci/run installs it");
+    }
+    eprintln!("SKIPPED: {what} is missing (pip install irc; apt-get install irssi tmux)");
+    true
+}
+
+fn have_python_irc() -> bool {
+    Command::new("python3")
+        .args(["-c", "import irc.client"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs one group of tests/irc/suite.py against a fresh server.
+fn suite(group: &str, auth: AuthMode) {
+    suite_with(group, auth, |_| {});
+}
+
+fn suite_with(group: &str, auth: AuthMode, tweak: impl Fn(&mut Config)) {
+    if !have_python_irc() && missing("python3's `irc` package") {
+        return;
+    }
+    let server = IrcServer::start_with(auth, tweak);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/irc/suite.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(group)
+        .args(["--irc", &server.irc.port().to_string()])
+        .args(["--native", &server.native.port().to_string()])
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "suite.py {group} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains(&format!("ok {group}")), "{stdout}");
+}
+
+#[test]
+fn registration_nicks_caps_and_quit() {
+    suite("registration", AuthMode::Open);
+}
+
+#[test]
+fn privmsg_notice_away_and_their_errors() {
+    suite("messages", AuthMode::Open);
+}
+
+#[test]
+fn channels_join_part_names_mode_topic_who() {
+    suite("channels", AuthMode::Open);
+}
+
+#[test]
+fn whois_ison_userhost_who_lusers_motd_ping() {
+    suite("queries", AuthMode::Open);
+}
+
+#[test]
+fn native_and_irc_users_share_one_world() {
+    suite("bridge", AuthMode::Open);
+}
+
+#[test]
+fn silent_clients_are_pinged_then_dropped_and_others_see_quit() {
+    suite_with("timeouts", AuthMode::Open, |c| {
+        c.heartbeat_timeout_secs = 1;
+        c.login_timeout_secs = 2;
+    });
+}
+
+#[test]
+fn password_mode_pass_is_the_users_password_with_lockout() {
+    suite("password", AuthMode::Password);
+}
+
+/// A tmux server of our own (its socket in a temporary directory), killed on drop with
+/// everything in it.
+struct Tmux {
+    socket: std::path::PathBuf,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-J", "-S", "-200", "-t", "irssi"])
+    }
+
+    /// Waits until the irssi window shows `needle`.
+    fn wait_for(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = self.screen();
+            if screen.contains(needle) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "irssi never showed {needle:?}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn type_line(&self, line: &str) {
+        self.run(&["send-keys", "-t", "irssi", "-l", line]);
+        self.run(&["send-keys", "-t", "irssi", "Enter"]);
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.run(&["kill-server"]);
+    }
+}
+
+/// A native client on a raw socket.
+struct NativeClient {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    seen: Vec<String>,
+}
+
+impl NativeClient {
+    fn login(addr: SocketAddr, name: &str) -> NativeClient {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut c = NativeClient {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+            seen: Vec::new(),
+        };
+        c.expect("ASK username");
+        c.send(name);
+        c.expect("WELCOME");
+        c
+    }
+
+    fn send(&mut self, line: &str) {
+        self.writer
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
+    }
+
+    fn expect(&mut self, needle: &str) -> String {
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(n) if n > 0 => {}
+                other => panic!(
+                    "native client: no {needle:?} ({other:?}); saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+}
+
+#[test]
+fn irssi_in_tmux_talks_with_a_native_client() {
+    let have = |tool: &str, flag: &str| {
+        Command::new(tool)
+            .arg(flag)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !(have("irssi", "--version") && have("tmux", "-V")) && missing("irssi or tmux") {
+        return;
+    }
+    let server = IrcServer::start(AuthMode::Open);
+    let home = tempfile::tempdir().unwrap();
+    // One window for everything (channels and queries), so the screen shows it all.
+    std::fs::write(
+        home.path().join("config"),
+        "settings = { \"fe-common/core\" = { autocreate_windows = \"no\"; }; };\n",
+    )
+    .unwrap();
+    let tmux = Tmux {
+        socket: home.path().join("tmux.sock"),
+    };
+    let command = format!(
+        "irssi --home={} -n irssiuser -c 127.0.0.1 -p {}",
+        home.path().display(),
+        server.irc.port()
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "irssi",
+        "-x",
+        "160",
+        "-y",
+        "50",
+        &command,
+    ]);
+    let mut native = NativeClient::login(server.native, "nate");
+    native.expect("PRESENCE irssiuser login");
+    // irssi is in the lobby: a native broadcast shows there.
+    tmux.wait_for("#lanchat");
+    native.send("broadcast hello lobby from native");
+    tmux.wait_for("hello lobby from native");
+    // Private messages both ways.
+    native.send("message irssiuser hello from native");
+    native.expect("OK sent");
+    tmux.wait_for("hello from native");
+    tmux.type_line("/msg nate hello from irssi");
+    native.expect("MSG irssiuser hello from irssi");
+    // A group joined from irssi is a lanchat group.
+    tmux.type_line("/join #cs101");
+    tmux.wait_for("has joined #cs101");
+    native.send("group join cs101");
+    native.expect("OK group-joined");
+    native.send("group send cs101 to the group");
+    tmux.wait_for("to the group");
+    tmux.type_line("/quit leaving now");
+    native.expect("PRESENCE irssiuser logout");
+}

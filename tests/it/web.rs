@@ -1,0 +1,392 @@
+//! Issue 8: the web door over real sockets. A raw WebSocket client written here (masked
+//! frames, its own handshake) logs in and talks with a native-protocol client; plain HTTP
+//! requests get the page or an error and are closed without logging in.
+
+use crate::support::{TestClient, TestServer, TIMEOUT};
+use lanchat::config::OptionalPort;
+use lanchat::protocol::{Kind, Line};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// A server with the web door on a free port.
+fn web_server(tweak: impl FnOnce(&mut lanchat::config::Config)) -> (TestServer, SocketAddr) {
+    let server = TestServer::start_with(|c| {
+        c.web_port = OptionalPort::Any;
+        tweak(c);
+    });
+    let web = server.web.expect("the web door is open");
+    (server, web)
+}
+
+/// One HTTP request; the whole response (the server closes the connection after it).
+fn http(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .expect("the server closes after one response");
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// The opcodes this client sends and reads.
+const TEXT: u8 = 0x1;
+const BINARY: u8 = 0x2;
+const CLOSE: u8 = 0x8;
+const PING: u8 = 0x9;
+const PONG: u8 = 0xA;
+
+/// A minimal WebSocket client, as a browser would speak it.
+struct WsClient {
+    stream: TcpStream,
+    /// Received bytes not yet parsed.
+    buf: Vec<u8>,
+}
+
+impl WsClient {
+    /// Connects and completes the handshake.
+    fn connect(addr: SocketAddr) -> WsClient {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        write!(
+            stream,
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Origin: http://{addr}\r\n\r\n"
+        )
+        .unwrap();
+        let mut client = WsClient {
+            stream,
+            buf: Vec::new(),
+        };
+        let end = loop {
+            if let Some(i) = client.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            client.fill();
+        };
+        let head = String::from_utf8(client.buf.drain(..end).collect()).unwrap();
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        assert!(
+            head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+            "{head}"
+        );
+        client
+    }
+
+    /// Reads more bytes; panics at EOF or timeout.
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 4096];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => panic!("connection closed; unparsed: {:?}", self.buf),
+            Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+
+    /// Sends one masked frame.
+    fn send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
+        let mask = [0xa1, 0x5e, 0x03, 0x77];
+        let mut frame = vec![u8::from(fin) << 7 | opcode];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n <= 0xFFFF => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.stream.write_all(&frame).unwrap();
+    }
+
+    /// Sends one line as a text message.
+    fn send(&mut self, line: &str) {
+        self.send_frame(true, TEXT, line.as_bytes());
+    }
+
+    /// The next frame: opcode and payload. Server frames must be unmasked and final.
+    fn frame(&mut self) -> (u8, Vec<u8>) {
+        loop {
+            if self.buf.len() >= 2 {
+                assert_eq!(self.buf[1] & 0x80, 0, "server frames are not masked");
+                assert_eq!(self.buf[0] & 0xF0, 0x80, "server frames are final");
+                let (len, start) = match self.buf[1] {
+                    126 if self.buf.len() >= 4 => (
+                        usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]])),
+                        4,
+                    ),
+                    127 if self.buf.len() >= 10 => (
+                        u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize,
+                        10,
+                    ),
+                    n if n < 126 => (usize::from(n), 2),
+                    _ => (usize::MAX, 0),
+                };
+                if start > 0 && self.buf.len() >= start + len {
+                    let opcode = self.buf[0] & 0x0F;
+                    let payload = self.buf[start..start + len].to_vec();
+                    self.buf.drain(..start + len);
+                    return (opcode, payload);
+                }
+            }
+            self.fill();
+        }
+    }
+
+    /// The next protocol line (each text frame is one), presence notices skipped.
+    fn next(&mut self) -> Line {
+        loop {
+            let line = self.next_any();
+            if line.kind != Kind::Presence {
+                return line;
+            }
+        }
+    }
+
+    /// The next protocol line of any kind.
+    fn next_any(&mut self) -> Line {
+        let (opcode, payload) = self.frame();
+        assert_eq!(
+            opcode, TEXT,
+            "expected a text frame, got {opcode:#x} {payload:?}"
+        );
+        let text = String::from_utf8(payload).expect("text frames are UTF-8");
+        assert!(!text.contains('\n'), "one line per frame, no LF: {text:?}");
+        Line::parse(&text).unwrap_or_else(|| panic!("unparseable line {text:?}"))
+    }
+
+    /// The next line, which must be `kind` with first argument `code`.
+    fn expect(&mut self, kind: Kind, code: &str) -> Line {
+        let line = if kind == Kind::Presence {
+            self.next_any()
+        } else {
+            self.next()
+        };
+        assert!(
+            line.kind == kind && line.arg(0) == code,
+            "expected {} {code}, got: {line}",
+            kind.as_str()
+        );
+        line
+    }
+
+    /// Expects a close frame with `code`, then the end of the connection.
+    fn expect_close(&mut self, code: u16) {
+        let (opcode, payload) = self.frame();
+        assert_eq!(opcode, CLOSE, "expected a close frame, got {payload:?}");
+        assert_eq!(payload.get(..2), Some(&code.to_be_bytes()[..]));
+        let deadline = Instant::now() + TIMEOUT;
+        let mut chunk = [0u8; 64];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(_) => assert!(Instant::now() < deadline, "data after the close frame"),
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return,
+                Err(e) => panic!("no end of connection after the close frame: {e}"),
+            }
+        }
+    }
+
+    /// Logs in as a test user; the welcome and mail lines are consumed.
+    fn login(addr: SocketAddr, name: &str, password: &str) -> WsClient {
+        let mut c = WsClient::connect(addr);
+        c.expect(Kind::Hello, "lanchat/1");
+        c.expect(Kind::Ask, "username");
+        c.send(name);
+        c.expect(Kind::Ask, "password");
+        c.send(password);
+        c.expect(Kind::Welcome, name);
+        c.expect(Kind::Info, "no-mail");
+        c
+    }
+}
+
+#[test]
+fn web_and_terminal_users_talk_both_ways() {
+    let (server, web) = web_server(|_| {});
+    let bob = server.login("bob");
+    let mut alice = WsClient::login(web, "alice", "pw-alice");
+    bob.expect_code(Kind::Presence, "alice");
+
+    alice.send("whoelse");
+    alice.expect(Kind::List, "whoelse");
+    alice.expect(Kind::User, "bob");
+
+    alice.send("message bob hi from the browser");
+    alice.expect(Kind::Ok, "sent");
+    assert_eq!(bob.expect(Kind::Msg).text, "hi from the browser");
+
+    bob.send("message alice <img src=x onerror=alert(1)> back at you");
+    bob.expect_ok("sent");
+    let msg = alice.expect(Kind::Msg, "bob");
+    assert_eq!(msg.text, "<img src=x onerror=alert(1)> back at you");
+
+    // Several lines in one message, and a trailing line ending, are all fine.
+    alice.send("snum\r\nbroadcast hello all\n");
+    alice.expect(Kind::Info, "no-session");
+    alice.expect(Kind::Ok, "broadcast");
+    assert_eq!(bob.expect(Kind::Bcast).text, "hello all");
+
+    alice.send("logout");
+    alice.expect(Kind::Bye, "logout");
+    alice.expect_close(1000);
+    let gone = bob.expect_code(Kind::Presence, "alice");
+    assert_eq!(gone.arg(1), "logout");
+}
+
+#[test]
+fn the_page_is_served_and_plain_http_never_logs_in() {
+    let (server, web) = web_server(|_| {});
+    let page = http(web, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    assert!(page.contains("Content-Type: text/html; charset=utf-8\r\n"));
+    assert!(page.contains("Content-Security-Policy: default-src 'none'"));
+    assert!(page.contains("<title>lanchat</title>"));
+    let script = http(web, "GET /app.js?v=1 HTTP/1.1\r\n\r\n");
+    assert!(script.contains("Content-Type: text/javascript"), "{script}");
+    assert!(script.contains("textContent"));
+    let head = http(web, "HEAD / HTTP/1.1\r\n\r\n");
+    assert!(
+        head.starts_with("HTTP/1.1 200 OK") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+
+    for (request, status) in [
+        ("GET /secret HTTP/1.1\r\n\r\n", "404"),
+        ("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "405"),
+        ("GET /ws HTTP/1.1\r\n\r\n", "426"),
+        ("hello\r\n\r\n", "400"),
+        ("whoelse\n\n", "400"),
+    ] {
+        let response = http(web, request);
+        assert!(
+            response.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{request:?} -> {response}"
+        );
+    }
+    let cross_site = http(
+        web,
+        "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:1\r\nOrigin: http://elsewhere.example\r\n\
+         Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    );
+    assert!(cross_site.starts_with("HTTP/1.1 403 "), "{cross_site}");
+
+    // Nothing stays open, and nobody logged in.
+    let deadline = Instant::now() + TIMEOUT;
+    while server.handle.connections() > 0 {
+        assert!(Instant::now() < deadline, "HTTP connections stayed open");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let carol = server.login("carol");
+    carol.send("whoelse");
+    let (_, users) = carol.expect_list("whoelse");
+    assert!(users.is_empty(), "{users:?}");
+}
+
+#[test]
+fn control_frames_fragments_and_bad_messages() {
+    let (_server, web) = web_server(|c| c.max_line_bytes = 100);
+    let mut alice = WsClient::login(web, "alice", "pw-alice");
+
+    alice.send_frame(true, PING, b"are you there");
+    assert_eq!(alice.frame(), (PONG, b"are you there".to_vec()));
+
+    // A command in three fragments with a ping in the middle.
+    alice.send_frame(false, TEXT, b"who");
+    alice.send_frame(true, PING, b"x");
+    alice.send_frame(false, 0x0, b"el");
+    alice.send_frame(true, 0x0, b"se");
+    assert_eq!(alice.frame(), (PONG, b"x".to_vec()));
+    alice.expect(Kind::List, "whoelse");
+
+    alice.send_frame(true, BINARY, &[1, 2, 3]);
+    alice.expect(Kind::Err, "binary-frame");
+    alice.send(&"x".repeat(5000));
+    let too_long = alice.expect(Kind::Err, "line-too-long");
+    assert!(too_long.text.contains("5000"), "{too_long}");
+    alice.send_frame(true, TEXT, b"message bob \xff\xfe");
+    alice.expect(Kind::Err, "bad-utf8");
+    alice.send("heartbeat");
+    alice.expect(Kind::Ok, "pong");
+
+    // Still usable; then a frame without a mask breaks the rules and ends it.
+    alice.send("snum");
+    alice.expect(Kind::Info, "no-session");
+    alice.stream.write_all(&[0x81, 0x02, b'h', b'i']).unwrap();
+    alice.expect_close(1002);
+}
+
+#[test]
+fn closing_the_tab_drops_the_user_and_the_rules_are_shared() {
+    let (server, web) = web_server(|_| {});
+    let bob = server.login("bob");
+    let mut alice = WsClient::login(web, "alice", "pw-alice");
+    bob.expect_code(Kind::Presence, "alice");
+    alice.send_frame(true, CLOSE, &1001u16.to_be_bytes());
+    alice.expect_close(1001);
+    let gone = bob.expect_code(Kind::Presence, "alice");
+    assert_eq!(gone.arg(1), "dropped");
+
+    // Failed passwords on the web count against the same lockout as the terminal's.
+    let mut web_user = WsClient::connect(web);
+    web_user.expect(Kind::Hello, "lanchat/1");
+    for _ in 0..2 {
+        web_user.expect(Kind::Ask, "username");
+        web_user.send("carol");
+        web_user.expect(Kind::Ask, "password");
+        web_user.send("wrong");
+        web_user.expect(Kind::Err, "bad-login");
+    }
+    web_user.expect(Kind::Ask, "username");
+    web_user.send("carol");
+    web_user.expect(Kind::Ask, "password");
+    web_user.send("wrong again");
+    let bye = web_user.expect(Kind::Bye, "blocked");
+    assert!(bye.text.contains("60 seconds"), "{bye}");
+    web_user.expect_close(1000);
+    let terminal = server.connect();
+    terminal.send("carol");
+    terminal.expect_code(Kind::Bye, "blocked");
+}
+
+#[test]
+fn web_connections_count_against_max_clients() {
+    let (_server, web) = web_server(|c| c.max_clients = 1);
+    let mut first = WsClient::connect(web);
+    first.expect(Kind::Hello, "lanchat/1");
+    let refused = http(web, "GET / HTTP/1.1\r\n\r\n");
+    assert!(refused.starts_with("HTTP/1.1 503 "), "{refused}");
+    assert!(refused.contains("The server is full"), "{refused}");
+}
+
+#[test]
+fn heartbeat_timeout_and_shutdown_reach_web_users() {
+    let (mut server, web) = web_server(|c| c.heartbeat_timeout_secs = 1);
+    let mut quiet = WsClient::login(web, "alice", "pw-alice");
+    quiet.send("heartbeat");
+    quiet.expect(Kind::Ok, "pong");
+    let bye = quiet.expect(Kind::Bye, "timeout");
+    assert!(bye.text.contains("heartbeat"), "{bye}");
+    quiet.expect_close(1000);
+
+    let mut bob = WsClient::login(web, "bob", "pw-bob");
+    server.stop();
+    bob.expect(Kind::Bye, "shutdown");
+    bob.expect_close(1000);
+}
+
+#[test]
+fn the_web_door_is_off_when_asked() {
+    let server = TestServer::start();
+    assert_eq!(server.web, None);
+    let client: TestClient = server.login("alice");
+    client.logout();
+}
