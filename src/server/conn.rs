@@ -281,6 +281,44 @@ impl Conn {
         true
     }
 
+    /// Like [`Conn::send_shared`], but leaves the write to the flusher thread: for fan-out.
+    /// Lines that reach one client while its flush is pending then go out in one `send`, so
+    /// a broadcaster pays a memory copy per recipient instead of a syscall, and many
+    /// broadcasts in flight cost a syscall per recipient per flusher round, not per line.
+    /// The outbox limit applies as for [`Conn::send`]. False if the connection is closed.
+    pub fn queue_shared(self: &Arc<Self>, line: &Line, native_wire: &str) -> bool {
+        let encoded;
+        let bytes = if self.encoder.is_native() {
+            native_wire.as_bytes()
+        } else {
+            encoded = self.encode(std::slice::from_ref(line));
+            &encoded
+        };
+        let mut outbox = self.outbox.lock();
+        if self.is_closed() {
+            return false;
+        }
+        if outbox.pending().len() + bytes.len() > self.limits.outbox_bytes {
+            drop(outbox);
+            log::warn!(
+                "conn {} ({}): outbox over {} bytes; dropping a client that does not read",
+                self.id,
+                self.peer,
+                self.limits.outbox_bytes
+            );
+            self.close();
+            return false;
+        }
+        let was_empty = outbox.is_empty();
+        outbox.push(bytes);
+        if was_empty {
+            outbox.stalled_since = Some(Instant::now());
+            drop(outbox);
+            let _ = self.flusher.send(Arc::clone(self));
+        }
+        true
+    }
+
     /// Queues a line without writing it yet, so that it is ordered before anything another
     /// thread sends afterwards. Only memory is touched: safe to call under the hub's lock.
     /// [`Conn::flush_now`] (or the flusher) writes it.

@@ -746,9 +746,11 @@ impl Hub {
                     }
                     (targets, skipped)
                 };
+                let wire = live.to_wire();
+                let queue = targets.len() >= FAN_OUT_QUEUED;
                 let delivered = targets
                     .iter()
-                    .filter(|(c, counted)| c.send(&live) && *counted)
+                    .filter(|(c, counted)| send_shared(c, &live, &wire, queue) && *counted)
                     .count();
                 let mut text = format!(
                     "Your broadcast was sent to {delivered} online user{}.",
@@ -1865,8 +1867,24 @@ fn presence_targets(state: &State, subject: &str) -> Vec<Arc<Conn>> {
 
 fn send_to(conns: &[Arc<Conn>], line: &Line) {
     let wire = line.to_wire();
+    let queue = conns.len() >= FAN_OUT_QUEUED;
     for c in conns {
-        c.send_shared(line, &wire);
+        send_shared(c, line, &wire, queue);
+    }
+}
+
+/// From this many recipients on, a line for many (a broadcast to everyone online, a
+/// presence notice) is queued for the flusher thread instead of written by the sender:
+/// lines bound for one client then share a `send`. Fewer recipients are written at once,
+/// which is quicker for each of them.
+const FAN_OUT_QUEUED: usize = 8;
+
+/// One recipient of a line for many: written now, or `queue`d for the flusher.
+fn send_shared(conn: &Arc<Conn>, line: &Line, wire: &str, queue: bool) -> bool {
+    if queue {
+        conn.queue_shared(line, wire)
+    } else {
+        conn.send_shared(line, wire)
     }
 }
 
