@@ -460,6 +460,10 @@ fn flush_loop(receiver: &Receiver<Arc<Conn>>, stop: &AtomicBool) {
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
             }
+            // Woken by a fan-out: let the thread that queued it finish the lines it has
+            // already read (on a busy core it would wait behind this round), so each client
+            // gets them in one send instead of one send per line.
+            std::thread::yield_now();
         }
         waiting.extend(receiver.try_iter());
         waiting.sort_by_key(|c| c.id);
