@@ -83,8 +83,10 @@ impl Outbox {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
-            if self.buf.capacity() > 64 * 1024 {
-                self.buf.shrink_to(4096);
+            // An emptied outbox gives its memory back: a burst (the presence notices of a
+            // class logging in) must not leave ten thousand idle users holding buffers.
+            if self.buf.capacity() > 4096 {
+                self.buf = Vec::new();
             }
         }
     }
