@@ -11,6 +11,7 @@ mod door;
 pub mod hub;
 mod irc;
 pub mod lockout;
+mod memory;
 pub mod ratelimit;
 mod reader;
 mod session;
@@ -440,6 +441,7 @@ fn janitor(hub: &Hub, shared: &Shared) {
         if last.elapsed() >= Duration::from_secs(1) {
             last = Instant::now();
             hub.expire_requests(ADDRESS_REQUEST_SECS);
+            memory::release_free_memory();
         }
     }
 }
