@@ -344,7 +344,18 @@ pub fn capacity(run: &Running, kind: Kind, n: usize) -> io::Result<Outcome> {
     let report = crowd.login(users(0..n), kind.login_window(), LOGIN_LIMIT)?;
     crowd.settle(Duration::from_millis(200), Duration::from_secs(120))?;
     let (answered, asked) = crowd.ping_all(Duration::from_secs(60))?;
+    // Memory is read once the server has been quiet a moment (what a class logged in sees,
+    // not the peak of the login burst: allocators give freed memory back lazily).
+    crowd.settle(Duration::from_millis(1500), Duration::from_secs(5))?;
     let stats = run.stats().unwrap_or_default();
+    if let Some(secs) = std::env::var("LANCHAT_BENCH_HOLD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        // For a look at the loaded server (/proc/PID/smaps, perf) before it is stopped.
+        eprintln!("holding {n} users for {secs} s (server pid {:?})", run.pid);
+        std::thread::sleep(Duration::from_secs(secs));
+    }
     let refusal = if kind == Kind::Relay {
         None
     } else {

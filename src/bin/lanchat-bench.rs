@@ -96,7 +96,8 @@ fn main() -> ExitCode {
             .and_then(|m| m.parent())
             .map(|d| d.join("lanchat-server"))
     });
-    let Some(server) = server.filter(|s| s.exists()) else {
+    // Absolute: the server runs in a temporary directory of its own.
+    let Some(server) = server.and_then(|s| std::fs::canonicalize(s).ok()) else {
         eprintln!(
             "error: lanchat-server not found; build it (cargo build --release) or pass --server"
         );
