@@ -212,10 +212,15 @@ impl Report {
             }
         }
         let logins = m(&cap, "lanchat", "logins_per_s");
+        let small = m("logins 1000 plaintext", "lanchat", "logins_per_s");
         checks.push(Check {
             what: format!("plaintext logins >= 5,000/s (ramp to {users})"),
             met: logins.map(|v| v >= 5000.0),
-            detail: format!("{}/s", fmt_num(logins)),
+            detail: format!(
+                "{}/s over the ramp; {}/s for the first 1,000",
+                fmt_num(logins),
+                fmt_num(small)
+            ),
         });
         let all_clean = self.delivery.values().all(Delivery::exactly_once);
         checks.push(Check {

@@ -436,13 +436,16 @@ fn one_past_max(run: &Running, kind: Kind) -> io::Result<(bool, String)> {
     Ok((false, line.trim_end().to_string()))
 }
 
-/// Logins per second of `n` users with `password` (the argon2 run), `window` in flight.
-pub fn logins(run: &Running, kind: Kind, n: usize, password: &str) -> io::Result<Outcome> {
+/// Logins per second of `n` users, each with its own password or all with `password` (the
+/// argon2 run), the server's usual number in flight.
+pub fn logins(run: &Running, kind: Kind, n: usize, password: Option<&str>) -> io::Result<Outcome> {
     let mut crowd = Crowd::new(kind.dialect(), run.addr, Instant::now())?;
     let list = users(0..n)
         .into_iter()
         .map(|mut u| {
-            u.password = password.to_string();
+            if let Some(p) = password {
+                u.password = p.to_string();
+            }
             u
         })
         .collect();
