@@ -191,9 +191,9 @@ pub const ARGON2_PASSWORD: &str = "pw-argon2";
 /// capacity run's size, `secs` overrides how long the rate scenarios run.
 pub fn workloads(quick: bool, users: usize, secs: Option<f64>) -> Vec<Workload> {
     let (default_secs, samples, background) = if quick {
-        (0.5, 1000, 200)
+        (0.4, 600, 200)
     } else {
-        (1.5, 4000, 1000)
+        (1.0, 2000, 1000)
     };
     let secs = secs.unwrap_or(default_secs);
     let mut w = vec![

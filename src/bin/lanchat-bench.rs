@@ -32,7 +32,7 @@ struct Args {
     /// Users in the capacity scenario (default 10000, 1000 with --quick).
     #[arg(long)]
     users: Option<usize>,
-    /// Seconds each fan-out and pairs scenario runs (default 1.5, 0.5 with --quick).
+    /// Seconds each fan-out and pairs scenario runs (default 1.0, 0.4 with --quick).
     #[arg(long)]
     secs: Option<f64>,
     /// Only scenarios whose name contains this (e.g. "fanout").
