@@ -378,6 +378,38 @@ def channels(opts):
     b.expect("topic", lambda e: e.arguments == ["Room one"])
     a.raw("MODE #one +v bob")
     b.expect("mode", lambda e: e.arguments == ["+v", "bob"])
+    # +o on nobody online is 401; on someone online but not in the channel, 441.
+    c = Client(r, "carol", opts.irc)
+    c.expect("welcome")
+    a.raw("MODE #one +o ghost")
+    a.expect("nosuchnick", lambda e: e.arguments[0] == "ghost")
+    a.raw("MODE #one +o carol")
+    a.expect("usernotinchannel", lambda e: e.arguments[:2] == ["carol", "#one"])
+    # -t opens the topic to every member, and 324 says so; +t closes it again.
+    a.raw("MODE #one -t")
+    b.expect("mode", lambda e: e.target == "#one" and e.arguments == ["-t"])
+    b.conn.mode("#one", "")
+    e = b.expect("channelmodeis")
+    check(e.arguments[:2] == ["#one", "+n"], f"324 after -t {e.arguments}")
+    b.raw("TOPIC #one :bob's topic")
+    a.expect("topic", lambda e: e.source.nick == "bob" and e.arguments == ["bob's topic"])
+    a.raw("MODE #one +t")
+    b.expect("mode", lambda e: e.arguments == ["+t"])
+    b.raw("TOPIC #one :not allowed")
+    b.expect("chanoprivsneeded")
+    a.raw("TOPIC #one :Room one")
+    b.expect("topic", lambda e: e.arguments == ["Room one"])
+    # LIST with masks lists only the matching channels.
+    b.clear()
+    b.raw("LIST *ne,#nothing")
+    e = b.expect("list")
+    check(e.arguments[0] == "#one", f"LIST *ne {e.arguments}")
+    b.expect("listend")
+    # WHO takes nick masks (any case).
+    b.raw("WHO ALI*")
+    e = b.expect("whoreply")
+    check(e.arguments[4] == "alice", f"WHO ALI* {e.arguments}")
+    b.expect("endofwho", lambda e: e.arguments[0] == "ALI*")
     a.conn.who("#one")
     rows = []
     while True:

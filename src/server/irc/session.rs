@@ -10,10 +10,10 @@
 //!   commands ... ──> QUIT, EOF, ping or idle timeout, shutdown ──> ERROR, close
 //! ```
 
-use super::message::{format, parse, same_name, Message, MAX_LINE};
+use super::message::{format, mask_match, parse, same_name, Message, MAX_LINE};
 use super::numeric::*;
 use super::translate::SERVICE;
-use super::world::{prefix, unix_now, IrcUser, World};
+use super::world::{prefix, unix_now, ChannelMeta, IrcUser, World};
 use super::{as_notice, IrcEncoder};
 use crate::config::AuthMode;
 use crate::protocol::{
@@ -578,7 +578,7 @@ impl Session<'_> {
             "MOTD" => self.motd(),
             "LUSERS" => self.lusers(false),
             "MODE" => self.mode(m),
-            "LIST" => self.list(),
+            "LIST" => self.list(m),
             "QUIT" => {
                 let quit = match m.param(0).filter(|t| !t.is_empty()) {
                     Some(text) => format!("Quit: {}", sanitize_text(text)),
@@ -1091,6 +1091,7 @@ impl Session<'_> {
                     c.ops = BTreeSet::from([me.clone()]);
                     c.voices.clear();
                     c.topic = None;
+                    c.open_topic = false;
                     c.created = unix_now();
                 });
                 name.to_string()
@@ -1189,7 +1190,8 @@ impl Session<'_> {
         if !self.is_member(&group) {
             return r.num(ERR_NOTONCHANNEL, &[&shown], "You're not on that channel");
         }
-        if !self.world.channel(&group).ops.contains(&self.nick) {
+        let meta = self.world.channel(&group);
+        if !meta.open_topic && !meta.ops.contains(&self.nick) {
             return r.num(
                 ERR_CHANOPRIVSNEEDED,
                 &[&shown],
@@ -1275,7 +1277,7 @@ impl Session<'_> {
                 "*".to_string(),
                 visible
                     .iter()
-                    .filter(|(n, _)| same_name(n, mask))
+                    .filter(|(n, _)| mask_match(mask, n))
                     .map(|(n, s)| (n.clone(), *s, ""))
                     .collect(),
             ),
@@ -1434,16 +1436,27 @@ impl Session<'_> {
             )
     }
 
-    fn list(&mut self) -> String {
+    /// LIST, or `LIST #a,#b*`: only the channels matching one of the (masks of) names.
+    fn list(&mut self, m: &Message) -> String {
         let r = self.replies();
+        let masks: Vec<&str> = m
+            .param(0)
+            .map(|l| l.split(',').filter(|c| !c.is_empty()).collect())
+            .unwrap_or_default();
+        let wanted = |c: &str| masks.is_empty() || masks.iter().any(|mk| mask_match(mk, c));
         let mut out = r.num(RPL_LISTSTART, &["Channel"], "Users  Name");
         let everyone = self.hub.visible_online(&self.nick).0.len();
-        out += &r.num(
-            RPL_LIST,
-            &[&self.world.lobby, &everyone.to_string()],
-            LOBBY_TOPIC,
-        );
+        if wanted(&self.world.lobby) {
+            out += &r.num(
+                RPL_LIST,
+                &[&self.world.lobby, &everyone.to_string()],
+                LOBBY_TOPIC,
+            );
+        }
         for (group, _, _) in self.hub.groups_with(&self.nick) {
+            if !wanted(&format!("#{group}")) {
+                continue;
+            }
             let count = self.members_online(&group).len();
             let topic = self
                 .world
@@ -1476,11 +1489,14 @@ impl Session<'_> {
             None => self.world.lobby.clone(),
         };
         let Some(modes) = m.param(1).filter(|s| !s.is_empty()) else {
-            let created = match &group {
-                Some(g) => self.world.channel(g).created,
-                None => self.world.started,
+            let (created, modes) = match &group {
+                Some(g) => {
+                    let meta = self.world.channel(g);
+                    (meta.created, channel_modes(&meta))
+                }
+                None => (self.world.started, "+nt"),
             };
-            return r.num_bare(RPL_CHANNELMODEIS, &[&shown, "+nt"])
+            return r.num_bare(RPL_CHANNELMODEIS, &[&shown, modes])
                 + &r.num_bare(RPL_CREATIONTIME, &[&shown, &created.to_string()]);
         };
         // List queries (bans, exceptions, invite exceptions): always empty here.
@@ -1521,6 +1537,10 @@ impl Session<'_> {
                         continue;
                     };
                     let Some(who) = members.iter().find(|n| same_name(n, who)).cloned() else {
+                        if self.hub.find_online(&self.nick, who).is_none() {
+                            out += &r.num(ERR_NOSUCHNICK, &[who], "No such nick/channel");
+                            continue;
+                        }
                         out += &r.num(
                             ERR_USERNOTINCHANNEL,
                             &[who, &shown],
@@ -1542,7 +1562,15 @@ impl Session<'_> {
                     });
                     applied.push((if adding { '+' } else { '-' }, format!("{c} {who}")));
                 }
-                'n' | 't' => {}
+                't' => {
+                    let open = !adding;
+                    if self.world.channel(&group).open_topic != open {
+                        self.world
+                            .update_channel(&group, |meta| meta.open_topic = open);
+                        applied.push((if adding { '+' } else { '-' }, "t".to_string()));
+                    }
+                }
+                'n' => {}
                 other => {
                     out += &r.num(
                         ERR_UNKNOWNMODE,
@@ -1554,13 +1582,12 @@ impl Session<'_> {
         }
         for (sign, change) in applied {
             let (letter, who) = change.split_once(' ').unwrap_or((&change, ""));
-            let line = format(
-                None,
-                Some(&self.my_mask()),
-                "MODE",
-                &[&shown, &format!("{sign}{letter}"), who],
-                false,
-            );
+            let flag = format!("{sign}{letter}");
+            let params: Vec<&str> = [shown.as_str(), &flag, who]
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .collect();
+            let line = format(None, Some(&self.my_mask()), "MODE", &params, false);
             self.announce(&group, &line);
             out += &line;
         }
@@ -1580,6 +1607,16 @@ impl Session<'_> {
             Some(ms) if ms.chars().all(|c| "+-iw".contains(c)) => String::new(),
             Some(_) => r.num(ERR_UMODEUNKNOWNFLAG, &[], "Unknown MODE flag"),
         }
+    }
+}
+
+/// The channel's modes as 324 shows them: `n` always (only members speak), `t` unless
+/// an operator opened the topic.
+fn channel_modes(meta: &ChannelMeta) -> &'static str {
+    if meta.open_topic {
+        "+n"
+    } else {
+        "+nt"
     }
 }
 
