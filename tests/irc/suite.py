@@ -351,6 +351,12 @@ def channels(opts):
     e = b.expect("namreply", lambda e: e.arguments[1] == "#one")
     check(sorted(e.arguments[2].split()) == ["@alice", "bob"], f"names {e.arguments}")
     a.expect("join", lambda e: e.source.nick == "bob" and e.target == "#one")
+    # Joining a channel again repeats the burst to the joiner only.
+    b.clear()
+    b.conn.join("#one")
+    b.expect("join", lambda e: e.source.nick == "bob" and e.target == "#one")
+    b.expect("endofnames", lambda e: e.arguments[0] == "#one")
+    a.expect_none("join", lambda e: e.source.nick == "bob" and e.target == "#one", wait=0.3)
     # NAMES with several channels ends with one 366 naming them all.
     a.conn.names(["#one", "#two"])
     a.expect("namreply", lambda e: e.arguments[1] == "#one")

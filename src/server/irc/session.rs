@@ -1052,7 +1052,8 @@ impl Session<'_> {
         let me = self.nick.clone();
         if self.world.is_lobby(channel) {
             if self.enc.in_lobby() {
-                return String::new();
+                // Already in: the burst again, to this client only (it lost track of it).
+                return self.joined(&self.world.lobby.clone(), None);
             }
             self.enc.set_in_lobby(true);
             return self.joined(&self.world.lobby.clone(), None);
@@ -1063,7 +1064,9 @@ impl Session<'_> {
         let group = match self.hub.group_view(&me, name) {
             Some((real, members)) => {
                 if members.iter().any(|(n, _)| *n == me) {
-                    return String::new();
+                    // Already a member (memberships outlast logins): the JOIN burst again,
+                    // to this client only, so a client that waits for its JOIN gets one.
+                    return self.joined(&format!("#{real}"), Some(&real));
                 }
                 let first = !members.iter().any(|(n, online)| *online && *n != me);
                 let replies = self.hub.group(&me, &GroupAction::Join(real.clone()));
