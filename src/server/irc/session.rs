@@ -416,7 +416,8 @@ impl Session<'_> {
             format!("NETWORK={server}"),
             "NICKLEN=32".to_string(),
             "PREFIX=(ov)@+".to_string(),
-            "TARGMAX=JOIN:,NAMES:,PART:,PRIVMSG:4,NOTICE:4,WHOIS:1,ISON:,USERHOST:5".to_string(),
+            "TARGMAX=JOIN:,NAMES:,PART:,PRIVMSG:4,NOTICE:4,KICK:4,WHOIS:1,ISON:,USERHOST:5"
+                .to_string(),
             "TOPICLEN=390".to_string(),
             "USERLEN=32".to_string(),
         ];
@@ -579,6 +580,8 @@ impl Session<'_> {
             "LUSERS" => self.lusers(false),
             "MODE" => self.mode(m),
             "LIST" => self.list(m),
+            "KICK" => self.kick(m),
+            "INVITE" => self.invite(m),
             "QUIT" => {
                 let quit = match m.param(0).filter(|t| !t.is_empty()) {
                     Some(text) => format!("Quit: {}", sanitize_text(text)),
@@ -1597,6 +1600,171 @@ impl Session<'_> {
         out
     }
 
+    /// KICK #chan nick[,nick...] [:reason] (or #a,#b with as many nicks): an operator
+    /// takes members out of the lanchat group; every IRC member sees the KICK.
+    fn kick(&mut self, m: &Message) -> String {
+        let r = self.replies();
+        let (Some(channels), Some(nicks)) = (
+            m.param(0).filter(|c| !c.is_empty()),
+            m.param(1).filter(|n| !n.is_empty()),
+        ) else {
+            return r.num(ERR_NEEDMOREPARAMS, &["KICK"], "Not enough parameters");
+        };
+        let reason = m
+            .param(2)
+            .filter(|t| !t.is_empty())
+            .map(|t| sanitize_text(super::message::truncate(t, 390)));
+        kick_pairs(channels, nicks, KICK_TARGETS)
+            .into_iter()
+            .map(|(channel, nick)| self.kick_one(channel, nick, reason.as_deref()))
+            .collect()
+    }
+
+    fn kick_one(&mut self, channel: &str, nick: &str, reason: Option<&str>) -> String {
+        let r = self.replies();
+        let Some(group) = self.resolve(channel) else {
+            return r.num(ERR_NOSUCHCHANNEL, &[channel], "No such channel");
+        };
+        // The lobby is everyone online: nobody is its operator.
+        let Some(group) = group else {
+            let lobby = self.world.lobby.clone();
+            return if self.enc.in_lobby() {
+                r.num(
+                    ERR_CHANOPRIVSNEEDED,
+                    &[&lobby],
+                    "You're not channel operator",
+                )
+            } else {
+                r.num(ERR_NOTONCHANNEL, &[&lobby], "You're not on that channel")
+            };
+        };
+        let shown = format!("#{group}");
+        let members: Vec<String> = self
+            .hub
+            .group_view(&self.nick, &group)
+            .map(|(_, ms)| ms.into_iter().map(|(n, _)| n).collect())
+            .unwrap_or_default();
+        if !members.contains(&self.nick) {
+            return r.num(ERR_NOTONCHANNEL, &[&shown], "You're not on that channel");
+        }
+        if !self.world.channel(&group).ops.contains(&self.nick) {
+            return r.num(
+                ERR_CHANOPRIVSNEEDED,
+                &[&shown],
+                "You're not channel operator",
+            );
+        }
+        let found = members
+            .iter()
+            .find(|n| n.as_str() == nick)
+            .or_else(|| members.iter().find(|n| same_name(n, nick)));
+        let Some(target) = found.cloned() else {
+            if self.hub.find_online(&self.nick, nick).is_none() {
+                return r.num(ERR_NOSUCHNICK, &[nick], "No such nick/channel");
+            }
+            return r.num(
+                ERR_USERNOTINCHANNEL,
+                &[nick, &shown],
+                "They aren't on that channel",
+            );
+        };
+        let me = self.nick.clone();
+        let reason = reason.unwrap_or(&me);
+        let line = format(
+            None,
+            Some(&self.my_mask()),
+            "KICK",
+            &[&shown, &target, reason],
+            true,
+        );
+        // Every IRC member, the target included, while the target is still a member.
+        for conn in self.world.conns_of(&members, &me) {
+            conn.send_bytes(line.as_bytes());
+        }
+        self.hub.group_remove_member(&group, &target);
+        self.world.left_channel(&group, &target);
+        let on_irc = !self.world.conns_of([&target], "").is_empty();
+        if !on_irc && target != me {
+            self.hub.tell(
+                &target,
+                &Line::info(
+                    "group-kicked",
+                    format!("{me} removed you from group {group}: {reason}"),
+                ),
+            );
+        }
+        line
+    }
+
+    /// INVITE nick #chan: a member tells someone online about a group (natives get an
+    /// INFO line naming the `group join` to use); nothing is remembered, as there is no +i.
+    fn invite(&mut self, m: &Message) -> String {
+        let r = self.replies();
+        let (Some(nick), Some(channel)) = (
+            m.param(0).filter(|n| !n.is_empty()),
+            m.param(1).filter(|c| !c.is_empty()),
+        ) else {
+            return r.num(ERR_NEEDMOREPARAMS, &["INVITE"], "Not enough parameters");
+        };
+        let Some((target, _, _)) = self.hub.find_online(&self.nick, nick) else {
+            return r.num(ERR_NOSUCHNICK, &[nick], "No such nick/channel");
+        };
+        let Some(group) = self.resolve(channel) else {
+            return r.num(ERR_NOSUCHCHANNEL, &[channel], "No such channel");
+        };
+        let Some(group) = group else {
+            // Everyone online is in the lobby already.
+            let lobby = self.world.lobby.clone();
+            return if self.enc.in_lobby() {
+                r.num(
+                    ERR_USERONCHANNEL,
+                    &[&target, &lobby],
+                    "is already on channel",
+                )
+            } else {
+                r.num(ERR_NOTONCHANNEL, &[&lobby], "You're not on that channel")
+            };
+        };
+        let shown = format!("#{group}");
+        let members: Vec<String> = self
+            .hub
+            .group_view(&self.nick, &group)
+            .map(|(_, ms)| ms.into_iter().map(|(n, _)| n).collect())
+            .unwrap_or_default();
+        if !members.contains(&self.nick) {
+            return r.num(ERR_NOTONCHANNEL, &[&shown], "You're not on that channel");
+        }
+        if members.contains(&target) {
+            return r.num(
+                ERR_USERONCHANNEL,
+                &[&target, &shown],
+                "is already on channel",
+            );
+        }
+        let line = format(
+            None,
+            Some(&self.my_mask()),
+            "INVITE",
+            &[&target, &shown],
+            false,
+        );
+        let irc = self.world.conns_of([&target], "");
+        if irc.is_empty() {
+            let me = &self.nick;
+            self.hub.tell(
+                &target,
+                &Line::info(
+                    "group-invited",
+                    format!("{me} invites you to group {group}; 'group join {group}' joins it."),
+                ),
+            );
+        }
+        for conn in irc {
+            conn.send_bytes(line.as_bytes());
+        }
+        r.num_bare(RPL_INVITING, &[&target, &shown])
+    }
+
     fn user_mode(&self, target: &str, modes: Option<&str>) -> String {
         let r = self.replies();
         if !same_name(target, &self.nick) {
@@ -1610,6 +1778,20 @@ impl Session<'_> {
             Some(ms) if ms.chars().all(|c| "+-iw".contains(c)) => String::new(),
             Some(_) => r.num(ERR_UMODEUNKNOWNFLAG, &[], "Unknown MODE flag"),
         }
+    }
+}
+
+/// How many nicks one KICK may name (TARGMAX); more are dropped silently.
+const KICK_TARGETS: usize = 4;
+
+/// The (channel, nick) pairs of `KICK chans nicks`: one channel for every nick, or the
+/// lists paired in order; empty items are skipped, at most `max` pairs.
+fn kick_pairs<'a>(channels: &'a str, nicks: &'a str, max: usize) -> Vec<(&'a str, &'a str)> {
+    let chans: Vec<&str> = channels.split(',').filter(|c| !c.is_empty()).collect();
+    let nicks = nicks.split(',').filter(|n| !n.is_empty());
+    match chans.as_slice() {
+        [one] => nicks.map(|n| (*one, n)).take(max).collect(),
+        _ => chans.into_iter().zip(nicks).take(max).collect(),
     }
 }
 
@@ -1635,5 +1817,25 @@ fn clean_username(username: &str, nick: &str) -> String {
         nick.to_string()
     } else {
         clean.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kick_pairs_one_channel_with_each_nick_or_lists_in_order() {
+        assert_eq!(
+            kick_pairs("#c", "a,b,,c", 4),
+            vec![("#c", "a"), ("#c", "b"), ("#c", "c")]
+        );
+        assert_eq!(
+            kick_pairs("#c,#d", "a,b", 4),
+            vec![("#c", "a"), ("#d", "b")]
+        );
+        assert_eq!(kick_pairs("#c,#d", "a", 4), vec![("#c", "a")]);
+        assert_eq!(kick_pairs("#c", "a,b,c,d,e", 4).len(), 4);
+        assert!(kick_pairs(",", "a", 4).is_empty());
     }
 }
