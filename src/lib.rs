@@ -4,12 +4,16 @@
 //!
 //! ```text
 //! socket ─► server::reader (bounded lines) ─► protocol::parse_command (pure)
-//!   (browsers: server::web serves the page; its WebSocket carries the same lines)
+//!   (server::door: one listener per door, all leading to the same hub;
+//!    browsers: server::web serves the page, its WebSocket carries the same lines;
+//!    IRC clients: server::irc speaks IRC and calls the same hub operations)
 //!        ─► server::session (one thread per connection: login dialogue, dispatch)
 //!        ─► server::hub (shared state behind one handle; locks never leave it)
 //!        ─► store (offline mail, history, last seen: fsync before acknowledging)
 //!        ─► server::conn (per-recipient outbox; non-blocking writes, one flusher thread)
 //! ```
+//!
+//! [`discovery`] answers UDP "where is the server?" requests on the LAN.
 //!
 //! The client ([`client`]) is two threads: one reads the socket and renders
 //! [`protocol::Line`]s, the other reads the keyboard and sends what is typed.

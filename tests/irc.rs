@@ -162,6 +162,11 @@ fn native_and_irc_users_share_one_world() {
 }
 
 #[test]
+fn kick_and_invite_with_their_errors_for_irc_and_native_targets() {
+    suite("kick_invite", AuthMode::Open);
+}
+
+#[test]
 fn silent_clients_are_pinged_then_dropped_and_others_see_quit() {
     suite_with("timeouts", AuthMode::Open, |c| {
         c.heartbeat_timeout_secs = 1;

@@ -147,15 +147,9 @@ fn serve(args: &Args) -> ExitCode {
     print_addresses(
         addr,
         server.door_addr(Door::Web),
+        server.door_addr(Door::Irc),
         discovery.as_ref().map(|(_, note)| note.as_str()),
     );
-    if let Some(irc) = server.door_addr(Door::Irc) {
-        println!(
-            "IRC clients connect to port {} (e.g. irssi -c HOST -p {}).",
-            irc.port(),
-            irc.port()
-        );
-    }
     let handle = server.shutdown_handle();
     if let Err(e) = ctrlc::set_handler(move || handle.shutdown()) {
         eprintln!("error: cannot install the Ctrl-C handler: {e}");
@@ -440,6 +434,7 @@ fn discovery(config: &Config, doors: &[(&str, u16)]) -> Option<(Responder, Strin
 fn print_addresses(
     addr: std::net::SocketAddr,
     web: Option<std::net::SocketAddr>,
+    irc: Option<std::net::SocketAddr>,
     discovery: Option<&str>,
 ) {
     use std::io::Write;
@@ -499,6 +494,13 @@ fn print_addresses(
         for u in urls {
             let _ = writeln!(out, "{u}");
         }
+    }
+    if let Some(irc) = irc {
+        let p = irc.port();
+        let _ = writeln!(
+            out,
+            "IRC clients connect to port {p} (e.g. irssi -c HOST -p {p})."
+        );
     }
     if let Some(note) = discovery {
         let _ = writeln!(out, "{note}");

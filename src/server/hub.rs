@@ -2032,3 +2032,36 @@ fn new_session_id(state: &State) -> u32 {
         .find(|id| !state.sessions.contains_key(id))
         .unwrap_or(0)
 }
+
+/// Acts on other users for doors whose channels have operators (the IRC door's KICK and
+/// INVITE); the native protocol has no such commands.
+impl Hub {
+    /// Removes `target` from `group` (deleting the group if it empties), as if they had
+    /// left; false when there is no such group or they were not in it.
+    pub fn group_remove_member(&self, group: &str, target: &str) -> bool {
+        let removed = {
+            let mut state = self.shared.state.lock();
+            let Some(g) = state.groups.get_mut(group) else {
+                return false;
+            };
+            let removed = g.members.remove(target);
+            if g.members.is_empty() {
+                state.groups.remove(group);
+            }
+            removed
+        };
+        if removed {
+            self.record(Event::GroupLeave {
+                group: group.to_string(),
+                user: target.to_string(),
+            });
+        }
+        removed
+    }
+
+    /// Sends `line` to `name` if online; whether it was.
+    pub fn tell(&self, name: &str, line: &Line) -> bool {
+        let conn = self.shared.state.lock().conn(name);
+        conn.is_some_and(|c| c.send(line))
+    }
+}

@@ -123,7 +123,12 @@ async function main() {
     page = await context.newPage();
     page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') problems.push(`console ${m.type()}: ${m.text()}`); });
     page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+    // A request the page cancels itself (net::ERR_ABORTED: the heartbeat worker terminated
+    // while its script still loads, when a session ends at once) is not a failure.
+    page.on('requestfailed', (r) => {
+      const why = r.failure()?.errorText;
+      if (why !== 'net::ERR_ABORTED') problems.push(`request failed: ${r.url()} ${why}`);
+    });
     await page.addInitScript(() => { window.__pwned = false; });
 
     const log = page.locator('#log');

@@ -351,6 +351,12 @@ def channels(opts):
     e = b.expect("namreply", lambda e: e.arguments[1] == "#one")
     check(sorted(e.arguments[2].split()) == ["@alice", "bob"], f"names {e.arguments}")
     a.expect("join", lambda e: e.source.nick == "bob" and e.target == "#one")
+    # Joining a channel again repeats the burst to the joiner only.
+    b.clear()
+    b.conn.join("#one")
+    b.expect("join", lambda e: e.source.nick == "bob" and e.target == "#one")
+    b.expect("endofnames", lambda e: e.arguments[0] == "#one")
+    a.expect_none("join", lambda e: e.source.nick == "bob" and e.target == "#one", wait=0.3)
     # NAMES with several channels ends with one 366 naming them all.
     a.conn.names(["#one", "#two"])
     a.expect("namreply", lambda e: e.arguments[1] == "#one")
@@ -378,6 +384,38 @@ def channels(opts):
     b.expect("topic", lambda e: e.arguments == ["Room one"])
     a.raw("MODE #one +v bob")
     b.expect("mode", lambda e: e.arguments == ["+v", "bob"])
+    # +o on nobody online is 401; on someone online but not in the channel, 441.
+    c = Client(r, "carol", opts.irc)
+    c.expect("welcome")
+    a.raw("MODE #one +o ghost")
+    a.expect("nosuchnick", lambda e: e.arguments[0] == "ghost")
+    a.raw("MODE #one +o carol")
+    a.expect("usernotinchannel", lambda e: e.arguments[:2] == ["carol", "#one"])
+    # -t opens the topic to every member, and 324 says so; +t closes it again.
+    a.raw("MODE #one -t")
+    b.expect("mode", lambda e: e.target == "#one" and e.arguments == ["-t"])
+    b.conn.mode("#one", "")
+    e = b.expect("channelmodeis")
+    check(e.arguments[:2] == ["#one", "+n"], f"324 after -t {e.arguments}")
+    b.raw("TOPIC #one :bob's topic")
+    a.expect("topic", lambda e: e.source.nick == "bob" and e.arguments == ["bob's topic"])
+    a.raw("MODE #one +t")
+    b.expect("mode", lambda e: e.arguments == ["+t"])
+    b.raw("TOPIC #one :not allowed")
+    b.expect("chanoprivsneeded")
+    a.raw("TOPIC #one :Room one")
+    b.expect("topic", lambda e: e.arguments == ["Room one"])
+    # LIST with masks lists only the matching channels.
+    b.clear()
+    b.raw("LIST *ne,#nothing")
+    e = b.expect("list")
+    check(e.arguments[0] == "#one", f"LIST *ne {e.arguments}")
+    b.expect("listend")
+    # WHO takes nick masks (any case).
+    b.raw("WHO ALI*")
+    e = b.expect("whoreply")
+    check(e.arguments[4] == "alice", f"WHO ALI* {e.arguments}")
+    b.expect("endofwho", lambda e: e.arguments[0] == "ALI*")
     a.conn.who("#one")
     rows = []
     while True:
@@ -615,9 +653,113 @@ def timeouts(opts):
     a.expect("privmsg", lambda e: e.arguments == ["still here"])
 
 
+def kick_invite(opts):
+    """KICK and INVITE: every error numeric, IRC targets and native targets."""
+    r = new_reactor()
+    a = Client(r, "alice", opts.irc)
+    b = Client(r, "bob", opts.irc)
+    c = Client(r, "carol", opts.irc)
+    n = Native(opts.native, "nate")
+    for x in (a, b, c):
+        x.expect("welcome")
+    # The TARGMAX token says KICK takes several nicks.
+    e = a.expect("featurelist", lambda e: any(t.startswith("TARGMAX=") for t in e.arguments))
+    check(any("KICK:4" in t for t in e.arguments), f"TARGMAX {e.arguments}")
+    a.conn.join("#room")
+    a.expect("endofnames", lambda e: e.arguments[0] == "#room")
+    b.conn.join("#room")
+    b.expect("endofnames", lambda e: e.arguments[0] == "#room")
+    a.clear()
+    # KICK errors: 461, 403, 442 (not a member), 482 (not an operator), 401, 441.
+    a.raw("KICK #room")
+    a.expect("needmoreparams", lambda e: e.arguments[0] == "KICK")
+    a.raw("KICK #nowhere bob")
+    a.expect("nosuchchannel", lambda e: e.arguments[0] == "#nowhere")
+    c.raw("KICK #room bob")
+    c.expect("notonchannel", lambda e: e.arguments[0] == "#room")
+    b.raw("KICK #room alice")
+    b.expect("chanoprivsneeded", lambda e: e.arguments[0] == "#room")
+    a.raw("KICK #lanchat bob")
+    a.expect("chanoprivsneeded", lambda e: e.arguments[0] == "#lanchat")
+    a.raw("KICK #room ghost")
+    a.expect("nosuchnick", lambda e: e.arguments[0] == "ghost")
+    a.raw("KICK #room carol")
+    a.expect("usernotinchannel", lambda e: e.arguments[:2] == ["carol", "#room"])
+    # INVITE errors: 461, 401, 403, 442 (inviter not a member), 443 (already in it).
+    a.raw("INVITE carol")
+    a.expect("needmoreparams", lambda e: e.arguments[0] == "INVITE")
+    a.raw("INVITE ghost #room")
+    a.expect("nosuchnick", lambda e: e.arguments[0] == "ghost")
+    a.raw("INVITE carol #nowhere")
+    a.expect("nosuchchannel", lambda e: e.arguments[0] == "#nowhere")
+    c.raw("INVITE bob #room")
+    c.expect("notonchannel", lambda e: e.arguments[0] == "#room")
+    a.raw("INVITE bob #room")
+    a.expect("useronchannel", lambda e: e.arguments[:2] == ["bob", "#room"])
+    # INVITE of an IRC user: 341 to the inviter (not an operator: there is no +i), INVITE
+    # to the target, nothing to other members.
+    b.clear()
+    b.raw("INVITE Carol #room")
+    e = b.expect("inviting")
+    check(e.arguments == ["carol", "#room"], f"341 {e.arguments}")
+    e = c.expect("invite")
+    check(e.source.nick == "bob" and e.target == "carol" and e.arguments == ["#room"], f"INVITE {e.source} {e.target} {e.arguments}")
+    a.expect_none("invite", wait=0.3)
+    c.conn.join("#room")
+    c.expect("endofnames", lambda e: e.arguments[0] == "#room")
+    # KICK with a reason: everyone in the channel sees it, the target included, and the
+    # target is out of the group (NAMES); its voice went with it.
+    a.raw("MODE #room +v carol")
+    c.expect("mode", lambda e: e.arguments == ["+v", "carol"])
+    a.clear()
+    b.clear()
+    c.clear()
+    a.raw("KICK #room carol :be nice")
+    for x in (a, b, c):
+        e = x.expect("kick")
+        check(e.source.nick == "alice" and e.target == "#room" and e.arguments == ["carol", "be nice"], f"{x.nick} KICK {e.target} {e.arguments}")
+    a.conn.names(["#room"])
+    e = a.expect("namreply", lambda e: e.arguments[1] == "#room")
+    check(sorted(e.arguments[2].split()) == ["@alice", "bob"], f"names after kick {e.arguments}")
+    c.raw("PRIVMSG #room :still here?")
+    c.expect("cannotsendtochan")
+    c.conn.join("#room")
+    e = c.expect("namreply", lambda e: e.arguments[1] == "#room")
+    check("carol" in e.arguments[2].split(), f"carol rejoined without +v: {e.arguments}")
+    # Without a reason, the kicker's nick; several nicks at once, one KICK each.
+    a.clear()
+    a.raw("KICK #room bob,carol")
+    e = a.expect("kick", lambda e: e.arguments[0] == "bob")
+    check(e.arguments == ["bob", "alice"], f"default reason {e.arguments}")
+    a.expect("kick", lambda e: e.arguments[0] == "carol")
+    b.expect("kick", lambda e: e.arguments[0] == "bob")
+    # A native user: invited with an INFO line saying how to join, kicked with an INFO line.
+    a.raw("INVITE nate #room")
+    a.expect("inviting", lambda e: e.arguments == ["nate", "#room"])
+    line = n.line_with("INFO group-invited")
+    check("alice" in line and "'group join room'" in line, line)
+    n.send("group join room")
+    n.line_with("OK group-joined")
+    a.conn.names(["#room"])
+    e = a.expect("namreply", lambda e: e.arguments[1] == "#room")
+    check("nate" in e.arguments[2].split(), f"nate joined: {e.arguments}")
+    a.raw("INVITE nate #room")
+    a.expect("useronchannel", lambda e: e.arguments[:2] == ["nate", "#room"])
+    a.raw("KICK #room nate :native out")
+    e = a.expect("kick")
+    check(e.arguments == ["nate", "native out"], f"native kick {e.arguments}")
+    line = n.line_with("INFO group-kicked")
+    check("alice" in line and "room" in line and "native out" in line, line)
+    n.send("group send room hello?")
+    n.line_with("ERR not-member")
+    a.conn.names(["#room"])
+    e = a.expect("namreply", lambda e: e.arguments[1] == "#room")
+    check(e.arguments[2].split() == ["@alice"], f"names after native kick {e.arguments}")
+
+
 GROUPS = {
     f.__name__: f
-    for f in [registration, messages, channels, queries, bridge, password, timeouts]
+    for f in [registration, messages, channels, queries, bridge, password, timeouts, kick_invite]
 }
 
 

@@ -173,6 +173,21 @@ pub fn same_name(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
+/// Whether `name` matches an IRC mask (`*` any run, `?` one character), ignoring ASCII
+/// case; a mask with neither is a plain name. WHO and LIST take these.
+pub fn mask_match(mask: &str, name: &str) -> bool {
+    fn go(m: &[u8], n: &[u8]) -> bool {
+        match (m.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&m[1..], n) || (!n.is_empty() && go(m, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&m[1..], &n[1..]),
+            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => go(&m[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(mask.as_bytes(), name.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +288,16 @@ mod tests {
         assert!(!same_name("alice", "alice2"));
         // ascii, not rfc1459: brackets are not letters.
         assert!(!same_name("a[", "a{"));
+    }
+
+    #[test]
+    fn masks_match_globs_without_case() {
+        assert!(mask_match("coolni*", "coolNick"));
+        assert!(mask_match("COOLNICK", "coolNick"));
+        assert!(mask_match("*an1", "#chan1"));
+        assert!(mask_match("#c?an*", "#chan2"));
+        assert!(!mask_match("*an3", "#chan1"));
+        assert!(!mask_match("cool", "coolNick"));
+        assert!(mask_match("*", ""));
     }
 }

@@ -10,10 +10,10 @@
 //!   commands ... ──> QUIT, EOF, ping or idle timeout, shutdown ──> ERROR, close
 //! ```
 
-use super::message::{format, parse, same_name, Message, MAX_LINE};
+use super::message::{format, mask_match, parse, same_name, Message, MAX_LINE};
 use super::numeric::*;
 use super::translate::SERVICE;
-use super::world::{prefix, unix_now, IrcUser, World};
+use super::world::{prefix, unix_now, ChannelMeta, IrcUser, World};
 use super::{as_notice, IrcEncoder};
 use crate::config::AuthMode;
 use crate::protocol::{
@@ -416,7 +416,8 @@ impl Session<'_> {
             format!("NETWORK={server}"),
             "NICKLEN=32".to_string(),
             "PREFIX=(ov)@+".to_string(),
-            "TARGMAX=JOIN:,NAMES:,PART:,PRIVMSG:4,NOTICE:4,WHOIS:1,ISON:,USERHOST:5".to_string(),
+            "TARGMAX=JOIN:,NAMES:,PART:,PRIVMSG:4,NOTICE:4,KICK:4,WHOIS:1,ISON:,USERHOST:5"
+                .to_string(),
             "TOPICLEN=390".to_string(),
             "USERLEN=32".to_string(),
         ];
@@ -578,7 +579,9 @@ impl Session<'_> {
             "MOTD" => self.motd(),
             "LUSERS" => self.lusers(false),
             "MODE" => self.mode(m),
-            "LIST" => self.list(),
+            "LIST" => self.list(m),
+            "KICK" => self.kick(m),
+            "INVITE" => self.invite(m),
             "QUIT" => {
                 let quit = match m.param(0).filter(|t| !t.is_empty()) {
                     Some(text) => format!("Quit: {}", sanitize_text(text)),
@@ -1052,7 +1055,8 @@ impl Session<'_> {
         let me = self.nick.clone();
         if self.world.is_lobby(channel) {
             if self.enc.in_lobby() {
-                return String::new();
+                // Already in: the burst again, to this client only (it lost track of it).
+                return self.joined(&self.world.lobby.clone(), None);
             }
             self.enc.set_in_lobby(true);
             return self.joined(&self.world.lobby.clone(), None);
@@ -1063,7 +1067,9 @@ impl Session<'_> {
         let group = match self.hub.group_view(&me, name) {
             Some((real, members)) => {
                 if members.iter().any(|(n, _)| *n == me) {
-                    return String::new();
+                    // Already a member (memberships outlast logins): the JOIN burst again,
+                    // to this client only, so a client that waits for its JOIN gets one.
+                    return self.joined(&format!("#{real}"), Some(&real));
                 }
                 let first = !members.iter().any(|(n, online)| *online && *n != me);
                 let replies = self.hub.group(&me, &GroupAction::Join(real.clone()));
@@ -1091,6 +1097,7 @@ impl Session<'_> {
                     c.ops = BTreeSet::from([me.clone()]);
                     c.voices.clear();
                     c.topic = None;
+                    c.open_topic = false;
                     c.created = unix_now();
                 });
                 name.to_string()
@@ -1189,7 +1196,8 @@ impl Session<'_> {
         if !self.is_member(&group) {
             return r.num(ERR_NOTONCHANNEL, &[&shown], "You're not on that channel");
         }
-        if !self.world.channel(&group).ops.contains(&self.nick) {
+        let meta = self.world.channel(&group);
+        if !meta.open_topic && !meta.ops.contains(&self.nick) {
             return r.num(
                 ERR_CHANOPRIVSNEEDED,
                 &[&shown],
@@ -1275,7 +1283,7 @@ impl Session<'_> {
                 "*".to_string(),
                 visible
                     .iter()
-                    .filter(|(n, _)| same_name(n, mask))
+                    .filter(|(n, _)| mask_match(mask, n))
                     .map(|(n, s)| (n.clone(), *s, ""))
                     .collect(),
             ),
@@ -1434,16 +1442,27 @@ impl Session<'_> {
             )
     }
 
-    fn list(&mut self) -> String {
+    /// LIST, or `LIST #a,#b*`: only the channels matching one of the (masks of) names.
+    fn list(&mut self, m: &Message) -> String {
         let r = self.replies();
+        let masks: Vec<&str> = m
+            .param(0)
+            .map(|l| l.split(',').filter(|c| !c.is_empty()).collect())
+            .unwrap_or_default();
+        let wanted = |c: &str| masks.is_empty() || masks.iter().any(|mk| mask_match(mk, c));
         let mut out = r.num(RPL_LISTSTART, &["Channel"], "Users  Name");
         let everyone = self.hub.visible_online(&self.nick).0.len();
-        out += &r.num(
-            RPL_LIST,
-            &[&self.world.lobby, &everyone.to_string()],
-            LOBBY_TOPIC,
-        );
+        if wanted(&self.world.lobby) {
+            out += &r.num(
+                RPL_LIST,
+                &[&self.world.lobby, &everyone.to_string()],
+                LOBBY_TOPIC,
+            );
+        }
         for (group, _, _) in self.hub.groups_with(&self.nick) {
+            if !wanted(&format!("#{group}")) {
+                continue;
+            }
             let count = self.members_online(&group).len();
             let topic = self
                 .world
@@ -1476,11 +1495,14 @@ impl Session<'_> {
             None => self.world.lobby.clone(),
         };
         let Some(modes) = m.param(1).filter(|s| !s.is_empty()) else {
-            let created = match &group {
-                Some(g) => self.world.channel(g).created,
-                None => self.world.started,
+            let (created, modes) = match &group {
+                Some(g) => {
+                    let meta = self.world.channel(g);
+                    (meta.created, channel_modes(&meta))
+                }
+                None => (self.world.started, "+nt"),
             };
-            return r.num_bare(RPL_CHANNELMODEIS, &[&shown, "+nt"])
+            return r.num_bare(RPL_CHANNELMODEIS, &[&shown, modes])
                 + &r.num_bare(RPL_CREATIONTIME, &[&shown, &created.to_string()]);
         };
         // List queries (bans, exceptions, invite exceptions): always empty here.
@@ -1521,6 +1543,10 @@ impl Session<'_> {
                         continue;
                     };
                     let Some(who) = members.iter().find(|n| same_name(n, who)).cloned() else {
+                        if self.hub.find_online(&self.nick, who).is_none() {
+                            out += &r.num(ERR_NOSUCHNICK, &[who], "No such nick/channel");
+                            continue;
+                        }
                         out += &r.num(
                             ERR_USERNOTINCHANNEL,
                             &[who, &shown],
@@ -1542,7 +1568,15 @@ impl Session<'_> {
                     });
                     applied.push((if adding { '+' } else { '-' }, format!("{c} {who}")));
                 }
-                'n' | 't' => {}
+                't' => {
+                    let open = !adding;
+                    if self.world.channel(&group).open_topic != open {
+                        self.world
+                            .update_channel(&group, |meta| meta.open_topic = open);
+                        applied.push((if adding { '+' } else { '-' }, "t".to_string()));
+                    }
+                }
+                'n' => {}
                 other => {
                     out += &r.num(
                         ERR_UNKNOWNMODE,
@@ -1554,17 +1588,181 @@ impl Session<'_> {
         }
         for (sign, change) in applied {
             let (letter, who) = change.split_once(' ').unwrap_or((&change, ""));
-            let line = format(
-                None,
-                Some(&self.my_mask()),
-                "MODE",
-                &[&shown, &format!("{sign}{letter}"), who],
-                false,
-            );
+            let flag = format!("{sign}{letter}");
+            let params: Vec<&str> = [shown.as_str(), &flag, who]
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .collect();
+            let line = format(None, Some(&self.my_mask()), "MODE", &params, false);
             self.announce(&group, &line);
             out += &line;
         }
         out
+    }
+
+    /// KICK #chan nick[,nick...] [:reason] (or #a,#b with as many nicks): an operator
+    /// takes members out of the lanchat group; every IRC member sees the KICK.
+    fn kick(&mut self, m: &Message) -> String {
+        let r = self.replies();
+        let (Some(channels), Some(nicks)) = (
+            m.param(0).filter(|c| !c.is_empty()),
+            m.param(1).filter(|n| !n.is_empty()),
+        ) else {
+            return r.num(ERR_NEEDMOREPARAMS, &["KICK"], "Not enough parameters");
+        };
+        let reason = m
+            .param(2)
+            .filter(|t| !t.is_empty())
+            .map(|t| sanitize_text(super::message::truncate(t, 390)));
+        kick_pairs(channels, nicks, KICK_TARGETS)
+            .into_iter()
+            .map(|(channel, nick)| self.kick_one(channel, nick, reason.as_deref()))
+            .collect()
+    }
+
+    fn kick_one(&mut self, channel: &str, nick: &str, reason: Option<&str>) -> String {
+        let r = self.replies();
+        let Some(group) = self.resolve(channel) else {
+            return r.num(ERR_NOSUCHCHANNEL, &[channel], "No such channel");
+        };
+        // The lobby is everyone online: nobody is its operator.
+        let Some(group) = group else {
+            let lobby = self.world.lobby.clone();
+            return if self.enc.in_lobby() {
+                r.num(
+                    ERR_CHANOPRIVSNEEDED,
+                    &[&lobby],
+                    "You're not channel operator",
+                )
+            } else {
+                r.num(ERR_NOTONCHANNEL, &[&lobby], "You're not on that channel")
+            };
+        };
+        let shown = format!("#{group}");
+        let members: Vec<String> = self
+            .hub
+            .group_view(&self.nick, &group)
+            .map(|(_, ms)| ms.into_iter().map(|(n, _)| n).collect())
+            .unwrap_or_default();
+        if !members.contains(&self.nick) {
+            return r.num(ERR_NOTONCHANNEL, &[&shown], "You're not on that channel");
+        }
+        if !self.world.channel(&group).ops.contains(&self.nick) {
+            return r.num(
+                ERR_CHANOPRIVSNEEDED,
+                &[&shown],
+                "You're not channel operator",
+            );
+        }
+        let found = members
+            .iter()
+            .find(|n| n.as_str() == nick)
+            .or_else(|| members.iter().find(|n| same_name(n, nick)));
+        let Some(target) = found.cloned() else {
+            if self.hub.find_online(&self.nick, nick).is_none() {
+                return r.num(ERR_NOSUCHNICK, &[nick], "No such nick/channel");
+            }
+            return r.num(
+                ERR_USERNOTINCHANNEL,
+                &[nick, &shown],
+                "They aren't on that channel",
+            );
+        };
+        let me = self.nick.clone();
+        let reason = reason.unwrap_or(&me);
+        let line = format(
+            None,
+            Some(&self.my_mask()),
+            "KICK",
+            &[&shown, &target, reason],
+            true,
+        );
+        // Every IRC member, the target included, while the target is still a member.
+        for conn in self.world.conns_of(&members, &me) {
+            conn.send_bytes(line.as_bytes());
+        }
+        self.hub.group_remove_member(&group, &target);
+        self.world.left_channel(&group, &target);
+        let on_irc = !self.world.conns_of([&target], "").is_empty();
+        if !on_irc && target != me {
+            self.hub.tell(
+                &target,
+                &Line::info(
+                    "group-kicked",
+                    format!("{me} removed you from group {group}: {reason}"),
+                ),
+            );
+        }
+        line
+    }
+
+    /// INVITE nick #chan: a member tells someone online about a group (natives get an
+    /// INFO line naming the `group join` to use); nothing is remembered, as there is no +i.
+    fn invite(&mut self, m: &Message) -> String {
+        let r = self.replies();
+        let (Some(nick), Some(channel)) = (
+            m.param(0).filter(|n| !n.is_empty()),
+            m.param(1).filter(|c| !c.is_empty()),
+        ) else {
+            return r.num(ERR_NEEDMOREPARAMS, &["INVITE"], "Not enough parameters");
+        };
+        let Some((target, _, _)) = self.hub.find_online(&self.nick, nick) else {
+            return r.num(ERR_NOSUCHNICK, &[nick], "No such nick/channel");
+        };
+        let Some(group) = self.resolve(channel) else {
+            return r.num(ERR_NOSUCHCHANNEL, &[channel], "No such channel");
+        };
+        let Some(group) = group else {
+            // Everyone online is in the lobby already.
+            let lobby = self.world.lobby.clone();
+            return if self.enc.in_lobby() {
+                r.num(
+                    ERR_USERONCHANNEL,
+                    &[&target, &lobby],
+                    "is already on channel",
+                )
+            } else {
+                r.num(ERR_NOTONCHANNEL, &[&lobby], "You're not on that channel")
+            };
+        };
+        let shown = format!("#{group}");
+        let members: Vec<String> = self
+            .hub
+            .group_view(&self.nick, &group)
+            .map(|(_, ms)| ms.into_iter().map(|(n, _)| n).collect())
+            .unwrap_or_default();
+        if !members.contains(&self.nick) {
+            return r.num(ERR_NOTONCHANNEL, &[&shown], "You're not on that channel");
+        }
+        if members.contains(&target) {
+            return r.num(
+                ERR_USERONCHANNEL,
+                &[&target, &shown],
+                "is already on channel",
+            );
+        }
+        let line = format(
+            None,
+            Some(&self.my_mask()),
+            "INVITE",
+            &[&target, &shown],
+            false,
+        );
+        let irc = self.world.conns_of([&target], "");
+        if irc.is_empty() {
+            let me = &self.nick;
+            self.hub.tell(
+                &target,
+                &Line::info(
+                    "group-invited",
+                    format!("{me} invites you to group {group}; 'group join {group}' joins it."),
+                ),
+            );
+        }
+        for conn in irc {
+            conn.send_bytes(line.as_bytes());
+        }
+        r.num_bare(RPL_INVITING, &[&target, &shown])
     }
 
     fn user_mode(&self, target: &str, modes: Option<&str>) -> String {
@@ -1583,6 +1781,30 @@ impl Session<'_> {
     }
 }
 
+/// How many nicks one KICK may name (TARGMAX); more are dropped silently.
+const KICK_TARGETS: usize = 4;
+
+/// The (channel, nick) pairs of `KICK chans nicks`: one channel for every nick, or the
+/// lists paired in order; empty items are skipped, at most `max` pairs.
+fn kick_pairs<'a>(channels: &'a str, nicks: &'a str, max: usize) -> Vec<(&'a str, &'a str)> {
+    let chans: Vec<&str> = channels.split(',').filter(|c| !c.is_empty()).collect();
+    let nicks = nicks.split(',').filter(|n| !n.is_empty());
+    match chans.as_slice() {
+        [one] => nicks.map(|n| (*one, n)).take(max).collect(),
+        _ => chans.into_iter().zip(nicks).take(max).collect(),
+    }
+}
+
+/// The channel's modes as 324 shows them: `n` always (only members speak), `t` unless
+/// an operator opened the topic.
+fn channel_modes(meta: &ChannelMeta) -> &'static str {
+    if meta.open_topic {
+        "+n"
+    } else {
+        "+nt"
+    }
+}
+
 /// A `USER` username fit for a mask: no spaces, `!`, `@` or control characters, at most
 /// 32 bytes; the nick if nothing is left.
 fn clean_username(username: &str, nick: &str) -> String {
@@ -1595,5 +1817,25 @@ fn clean_username(username: &str, nick: &str) -> String {
         nick.to_string()
     } else {
         clean.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kick_pairs_one_channel_with_each_nick_or_lists_in_order() {
+        assert_eq!(
+            kick_pairs("#c", "a,b,,c", 4),
+            vec![("#c", "a"), ("#c", "b"), ("#c", "c")]
+        );
+        assert_eq!(
+            kick_pairs("#c,#d", "a,b", 4),
+            vec![("#c", "a"), ("#d", "b")]
+        );
+        assert_eq!(kick_pairs("#c,#d", "a", 4), vec![("#c", "a")]);
+        assert_eq!(kick_pairs("#c", "a,b,c,d,e", 4).len(), 4);
+        assert!(kick_pairs(",", "a", 4).is_empty());
     }
 }

@@ -58,6 +58,8 @@ pub struct ChannelMeta {
     pub topic: Option<(String, String, u64)>,
     /// When the channel was first seen by this door (Unix seconds).
     pub created: u64,
+    /// `-t`: any member may set the topic (channels start `+t`, operators only).
+    pub open_topic: bool,
 }
 
 /// The IRC door's shared state for one server.
