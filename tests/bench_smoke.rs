@@ -1,14 +1,14 @@
-//! A small run of the load generator (`lanchat-bench`'s library) against lanchat and the bare
-//! relay, each in this process: every message must arrive exactly once, in order. Not a
+//! A small run of the load generator (`lanchat-bench`'s library) against lanchat (its native
+//! and its IRC door) and the bare relay, each in this process: every message must arrive exactly once, in order. Not a
 //! timed test: the numbers are not checked, only the deliveries.
 
 use lanchat::bench::baseline::{self, Baseline};
 use lanchat::bench::scenario::{self, Outcome};
-use lanchat::bench::target::{credentials_text, lanchat_config, Kind, Running};
+use lanchat::bench::target::{credentials_text, lanchat_config, lanchat_irc_config, Kind, Running};
 use lanchat::clock::SystemClock;
 use lanchat::config::Config;
 use lanchat::credentials::Credentials;
-use lanchat::server::Server;
+use lanchat::server::{Door, Server};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,6 +21,24 @@ fn lanchat(dir: &tempfile::TempDir, users: usize) -> Running {
     let credentials = Credentials::parse(&credentials_text(users, None)).unwrap();
     let server = Server::bind_with(config, credentials, Arc::new(SystemClock)).unwrap();
     let addr = server.local_addr();
+    let handle = server.shutdown_handle();
+    let thread = std::thread::spawn(move || server.run().unwrap());
+    Running::in_process(addr, Box::new(move || handle.shutdown()), thread)
+}
+
+/// A lanchat server in this process with its IRC door open (`auth = "open"`); the returned
+/// address is the IRC door's. Stopped when dropped.
+fn lanchat_irc(dir: &tempfile::TempDir) -> Running {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = Config::parse(&lanchat_irc_config(2000, port)).unwrap();
+    config.data_dir = dir.path().join("data");
+    let credentials = Credentials::parse(&credentials_text(1, None)).unwrap();
+    let server = Server::bind_with(config, credentials, Arc::new(SystemClock)).unwrap();
+    let addr = server.door_addr(Door::Irc).expect("the IRC door is open");
     let handle = server.shutdown_handle();
     let thread = std::thread::spawn(move || server.run().unwrap());
     Running::in_process(addr, Box::new(move || handle.shutdown()), thread)
@@ -68,6 +86,33 @@ fn lanchat_pairs_fanout_and_latency_deliver_exactly_once() {
         let server = lanchat(&dir, 300);
         let out = scenario::latency(&server, Kind::Lanchat, 60, 20.0, 200).unwrap();
         assert_exactly_once("latency", &out);
+        assert!(out.note.is_none(), "{:?}", out.note);
+    }
+}
+
+#[test]
+fn lanchat_irc_door_pairs_fanout_and_latency_deliver_exactly_once() {
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let server = lanchat_irc(&dir);
+        let out =
+            scenario::pairs(&server, Kind::LanchatIrc, 30, 4, Duration::from_millis(700)).unwrap();
+        assert_exactly_once("irc pairs", &out);
+    }
+    {
+        // The lobby (#lanchat) each user is joined to at registration must not be taken
+        // for the benchmark channel: the fan-out goes to #bench, a lanchat group.
+        let dir = tempfile::tempdir().unwrap();
+        let server = lanchat_irc(&dir);
+        let out =
+            scenario::fanout(&server, Kind::LanchatIrc, 60, 8, Duration::from_millis(700)).unwrap();
+        assert_exactly_once("irc fanout", &out);
+    }
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let server = lanchat_irc(&dir);
+        let out = scenario::latency(&server, Kind::LanchatIrc, 20, 20.0, 100).unwrap();
+        assert_exactly_once("irc latency", &out);
         assert!(out.note.is_none(), "{:?}", out.note);
     }
 }

@@ -1,20 +1,28 @@
 //! Results: every measurement of every run, reduced to medians, printed as a table with the
-//! ratios lanchat/peer and lanchat/limit, as JSON, and checked against the targets.
+//! ratios lanchat/peer, lanchat-irc/ngircd and lanchat/limit, as JSON, and checked against the targets.
 //! Pure formatting; nothing here touches a socket.
 
 use super::stats::{median, Delivery};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// Column order of the table.
-pub const TARGETS: [&str; 4] = ["lanchat", "ngircd", "inspircd", "limit"];
+/// Column order of the table: lanchat's native door, its IRC door, the IRC peers, the limit.
+pub const TARGETS: [&str; 5] = ["lanchat", "lanchat-irc", "ngircd", "inspircd", "limit"];
+
+/// The ratio columns of the table, `a/b` each.
+pub const RATIOS: [(&str, &str); 4] = [
+    ("lanchat", "ngircd"),
+    ("lanchat-irc", "ngircd"),
+    ("lanchat", "inspircd"),
+    ("lanchat", "limit"),
+];
 
 /// One number measured in one run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     /// The workload, e.g. `fanout 100 x32`.
     pub scenario: String,
-    /// The server: lanchat, ngircd, inspircd or limit.
+    /// The server: lanchat, lanchat-irc, ngircd, inspircd or limit.
     pub target: String,
     /// What, with its unit, e.g. `deliveries_per_s`.
     pub metric: String,
@@ -89,39 +97,37 @@ impl Report {
         rows
     }
 
-    /// The results as a Markdown table of medians with ratios.
+    /// The results as a Markdown table of medians with ratios ([`RATIOS`]).
     pub fn table(&self) -> String {
         let mut out = String::new();
+        let ratios: Vec<String> = RATIOS.iter().map(|(a, b)| format!("{a}/{b}")).collect();
         let _ = writeln!(
             out,
-            "| scenario | metric | {} | lanchat/ngircd | lanchat/inspircd | lanchat/limit |",
-            TARGETS.join(" | ")
+            "| scenario | metric | {} | {} |",
+            TARGETS.join(" | "),
+            ratios.join(" | ")
         );
         let _ = writeln!(
             out,
-            "|---|---|{}---|---|---|",
-            "---:|".repeat(TARGETS.len())
+            "|---|---|{}{}",
+            "---:|".repeat(TARGETS.len()),
+            "---|".repeat(RATIOS.len())
         );
         for (scenario, metric) in self.rows() {
-            let cells: Vec<Option<f64>> = TARGETS
-                .iter()
-                .map(|t| self.median(&scenario, t, &metric))
-                .collect();
-            let ratio = |i: usize| match (cells[0], cells[i]) {
+            let cell = |t: &str| self.median(&scenario, t, &metric);
+            let ratio = |(a, b): &(&str, &str)| match (cell(a), cell(b)) {
                 (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
                 _ => "-".into(),
             };
             let _ = writeln!(
                 out,
-                "| {scenario} | {metric} | {} | {} | {} | {} |",
-                cells
+                "| {scenario} | {metric} | {} | {} |",
+                TARGETS
                     .iter()
-                    .map(|c| fmt_num(*c))
+                    .map(|t| fmt_num(cell(t)))
                     .collect::<Vec<_>>()
                     .join(" | "),
-                ratio(1),
-                ratio(2),
-                ratio(3)
+                RATIOS.iter().map(ratio).collect::<Vec<_>>().join(" | ")
             );
         }
         out
@@ -394,6 +400,7 @@ mod tests {
         for (v, w) in [(30.0, 40.0), (28.0, 45.0), (35.0, 41.0)] {
             r.add("latency idle", "lanchat", "p50_us", v);
             r.add("latency idle", "ngircd", "p50_us", w);
+            r.add("latency idle", "lanchat-irc", "p50_us", v - 2.0);
         }
         r.add("pairs 64", "lanchat", "msgs_per_s", 120_000.0);
         r.add("pairs 64", "ngircd", "msgs_per_s", 100_000.0);
@@ -412,11 +419,13 @@ mod tests {
     fn table_has_medians_and_ratios() {
         let t = report().table();
         assert!(
-            t.contains("| latency idle | p50_us | 30.0 | 41.0 | - | - | 0.73 | - | - |"),
+            t.contains(
+                "| latency idle | p50_us | 30.0 | 28.0 | 41.0 | - | - | 0.73 | 0.68 | - | - |"
+            ),
             "{t}"
         );
         assert!(
-            t.contains("| pairs 64 | msgs_per_s | 120,000 | 100,000 |"),
+            t.contains("| pairs 64 | msgs_per_s | 120,000 | - | 100,000 |"),
             "{t}"
         );
     }

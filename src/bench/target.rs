@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 /// A kind of server the benchmark can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// lanchat-server (release binary).
+    /// lanchat-server (release binary), its native door.
     Lanchat,
+    /// lanchat-server's IRC door (`auth = "open"`, as the IRC peers check no password).
+    LanchatIrc,
     /// ngircd from Debian.
     Ngircd,
     /// inspircd from Debian.
@@ -33,6 +35,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Lanchat => "lanchat",
+            Kind::LanchatIrc => "lanchat-irc",
             Kind::Ngircd => "ngircd",
             Kind::Inspircd => "inspircd",
             Kind::Relay | Kind::Echo => "limit",
@@ -43,7 +46,7 @@ impl Kind {
     pub fn dialect(self) -> Dialect {
         match self {
             Kind::Lanchat => Dialect::Lanchat,
-            Kind::Ngircd | Kind::Inspircd => Dialect::Irc,
+            Kind::LanchatIrc | Kind::Ngircd | Kind::Inspircd => Dialect::Irc,
             Kind::Relay | Kind::Echo => Dialect::Relay,
         }
     }
@@ -215,7 +218,7 @@ pub fn has_taskset() -> bool {
 pub fn start(spec: &Spec) -> io::Result<Running> {
     let dir = temp_dir(spec.kind)?;
     let result = match spec.kind {
-        Kind::Lanchat => start_lanchat(spec, &dir),
+        Kind::Lanchat | Kind::LanchatIrc => start_lanchat(spec, &dir),
         Kind::Ngircd => start_ngircd(spec, &dir),
         Kind::Inspircd => start_inspircd(spec, &dir),
         Kind::Relay | Kind::Echo => start_baseline(spec, &dir),
@@ -267,7 +270,26 @@ pub fn lanchat_config(max_clients: usize) -> String {
     )
 }
 
+/// lanchat's configuration for a benchmark of its IRC door: [`lanchat_config`] with the IRC
+/// door on `irc_port` and `auth = "open"` (any nick registers without `PASS`, as on ngircd and
+/// inspircd, which check no password either).
+pub fn lanchat_irc_config(max_clients: usize, irc_port: u16) -> String {
+    lanchat_config(max_clients)
+        .replace("irc_port = 0\n", &format!("irc_port = {irc_port}\n"))
+        .replace("auth = \"password\"", "auth = \"open\"")
+}
+
+/// The IRC door's port in lanchat-server's `IRC clients connect to port N (...)` line.
+pub fn irc_port_in(line: &str) -> Option<u16> {
+    line.strip_prefix("IRC clients connect to port ")?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn start_lanchat(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
+    let irc = spec.kind == Kind::LanchatIrc;
     let hash = if spec.argon2 {
         // One hash for every user: each login still pays a full argon2id check.
         Some(
@@ -280,10 +302,12 @@ fn start_lanchat(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
     // The argon2 run logs in with the same password for every user.
     let text = credentials_text(spec.users, hash.as_deref());
     std::fs::write(dir.join("credentials.txt"), text)?;
-    std::fs::write(
-        dir.join("configuration.toml"),
-        lanchat_config(spec.max_clients),
-    )?;
+    let config = if irc {
+        lanchat_irc_config(spec.max_clients, free_port()?)
+    } else {
+        lanchat_config(spec.max_clients)
+    };
+    std::fs::write(dir.join("configuration.toml"), config)?;
     let mut child = command(&spec.lanchat_bin, spec.cpu)
         .arg("--config")
         .arg(dir.join("configuration.toml"))
@@ -299,13 +323,26 @@ fn start_lanchat(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
         .next()
         .transpose()?
         .ok_or_else(|| io::Error::other("lanchat-server printed nothing"))?;
-    // Keep draining its stdout so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    let addr: SocketAddr = first
+    let mut addr: SocketAddr = first
         .rsplit(' ')
         .next()
         .and_then(|a| a.parse().ok())
         .ok_or_else(|| io::Error::other(format!("no address in {first:?}")))?;
+    if irc {
+        // The IRC door's line follows the native door's addresses.
+        let port = loop {
+            let line = lines
+                .next()
+                .transpose()?
+                .ok_or_else(|| io::Error::other("lanchat-server named no IRC port"))?;
+            if let Some(port) = irc_port_in(&line) {
+                break port;
+            }
+        };
+        addr = SocketAddr::from(([127, 0, 0, 1], port));
+    }
+    // Keep draining its stdout so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
     wait_listening(addr, &mut child, Duration::from_secs(10))?;
     Ok((child, addr))
 }
@@ -487,6 +524,14 @@ mod tests {
         assert_eq!(c.max_clients, 10_000);
         assert_eq!(c.max_messages_per_sec, 0);
         assert!(!c.discovery && c.irc_port == 0);
+        let c = crate::config::Config::parse(&lanchat_irc_config(10, 7001)).unwrap();
+        assert_eq!((c.irc_port, c.max_clients), (7001, 10));
+        assert!(lanchat_irc_config(10, 7001).contains("auth = \"open\""));
+        assert_eq!(
+            irc_port_in("IRC clients connect to port 6697 (e.g. irssi -c HOST -p 6697)."),
+            Some(6697)
+        );
+        assert_eq!(irc_port_in("Press Ctrl-C to stop the server."), None);
         let n = ngircd_config(6667, 10, Path::new("/tmp/x"));
         assert!(n.contains("MaxPenaltyTime = 0") && n.contains("DefaultUserModes = F"));
         assert!(n.contains("Listen = 127.0.0.1"));

@@ -128,9 +128,10 @@ pub fn join(dialect: Dialect) -> Option<String> {
     }
 }
 
-/// Whether a line confirms a [`join`] (IRC: the end of the NAMES list, numeric 366).
+/// Whether a line confirms a [`join`] (IRC: the end of [`CHANNEL`]'s NAMES list, numeric
+/// 366; not another channel's, such as the lobby lanchat's IRC door joins at registration).
 pub fn joined(dialect: Dialect, line: &str) -> bool {
-    dialect == Dialect::Irc && irc_command(line) == "366"
+    dialect == Dialect::Irc && irc_command(line) == "366" && line.split(' ').nth(3) == Some(CHANNEL)
 }
 
 /// A private message to `to`.
@@ -387,6 +388,10 @@ mod tests {
             ":irc.local 366 u1 #bench :End of NAMES list"
         ));
         assert!(!joined(Dialect::Irc, ":irc.local 353 u1 = #bench :u1"));
+        assert!(!joined(
+            Dialect::Irc,
+            ":lanchat 366 u1 #lanchat :End of /NAMES list."
+        ));
         assert_eq!(parse_stamp("hello there"), None);
         assert_eq!(parse_stamp("b 1 x 3"), None);
     }

@@ -1,5 +1,5 @@
-//! `lanchat-bench`: measures lanchat against ngircd, inspircd and the loopback limit on the
-//! same workloads (see `lanchat::bench`). `make bench` / `make bench-quick` run it.
+//! `lanchat-bench`: measures lanchat (its native and its IRC door) against ngircd, inspircd
+//! and the loopback limit on the same workloads (see `lanchat::bench`). `make bench` / `make bench-quick` run it.
 //!
 //! Thin: parses arguments, pins itself to CPU 1, runs the library's benchmark, prints the
 //! table, the delivery checks and the targets, and writes the JSON.
@@ -22,12 +22,9 @@ struct Args {
     /// Repetitions of every scenario; medians are reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Servers to measure, in order.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "lanchat,ngircd,inspircd,limit"
-    )]
+    /// Servers to measure, in order [default: lanchat,lanchat-irc,ngircd,inspircd,limit;
+    /// with --quick, lanchat,ngircd,inspircd,limit, to stay under a minute].
+    #[arg(long, value_delimiter = ',')]
     targets: Vec<Target>,
     /// Users in the capacity scenario (default 10000, 1000 with --quick).
     #[arg(long)]
@@ -69,6 +66,8 @@ enum Which {
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Target {
     Lanchat,
+    /// lanchat's IRC door.
+    LanchatIrc,
     Ngircd,
     Inspircd,
     Limit,
@@ -108,10 +107,29 @@ fn main() -> ExitCode {
         eprintln!("warning: could not pin the generator to CPU 1");
     }
     let users = args.users.unwrap_or(if args.quick { 1000 } else { 10_000 });
+    let targets = if !args.targets.is_empty() {
+        args.targets.clone()
+    } else if args.quick {
+        vec![
+            Target::Lanchat,
+            Target::Ngircd,
+            Target::Inspircd,
+            Target::Limit,
+        ]
+    } else {
+        vec![
+            Target::Lanchat,
+            Target::LanchatIrc,
+            Target::Ngircd,
+            Target::Inspircd,
+            Target::Limit,
+        ]
+    };
     let mut kinds = Vec::new();
-    for t in &args.targets {
+    for t in &targets {
         let kind = match t {
             Target::Lanchat => Kind::Lanchat,
+            Target::LanchatIrc => Kind::LanchatIrc,
             Target::Ngircd => Kind::Ngircd,
             Target::Inspircd => Kind::Inspircd,
             Target::Limit => Kind::Relay,
