@@ -69,6 +69,10 @@ impl LineReader {
 
     /// Waits up to `timeout` (forever if `None`) for the next line.
     pub fn next(&mut self, stream: &TcpStream, timeout: Option<Duration>) -> Input {
+        // A line already buffered (pipelined input) needs no read, hence no timeout syscall.
+        if let Some(input) = self.take_buffered() {
+            return input;
+        }
         let _ = stream.set_read_timeout(timeout.map(|t| t.max(Duration::from_millis(1))));
         loop {
             if let Some(input) = self.take_buffered() {
