@@ -19,7 +19,7 @@
 use crate::protocol::Line;
 use crate::store::Mail;
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use socket2::SockRef;
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
@@ -259,17 +259,24 @@ impl Conn {
         }
         if outbox.pending().len() + rest.len() > self.limits.outbox_bytes {
             drop(outbox);
-            log::warn!(
-                "conn {} ({}): outbox over {} bytes; dropping a client that does not read",
-                self.id,
-                self.peer,
-                self.limits.outbox_bytes
-            );
-            self.close();
+            self.drop_non_reader();
             return false;
         }
+        self.append_locked(outbox, rest, mail);
+        true
+    }
+
+    /// Appends bytes to the locked outbox (with the message to rescue if they are never
+    /// written) and, if it was empty, hands the connection to the flusher, which owns
+    /// finishing the write (if the flusher is gone, the server is stopping).
+    fn append_locked(
+        self: &Arc<Self>,
+        mut outbox: MutexGuard<'_, Outbox>,
+        bytes: &[u8],
+        mail: Option<&Mail>,
+    ) {
         let was_empty = outbox.is_empty();
-        outbox.push(rest);
+        outbox.push(bytes);
         if let Some(mail) = mail {
             let end = outbox.queued;
             outbox.rescue.push_back((end, mail.clone()));
@@ -277,10 +284,19 @@ impl Conn {
         if was_empty {
             outbox.stalled_since = Some(Instant::now());
             drop(outbox);
-            // The flusher owns finishing this write; if it is gone the server is stopping.
             let _ = self.flusher.send(Arc::clone(self));
         }
-        true
+    }
+
+    /// Closes a connection whose outbox would pass its limit: its client does not read.
+    fn drop_non_reader(&self) {
+        log::warn!(
+            "conn {} ({}): outbox over {} bytes; dropping a client that does not read",
+            self.id,
+            self.peer,
+            self.limits.outbox_bytes
+        );
+        self.close();
     }
 
     /// Like [`Conn::send_shared`], but leaves the write to the flusher thread: for fan-out.
@@ -296,28 +312,16 @@ impl Conn {
             encoded = self.encode(std::slice::from_ref(line));
             &encoded
         };
-        let mut outbox = self.outbox.lock();
+        let outbox = self.outbox.lock();
         if self.is_closed() {
             return false;
         }
         if outbox.pending().len() + bytes.len() > self.limits.outbox_bytes {
             drop(outbox);
-            log::warn!(
-                "conn {} ({}): outbox over {} bytes; dropping a client that does not read",
-                self.id,
-                self.peer,
-                self.limits.outbox_bytes
-            );
-            self.close();
+            self.drop_non_reader();
             return false;
         }
-        let was_empty = outbox.is_empty();
-        outbox.push(bytes);
-        if was_empty {
-            outbox.stalled_since = Some(Instant::now());
-            drop(outbox);
-            let _ = self.flusher.send(Arc::clone(self));
-        }
+        self.append_locked(outbox, bytes, None);
         true
     }
 
@@ -325,17 +329,11 @@ impl Conn {
     /// thread sends afterwards. Only memory is touched: safe to call under the hub's lock.
     /// [`Conn::flush_now`] (or the flusher) writes it.
     pub fn enqueue_all(self: &Arc<Self>, lines: &[Line]) {
-        let mut outbox = self.outbox.lock();
+        let outbox = self.outbox.lock();
         if self.is_closed() {
             return;
         }
-        let was_empty = outbox.is_empty();
-        outbox.push(&self.encode(lines));
-        if was_empty {
-            outbox.stalled_since = Some(Instant::now());
-            drop(outbox);
-            let _ = self.flusher.send(Arc::clone(self));
-        }
+        self.append_locked(outbox, &self.encode(lines), None);
     }
 
     /// Writes what is queued now, from the calling thread, as far as the socket takes it.

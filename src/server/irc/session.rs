@@ -1005,6 +1005,14 @@ impl Session<'_> {
         out
     }
 
+    /// Every member of `group`, online or not.
+    fn members(&self, group: &str) -> Vec<String> {
+        self.hub
+            .group_view(&self.nick, group)
+            .map(|(_, members)| members.into_iter().map(|(n, _)| n).collect())
+            .unwrap_or_default()
+    }
+
     /// The members of `group` online and visible to this user.
     fn members_online(&self, group: &str) -> Vec<String> {
         self.hub
@@ -1639,11 +1647,7 @@ impl Session<'_> {
             };
         };
         let shown = format!("#{group}");
-        let members: Vec<String> = self
-            .hub
-            .group_view(&self.nick, &group)
-            .map(|(_, ms)| ms.into_iter().map(|(n, _)| n).collect())
-            .unwrap_or_default();
+        let members = self.members(&group);
         if !members.contains(&self.nick) {
             return r.num(ERR_NOTONCHANNEL, &[&shown], "You're not on that channel");
         }
@@ -1726,11 +1730,7 @@ impl Session<'_> {
             };
         };
         let shown = format!("#{group}");
-        let members: Vec<String> = self
-            .hub
-            .group_view(&self.nick, &group)
-            .map(|(_, ms)| ms.into_iter().map(|(n, _)| n).collect())
-            .unwrap_or_default();
+        let members = self.members(&group);
         if !members.contains(&self.nick) {
             return r.num(ERR_NOTONCHANNEL, &[&shown], "You're not on that channel");
         }
