@@ -53,7 +53,7 @@ struct Outbox {
     /// Messages that must not be lost, with the absolute offset where each one's line ends:
     /// if the connection dies before that offset is written, the message goes back to the
     /// user's offline mailbox.
-    rescue: VecDeque<(u64, Mail)>,
+    rescue: VecDeque<(u64, Arc<Mail>)>,
 }
 
 impl Outbox {
@@ -213,13 +213,18 @@ impl Conn {
     /// Queues a message line that must not be lost: if the connection dies before the line
     /// is written, [`Conn::take_unsent_mail`] hands `mail` back for the offline mailbox.
     pub fn send_rescuable(self: &Arc<Self>, line: &Line, mail: &Mail) -> bool {
+        let mail = Arc::new(mail.clone());
         self.send_inner(&self.encode(std::slice::from_ref(line)), Some(mail))
     }
 
     /// Messages queued with [`Conn::send_rescuable`] whose lines were never written.
     pub fn take_unsent_mail(&self) -> Vec<Mail> {
         let mut outbox = self.outbox.lock();
-        outbox.rescue.drain(..).map(|(_, m)| m).collect()
+        outbox
+            .rescue
+            .drain(..)
+            .map(|(_, m)| Arc::unwrap_or_clone(m))
+            .collect()
     }
 
     /// Queues raw bytes, already in this client's wire format (no encoder applied).
@@ -227,7 +232,7 @@ impl Conn {
         self.send_inner(bytes, None)
     }
 
-    fn send_inner(self: &Arc<Self>, bytes: &[u8], mail: Option<&Mail>) -> bool {
+    fn send_inner(self: &Arc<Self>, bytes: &[u8], mail: Option<Arc<Mail>>) -> bool {
         if bytes.is_empty() {
             return !self.is_closed();
         }
@@ -273,13 +278,13 @@ impl Conn {
         self: &Arc<Self>,
         mut outbox: MutexGuard<'_, Outbox>,
         bytes: &[u8],
-        mail: Option<&Mail>,
+        mail: Option<Arc<Mail>>,
     ) {
         let was_empty = outbox.is_empty();
         outbox.push(bytes);
         if let Some(mail) = mail {
             let end = outbox.queued;
-            outbox.rescue.push_back((end, mail.clone()));
+            outbox.rescue.push_back((end, mail));
         }
         if was_empty {
             outbox.stalled_since = Some(Instant::now());
@@ -305,13 +310,42 @@ impl Conn {
     /// broadcasts in flight cost a syscall per recipient per flusher round, not per line.
     /// The outbox limit applies as for [`Conn::send`]. False if the connection is closed.
     pub fn queue_shared(self: &Arc<Self>, line: &Line, native_wire: &str) -> bool {
-        let encoded;
-        let bytes = if self.encoder.is_native() {
-            native_wire.as_bytes()
+        self.queue_bytes(&self.encode_shared(line, native_wire), None)
+    }
+
+    /// A line for many that must not be lost (a group message): like
+    /// [`Conn::send_rescuable`], but given its native wire form formatted once by the
+    /// caller, and left to the flusher if `queue` (as [`Conn::queue_shared`] does).
+    pub fn send_shared_rescuable(
+        self: &Arc<Self>,
+        line: &Line,
+        native_wire: &str,
+        mail: &Arc<Mail>,
+        queue: bool,
+    ) -> bool {
+        let bytes = self.encode_shared(line, native_wire);
+        let mail = Some(Arc::clone(mail));
+        if queue {
+            self.queue_bytes(&bytes, mail)
         } else {
-            encoded = self.encode(std::slice::from_ref(line));
-            &encoded
-        };
+            self.send_inner(&bytes, mail)
+        }
+    }
+
+    /// This client's bytes for a line whose native form is `native_wire`.
+    fn encode_shared<'a>(&self, line: &Line, native_wire: &'a str) -> std::borrow::Cow<'a, [u8]> {
+        if self.encoder.is_native() {
+            native_wire.as_bytes().into()
+        } else {
+            self.encode(std::slice::from_ref(line)).into()
+        }
+    }
+
+    /// Appends bytes for the flusher to write (see [`Conn::queue_shared`]).
+    fn queue_bytes(self: &Arc<Self>, bytes: &[u8], mail: Option<Arc<Mail>>) -> bool {
+        if bytes.is_empty() {
+            return !self.is_closed();
+        }
         let outbox = self.outbox.lock();
         if self.is_closed() {
             return false;
@@ -321,7 +355,7 @@ impl Conn {
             self.drop_non_reader();
             return false;
         }
-        self.append_locked(outbox, bytes, None);
+        self.append_locked(outbox, bytes, mail);
         true
     }
 

@@ -1644,7 +1644,9 @@ impl Hub {
                 Line::entry_list("members", format!("Members of {name}:"), items)
             }
             GroupAction::Send(name, text) => {
-                let members: Vec<String> = {
+                // Each recipient with, under one lock, whether they count as offline
+                // (invisible) and their connection if online.
+                let members: Vec<(String, bool, Option<Arc<Conn>>)> = {
                     let state = self.shared.state.lock();
                     let Some(g) = state.groups.get(name) else {
                         return vec![no_group(name)];
@@ -1655,25 +1657,50 @@ impl Hub {
                             format!("Join group {name} before sending to it."),
                         )];
                     }
+                    // One look-up of each member's record for both the blacklist and the
+                    // status (a crowd's group costs a cache miss or two per look-up).
                     g.members
                         .iter()
-                        .filter(|m| m.as_str() != me && !state.blocks(m, me))
-                        .cloned()
+                        .filter(|m| m.as_str() != me)
+                        .filter_map(|m| {
+                            let record = state.users.get(m);
+                            if record.is_some_and(|u| u.blocked.contains(me)) {
+                                return None;
+                            }
+                            let status = record
+                                .and_then(|u| u.status.as_deref())
+                                .and_then(Status::parse);
+                            let invisible = status == Some(Status::Invisible);
+                            Some((m.clone(), invisible, state.conn(m)))
+                        })
                         .collect()
                 };
                 let live = Line::new(Kind::Group, &[name, me], text.clone());
-                let mail = Mail {
+                let mail = Arc::new(Mail {
                     from: me.to_string(),
                     sent_at: self.now(),
                     kind: MailKind::Group(name.clone()),
                     text: text.clone(),
-                };
+                });
+                // Formatted once for the native clients and, for a crowd, queued for the
+                // flusher as broadcasts are; the rescue keeps it if the connection dies
+                // first. A member who was offline (or whose connection just closed) takes
+                // the mailbox path, which also catches a login racing this send.
+                let wire = live.to_wire();
+                let queue = members.len() >= FAN_OUT_QUEUED;
                 let (mut live_n, mut stored_n, mut lines) = (0, 0, Vec::new());
-                for m in &members {
-                    let invisible = self.shared.state.lock().status_of(m) == Status::Invisible;
-                    match self.deliver_or_store(m, &live, &mail) {
+                for (m, invisible, conn) in &members {
+                    let sent = conn
+                        .as_ref()
+                        .is_some_and(|c| c.send_shared_rescuable(&live, &wire, &mail, queue));
+                    let result = if sent {
+                        Ok(true)
+                    } else {
+                        self.deliver_or_store(m, &live, &mail)
+                    };
+                    match result {
                         // Invisible members count as offline, as everywhere else.
-                        Ok(true) if invisible => stored_n += 1,
+                        Ok(true) if *invisible => stored_n += 1,
                         Ok(true) => live_n += 1,
                         Ok(false) => stored_n += 1,
                         Err(e) => lines.push(store_error(&e)),

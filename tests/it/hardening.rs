@@ -243,6 +243,119 @@ fn a_client_that_never_reads_stalls_nobody_and_loses_no_private_message() {
     );
 }
 
+/// A group big enough for its messages to be queued for the flusher, one member who never
+/// reads: every group message reaches that member exactly once, on the socket or, for what
+/// was queued but never written when the connection was dropped, from the mailbox.
+#[test]
+fn a_group_member_who_never_reads_loses_no_group_message() {
+    const READERS: usize = 9;
+    const SENT: usize = 300;
+    let s = TestServer::start_with(|c| {
+        c.max_outbox_bytes = 8 << 20;
+        c.slow_reader_timeout_secs = 2;
+    });
+    let sender = s.login("carol");
+    sender.send("group create cs101");
+    sender.expect_ok("group-created");
+    let readers: Vec<TestClient> = (0..READERS)
+        .map(|i| {
+            let c = s.login(&format!("user{i}"));
+            c.send("group join cs101");
+            c.expect_ok("group-joined");
+            c
+        })
+        .collect();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&s.addr.into()).unwrap();
+    let mut stuck = TcpStream::from(socket);
+    use std::io::Write;
+    stuck
+        .write_all(b"dave\npw-dave\ngroup join cs101\n")
+        .unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        sender.send("group members cs101");
+        let (_, members) = sender.expect_list("members");
+        if members.iter().any(|m| m.text == "dave (online)") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "dave never joined");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let padding = "x".repeat(2000);
+    std::thread::scope(|scope| {
+        for r in &readers {
+            scope.spawn(move || {
+                for n in 0..SENT {
+                    let l = r.wait_for("a group message", |l| l.kind == Kind::Group);
+                    assert!(l.text.starts_with(&format!("p{n} ")), "{l}");
+                }
+            });
+        }
+        for n in 0..SENT {
+            sender.send(&format!("gsend cs101 p{n} {padding}"));
+            sender.expect_ok("group-sent");
+        }
+    });
+
+    // dave is dropped (his outbox stalled or overflowed).
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        sender.send("whoelse");
+        let (_, users) = sender.expect_list("whoelse");
+        if users.iter().all(|u| u.arg(0) != "dave") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stuck member was never dropped"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stuck
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut received = Vec::new();
+    let _ = stuck.read_to_end(&mut received);
+    let number = |text: &str| -> usize { text.split(' ').next().unwrap()[1..].parse().unwrap() };
+    // Only whole lines count: a line cut off by the drop was not delivered (its message
+    // went to the mailbox).
+    let whole = received
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let mut seen: Vec<usize> = String::from_utf8_lossy(&received[..whole])
+        .split_terminator('\n')
+        .filter_map(Line::parse)
+        .filter(|l| l.kind == Kind::Group)
+        .map(|l| number(&l.text))
+        .collect();
+    let on_socket = seen.len();
+    let d = s.connect();
+    d.send("dave");
+    d.expect_ask("password");
+    d.send("pw-dave");
+    d.expect(Kind::Welcome);
+    seen.extend(
+        d.read_mail()
+            .iter()
+            .filter(|l| l.arg(2) == "group:cs101")
+            .map(|l| number(&l.text)),
+    );
+    eprintln!(
+        "stuck member: {on_socket} group messages on the socket, {} from the mailbox",
+        seen.len() - on_socket
+    );
+    assert!(seen.len() > on_socket, "nothing went to the mailbox");
+    seen.sort();
+    assert_eq!(
+        seen,
+        (0..SENT).collect::<Vec<_>>(),
+        "lost or duplicated messages"
+    );
+}
+
 #[test]
 fn a_password_guesser_is_locked_out_and_the_real_user_still_logs_in() {
     let clock = lanchat::clock::ManualClock::new(5_000_000);

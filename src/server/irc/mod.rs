@@ -22,7 +22,7 @@ pub use world::World;
 use super::conn::{Conn, Encoder};
 use crate::protocol::{Kind, Line};
 use parking_lot::Mutex;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::{Arc, OnceLock};
 use translate::{People, View};
 
@@ -31,6 +31,57 @@ thread_local! {
     /// delivers live ones from the sender's own thread, so the recipients' IRC encoders,
     /// called meanwhile on this thread, can still write NOTICE rather than PRIVMSG.
     static SENDING_NOTICE: Cell<bool> = const { Cell::new(false) };
+
+    /// The IRC bytes of the last line for many that this thread translated: a group
+    /// message or broadcast reaching a crowd is translated once, not once per member.
+    static SHARED: RefCell<SharedCache> = RefCell::new(SharedCache::default());
+}
+
+/// A line for many (see [`translate::shared_source`]) as translated for each distinct view,
+/// valid while the world's generation stays the same. A fan-out's recipients come one after
+/// the other, so one line is kept, with a few views (clients differ in capabilities).
+#[derive(Default)]
+struct SharedCache {
+    generation: u64,
+    line: Option<Line>,
+    views: Vec<(ViewKey, Vec<u8>)>,
+}
+
+/// What of a client's view the translation of a line for many depends on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ViewKey {
+    is_source: bool,
+    in_lobby: bool,
+    server_time: bool,
+    away_notify: bool,
+    notice: bool,
+}
+
+/// Most views kept per line.
+const SHARED_VIEWS: usize = 4;
+
+impl SharedCache {
+    /// The bytes cached for this line, generation and view.
+    fn get(&self, generation: u64, line: &Line, key: ViewKey) -> Option<&[u8]> {
+        if self.generation != generation || self.line.as_ref() != Some(line) {
+            return None;
+        }
+        self.views
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, b)| b.as_slice())
+    }
+
+    fn put(&mut self, generation: u64, line: &Line, key: ViewKey, bytes: &[u8]) {
+        if self.generation != generation || self.line.as_ref() != Some(line) {
+            self.generation = generation;
+            self.line = Some(line.clone());
+            self.views.clear();
+        }
+        if self.views.len() < SHARED_VIEWS {
+            self.views.push((key, bytes.to_vec()));
+        }
+    }
 }
 
 /// Runs `f` (a hub call delivering a user's text) with NOTICE semantics if `notice`.
@@ -171,10 +222,135 @@ impl Encoder for IrcEncoder {
             today: &today[..10.min(today.len())],
             notice: SENDING_NOTICE.with(Cell::get),
         };
-        translate::translate(line, &view, &Directory(world), out);
+        let (Some(w), Some(source)) = (world, translate::shared_source(line)) else {
+            translate::translate(line, &view, &Directory(world), out);
+            return;
+        };
+        // Read before translating: a change to the world meanwhile moves it past what is
+        // cached, so nothing older than the world is ever reused.
+        let generation = w.generation();
+        let key = ViewKey {
+            is_source: view.nick == source,
+            in_lobby: view.in_lobby,
+            server_time: view.server_time,
+            away_notify: view.away_notify,
+            notice: view.notice,
+        };
+        SHARED.with(|cache| {
+            if let Some(bytes) = cache.borrow().get(generation, line, key) {
+                out.extend_from_slice(bytes);
+                return;
+            }
+            let start = out.len();
+            translate::translate(line, &view, &Directory(world), out);
+            cache.borrow_mut().put(generation, line, key, &out[start..]);
+        });
     }
 
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::conn::{Flusher, Limits, NativeEncoder};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
+    use world::IrcUser;
+
+    fn client(world: &Arc<World>, nick: &str, in_lobby: bool) -> IrcEncoder {
+        let e = IrcEncoder::default();
+        let _ = e.world.set(Arc::clone(world));
+        e.set_nick(nick);
+        e.set_in_lobby(in_lobby);
+        e
+    }
+
+    fn encode(e: &IrcEncoder, line: &Line) -> String {
+        let mut out = Vec::new();
+        e.encode(line, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn irc_user(conn: &Arc<Conn>, username: &str, host: &str) -> IrcUser {
+        IrcUser {
+            conn: Arc::clone(conn),
+            username: username.into(),
+            realname: username.into(),
+            host: host.into(),
+            signon: 0,
+            active: Arc::new(AtomicU64::new(0)),
+            away: None,
+            quit: None,
+            renamed_to: None,
+            renaming: false,
+        }
+    }
+
+    /// A line for many is translated once per fan-out, and what is reused never outlives a
+    /// change to the world it was translated from.
+    #[test]
+    fn a_line_for_many_is_shared_between_clients_and_follows_the_world() {
+        let world = Arc::new(World::new("srv", "#lanchat", ""));
+        let (ann, ben, bob) = (
+            client(&world, "ann", true),
+            client(&world, "ben", false),
+            client(&world, "bob", true),
+        );
+        let group = Line::new(Kind::Group, &["cs101", "bob"], "hi");
+        let native = ":bob!bob@srv PRIVMSG #cs101 :hi\r\n";
+        assert_eq!(encode(&ann, &group), native);
+        assert_eq!(encode(&ben, &group), native);
+        assert_eq!(encode(&bob, &group), "", "not to its sender");
+        assert_eq!(encode(&ann, &group), native);
+        assert_eq!(
+            as_notice(true, || encode(&ben, &group)),
+            ":bob!bob@srv NOTICE #cs101 :hi\r\n"
+        );
+
+        // bob comes in over IRC: his mask changes, and the lines with it.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let peer = stream.local_addr().unwrap();
+        let limits = Limits {
+            outbox_bytes: 1 << 16,
+            stall: Duration::from_secs(1),
+        };
+        let conn = Conn::new(
+            7,
+            stream,
+            peer,
+            &Flusher::new(),
+            limits,
+            Box::new(NativeEncoder),
+        );
+        world.register("bob", irc_user(&conn, "robert", "10.0.0.9"));
+        let irc = ":bob!robert@10.0.0.9 PRIVMSG #cs101 :hi\r\n";
+        assert_eq!(encode(&ann, &group), irc);
+        assert_eq!(encode(&ben, &group), irc);
+
+        // Broadcasts reach the lobby only.
+        let bcast = Line::new(Kind::Bcast, &["bob"], "all");
+        let said = ":bob!robert@10.0.0.9 PRIVMSG #lanchat :all\r\n";
+        assert_eq!(encode(&ann, &bcast), said);
+        assert_eq!(encode(&ben, &bcast), "");
+        assert_eq!(encode(&ann, &bcast), said);
+
+        // Away texts, for away-notify, follow their changes.
+        ann.set_caps(false, true);
+        let busy = Line::new(Kind::Presence, &["bob", "busy"], "*** ***");
+        world.update("bob", 7, |u| u.away = Some("lunch".into()));
+        assert_eq!(encode(&ann, &busy), ":bob!robert@10.0.0.9 AWAY :lunch\r\n");
+        assert_eq!(encode(&ben, &busy), "", "no away-notify");
+        world.update("bob", 7, |u| u.away = Some("meeting".into()));
+        assert_eq!(
+            encode(&ann, &busy),
+            ":bob!robert@10.0.0.9 AWAY :meeting\r\n"
+        );
+        world.unregister("bob", 7);
+        assert_eq!(encode(&ann, &group), native);
     }
 }

@@ -159,6 +159,19 @@ fn service_text(line: &Line) -> Option<String> {
     })
 }
 
+/// For a line many clients get (a group message, a broadcast, a presence notice): the user
+/// whose nick is the only part of the view's `nick` that [`translate`] reads, by comparing
+/// the two. Clients whose views differ only in a nick that is not this user's get the same
+/// bytes, so a fan-out translates such a line once (lines that name the client, like a
+/// private message or mail, give `None`).
+pub fn shared_source(line: &Line) -> Option<&str> {
+    match line.kind {
+        Kind::Bcast | Kind::Presence => Some(line.arg(0)),
+        Kind::Group => Some(line.arg(1)),
+        _ => None,
+    }
+}
+
 /// Appends what `line` becomes for this client (possibly nothing).
 pub fn translate(line: &Line, view: &View<'_>, people: &dyn People, out: &mut Vec<u8>) {
     let me = view.nick;
@@ -408,6 +421,43 @@ mod tests {
             run(p("bob", "available"), &view(true, true)),
             ":bob!bob@h AWAY\r\n"
         );
+    }
+
+    #[test]
+    fn lines_for_many_read_the_nick_only_to_compare_it_with_their_source() {
+        let p = |u: &str, e: &str| Line::new(Kind::Presence, &[u, e], "*** ***");
+        let lines = [
+            Line::new(Kind::Group, &["cs101", "bob"], "hi all"),
+            Line::new(Kind::Bcast, &["bob"], "to everyone"),
+            p("bob", "login"),
+            p("bob", "logout"),
+            p("quitter", "dropped"),
+            p("old", "logout"),
+            p("bob", "busy"),
+            p("bob", "available"),
+        ];
+        for line in &lines {
+            let source = shared_source(line).expect("a line for many");
+            for (lobby, caps, notice) in [(true, false, false), (false, true, true)] {
+                let as_nick = |nick| {
+                    let v = View {
+                        nick,
+                        notice,
+                        ..view(lobby, caps)
+                    };
+                    run(line.clone(), &v)
+                };
+                assert_eq!(as_nick("me"), as_nick("somebody"), "{line}");
+                assert_eq!(as_nick(source), "", "{line}: not to its own source");
+            }
+        }
+        assert_eq!(shared_source(&Line::new(Kind::Msg, &["bob"], "hi")), None);
+        let mail = Line::new(
+            Kind::Mail,
+            &["bob", "2026-11-22T10:15:00Z", "group:cs101"],
+            "hi",
+        );
+        assert_eq!(shared_source(&mail), None);
     }
 
     #[test]

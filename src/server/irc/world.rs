@@ -74,6 +74,10 @@ pub struct World {
     pub started: u64,
     /// The mutable part.
     state: RwLock<WorldState>,
+    /// Bumped (under the write lock) by every change to a user's entry, so that a line
+    /// translated for one client may be reused for the next while it has not moved: what
+    /// [`super::translate::People`] answers depends on nothing else.
+    generation: AtomicU64,
 }
 
 #[derive(Default)]
@@ -95,7 +99,18 @@ impl World {
             motd: motd.lines().map(str::to_string).collect(),
             started: unix_now(),
             state: RwLock::new(WorldState::default()),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// Changes with every change to the users' entries (see the field).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Marks a change to the users' entries; called with the write lock held.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// `nick!user@host` for any user: the `USER` details of an IRC user, and for a user of
@@ -125,6 +140,7 @@ impl World {
     pub fn register(&self, name: &str, user: IrcUser) {
         let mut state = self.state.write();
         state.users.insert(name.to_string(), user);
+        self.changed();
     }
 
     /// Removes `name` if `conn_id` is still its connection.
@@ -132,6 +148,7 @@ impl World {
         let mut state = self.state.write();
         if state.users.get(name).is_some_and(|u| u.conn.id == conn_id) {
             state.users.remove(name);
+            self.changed();
         }
     }
 
@@ -140,6 +157,7 @@ impl World {
         let mut state = self.state.write();
         if let Some(u) = state.users.get_mut(name).filter(|u| u.conn.id == conn_id) {
             f(u);
+            self.changed();
         }
     }
 
