@@ -38,6 +38,10 @@ const VERSION: &str = concat!("lanchat-", env!("CARGO_PKG_VERSION"));
 /// The lobby's topic.
 const LOBBY_TOPIC: &str = "Everyone online. What you say here is a broadcast to all.";
 
+/// What [`Hub::visible_online`] answers: the online users this user may see, and how many
+/// are online in all.
+type Online = (Vec<(String, Status)>, usize);
+
 /// Why the command loop ended: the hub's logout reason, the QUIT text others see and the
 /// ERROR text the client gets (none at shutdown: the server already said goodbye).
 struct Exit {
@@ -423,9 +427,12 @@ impl Session<'_> {
         ];
         let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
         out += &r.num(RPL_ISUPPORT, &tokens, "are supported by this server");
-        out += &self.lusers(true);
+        // Who is online, read once for both LUSERS and the lobby's NAMES: in a crowd it
+        // is the dearest part of a login.
+        let online = self.hub.visible_online(&self.nick);
+        out += &self.lusers_of(&online, true);
         out += &self.motd();
-        out += &self.joined(&self.world.lobby.clone(), None);
+        out += &self.joined_with(&self.world.lobby.clone(), None, Some(online));
         out
     }
 
@@ -934,9 +941,14 @@ impl Session<'_> {
     /// The JOIN, topic and NAMES a client gets on joining `channel` (`group`: its lanchat
     /// group; `None` for the lobby).
     fn joined(&self, channel: &str, group: Option<&str>) -> String {
+        self.joined_with(channel, group, None)
+    }
+
+    /// [`Session::joined`], given the lobby's users if they were just read.
+    fn joined_with(&self, channel: &str, group: Option<&str>, online: Option<Online>) -> String {
         let mut out = format(None, Some(&self.my_mask()), "JOIN", &[channel], false);
         out += &self.topic_lines(channel, group, false);
-        out += &self.names_lines(channel, group);
+        out += &self.names_lines_with(channel, group, online);
         out += &self
             .replies()
             .num(RPL_ENDOFNAMES, &[channel], "End of /NAMES list");
@@ -962,15 +974,20 @@ impl Session<'_> {
     /// Who is in a channel, as 353 lines: every visible online user for the lobby, the
     /// online members (with `@`/`+`) for a group.
     fn names_lines(&self, channel: &str, group: Option<&str>) -> String {
+        self.names_lines_with(channel, group, None)
+    }
+
+    /// [`Session::names_lines`], given the lobby's users if they were just read.
+    fn names_lines_with(
+        &self,
+        channel: &str,
+        group: Option<&str>,
+        online: Option<Online>,
+    ) -> String {
         let names: Vec<String> = match group {
             None => {
-                let mut names: Vec<String> = self
-                    .hub
-                    .visible_online(&self.nick)
-                    .0
-                    .into_iter()
-                    .map(|(n, _)| n)
-                    .collect();
+                let online = online.unwrap_or_else(|| self.hub.visible_online(&self.nick));
+                let mut names: Vec<String> = online.0.into_iter().map(|(n, _)| n).collect();
                 // At registration the user is not online yet, but is in the lobby.
                 if let Err(at) = names.binary_search(&self.nick) {
                     names.insert(at, self.nick.clone());
@@ -1415,8 +1432,13 @@ impl Session<'_> {
 
     /// 251, 252, 254, 255, 265, 266. `registering`: this user is not online yet.
     fn lusers(&self, registering: bool) -> String {
+        self.lusers_of(&self.hub.visible_online(&self.nick), registering)
+    }
+
+    /// [`Session::lusers`] for the users `visible_online` gave.
+    fn lusers_of(&self, (visible, total): &Online, registering: bool) -> String {
         let r = self.replies();
-        let (visible, total) = self.hub.visible_online(&self.nick);
+        let (visible, total) = (visible, *total);
         let me = usize::from(registering);
         let (visible, total) = (visible.len() + me, total + me);
         let invisible = total.saturating_sub(visible);
