@@ -716,7 +716,16 @@ impl Hub {
             sender: a.to_string(),
             text: text.to_string(),
         };
-        if let Err(e) = self.shared.store.append_history(a, b, &entry) {
+        // Inside a corked burst the entry is written at the burst's end, before its lines.
+        if let Err(entry) = super::cork::hold_history(a, b, entry) {
+            self.write_history(a, b, std::slice::from_ref(&entry));
+        }
+    }
+
+    /// Appends entries to the a/b conversation log (a failure is logged: history is a
+    /// record, not an acknowledgement).
+    pub(super) fn write_history(&self, a: &str, b: &str, entries: &[HistoryEntry]) {
+        if let Err(e) = self.shared.store.append_history_all(a, b, entries) {
             log::error!("store: history {a}/{b}: {e}");
         }
     }
@@ -883,6 +892,8 @@ impl Hub {
         } else {
             count
         };
+        // Lines this thread has handled but not yet logged (a corked burst) come first.
+        super::cork::write_held_history(self);
         match self.shared.store.history_tail(me, with, count) {
             Ok(entries) if entries.is_empty() => {
                 vec![Line::info(

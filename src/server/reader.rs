@@ -14,11 +14,21 @@ use std::time::Duration;
 pub trait ReadLines {
     /// Waits up to `timeout` (forever if `None`) for the client's next line.
     fn next_line(&mut self, conn: &Arc<Conn>, timeout: Option<Duration>) -> Input;
+
+    /// Whether a complete line has been received already, so [`ReadLines::next_line`]
+    /// returns without waiting (lets a session batch its writes over a burst of input).
+    fn has_buffered_line(&self) -> bool {
+        false
+    }
 }
 
 impl ReadLines for LineReader {
     fn next_line(&mut self, conn: &Arc<Conn>, timeout: Option<Duration>) -> Input {
         self.next(conn.stream(), timeout)
+    }
+
+    fn has_buffered_line(&self) -> bool {
+        self.buf.contains(&b'\n')
     }
 }
 

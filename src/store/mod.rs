@@ -909,10 +909,24 @@ impl Store {
     /// left by a crash is truncated before the first append to that file in
     /// this process.
     pub fn append_history(&self, a: &str, b: &str, entry: &HistoryEntry) -> Result<(), StoreError> {
+        self.append_history_all(a, b, std::slice::from_ref(entry))
+    }
+
+    /// Appends several entries to the a/b conversation log, in order, with one write (a
+    /// session thread's burst of messages to one partner).
+    pub fn append_history_all(
+        &self,
+        a: &str,
+        b: &str,
+        entries: &[HistoryEntry],
+    ) -> Result<(), StoreError> {
         check_name(a)?;
         check_name(b)?;
+        if entries.is_empty() {
+            return Ok(());
+        }
         let path = self.history_path(a, b);
-        let line = encode_history(entry);
+        let line: String = entries.iter().map(encode_history).collect();
         let file = {
             let mut files = self.history.lock();
             if !files.checked.contains(&path) {
