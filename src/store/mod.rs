@@ -26,9 +26,10 @@
 //! protocol layer does; names are only checked to be safe path components),
 //! enforce permissions (who may join a group, ...), encrypt anything, or keep
 //! many file handles open between calls (mail and the journal are opened,
-//! appended and closed per call; only the [`MAX_OPEN_HISTORY`] most recently
-//! started history files stay open, so the number of open files never grows
-//! with the number of users).
+//! appended and closed per call; at most [`MAX_OPEN_HISTORY`] of the most
+//! recently used history files stay open, and no more than a sixteenth of the
+//! open-files limit, so the number of open files never grows with the number
+//! of users).
 
 pub mod record;
 
@@ -52,10 +53,16 @@ const COMPACT_SLACK: usize = 1000;
 /// Bound on the set of history files already checked for a torn tail; when
 /// exceeded the set is cleared (re-checking is harmless, just one extra read).
 const MAX_CHECKED_HISTORY: usize = 4096;
-/// History files kept open for appending, so a chat line costs one `write(2)`
-/// instead of open, stat, write and close under a lock every sender shares.
-/// When full the cache is emptied: the count of open files stays bounded.
-pub const MAX_OPEN_HISTORY: usize = 64;
+/// Most history files kept open for appending, so a chat line costs one
+/// `write(2)` instead of open, stat, write and close under a lock every sender
+/// shares. A class of 1,000 chatting in pairs has 500 conversations going: they
+/// all fit, where a smaller cache reopened a file for nearly every line. The
+/// least recently used file is closed when the cache is full, and the cache
+/// takes at most a sixteenth of the process's open-files limit (one descriptor
+/// per connection comes first).
+pub const MAX_OPEN_HISTORY: usize = 1024;
+/// The fewest history files kept open, whatever the open-files limit.
+const MIN_OPEN_HISTORY: usize = 16;
 
 /// The server's persistent store; shared between client threads by reference
 /// (`Arc<Store>`), all methods take `&self`.
@@ -76,9 +83,61 @@ pub struct Store {
 struct HistoryFiles {
     /// Checked for a torn tail (bounded by [`MAX_CHECKED_HISTORY`]).
     checked: HashSet<PathBuf>,
-    /// Open for appending (bounded by [`MAX_OPEN_HISTORY`]); each file has its
-    /// own lock, so appends to different conversations run side by side.
-    open: HashMap<PathBuf, Arc<Mutex<File>>>,
+    /// Open for appending (bounded by [`history_cache_size`]), each with when it
+    /// was last used; each file has its own lock, so appends to different
+    /// conversations run side by side.
+    open: HashMap<PathBuf, (Arc<Mutex<File>>, u64)>,
+    /// Counts uses, to find the least recently used open file.
+    uses: u64,
+    /// Most files kept open.
+    capacity: usize,
+}
+
+impl HistoryFiles {
+    /// The open file for `path`, marked as just used.
+    fn get(&mut self, path: &Path) -> Option<Arc<Mutex<File>>> {
+        self.uses += 1;
+        let uses = self.uses;
+        self.open.get_mut(path).map(|(file, used)| {
+            *used = uses;
+            Arc::clone(file)
+        })
+    }
+
+    /// Keeps `file` open for `path`, closing the least recently used one if full.
+    /// A writer still holding the closed one finishes its append (the file is in
+    /// append mode), so nothing is lost.
+    fn insert(&mut self, path: PathBuf, file: Arc<Mutex<File>>) {
+        if self.open.len() >= self.capacity {
+            let oldest = self
+                .open
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(p, _)| p.clone());
+            if let Some(oldest) = oldest {
+                self.open.remove(&oldest);
+            }
+        }
+        self.uses += 1;
+        self.open.insert(path, (file, self.uses));
+    }
+}
+
+/// How many history files to keep open: a sixteenth of the open-files limit,
+/// between [`MIN_OPEN_HISTORY`] and [`MAX_OPEN_HISTORY`].
+#[allow(unsafe_code)]
+fn history_cache_size() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        1024
+    };
+    (soft / 16).clamp(MIN_OPEN_HISTORY, MAX_OPEN_HISTORY)
 }
 
 struct Inner {
@@ -757,7 +816,10 @@ impl Store {
                 directory: directory.clone(),
                 journal_records,
             }),
-            history: Mutex::new(HistoryFiles::default()),
+            history: Mutex::new(HistoryFiles {
+                capacity: history_cache_size(),
+                ..HistoryFiles::default()
+            }),
         };
         Ok((store, directory))
     }
@@ -936,15 +998,12 @@ impl Store {
                 }
                 files.checked.insert(path.clone());
             }
-            match files.open.get(&path) {
-                Some(file) => Arc::clone(file),
+            match files.get(&path) {
+                Some(file) => file,
                 None => {
                     let file = OpenOptions::new().create(true).append(true).open(&path)?;
                     let file = Arc::new(Mutex::new(file));
-                    if files.open.len() >= MAX_OPEN_HISTORY {
-                        files.open.clear();
-                    }
-                    files.open.insert(path.clone(), Arc::clone(&file));
+                    files.insert(path.clone(), Arc::clone(&file));
                     file
                 }
             }
@@ -1225,8 +1284,10 @@ mod tests {
         // More conversations than files kept open, written from several threads at once.
         let tmp = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(tmp.path(), 2).unwrap();
+        const KEPT: usize = 8;
+        store.history.lock().capacity = KEPT;
         let store = Arc::new(store);
-        let peers = MAX_OPEN_HISTORY * 2;
+        let peers = KEPT * 3;
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let store = Arc::clone(&store);
@@ -1258,7 +1319,33 @@ mod tests {
                 assert_eq!(mine, want, "p{p}: each thread's lines once, in order");
             }
         }
-        assert!(store.history.lock().open.len() <= MAX_OPEN_HISTORY);
+        assert!(store.history.lock().open.len() <= KEPT);
+    }
+
+    #[test]
+    fn the_least_recently_used_history_file_is_the_one_closed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(tmp.path(), 2).unwrap();
+        assert!((MIN_OPEN_HISTORY..=MAX_OPEN_HISTORY).contains(&store.history.lock().capacity));
+        store.history.lock().capacity = 2;
+        let say = |peer: &str| store.append_history("alice", peer, &entry(1, "x")).unwrap();
+        say("bob");
+        say("carol");
+        say("bob"); // carol is now the least recently used
+        say("dave");
+        let open: BTreeSet<String> = store
+            .history
+            .lock()
+            .open
+            .keys()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            open,
+            BTreeSet::from(["alice+bob.log".to_string(), "alice+dave.log".to_string()])
+        );
+        assert_eq!(store.history_tail("alice", "bob", 10).unwrap().len(), 2);
+        assert_eq!(store.history_tail("carol", "alice", 10).unwrap().len(), 1);
     }
 
     #[test]
