@@ -123,6 +123,45 @@ impl HistoryFiles {
     }
 }
 
+/// Appends `bytes` to a file opened in append mode; if only part of them could be written
+/// (a full disk), cuts that part off again, so the file never ends in half a record. The
+/// length is read only on failure: a chat line costs one `write(2)`.
+fn append_or_roll_back(file: &mut File, bytes: &[u8], path: &Path) -> Result<(), StoreError> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match file.write(&bytes[written..]) {
+            Ok(0) => {
+                return Err(roll_back(
+                    file,
+                    written,
+                    io::ErrorKind::WriteZero.into(),
+                    path,
+                ))
+            }
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(roll_back(file, written, e, path)),
+        }
+    }
+    Ok(())
+}
+
+/// Removes the last `written` bytes of a failed append; returns the append's error.
+fn roll_back(file: &mut File, written: usize, error: io::Error, path: &Path) -> StoreError {
+    if written > 0 {
+        let cut = file
+            .metadata()
+            .and_then(|m| file.set_len(m.len().saturating_sub(written as u64)));
+        if let Err(e2) = cut {
+            log::warn!(
+                "{}: could not roll back {written} bytes of a failed append: {e2}",
+                path.display()
+            );
+        }
+    }
+    error.into()
+}
+
 /// How many history files to keep open: a sixteenth of the open-files limit,
 /// between [`MIN_OPEN_HISTORY`] and [`MAX_OPEN_HISTORY`].
 #[allow(unsafe_code)]
@@ -1009,17 +1048,7 @@ impl Store {
             }
         };
         let mut file = file.lock();
-        let start = file.metadata()?.len();
-        if let Err(e) = file.write_all(line.as_bytes()) {
-            if let Err(e2) = file.set_len(start) {
-                log::warn!(
-                    "{}: could not roll back failed append at byte offset {start}: {e2}",
-                    path.display()
-                );
-            }
-            return Err(e.into());
-        }
-        Ok(())
+        append_or_roll_back(&mut file, line.as_bytes(), &path)
     }
 
     /// Last `n` good entries of the a/b log, oldest first; missing file ->
@@ -1320,6 +1349,28 @@ mod tests {
             }
         }
         assert!(store.history.lock().open.len() <= KEPT);
+    }
+
+    #[test]
+    fn a_failed_append_cuts_off_what_it_wrote() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("log");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        append_or_roll_back(&mut file, b"whole line\n", &path).unwrap();
+        file.write_all(b"half a li").unwrap(); // then the disk filled up
+        let e = roll_back(&mut file, 9, io::ErrorKind::StorageFull.into(), &path);
+        assert!(matches!(e, StoreError::Io(_)), "{e}");
+        assert_eq!(fs::read(&path).unwrap(), b"whole line\n");
+        roll_back(&mut file, 0, io::ErrorKind::StorageFull.into(), &path);
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            b"whole line\n",
+            "nothing written, nothing cut"
+        );
     }
 
     #[test]
