@@ -116,7 +116,7 @@ pub struct NativeEncoder;
 
 impl Encoder for NativeEncoder {
     fn encode(&self, line: &Line, out: &mut Vec<u8>) {
-        out.extend_from_slice(line.to_wire().as_bytes());
+        line.write_wire(out);
     }
 
     fn is_native(&self) -> bool {
