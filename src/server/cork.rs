@@ -6,21 +6,23 @@
 //! buffer at once. Each `message USER TEXT` used to cost three syscalls (the line to `USER`,
 //! the history append, `OK sent` to the sender); inside a burst they are now appended to
 //! memory and written when the buffer runs dry (or after [`MAX_BURST_LINES`]), before the
-//! thread blocks on its next read. A lone line is written as soon as it is handled, as before,
-//! so an idle server adds no latency.
+//! thread blocks on its next read. A lone line's writes go out as soon as it is handled, the
+//! history write after the delivery instead of before it, so an idle relay is quicker too.
 //!
 //! The cork is per thread (like `TCP_CORK` is per socket): [`Conn`] sends made by a thread
 //! holding a [`Cork`] are appended to the recipient's outbox and remembered here instead of
-//! written; sends from other threads are not affected. Order is kept: history is written
-//! before any of the burst's lines leave, so nobody can answer a message before it is logged,
-//! and an outbox is appended in the order lines were produced. A connection that dies with
-//! corked lines in its outbox hands its undelivered messages back to the mailbox like any
-//! other unwritten line (see `Conn::take_unsent_mail`).
+//! written; sends from other threads are not affected. Order is kept: a conversation's log
+//! is locked before any of the burst's lines leave and written right after, so nobody's
+//! answer can be logged ahead of the message it answers, and an outbox is appended in the
+//! order lines were produced. A connection that dies with corked lines in its outbox hands
+//! its undelivered messages back to the mailbox like any other unwritten line (see
+//! `Conn::take_unsent_mail`).
 
 use super::conn::Conn;
-use super::hub::Hub;
+use super::hub::{write_log, Hub};
 use crate::store::HistoryEntry;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Lines handled in one burst before its writes go out anyway, so a long paste cannot hold
@@ -107,17 +109,25 @@ impl<'a> Cork<'a> {
         set_active(true);
     }
 
-    /// Writes what the burst held: history first, then each connection's outbox (what the
-    /// socket does not take now goes to the flusher).
+    /// Writes what the burst held. Each conversation's log is locked first, so no reply
+    /// can be logged ahead of the burst's messages; then every connection's outbox is
+    /// written (what the socket does not take now goes to the flusher); then the logs,
+    /// so the disk write is not on the way to the recipients.
     pub fn release(&mut self) {
         self.lines = 0;
         let (conns, history) = HELD.with(|h| {
             let mut h = h.borrow_mut();
             (std::mem::take(&mut h.conns), std::mem::take(&mut h.history))
         });
-        write_history(self.hub, history);
+        let mut logs: Vec<_> = by_conversation(history)
+            .into_iter()
+            .filter_map(|((a, b), entries)| Some((self.hub.lock_history(&a, &b)?, a, b, entries)))
+            .collect();
         for conn in conns {
             conn.flush_or_hand_over();
+        }
+        for (log, a, b, entries) in &mut logs {
+            write_log(log, a, b, entries);
         }
     }
 }
@@ -137,20 +147,22 @@ fn set_active(active: bool) {
 /// `history` command) sees every message already handled.
 pub fn write_held_history(hub: &Hub) {
     let history = HELD.with(|h| std::mem::take(&mut h.borrow_mut().history));
-    write_history(hub, history);
+    for ((a, b), entries) in by_conversation(history) {
+        hub.write_history(&a, &b, &entries);
+    }
 }
 
-/// Appends held history entries, one write per conversation, each conversation's entries in
-/// the order they were said.
-fn write_history(hub: &Hub, mut history: Vec<(String, String, HistoryEntry)>) {
-    while !history.is_empty() {
-        let (a, b) = (history[0].0.clone(), history[0].1.clone());
-        let same = |x: &str, y: &str| (x == a && y == b) || (x == b && y == a);
-        let (mine, rest): (Vec<_>, Vec<_>) = history.into_iter().partition(|(x, y, _)| same(x, y));
-        let entries: Vec<HistoryEntry> = mine.into_iter().map(|(_, _, e)| e).collect();
-        hub.write_history(&a, &b, &entries);
-        history = rest;
+/// Held entries grouped by conversation (its sorted name pair), each conversation's in the
+/// order they were said, conversations in name order: the order their logs are locked in.
+fn by_conversation(
+    history: Vec<(String, String, HistoryEntry)>,
+) -> BTreeMap<(String, String), Vec<HistoryEntry>> {
+    let mut groups: BTreeMap<(String, String), Vec<HistoryEntry>> = BTreeMap::new();
+    for (a, b, entry) in history {
+        let pair = if a <= b { (a, b) } else { (b, a) };
+        groups.entry(pair).or_default().push(entry);
     }
+    groups
 }
 
 #[cfg(test)]

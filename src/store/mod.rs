@@ -123,6 +123,21 @@ impl HistoryFiles {
     }
 }
 
+/// One conversation log, locked for appending (see [`Store::lock_history`]).
+pub struct HistoryLog {
+    file: parking_lot::ArcMutexGuard<parking_lot::RawMutex, File>,
+    path: PathBuf,
+}
+
+impl HistoryLog {
+    /// Appends entries, in order, with one write. No fsync (history is not acknowledged),
+    /// but a write that fails halfway is cut off again.
+    pub fn append(&mut self, entries: &[HistoryEntry]) -> Result<(), StoreError> {
+        let bytes: String = entries.iter().map(encode_history).collect();
+        append_or_roll_back(&mut self.file, bytes.as_bytes(), &self.path)
+    }
+}
+
 /// Appends `bytes` to a file opened in append mode; if only part of them could be written
 /// (a full disk), cuts that part off again, so the file never ends in half a record. The
 /// length is read only on failure: a chat line costs one `write(2)`.
@@ -1021,13 +1036,21 @@ impl Store {
         b: &str,
         entries: &[HistoryEntry],
     ) -> Result<(), StoreError> {
-        check_name(a)?;
-        check_name(b)?;
         if entries.is_empty() {
             return Ok(());
         }
+        self.lock_history(a, b)?.append(entries)
+    }
+
+    /// The a/b conversation log, locked for appending: other appends to it wait until the
+    /// returned value is dropped. Lets a caller fix a message's place in the log, deliver
+    /// it, and only then pay for the write, with no reply able to be logged ahead of it.
+    /// A thread locking several logs takes them in the order of their sorted name pairs
+    /// (`(min(a, b), max(a, b))`), so two threads can never wait for each other.
+    pub fn lock_history(&self, a: &str, b: &str) -> Result<HistoryLog, StoreError> {
+        check_name(a)?;
+        check_name(b)?;
         let path = self.history_path(a, b);
-        let line: String = entries.iter().map(encode_history).collect();
         let file = {
             let mut files = self.history.lock();
             if !files.checked.contains(&path) {
@@ -1047,8 +1070,10 @@ impl Store {
                 }
             }
         };
-        let mut file = file.lock();
-        append_or_roll_back(&mut file, line.as_bytes(), &path)
+        Ok(HistoryLog {
+            file: file.lock_arc(),
+            path,
+        })
     }
 
     /// Last `n` good entries of the a/b log, oldest first; missing file ->
@@ -1371,6 +1396,31 @@ mod tests {
             b"whole line\n",
             "nothing written, nothing cut"
         );
+    }
+
+    #[test]
+    fn a_locked_log_keeps_its_place_ahead_of_later_appends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(tmp.path(), 2).unwrap();
+        let store = Arc::new(store);
+        let mut log = store.lock_history("alice", "bob").unwrap();
+        let reply = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || store.append_history("bob", "alice", &entry(2, "reply")))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!reply.is_finished(), "the reply waits for the locked log");
+        log.append(&[entry(1, "question"), entry(1, "and more")])
+            .unwrap();
+        drop(log);
+        reply.join().unwrap().unwrap();
+        let texts: Vec<String> = store
+            .history_tail("alice", "bob", 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.text)
+            .collect();
+        assert_eq!(texts, ["question", "and more", "reply"]);
     }
 
     #[test]
