@@ -165,6 +165,11 @@ pub struct Config {
     pub max_offline_messages: usize,
     /// Whether a broadcast is also shown to its sender (seed 003's room did).
     pub broadcast_echo: bool,
+    /// Up to this many users online, each login, logout and status change is one `PRESENCE`
+    /// line to the others; above it they are gathered into `PRESENCES` summaries.
+    pub presence_summary_above: usize,
+    /// How long a summary gathers changes (milliseconds) before it is sent.
+    pub presence_summary_ms: u64,
     /// TCP port of the IRC door; 0 disables it.
     pub irc_port: u16,
     /// The server's name in IRC numerics and PONG.
@@ -206,6 +211,8 @@ impl Default for Config {
             slow_reader_timeout_secs: 10,
             max_offline_messages: 1000,
             broadcast_echo: false,
+            presence_summary_above: 200,
+            presence_summary_ms: 1000,
             irc_port: 6667,
             server_name: "lanchat".to_string(),
             irc_lobby: "#lanchat".to_string(),
@@ -292,6 +299,9 @@ impl Config {
         }
         if self.max_outbox_bytes < 4096 {
             bad("max_outbox_bytes", "must be at least 4096")?;
+        }
+        if !(10..=60_000).contains(&self.presence_summary_ms) {
+            bad("presence_summary_ms", "must be between 10 and 60000")?;
         }
         if self.slow_reader_timeout_secs == 0 {
             bad("slow_reader_timeout_secs", "must be at least 1")?;

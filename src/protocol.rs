@@ -559,6 +559,9 @@ pub enum Kind {
     Mail,
     /// `PRESENCE <user> <event> <text>`: someone logged in, out, timed out, changed status.
     Presence,
+    /// `PRESENCES <user:change,...|-> <more> <text>`: in a crowd, the presence changes of a
+    /// short window in one line (PROTOCOL.md 5.2).
+    Presences,
     /// `LIST <name> <count> <title>`: `count` lines of `USER`, `HIST` or `ENTRY` follow.
     List,
     /// `USER <name> <status> <last-seen|-> <intro>`: one user in a presence list.
@@ -582,7 +585,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order of the reference table.
-    pub const ALL: [Kind; 19] = [
+    pub const ALL: [Kind; 20] = [
         Kind::Hello,
         Kind::Ask,
         Kind::Welcome,
@@ -593,6 +596,7 @@ impl Kind {
         Kind::Bcast,
         Kind::Mail,
         Kind::Presence,
+        Kind::Presences,
         Kind::List,
         Kind::User,
         Kind::Hist,
@@ -617,6 +621,7 @@ impl Kind {
             Kind::Bcast => "BCAST",
             Kind::Mail => "MAIL",
             Kind::Presence => "PRESENCE",
+            Kind::Presences => "PRESENCES",
             Kind::List => "LIST",
             Kind::User => "USER",
             Kind::Hist => "HIST",
@@ -634,7 +639,7 @@ impl Kind {
         match self {
             Kind::Hello | Kind::Ask | Kind::Welcome | Kind::Ok | Kind::Err | Kind::Info => 1,
             Kind::Msg | Kind::Bcast | Kind::Entry | Kind::Bye => 1,
-            Kind::Presence | Kind::List | Kind::Talk | Kind::Group => 2,
+            Kind::Presence | Kind::Presences | Kind::List | Kind::Talk | Kind::Group => 2,
             Kind::Mail | Kind::User | Kind::Hist | Kind::Session => 3,
             Kind::Addr => 4,
         }

@@ -59,7 +59,13 @@ fn web_client_in_headless_chromium() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start_with_web("127.0.0.1", tmp.path());
+    // A crowd from the fourth user online on (the presence step logs in dave and erin).
+    let server = ServerProcess::start_with_web_config(
+        "127.0.0.1",
+        tmp.path(),
+        "presence_summary_above = 3\npresence_summary_ms = 200\n",
+        "dave davepw\nerin erinpw\n",
+    );
     let web_port = server.web_port.expect("the web door is open");
     let shots = target_dir(root).join("browser-screenshots");
     let out_path = tmp.path().join("e2e.out");

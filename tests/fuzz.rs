@@ -174,7 +174,7 @@ fn has_control(text: &str) -> bool {
 }
 
 /// Every kind of server line.
-const KINDS: [Kind; 19] = Kind::ALL;
+const KINDS: [Kind; 20] = Kind::ALL;
 
 /// A well-formed server line: the right number of non-empty, whitespace-free arguments and
 /// free text without CR or LF.

@@ -129,7 +129,7 @@ impl Crowd {
         }
         self.members.push(Member {
             user,
-            state: LoginState::Started,
+            state: wire::first_state(self.dialect),
         });
         Ok(idx)
     }

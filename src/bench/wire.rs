@@ -28,6 +28,9 @@ pub enum LoginState {
     SentName,
     /// The password was sent.
     SentPassword,
+    /// Username and password were sent on connecting, before the server asked (lanchat;
+    /// as IRC clients send NICK and USER at once): the prompts need no answer.
+    SentAll,
     /// Logged in: messages flow.
     Done,
     /// Refused or closed.
@@ -69,9 +72,19 @@ impl User {
 /// What the client sends first, before the server says anything (IRC speaks first).
 pub fn greeting(dialect: Dialect, user: &User) -> Option<String> {
     match dialect {
-        Dialect::Lanchat => None,
+        // A scripted client (or `printf 'name\npw\n' | nc`) sends its whole login at once,
+        // as IRC clients do: one round trip, like theirs (PROTOCOL.md 3.1).
+        Dialect::Lanchat => Some(format!("{}\n{}\n", user.name, user.password)),
         Dialect::Irc => Some(format!("NICK {0}\r\nUSER {0} 0 * :{0}\r\n", user.name)),
         Dialect::Relay => Some(format!("{}\n", user.name)),
+    }
+}
+
+/// The state of a login once [`greeting`] is sent.
+pub fn first_state(dialect: Dialect) -> LoginState {
+    match dialect {
+        Dialect::Lanchat => LoginState::SentAll,
+        Dialect::Irc | Dialect::Relay => LoginState::Started,
     }
 }
 
@@ -80,6 +93,14 @@ pub fn login_step(dialect: Dialect, state: LoginState, line: &str, user: &User) 
     match dialect {
         Dialect::Lanchat => {
             let kind = line.split(' ').next().unwrap_or("");
+            if state == LoginState::SentAll {
+                // Every failure says ERR or BYE before asking again.
+                return match kind {
+                    "WELCOME" => LoginStep::Done,
+                    "ERR" | "BYE" => LoginStep::Refused(line.to_string()),
+                    _ => LoginStep::Wait,
+                };
+            }
             match kind {
                 "ASK" if line.starts_with("ASK username") && state == LoginState::Started => {
                     LoginStep::Reply(format!("{}\n", user.name))
@@ -112,6 +133,7 @@ pub fn login_step(dialect: Dialect, state: LoginState, line: &str, user: &User) 
 /// The state after a login step's reply was sent.
 pub fn next_state(dialect: Dialect, state: LoginState, line: &str) -> LoginState {
     match (dialect, state) {
+        (Dialect::Lanchat, LoginState::SentAll) => state,
         (Dialect::Lanchat, _) if line.starts_with("ASK password") => LoginState::SentPassword,
         (Dialect::Lanchat, LoginState::Started) if line.starts_with("ASK username") => {
             LoginState::SentName
@@ -272,7 +294,6 @@ mod tests {
     fn lanchat_login_dialogue() {
         let u = alice();
         let d = Dialect::Lanchat;
-        assert_eq!(greeting(d, &u), None);
         assert_eq!(
             login_step(d, LoginState::Started, "HELLO lanchat/1 Welcome", &u),
             LoginStep::Wait
@@ -302,6 +323,24 @@ mod tests {
         // A second ASK username means the login failed.
         assert!(matches!(
             login_step(d, LoginState::SentPassword, "ASK username Username:", &u),
+            LoginStep::Refused(_)
+        ));
+    }
+
+    #[test]
+    fn lanchat_login_sent_at_once() {
+        let u = alice();
+        let d = Dialect::Lanchat;
+        assert_eq!(greeting(d, &u).unwrap(), "u7\npw7\n");
+        let s = first_state(d);
+        assert_eq!(s, LoginState::SentAll);
+        for line in ["HELLO lanchat/1 Hi", "ASK username U:", "ASK password P:"] {
+            assert_eq!(login_step(d, s, line, &u), LoginStep::Wait, "{line}");
+            assert_eq!(next_state(d, s, line), s, "{line}");
+        }
+        assert_eq!(login_step(d, s, "WELCOME u7 hi", &u), LoginStep::Done);
+        assert!(matches!(
+            login_step(d, s, "ERR bad-login Username or password incorrect.", &u),
             LoginStep::Refused(_)
         ));
     }

@@ -83,14 +83,16 @@ impl Renderer {
                 sanitize_text(&format!("[{}] ", line.arg(0))),
                 self.message(line.arg(1), text)
             ),
-            // HELLO, ASK, WELCOME, OK, INFO, PRESENCE, LIST, ENTRY, SESSION, BYE: the text is
-            // written for people already.
+            // HELLO, ASK, WELCOME, OK, INFO, PRESENCE, PRESENCES, LIST, ENTRY, SESSION, BYE:
+            // the text is written for people already (a crowd's summary names who joined and
+            // left; its arguments are for programs).
             Kind::Hello
             | Kind::Ask
             | Kind::Welcome
             | Kind::Ok
             | Kind::Info
             | Kind::Presence
+            | Kind::Presences
             | Kind::List
             | Kind::Entry
             | Kind::Session
@@ -279,6 +281,10 @@ mod tests {
         assert_eq!(
             show("PRESENCE bob login *** bob has joined the chat ***"),
             "*** bob has joined the chat ***"
+        );
+        assert_eq!(
+            show("PRESENCES bob:login,cy:timeout 0 *** Joined: bob. Left: cy (timed out). ***"),
+            "*** Joined: bob. Left: cy (timed out). ***"
         );
         assert_eq!(
             show("SESSION started 12 bob Chat started with bob."),

@@ -369,11 +369,14 @@ impl Conn {
     /// thread sends afterwards. Only memory is touched: safe to call under the hub's lock.
     /// [`Conn::flush_now`] (or the flusher) writes it.
     pub fn enqueue_all(self: &Arc<Self>, lines: &[Line]) {
+        let corked = super::cork::is_active();
         let outbox = self.outbox.lock();
         if self.is_closed() {
             return;
         }
-        self.append_locked(outbox, &self.encode(lines), None, false);
+        // Inside a corked burst (a login) the burst's end writes it, if nobody did before:
+        // no wake-up of the flusher for lines the caller is about to write itself.
+        self.append_locked(outbox, &self.encode(lines), None, corked);
     }
 
     /// Writes what is queued now, from the calling thread, as far as the socket takes it.

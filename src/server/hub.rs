@@ -10,6 +10,8 @@
 //!
 //! Lock order: `store` (inside `Store`) -> `state` -> `lockouts`.
 
+mod presence;
+
 use super::conn::Conn;
 use super::lockout::{AfterFailure, Lockouts};
 use crate::clock::{format_utc, Clock};
@@ -116,11 +118,15 @@ struct Shared {
     /// Password checks running now, capped: an argon2 check takes ~19 MiB and a CPU for
     /// ~25 ms, so a crowd of guessers must queue rather than exhaust memory.
     verifying: (Mutex<usize>, Condvar),
+    /// Presence events gathered into summaries in a crowd.
+    presence: Arc<presence::Batcher>,
 }
 
-/// Most password checks at once.
+/// Most password checks at once. Worked out once: `available_parallelism` reads cgroup
+/// files under /proc and /sys (a dozen syscalls), too dear for every login.
 fn max_concurrent_verifies() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get() * 2))
 }
 
 /// The handle every connection thread holds.
@@ -214,7 +220,11 @@ impl Hub {
         directory: Directory,
     ) -> Hub {
         let lockouts = Lockouts::new(config.max_login_attempts, config.block_time_secs);
-        Hub {
+        let presence = presence::Batcher::new(
+            config.presence_summary_above,
+            std::time::Duration::from_millis(config.presence_summary_ms),
+        );
+        let hub = Hub {
             shared: Arc::new(Shared {
                 config,
                 credentials,
@@ -227,8 +237,11 @@ impl Hub {
                 }),
                 lockouts: Mutex::new(lockouts),
                 verifying: (Mutex::new(0), Condvar::new()),
+                presence,
             }),
-        }
+        };
+        hub.start_presence_thread();
+        hub
     }
 
     /// The configuration in force.
@@ -352,8 +365,12 @@ impl Hub {
         }
     }
 
-    /// Checks a password, waiting for a free slot when many checks run at once.
+    /// Checks a password, waiting for a free slot when many argon2 checks run at once (a
+    /// plaintext comparison needs no slot).
     fn verify_password(&self, name: &str, password: &str) -> bool {
+        if !self.shared.credentials.is_costly(name) {
+            return self.shared.credentials.verify_or_dummy(name, password);
+        }
         let (count, freed) = &self.shared.verifying;
         {
             let mut running = count.lock();
@@ -484,7 +501,7 @@ impl Hub {
         }
         conn.enqueue_all(&lines);
         let notify = if replaced.is_none() && status != Status::Invisible {
-            presence_targets(&state, name)
+            self.presence_targets_now(&state, name, &["login"])
         } else {
             Vec::new()
         };
@@ -514,7 +531,7 @@ impl Hub {
             state.users.entry(name.to_string()).or_default().last_seen = Some(now);
             let notify =
                 if reason != LogoutReason::Shutdown && state.status_of(name) != Status::Invisible {
-                    presence_targets(&state, name)
+                    self.presence_targets_now(&state, name, &[reason.event()])
                 } else {
                     Vec::new()
                 };
@@ -1528,43 +1545,29 @@ impl Hub {
             let s = self.shared.state.lock().status_of(me);
             return ok("status", format!("Your status is {s}."));
         };
-        let (old, targets) = {
+        let (events, targets) = {
             let mut state = self.shared.state.lock();
             let old = state.status_of(me);
             state.users.entry(me.to_string()).or_default().status = Some(new.as_str().to_string());
-            (old, presence_targets(&state, me))
+            let events = status_events(old, new);
+            let targets = if events.is_empty() {
+                Vec::new()
+            } else {
+                self.presence_targets_now(&state, me, &events)
+            };
+            (events, targets)
         };
         self.record(Event::Status {
             user: me.to_string(),
             status: new.as_str().to_string(),
         });
-        if old != new {
-            let mut lines = Vec::new();
-            if new == Status::Invisible {
-                lines.push(Line::new(
-                    Kind::Presence,
-                    &[me, "logout"],
-                    format!("*** {me} has left the chat ***"),
-                ));
-            } else {
-                if old == Status::Invisible {
-                    lines.push(Line::new(
-                        Kind::Presence,
-                        &[me, "login"],
-                        format!("*** {me} has joined the chat ***"),
-                    ));
-                }
-                if old != Status::Invisible || new != Status::Available {
-                    lines.push(Line::new(
-                        Kind::Presence,
-                        &[me, new.as_str()],
-                        format!("{me} is now {new}."),
-                    ));
-                }
-            }
-            for line in &lines {
-                send_to(&targets, line);
-            }
+        for event in events {
+            let text = match event {
+                "logout" => format!("*** {me} has left the chat ***"),
+                "login" => format!("*** {me} has joined the chat ***"),
+                _ => format!("{me} is now {new}."),
+            };
+            send_to(&targets, &Line::new(Kind::Presence, &[me, event], text));
         }
         ok("status", format!("Your status is now {new}."))
     }
@@ -1903,6 +1906,38 @@ fn user_line(state: &State, name: &str, last_seen: Option<u64>) -> Line {
         ],
         intro,
     )
+}
+
+/// The `PRESENCE` events of a status change from `old` to `new`, in order.
+fn status_events(old: Status, new: Status) -> Vec<&'static str> {
+    if old == new {
+        Vec::new()
+    } else if new == Status::Invisible {
+        vec!["logout"]
+    } else if old == Status::Invisible && new == Status::Available {
+        vec!["login"]
+    } else if old == Status::Invisible {
+        vec!["login", new.as_str()]
+    } else {
+        vec![new.as_str()]
+    }
+}
+
+impl Hub {
+    /// Under the state lock: who gets `subject`'s presence `events` one line each now, or
+    /// nobody when they are left for a summary (in a crowd, see [`presence`]).
+    fn presence_targets_now(
+        &self,
+        state: &State,
+        subject: &str,
+        events: &[&'static str],
+    ) -> Vec<Arc<Conn>> {
+        if self.batch_presence(state.online.len(), subject, events) {
+            Vec::new()
+        } else {
+            presence_targets(state, subject)
+        }
+    }
 }
 
 /// The online users who may see `subject`'s presence changes.

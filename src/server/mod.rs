@@ -196,6 +196,10 @@ impl Server {
             let addr = SocketAddr::new(config.bind, port);
             let listener =
                 crate::net::tcp_listener(addr).map_err(|e| ServerError::Bind(addr, e))?;
+            // Linux gives every accepted socket the listener's options: set once here,
+            // they cost no syscalls per connection.
+            #[cfg(target_os = "linux")]
+            set_connection_options(&SockRef::from(&listener));
             let local = listener
                 .local_addr()
                 .map_err(|e| ServerError::Bind(addr, e))?;
@@ -306,12 +310,14 @@ impl Core {
         if let Ok(addr) = listener.local_addr() {
             log::info!("listening on {addr} ({})", door.name());
         }
-        for accepted in listener.incoming() {
+        loop {
+            // accept() hands back the peer's address: no getpeername per connection.
+            let accepted = listener.accept();
             if self.shared.shutting_down.load(Ordering::Acquire) {
                 break;
             }
             match accepted {
-                Ok(stream) => self.start_connection(door, stream),
+                Ok((stream, peer)) => self.start_connection(door, stream, peer),
                 Err(e) => {
                     // Out of descriptors or similar: back off instead of spinning.
                     log::warn!("accept failed: {e}");
@@ -321,18 +327,9 @@ impl Core {
         }
     }
 
-    fn start_connection(&self, door: Door, stream: TcpStream) {
-        let Ok(peer) = stream.peer_addr() else { return };
-        let _ = stream.set_nodelay(true);
-        let keepalive = TcpKeepalive::new()
-            .with_time(Duration::from_secs(60))
-            .with_interval(Duration::from_secs(10));
-        let sock = SockRef::from(&stream);
-        let _ = sock.set_tcp_keepalive(&keepalive);
-        // A fixed kernel send buffer: bounded memory per user (autotuning could give each
-        // stuck client megabytes), and a client that stops reading shows up in its outbox
-        // quickly, where the slow-reader rules can see it.
-        let _ = sock.set_send_buffer_size(SEND_BUFFER_BYTES);
+    fn start_connection(&self, door: Door, stream: TcpStream, peer: SocketAddr) {
+        #[cfg(not(target_os = "linux"))]
+        set_connection_options(&SockRef::from(&stream));
         let config = self.hub.config();
         let (total, from_ip) = {
             let conns = self.shared.conns.lock();
@@ -447,9 +444,55 @@ fn janitor(hub: &Hub, shared: &Shared) {
     }
 }
 
+/// TCP_NODELAY, keepalive, and a fixed kernel send buffer: bounded memory per user
+/// (autotuning could give each stuck client megabytes), and a client that stops reading
+/// shows up in its outbox quickly, where the slow-reader rules can see it.
+fn set_connection_options(sock: &SockRef<'_>) {
+    let _ = sock.set_nodelay(true);
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10));
+    let _ = sock.set_tcp_keepalive(&keepalive);
+    let _ = sock.set_send_buffer_size(SEND_BUFFER_BYTES);
+}
+
 /// Writes a refusal to a connection that will not get a thread, and closes it.
 fn refuse(mut stream: TcpStream, refusal: &[u8]) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
     let _ = stream.write_all(refusal);
     let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_connections_have_the_connection_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            port: 0,
+            web_port: crate::config::OptionalPort::Off,
+            irc_port: 0,
+            discovery: false,
+            bind: IpAddr::from([127, 0, 0, 1]),
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        let server =
+            Server::bind_with(config, Credentials::default(), Arc::new(SystemClock)).unwrap();
+        let addr = server.local_addr();
+        let (_, listener) = &server.listeners[0];
+        let _client = TcpStream::connect(addr).unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        #[cfg(not(target_os = "linux"))]
+        set_connection_options(&SockRef::from(&stream));
+        let sock = SockRef::from(&stream);
+        assert!(sock.nodelay().unwrap());
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.keepalive_time().unwrap(), Duration::from_secs(60));
+        // Linux reports twice the size asked (its bookkeeping).
+        #[cfg(target_os = "linux")]
+        assert_eq!(sock.send_buffer_size().unwrap(), 2 * SEND_BUFFER_BYTES);
+    }
 }

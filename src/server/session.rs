@@ -111,9 +111,15 @@ fn login(
     // A slowloris of half-finished logins must not hold threads for long.
     let limit = secs_limit(hub.config().login_timeout_secs);
     let mut pending_name: Option<String> = None;
+    // A client that sent its name and password at once gets ASK password, WELCOME and its
+    // mail in one send (see `cork`); one that waits for each prompt, each prompt at once.
+    let mut cork = Cork::begin(hub);
     loop {
+        cork.before_read(reader.has_buffered_line());
         let timeout = time_left(&[(started, limit)]);
-        let line = match classify(reader.next_line(conn, timeout)) {
+        let input = reader.next_line(conn, timeout);
+        cork.after_read();
+        let line = match classify(input) {
             Ok(l) => l,
             Err(NotALine::Reply(l)) => {
                 conn.send(&l);

@@ -230,6 +230,34 @@ async function main() {
       await hidden(userButton('carol'));
     });
 
+    await step('presence in a crowd: summaries keep the list right', async () => {
+      // The server summarizes from the fourth user online on (tests/browser.rs).
+      carol = new Terminal('carol', opt.tcp);
+      await carol.login('carolpw');
+      await visible(userButton('carol'));
+      const dave = new Terminal('dave', opt.tcp);
+      const erin = new Terminal('erin', opt.tcp);
+      await dave.login('davepw');
+      await erin.login('erinpw');
+      await bob.expect('PRESENCES ');
+      await visible(userButton('dave'));
+      await visible(userButton('erin'));
+      await visible(lineWith('presence', 'Joined: '));
+      erin.send('status busy');
+      await textOf(userButton('erin').locator('.status'), 'busy');
+      dave.send('logout');
+      await dave.expect('BYE logout');
+      erin.send('logout');
+      await erin.expect('BYE logout');
+      carol.send('logout');
+      await carol.expect('BYE logout');
+      await hidden(userButton('dave'));
+      await hidden(userButton('erin'));
+      await hidden(userButton('carol'));
+      // Back to a class: one PRESENCE line per event again once the last summary is out.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    });
+
     await step('hostile markup arrives as text and runs nothing', async () => {
       const hostile = '<img src=x onerror="window.__pwned=true"><script>window.__pwned=true</script><b>bold?</b>';
       bob.send(`message alice ${hostile}`);

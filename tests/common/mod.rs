@@ -159,11 +159,37 @@ impl ServerProcess {
         ServerProcess::start_doors(&[], bind, dir, true)
     }
 
+    /// With the web door, a configuration file (`toml`), and `extra` credentials lines.
+    pub fn start_with_web_config(
+        bind: &str,
+        dir: &std::path::Path,
+        toml: &str,
+        extra: &str,
+    ) -> ServerProcess {
+        let config = dir.join("configuration.toml");
+        std::fs::write(&config, toml).unwrap();
+        let config = config.to_string_lossy().into_owned();
+        ServerProcess::start_full(&[], &["--config", &config], bind, dir, true, extra)
+    }
+
     fn start_doors(prefix: &[&str], bind: &str, dir: &std::path::Path, web: bool) -> ServerProcess {
+        ServerProcess::start_full(prefix, &[], bind, dir, web, "")
+    }
+
+    fn start_full(
+        prefix: &[&str],
+        args: &[&str],
+        bind: &str,
+        dir: &std::path::Path,
+        web: bool,
+        extra: &str,
+    ) -> ServerProcess {
         let credentials = dir.join("credentials.txt");
-        std::fs::write(&credentials, "alice alicepw\nbob bobpw\ncarol carolpw\n").unwrap();
+        let users = format!("alice alicepw\nbob bobpw\ncarol carolpw\n{extra}");
+        std::fs::write(&credentials, users).unwrap();
         let mut command = command(prefix, env!("CARGO_BIN_EXE_lanchat-server"));
         let mut child = command
+            .args(args)
             .args(["--web-port", if web { "any" } else { "0" }])
             .args(["--bind", bind, "0", "--irc-port", "0", "--credentials"])
             .arg(&credentials)

@@ -20,6 +20,23 @@ fn login_dialogue_and_welcome() {
 }
 
 #[test]
+fn a_login_sent_before_the_prompts_works() {
+    // As a script (or lanchat-bench) does: everything at once, then read.
+    let s = TestServer::start();
+    let c = TestClient::connect(s.addr);
+    c.send_raw(b"nobody\nwrong\ncolumbia\n116bway\nwhoelse\n");
+    c.expect(Kind::Hello);
+    c.expect_ask("username");
+    c.expect_ask("password");
+    c.expect_err("bad-login");
+    c.expect_ask("username");
+    c.expect_ask("password");
+    assert_eq!(c.expect(Kind::Welcome).arg(0), "columbia");
+    c.expect_code(Kind::Info, "no-mail");
+    c.expect_list("whoelse");
+}
+
+#[test]
 fn unknown_user_and_wrong_password_get_the_same_clear_reply() {
     let s = TestServer::start();
     let c = s.connect();

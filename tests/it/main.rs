@@ -21,3 +21,6 @@ mod addresses;
 
 /// Issue 8: the web door (HTTP page, WebSocket carrying the native lines).
 mod web;
+
+/// Issue 7: presence in a crowd (`PRESENCES` summaries above `presence_summary_above`).
+mod crowd;

@@ -240,12 +240,12 @@ impl TestClient {
         self.writer.lock().write_all(bytes)
     }
 
-    /// The next line that is not a presence notice (those arrive whenever others come
-    /// and go), or a panic after the timeout.
+    /// The next line that is not a presence notice or summary (those arrive whenever
+    /// others come and go), or a panic after the timeout.
     pub fn next(&self) -> Line {
         loop {
             let l = self.next_any();
-            if l.kind != Kind::Presence {
+            if !matches!(l.kind, Kind::Presence | Kind::Presences) {
                 return l;
             }
         }
@@ -280,7 +280,7 @@ impl TestClient {
     /// The next line, which must be of `kind` (presence notices are skipped unless `kind`
     /// is `Presence`).
     pub fn expect(&self, kind: Kind) -> Line {
-        let l = if kind == Kind::Presence {
+        let l = if matches!(kind, Kind::Presence | Kind::Presences) {
             self.next_any()
         } else {
             self.next()
@@ -344,7 +344,10 @@ impl TestClient {
     pub fn expect_silence(&self, quiet: Duration) {
         let deadline = Instant::now() + quiet;
         while let Some(l) = self.try_next(deadline.saturating_duration_since(Instant::now())) {
-            assert_eq!(l.kind, Kind::Presence, "expected silence, got: {l}");
+            assert!(
+                matches!(l.kind, Kind::Presence | Kind::Presences),
+                "expected silence, got: {l}"
+            );
         }
     }
 

@@ -11,6 +11,7 @@
 //! | `PRESENCE u login` | `:u JOIN #lobby` |
 //! | `PRESENCE u logout/timeout/dropped` | `:u QUIT :reason` (`:u NICK new` for a nick change) |
 //! | `PRESENCE u busy/available` | `:u AWAY [:text]` with away-notify, else nothing |
+//! | `PRESENCES u:change,... more` (a crowd) | the lines above for each named change; `more` > 0: a NOTICE pointing to NAMES |
 //! | `BYE reason text` | `ERROR :text` |
 //! | anything else (replies to `/msg *lanchat`, chat-session notices) | `:*lanchat NOTICE me :text` |
 
@@ -172,6 +173,38 @@ pub fn shared_source(line: &Line) -> Option<&str> {
     }
 }
 
+/// Appends what one presence change (`PRESENCE <user> <event>`) becomes for this client.
+fn presence(user: &str, event: &str, view: &View<'_>, people: &dyn People, out: &mut Vec<u8>) {
+    if user == view.nick {
+        return;
+    }
+    let source = people.mask(user);
+    let bytes = match event {
+        "login" if people.is_renaming(user) => return,
+        "login" if view.in_lobby => format(None, Some(&source), "JOIN", &[view.lobby], false),
+        "logout" | "timeout" | "dropped" => {
+            if let Some(new) = people.renamed_to(user) {
+                format(None, Some(&source), "NICK", &[&new], false)
+            } else {
+                let reason = match (event, people.quit_reason(user)) {
+                    (_, Some(r)) => r,
+                    ("timeout", None) => "Ping timeout".to_string(),
+                    ("dropped", None) => "Connection lost".to_string(),
+                    _ => "Left the chat".to_string(),
+                };
+                format(None, Some(&source), "QUIT", &[&reason], true)
+            }
+        }
+        "busy" if view.away_notify => {
+            let text = people.away(user).unwrap_or_else(|| "busy".to_string());
+            format(None, Some(&source), "AWAY", &[&text], true)
+        }
+        "available" if view.away_notify => format(None, Some(&source), "AWAY", &[], false),
+        _ => return,
+    };
+    out.extend_from_slice(bytes.as_bytes());
+}
+
 /// Appends what `line` becomes for this client (possibly nothing).
 pub fn translate(line: &Line, view: &View<'_>, people: &dyn People, out: &mut Vec<u8>) {
     let me = view.nick;
@@ -224,38 +257,31 @@ pub fn translate(line: &Line, view: &View<'_>, people: &dyn People, out: &mut Ve
                 &text,
             );
         }
-        Kind::Presence => {
-            let (user, event) = (line.arg(0), line.arg(1));
-            if user == me {
-                return;
+        Kind::Presence => presence(line.arg(0), line.arg(1), view, people, out),
+        Kind::Presences => {
+            // A crowd's summary: the JOIN, QUIT and AWAY lines of the changes it names, in
+            // one write (as big IRC networks batch joins); the changes it only counts are
+            // told in a NOTICE, and NAMES lists who is there.
+            for item in line.arg(0).split(',') {
+                let Some((user, change)) = item.split_once(':') else {
+                    continue;
+                };
+                if change == "login-busy" {
+                    presence(user, "login", view, people, out);
+                    presence(user, "busy", view, people, out);
+                } else {
+                    presence(user, change, view, people, out);
+                }
             }
-            let source = people.mask(user);
-            let bytes = match event {
-                "login" if people.is_renaming(user) => return,
-                "login" if view.in_lobby => {
-                    format(None, Some(&source), "JOIN", &[view.lobby], false)
-                }
-                "logout" | "timeout" | "dropped" => {
-                    if let Some(new) = people.renamed_to(user) {
-                        format(None, Some(&source), "NICK", &[&new], false)
-                    } else {
-                        let reason = match (event, people.quit_reason(user)) {
-                            (_, Some(r)) => r,
-                            ("timeout", None) => "Ping timeout".to_string(),
-                            ("dropped", None) => "Connection lost".to_string(),
-                            _ => "Left the chat".to_string(),
-                        };
-                        format(None, Some(&source), "QUIT", &[&reason], true)
-                    }
-                }
-                "busy" if view.away_notify => {
-                    let text = people.away(user).unwrap_or_else(|| "busy".to_string());
-                    format(None, Some(&source), "AWAY", &[&text], true)
-                }
-                "available" if view.away_notify => format(None, Some(&source), "AWAY", &[], false),
-                _ => return,
-            };
-            out.extend_from_slice(bytes.as_bytes());
+            let more = line.arg(1);
+            if more != "0" && view.in_lobby {
+                let source = format!("{SERVICE}!lanchat@{}", view.server);
+                let text = format!(
+                    "{more} more users joined, left or changed status; /names {} lists who is here.",
+                    view.lobby
+                );
+                say(out, None, &source, "NOTICE", me, &text);
+            }
         }
         Kind::Bye => {
             let text = format!("Closing Link: {me} ({})", line.text);
@@ -458,6 +484,23 @@ mod tests {
             "hi",
         );
         assert_eq!(shared_source(&mail), None);
+    }
+
+    #[test]
+    fn a_summary_becomes_the_lines_of_its_changes() {
+        let s = |items: &str, more: &str| Line::new(Kind::Presences, &[items, more], "*** ***");
+        assert_eq!(
+            run(s("bob:login,me:login,cy:timeout", "0"), &view(true, false)),
+            ":bob!bob@h JOIN #lanchat\r\n:cy!cy@h QUIT :Ping timeout\r\n"
+        );
+        assert_eq!(
+            run(s("bob:login-busy,cy:available", "0"), &view(true, true)),
+            ":bob!bob@h JOIN #lanchat\r\n:bob!bob@h AWAY :lunch\r\n:cy!cy@h AWAY\r\n"
+        );
+        assert_eq!(
+            run(s("-", "3"), &view(true, false)),
+            ":*lanchat!lanchat@srv NOTICE me :3 more users joined, left or changed status; /names #lanchat lists who is here.\r\n"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
   // Number of space-free arguments before the free text, per kind (PROTOCOL.md 2.2).
   const ARITY = {
     HELLO: 1, ASK: 1, WELCOME: 1, OK: 1, ERR: 1, INFO: 1, MSG: 1, BCAST: 1, MAIL: 3,
-    PRESENCE: 2, LIST: 2, USER: 3, HIST: 3, ENTRY: 1, SESSION: 3, TALK: 2, GROUP: 2,
+    PRESENCE: 2, PRESENCES: 2, LIST: 2, USER: 3, HIST: 3, ENTRY: 1, SESSION: 3, TALK: 2, GROUP: 2,
     ADDR: 4, BYE: 1,
   };
 
@@ -271,6 +271,10 @@
         presence(a0, a1);
         add('presence', line.text);
         break;
+      case 'PRESENCES':
+        presences(a0, a1);
+        add('presence', line.text);
+        break;
       case 'SESSION':
         sessionEvent(line);
         break;
@@ -335,6 +339,30 @@
       state.users.delete(user);
     }
     renderUsers();
+  }
+
+  /**
+   * A crowd's summary (PROTOCOL.md 5.2): `user:change` items, then how many changes it does
+   * not name; if any, the people list is refreshed from the server instead.
+   */
+  function presences(items, more) {
+    for (const item of items === '-' ? [] : items.split(',')) {
+      const colon = item.indexOf(':');
+      if (colon < 0) continue;
+      const user = item.slice(0, colon);
+      const change = item.slice(colon + 1);
+      if (user === state.me) continue;
+      if (change === 'login-busy') {
+        presence(user, 'login');
+        presence(user, 'busy');
+      } else {
+        presence(user, change);
+      }
+    }
+    if (Number(more) > 0 && state.quietWhoelse === 0) {
+      state.quietWhoelse += 1;
+      send('whoelse');
+    }
   }
 
   /** Accept and Decline buttons for a request from `peer`, remembered until answered. */
