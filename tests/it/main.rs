@@ -21,3 +21,6 @@ mod addresses;
 
 /// Issue 8: the web door (HTTP page, WebSocket carrying the native lines).
 mod web;
+
+/// Issue 7: connection threads stay far from the end of their small stacks.
+mod memory;
