@@ -732,16 +732,23 @@ impl Line {
 
     /// The line as sent, with its trailing LF.
     pub fn to_wire(&self) -> String {
-        let mut s = String::with_capacity(16 + self.text.len());
-        s.push_str(self.kind.as_str());
+        let mut s = Vec::with_capacity(16 + self.text.len());
+        self.write_wire(&mut s);
+        // Every part is a `str`, so this never takes the lossy branch.
+        String::from_utf8(s).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
+    /// Appends [`Line::to_wire`]'s bytes to `out` (no string of its own: an outbox or a
+    /// send buffer takes them directly).
+    pub fn write_wire(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.kind.as_str().as_bytes());
         for a in &self.args {
-            s.push(' ');
-            s.push_str(a);
+            out.push(b' ');
+            out.extend_from_slice(a.as_bytes());
         }
-        s.push(' ');
-        s.push_str(&self.text);
-        s.push('\n');
-        s
+        out.push(b' ');
+        out.extend_from_slice(self.text.as_bytes());
+        out.push(b'\n');
     }
 
     /// Parses a line received from a server (without or with its line ending).

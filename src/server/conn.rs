@@ -120,7 +120,7 @@ pub struct NativeEncoder;
 
 impl Encoder for NativeEncoder {
     fn encode(&self, line: &Line, out: &mut Vec<u8>) {
-        out.extend_from_slice(line.to_wire().as_bytes());
+        line.write_wire(out);
     }
 
     fn is_native(&self) -> bool {
@@ -239,8 +239,10 @@ impl Conn {
         if self.is_closed() {
             return false;
         }
+        // Inside a burst (see `cork`), the write waits for the end of the burst.
+        let corked = super::cork::is_active();
         let mut rest = bytes;
-        if outbox.is_empty() {
+        if outbox.is_empty() && !corked {
             match send_nonblocking(&self.stream, rest) {
                 Ok(n) if n == rest.len() => {
                     outbox.written += n as u64;
@@ -266,18 +268,20 @@ impl Conn {
             self.drop_non_reader();
             return false;
         }
-        self.append_locked(outbox, rest, mail);
+        self.append_locked(outbox, rest, mail, corked);
         true
     }
 
     /// Appends bytes to the locked outbox (with the message to rescue if they are never
-    /// written) and, if it was empty, hands the connection to the flusher, which owns
-    /// finishing the write (if the flusher is gone, the server is stopping).
+    /// written) and, if it was empty, hands the connection to whoever finishes the write:
+    /// this thread's cork if `corked`, else the flusher (if the flusher is gone, the server
+    /// is stopping).
     fn append_locked(
         self: &Arc<Self>,
         mut outbox: MutexGuard<'_, Outbox>,
         bytes: &[u8],
         mail: Option<&Mail>,
+        corked: bool,
     ) {
         let was_empty = outbox.is_empty();
         outbox.push(bytes);
@@ -288,7 +292,9 @@ impl Conn {
         if was_empty {
             outbox.stalled_since = Some(Instant::now());
             drop(outbox);
-            let _ = self.flusher.send(Arc::clone(self));
+            if !(corked && super::cork::hold_conn(self)) {
+                let _ = self.flusher.send(Arc::clone(self));
+            }
         }
     }
 
@@ -325,7 +331,7 @@ impl Conn {
             self.drop_non_reader();
             return false;
         }
-        self.append_locked(outbox, bytes, None);
+        self.append_locked(outbox, bytes, None, false);
         true
     }
 
@@ -337,7 +343,7 @@ impl Conn {
         if self.is_closed() {
             return;
         }
-        self.append_locked(outbox, &self.encode(lines), None);
+        self.append_locked(outbox, &self.encode(lines), None, false);
     }
 
     /// Writes what is queued now, from the calling thread, as far as the socket takes it.
@@ -345,6 +351,21 @@ impl Conn {
         if let Err(e) = self.flush_some() {
             log::debug!("conn {} ({}): flush failed: {e}", self.id, self.peer);
             self.close();
+        }
+    }
+
+    /// Writes what is queued now from the calling thread, and hands what the socket does not
+    /// take to the flusher (the end of a corked burst).
+    pub fn flush_or_hand_over(self: &Arc<Self>) {
+        match self.flush_some() {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = self.flusher.send(Arc::clone(self));
+            }
+            Err(e) => {
+                log::debug!("conn {} ({}): flush failed: {e}", self.id, self.peer);
+                self.close();
+            }
         }
     }
 
@@ -397,9 +418,10 @@ impl Conn {
         }
     }
 
-    /// Sends a final line and closes.
+    /// Sends a final line and closes (writing it first even inside a corked burst).
     pub fn close_with(self: &Arc<Self>, line: &Line) {
         self.send(line);
+        self.flush_now();
         self.close();
     }
 }

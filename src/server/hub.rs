@@ -18,7 +18,9 @@ use crate::credentials::Credentials;
 use crate::protocol::{
     valid_username, Audience, GroupAction, Kind, Line, Status, DEFAULT_HISTORY_LINES,
 };
-use crate::store::{Directory, Event, HistoryEntry, Mail, MailKind, Store, StoreError, UserRecord};
+use crate::store::{
+    Directory, Event, HistoryEntry, HistoryLog, Mail, MailKind, Store, StoreError, UserRecord,
+};
 use parking_lot::{Condvar, Mutex};
 use rand::Rng;
 use std::collections::{BTreeSet, HashMap};
@@ -716,9 +718,28 @@ impl Hub {
             sender: a.to_string(),
             text: text.to_string(),
         };
-        if let Err(e) = self.shared.store.append_history(a, b, &entry) {
-            log::error!("store: history {a}/{b}: {e}");
+        // Inside a corked burst the entry is written at the burst's end, before its lines.
+        if let Err(entry) = super::cork::hold_history(a, b, entry) {
+            self.write_history(a, b, std::slice::from_ref(&entry));
         }
+    }
+
+    /// Appends entries to the a/b conversation log (a failure is logged: history is a
+    /// record, not an acknowledgement).
+    pub(super) fn write_history(&self, a: &str, b: &str, entries: &[HistoryEntry]) {
+        if let Some(mut log) = self.lock_history(a, b) {
+            write_log(&mut log, a, b, entries);
+        }
+    }
+
+    /// The a/b conversation log locked for appending (see [`Store::lock_history`]); `None`
+    /// (logged) if it cannot be opened.
+    pub(super) fn lock_history(&self, a: &str, b: &str) -> Option<HistoryLog> {
+        self.shared
+            .store
+            .lock_history(a, b)
+            .map_err(|e| log::error!("store: history {a}/{b}: {e}"))
+            .ok()
     }
 
     /// The three broadcasts.
@@ -883,6 +904,8 @@ impl Hub {
         } else {
             count
         };
+        // Lines this thread has handled but not yet logged (a corked burst) come first.
+        super::cork::write_held_history(self);
         match self.shared.store.history_tail(me, with, count) {
             Ok(entries) if entries.is_empty() => {
                 vec![Line::info(
@@ -1856,6 +1879,13 @@ fn user_line(state: &State, name: &str, last_seen: Option<u64>) -> Line {
 }
 
 /// The online users who may see `subject`'s presence changes.
+/// Appends entries to a locked conversation log; a failure is logged.
+pub(super) fn write_log(log: &mut HistoryLog, a: &str, b: &str, entries: &[HistoryEntry]) {
+    if let Err(e) = log.append(entries) {
+        log::error!("store: history {a}/{b}: {e}");
+    }
+}
+
 fn presence_targets(state: &State, subject: &str) -> Vec<Arc<Conn>> {
     state
         .online

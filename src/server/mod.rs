@@ -7,6 +7,7 @@
 //! down, closes their sockets, waits for their threads and returns.
 
 mod conn;
+mod cork;
 mod door;
 pub mod hub;
 mod irc;

@@ -57,11 +57,21 @@ fn read_more(stream: &TcpStream, buf: &mut Vec<u8>) -> usize {
 pub trait ReadLines {
     /// Waits up to `timeout` (forever if `None`) for the client's next line.
     fn next_line(&mut self, conn: &Arc<Conn>, timeout: Option<Duration>) -> Input;
+
+    /// Whether a complete line has been received already, so [`ReadLines::next_line`]
+    /// returns without waiting (lets a session batch its writes over a burst of input).
+    fn has_buffered_line(&self) -> bool {
+        false
+    }
 }
 
 impl ReadLines for LineReader {
     fn next_line(&mut self, conn: &Arc<Conn>, timeout: Option<Duration>) -> Input {
         self.next(conn.stream(), timeout)
+    }
+
+    fn has_buffered_line(&self) -> bool {
+        self.buf.contains(&b'\n')
     }
 }
 
@@ -96,6 +106,23 @@ pub struct LineReader {
     lossy: bool,
     /// Gives back the stack pages a command touched before a long wait.
     stack: IdleStack,
+    /// The read timeout last set on the socket (`None`: never set), so a busy connection
+    /// does not pay a `setsockopt` per read for a deadline that barely moved.
+    timeout_set: Option<Option<Duration>>,
+}
+
+/// How much shorter than asked a read timeout already set may be and still be kept: the
+/// read then wakes a little early and the caller simply asks again.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(500);
+
+/// Whether a read timeout `set` earlier serves for `wanted` now: it must not wait longer
+/// (a deadline would be missed), and may end only slightly sooner.
+fn timeout_serves(set: Option<Duration>, wanted: Option<Duration>) -> bool {
+    match (set, wanted) {
+        (None, None) => true,
+        (Some(set), Some(wanted)) => set <= wanted && wanted - set <= TIMEOUT_SLACK,
+        _ => false,
+    }
 }
 
 impl LineReader {
@@ -107,6 +134,7 @@ impl LineReader {
             discarding: 0,
             lossy: false,
             stack: IdleStack::default(),
+            timeout_set: None,
         }
     }
 
@@ -123,7 +151,13 @@ impl LineReader {
             return input;
         }
         self.stack.before_wait();
-        let _ = stream.set_read_timeout(timeout.map(|t| t.max(Duration::from_millis(1))));
+        let wanted = timeout.map(|t| t.max(Duration::from_millis(1)));
+        if !self
+            .timeout_set
+            .is_some_and(|set| timeout_serves(set, wanted))
+        {
+            self.timeout_set = stream.set_read_timeout(wanted).ok().map(|()| wanted);
+        }
         loop {
             if let Some(input) = self.take_buffered() {
                 return input;
@@ -262,6 +296,31 @@ mod tests {
         );
         drop(tx);
         assert_eq!(r.next(&rx, t), Input::Closed);
+    }
+
+    #[test]
+    fn a_read_timeout_is_set_again_only_when_it_would_be_wrong() {
+        let s = |ms| Some(Duration::from_millis(ms));
+        assert!(timeout_serves(None, None));
+        assert!(timeout_serves(s(1_800_000), s(1_800_000)));
+        assert!(
+            timeout_serves(s(1_799_700), s(1_800_000)),
+            "a little early is fine"
+        );
+        assert!(!timeout_serves(s(1_799_000), s(1_800_000)), "too early");
+        assert!(!timeout_serves(s(1_800_001), s(1_800_000)), "never late");
+        assert!(!timeout_serves(None, s(5)));
+        assert!(!timeout_serves(s(5), None));
+
+        // A reader keeps the deadline it is given: a 20 ms read after one allowed 5 s
+        // (which a line ended early) times out after about 20 ms, not 5 s.
+        let (mut tx, rx) = pair();
+        let mut r = LineReader::new(64);
+        tx.write_all(b"hi\n").unwrap();
+        assert_eq!(r.next(&rx, s(5_000)), Input::Line("hi".into()));
+        let started = std::time::Instant::now();
+        assert_eq!(r.next(&rx, s(20)), Input::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! others) goes through non-blocking outboxes, so a slow peer never stalls it.
 
 use super::conn::Conn;
+use super::cork::Cork;
 use super::hub::{Hub, LogoutReason, NameCheck, PasswordCheck};
 use super::ratelimit::TokenBucket;
 use super::reader::{Input, ReadLines};
@@ -214,13 +215,17 @@ fn command_loop(
     let mut bucket = TokenBucket::new(config.max_messages_per_sec, config.message_burst);
     let clock_start = Instant::now();
     let mut awaiting_intro = false;
+    // Replies and deliveries of a burst of pipelined lines go out together (see `cork`).
+    let mut cork = Cork::begin(hub);
     loop {
+        cork.before_read(reader.has_buffered_line());
         let heartbeat_deadline = heartbeat_limit.filter(|_| heartbeats);
         let timeout = time_left(&[
             (last_activity, idle_limit),
             (last_heard, heartbeat_deadline),
         ]);
         let input = reader.next_line(conn, timeout);
+        cork.after_read();
         if input != Input::TimedOut {
             last_heard = Instant::now();
         }

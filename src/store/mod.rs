@@ -26,9 +26,10 @@
 //! protocol layer does; names are only checked to be safe path components),
 //! enforce permissions (who may join a group, ...), encrypt anything, or keep
 //! many file handles open between calls (mail and the journal are opened,
-//! appended and closed per call; only the [`MAX_OPEN_HISTORY`] most recently
-//! started history files stay open, so the number of open files never grows
-//! with the number of users).
+//! appended and closed per call; at most [`MAX_OPEN_HISTORY`] of the most
+//! recently used history files stay open, and no more than a sixteenth of the
+//! open-files limit, so the number of open files never grows with the number
+//! of users).
 
 pub mod record;
 
@@ -52,10 +53,16 @@ const COMPACT_SLACK: usize = 1000;
 /// Bound on the set of history files already checked for a torn tail; when
 /// exceeded the set is cleared (re-checking is harmless, just one extra read).
 const MAX_CHECKED_HISTORY: usize = 4096;
-/// History files kept open for appending, so a chat line costs one `write(2)`
-/// instead of open, stat, write and close under a lock every sender shares.
-/// When full the cache is emptied: the count of open files stays bounded.
-pub const MAX_OPEN_HISTORY: usize = 64;
+/// Most history files kept open for appending, so a chat line costs one
+/// `write(2)` instead of open, stat, write and close under a lock every sender
+/// shares. A class of 1,000 chatting in pairs has 500 conversations going: they
+/// all fit, where a smaller cache reopened a file for nearly every line. The
+/// least recently used file is closed when the cache is full, and the cache
+/// takes at most a sixteenth of the process's open-files limit (one descriptor
+/// per connection comes first).
+pub const MAX_OPEN_HISTORY: usize = 1024;
+/// The fewest history files kept open, whatever the open-files limit.
+const MIN_OPEN_HISTORY: usize = 16;
 
 /// The server's persistent store; shared between client threads by reference
 /// (`Arc<Store>`), all methods take `&self`.
@@ -76,9 +83,115 @@ pub struct Store {
 struct HistoryFiles {
     /// Checked for a torn tail (bounded by [`MAX_CHECKED_HISTORY`]).
     checked: HashSet<PathBuf>,
-    /// Open for appending (bounded by [`MAX_OPEN_HISTORY`]); each file has its
-    /// own lock, so appends to different conversations run side by side.
-    open: HashMap<PathBuf, Arc<Mutex<File>>>,
+    /// Open for appending (bounded by [`history_cache_size`]), each with when it
+    /// was last used; each file has its own lock, so appends to different
+    /// conversations run side by side.
+    open: HashMap<PathBuf, (Arc<Mutex<File>>, u64)>,
+    /// Counts uses, to find the least recently used open file.
+    uses: u64,
+    /// Most files kept open.
+    capacity: usize,
+}
+
+impl HistoryFiles {
+    /// The open file for `path`, marked as just used.
+    fn get(&mut self, path: &Path) -> Option<Arc<Mutex<File>>> {
+        self.uses += 1;
+        let uses = self.uses;
+        self.open.get_mut(path).map(|(file, used)| {
+            *used = uses;
+            Arc::clone(file)
+        })
+    }
+
+    /// Keeps `file` open for `path`, closing the least recently used one if full.
+    /// A writer still holding the closed one finishes its append (the file is in
+    /// append mode), so nothing is lost.
+    fn insert(&mut self, path: PathBuf, file: Arc<Mutex<File>>) {
+        if self.open.len() >= self.capacity {
+            let oldest = self
+                .open
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(p, _)| p.clone());
+            if let Some(oldest) = oldest {
+                self.open.remove(&oldest);
+            }
+        }
+        self.uses += 1;
+        self.open.insert(path, (file, self.uses));
+    }
+}
+
+/// One conversation log, locked for appending (see [`Store::lock_history`]).
+pub struct HistoryLog {
+    file: parking_lot::ArcMutexGuard<parking_lot::RawMutex, File>,
+    path: PathBuf,
+}
+
+impl HistoryLog {
+    /// Appends entries, in order, with one write. No fsync (history is not acknowledged),
+    /// but a write that fails halfway is cut off again.
+    pub fn append(&mut self, entries: &[HistoryEntry]) -> Result<(), StoreError> {
+        let bytes: String = entries.iter().map(encode_history).collect();
+        append_or_roll_back(&mut self.file, bytes.as_bytes(), &self.path)
+    }
+}
+
+/// Appends `bytes` to a file opened in append mode; if only part of them could be written
+/// (a full disk), cuts that part off again, so the file never ends in half a record. The
+/// length is read only on failure: a chat line costs one `write(2)`.
+fn append_or_roll_back(file: &mut File, bytes: &[u8], path: &Path) -> Result<(), StoreError> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match file.write(&bytes[written..]) {
+            Ok(0) => {
+                return Err(roll_back(
+                    file,
+                    written,
+                    io::ErrorKind::WriteZero.into(),
+                    path,
+                ))
+            }
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(roll_back(file, written, e, path)),
+        }
+    }
+    Ok(())
+}
+
+/// Removes the last `written` bytes of a failed append; returns the append's error.
+fn roll_back(file: &mut File, written: usize, error: io::Error, path: &Path) -> StoreError {
+    if written > 0 {
+        let cut = file
+            .metadata()
+            .and_then(|m| file.set_len(m.len().saturating_sub(written as u64)));
+        if let Err(e2) = cut {
+            log::warn!(
+                "{}: could not roll back {written} bytes of a failed append: {e2}",
+                path.display()
+            );
+        }
+    }
+    error.into()
+}
+
+/// How many history files to keep open: a sixteenth of the open-files limit,
+/// between [`MIN_OPEN_HISTORY`] and [`MAX_OPEN_HISTORY`].
+#[allow(unsafe_code)]
+fn history_cache_size() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        1024
+    };
+    (soft / 16).clamp(MIN_OPEN_HISTORY, MAX_OPEN_HISTORY)
 }
 
 struct Inner {
@@ -757,7 +870,10 @@ impl Store {
                 directory: directory.clone(),
                 journal_records,
             }),
-            history: Mutex::new(HistoryFiles::default()),
+            history: Mutex::new(HistoryFiles {
+                capacity: history_cache_size(),
+                ..HistoryFiles::default()
+            }),
         };
         Ok((store, directory))
     }
@@ -909,10 +1025,32 @@ impl Store {
     /// left by a crash is truncated before the first append to that file in
     /// this process.
     pub fn append_history(&self, a: &str, b: &str, entry: &HistoryEntry) -> Result<(), StoreError> {
+        self.append_history_all(a, b, std::slice::from_ref(entry))
+    }
+
+    /// Appends several entries to the a/b conversation log, in order, with one write (a
+    /// session thread's burst of messages to one partner).
+    pub fn append_history_all(
+        &self,
+        a: &str,
+        b: &str,
+        entries: &[HistoryEntry],
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.lock_history(a, b)?.append(entries)
+    }
+
+    /// The a/b conversation log, locked for appending: other appends to it wait until the
+    /// returned value is dropped. Lets a caller fix a message's place in the log, deliver
+    /// it, and only then pay for the write, with no reply able to be logged ahead of it.
+    /// A thread locking several logs takes them in the order of their sorted name pairs
+    /// (`(min(a, b), max(a, b))`), so two threads can never wait for each other.
+    pub fn lock_history(&self, a: &str, b: &str) -> Result<HistoryLog, StoreError> {
         check_name(a)?;
         check_name(b)?;
         let path = self.history_path(a, b);
-        let line = encode_history(entry);
         let file = {
             let mut files = self.history.lock();
             if !files.checked.contains(&path) {
@@ -922,31 +1060,20 @@ impl Store {
                 }
                 files.checked.insert(path.clone());
             }
-            match files.open.get(&path) {
-                Some(file) => Arc::clone(file),
+            match files.get(&path) {
+                Some(file) => file,
                 None => {
                     let file = OpenOptions::new().create(true).append(true).open(&path)?;
                     let file = Arc::new(Mutex::new(file));
-                    if files.open.len() >= MAX_OPEN_HISTORY {
-                        files.open.clear();
-                    }
-                    files.open.insert(path.clone(), Arc::clone(&file));
+                    files.insert(path.clone(), Arc::clone(&file));
                     file
                 }
             }
         };
-        let mut file = file.lock();
-        let start = file.metadata()?.len();
-        if let Err(e) = file.write_all(line.as_bytes()) {
-            if let Err(e2) = file.set_len(start) {
-                log::warn!(
-                    "{}: could not roll back failed append at byte offset {start}: {e2}",
-                    path.display()
-                );
-            }
-            return Err(e.into());
-        }
-        Ok(())
+        Ok(HistoryLog {
+            file: file.lock_arc(),
+            path,
+        })
     }
 
     /// Last `n` good entries of the a/b log, oldest first; missing file ->
@@ -1211,8 +1338,10 @@ mod tests {
         // More conversations than files kept open, written from several threads at once.
         let tmp = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(tmp.path(), 2).unwrap();
+        const KEPT: usize = 8;
+        store.history.lock().capacity = KEPT;
         let store = Arc::new(store);
-        let peers = MAX_OPEN_HISTORY * 2;
+        let peers = KEPT * 3;
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let store = Arc::clone(&store);
@@ -1244,7 +1373,80 @@ mod tests {
                 assert_eq!(mine, want, "p{p}: each thread's lines once, in order");
             }
         }
-        assert!(store.history.lock().open.len() <= MAX_OPEN_HISTORY);
+        assert!(store.history.lock().open.len() <= KEPT);
+    }
+
+    #[test]
+    fn a_failed_append_cuts_off_what_it_wrote() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("log");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        append_or_roll_back(&mut file, b"whole line\n", &path).unwrap();
+        file.write_all(b"half a li").unwrap(); // then the disk filled up
+        let e = roll_back(&mut file, 9, io::ErrorKind::StorageFull.into(), &path);
+        assert!(matches!(e, StoreError::Io(_)), "{e}");
+        assert_eq!(fs::read(&path).unwrap(), b"whole line\n");
+        roll_back(&mut file, 0, io::ErrorKind::StorageFull.into(), &path);
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            b"whole line\n",
+            "nothing written, nothing cut"
+        );
+    }
+
+    #[test]
+    fn a_locked_log_keeps_its_place_ahead_of_later_appends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(tmp.path(), 2).unwrap();
+        let store = Arc::new(store);
+        let mut log = store.lock_history("alice", "bob").unwrap();
+        let reply = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || store.append_history("bob", "alice", &entry(2, "reply")))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!reply.is_finished(), "the reply waits for the locked log");
+        log.append(&[entry(1, "question"), entry(1, "and more")])
+            .unwrap();
+        drop(log);
+        reply.join().unwrap().unwrap();
+        let texts: Vec<String> = store
+            .history_tail("alice", "bob", 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.text)
+            .collect();
+        assert_eq!(texts, ["question", "and more", "reply"]);
+    }
+
+    #[test]
+    fn the_least_recently_used_history_file_is_the_one_closed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(tmp.path(), 2).unwrap();
+        assert!((MIN_OPEN_HISTORY..=MAX_OPEN_HISTORY).contains(&store.history.lock().capacity));
+        store.history.lock().capacity = 2;
+        let say = |peer: &str| store.append_history("alice", peer, &entry(1, "x")).unwrap();
+        say("bob");
+        say("carol");
+        say("bob"); // carol is now the least recently used
+        say("dave");
+        let open: BTreeSet<String> = store
+            .history
+            .lock()
+            .open
+            .keys()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            open,
+            BTreeSet::from(["alice+bob.log".to_string(), "alice+dave.log".to_string()])
+        );
+        assert_eq!(store.history_tail("alice", "bob", 10).unwrap().len(), 2);
+        assert_eq!(store.history_tail("carol", "alice", 10).unwrap().len(), 1);
     }
 
     #[test]

@@ -255,6 +255,37 @@ fn two_users_exchange_many_messages_at_once() {
     }
 }
 
+/// A burst of pipelined lines is answered together (corked writes): every reply and
+/// delivery still arrives, in order, `history` in the same burst already sees the burst's
+/// messages, and a `logout` at its end comes after everything else.
+#[test]
+fn a_pipelined_burst_is_answered_in_order_and_logged_before_it_is_read() {
+    let s = TestServer::start();
+    let a = s.login("alice");
+    let b = s.login("bob");
+    a.wait_for("bob", |l| l.kind == Kind::Presence);
+    const N: usize = 80;
+    let mut burst: String = (0..N).map(|i| format!("message bob n{i}\n")).collect();
+    burst.push_str("history bob 100\nwhoelse\nlogout\n");
+    a.send_raw(burst.as_bytes());
+    for _ in 0..N {
+        a.expect_ok("sent");
+    }
+    let (_, h) = a.expect_list("history");
+    let logged: Vec<&str> = h.iter().map(|l| l.text.as_str()).collect();
+    let said: Vec<String> = (0..N).map(|i| format!("n{i}")).collect();
+    assert_eq!(logged, said, "history read inside the burst has all of it");
+    let (_, users) = a.expect_list("whoelse");
+    assert_eq!(users.len(), 1);
+    a.expect_code(Kind::Bye, "logout");
+    a.expect_closed();
+    let got: Vec<String> = (0..N).map(|_| b.expect(Kind::Msg).text).collect();
+    assert_eq!(got, said, "in order, exactly once");
+    b.wait_for("alice's logout", |l| {
+        l.kind == Kind::Presence && l.arg(0) == "alice"
+    });
+}
+
 #[test]
 fn broadcasts_in_all_three_shapes() {
     let s = TestServer::start();

@@ -1,0 +1,247 @@
+//! Corking: while a session thread works through lines its client has already sent, what it
+//! writes waits and goes out at the end of the burst, one `send` per recipient and one
+//! history `write` per conversation, instead of one of each per line.
+//!
+//! A client that pipelines (a paste, a script, a busy chat) has several lines in its read
+//! buffer at once. Each `message USER TEXT` used to cost three syscalls (the line to `USER`,
+//! the history append, `OK sent` to the sender); inside a burst they are now appended to
+//! memory and written when the buffer runs dry (or after [`MAX_BURST_LINES`]), before the
+//! thread blocks on its next read. A lone line's writes go out as soon as it is handled, the
+//! history write after the delivery instead of before it, so an idle relay is quicker too.
+//!
+//! The cork is per thread (like `TCP_CORK` is per socket): [`Conn`] sends made by a thread
+//! holding a [`Cork`] are appended to the recipient's outbox and remembered here instead of
+//! written; sends from other threads are not affected. Order is kept: a conversation's log
+//! is locked before any of the burst's lines leave and written right after, so nobody's
+//! answer can be logged ahead of the message it answers, and an outbox is appended in the
+//! order lines were produced. A connection that dies with corked lines in its outbox hands
+//! its undelivered messages back to the mailbox like any other unwritten line (see
+//! `Conn::take_unsent_mail`).
+
+use super::conn::Conn;
+use super::hub::{write_log, Hub};
+use crate::store::HistoryEntry;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Lines handled in one burst before its writes go out anyway, so a long paste cannot hold
+/// everyone's lines back.
+pub const MAX_BURST_LINES: usize = 32;
+
+/// History entries and connections with corked bytes, of the current thread's burst.
+#[derive(Default)]
+struct Held {
+    /// Whether a [`Cork`] is alive on this thread.
+    active: bool,
+    /// Connections whose outbox went from empty to non-empty inside the burst: they are this
+    /// thread's to write (nobody else was told to).
+    conns: Vec<Arc<Conn>>,
+    /// Conversation log entries, in the order they were said.
+    history: Vec<(String, String, HistoryEntry)>,
+}
+
+thread_local! {
+    static HELD: RefCell<Held> = RefCell::new(Held::default());
+}
+
+/// Whether sends from this thread are corked.
+pub fn is_active() -> bool {
+    HELD.with(|h| h.borrow().active)
+}
+
+/// Takes charge of writing `conn`'s outbox at the end of the burst. Called by a corked send
+/// that found the outbox empty; false if this thread holds no cork (the caller then hands
+/// the connection to the flusher as usual).
+pub fn hold_conn(conn: &Arc<Conn>) -> bool {
+    HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        if h.active {
+            h.conns.push(Arc::clone(conn));
+        }
+        h.active
+    })
+}
+
+/// Keeps a conversation log entry for the end of the burst; false if this thread holds no
+/// cork (the caller writes it now).
+pub fn hold_history(a: &str, b: &str, entry: HistoryEntry) -> Result<(), HistoryEntry> {
+    HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        if h.active {
+            h.history.push((a.to_string(), b.to_string(), entry));
+            Ok(())
+        } else {
+            Err(entry)
+        }
+    })
+}
+
+/// A session thread's cork: alive for its command loop, released at the end of each burst.
+/// Dropping it releases what is held and uncorks the thread.
+pub struct Cork<'a> {
+    hub: &'a Hub,
+    /// Lines handled since the last release.
+    lines: usize,
+}
+
+impl<'a> Cork<'a> {
+    /// Corks the current thread's sends until the returned value is dropped.
+    pub fn begin(hub: &'a Hub) -> Cork<'a> {
+        debug_assert!(!is_active(), "one cork per thread");
+        set_active(true);
+        Cork { hub, lines: 0 }
+    }
+
+    /// Called before each read of the next line: releases the burst unless a further line is
+    /// already waiting (and the burst is still short), and uncorks the thread for the read
+    /// itself, so nothing stays held while it blocks (a reader may answer a WebSocket ping).
+    pub fn before_read(&mut self, more_waiting: bool) {
+        self.lines += 1;
+        if !more_waiting || self.lines > MAX_BURST_LINES {
+            self.release();
+        }
+        set_active(false);
+    }
+
+    /// Called once the read returned: corks the thread again for handling the line.
+    pub fn after_read(&mut self) {
+        set_active(true);
+    }
+
+    /// Writes what the burst held. Each conversation's log is locked first, so no reply
+    /// can be logged ahead of the burst's messages; then every connection's outbox is
+    /// written (what the socket does not take now goes to the flusher); then the logs,
+    /// so the disk write is not on the way to the recipients.
+    pub fn release(&mut self) {
+        self.lines = 0;
+        let (conns, history) = HELD.with(|h| {
+            let mut h = h.borrow_mut();
+            (std::mem::take(&mut h.conns), std::mem::take(&mut h.history))
+        });
+        let mut logs: Vec<_> = by_conversation(history)
+            .into_iter()
+            .filter_map(|((a, b), entries)| Some((self.hub.lock_history(&a, &b)?, a, b, entries)))
+            .collect();
+        for conn in conns {
+            conn.flush_or_hand_over();
+        }
+        for (log, a, b, entries) in &mut logs {
+            write_log(log, a, b, entries);
+        }
+    }
+}
+
+impl Drop for Cork<'_> {
+    fn drop(&mut self) {
+        self.release();
+        set_active(false);
+    }
+}
+
+fn set_active(active: bool) {
+    HELD.with(|h| h.borrow_mut().active = active);
+}
+
+/// Writes the history entries this thread holds now, so that a read of the log (the
+/// `history` command) sees every message already handled.
+pub fn write_held_history(hub: &Hub) {
+    let history = HELD.with(|h| std::mem::take(&mut h.borrow_mut().history));
+    for ((a, b), entries) in by_conversation(history) {
+        hub.write_history(&a, &b, &entries);
+    }
+}
+
+/// Held entries grouped by conversation (its sorted name pair), each conversation's in the
+/// order they were said, conversations in name order: the order their logs are locked in.
+fn by_conversation(
+    history: Vec<(String, String, HistoryEntry)>,
+) -> BTreeMap<(String, String), Vec<HistoryEntry>> {
+    let mut groups: BTreeMap<(String, String), Vec<HistoryEntry>> = BTreeMap::new();
+    for (a, b, entry) in history {
+        let pair = if a <= b { (a, b) } else { (b, a) };
+        groups.entry(pair).or_default().push(entry);
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Kind, Line};
+    use crate::server::conn::{Flusher, Limits, NativeEncoder};
+    use std::io::{ErrorKind, Read};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    /// A connection whose other end the test reads.
+    fn conn_pair(flusher: &Flusher) -> (Arc<Conn>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        let limits = Limits {
+            outbox_bytes: 1 << 20,
+            stall: Duration::from_secs(5),
+        };
+        let conn = Conn::new(1, server, peer, flusher, limits, Box::new(NativeEncoder));
+        client.set_nonblocking(true).unwrap();
+        (conn, client)
+    }
+
+    fn readable(client: &mut TcpStream) -> String {
+        let mut buf = [0u8; 4096];
+        match client.read(&mut buf) {
+            Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => String::new(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn read_until(client: &mut TcpStream, lines: usize) -> String {
+        let mut got = String::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while got.matches('\n').count() < lines {
+            assert!(std::time::Instant::now() < deadline, "only got {got:?}");
+            got.push_str(&readable(client));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        got
+    }
+
+    #[test]
+    fn corked_sends_wait_for_the_release_and_leave_in_order() {
+        let flusher = Flusher::new(); // never started: only the cork may write
+        let (conn, mut client) = conn_pair(&flusher);
+        set_active(true);
+        for i in 0..3 {
+            assert!(conn.send(&Line::info("n", format!("line {i}"))));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(readable(&mut client), "", "nothing leaves while corked");
+        let held = HELD.with(|h| std::mem::take(&mut h.borrow_mut().conns));
+        assert_eq!(held.len(), 1, "held once, however many lines");
+        set_active(false);
+        for c in held {
+            c.flush_or_hand_over();
+        }
+        let got = read_until(&mut client, 3);
+        assert_eq!(got, "INFO n line 0\nINFO n line 1\nINFO n line 2\n");
+
+        // Uncorked, a line goes out at once (no flusher needed).
+        assert!(conn.send(&Line::new(Kind::Info, &["n"], "now")));
+        assert_eq!(read_until(&mut client, 1), "INFO n now\n");
+    }
+
+    #[test]
+    fn a_closing_line_is_written_even_inside_a_burst() {
+        let flusher = Flusher::new();
+        let (conn, mut client) = conn_pair(&flusher);
+        set_active(true);
+        conn.send(&Line::info("n", "before"));
+        conn.close_with(&Line::bye("kicked", "bye"));
+        set_active(false);
+        HELD.with(|h| h.borrow_mut().conns.clear());
+        let got = read_until(&mut client, 2);
+        assert_eq!(got, "INFO n before\nBYE kicked bye\n");
+    }
+}
