@@ -302,3 +302,24 @@ fn client_help_names_discovery_encoding_and_seed_004s_flags() {
         assert!(stdout.contains(word), "{word} missing from:\n{stdout}");
     }
 }
+
+/// A thread per user wants glibc's per-thread malloc caches small (issue 7's 10,000 users):
+/// the server starts itself again with the tunable, keeping its process id and arguments.
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn the_server_runs_with_small_per_thread_malloc_caches() {
+    let dir = tempfile::tempdir().unwrap();
+    let (proc, port, _out) = server_with(dir.path(), &["0"]);
+    std::net::TcpStream::connect(("127.0.0.1", port)).expect("it listens");
+    let pid = proc.0.id();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        environ
+            .split('\0')
+            .any(|v| v.starts_with("GLIBC_TUNABLES=") && v.contains("glibc.malloc.tcache_max=128")),
+        "{environ}"
+    );
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(cmdline.starts_with(BIN.as_bytes()), "{cmdline:?}");
+}

@@ -102,7 +102,11 @@ fn main() -> ExitCode {
             credentials,
             config,
         }) => add_user(name, credentials.as_deref(), config.as_deref()),
-        None => return serve(&args),
+        None => {
+            // Before any thread starts: a thread per user wants glibc's small caches.
+            lanchat::server::memory::restart_with_small_thread_caches();
+            return serve(&args);
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

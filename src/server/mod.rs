@@ -12,7 +12,7 @@ mod door;
 pub mod hub;
 mod irc;
 pub mod lockout;
-mod memory;
+pub mod memory;
 pub mod ratelimit;
 mod reader;
 mod session;
@@ -376,16 +376,7 @@ impl Core {
             .stack_size(CONNECTION_STACK_BYTES)
             .spawn({
                 let conn = Arc::clone(&conn);
-                move || {
-                    let ctx = session::SessionContext {
-                        shutting_down: &shared.shutting_down,
-                        version: PROTOCOL_VERSION,
-                        irc: &irc,
-                    };
-                    door.serve(&hub, &conn, &ctx);
-                    shared.conns.lock().remove(conn.id);
-                    shared.conn_ended.notify_all();
-                }
+                move || connection_thread(door, &hub, &conn, &shared, &irc)
             });
         if let Err(e) = spawned {
             log::error!("cannot start a thread for {peer}: {e}");
@@ -426,6 +417,31 @@ impl Core {
             }
         }
     }
+}
+
+/// The body of a connection's thread: serves it, then forgets it. Not inlined into the
+/// thread's start, so that the frames under a waiting connection stay small (see
+/// [`memory`]).
+#[inline(never)]
+fn connection_thread(
+    door: Door,
+    hub: &Hub,
+    conn: &Arc<Conn>,
+    shared: &Shared,
+    irc: &Arc<irc::World>,
+) {
+    let painted = memory::gauge::paint();
+    let ctx = session::SessionContext {
+        shutting_down: &shared.shutting_down,
+        version: PROTOCOL_VERSION,
+        irc,
+    };
+    door.serve(hub, conn, &ctx);
+    if let Some(painted) = painted {
+        painted.finish();
+    }
+    shared.conns.lock().remove(conn.id);
+    shared.conn_ended.notify_all();
 }
 
 /// How long an address-exchange request waits for an answer (seed 002 asked at a prompt).

@@ -3,10 +3,53 @@
 //! connection stays usable.
 
 use super::conn::Conn;
-use std::io::{ErrorKind, Read};
+use super::memory::IdleStack;
+use std::io::{self, ErrorKind, Read};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Bytes a waiting read takes at once, in a buffer on the stack: small, because the frames
+/// under a waiting connection thread are what ten thousand idle users keep resident.
+pub const WAIT_READ_BYTES: usize = 512;
+/// Bytes read without waiting, into the heap buffer, when a waiting read came back full
+/// (pipelined input): a busy client still gets few read calls.
+pub const MORE_READ_BYTES: usize = 4096;
+
+/// Reads what `stream` has into `buf`, waiting (up to the read timeout) for at least one
+/// byte: a small read on the stack, then, if that came back full, what else is there at
+/// once. Returns the bytes added; 0 at end of file.
+pub fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let mut chunk = [0u8; WAIT_READ_BYTES];
+    let n = (&*stream).read(&mut chunk)?;
+    buf.extend_from_slice(&chunk[..n]);
+    if n == chunk.len() {
+        return Ok(n + read_more(stream, buf));
+    }
+    Ok(n)
+}
+
+/// Appends what `stream` has right now (at most [`MORE_READ_BYTES`]) without waiting.
+#[inline(never)]
+#[allow(unsafe_code)]
+fn read_more(stream: &TcpStream, buf: &mut Vec<u8>) -> usize {
+    buf.reserve(MORE_READ_BYTES);
+    let spare = &mut buf.spare_capacity_mut()[..MORE_READ_BYTES];
+    let flags = libc::MSG_DONTWAIT;
+    loop {
+        match socket2::SockRef::from(stream).recv_with_flags(spare, flags) {
+            Ok(n) => {
+                // SAFETY: recv initialised the first `n` bytes of the spare capacity, which
+                // directly follow the vector's `len` initialised bytes.
+                unsafe { buf.set_len(buf.len() + n) };
+                return n;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            // Nothing more now (or an error the next waiting read will see again).
+            Err(_) => return 0,
+        }
+    }
+}
 
 /// Where a session's lines come from: the native socket, or a framing layer (such as a
 /// WebSocket) that unwraps the same lines. The connection is passed so a framing layer can
@@ -47,6 +90,9 @@ pub enum Input {
     Closed,
 }
 
+/// The most an empty read buffer keeps for the next line (a command or chat line is short).
+const KEPT_BUFFER_BYTES: usize = 256;
+
 /// A bounded line splitter over a blocking socket.
 pub struct LineReader {
     /// Received bytes not yet returned; `buf[..len]` is valid.
@@ -58,6 +104,8 @@ pub struct LineReader {
     /// Whether a line that is not UTF-8 is returned with U+FFFD for its bad bytes (IRC
     /// clients may still send Latin-1) instead of being refused.
     lossy: bool,
+    /// Gives back the stack pages a command touched before a long wait.
+    stack: IdleStack,
     /// The read timeout last set on the socket (`None`: never set), so a busy connection
     /// does not pay a `setsockopt` per read for a deadline that barely moved.
     timeout_set: Option<Option<Duration>>,
@@ -85,6 +133,7 @@ impl LineReader {
             max,
             discarding: 0,
             lossy: false,
+            stack: IdleStack::default(),
             timeout_set: None,
         }
     }
@@ -101,6 +150,7 @@ impl LineReader {
         if let Some(input) = self.take_buffered() {
             return input;
         }
+        self.stack.before_wait();
         let wanted = timeout.map(|t| t.max(Duration::from_millis(1)));
         if !self
             .timeout_set
@@ -112,10 +162,9 @@ impl LineReader {
             if let Some(input) = self.take_buffered() {
                 return input;
             }
-            let mut chunk = [0u8; 2048];
-            match (&*stream).read(&mut chunk) {
+            match read_some(stream, &mut self.buf) {
                 Ok(0) => return Input::Closed,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     return Input::TimedOut
@@ -135,6 +184,7 @@ impl LineReader {
                     line.pop();
                 }
                 self.shrink();
+                self.stack.used();
                 if self.discarding > 0 {
                     let total = self.discarding + line.len();
                     self.discarding = 0;
@@ -161,9 +211,9 @@ impl LineReader {
         }
     }
 
-    /// Gives memory back after a big line, so ten thousand idle users stay small.
+    /// Gives memory back after a big line or a burst, so ten thousand idle users stay small.
     fn shrink(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > 4096 {
+        if self.buf.is_empty() && self.buf.capacity() > KEPT_BUFFER_BYTES {
             self.buf = Vec::new();
         }
     }
@@ -216,6 +266,36 @@ mod tests {
         assert_eq!(r.next(&rx, t), Input::Line("ok".into()));
         assert_eq!(r.next(&rx, t), Input::BadUtf8);
         writer.join().unwrap();
+    }
+
+    #[test]
+    fn pipelined_input_longer_than_a_waiting_read_comes_in_few_reads_and_whole() {
+        let (mut tx, rx) = pair();
+        let mut sent = Vec::new();
+        for i in 0..300 {
+            sent.extend_from_slice(format!("line number {i}\n").as_bytes());
+        }
+        assert!(sent.len() > WAIT_READ_BYTES + MORE_READ_BYTES);
+        let (mut tx2, rx2) = pair();
+        tx2.write_all(&sent).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let mut buf = Vec::new();
+        let n = read_some(&rx2, &mut buf).unwrap();
+        assert_eq!(n, WAIT_READ_BYTES + MORE_READ_BYTES, "one wait, one more");
+        assert_eq!(buf, sent[..n]);
+        tx.write_all(&sent).unwrap();
+        let mut r = LineReader::new(100);
+        let t = Some(Duration::from_secs(5));
+        for i in 0..300 {
+            assert_eq!(r.next(&rx, t), Input::Line(format!("line number {i}")));
+        }
+        assert!(
+            r.buf.capacity() <= KEPT_BUFFER_BYTES,
+            "{}",
+            r.buf.capacity()
+        );
+        drop(tx);
+        assert_eq!(r.next(&rx, t), Input::Closed);
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub fn serve(hub: &Hub, conn: &Arc<Conn>, reader: &mut dyn ReadLines, ctx: &Sess
         Line::ask("username", "Username:"),
     ]);
     if let Some(name) = login(hub, conn, reader, ctx) {
+        // The password check and the welcome went deeper than waiting for a line goes.
+        super::memory::release_unused_stack();
         log::info!("{name} logged in from {}", conn.peer);
         let (reason, bye) = command_loop(hub, conn, reader, &name, ctx);
         // Offline first, then BYE: a client that has read BYE knows the others see it gone.
@@ -100,6 +102,7 @@ fn classify(input: Input) -> Result<String, NotALine> {
 }
 
 /// Runs the login dialogue; returns the logged-in name.
+#[inline(never)]
 fn login(
     hub: &Hub,
     conn: &Arc<Conn>,
@@ -200,6 +203,7 @@ fn finish_login(hub: &Hub, conn: &Arc<Conn>, name: &str) -> Option<String> {
 
 /// Reads and applies commands until the user leaves; returns why, and the BYE to send once
 /// the user is offline.
+#[inline(never)]
 fn command_loop(
     hub: &Hub,
     conn: &Arc<Conn>,
@@ -401,6 +405,8 @@ fn help() -> Vec<Line> {
 
 /// Reads and discards whatever the client sent that was never read, so closing the socket
 /// sends FIN rather than RST (an RST could destroy the final BYE line before it is read).
+/// Not inlined: its buffer would sit in every caller's frame for the whole connection.
+#[inline(never)]
 pub(super) fn drain_unread(conn: &Conn) {
     use std::io::Read;
     let stream = conn.stream();

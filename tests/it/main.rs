@@ -24,3 +24,6 @@ mod web;
 
 /// Issue 7: presence in a crowd (`PRESENCES` summaries above `presence_summary_above`).
 mod crowd;
+
+/// Issue 7: connection threads stay far from the end of their small stacks.
+mod memory;

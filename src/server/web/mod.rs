@@ -132,6 +132,7 @@ fn finish(conn: &Arc<Conn>) {
 
 /// Reads until the request head is complete; returns where it ends in `buf`. `Err(None)`:
 /// the client left (nothing to answer); `Err(Some(status))`: answer with that error.
+#[inline(never)] // its buffer must not sit under the whole session (see `memory`)
 fn read_head(conn: &Conn, buf: &mut Vec<u8>) -> Result<usize, Option<Status>> {
     let deadline = Instant::now() + HEAD_TIMEOUT;
     let stream = conn.stream();

@@ -5,9 +5,10 @@
 use super::ws::{self, close_code, Decoder, Event, Opcode};
 use crate::protocol::Line;
 use crate::server::conn::Conn;
-use crate::server::reader::{Input, ReadLines};
+use crate::server::memory::IdleStack;
+use crate::server::reader::{self, Input, ReadLines};
 use std::collections::VecDeque;
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,8 @@ pub struct WsReader {
     ready: VecDeque<Input>,
     /// The client closed, or broke the framing rules: only `Closed` from now on.
     ended: bool,
+    /// Gives back the stack pages a command touched before a long wait.
+    stack: IdleStack,
 }
 
 impl WsReader {
@@ -35,6 +38,7 @@ impl WsReader {
             max_line,
             ready: VecDeque::new(),
             ended: false,
+            stack: IdleStack::default(),
         }
     }
 
@@ -78,6 +82,7 @@ impl ReadLines for WsReader {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             if let Some(input) = self.ready.pop_front() {
+                self.stack.used();
                 return input;
             }
             if self.ended {
@@ -94,12 +99,13 @@ impl ReadLines for WsReader {
                 },
                 None => None,
             };
+            self.stack.before_wait();
             let stream = conn.stream();
             let _ = stream.set_read_timeout(left);
-            let mut chunk = [0u8; 4096];
-            match (&*stream).read(&mut chunk) {
+            let mut bytes = Vec::new();
+            match reader::read_some(stream, &mut bytes) {
                 Ok(0) => self.ended = true,
-                Ok(n) => self.decoder.feed(&chunk[..n]),
+                Ok(_) => self.decoder.feed(&bytes),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     return Input::TimedOut
