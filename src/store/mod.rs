@@ -1097,6 +1097,19 @@ impl Store {
             return Ok(Vec::new());
         }
         let path = self.history_path(a, b);
+        // A writer that locked this log (see `lock_history`) may have delivered its
+        // messages already and be about to write them: wait for it, so whoever has seen a
+        // message finds it in the history. (Not under the map lock: that writer may need
+        // it for another log.)
+        let writer = self
+            .history
+            .lock()
+            .open
+            .get(&path)
+            .map(|(f, _)| Arc::clone(f));
+        if let Some(writer) = writer {
+            drop(writer.lock());
+        }
         // Held so no tail repair truncates the file mid-read. Appends may run
         // meanwhile: they only add past the length read below, and a half-written
         // last line is ignored like a torn one.
@@ -1426,6 +1439,28 @@ mod tests {
             .map(|e| e.text)
             .collect();
         assert_eq!(texts, ["question", "and more", "reply"]);
+    }
+
+    #[test]
+    fn a_history_read_waits_for_a_writer_that_locked_the_log() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(tmp.path(), 2).unwrap();
+        let store = Arc::new(store);
+        store
+            .append_history("alice", "bob", &entry(1, "one"))
+            .unwrap();
+        // Locked, message delivered, not yet written: a reader who saw it must find it.
+        let mut log = store.lock_history("alice", "bob").unwrap();
+        let reader = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || store.history_tail("bob", "alice", 1))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        log.append(&[entry(2, "two")]).unwrap();
+        drop(log);
+        let tail = reader.join().unwrap().unwrap();
+        assert_eq!(tail.len(), 1);
+        assert_eq!(tail[0].text, "two");
     }
 
     #[test]
