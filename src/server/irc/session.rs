@@ -21,6 +21,7 @@ use crate::protocol::{
     Status,
 };
 use crate::server::conn::Conn;
+use crate::server::cork::Cork;
 use crate::server::hub::{Hub, LogoutReason, NameCheck, PasswordCheck};
 use crate::server::ratelimit::TokenBucket;
 use crate::server::reader::{Input, LineReader, ReadLines};
@@ -467,7 +468,10 @@ impl Session<'_> {
         let mut last_heard = Instant::now();
         let mut last_active = Instant::now();
         let mut pinged = false;
+        // Replies and deliveries of a burst of pipelined lines go out together (see `cork`).
+        let mut cork = Cork::begin(self.hub);
         loop {
+            cork.before_read(self.reader.has_buffered_line());
             // A silent client is pinged after `heartbeat`; another `heartbeat` of silence
             // and it is gone.
             let ping_due = heartbeat.map(|h| if pinged { h * 2 } else { h });
@@ -478,7 +482,9 @@ impl Session<'_> {
             .into_iter()
             .flatten()
             .min();
-            let line = match self.reader.next_line(self.conn, timeout) {
+            let input = self.reader.next_line(self.conn, timeout);
+            cork.after_read();
+            let line = match input {
                 Input::Line(l) => l,
                 Input::TooLong(_) => {
                     last_heard = Instant::now();
