@@ -6,23 +6,21 @@
 //! buffer at once. Each `message USER TEXT` used to cost three syscalls (the line to `USER`,
 //! the history append, `OK sent` to the sender); inside a burst they are now appended to
 //! memory and written when the buffer runs dry (or after [`MAX_BURST_LINES`]), before the
-//! thread blocks on its next read. A lone line's writes go out as soon as it is handled, the
-//! history write after the delivery instead of before it, so an idle relay is quicker too.
+//! thread blocks on its next read. A lone line's writes go out as soon as it is handled, so
+//! an idle relay is quicker too; history entries go to the history writer thread.
 //!
 //! The cork is per thread (like `TCP_CORK` is per socket): [`Conn`] sends made by a thread
 //! holding a [`Cork`] are appended to the recipient's outbox and remembered here instead of
-//! written; sends from other threads are not affected. Order is kept: a conversation's log
-//! is locked before any of the burst's lines leave and written right after, so nobody's
+//! written; sends from other threads are not affected. Order is kept: a burst's history
+//! entries are queued for the history writer before any of its lines leave, so nobody's
 //! answer can be logged ahead of the message it answers, and an outbox is appended in the
 //! order lines were produced. A connection that dies with corked lines in its outbox hands
 //! its undelivered messages back to the mailbox like any other unwritten line (see
 //! `Conn::take_unsent_mail`).
 
 use super::conn::Conn;
-use super::hub::{write_log, Hub};
-use crate::store::HistoryEntry;
+use super::hub::{Hub, PendingHistory};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Lines handled in one burst before its writes go out anyway, so a long paste cannot hold
@@ -38,7 +36,7 @@ struct Held {
     /// thread's to write (nobody else was told to).
     conns: Vec<Arc<Conn>>,
     /// Conversation log entries, in the order they were said.
-    history: Vec<(String, String, HistoryEntry)>,
+    history: Vec<PendingHistory>,
 }
 
 thread_local! {
@@ -65,11 +63,11 @@ pub fn hold_conn(conn: &Arc<Conn>) -> bool {
 
 /// Keeps a conversation log entry for the end of the burst; false if this thread holds no
 /// cork (the caller writes it now).
-pub fn hold_history(a: &str, b: &str, entry: HistoryEntry) -> Result<(), HistoryEntry> {
+pub fn hold_history(entry: PendingHistory) -> Result<(), PendingHistory> {
     HELD.with(|h| {
         let mut h = h.borrow_mut();
         if h.active {
-            h.history.push((a.to_string(), b.to_string(), entry));
+            h.history.push(entry);
             Ok(())
         } else {
             Err(entry)
@@ -109,25 +107,21 @@ impl<'a> Cork<'a> {
         set_active(true);
     }
 
-    /// Writes what the burst held. Each conversation's log is locked first, so no reply
-    /// can be logged ahead of the burst's messages; then every connection's outbox is
-    /// written (what the socket does not take now goes to the flusher); then the logs,
-    /// so the disk write is not on the way to the recipients.
+    /// Writes what the burst held: its history entries go to the history writer first (so
+    /// no reply can be logged ahead of the burst's messages), then every connection's
+    /// outbox is written now, or left to the flusher on a busy server (see `conn::Pace`).
     pub fn release(&mut self) {
         self.lines = 0;
         let (conns, history) = HELD.with(|h| {
             let mut h = h.borrow_mut();
             (std::mem::take(&mut h.conns), std::mem::take(&mut h.history))
         });
-        let mut logs: Vec<_> = by_conversation(history)
-            .into_iter()
-            .filter_map(|((a, b), entries)| Some((self.hub.lock_history(&a, &b)?, a, b, entries)))
-            .collect();
-        for conn in conns {
-            conn.flush_or_hand_over();
-        }
-        for (log, a, b, entries) in &mut logs {
-            write_log(log, a, b, entries);
+        self.hub.queue_history(history);
+        if let Some(first) = conns.first() {
+            let busy = first.burst_ends_busy();
+            for conn in &conns {
+                conn.release_burst(busy);
+            }
         }
     }
 }
@@ -143,26 +137,11 @@ fn set_active(active: bool) {
     HELD.with(|h| h.borrow_mut().active = active);
 }
 
-/// Writes the history entries this thread holds now, so that a read of the log (the
+/// Queues the history entries this thread holds now, so that a read of the log (the
 /// `history` command) sees every message already handled.
-pub fn write_held_history(hub: &Hub) {
+pub fn queue_held_history(hub: &Hub) {
     let history = HELD.with(|h| std::mem::take(&mut h.borrow_mut().history));
-    for ((a, b), entries) in by_conversation(history) {
-        hub.write_history(&a, &b, &entries);
-    }
-}
-
-/// Held entries grouped by conversation (its sorted name pair), each conversation's in the
-/// order they were said, conversations in name order: the order their logs are locked in.
-fn by_conversation(
-    history: Vec<(String, String, HistoryEntry)>,
-) -> BTreeMap<(String, String), Vec<HistoryEntry>> {
-    let mut groups: BTreeMap<(String, String), Vec<HistoryEntry>> = BTreeMap::new();
-    for (a, b, entry) in history {
-        let pair = if a <= b { (a, b) } else { (b, a) };
-        groups.entry(pair).or_default().push(entry);
-    }
-    groups
+    hub.queue_history(history);
 }
 
 #[cfg(test)]

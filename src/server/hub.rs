@@ -10,7 +10,10 @@
 //!
 //! Lock order: `store` (inside `Store`) -> `state` -> `lockouts`.
 
+mod history;
 mod presence;
+
+pub use history::Pending as PendingHistory;
 
 use super::conn::Conn;
 use super::lockout::{AfterFailure, Lockouts};
@@ -20,9 +23,7 @@ use crate::credentials::Credentials;
 use crate::protocol::{
     valid_username, Audience, GroupAction, Kind, Line, Status, DEFAULT_HISTORY_LINES,
 };
-use crate::store::{
-    Directory, Event, HistoryEntry, HistoryLog, Mail, MailKind, Store, StoreError, UserRecord,
-};
+use crate::store::{Directory, Event, HistoryEntry, Mail, MailKind, Store, StoreError, UserRecord};
 use parking_lot::{Condvar, Mutex};
 use rand::Rng;
 use std::collections::{BTreeSet, HashMap};
@@ -110,7 +111,9 @@ struct Shared {
     /// "Now", injectable for tests.
     clock: Arc<dyn Clock>,
     /// What survives a restart.
-    store: Store,
+    store: Arc<Store>,
+    /// Appends conversation history off the session threads (see `history`).
+    history: history::HistoryWriter,
     /// Online users, directory, sessions, groups.
     state: Mutex<State>,
     /// Failed logins.
@@ -224,12 +227,15 @@ impl Hub {
             config.presence_summary_above,
             std::time::Duration::from_millis(config.presence_summary_ms),
         );
+        let store = Arc::new(store);
+        let history = history::HistoryWriter::start(Arc::clone(&store));
         let hub = Hub {
             shared: Arc::new(Shared {
                 config,
                 credentials,
                 clock,
                 store,
+                history,
                 state: Mutex::new(State {
                     users: directory.users,
                     groups: directory.groups,
@@ -729,34 +735,32 @@ impl Hub {
     }
 
     fn append_history(&self, a: &str, b: &str, session: Option<u32>, text: &str, at: u64) {
-        let entry = HistoryEntry {
-            at,
-            session,
-            sender: a.to_string(),
-            text: text.to_string(),
+        let pending = PendingHistory {
+            a: a.to_string(),
+            b: b.to_string(),
+            entry: HistoryEntry {
+                at,
+                session,
+                sender: a.to_string(),
+                text: text.to_string(),
+            },
         };
-        // Inside a corked burst the entry is written at the burst's end, before its lines.
-        if let Err(entry) = super::cork::hold_history(a, b, entry) {
-            self.write_history(a, b, std::slice::from_ref(&entry));
+        // Inside a corked burst the entry is queued at the burst's end, before its lines.
+        if let Err(pending) = super::cork::hold_history(pending) {
+            self.queue_history(vec![pending]);
         }
     }
 
-    /// Appends entries to the a/b conversation log (a failure is logged: history is a
-    /// record, not an acknowledgement).
-    pub(super) fn write_history(&self, a: &str, b: &str, entries: &[HistoryEntry]) {
-        if let Some(mut log) = self.lock_history(a, b) {
-            write_log(&mut log, a, b, entries);
-        }
+    /// Returns once every history entry queued so far is in its file (a clean shutdown
+    /// calls it, so the last lines are not left in memory).
+    pub fn flush_history(&self) {
+        self.shared.history.wait_written();
     }
 
-    /// The a/b conversation log locked for appending (see [`Store::lock_history`]); `None`
-    /// (logged) if it cannot be opened.
-    pub(super) fn lock_history(&self, a: &str, b: &str) -> Option<HistoryLog> {
-        self.shared
-            .store
-            .lock_history(a, b)
-            .map_err(|e| log::error!("store: history {a}/{b}: {e}"))
-            .ok()
+    /// Hands entries to the history writer, in order (before the lines that carry them
+    /// leave, so no reply can be logged ahead of them).
+    pub(super) fn queue_history(&self, entries: Vec<PendingHistory>) {
+        self.shared.history.append(entries);
     }
 
     /// The three broadcasts.
@@ -921,8 +925,10 @@ impl Hub {
         } else {
             count
         };
-        // Lines this thread has handled but not yet logged (a corked burst) come first.
-        super::cork::write_held_history(self);
+        // Lines this thread has handled but not yet queued (a corked burst) come first,
+        // and everything queued is written before the log is read.
+        super::cork::queue_held_history(self);
+        self.shared.history.wait_written();
         match self.shared.store.history_tail(me, with, count) {
             Ok(entries) if entries.is_empty() => {
                 vec![Line::info(
@@ -1942,12 +1948,6 @@ impl Hub {
 
 /// The online users who may see `subject`'s presence changes.
 /// Appends entries to a locked conversation log; a failure is logged.
-pub(super) fn write_log(log: &mut HistoryLog, a: &str, b: &str, entries: &[HistoryEntry]) {
-    if let Err(e) = log.append(entries) {
-        log::error!("store: history {a}/{b}: {e}");
-    }
-}
-
 fn presence_targets(state: &State, subject: &str) -> Vec<Arc<Conn>> {
     state
         .online

@@ -296,6 +296,7 @@ impl Server {
             let _ = handle.join();
         }
         core.stop_all();
+        core.hub.flush_history();
         core.shared.flusher_stop.store(true, Ordering::Release);
         let _ = flusher.join();
         let _ = janitor.join();

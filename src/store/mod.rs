@@ -133,7 +133,10 @@ impl HistoryLog {
     /// Appends entries, in order, with one write. No fsync (history is not acknowledged),
     /// but a write that fails halfway is cut off again.
     pub fn append(&mut self, entries: &[HistoryEntry]) -> Result<(), StoreError> {
-        let bytes: String = entries.iter().map(encode_history).collect();
+        let mut bytes = String::with_capacity(entries.iter().map(|e| e.text.len() + 48).sum());
+        for entry in entries {
+            encode_history_into(&mut bytes, entry);
+        }
         append_or_roll_back(&mut self.file, bytes.as_bytes(), &self.path)
     }
 }
@@ -609,17 +612,27 @@ fn decode_mail(f: &[String]) -> Option<Mail> {
     }
 }
 
+#[cfg(test)]
 fn encode_history(entry: &HistoryEntry) -> String {
+    let mut out = String::new();
+    encode_history_into(&mut out, entry);
+    out
+}
+
+fn encode_history_into(out: &mut String, entry: &HistoryEntry) {
     let session = entry
         .session
         .map_or_else(|| "-".to_owned(), |s| s.to_string());
-    record::encode(&[
-        "hist",
-        &entry.at.to_string(),
-        &session,
-        &entry.sender,
-        &entry.text,
-    ])
+    record::encode_into(
+        out,
+        &[
+            "hist",
+            &entry.at.to_string(),
+            &session,
+            &entry.sender,
+            &entry.text,
+        ],
+    );
 }
 
 fn decode_history(f: &[String]) -> Option<HistoryEntry> {

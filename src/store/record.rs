@@ -14,11 +14,14 @@
 
 use std::fmt;
 
-/// Lookup table for the reflected IEEE polynomial, built at compile time.
-const CRC_TABLE: [u32; 256] = make_crc_table();
+/// Lookup tables for the reflected IEEE polynomial, built at compile time: `CRC_TABLES[0]`
+/// is the classic byte table, `CRC_TABLES[k]` advances a byte through `k` more zero bytes,
+/// so eight bytes are folded in per step ("slicing-by-8", about 4x the byte-wise speed:
+/// every history line and mail record is checksummed on the way to disk).
+const CRC_TABLES: [[u32; 256]; 8] = make_crc_tables();
 
-const fn make_crc_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
+const fn make_crc_tables() -> [[u32; 256]; 8] {
+    let mut tables = [[0u32; 256]; 8];
     let mut i = 0;
     while i < 256 {
         let mut c = i as u32;
@@ -31,18 +34,42 @@ const fn make_crc_table() -> [u32; 256] {
             };
             k += 1;
         }
-        table[i] = c;
+        tables[0][i] = c;
         i += 1;
     }
-    table
+    let mut i = 0;
+    while i < 256 {
+        let mut k = 1;
+        while k < 8 {
+            let prev = tables[k - 1][i];
+            tables[k][i] = (prev >> 8) ^ tables[0][(prev & 0xff) as usize];
+            k += 1;
+        }
+        i += 1;
+    }
+    tables
 }
 
 /// CRC32 (IEEE 802.3, the zlib/PNG one) of `bytes`; exposed so callers and
 /// tests can build or check records by hand.
 pub fn crc32(bytes: &[u8]) -> u32 {
+    let t = &CRC_TABLES;
     let mut c = !0u32;
-    for &b in bytes {
-        c = CRC_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+    let mut chunks = bytes.chunks_exact(8);
+    for ch in &mut chunks {
+        let lo = u32::from_le_bytes([ch[0], ch[1], ch[2], ch[3]]) ^ c;
+        let hi = u32::from_le_bytes([ch[4], ch[5], ch[6], ch[7]]);
+        c = t[7][(lo & 0xff) as usize]
+            ^ t[6][((lo >> 8) & 0xff) as usize]
+            ^ t[5][((lo >> 16) & 0xff) as usize]
+            ^ t[4][(lo >> 24) as usize]
+            ^ t[3][(hi & 0xff) as usize]
+            ^ t[2][((hi >> 8) & 0xff) as usize]
+            ^ t[1][((hi >> 16) & 0xff) as usize]
+            ^ t[0][(hi >> 24) as usize];
+    }
+    for &b in chunks.remainder() {
+        c = t[0][((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
     }
     !c
 }
@@ -85,15 +112,23 @@ impl fmt::Display for RecordError {
 impl std::error::Error for RecordError {}
 
 fn escape_into(out: &mut String, field: &str) {
-    for ch in field.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
+    let mut rest = field;
+    // Runs without anything to escape are copied whole (the usual field has nothing).
+    while let Some(i) = rest
+        .bytes()
+        .position(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
+        out.push_str(&rest[..i]);
+        out.push_str(match rest.as_bytes()[i] {
+            b'\\' => "\\\\",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            _ => "\\r",
+        });
+        // An ASCII byte: the next one starts a character.
+        rest = &rest[i + 1..];
     }
+    out.push_str(rest);
 }
 
 fn unescape(field: &str) -> Result<String, RecordError> {
@@ -121,17 +156,26 @@ fn unescape(field: &str) -> Result<String, RecordError> {
 /// An empty slice encodes the same as `&[""]` (one empty field).
 pub fn encode(fields: &[&str]) -> String {
     let mut out = String::with_capacity(fields.iter().map(|f| f.len() + 1).sum::<usize>() + 10);
+    encode_into(&mut out, fields);
+    out
+}
+
+/// [`encode`], appended to `out` (several records for one write, without a String each).
+pub fn encode_into(out: &mut String, fields: &[&str]) {
+    let start = out.len();
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {
             out.push('\t');
         }
-        escape_into(&mut out, field);
+        escape_into(out, field);
     }
-    let sum = crc32(out.as_bytes());
+    let sum = crc32(&out.as_bytes()[start..]);
     out.push('\t');
-    out.push_str(&format!("{sum:08x}"));
+    for shift in (0..8).rev() {
+        let digit = (sum >> (shift * 4)) & 0xf;
+        out.push(char::from_digit(digit, 16).unwrap_or('0'));
+    }
     out.push('\n');
-    out
 }
 
 /// Decodes one record line (without its LF) back into its fields, checking
@@ -202,6 +246,33 @@ mod tests {
     fn crc32_known_value() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
         assert_eq!(crc32(b""), 0);
+        assert_eq!(
+            crc32(b"The quick brown fox jumps over the lazy dog"),
+            0x414F_A339
+        );
+    }
+
+    /// The byte-at-a-time CRC the sliced one must equal.
+    fn crc32_bytewise(bytes: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for &b in bytes {
+            c = CRC_TABLES[0][((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+        }
+        !c
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sliced_crc32_equals_the_bytewise_one(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..100)) {
+            proptest::prop_assert_eq!(crc32(&bytes), crc32_bytewise(&bytes));
+        }
+
+        #[test]
+        fn encode_into_appends_what_encode_returns(a in ".*", b in ".*") {
+            let mut out = String::from("before\n");
+            encode_into(&mut out, &[&a, &b]);
+            proptest::prop_assert_eq!(out, format!("before\n{}", encode(&[&a, &b])));
+        }
     }
 
     #[test]

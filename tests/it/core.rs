@@ -303,6 +303,38 @@ fn a_pipelined_burst_is_answered_in_order_and_logged_before_it_is_read() {
     });
 }
 
+/// History is written by its own thread a moment after delivery: a reply is still logged
+/// after the message it answers, and a `history` read right after a line arrived has it.
+#[test]
+fn history_keeps_question_before_answer_and_shows_what_just_arrived() {
+    let s = TestServer::start();
+    let a = s.login("alice");
+    let b = s.login("bob");
+    a.wait_for("bob", |l| l.kind == Kind::Presence);
+    const ROUNDS: usize = 40;
+    let mut said = Vec::new();
+    for i in 0..ROUNDS {
+        a.send(&format!("message bob q{i}"));
+        a.expect_ok("sent");
+        assert_eq!(b.expect(Kind::Msg).text, format!("q{i}"));
+        b.send(&format!("message alice a{i}"));
+        b.expect_ok("sent");
+        assert_eq!(a.expect(Kind::Msg).text, format!("a{i}"));
+        said.push(format!("q{i}"));
+        said.push(format!("a{i}"));
+        if i % 10 == 9 {
+            // At once, while the writer may still hold the answer just read.
+            a.send("history bob 100");
+            let (_, h) = a.expect_list("history");
+            let logged: Vec<&str> = h.iter().map(|l| l.text.as_str()).collect();
+            assert_eq!(
+                logged, said,
+                "every line seen so far, questions before answers"
+            );
+        }
+    }
+}
+
 #[test]
 fn broadcasts_in_all_three_shapes() {
     let s = TestServer::start();

@@ -1,0 +1,268 @@
+//! The conversation logs' writer: one thread appends every history entry, so that no
+//! session thread ever waits for the disk on a message's way.
+//!
+//! Every private message and chat-session line is logged to `history/<a>+<b>.log`. Written
+//! by the sender's thread, that `write(2)` was a third of its syscalls, and when ext4 was
+//! busy (a journal commit, writeback) it held the sender's next line for up to a few
+//! hundred milliseconds: the worst latencies with 1,000 users chatting. Here a session
+//! thread only queues the entry (a memory copy) before its lines are delivered; the writer
+//! wakes, takes everything queued and writes each conversation's entries with one `write`,
+//! so a busy server pays one syscall per conversation per round instead of one per burst.
+//!
+//! Order and visibility: entries are queued before the lines that carry them leave the
+//! server, and written in queue order, so a reply is never logged ahead of the message it
+//! answers. [`HistoryWriter::wait_written`] returns once everything queued before it is in
+//! the files: a `history` read calls it first, so whoever has seen a message finds it in
+//! the history. A clean shutdown writes what is queued; `kill -9` loses at most the round
+//! in progress (history is a record, not an acknowledgement: nothing is fsynced, as before).
+
+use crate::store::{HistoryEntry, Store};
+use parking_lot::{Condvar, Mutex};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// One entry waiting for its log: the conversation's two names and the line.
+pub struct Pending {
+    /// One side of the conversation (the order of `a` and `b` does not matter).
+    pub a: String,
+    /// The other side.
+    pub b: String,
+    /// What was said.
+    pub entry: HistoryEntry,
+}
+
+/// What the writer has been given and how far it got.
+#[derive(Default)]
+struct Queue {
+    /// Entries not yet taken by the writer, in the order they were said.
+    entries: Vec<Pending>,
+    /// Entries ever queued.
+    queued: u64,
+    /// Entries ever written (or failed and logged).
+    written: u64,
+    /// Set when the writer should write what is left and stop.
+    stop: bool,
+    /// Whether the writer is waiting for entries (and must be woken for the next one).
+    idle: bool,
+    /// `wait_written` callers waiting now: the writer does not linger for more entries.
+    readers: usize,
+}
+
+/// How long the writer lets entries gather once the first one is queued: one `write` per
+/// conversation per round, and one wake-up of the writer per round, not per line. A
+/// `history` read does not wait for it.
+const ROUND: Duration = Duration::from_millis(2);
+
+struct Inner {
+    queue: Mutex<Queue>,
+    /// The writer waits here for entries.
+    work: Condvar,
+    /// `wait_written` callers wait here for the writer's progress.
+    progress: Condvar,
+}
+
+/// The history writer thread and its queue (see the module doc).
+pub struct HistoryWriter {
+    inner: Arc<Inner>,
+    store: Arc<Store>,
+    /// `None` if the thread could not be started: entries are then written by the caller.
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HistoryWriter {
+    /// Starts the writer thread for `store`'s history files.
+    pub fn start(store: Arc<Store>) -> HistoryWriter {
+        let inner = Arc::new(Inner {
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            progress: Condvar::new(),
+        });
+        let thread = {
+            let (inner, store) = (Arc::clone(&inner), Arc::clone(&store));
+            std::thread::Builder::new()
+                .name("lanchat-history".into())
+                .spawn(move || write_loop(&inner, &store))
+                .map_err(|e| log::error!("cannot start the history writer (writing inline): {e}"))
+                .ok()
+        };
+        HistoryWriter {
+            inner,
+            store,
+            thread,
+        }
+    }
+
+    /// Queues entries for their logs, in order.
+    pub fn append(&self, entries: Vec<Pending>) {
+        if entries.is_empty() {
+            return;
+        }
+        if self.thread.is_none() {
+            write_round(&self.store, entries);
+            return;
+        }
+        let mut q = self.inner.queue.lock();
+        q.queued += entries.len() as u64;
+        if q.entries.is_empty() {
+            q.entries = entries;
+        } else {
+            q.entries.extend(entries);
+        }
+        if q.idle {
+            q.idle = false;
+            drop(q);
+            self.inner.work.notify_one();
+        }
+    }
+
+    /// Returns once every entry queued before this call is written to its file.
+    pub fn wait_written(&self) {
+        let mut q = self.inner.queue.lock();
+        let target = q.queued;
+        if q.written >= target || self.thread.is_none() {
+            return;
+        }
+        q.readers += 1;
+        self.inner.work.notify_one();
+        while q.written < target {
+            self.inner.progress.wait(&mut q);
+        }
+        q.readers -= 1;
+    }
+}
+
+impl Drop for HistoryWriter {
+    /// Writes what is still queued, then stops the thread.
+    fn drop(&mut self) {
+        self.inner.queue.lock().stop = true;
+        self.inner.work.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn write_loop(inner: &Inner, store: &Store) {
+    loop {
+        let (entries, upto) = {
+            let mut q = inner.queue.lock();
+            while q.entries.is_empty() {
+                if q.stop {
+                    return;
+                }
+                q.idle = true;
+                inner.work.wait(&mut q);
+            }
+            q.idle = false;
+            if !q.stop && q.readers == 0 {
+                // Woken early (by a reader or shutdown) is fine: it only ends the round.
+                inner.work.wait_for(&mut q, ROUND);
+            }
+            (std::mem::take(&mut q.entries), q.queued)
+        };
+        write_round(store, entries);
+        inner.queue.lock().written = upto;
+        inner.progress.notify_all();
+    }
+}
+
+/// Writes one round's entries: each conversation's with one append, in the order said.
+fn write_round(store: &Store, entries: Vec<Pending>) {
+    for ((a, b), lines) in by_conversation(entries) {
+        if let Err(e) = store.append_history_all(&a, &b, &lines) {
+            log::error!("store: history {a}/{b}: {e}");
+        }
+    }
+}
+
+/// Entries grouped by conversation (its sorted name pair), each conversation's in the order
+/// they were said.
+fn by_conversation(entries: Vec<Pending>) -> Vec<((String, String), Vec<HistoryEntry>)> {
+    let mut groups: Vec<((String, String), Vec<HistoryEntry>)> = Vec::new();
+    let mut index: std::collections::HashMap<(String, String), usize> = Default::default();
+    for Pending { a, b, entry } in entries {
+        let pair = if a <= b { (a, b) } else { (b, a) };
+        match index.get(&pair) {
+            Some(&i) => groups[i].1.push(entry),
+            None => {
+                index.insert(pair.clone(), groups.len());
+                groups.push((pair, vec![entry]));
+            }
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(at: u64, sender: &str, text: &str) -> HistoryEntry {
+        HistoryEntry {
+            at,
+            session: None,
+            sender: sender.into(),
+            text: text.into(),
+        }
+    }
+
+    fn pending(a: &str, b: &str, e: HistoryEntry) -> Pending {
+        Pending {
+            a: a.into(),
+            b: b.into(),
+            entry: e,
+        }
+    }
+
+    #[test]
+    fn entries_are_grouped_by_conversation_in_the_order_said() {
+        let groups = by_conversation(vec![
+            pending("bob", "alice", entry(1, "bob", "one")),
+            pending("carol", "alice", entry(2, "carol", "two")),
+            pending("alice", "bob", entry(3, "alice", "three")),
+        ]);
+        let texts: Vec<(String, Vec<&str>)> = groups
+            .iter()
+            .map(|((a, b), l)| (format!("{a}+{b}"), l.iter().map(|e| &*e.text).collect()))
+            .collect();
+        assert_eq!(
+            texts,
+            vec![
+                ("alice+bob".to_string(), vec!["one", "three"]),
+                ("alice+carol".to_string(), vec!["two"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn what_is_queued_is_readable_after_wait_written_and_after_drop() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(tmp.path(), 100).unwrap();
+        let store = Arc::new(store);
+        let writer = HistoryWriter::start(Arc::clone(&store));
+        for i in 0..200 {
+            writer.append(vec![pending(
+                "alice",
+                "bob",
+                entry(i, "alice", &format!("m{i}")),
+            )]);
+        }
+        writer.wait_written();
+        let tail = store.history_tail("bob", "alice", 500).unwrap();
+        assert_eq!(
+            tail.len(),
+            200,
+            "every entry queued before the wait is written"
+        );
+        assert!(tail
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.text == format!("m{i}")));
+
+        writer.append(vec![pending("carol", "bob", entry(7, "carol", "last"))]);
+        drop(writer);
+        let tail = store.history_tail("bob", "carol", 5).unwrap();
+        assert_eq!(tail.len(), 1, "a dropped writer writes what was queued");
+    }
+}
