@@ -4,7 +4,7 @@ HOST ?=
 PORT ?=
 CARGO ?= cargo
 
-.PHONY: build run-server run-client test lint fmt clean bench bench-quick bench-peers
+.PHONY: build run-server run-client test lint fmt clean bench bench-quick bench-peers bench-codec
 
 build:
 	$(CARGO) build --release
@@ -31,6 +31,10 @@ bench: build bench-peers
 
 bench-quick: build bench-peers
 	./target/release/lanchat-bench --quick --runs 1 $(BENCH_ARGS)
+
+# The per-message codec work alone (parse, format, records), ns per call: benches/codec.rs.
+bench-codec:
+	$(CARGO) bench --bench codec
 
 # The IRC servers to compare with, from Debian, if missing (their services stay stopped:
 # the benchmark starts each one itself with its own loopback-only configuration).

@@ -107,21 +107,25 @@ impl<'a> Cork<'a> {
         set_active(true);
     }
 
-    /// Writes what the burst held: its history entries go to the history writer first (so
-    /// no reply can be logged ahead of the burst's messages), then every connection's
-    /// outbox is written now, or left to the flusher on a busy server (see `conn::Pace`).
+    /// Writes what the burst held: its history entries are queued for the history writer
+    /// first (so no reply can be logged ahead of the burst's messages), then every
+    /// connection's outbox is written now, or left to the flusher on a busy server (see
+    /// `conn::Pace`), and only then is the writer woken.
     pub fn release(&mut self) {
         self.lines = 0;
         let (conns, history) = HELD.with(|h| {
             let mut h = h.borrow_mut();
             (std::mem::take(&mut h.conns), std::mem::take(&mut h.history))
         });
-        self.hub.queue_history(history);
+        let wake_writer = self.hub.queue_history_quietly(history);
         if let Some(first) = conns.first() {
             let busy = first.burst_ends_busy();
             for conn in &conns {
                 conn.release_burst(busy);
             }
+        }
+        if wake_writer {
+            self.hub.wake_history();
         }
     }
 }

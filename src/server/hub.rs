@@ -763,6 +763,17 @@ impl Hub {
         self.shared.history.append(entries);
     }
 
+    /// [`Hub::queue_history`] for a burst whose lines are about to leave: true if the
+    /// writer must then be woken with [`Hub::wake_history`] (after the lines left).
+    pub(super) fn queue_history_quietly(&self, entries: Vec<PendingHistory>) -> bool {
+        self.shared.history.queue(entries)
+    }
+
+    /// Wakes the history writer (see [`Hub::queue_history_quietly`]).
+    pub(super) fn wake_history(&self) {
+        self.shared.history.wake();
+    }
+
     /// The three broadcasts.
     pub fn broadcast(&self, me: &str, audience: &Audience, text: &str) -> Vec<Line> {
         let live = Line::new(Kind::Bcast, &[me], text);

@@ -93,14 +93,24 @@ impl HistoryWriter {
         }
     }
 
-    /// Queues entries for their logs, in order.
+    /// Queues entries for their logs, in order, and wakes the writer if it sleeps.
     pub fn append(&self, entries: Vec<Pending>) {
+        if self.queue(entries) {
+            self.wake();
+        }
+    }
+
+    /// Queues entries for their logs, in order; true if the writer sleeps and must be
+    /// woken with [`HistoryWriter::wake`]. A session thread wakes it only after its lines
+    /// have left: on a quiet server the writer's wake-up would otherwise run (and switch
+    /// the core) between a message and its delivery.
+    pub fn queue(&self, entries: Vec<Pending>) -> bool {
         if entries.is_empty() {
-            return;
+            return false;
         }
         if self.thread.is_none() {
             write_round(&self.store, entries);
-            return;
+            return false;
         }
         let mut q = self.inner.queue.lock();
         q.queued += entries.len() as u64;
@@ -109,11 +119,12 @@ impl HistoryWriter {
         } else {
             q.entries.extend(entries);
         }
-        if q.idle {
-            q.idle = false;
-            drop(q);
-            self.inner.work.notify_one();
-        }
+        std::mem::replace(&mut q.idle, false)
+    }
+
+    /// Wakes the writer for what [`HistoryWriter::queue`] left it.
+    pub fn wake(&self) {
+        self.inner.work.notify_one();
     }
 
     /// Returns once every entry queued before this call is written to its file.
