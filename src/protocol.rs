@@ -471,20 +471,33 @@ pub fn is_session_command(line: &str) -> bool {
     if line.starts_with('/') {
         return true;
     }
-    let upper = line.to_ascii_uppercase();
+    // Case-insensitive prefix and word tests without lowercased copies: this runs for
+    // every line a logged-in user sends.
+    let starts_with_ignore_case = |prefix: &str| {
+        line.len() >= prefix.len()
+            && line.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    };
     if ["END_REQUEST", "CHAT_REQUEST", "HISTORY_REQ"]
         .iter()
-        .any(|p| upper.starts_with(p))
+        .any(|p| starts_with_ignore_case(p))
     {
         return true;
     }
     let (word, rest) = split_word(line);
-    match word.to_ascii_lowercase().as_str() {
-        "end" => rest.is_empty() || rest.parse::<u32>().is_ok(),
-        "snum" | "help" | "logout" | "exit" | "quit" => rest.is_empty(),
-        "say" | "accept" | "decline" => true,
-        "log" => rest.eq_ignore_ascii_case("out"),
-        _ => false,
+    let is = |w: &str| word.eq_ignore_ascii_case(w);
+    if is("end") {
+        rest.is_empty() || rest.parse::<u32>().is_ok()
+    } else if ["snum", "help", "logout", "exit", "quit"]
+        .iter()
+        .any(|w| is(w))
+    {
+        rest.is_empty()
+    } else if ["say", "accept", "decline"].iter().any(|w| is(w)) {
+        true
+    } else if is("log") {
+        rest.eq_ignore_ascii_case("out")
+    } else {
+        false
     }
 }
 

@@ -79,16 +79,24 @@ pub fn hold_history(entry: PendingHistory) -> Result<(), PendingHistory> {
 /// Dropping it releases what is held and uncorks the thread.
 pub struct Cork<'a> {
     hub: &'a Hub,
+    /// The id of the connection this thread serves: its own client's replies are always
+    /// written at the burst's end (nobody else adds to them, so waiting gains nothing).
+    own: u64,
     /// Lines handled since the last release.
     lines: usize,
 }
 
 impl<'a> Cork<'a> {
-    /// Corks the current thread's sends until the returned value is dropped.
-    pub fn begin(hub: &'a Hub) -> Cork<'a> {
+    /// Corks the current thread's sends until the returned value is dropped; `own` is the
+    /// connection the thread serves.
+    pub fn begin(hub: &'a Hub, own: &Conn) -> Cork<'a> {
         debug_assert!(!is_active(), "one cork per thread");
         set_active(true);
-        Cork { hub, lines: 0 }
+        Cork {
+            hub,
+            own: own.id,
+            lines: 0,
+        }
     }
 
     /// Called before each read of the next line: releases the burst unless a further line is
@@ -110,7 +118,8 @@ impl<'a> Cork<'a> {
     /// Writes what the burst held: its history entries are queued for the history writer
     /// first (so no reply can be logged ahead of the burst's messages), then every
     /// connection's outbox is written now, or left to the flusher on a busy server (see
-    /// `conn::Pace`), and only then is the writer woken.
+    /// `conn::Pace`) unless it is this thread's own client's, and only then is the history
+    /// writer woken.
     pub fn release(&mut self) {
         self.lines = 0;
         let (conns, history) = HELD.with(|h| {
@@ -121,7 +130,7 @@ impl<'a> Cork<'a> {
         if let Some(first) = conns.first() {
             let busy = first.burst_ends_busy();
             for conn in &conns {
-                conn.release_burst(busy);
+                conn.release_burst(busy && conn.id != self.own);
             }
         }
         if wake_writer {

@@ -586,6 +586,7 @@ impl Hub {
         );
         for mail in unsent {
             let live = live_line(&mail);
+            let mail = Arc::new(mail);
             let try_live = || {
                 let current = self.shared.state.lock().conn(name);
                 current.is_some_and(|c| c.id != conn.id && c.send_rescuable(&live, &mail))
@@ -676,12 +677,12 @@ impl Hub {
         }
         let now = self.now();
         let live = Line::new(Kind::Msg, &[me], text);
-        let mail = Mail {
+        let mail = Arc::new(Mail {
             from: me.to_string(),
             sent_at: now,
             kind: MailKind::Private,
             text: text.to_string(),
-        };
+        });
         let mut lines = match self.deliver_or_store_logged(to, &live, &mail, Some(me)) {
             Ok(true) if status == Status::Invisible && to != me => vec![offline_ack(to)],
             Ok(true) => vec![ok("sent", format!("Your message was sent to {to}."))],
@@ -699,7 +700,12 @@ impl Hub {
 
     /// Delivers `live` to `to` if online; otherwise stores `mail` (durably, before returning).
     /// Ok(true) = delivered now, Ok(false) = stored.
-    fn deliver_or_store(&self, to: &str, live: &Line, mail: &Mail) -> Result<bool, StoreError> {
+    fn deliver_or_store(
+        &self,
+        to: &str,
+        live: &Line,
+        mail: &Arc<Mail>,
+    ) -> Result<bool, StoreError> {
         self.deliver_or_store_logged(to, live, mail, None)
     }
 
@@ -710,7 +716,7 @@ impl Hub {
         &self,
         to: &str,
         live: &Line,
-        mail: &Mail,
+        mail: &Arc<Mail>,
         log_as: Option<&str>,
     ) -> Result<bool, StoreError> {
         let logged = std::cell::Cell::new(false);
@@ -820,12 +826,12 @@ impl Hub {
             Audience::Everyone => {
                 let names = self.registered_users();
                 let now = self.now();
-                let mail = Mail {
+                let mail = Arc::new(Mail {
                     from: me.to_string(),
                     sent_at: now,
                     kind: MailKind::Broadcast,
                     text: text.to_string(),
-                };
+                });
                 let (mut live_n, mut stored_n, mut failed) = (0, 0, Vec::new());
                 for to in names.iter().filter(|n| n.as_str() != me) {
                     let (blocked, invisible) = {
@@ -860,12 +866,12 @@ impl Hub {
             }
             Audience::Users(users) => {
                 let now = self.now();
-                let mail = Mail {
+                let mail = Arc::new(Mail {
                     from: me.to_string(),
                     sent_at: now,
                     kind: MailKind::Broadcast,
                     text: text.to_string(),
-                };
+                });
                 let mut lines = Vec::new();
                 let mut seen = BTreeSet::new();
                 for to in users {

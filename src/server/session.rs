@@ -116,7 +116,7 @@ fn login(
     let mut pending_name: Option<String> = None;
     // A client that sent its name and password at once gets ASK password, WELCOME and its
     // mail in one send (see `cork`); one that waits for each prompt, each prompt at once.
-    let mut cork = Cork::begin(hub);
+    let mut cork = Cork::begin(hub, conn);
     loop {
         cork.before_read(reader.has_buffered_line());
         let timeout = time_left(&[(started, limit)]);
@@ -222,7 +222,7 @@ fn command_loop(
     let clock_start = Instant::now();
     let mut awaiting_intro = false;
     // Replies and deliveries of a burst of pipelined lines go out together (see `cork`).
-    let mut cork = Cork::begin(hub);
+    let mut cork = Cork::begin(hub, conn);
     loop {
         cork.before_read(reader.has_buffered_line());
         let heartbeat_deadline = heartbeat_limit.filter(|_| heartbeats);

@@ -469,7 +469,7 @@ impl Session<'_> {
         let mut last_active = Instant::now();
         let mut pinged = false;
         // Replies and deliveries of a burst of pipelined lines go out together (see `cork`).
-        let mut cork = Cork::begin(self.hub);
+        let mut cork = Cork::begin(self.hub, self.conn);
         loop {
             cork.before_read(self.reader.has_buffered_line());
             // A silent client is pinged after `heartbeat`; another `heartbeat` of silence
