@@ -9,7 +9,8 @@
 //!    IRC clients: server::irc speaks IRC and calls the same hub operations)
 //!        ─► server::session (one thread per connection: login dialogue, dispatch)
 //!        ─► server::hub (shared state behind one handle; locks never leave it)
-//!        ─► store (offline mail, history, last seen: fsync before acknowledging)
+//!        ─► store (offline mail, last seen: fsync before acknowledging;
+//!                  history: appended by the hub's one history thread)
 //!        ─► server::conn (per-recipient outbox; non-blocking writes, one flusher thread)
 //! ```
 //!

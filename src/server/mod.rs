@@ -1,6 +1,8 @@
 //! The server: a listener thread per door (see [`Door`]) that accepts connections and
 //! spawns one OS thread per connection (small explicit stack, TCP_NODELAY, keepalive), plus
-//! one shared flusher thread for outboxes that could not be written at once.
+//! one shared flusher thread for outboxes that could not be written at once (and, on a
+//! saturated server, for the lines a burst produced for others) and the hub's history
+//! writer thread.
 //!
 //! [`Server::bind`] opens the store and the sockets; [`Server::run`] accepts until
 //! [`ShutdownHandle::shutdown`] is called, then tells every client the server is going
