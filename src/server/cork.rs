@@ -225,6 +225,36 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_burst_is_left_to_the_flusher_and_a_quiet_one_written_at_once() {
+        // Flusher not started: a handed-over burst must wait for it.
+        let flusher = Flusher::new();
+        let (busy, mut busy_client) = conn_pair(&flusher);
+        let (quiet, mut quiet_client) = conn_pair(&flusher);
+        set_active(true);
+        for i in 0..3 {
+            busy.send(&Line::info("n", format!("busy {i}")));
+            quiet.send(&Line::info("n", format!("quiet {i}")));
+        }
+        let held = HELD.with(|h| std::mem::take(&mut h.borrow_mut().conns));
+        set_active(false);
+        assert_eq!(held.len(), 2);
+        busy.release_burst(true);
+        quiet.release_burst(false);
+        let got = read_until(&mut quiet_client, 3);
+        assert_eq!(got, "INFO n quiet 0\nINFO n quiet 1\nINFO n quiet 2\n");
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(readable(&mut busy_client), "", "only the flusher writes it");
+
+        // Once the flusher runs, the handed-over burst leaves whole and in order.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = flusher.spawn(Arc::clone(&stop)).unwrap();
+        let got = read_until(&mut busy_client, 3);
+        assert_eq!(got, "INFO n busy 0\nINFO n busy 1\nINFO n busy 2\n");
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        thread.join().unwrap();
+    }
+
+    #[test]
     fn a_closing_line_is_written_even_inside_a_burst() {
         let flusher = Flusher::new();
         let (conn, mut client) = conn_pair(&flusher);
