@@ -1,6 +1,6 @@
 //! Corking: while a session thread works through lines its client has already sent, what it
-//! writes waits and goes out at the end of the burst, one `send` per recipient and one
-//! history `write` per conversation, instead of one of each per line.
+//! writes waits and goes out at the end of the burst, one `send` per recipient (and its
+//! history entries go to the history writer together), instead of one of each per line.
 //!
 //! A client that pipelines (a paste, a script, a busy chat) has several lines in its read
 //! buffer at once. Each `message USER TEXT` used to cost three syscalls (the line to `USER`,
@@ -14,7 +14,8 @@
 //! written; sends from other threads are not affected. Order is kept: a burst's history
 //! entries are queued for the history writer before any of its lines leave, so nobody's
 //! answer can be logged ahead of the message it answers, and an outbox is appended in the
-//! order lines were produced. A connection that dies with corked lines in its outbox hands
+//! order lines were produced. On a saturated server the lines for other clients are left
+//! to the flusher (see `conn::Pace`). A connection that dies with corked lines in its outbox hands
 //! its undelivered messages back to the mailbox like any other unwritten line (see
 //! `Conn::take_unsent_mail`).
 

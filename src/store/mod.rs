@@ -14,7 +14,8 @@
 //! - Mail is fsynced (file data, plus the directory when the file is new)
 //!   before `deliver_or_store` returns, so a message the server acknowledged
 //!   survives a crash or power loss. History is not fsynced: it is never
-//!   acknowledged and losing its last seconds is acceptable. User events are
+//!   acknowledged and losing its last seconds is acceptable (the server appends
+//!   it from one writer thread, a round of entries per write). User events are
 //!   fsynced when the caller asks for it.
 //! - `users.log` is a journal replayed at open. When it holds more than
 //!   2 × (live records) + 1000 records it is compacted by writing the minimal
