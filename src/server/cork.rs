@@ -1,26 +1,28 @@
 //! Corking: while a session thread works through lines its client has already sent, what it
-//! writes waits and goes out at the end of the burst, one `send` per recipient (and its
-//! history entries go to the history writer together), instead of one of each per line.
+//! writes waits and goes out at the end of the burst, one `send` per recipient instead of
+//! one per line.
 //!
 //! A client that pipelines (a paste, a script, a busy chat) has several lines in its read
 //! buffer at once. Each `message USER TEXT` used to cost three syscalls (the line to `USER`,
 //! the history append, `OK sent` to the sender); inside a burst they are now appended to
 //! memory and written when the buffer runs dry (or after [`MAX_BURST_LINES`]), before the
 //! thread blocks on its next read. A lone line's writes go out as soon as it is handled, so
-//! an idle relay is quicker too; history entries go to the history writer thread.
+//! an idle relay is quicker too. History entries are queued for the history writer as each
+//! line is handled (before its line is in any outbox); the writer is woken at the burst's
+//! end.
 //!
 //! The cork is per thread (like `TCP_CORK` is per socket): [`Conn`] sends made by a thread
 //! holding a [`Cork`] are appended to the recipient's outbox and remembered here instead of
-//! written; sends from other threads are not affected. Order is kept: a burst's history
-//! entries are queued for the history writer before any of its lines leave, so nobody's
-//! answer can be logged ahead of the message it answers, and an outbox is appended in the
-//! order lines were produced. On a saturated server the lines for other clients are left
+//! written; sends from other threads are not affected. Order is kept: an outbox is appended
+//! in the order lines were produced, and a history entry is queued before its line reaches
+//! any outbox, so nobody's answer can be logged ahead of the message it answers (even when
+//! the flusher writes a corked line early, for an outbox it was already writing). On a saturated server the lines for other clients are left
 //! to the flusher (see `conn::Pace`). A connection that dies with corked lines in its outbox hands
 //! its undelivered messages back to the mailbox like any other unwritten line (see
 //! `Conn::take_unsent_mail`).
 
 use super::conn::Conn;
-use super::hub::{Hub, PendingHistory};
+use super::hub::Hub;
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -36,8 +38,9 @@ struct Held {
     /// Connections whose outbox went from empty to non-empty inside the burst: they are this
     /// thread's to write (nobody else was told to).
     conns: Vec<Arc<Conn>>,
-    /// Conversation log entries, in the order they were said.
-    history: Vec<PendingHistory>,
+    /// Whether the burst queued history entries for a sleeping history writer, which is
+    /// woken once the burst's lines left.
+    wake_history: bool,
 }
 
 thread_local! {
@@ -62,17 +65,15 @@ pub fn hold_conn(conn: &Arc<Conn>) -> bool {
     })
 }
 
-/// Keeps a conversation log entry for the end of the burst; false if this thread holds no
-/// cork (the caller writes it now).
-pub fn hold_history(entry: PendingHistory) -> Result<(), PendingHistory> {
+/// Leaves the history writer's wake-up to the end of the burst; false if this thread holds
+/// no cork (the caller wakes it now).
+pub fn wake_history_later() -> bool {
     HELD.with(|h| {
         let mut h = h.borrow_mut();
         if h.active {
-            h.history.push(entry);
-            Ok(())
-        } else {
-            Err(entry)
+            h.wake_history = true;
         }
+        h.active
     })
 }
 
@@ -116,18 +117,18 @@ impl<'a> Cork<'a> {
         set_active(true);
     }
 
-    /// Writes what the burst held: its history entries are queued for the history writer
-    /// first (so no reply can be logged ahead of the burst's messages), then every
-    /// connection's outbox is written now, or left to the flusher on a busy server (see
-    /// `conn::Pace`) unless it is this thread's own client's, and only then is the history
-    /// writer woken.
+    /// Writes what the burst held: every connection's outbox is written now, or left to the
+    /// flusher on a busy server (see `conn::Pace`) unless it is this thread's own client's;
+    /// then the history writer is woken for the entries the burst queued.
     pub fn release(&mut self) {
         self.lines = 0;
-        let (conns, history) = HELD.with(|h| {
+        let (conns, wake_writer) = HELD.with(|h| {
             let mut h = h.borrow_mut();
-            (std::mem::take(&mut h.conns), std::mem::take(&mut h.history))
+            (
+                std::mem::take(&mut h.conns),
+                std::mem::take(&mut h.wake_history),
+            )
         });
-        let wake_writer = self.hub.queue_history_quietly(history);
         if let Some(first) = conns.first() {
             let busy = first.burst_ends_busy();
             for conn in &conns {
@@ -149,13 +150,6 @@ impl Drop for Cork<'_> {
 
 fn set_active(active: bool) {
     HELD.with(|h| h.borrow_mut().active = active);
-}
-
-/// Queues the history entries this thread holds now, so that a read of the log (the
-/// `history` command) sees every message already handled.
-pub fn queue_held_history(hub: &Hub) {
-    let history = HELD.with(|h| std::mem::take(&mut h.borrow_mut().history));
-    hub.queue_history(history);
 }
 
 #[cfg(test)]

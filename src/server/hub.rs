@@ -13,7 +13,7 @@
 mod history;
 mod presence;
 
-pub use history::Pending as PendingHistory;
+use history::Pending as PendingHistory;
 
 use super::conn::Conn;
 use super::lockout::{AfterFailure, Lockouts};
@@ -751,9 +751,12 @@ impl Hub {
                 text: text.to_string(),
             },
         };
-        // Inside a corked burst the entry is queued at the burst's end, before its lines.
-        if let Err(pending) = super::cork::hold_history(pending) {
-            self.queue_history(vec![pending]);
+        // Queued at once, before the line that carries it is in any outbox: whatever is said
+        // after it (a reply) is queued after it, and a `history` read by whoever has seen
+        // the line waits for it. Inside a corked burst the writer is woken at the burst's
+        // end, after its lines left.
+        if self.shared.history.queue(vec![pending]) && !super::cork::wake_history_later() {
+            self.shared.history.wake();
         }
     }
 
@@ -763,19 +766,7 @@ impl Hub {
         self.shared.history.wait_written();
     }
 
-    /// Hands entries to the history writer, in order (before the lines that carry them
-    /// leave, so no reply can be logged ahead of them).
-    pub(super) fn queue_history(&self, entries: Vec<PendingHistory>) {
-        self.shared.history.append(entries);
-    }
-
-    /// [`Hub::queue_history`] for a burst whose lines are about to leave: true if the
-    /// writer must then be woken with [`Hub::wake_history`] (after the lines left).
-    pub(super) fn queue_history_quietly(&self, entries: Vec<PendingHistory>) -> bool {
-        self.shared.history.queue(entries)
-    }
-
-    /// Wakes the history writer (see [`Hub::queue_history_quietly`]).
+    /// Wakes the history writer for what a corked burst queued (see `cork`).
     pub(super) fn wake_history(&self) {
         self.shared.history.wake();
     }
@@ -942,9 +933,7 @@ impl Hub {
         } else {
             count
         };
-        // Lines this thread has handled but not yet queued (a corked burst) come first,
-        // and everything queued is written before the log is read.
-        super::cork::queue_held_history(self);
+        // Everything queued (this thread's burst included) is written before the log is read.
         self.shared.history.wait_written();
         match self.shared.store.history_tail(me, with, count) {
             Ok(entries) if entries.is_empty() => {

@@ -9,9 +9,9 @@
 //! wakes, takes everything queued and writes each conversation's entries with one `write`,
 //! so a busy server pays one syscall per conversation per round instead of one per burst.
 //!
-//! Order and visibility: entries are queued before the lines that carry them leave the
-//! server, and written in queue order, so a reply is never logged ahead of the message it
-//! answers. [`HistoryWriter::wait_written`] returns once everything queued before it is in
+//! Order and visibility: an entry is queued before the line that carries it is put in any
+//! outbox, and entries are written in queue order, so a reply is never logged ahead of the
+//! message it answers. [`HistoryWriter::wait_written`] returns once everything queued before it is in
 //! the files: a `history` read calls it first, so whoever has seen a message finds it in
 //! the history. A clean shutdown writes what is queued; `kill -9` loses at most the round
 //! in progress (history is a record, not an acknowledgement: nothing is fsynced, as before).
@@ -93,17 +93,10 @@ impl HistoryWriter {
         }
     }
 
-    /// Queues entries for their logs, in order, and wakes the writer if it sleeps.
-    pub fn append(&self, entries: Vec<Pending>) {
-        if self.queue(entries) {
-            self.wake();
-        }
-    }
-
     /// Queues entries for their logs, in order; true if the writer sleeps and must be
-    /// woken with [`HistoryWriter::wake`]. A session thread wakes it only after its lines
-    /// have left: on a quiet server the writer's wake-up would otherwise run (and switch
-    /// the core) between a message and its delivery.
+    /// woken with [`HistoryWriter::wake`]. A corked session thread wakes it only after its
+    /// lines have left: on a quiet server the writer's wake-up would otherwise run (and
+    /// switch the core) between a message and its delivery.
     pub fn queue(&self, entries: Vec<Pending>) -> bool {
         if entries.is_empty() {
             return false;
@@ -253,11 +246,10 @@ mod tests {
         let store = Arc::new(store);
         let writer = HistoryWriter::start(Arc::clone(&store));
         for i in 0..200 {
-            writer.append(vec![pending(
-                "alice",
-                "bob",
-                entry(i, "alice", &format!("m{i}")),
-            )]);
+            let e = pending("alice", "bob", entry(i, "alice", &format!("m{i}")));
+            if writer.queue(vec![e]) {
+                writer.wake();
+            }
         }
         writer.wait_written();
         let tail = store.history_tail("bob", "alice", 500).unwrap();
@@ -271,7 +263,8 @@ mod tests {
             .enumerate()
             .all(|(i, e)| e.text == format!("m{i}")));
 
-        writer.append(vec![pending("carol", "bob", entry(7, "carol", "last"))]);
+        // Queued without a wake-up: dropping the writer still writes it.
+        writer.queue(vec![pending("carol", "bob", entry(7, "carol", "last"))]);
         drop(writer);
         let tail = store.history_tail("bob", "carol", 5).unwrap();
         assert_eq!(tail.len(), 1, "a dropped writer writes what was queued");
