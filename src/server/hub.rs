@@ -742,8 +742,7 @@ impl Hub {
 
     fn append_history(&self, a: &str, b: &str, session: Option<u32>, text: &str, at: u64) {
         let pending = PendingHistory {
-            a: a.to_string(),
-            b: b.to_string(),
+            peer: b.to_string(),
             entry: HistoryEntry {
                 at,
                 session,
@@ -755,7 +754,7 @@ impl Hub {
         // after it (a reply) is queued after it, and a `history` read by whoever has seen
         // the line waits for it. Inside a corked burst the writer is woken at the burst's
         // end, after its lines left.
-        if self.shared.history.queue(vec![pending]) && !super::cork::wake_history_later() {
+        if self.shared.history.queue(pending) && !super::cork::wake_history_later() {
             self.shared.history.wake();
         }
     }

@@ -22,13 +22,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// One entry waiting for its log: the conversation's two names and the line.
+/// One entry waiting for its log: the line, and who it was said to (the conversation is
+/// the sender's and `peer`'s).
 pub struct Pending {
-    /// One side of the conversation (the order of `a` and `b` does not matter).
-    pub a: String,
-    /// The other side.
-    pub b: String,
-    /// What was said.
+    /// The other side of the conversation.
+    pub peer: String,
+    /// What was said, and by whom.
     pub entry: HistoryEntry,
 }
 
@@ -93,25 +92,18 @@ impl HistoryWriter {
         }
     }
 
-    /// Queues entries for their logs, in order; true if the writer sleeps and must be
-    /// woken with [`HistoryWriter::wake`]. A corked session thread wakes it only after its
+    /// Queues an entry for its log (entries are written in the order queued); true if the
+    /// writer sleeps and must be woken with [`HistoryWriter::wake`]. A corked session thread wakes it only after its
     /// lines have left: on a quiet server the writer's wake-up would otherwise run (and
     /// switch the core) between a message and its delivery.
-    pub fn queue(&self, entries: Vec<Pending>) -> bool {
-        if entries.is_empty() {
-            return false;
-        }
+    pub fn queue(&self, entry: Pending) -> bool {
         if self.thread.is_none() {
-            write_round(&self.store, entries);
+            write_round(&self.store, vec![entry]);
             return false;
         }
         let mut q = self.inner.queue.lock();
-        q.queued += entries.len() as u64;
-        if q.entries.is_empty() {
-            q.entries = entries;
-        } else {
-            q.entries.extend(entries);
-        }
+        q.queued += 1;
+        q.entries.push(entry);
         std::mem::replace(&mut q.idle, false)
     }
 
@@ -181,18 +173,33 @@ fn write_round(store: &Store, entries: Vec<Pending>) {
 }
 
 /// Entries grouped by conversation (its sorted name pair), each conversation's in the order
-/// they were said.
+/// they were said, conversations in name order. Sorted by index, so no entry's names are
+/// copied (two Strings per conversation, none per line).
 fn by_conversation(entries: Vec<Pending>) -> Vec<((String, String), Vec<HistoryEntry>)> {
+    fn pair(p: &Pending) -> (&str, &str) {
+        let (a, b) = (p.entry.sender.as_str(), p.peer.as_str());
+        if a <= b {
+            (a, b)
+        } else {
+            (b, a)
+        }
+    }
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    // A stable sort: within a conversation, the order said.
+    order.sort_by(|&i, &j| pair(&entries[i]).cmp(&pair(&entries[j])));
+    let mut slots: Vec<Option<Pending>> = entries.into_iter().map(Some).collect();
     let mut groups: Vec<((String, String), Vec<HistoryEntry>)> = Vec::new();
-    let mut index: std::collections::HashMap<(String, String), usize> = Default::default();
-    for Pending { a, b, entry } in entries {
-        let pair = if a <= b { (a, b) } else { (b, a) };
-        match index.get(&pair) {
-            Some(&i) => groups[i].1.push(entry),
-            None => {
-                index.insert(pair.clone(), groups.len());
-                groups.push((pair, vec![entry]));
-            }
+    for i in order {
+        let Some(p) = slots[i].take() else { continue };
+        let same = groups
+            .last()
+            .is_some_and(|((a, b), _)| pair(&p) == (a.as_str(), b.as_str()));
+        if !same {
+            let (a, b) = pair(&p);
+            groups.push(((a.to_string(), b.to_string()), Vec::new()));
+        }
+        if let Some((_, lines)) = groups.last_mut() {
+            lines.push(p.entry);
         }
     }
     groups
@@ -211,10 +218,10 @@ mod tests {
         }
     }
 
-    fn pending(a: &str, b: &str, e: HistoryEntry) -> Pending {
+    /// An entry said by `e.sender` to `peer`.
+    fn pending(peer: &str, e: HistoryEntry) -> Pending {
         Pending {
-            a: a.into(),
-            b: b.into(),
+            peer: peer.into(),
             entry: e,
         }
     }
@@ -222,9 +229,9 @@ mod tests {
     #[test]
     fn entries_are_grouped_by_conversation_in_the_order_said() {
         let groups = by_conversation(vec![
-            pending("bob", "alice", entry(1, "bob", "one")),
-            pending("carol", "alice", entry(2, "carol", "two")),
-            pending("alice", "bob", entry(3, "alice", "three")),
+            pending("alice", entry(1, "bob", "one")),
+            pending("alice", entry(2, "carol", "two")),
+            pending("bob", entry(3, "alice", "three")),
         ]);
         let texts: Vec<(String, Vec<&str>)> = groups
             .iter()
@@ -246,8 +253,7 @@ mod tests {
         let store = Arc::new(store);
         let writer = HistoryWriter::start(Arc::clone(&store));
         for i in 0..200 {
-            let e = pending("alice", "bob", entry(i, "alice", &format!("m{i}")));
-            if writer.queue(vec![e]) {
+            if writer.queue(pending("bob", entry(i, "alice", &format!("m{i}")))) {
                 writer.wake();
             }
         }
@@ -264,7 +270,7 @@ mod tests {
             .all(|(i, e)| e.text == format!("m{i}")));
 
         // Queued without a wake-up: dropping the writer still writes it.
-        writer.queue(vec![pending("carol", "bob", entry(7, "carol", "last"))]);
+        writer.queue(pending("bob", entry(7, "carol", "last")));
         drop(writer);
         let tail = store.history_tail("bob", "carol", 5).unwrap();
         assert_eq!(tail.len(), 1, "a dropped writer writes what was queued");
