@@ -47,6 +47,13 @@ struct Outbox {
     buf: Vec<u8>,
     /// How much of `buf` has been written already.
     start: usize,
+    /// Bytes taken out by a thread that is sending them now, without the lock (see
+    /// [`Conn::flush_some`]); 0 when nobody is.
+    in_flight: usize,
+    /// Whether a thread is sending this outbox's bytes now: the outbox then counts as not
+    /// empty, so nobody else writes (lines stay in order) and that thread writes what is
+    /// appended meanwhile.
+    writing: bool,
     /// When the outbox last made progress while non-empty (for the stall deadline).
     stalled_since: Option<Instant>,
     /// Bytes ever handed to the kernel (absolute offsets for `rescue`).
@@ -60,12 +67,13 @@ struct Outbox {
 }
 
 impl Outbox {
-    fn pending(&self) -> &[u8] {
-        &self.buf[self.start..]
+    /// Bytes not yet handed to the kernel, those being sent now included.
+    fn pending_len(&self) -> usize {
+        self.buf.len() - self.start + self.in_flight
     }
 
     fn is_empty(&self) -> bool {
-        self.start == self.buf.len()
+        self.start == self.buf.len() && !self.writing
     }
 
     fn push(&mut self, bytes: &[u8]) {
@@ -73,8 +81,33 @@ impl Outbox {
         self.queued += bytes.len() as u64;
     }
 
-    fn consume(&mut self, n: usize) {
-        self.written += n as u64;
+    /// Takes the pending bytes out for a send without the lock: `(buffer, start)`.
+    fn take_for_send(&mut self) -> (Vec<u8>, usize) {
+        let chunk = std::mem::take(&mut self.buf);
+        let start = std::mem::take(&mut self.start);
+        self.in_flight = chunk.len() - start;
+        self.writing = true;
+        (chunk, start)
+    }
+
+    /// Puts a taken buffer back after `sent` of its bytes went out: its unsent rest goes in
+    /// front of whatever was appended meanwhile, and the rescues now written are dropped.
+    fn put_back(&mut self, mut chunk: Vec<u8>, start: usize, sent: usize) {
+        self.writing = false;
+        self.in_flight = 0;
+        let appended = std::mem::take(&mut self.buf);
+        let rest = start + sent;
+        if rest == chunk.len() {
+            chunk.clear();
+            // Keep whichever buffer holds bytes (or the one with room, if neither does).
+            self.buf = if appended.is_empty() { chunk } else { appended };
+            self.start = 0;
+        } else {
+            chunk.extend_from_slice(&appended);
+            self.buf = chunk;
+            self.start = rest;
+        }
+        self.written += sent as u64;
         while self
             .rescue
             .front()
@@ -82,7 +115,6 @@ impl Outbox {
         {
             self.rescue.pop_front();
         }
-        self.start += n;
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
@@ -231,6 +263,8 @@ impl Conn {
 
     /// Messages queued with [`Conn::send_rescuable`] whose lines were never written.
     pub fn take_unsent_mail(&self) -> Vec<Mail> {
+        // A send in flight may have delivered some of them: let it account for them first.
+        self.wait_for_writer();
         let mut outbox = self.outbox.lock();
         outbox
             .rescue
@@ -276,7 +310,7 @@ impl Conn {
                 }
             }
         }
-        if outbox.pending().len() + rest.len() > self.limits.outbox_bytes {
+        if outbox.pending_len() + rest.len() > self.limits.outbox_bytes {
             drop(outbox);
             self.drop_non_reader();
             return false;
@@ -368,7 +402,7 @@ impl Conn {
         if self.is_closed() {
             return false;
         }
-        if outbox.pending().len() + bytes.len() > self.limits.outbox_bytes {
+        if outbox.pending_len() + bytes.len() > self.limits.outbox_bytes {
             drop(outbox);
             self.drop_non_reader();
             return false;
@@ -391,11 +425,21 @@ impl Conn {
         self.append_locked(outbox, &self.encode(lines), None, corked);
     }
 
-    /// Writes what is queued now, from the calling thread, as far as the socket takes it.
+    /// Writes what is queued now, from the calling thread, as far as the socket takes it
+    /// (after any send another thread has in flight for it: a closing line goes out last).
     pub fn flush_now(&self) {
+        self.wait_for_writer();
         if let Err(e) = self.flush_some() {
             log::debug!("conn {} ({}): flush failed: {e}", self.id, self.peer);
             self.close();
+        }
+    }
+
+    /// Waits (a few microseconds: one send) while another thread sends this outbox's bytes.
+    fn wait_for_writer(&self) {
+        let deadline = Instant::now() + Duration::from_millis(100);
+        while self.outbox.lock().writing && Instant::now() < deadline {
+            std::thread::yield_now();
         }
     }
 
@@ -431,16 +475,27 @@ impl Conn {
     }
 
     /// Writes as much of the outbox as the socket takes now. Returns `Ok(true)` when the
-    /// outbox is empty.
+    /// outbox is empty, or when another thread is sending it now (that thread also writes
+    /// what is appended meanwhile, and hands the rest to the flusher if the socket is full).
+    ///
+    /// The send itself runs without the outbox's lock: the pending bytes are taken out and
+    /// put back after, so the threads queueing lines for this client (a broadcast to a
+    /// thousand) never wait for a syscall, or for a preempted flusher holding their lock.
     fn flush_some(&self) -> io::Result<bool> {
         let mut outbox = self.outbox.lock();
+        if outbox.writing {
+            return Ok(true);
+        }
         while !outbox.is_empty() {
-            match send_nonblocking(&self.stream, outbox.pending()) {
+            let (chunk, start) = outbox.take_for_send();
+            drop(outbox);
+            let result = send_nonblocking(&self.stream, &chunk[start..]);
+            outbox = self.outbox.lock();
+            let sent = *result.as_ref().unwrap_or(&0);
+            outbox.put_back(chunk, start, sent);
+            match result {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    outbox.consume(n);
-                    outbox.stalled_since = Some(Instant::now());
-                }
+                Ok(_) => outbox.stalled_since = Some(Instant::now()),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
             }
@@ -677,6 +732,110 @@ fn wait_writable(conns: &[Arc<Conn>], timeout: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mail(text: &str) -> Arc<Mail> {
+        Arc::new(Mail {
+            from: "alice".into(),
+            sent_at: 0,
+            kind: crate::store::MailKind::Private,
+            text: text.into(),
+        })
+    }
+
+    #[test]
+    fn a_send_in_flight_keeps_order_with_what_is_appended_meanwhile() {
+        let mut outbox = Outbox::default();
+        outbox.push(b"one\n");
+        outbox.rescue.push_back((outbox.queued, mail("one")));
+        outbox.push(b"two\n");
+        outbox.rescue.push_back((outbox.queued, mail("two")));
+        let (chunk, start) = outbox.take_for_send();
+        assert!(!outbox.is_empty(), "a send in flight counts as pending");
+        assert_eq!(outbox.pending_len(), 8);
+        // Appended while the bytes are out: goes behind them.
+        outbox.push(b"three\n");
+        // Only "one\n" and half of "two\n" made it.
+        outbox.put_back(chunk, start, 6);
+        assert_eq!(&outbox.buf[outbox.start..], b"o\nthree\n");
+        assert_eq!(outbox.written, 6);
+        let left: Vec<&str> = outbox.rescue.iter().map(|(_, m)| &*m.text).collect();
+        assert_eq!(
+            left,
+            ["two"],
+            "the message fully written is no longer rescued"
+        );
+
+        // The rest goes out whole: the outbox is empty and its rescues gone.
+        let (chunk, start) = outbox.take_for_send();
+        let n = chunk.len() - start;
+        outbox.put_back(chunk, start, n);
+        assert!(outbox.is_empty());
+        assert!(outbox.rescue.is_empty());
+        assert_eq!(outbox.written, outbox.queued);
+    }
+
+    #[test]
+    fn many_threads_queueing_while_the_flusher_sends_lose_and_reorder_nothing() {
+        use std::io::{BufRead, BufReader};
+        use std::net::TcpListener;
+        let flusher = Flusher::new();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = flusher.spawn(Arc::clone(&stop)).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        // A small send buffer, so sends are partial and would block now and then.
+        let _ = SockRef::from(&server).set_send_buffer_size(4096);
+        let limits = Limits {
+            outbox_bytes: 64 << 20,
+            stall: Duration::from_secs(10),
+        };
+        let conn = Conn::new(9, server, peer, &flusher, limits, Box::new(NativeEncoder));
+        const SENDERS: usize = 4;
+        const LINES: usize = 3000;
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|t| {
+                let conn = Arc::clone(&conn);
+                std::thread::spawn(move || {
+                    for i in 0..LINES {
+                        let line = Line::info("n", format!("{t} {i}"));
+                        // Both paths: written at once when nothing waits, else queued.
+                        let ok = if i % 2 == 0 {
+                            conn.send(&line)
+                        } else {
+                            conn.queue_shared(&line, &line.to_wire())
+                        };
+                        assert!(ok);
+                    }
+                })
+            })
+            .collect();
+        let mut reader = BufReader::new(client);
+        reader
+            .get_mut()
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut next = [0usize; SENDERS];
+        let mut line = String::new();
+        for _ in 0..SENDERS * LINES {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            let mut words = line.split_whitespace().skip(2);
+            let t: usize = words.next().unwrap().parse().unwrap();
+            let i: usize = words.next().unwrap().parse().unwrap();
+            assert_eq!(
+                i, next[t],
+                "sender {t}'s lines in order, none lost or repeated"
+            );
+            next[t] += 1;
+        }
+        for s in senders {
+            s.join().unwrap();
+        }
+        assert_eq!(next, [LINES; SENDERS]);
+        stop.store(true, Ordering::Release);
+        thread.join().unwrap();
+    }
 
     #[test]
     fn bursts_back_to_back_count_as_busy_and_spaced_ones_do_not() {
