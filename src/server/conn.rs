@@ -428,10 +428,23 @@ impl Conn {
     /// Writes what is queued now, from the calling thread, as far as the socket takes it
     /// (after any send another thread has in flight for it: a closing line goes out last).
     pub fn flush_now(&self) {
-        self.wait_for_writer();
-        if let Err(e) = self.flush_some() {
-            log::debug!("conn {} ({}): flush failed: {e}", self.id, self.peer);
-            self.close();
+        // Twice at most: a writer that started between the wait and our attempt has our
+        // bytes too; waiting for it once more tells whether they went out.
+        for _ in 0..2 {
+            self.wait_for_writer();
+            match self.flush_some() {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    log::debug!("conn {} ({}): flush failed: {e}", self.id, self.peer);
+                    self.close();
+                    return;
+                }
+            }
+            self.wait_for_writer();
+            if self.outbox.lock().is_empty() {
+                return;
+            }
         }
     }
 
