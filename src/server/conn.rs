@@ -427,14 +427,19 @@ impl Conn {
 
     /// Writes what is queued now, from the calling thread, as far as the socket takes it
     /// (after any send another thread has in flight for it: a closing line goes out last).
-    pub fn flush_now(&self) {
+    pub fn flush_now(self: &Arc<Self>) {
         // Twice at most: a writer that started between the wait and our attempt has our
         // bytes too; waiting for it once more tells whether they went out.
         for _ in 0..2 {
             self.wait_for_writer();
             match self.flush_some() {
                 Ok(true) => {}
-                Ok(false) => return,
+                Ok(false) => {
+                    // The socket is full: the flusher finishes (whoever writes an outbox
+                    // and meets a full socket hands it over, as others let it write).
+                    let _ = self.flusher.send(Arc::clone(self));
+                    return;
+                }
                 Err(e) => {
                     log::debug!("conn {} ({}): flush failed: {e}", self.id, self.peer);
                     self.close();
@@ -489,7 +494,8 @@ impl Conn {
 
     /// Writes as much of the outbox as the socket takes now. Returns `Ok(true)` when the
     /// outbox is empty, or when another thread is sending it now (that thread also writes
-    /// what is appended meanwhile, and hands the rest to the flusher if the socket is full).
+    /// what is appended meanwhile). On `Ok(false)` (the socket is full) the caller must leave
+    /// the outbox to the flusher: nobody else will, since others saw it being written.
     ///
     /// The send itself runs without the outbox's lock: the pending bytes are taken out and
     /// put back after, so the threads queueing lines for this client (a broadcast to a
@@ -573,10 +579,10 @@ fn send_nonblocking(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
 /// each other back to back on the same cores and most recipients get lines from several of
 /// them: left to the flusher, which runs once the senders' threads have had their turn,
 /// each recipient's lines from all of them leave in one `send` (pairs of 64: 0.8 sends per
-/// message -> 0.3, measured with `perf stat`). On a quieter server the hand-over only adds
-/// the flusher's wake-up to a line's way (p50 with 1,000 users chatting at 10,000
-/// messages/s: 110 -> 250 us, measured), so a burst is written at once unless bursts have
-/// been ending less than [`BUSY_GAP_NS`] apart on average.
+/// message -> 0.45, measured with `perf stat`). On a quieter server the hand-over only adds
+/// the flusher's wake-up to a line's way (handing over every burst took p50 with 1,000
+/// users chatting at 10,000 messages/s from 110 to 250 us, measured), so a burst is written
+/// at once unless bursts have been ending less than [`BUSY_GAP_NS`] apart on average.
 #[derive(Debug)]
 pub struct Pace {
     /// When the last burst ended, in nanoseconds since `epoch`.
@@ -812,13 +818,16 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..LINES {
                         let line = Line::info("n", format!("{t} {i}"));
-                        // Both paths: written at once when nothing waits, else queued.
-                        let ok = if i % 2 == 0 {
-                            conn.send(&line)
-                        } else {
-                            conn.queue_shared(&line, &line.to_wire())
-                        };
-                        assert!(ok);
+                        // Every path: written at once when nothing waits, queued for the
+                        // flusher, or queued and flushed by this thread (as a login does).
+                        match i % 3 {
+                            0 => assert!(conn.send(&line)),
+                            1 => assert!(conn.queue_shared(&line, &line.to_wire())),
+                            _ => {
+                                conn.enqueue_all(std::slice::from_ref(&line));
+                                conn.flush_now();
+                            }
+                        }
                     }
                 })
             })
