@@ -5,15 +5,15 @@
 //! by the sender's thread, that `write(2)` was a third of its syscalls, and when ext4 was
 //! busy (a journal commit, writeback) it held the sender's next line for up to a few
 //! hundred milliseconds: the worst latencies with 1,000 users chatting. Here a session
-//! thread only queues the entry (a memory copy) before its lines are delivered; the writer
+//! thread only queues the entry (a memory copy) before its line is delivered; the writer
 //! wakes, takes everything queued and writes each conversation's entries with one `write`,
 //! so a busy server pays one syscall per conversation per round instead of one per burst.
 //!
 //! Order and visibility: an entry is queued before the line that carries it is put in any
 //! outbox, and entries are written in queue order, so a reply is never logged ahead of the
-//! message it answers. [`HistoryWriter::wait_written`] returns once everything queued before it is in
-//! the files: a `history` read calls it first, so whoever has seen a message finds it in
-//! the history. A clean shutdown writes what is queued; `kill -9` loses at most the round
+//! message it answers. [`HistoryWriter::wait_written`] returns once everything queued
+//! before it is in the files: a `history` read calls it first, so whoever has seen a
+//! message finds it in the history. A clean shutdown writes what is queued; `kill -9` loses at most the round
 //! in progress (history is a record, not an acknowledgement: nothing is fsynced, as before).
 
 use crate::store::{HistoryEntry, Store};
@@ -93,9 +93,9 @@ impl HistoryWriter {
     }
 
     /// Queues an entry for its log (entries are written in the order queued); true if the
-    /// writer sleeps and must be woken with [`HistoryWriter::wake`]. A corked session thread wakes it only after its
-    /// lines have left: on a quiet server the writer's wake-up would otherwise run (and
-    /// switch the core) between a message and its delivery.
+    /// writer sleeps and must be woken with [`HistoryWriter::wake`]. A corked session
+    /// thread wakes it only after its lines have left: on a quiet server the writer's
+    /// wake-up would otherwise run (and switch the core) between a message and its delivery.
     pub fn queue(&self, entry: Pending) -> bool {
         if self.thread.is_none() {
             write_round(&self.store, vec![entry]);
