@@ -16,10 +16,10 @@
 //! written; sends from other threads are not affected. Order is kept: an outbox is appended
 //! in the order lines were produced, and a history entry is queued before its line reaches
 //! any outbox, so nobody's answer can be logged ahead of the message it answers (even when
-//! the flusher writes a corked line early, for an outbox it was already writing). On a saturated server the lines for other clients are left
-//! to the flusher (see `conn::Pace`). A connection that dies with corked lines in its outbox hands
-//! its undelivered messages back to the mailbox like any other unwritten line (see
-//! `Conn::take_unsent_mail`).
+//! the flusher writes a corked line early, for an outbox it was already writing). On a
+//! saturated server the lines for other clients are left to the flusher (see `conn::Pace`).
+//! A connection that dies with corked lines in its outbox hands its undelivered messages
+//! back to the mailbox like any other unwritten line (see `Conn::take_unsent_mail`).
 
 use super::conn::Conn;
 use super::hub::Hub;

@@ -263,7 +263,9 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn sliced_crc32_equals_the_bytewise_one(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..100)) {
+        fn sliced_crc32_equals_the_bytewise_one(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..100)
+        ) {
             proptest::prop_assert_eq!(crc32(&bytes), crc32_bytewise(&bytes));
         }
 

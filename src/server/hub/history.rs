@@ -13,8 +13,9 @@
 //! outbox, and entries are written in queue order, so a reply is never logged ahead of the
 //! message it answers. [`HistoryWriter::wait_written`] returns once everything queued
 //! before it is in the files: a `history` read calls it first, so whoever has seen a
-//! message finds it in the history. A clean shutdown writes what is queued; `kill -9` loses at most the round
-//! in progress (history is a record, not an acknowledgement: nothing is fsynced, as before).
+//! message finds it in the history. A clean shutdown writes what is queued; `kill -9`
+//! loses at most the round in progress (history is a record, not an acknowledgement:
+//! nothing is fsynced, as before).
 
 use crate::store::{HistoryEntry, Store};
 use parking_lot::{Condvar, Mutex};
