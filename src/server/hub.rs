@@ -755,7 +755,7 @@ impl Hub {
         // the line waits for it. Inside a corked burst the writer is woken at the burst's
         // end, after its lines left.
         if self.shared.history.queue(pending) && !super::cork::wake_history_later() {
-            self.shared.history.wake();
+            self.wake_history();
         }
     }
 
@@ -1952,7 +1952,6 @@ impl Hub {
 }
 
 /// The online users who may see `subject`'s presence changes.
-/// Appends entries to a locked conversation log; a failure is logged.
 fn presence_targets(state: &State, subject: &str) -> Vec<Arc<Conn>> {
     state
         .online
