@@ -242,6 +242,21 @@ fn split_word(s: &str) -> (&str, &str) {
     }
 }
 
+/// Longer than any command word: a longer first word is no command.
+const COMMAND_WORD_BYTES: usize = 24;
+
+/// `word` in ASCII lower case, written into `buf` (every line's first word is looked up
+/// this way: no allocation); `""` if it does not fit.
+fn ascii_lowercase_in<'b>(word: &str, buf: &'b mut [u8; COMMAND_WORD_BYTES]) -> &'b str {
+    let Some(out) = buf.get_mut(..word.len()) else {
+        return "";
+    };
+    out.copy_from_slice(word.as_bytes());
+    out.make_ascii_lowercase();
+    // ASCII case changes keep UTF-8 valid.
+    std::str::from_utf8(out).unwrap_or_default()
+}
+
 fn name_arg(word: &str, usage: &str) -> Result<String, ParseError> {
     if word.is_empty() {
         return Err(ParseError::usage(usage));
@@ -328,8 +343,8 @@ pub fn parse_command(line: &str, me: &str) -> Result<Option<Command>, ParseError
     }
 
     let (word, rest) = split_word(line);
-    let word = word.to_ascii_lowercase();
-    let command = match word.as_str() {
+    let mut lower = [0u8; COMMAND_WORD_BYTES];
+    let command = match ascii_lowercase_in(word, &mut lower) {
         "help" | "?" | "commands" => Command::Help,
         // Only the bare word: "bye for now" is conversation, not a way to leave.
         "logout" | "exit" | "quit" | "bye" if rest.is_empty() => Command::Logout,
@@ -454,7 +469,7 @@ pub fn parse_command(line: &str, me: &str) -> Result<Option<Command>, ParseError
                 code: "unknown-command",
                 message: format!(
                     "Command invalid: '{}'. Type 'help' for the list of commands.",
-                    sanitize_text(&word)
+                    sanitize_text(&word.to_ascii_lowercase())
                 ),
             })
         }
@@ -677,9 +692,92 @@ pub struct Line {
     /// What the line is.
     pub kind: Kind,
     /// Exactly `kind.arity()` arguments, none empty or containing whitespace.
-    pub args: Vec<String>,
+    args: Args,
     /// Free text for people; may be empty.
     pub text: String,
+}
+
+/// Bytes of arguments a line keeps inside itself: a code and a username fit, so the usual
+/// line (`OK sent`, `MSG alice`) allocates nothing for its arguments (a `Vec<String>` cost
+/// two allocations a line, on every relayed message).
+const INLINE_ARGS_BYTES: usize = 46;
+
+/// A line's arguments, each followed by one space, in one buffer: inline when short.
+#[derive(Clone, PartialEq, Eq)]
+enum Args {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_ARGS_BYTES],
+    },
+    Heap(String),
+}
+
+impl Args {
+    /// No arguments yet.
+    fn new() -> Args {
+        Args::Inline {
+            len: 0,
+            bytes: [0; INLINE_ARGS_BYTES],
+        }
+    }
+
+    /// Appends one argument (not empty, no space in it) and the space after it.
+    fn push(&mut self, arg: &str) {
+        debug_assert!(!arg.is_empty() && !arg.contains(' '));
+        match self {
+            Args::Inline { len, bytes } => {
+                let at = usize::from(*len);
+                let end = at + arg.len() + 1;
+                if end <= INLINE_ARGS_BYTES {
+                    bytes[at..end - 1].copy_from_slice(arg.as_bytes());
+                    bytes[end - 1] = b' ';
+                    *len = end as u8;
+                } else {
+                    let mut heap = String::with_capacity(end + 16);
+                    heap.push_str(self.spaced());
+                    heap.push_str(arg);
+                    heap.push(' ');
+                    *self = Args::Heap(heap);
+                }
+            }
+            Args::Heap(heap) => {
+                heap.push_str(arg);
+                heap.push(' ');
+            }
+        }
+    }
+
+    /// Appends one argument as [`Line::new`] takes it: empty becomes `-`, whitespace `_`.
+    fn push_cleaned(&mut self, arg: &str) {
+        if arg.is_empty() {
+            self.push("-");
+        } else if arg.contains(char::is_whitespace) {
+            self.push(&arg.replace(char::is_whitespace, "_"));
+        } else {
+            self.push(arg);
+        }
+    }
+
+    /// Every argument followed by a space: `"a b "`, or `""` for none.
+    fn spaced(&self) -> &str {
+        match self {
+            // Only whole `str`s and ASCII spaces are ever copied in.
+            Args::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Args::Heap(heap) => heap,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        self.spaced().split_terminator(' ')
+    }
+}
+
+impl fmt::Debug for Args {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 impl Line {
@@ -687,19 +785,13 @@ impl Line {
     /// `_` so that the line always parses back.
     pub fn new(kind: Kind, args: &[&str], text: impl Into<String>) -> Line {
         debug_assert_eq!(args.len(), kind.arity(), "{kind:?}");
-        let args = args
-            .iter()
-            .map(|a| {
-                if a.is_empty() {
-                    "-".to_string()
-                } else {
-                    a.replace(char::is_whitespace, "_")
-                }
-            })
-            .collect();
+        let mut spaced = Args::new();
+        for a in args {
+            spaced.push_cleaned(a);
+        }
         Line {
             kind,
-            args,
+            args: spaced,
             text: text.into(),
         }
     }
@@ -752,7 +844,17 @@ impl Line {
 
     /// Argument `i`, or `""` if absent.
     pub fn arg(&self, i: usize) -> &str {
-        self.args.get(i).map(String::as_str).unwrap_or("")
+        self.args.iter().nth(i).unwrap_or("")
+    }
+
+    /// The arguments, in order.
+    pub fn args(&self) -> impl Iterator<Item = &str> {
+        self.args.iter()
+    }
+
+    /// Bytes of the arguments on the wire, each with the space after it.
+    pub fn args_len(&self) -> usize {
+        self.args.spaced().len()
     }
 
     /// The line as sent, with its trailing LF.
@@ -767,11 +869,8 @@ impl Line {
     /// send buffer takes them directly).
     pub fn write_wire(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.kind.as_str().as_bytes());
-        for a in &self.args {
-            out.push(b' ');
-            out.extend_from_slice(a.as_bytes());
-        }
         out.push(b' ');
+        out.extend_from_slice(self.args.spaced().as_bytes());
         out.extend_from_slice(self.text.as_bytes());
         out.push(b'\n');
     }
@@ -783,7 +882,7 @@ impl Line {
         let mut parts = raw.splitn(2, ' ');
         let kind = Kind::parse(parts.next()?)?;
         let mut rest = parts.next().unwrap_or("");
-        let mut args = Vec::with_capacity(kind.arity());
+        let mut args = Args::new();
         for _ in 0..kind.arity() {
             let (arg, tail) = match rest.split_once(' ') {
                 Some((a, t)) => (a, t),
@@ -792,7 +891,7 @@ impl Line {
             if arg.is_empty() {
                 return None;
             }
-            args.push(arg.to_string());
+            args.push(arg);
             rest = tail;
         }
         Some(Line {
@@ -1047,9 +1146,44 @@ mod tests {
         assert_eq!(Line::parse("NOPE x"), None);
         assert_eq!(Line::parse("MAIL bob"), None);
         assert_eq!(
-            Line::new(Kind::Entry, &["two words"], "").args[0],
+            Line::new(Kind::Entry, &["two words"], "").arg(0),
             "two_words"
         );
-        assert_eq!(Line::new(Kind::Entry, &[""], "").args[0], "-");
+        assert_eq!(Line::new(Kind::Entry, &[""], "").arg(0), "-");
+    }
+
+    #[test]
+    fn arguments_too_long_to_keep_inline_move_to_the_heap_intact() {
+        let long = "x".repeat(INLINE_ARGS_BYTES);
+        for args in [
+            vec!["a", "b", "c", "d"],
+            vec!["alice", "10.0.0.1", "4119", &long],
+            vec![&long, "b", "c", "d"],
+            vec![&long[..INLINE_ARGS_BYTES - 1], "b", "c", "d"],
+        ] {
+            let line = Line::new(Kind::Addr, &args, "text");
+            assert_eq!(line.args().collect::<Vec<_>>(), args);
+            assert_eq!(line.arg(3), args[3]);
+            assert_eq!(line.arg(4), "");
+            assert_eq!(Line::parse(&line.to_wire()), Some(line.clone()));
+            assert_eq!(line.to_wire(), format!("ADDR {} text\n", args.join(" ")));
+        }
+        assert_eq!(Line::new(Kind::Ok, &["sent"], "").to_wire(), "OK sent \n");
+        assert_eq!(Line::new(Kind::Ok, &["sent"], "x").args_len(), 5);
+    }
+
+    #[test]
+    fn the_command_word_is_matched_in_any_case_and_a_long_one_is_no_command() {
+        let mut buf = [0u8; COMMAND_WORD_BYTES];
+        assert_eq!(ascii_lowercase_in("MeSSaGe", &mut buf), "message");
+        assert_eq!(ascii_lowercase_in("ÉCHO", &mut buf), "Écho");
+        assert_eq!(
+            ascii_lowercase_in(&"m".repeat(COMMAND_WORD_BYTES + 1), &mut buf),
+            ""
+        );
+        let long = "x".repeat(40);
+        let err = parse(&format!("{long} hi")).unwrap_err();
+        assert_eq!(err.code, "unknown-command");
+        assert!(err.message.contains(&long), "{}", err.message);
     }
 }

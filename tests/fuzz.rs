@@ -184,7 +184,10 @@ fn server_line() -> impl Strategy<Value = Line> {
             vec("[^\\s]{1,12}", kind.arity()),
             prop_oneof!["[^\r\n]{0,40}", " [^\r\n]{0,10}", Just(String::new())],
         )
-            .prop_map(move |(args, text)| Line { kind, args, text })
+            .prop_map(move |(args, text): (Vec<String>, String)| {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                Line::new(kind, &args, text)
+            })
     })
 }
 
@@ -287,8 +290,8 @@ proptest! {
         ],
     ) {
         if let Some(line) = Line::parse(&raw) {
-            prop_assert_eq!(line.args.len(), line.kind.arity());
-            prop_assert!(line.args.iter().all(|a| !a.is_empty() && !a.contains(' ')));
+            prop_assert_eq!(line.args().count(), line.kind.arity());
+            prop_assert!(line.args().all(|a| !a.is_empty() && !a.contains(' ')));
         }
     }
 
@@ -469,7 +472,7 @@ fn check_replies(received: &[u8]) -> Result<Vec<Line>, TestCaseError> {
         let line = Line::parse(raw)
             .ok_or_else(|| TestCaseError::fail(format!("unparseable reply {raw:?}")))?;
         prop_assert!(!has_control(raw), "control character in reply {raw:?}");
-        prop_assert!(line.args.iter().all(|a| !a.is_empty()));
+        prop_assert!(line.args().all(|a| !a.is_empty()));
         lines.push(line);
     }
     Ok(lines)

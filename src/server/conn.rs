@@ -40,6 +40,16 @@ pub struct Limits {
 /// The most an emptied outbox keeps for its next line.
 const KEPT_OUTBOX_BYTES: usize = 256;
 
+/// The most a thread's encoding buffer keeps between sends: a chat line or two fit, while
+/// ten thousand idle connection threads keep at most this much each.
+const KEPT_SCRATCH_BYTES: usize = 512;
+
+thread_local! {
+    /// Where this thread encodes lines on their way to an outbox (taken out while in use, so
+    /// a nested send simply gets a new one).
+    static ENCODE_SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// Bytes waiting to be written to one socket.
 #[derive(Default)]
 struct Outbox {
@@ -220,23 +230,25 @@ impl Conn {
         &*self.encoder
     }
 
-    /// The bytes that carry `lines` to this client.
-    fn encode(&self, lines: &[Line]) -> Vec<u8> {
-        // Sized for the usual encoding at once (it used to grow four times per message).
-        let estimate: usize = lines
-            .iter()
-            .map(|l| l.text.len() + l.args.iter().map(|a| a.len() + 1).sum::<usize>() + 16)
-            .sum();
-        let mut out = Vec::with_capacity(estimate);
+    /// Calls `then` with the bytes that carry `lines` to this client, encoded into this
+    /// thread's scratch buffer (a fresh `Vec` per send was one more allocation per message).
+    fn with_encoded<R>(&self, lines: &[Line], then: impl FnOnce(&[u8]) -> R) -> R {
+        let mut out = ENCODE_SCRATCH.with(|s| s.take());
         for line in lines {
             self.encoder.encode(line, &mut out);
         }
-        out
+        let result = then(&out);
+        out.clear();
+        // A thread that once sent a long list does not keep its buffer.
+        if out.capacity() <= KEPT_SCRATCH_BYTES {
+            ENCODE_SCRATCH.with(|s| s.set(out));
+        }
+        result
     }
 
     /// Queues one protocol line; false if the connection is closed (the line was not sent).
     pub fn send(self: &Arc<Self>, line: &Line) -> bool {
-        self.send_bytes(&self.encode(std::slice::from_ref(line)))
+        self.with_encoded(std::slice::from_ref(line), |b| self.send_bytes(b))
     }
 
     /// Queues one line that many recipients get, given its native wire form already
@@ -251,14 +263,16 @@ impl Conn {
 
     /// Queues several lines with one write attempt.
     pub fn send_all(self: &Arc<Self>, lines: &[Line]) -> bool {
-        self.send_bytes(&self.encode(lines))
+        self.with_encoded(lines, |b| self.send_bytes(b))
     }
 
     /// Queues a message line that must not be lost: if the connection dies before the line
     /// is written, [`Conn::take_unsent_mail`] hands `mail` back for the offline mailbox.
     pub fn send_rescuable(self: &Arc<Self>, line: &Line, mail: &Arc<Mail>) -> bool {
         let mail = Arc::clone(mail);
-        self.send_inner(&self.encode(std::slice::from_ref(line)), Some(mail))
+        self.with_encoded(std::slice::from_ref(line), |b| {
+            self.send_inner(b, Some(mail))
+        })
     }
 
     /// Messages queued with [`Conn::send_rescuable`] whose lines were never written.
@@ -389,7 +403,9 @@ impl Conn {
         if self.encoder.is_native() {
             native_wire.as_bytes().into()
         } else {
-            self.encode(std::slice::from_ref(line)).into()
+            let mut out = Vec::with_capacity(native_wire.len() + 16);
+            self.encoder.encode(line, &mut out);
+            out.into()
         }
     }
 
@@ -416,13 +432,15 @@ impl Conn {
     /// [`Conn::flush_now`] (or the flusher) writes it.
     pub fn enqueue_all(self: &Arc<Self>, lines: &[Line]) {
         let corked = super::cork::is_active();
-        let outbox = self.outbox.lock();
-        if self.is_closed() {
-            return;
-        }
-        // Inside a corked burst (a login) the burst's end writes it, if nobody did before:
-        // no wake-up of the flusher for lines the caller is about to write itself.
-        self.append_locked(outbox, &self.encode(lines), None, corked);
+        self.with_encoded(lines, |bytes| {
+            let outbox = self.outbox.lock();
+            if self.is_closed() {
+                return;
+            }
+            // Inside a corked burst (a login) the burst's end writes it, if nobody did
+            // before: no wake-up of the flusher for lines the caller is about to write.
+            self.append_locked(outbox, bytes, None, corked);
+        });
     }
 
     /// Writes what is queued now, from the calling thread, as far as the socket takes it

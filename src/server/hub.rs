@@ -13,7 +13,7 @@
 mod history;
 mod presence;
 
-use history::Pending as PendingHistory;
+use history::{Pending as PendingHistory, Said};
 
 use super::conn::Conn;
 use super::lockout::{AfterFailure, Lockouts};
@@ -23,7 +23,7 @@ use crate::credentials::Credentials;
 use crate::protocol::{
     valid_username, Audience, GroupAction, Kind, Line, Status, DEFAULT_HISTORY_LINES,
 };
-use crate::store::{Directory, Event, HistoryEntry, Mail, MailKind, Store, StoreError, UserRecord};
+use crate::store::{Directory, Event, Mail, MailKind, Store, StoreError, UserRecord};
 use parking_lot::{Condvar, Mutex};
 use rand::Rng;
 use std::collections::{BTreeSet, HashMap};
@@ -658,7 +658,7 @@ impl Hub {
     }
 
     /// `message USER TEXT`: relayed now, or stored for later if USER is offline.
-    pub fn message(&self, me: &str, to: &str, text: &str) -> Vec<Line> {
+    pub fn message(&self, me: &str, to: &str, text: String) -> Vec<Line> {
         if !self.is_registered(to) {
             return vec![err(
                 "unknown-user",
@@ -676,14 +676,14 @@ impl Hub {
             )];
         }
         let now = self.now();
-        let live = Line::new(Kind::Msg, &[me], text);
+        let live = Line::new(Kind::Msg, &[me], text.as_str());
         let mail = Arc::new(Mail {
             from: me.to_string(),
             sent_at: now,
             kind: MailKind::Private,
-            text: text.to_string(),
+            text,
         });
-        let mut lines = match self.deliver_or_store_logged(to, &live, &mail, Some(me)) {
+        let mut lines = match self.deliver_or_store_logged(to, &live, &mail, true) {
             Ok(true) if status == Status::Invisible && to != me => vec![offline_ack(to)],
             Ok(true) => vec![ok("sent", format!("Your message was sent to {to}."))],
             Ok(false) => vec![offline_ack(to)],
@@ -706,23 +706,29 @@ impl Hub {
         live: &Line,
         mail: &Arc<Mail>,
     ) -> Result<bool, StoreError> {
-        self.deliver_or_store_logged(to, live, mail, None)
+        self.deliver_or_store_logged(to, live, mail, false)
     }
 
-    /// [`Hub::deliver_or_store`] that also appends a private message to the history log,
-    /// once, and only if it is delivered or stored: just before a live send (so a reply is
-    /// never logged ahead of it) or right after it is safely in the mailbox.
+    /// [`Hub::deliver_or_store`] that, if `log`, also appends the private message to the
+    /// sender's history log with `to`, once, and only if it is delivered or stored: just
+    /// before a live send (so a reply is never logged ahead of it) or right after it is
+    /// safely in the mailbox.
     fn deliver_or_store_logged(
         &self,
         to: &str,
         live: &Line,
         mail: &Arc<Mail>,
-        log_as: Option<&str>,
+        log: bool,
     ) -> Result<bool, StoreError> {
         let logged = std::cell::Cell::new(false);
         let log_once = || {
-            if let (Some(from), false) = (log_as, logged.replace(true)) {
-                self.append_history(from, to, None, &mail.text, mail.sent_at);
+            if log && !logged.replace(true) {
+                self.append_history(PendingHistory {
+                    peer: to.to_string(),
+                    at: mail.sent_at,
+                    session: None,
+                    said: Said::Mail(Arc::clone(mail)),
+                });
             }
         };
         let try_live = || {
@@ -740,16 +746,7 @@ impl Hub {
         Ok(!stored)
     }
 
-    fn append_history(&self, a: &str, b: &str, session: Option<u32>, text: &str, at: u64) {
-        let pending = PendingHistory {
-            peer: b.to_string(),
-            entry: HistoryEntry {
-                at,
-                session,
-                sender: a.to_string(),
-                text: text.to_string(),
-            },
-        };
+    fn append_history(&self, pending: PendingHistory) {
         // Queued at once, before the line that carries it is in any outbox: whatever is said
         // after it (a reply) is queued after it, and a `history` read by whoever has seen
         // the line waits for it. Inside a corked burst the writer is woken at the burst's
@@ -1466,7 +1463,15 @@ impl Hub {
             return unreachable();
         };
         // Logged before it is delivered, so a reply can never be logged ahead of it.
-        self.append_history(me, &other, Some(n), text, self.now());
+        self.append_history(PendingHistory {
+            peer: other.clone(),
+            at: self.now(),
+            session: Some(n),
+            said: Said::Line {
+                sender: me.to_string(),
+                text: text.to_string(),
+            },
+        });
         if !conn.send(&Line::new(Kind::Talk, &[&n.to_string(), me], text)) {
             return unreachable();
         }

@@ -178,7 +178,13 @@ impl LineReader {
     fn take_buffered(&mut self) -> Option<Input> {
         match self.buf.iter().position(|&b| b == b'\n') {
             Some(nl) => {
-                let mut line: Vec<u8> = self.buf.drain(..=nl).collect();
+                let mut line = if nl + 1 == self.buf.len() {
+                    // The usual read holds one line: the buffer itself becomes it (no copy;
+                    // the next read starts a new buffer).
+                    std::mem::take(&mut self.buf)
+                } else {
+                    self.buf.drain(..=nl).collect()
+                };
                 line.pop();
                 if line.last() == Some(&b'\r') {
                     line.pop();

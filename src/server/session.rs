@@ -341,7 +341,7 @@ pub(super) fn apply(hub: &Hub, me: &str, command: Command) -> Vec<Line> {
         Command::Help => help(),
         Command::WhoElse => hub.whoelse(me),
         Command::WhoLast(minutes) => hub.wholast(me, minutes),
-        Command::Message { to, text } => hub.message(me, &to, &text),
+        Command::Message { to, text } => hub.message(me, &to, text),
         Command::Broadcast { audience, text } => hub.broadcast(me, &audience, &text),
         Command::Intro(text) => vec![hub.set_intro(me, text.as_deref().unwrap_or(""))],
         Command::History { with, count } => hub.history(me, &with, count),

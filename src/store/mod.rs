@@ -133,10 +133,10 @@ pub struct HistoryLog {
 impl HistoryLog {
     /// Appends entries, in order, with one write. No fsync (history is not acknowledged),
     /// but a write that fails halfway is cut off again.
-    pub fn append(&mut self, entries: &[HistoryEntry]) -> Result<(), StoreError> {
+    pub fn append(&mut self, entries: &[HistoryRef<'_>]) -> Result<(), StoreError> {
         let mut bytes = String::with_capacity(entries.iter().map(|e| e.text.len() + 48).sum());
         for entry in entries {
-            encode_history_into(&mut bytes, entry);
+            encode_history_into(&mut bytes, *entry);
         }
         append_or_roll_back(&mut self.file, bytes.as_bytes(), &self.path)
     }
@@ -288,6 +288,32 @@ pub struct HistoryEntry {
     pub sender: String,
     /// The message text.
     pub text: String,
+}
+
+/// A history entry by reference: what the history writer appends, straight from the
+/// message it shares with the delivery (no copy of the names and text per line).
+#[derive(Clone, Copy, Debug)]
+pub struct HistoryRef<'a> {
+    /// When it was said (unix seconds).
+    pub at: u64,
+    /// The server session (connection) id it came from, if known.
+    pub session: Option<u32>,
+    /// Username of the speaker.
+    pub sender: &'a str,
+    /// The message text.
+    pub text: &'a str,
+}
+
+impl HistoryEntry {
+    /// The entry by reference.
+    pub fn borrowed(&self) -> HistoryRef<'_> {
+        HistoryRef {
+            at: self.at,
+            session: self.session,
+            sender: &self.sender,
+            text: &self.text,
+        }
+    }
 }
 
 /// One change to user state, journaled in `users.log` and replayed at open.
@@ -616,24 +642,42 @@ fn decode_mail(f: &[String]) -> Option<Mail> {
 #[cfg(test)]
 fn encode_history(entry: &HistoryEntry) -> String {
     let mut out = String::new();
-    encode_history_into(&mut out, entry);
+    encode_history_into(&mut out, entry.borrowed());
     out
 }
 
-fn encode_history_into(out: &mut String, entry: &HistoryEntry) {
-    let session = entry
-        .session
-        .map_or_else(|| "-".to_owned(), |s| s.to_string());
+fn encode_history_into(out: &mut String, entry: HistoryRef<'_>) {
+    // Numbers formatted on the stack: the history writer encodes every line said.
+    let (mut at, mut session) = ([0u8; 20], [0u8; 20]);
+    let session = match entry.session {
+        Some(s) => decimal(u64::from(s), &mut session),
+        None => "-",
+    };
     record::encode_into(
         out,
         &[
             "hist",
-            &entry.at.to_string(),
-            &session,
-            &entry.sender,
-            &entry.text,
+            decimal(entry.at, &mut at),
+            session,
+            entry.sender,
+            entry.text,
         ],
     );
+}
+
+/// `n` in decimal, written into `buf`.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
 fn decode_history(f: &[String]) -> Option<HistoryEntry> {
@@ -1055,6 +1099,17 @@ impl Store {
         b: &str,
         entries: &[HistoryEntry],
     ) -> Result<(), StoreError> {
+        let refs: Vec<HistoryRef<'_>> = entries.iter().map(HistoryEntry::borrowed).collect();
+        self.append_history_refs(a, b, &refs)
+    }
+
+    /// [`Store::append_history_all`] for entries by reference (the history writer's).
+    pub fn append_history_refs(
+        &self,
+        a: &str,
+        b: &str,
+        entries: &[HistoryRef<'_>],
+    ) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -1237,6 +1292,14 @@ impl Store {
 mod tests {
     use super::*;
     use std::thread::ThreadId;
+
+    #[test]
+    fn decimal_formats_like_to_string() {
+        let mut buf = [0u8; 20];
+        for n in [0, 7, 10, 99, 1_000_000_007, u64::MAX] {
+            assert_eq!(decimal(n, &mut buf), n.to_string());
+        }
+    }
 
     /// Captures warnings per thread so a test can assert a warning path ran.
     struct Capture(parking_lot::Mutex<Vec<(ThreadId, String)>>);
@@ -1442,8 +1505,11 @@ mod tests {
         };
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(!reply.is_finished(), "the reply waits for the locked log");
-        log.append(&[entry(1, "question"), entry(1, "and more")])
-            .unwrap();
+        log.append(&[
+            entry(1, "question").borrowed(),
+            entry(1, "and more").borrowed(),
+        ])
+        .unwrap();
         drop(log);
         reply.join().unwrap().unwrap();
         let texts: Vec<String> = store
@@ -1470,7 +1536,7 @@ mod tests {
             std::thread::spawn(move || store.history_tail("bob", "alice", 1))
         };
         std::thread::sleep(std::time::Duration::from_millis(50));
-        log.append(&[entry(2, "two")]).unwrap();
+        log.append(&[entry(2, "two").borrowed()]).unwrap();
         drop(log);
         let tail = reader.join().unwrap().unwrap();
         assert_eq!(tail.len(), 1);

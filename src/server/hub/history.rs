@@ -17,7 +17,7 @@
 //! loses at most the round in progress (history is a record, not an acknowledgement:
 //! nothing is fsynced, as before).
 
-use crate::store::{HistoryEntry, Store};
+use crate::store::{HistoryRef, Mail, Store};
 use parking_lot::{Condvar, Mutex};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -28,8 +28,49 @@ use std::time::Duration;
 pub struct Pending {
     /// The other side of the conversation.
     pub peer: String,
-    /// What was said, and by whom.
-    pub entry: HistoryEntry,
+    /// When it was said (unix seconds).
+    pub at: u64,
+    /// The chat session it was said in, if any.
+    pub session: Option<u32>,
+    /// Who said what.
+    pub said: Said,
+}
+
+/// Who said what, in a pending entry.
+pub enum Said {
+    /// A private message: its mail, shared with the delivery (nothing copied).
+    Mail(Arc<Mail>),
+    /// A chat-session line.
+    Line {
+        /// Username of the speaker.
+        sender: String,
+        /// The line.
+        text: String,
+    },
+}
+
+impl Pending {
+    /// Who said it.
+    pub fn sender(&self) -> &str {
+        match &self.said {
+            Said::Mail(mail) => &mail.from,
+            Said::Line { sender, .. } => sender,
+        }
+    }
+
+    /// The entry as the log stores it.
+    fn entry(&self) -> HistoryRef<'_> {
+        let (sender, text) = match &self.said {
+            Said::Mail(mail) => (&*mail.from, &*mail.text),
+            Said::Line { sender, text } => (&**sender, &**text),
+        };
+        HistoryRef {
+            at: self.at,
+            session: self.session,
+            sender,
+            text,
+        }
+    }
 }
 
 /// What the writer has been given and how far it got.
@@ -166,8 +207,9 @@ fn write_loop(inner: &Inner, store: &Store) {
 
 /// Writes one round's entries: each conversation's with one append, in the order said.
 fn write_round(store: &Store, entries: Vec<Pending>) {
-    for ((a, b), lines) in by_conversation(entries) {
-        if let Err(e) = store.append_history_all(&a, &b, &lines) {
+    for ((a, b), said) in by_conversation(entries) {
+        let lines: Vec<HistoryRef<'_>> = said.iter().map(Pending::entry).collect();
+        if let Err(e) = store.append_history_refs(&a, &b, &lines) {
             log::error!("store: history {a}/{b}: {e}");
         }
     }
@@ -176,9 +218,9 @@ fn write_round(store: &Store, entries: Vec<Pending>) {
 /// Entries grouped by conversation (its sorted name pair), each conversation's in the order
 /// they were said, conversations in name order. Sorted by index, so no entry's names are
 /// copied (two Strings per conversation, none per line).
-fn by_conversation(entries: Vec<Pending>) -> Vec<((String, String), Vec<HistoryEntry>)> {
+fn by_conversation(entries: Vec<Pending>) -> Vec<((String, String), Vec<Pending>)> {
     fn pair(p: &Pending) -> (&str, &str) {
-        let (a, b) = (p.entry.sender.as_str(), p.peer.as_str());
+        let (a, b) = (p.sender(), p.peer.as_str());
         if a <= b {
             (a, b)
         } else {
@@ -189,7 +231,7 @@ fn by_conversation(entries: Vec<Pending>) -> Vec<((String, String), Vec<HistoryE
     // A stable sort: within a conversation, the order said.
     order.sort_by(|&i, &j| pair(&entries[i]).cmp(&pair(&entries[j])));
     let mut slots: Vec<Option<Pending>> = entries.into_iter().map(Some).collect();
-    let mut groups: Vec<((String, String), Vec<HistoryEntry>)> = Vec::new();
+    let mut groups: Vec<((String, String), Vec<Pending>)> = Vec::new();
     for i in order {
         let Some(p) = slots[i].take() else { continue };
         let same = groups
@@ -200,7 +242,7 @@ fn by_conversation(entries: Vec<Pending>) -> Vec<((String, String), Vec<HistoryE
             groups.push(((a.to_string(), b.to_string()), Vec::new()));
         }
         if let Some((_, lines)) = groups.last_mut() {
-            lines.push(p.entry);
+            lines.push(p);
         }
     }
     groups
@@ -210,21 +252,21 @@ fn by_conversation(entries: Vec<Pending>) -> Vec<((String, String), Vec<HistoryE
 mod tests {
     use super::*;
 
-    fn entry(at: u64, sender: &str, text: &str) -> HistoryEntry {
-        HistoryEntry {
+    /// A line `sender` said to `peer`.
+    fn pending(peer: &str, (at, sender, text): (u64, &str, &str)) -> Pending {
+        Pending {
+            peer: peer.into(),
             at,
             session: None,
-            sender: sender.into(),
-            text: text.into(),
+            said: Said::Line {
+                sender: sender.into(),
+                text: text.into(),
+            },
         }
     }
 
-    /// An entry said by `e.sender` to `peer`.
-    fn pending(peer: &str, e: HistoryEntry) -> Pending {
-        Pending {
-            peer: peer.into(),
-            entry: e,
-        }
+    fn entry<'a>(at: u64, sender: &'a str, text: &'a str) -> (u64, &'a str, &'a str) {
+        (at, sender, text)
     }
 
     #[test]
@@ -236,7 +278,12 @@ mod tests {
         ]);
         let texts: Vec<(String, Vec<&str>)> = groups
             .iter()
-            .map(|((a, b), l)| (format!("{a}+{b}"), l.iter().map(|e| &*e.text).collect()))
+            .map(|((a, b), l)| {
+                (
+                    format!("{a}+{b}"),
+                    l.iter().map(|p| p.entry().text).collect(),
+                )
+            })
             .collect();
         assert_eq!(
             texts,

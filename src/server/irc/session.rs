@@ -862,12 +862,12 @@ impl Session<'_> {
             }
         }
         let mut to = target.to_string();
-        let mut replies = as_notice(notice, || self.hub.message(&me, &to, text));
+        let mut replies = as_notice(notice, || self.hub.message(&me, &to, text.to_string()));
         if replies.first().is_some_and(|l| l.arg(0) == "unknown-user") {
             if let Some((real, _, _)) = self.hub.find_online(&me, target).filter(|f| f.0 != target)
             {
                 to = real;
-                replies = as_notice(notice, || self.hub.message(&me, &to, text));
+                replies = as_notice(notice, || self.hub.message(&me, &to, text.to_string()));
             }
         }
         if notice {
