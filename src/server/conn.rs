@@ -376,7 +376,7 @@ impl Conn {
     /// broadcasts in flight cost a syscall per recipient per flusher round, not per line.
     /// The outbox limit applies as for [`Conn::send`]. False if the connection is closed.
     pub fn queue_shared(self: &Arc<Self>, line: &Line, native_wire: &str) -> bool {
-        self.queue_bytes(&self.encode_shared(line, native_wire), None)
+        self.with_shared(line, native_wire, |bytes| self.queue_bytes(bytes, None))
     }
 
     /// A line for many that must not be lost (a group message): like
@@ -389,23 +389,24 @@ impl Conn {
         mail: &Arc<Mail>,
         queue: bool,
     ) -> bool {
-        let bytes = self.encode_shared(line, native_wire);
         let mail = Some(Arc::clone(mail));
-        if queue {
-            self.queue_bytes(&bytes, mail)
-        } else {
-            self.send_inner(&bytes, mail)
-        }
+        self.with_shared(line, native_wire, |bytes| {
+            if queue {
+                self.queue_bytes(bytes, mail)
+            } else {
+                self.send_inner(bytes, mail)
+            }
+        })
     }
 
-    /// This client's bytes for a line whose native form is `native_wire`.
-    fn encode_shared<'a>(&self, line: &Line, native_wire: &'a str) -> std::borrow::Cow<'a, [u8]> {
+    /// Calls `then` with this client's bytes for a line whose native form is `native_wire`
+    /// (another door's are encoded into the thread's scratch buffer: a fan-out to a thousand
+    /// IRC clients allocated and grew a buffer per member).
+    fn with_shared<R>(&self, line: &Line, native_wire: &str, then: impl FnOnce(&[u8]) -> R) -> R {
         if self.encoder.is_native() {
-            native_wire.as_bytes().into()
+            then(native_wire.as_bytes())
         } else {
-            let mut out = Vec::with_capacity(native_wire.len() + 16);
-            self.encoder.encode(line, &mut out);
-            out.into()
+            self.with_encoded(std::slice::from_ref(line), then)
         }
     }
 
