@@ -410,11 +410,13 @@ impl Conn {
         }
     }
 
-    /// Appends bytes for the flusher to write (see [`Conn::queue_shared`]).
+    /// Appends bytes for the flusher to write (see [`Conn::queue_shared`]), or for the end
+    /// of the burst if more of it is waiting (see `cork::holds_fan_out`).
     fn queue_bytes(self: &Arc<Self>, bytes: &[u8], mail: Option<Arc<Mail>>) -> bool {
         if bytes.is_empty() {
             return !self.is_closed();
         }
+        let corked = super::cork::holds_fan_out();
         let outbox = self.outbox.lock();
         if self.is_closed() {
             return false;
@@ -424,7 +426,7 @@ impl Conn {
             self.drop_non_reader();
             return false;
         }
-        self.append_locked(outbox, bytes, mail, false);
+        self.append_locked(outbox, bytes, mail, corked);
         true
     }
 

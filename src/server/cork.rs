@@ -18,11 +18,13 @@
 //! any outbox, so nobody's answer can be logged ahead of the message it answers (even when
 //! the flusher writes a corked line early, for an outbox it was already writing). On a
 //! saturated server the lines for other clients are left to the flusher (see `conn::Pace`).
+//! A fan-out (a line for many, which goes to the flusher) is held as well while more lines
+//! of the burst have been received, and handed to the flusher at the burst's end.
 //! A connection that dies with corked lines in its outbox hands its undelivered messages
 //! back to the mailbox like any other unwritten line (see `Conn::take_unsent_mail`).
 
 use super::conn::Conn;
-use super::hub::Hub;
+use super::hub::{Hub, FAN_OUT_QUEUED};
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -41,6 +43,8 @@ struct Held {
     /// Whether the burst queued history entries for a sleeping history writer, which is
     /// woken once the burst's lines left.
     wake_history: bool,
+    /// Whether another line of the burst was already received when this one was read.
+    more_coming: bool,
 }
 
 thread_local! {
@@ -50,6 +54,18 @@ thread_local! {
 /// Whether sends from this thread are corked.
 pub fn is_active() -> bool {
     HELD.with(|h| h.borrow().active)
+}
+
+/// Whether sends from this thread are corked and the burst has lines after the current one
+/// already received: a fan-out is then held for the burst's end, so each recipient gets the
+/// burst's lines in one send (a sender working through 32 pipelined group lines used to
+/// wake the flusher with the first, which then wrote each member a line or two at a time).
+/// The last or only line of a burst hands its fan-out to the flusher at once.
+pub fn holds_fan_out() -> bool {
+    HELD.with(|h| {
+        let h = h.borrow();
+        h.active && h.more_coming
+    })
 }
 
 /// Takes charge of writing `conn`'s outbox at the end of the burst. Called by a corked send
@@ -94,6 +110,7 @@ impl<'a> Cork<'a> {
     pub fn begin(hub: &'a Hub, own: &Conn) -> Cork<'a> {
         debug_assert!(!is_active(), "one cork per thread");
         set_active(true);
+        HELD.with(|h| h.borrow_mut().more_coming = false);
         Cork {
             hub,
             own: own.id,
@@ -112,9 +129,14 @@ impl<'a> Cork<'a> {
         set_active(false);
     }
 
-    /// Called once the read returned: corks the thread again for handling the line.
-    pub fn after_read(&mut self) {
-        set_active(true);
+    /// Called once the read returned: corks the thread again for handling the line;
+    /// `more_coming` if the reader holds another complete line already.
+    pub fn after_read(&mut self, more_coming: bool) {
+        HELD.with(|h| {
+            let mut h = h.borrow_mut();
+            h.active = true;
+            h.more_coming = more_coming;
+        });
     }
 
     /// Writes what the burst held: every connection's outbox is written now, or left to the
@@ -130,9 +152,11 @@ impl<'a> Cork<'a> {
             )
         });
         if let Some(first) = conns.first() {
-            let busy = first.burst_ends_busy();
+            // A held fan-out's many outboxes go to the flusher, as a lone line's do (see
+            // `holds_fan_out`).
+            let hand_over = first.burst_ends_busy() || conns.len() >= FAN_OUT_QUEUED;
             for conn in &conns {
-                conn.release_burst(busy && conn.id != self.own);
+                conn.release_burst(hand_over && conn.id != self.own);
             }
         }
         if wake_writer {
@@ -245,6 +269,54 @@ mod tests {
         let thread = flusher.spawn(Arc::clone(&stop)).unwrap();
         let got = read_until(&mut busy_client, 3);
         assert_eq!(got, "INFO n busy 0\nINFO n busy 1\nINFO n busy 2\n");
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn a_fan_out_is_held_while_the_burst_goes_on_and_its_last_line_goes_to_the_flusher() {
+        let flusher = Flusher::new(); // started below: until then nothing may be written
+        let (member, mut member_client) = conn_pair(&flusher);
+        let (other, mut other_client) = conn_pair(&flusher);
+        let shared = |text: &str| {
+            let line = Line::info("n", text);
+            (line.to_wire(), line)
+        };
+        // Lines 1 and 2 of a burst of 3: the fan-out waits in this thread's cork.
+        HELD.with(|h| {
+            let mut h = h.borrow_mut();
+            h.active = true;
+            h.more_coming = true;
+        });
+        for text in ["one", "two"] {
+            let (wire, line) = shared(text);
+            assert!(member.queue_shared(&line, &wire));
+        }
+        assert_eq!(HELD.with(|h| h.borrow().conns.len()), 1, "held once");
+        // The burst's last line: no more coming, so its fan-out is the flusher's at once.
+        HELD.with(|h| h.borrow_mut().more_coming = false);
+        let (wire, line) = shared("three");
+        assert!(member.queue_shared(&line, &wire));
+        assert!(other.queue_shared(&line, &wire));
+        let held = HELD.with(|h| std::mem::take(&mut h.borrow_mut().conns));
+        set_active(false);
+        assert_eq!(held.len(), 1, "the last line's new recipient was not held");
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(readable(&mut member_client), "");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = flusher.spawn(Arc::clone(&stop)).unwrap();
+        assert_eq!(read_until(&mut other_client, 1), "INFO n three\n");
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            readable(&mut member_client),
+            "",
+            "held until the burst's end"
+        );
+        for c in held {
+            c.release_burst(true);
+        }
+        let got = read_until(&mut member_client, 3);
+        assert_eq!(got, "INFO n one\nINFO n two\nINFO n three\n");
         stop.store(true, std::sync::atomic::Ordering::Release);
         thread.join().unwrap();
     }

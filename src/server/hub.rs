@@ -1978,7 +1978,7 @@ fn send_to(conns: &[Arc<Conn>], line: &Line) {
 /// presence notice) is queued for the flusher thread instead of written by the sender:
 /// lines bound for one client then share a `send`. Fewer recipients are written at once,
 /// which is quicker for each of them.
-const FAN_OUT_QUEUED: usize = 8;
+pub(super) const FAN_OUT_QUEUED: usize = 8;
 
 /// One recipient of a line for many: written now, or `queue`d for the flusher.
 fn send_shared(conn: &Arc<Conn>, line: &Line, wire: &str, queue: bool) -> bool {

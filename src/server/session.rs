@@ -121,7 +121,7 @@ fn login(
         cork.before_read(reader.has_buffered_line());
         let timeout = time_left(&[(started, limit)]);
         let input = reader.next_line(conn, timeout);
-        cork.after_read();
+        cork.after_read(reader.has_buffered_line());
         let line = match classify(input) {
             Ok(l) => l,
             Err(NotALine::Reply(l)) => {
@@ -231,7 +231,7 @@ fn command_loop(
             (last_heard, heartbeat_deadline),
         ]);
         let input = reader.next_line(conn, timeout);
-        cork.after_read();
+        cork.after_read(reader.has_buffered_line());
         if input != Input::TimedOut {
             last_heard = Instant::now();
         }

@@ -483,7 +483,7 @@ impl Session<'_> {
             .flatten()
             .min();
             let input = self.reader.next_line(self.conn, timeout);
-            cork.after_read();
+            cork.after_read(self.reader.has_buffered_line());
             let line = match input {
                 Input::Line(l) => l,
                 Input::TooLong(_) => {
