@@ -106,9 +106,17 @@ const RELEASE_MARGIN: usize = 512;
 /// and read as zeros when touched again). For a connection thread about to wait a long
 /// time for its user, after work that went deeper than waiting does (logging in).
 pub fn release_unused_stack() {
+    LAST_RELEASE.with(|t| t.set(Some(Instant::now())));
     if let Some((low, high)) = stack_bounds() {
         release_below(low, high);
     }
+}
+
+thread_local! {
+    /// When this thread last gave its stack back: a wait right after the release that
+    /// follows a login needs no second `madvise` (it was one more per login, counted with
+    /// `perf` over the login ramp).
+    static LAST_RELEASE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
 }
 
 /// [`release_unused_stack`] with the thread's stack bounds known.
@@ -147,9 +155,7 @@ const IDLE_RELEASE_EVERY: Duration = Duration::from_secs(1);
 pub struct IdleStack {
     /// The thread's stack, once asked.
     bounds: Option<Option<(usize, usize)>>,
-    /// When the stack was last given back.
-    released: Option<Instant>,
-    /// Whether a line was handled since.
+    /// Whether a line was handled since the stack was last given back.
     used: bool,
 }
 
@@ -161,15 +167,13 @@ impl IdleStack {
 
     /// The thread is about to wait for its user.
     pub fn before_wait(&mut self) {
-        if !self.used
-            || self
-                .released
-                .is_some_and(|t| t.elapsed() < IDLE_RELEASE_EVERY)
-        {
+        let recent =
+            LAST_RELEASE.with(|t| t.get().is_some_and(|t| t.elapsed() < IDLE_RELEASE_EVERY));
+        if !self.used || recent {
             return;
         }
         self.used = false;
-        self.released = Some(Instant::now());
+        LAST_RELEASE.with(|t| t.set(Some(Instant::now())));
         let bounds = *self.bounds.get_or_insert_with(stack_bounds);
         if let Some((low, high)) = bounds {
             release_below(low, high);
@@ -322,6 +326,29 @@ mod tests {
                 assert!(
                     resident_pages(low, high) >= 16,
                     "released again within a second"
+                );
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn the_release_after_a_login_counts_for_the_next_wait() {
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(|| {
+                let (low, high) = stack_bounds().unwrap();
+                go_deep(64 * 1024);
+                release_unused_stack();
+                assert!(resident_pages(low, high) <= 4);
+                go_deep(64 * 1024);
+                let mut idle = IdleStack::default();
+                idle.used();
+                idle.before_wait();
+                assert!(
+                    resident_pages(low, high) >= 16,
+                    "the wait right after the login's release makes no second madvise"
                 );
             })
             .unwrap()
