@@ -106,10 +106,15 @@ const RELEASE_MARGIN: usize = 512;
 /// and read as zeros when touched again). For a connection thread about to wait a long
 /// time for its user, after work that went deeper than waiting does (logging in).
 pub fn release_unused_stack() {
-    LAST_RELEASE.with(|t| t.set(Some(Instant::now())));
     if let Some((low, high)) = stack_bounds() {
-        release_below(low, high);
+        release_stack(low, high);
     }
+}
+
+/// Gives the stack below the caller back and remembers when (see [`IdleStack`]).
+fn release_stack(low: usize, high: usize) {
+    LAST_RELEASE.with(|t| t.set(Some(Instant::now())));
+    release_below(low, high);
 }
 
 thread_local! {
@@ -173,10 +178,9 @@ impl IdleStack {
             return;
         }
         self.used = false;
-        LAST_RELEASE.with(|t| t.set(Some(Instant::now())));
         let bounds = *self.bounds.get_or_insert_with(stack_bounds);
         if let Some((low, high)) = bounds {
-            release_below(low, high);
+            release_stack(low, high);
         }
     }
 }
@@ -283,76 +287,71 @@ mod tests {
         }
     }
 
-    #[test]
-    fn released_stack_pages_are_no_longer_resident_and_read_as_zeros_again() {
+    /// Runs `test` on a thread with a connection thread's stack, given that stack's bounds.
+    fn on_a_connection_stack(test: impl FnOnce(usize, usize) + Send + 'static) {
         std::thread::Builder::new()
             .stack_size(256 * 1024)
             .spawn(|| {
                 let (low, high) = stack_bounds().expect("a thread's stack bounds");
-                assert!(high - low >= 200 * 1024, "{low:x}-{high:x}");
-                go_deep(96 * 1024);
-                let deep = resident_pages(low, high);
-                assert!(deep >= 24, "{deep} pages after going 96 KiB deep");
-                release_unused_stack();
-                let after = resident_pages(low, high);
-                assert!(after <= 4, "{after} pages still resident (from {deep})");
-                // The stack works as before.
-                go_deep(96 * 1024);
+                test(low, high)
             })
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    #[test]
+    fn released_stack_pages_are_no_longer_resident_and_read_as_zeros_again() {
+        on_a_connection_stack(|low, high| {
+            assert!(high - low >= 200 * 1024, "{low:x}-{high:x}");
+            go_deep(96 * 1024);
+            let deep = resident_pages(low, high);
+            assert!(deep >= 24, "{deep} pages after going 96 KiB deep");
+            release_unused_stack();
+            let after = resident_pages(low, high);
+            assert!(after <= 4, "{after} pages still resident (from {deep})");
+            // The stack works as before.
+            go_deep(96 * 1024);
+        });
     }
 
     #[test]
     fn an_idle_stack_is_released_after_a_line_at_most_once_a_second() {
-        std::thread::Builder::new()
-            .stack_size(256 * 1024)
-            .spawn(|| {
-                let (low, high) = stack_bounds().unwrap();
-                let mut idle = IdleStack::default();
-                go_deep(64 * 1024);
-                idle.before_wait();
-                assert!(
-                    resident_pages(low, high) >= 16,
-                    "no line yet: nothing released"
-                );
-                idle.used();
-                idle.before_wait();
-                assert!(resident_pages(low, high) <= 4);
-                go_deep(64 * 1024);
-                idle.used();
-                idle.before_wait();
-                assert!(
-                    resident_pages(low, high) >= 16,
-                    "released again within a second"
-                );
-            })
-            .unwrap()
-            .join()
-            .unwrap();
+        on_a_connection_stack(|low, high| {
+            let mut idle = IdleStack::default();
+            go_deep(64 * 1024);
+            idle.before_wait();
+            assert!(
+                resident_pages(low, high) >= 16,
+                "no line yet: nothing released"
+            );
+            idle.used();
+            idle.before_wait();
+            assert!(resident_pages(low, high) <= 4);
+            go_deep(64 * 1024);
+            idle.used();
+            idle.before_wait();
+            assert!(
+                resident_pages(low, high) >= 16,
+                "released again within a second"
+            );
+        });
     }
 
     #[test]
     fn the_release_after_a_login_counts_for_the_next_wait() {
-        std::thread::Builder::new()
-            .stack_size(256 * 1024)
-            .spawn(|| {
-                let (low, high) = stack_bounds().unwrap();
-                go_deep(64 * 1024);
-                release_unused_stack();
-                assert!(resident_pages(low, high) <= 4);
-                go_deep(64 * 1024);
-                let mut idle = IdleStack::default();
-                idle.used();
-                idle.before_wait();
-                assert!(
-                    resident_pages(low, high) >= 16,
-                    "the wait right after the login's release makes no second madvise"
-                );
-            })
-            .unwrap()
-            .join()
-            .unwrap();
+        on_a_connection_stack(|low, high| {
+            go_deep(64 * 1024);
+            release_unused_stack();
+            assert!(resident_pages(low, high) <= 4);
+            go_deep(64 * 1024);
+            let mut idle = IdleStack::default();
+            idle.used();
+            idle.before_wait();
+            assert!(
+                resident_pages(low, high) >= 16,
+                "the wait right after the login's release makes no second madvise"
+            );
+        });
     }
 }
