@@ -118,11 +118,14 @@ impl<'a> Cork<'a> {
         }
     }
 
-    /// Called before each read of the next line: releases the burst unless a further line is
-    /// already waiting (and the burst is still short), and uncorks the thread for the read
-    /// itself, so nothing stays held while it blocks (a reader may answer a WebSocket ping).
-    pub fn before_read(&mut self, more_waiting: bool) {
+    /// Called before each read of the next line: releases the burst unless a further line was
+    /// already waiting when the last one was read (see [`Cork::after_read`]; the reader is
+    /// not touched in between) and the burst is still short, and uncorks the thread for the
+    /// read itself, so nothing stays held while it blocks (a reader may answer a WebSocket
+    /// ping).
+    pub fn before_read(&mut self) {
         self.lines += 1;
+        let more_waiting = HELD.with(|h| h.borrow().more_coming);
         if !more_waiting || self.lines > MAX_BURST_LINES {
             self.release();
         }

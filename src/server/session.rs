@@ -118,7 +118,7 @@ fn login(
     // mail in one send (see `cork`); one that waits for each prompt, each prompt at once.
     let mut cork = Cork::begin(hub, conn);
     loop {
-        cork.before_read(reader.has_buffered_line());
+        cork.before_read();
         let timeout = time_left(&[(started, limit)]);
         let input = reader.next_line(conn, timeout);
         cork.after_read(reader.has_buffered_line());
@@ -224,7 +224,7 @@ fn command_loop(
     // Replies and deliveries of a burst of pipelined lines go out together (see `cork`).
     let mut cork = Cork::begin(hub, conn);
     loop {
-        cork.before_read(reader.has_buffered_line());
+        cork.before_read();
         let heartbeat_deadline = heartbeat_limit.filter(|_| heartbeats);
         let timeout = time_left(&[
             (last_activity, idle_limit),

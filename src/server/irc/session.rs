@@ -471,7 +471,7 @@ impl Session<'_> {
         // Replies and deliveries of a burst of pipelined lines go out together (see `cork`).
         let mut cork = Cork::begin(self.hub, self.conn);
         loop {
-            cork.before_read(self.reader.has_buffered_line());
+            cork.before_read();
             // A silent client is pinged after `heartbeat`; another `heartbeat` of silence
             // and it is gone.
             let ping_due = heartbeat.map(|h| if pinged { h * 2 } else { h });
