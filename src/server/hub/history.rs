@@ -93,8 +93,10 @@ struct Queue {
 
 /// How long the writer lets entries gather once the first one is queued: one `write` per
 /// conversation per round, and one wake-up of the writer per round, not per line. A
-/// `history` read does not wait for it.
-const ROUND: Duration = Duration::from_millis(2);
+/// `history` read does not wait for it. 10 ms rather than 2: pairs 64 spent a tenth of the
+/// server's CPU in this thread, most of it ext4's cost per `write`; side by side, 2.4 % more
+/// messages relayed at 2.2 % less CPU each. A `kill -9` loses at most this much history.
+const ROUND: Duration = Duration::from_millis(10);
 
 struct Inner {
     queue: Mutex<Queue>,
