@@ -1,5 +1,6 @@
 //! The server: a listener thread per door (see [`Door`]) that accepts connections and
-//! spawns one OS thread per connection (small explicit stack, TCP_NODELAY, keepalive), plus
+//! spawns one OS thread per connection (small explicit stack and no std signal stack: see
+//! [`thread`]; TCP_NODELAY, keepalive), plus
 //! one shared flusher thread for outboxes that could not be written at once (and, on a
 //! saturated server, for the lines a burst produced for others) and the hub's history
 //! writer thread.
@@ -18,6 +19,7 @@ pub mod memory;
 pub mod ratelimit;
 mod reader;
 mod session;
+mod thread;
 mod web;
 
 pub use door::Door;
@@ -374,13 +376,10 @@ impl Core {
         let hub = self.hub.clone();
         let shared = Arc::clone(&self.shared);
         let irc = Arc::clone(&self.irc);
-        let spawned = std::thread::Builder::new()
-            .name(format!("conn-{id}"))
-            .stack_size(CONNECTION_STACK_BYTES)
-            .spawn({
-                let conn = Arc::clone(&conn);
-                move || connection_thread(door, &hub, &conn, &shared, &irc)
-            });
+        let spawned = thread::spawn_detached(&format!("conn-{id}"), CONNECTION_STACK_BYTES, {
+            let conn = Arc::clone(&conn);
+            move || connection_thread(door, &hub, &conn, &shared, &irc)
+        });
         if let Err(e) = spawned {
             log::error!("cannot start a thread for {peer}: {e}");
             self.shared.conns.lock().remove(id);
