@@ -304,7 +304,8 @@ fn client_help_names_discovery_encoding_and_seed_004s_flags() {
 }
 
 /// A thread per user wants glibc's per-thread malloc caches small (issue 7's 10,000 users):
-/// the server starts itself again with the tunable, keeping its process id and arguments.
+/// the server starts itself again with the tunable, keeping its process id, arguments and
+/// name.
 #[test]
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn the_server_runs_with_small_per_thread_malloc_caches() {
@@ -322,4 +323,8 @@ fn the_server_runs_with_small_per_thread_malloc_caches() {
     );
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     assert!(cmdline.starts_with(BIN.as_bytes()), "{cmdline:?}");
+    // `ps`, `top` and `pkill lanchat-server` go by this name, not by the `exe` of
+    // /proc/self/exe that the second start was run from.
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim_end(), "lanchat-server");
 }

@@ -25,7 +25,8 @@ pub const MALLOC_TUNABLE: &str = "glibc.malloc.tcache_max=128";
 /// Starts this program again (same process, arguments and environment) with
 /// [`MALLOC_TUNABLE`] in `GLIBC_TUNABLES`, which glibc reads only at startup; returns
 /// (doing nothing) where that is not glibc on Linux, when the variable already sets the
-/// tcache size (a second start, or the operator's own choice), or if the exec fails.
+/// tcache size (a second start, or the operator's own choice: then the process is named
+/// after the program), or if the exec fails.
 pub fn restart_with_small_thread_caches() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -35,6 +36,7 @@ pub fn restart_with_small_thread_caches() {
             .to_string_lossy()
             .contains("glibc.malloc.tcache_max")
         {
+            name_process_after_program();
             return;
         }
         let mut value = current;
@@ -50,6 +52,31 @@ pub fn restart_with_small_thread_caches() {
             .env("GLIBC_TUNABLES", value)
             .exec();
         log::debug!("running without {MALLOC_TUNABLE}: cannot restart: {error}");
+    }
+}
+
+/// Names the process after the file it was started as (`lanchat-server`): the kernel names
+/// it after the file executed, and the second start runs `/proc/self/exe`, which `ps`, `top`
+/// and `pkill lanchat-server` would then show as `exe`. Threads started later inherit it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn name_process_after_program() {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(argv0) = std::env::args_os().next() else {
+        return;
+    };
+    let Some(file) = std::path::Path::new(&argv0).file_name() else {
+        return;
+    };
+    // The kernel keeps 15 bytes of a name.
+    let bytes = &file.as_bytes()[..file.len().min(15)];
+    let Ok(name) = std::ffi::CString::new(bytes) else {
+        return;
+    };
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes, which `name`
+    // is, and keeps no pointer to it.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr());
     }
 }
 
