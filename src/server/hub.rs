@@ -40,6 +40,47 @@ struct Online {
     p2p_port: Option<u16>,
 }
 
+/// The logged-in users, by name and in name order: a lobby's NAMES lists them all in order,
+/// and sorting them per IRC login was most of what a login cost in a crowd. Reads go
+/// through `Deref` to the map; changes go through [`OnlineUsers::insert`] and
+/// [`OnlineUsers::remove`], which keep the two in step.
+#[derive(Default)]
+struct OnlineUsers {
+    by_name: HashMap<String, Online>,
+    in_order: BTreeSet<String>,
+}
+
+impl OnlineUsers {
+    fn insert(&mut self, name: &str, user: Online) {
+        if self.by_name.insert(name.to_string(), user).is_none() {
+            self.in_order.insert(name.to_string());
+        }
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Online> {
+        let user = self.by_name.remove(name)?;
+        self.in_order.remove(name);
+        Some(user)
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut Online> {
+        self.by_name.get_mut(name)
+    }
+
+    /// Every name, in order.
+    fn names_in_order(&self) -> impl Iterator<Item = &String> {
+        self.in_order.iter()
+    }
+}
+
+impl std::ops::Deref for OnlineUsers {
+    type Target = HashMap<String, Online>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.by_name
+    }
+}
+
 /// A two-person chat session (seed 000).
 #[derive(Clone, Debug)]
 struct ChatSession {
@@ -57,7 +98,7 @@ struct ChatSession {
 #[derive(Default)]
 struct State {
     /// Logged-in users by name.
-    online: HashMap<String, Online>,
+    online: OnlineUsers,
     /// What is known of every user who ever logged in (mirrors the store's journal).
     users: HashMap<String, UserRecord>,
     /// Chat sessions by number, requested or started.
@@ -90,8 +131,20 @@ impl State {
 
     /// Whether `viewer` may see that `subject` is online.
     fn visible_to(&self, subject: &str, viewer: &str) -> bool {
-        subject == viewer
-            || (self.status_of(subject) != Status::Invisible && !self.blocks(subject, viewer))
+        self.status_seen_by(subject, viewer).is_some()
+    }
+
+    /// `subject`'s status if `viewer` may see that they are online, from one look-up in
+    /// the directory (a lobby's NAMES asks this of every user online).
+    fn status_seen_by(&self, subject: &str, viewer: &str) -> Option<Status> {
+        let record = self.users.get(subject);
+        let status = record
+            .and_then(|u| u.status.as_deref())
+            .and_then(Status::parse)
+            .unwrap_or(Status::Available);
+        let hidden = subject != viewer
+            && (status == Status::Invisible || record.is_some_and(|u| u.blocked.contains(viewer)));
+        (!hidden).then_some(status)
     }
 
     fn conn(&self, name: &str) -> Option<Arc<Conn>> {
@@ -484,7 +537,7 @@ impl Hub {
             (Vec::new(), Vec::new())
         };
         state.online.insert(
-            name.to_string(),
+            name,
             Online {
                 conn: Arc::clone(conn),
                 session: None,
@@ -779,7 +832,7 @@ impl Hub {
                     let state = self.shared.state.lock();
                     let mut skipped = 0;
                     let mut targets: Vec<(Arc<Conn>, bool)> = Vec::new();
-                    for (n, o) in &state.online {
+                    for (n, o) in state.online.iter() {
                         let visible = n != me && state.status_of(n) != Status::Invisible;
                         if n == me && !echo {
                             continue;
@@ -1774,13 +1827,11 @@ impl Hub {
     /// included, with their status, sorted by name; and how many are online in all.
     pub fn visible_online(&self, viewer: &str) -> (Vec<(String, Status)>, usize) {
         let state = self.shared.state.lock();
-        let mut users: Vec<(String, Status)> = state
+        let users = state
             .online
-            .keys()
-            .filter(|n| state.visible_to(n, viewer))
-            .map(|n| (n.clone(), state.status_of(n)))
+            .names_in_order()
+            .filter_map(|n| Some((n.clone(), state.status_seen_by(n, viewer)?)))
             .collect();
-        users.sort_by(|a, b| a.0.cmp(&b.0));
         (users, state.online.len())
     }
 

@@ -515,6 +515,10 @@ def bridge(opts):
     check("nate" in e.arguments[2].split(), f"lobby names {e.arguments}")
     m = Native(opts.native, "mia")
     a.expect("join", lambda e: e.source.nick == "mia" and e.target == "#lanchat")
+    # The lobby's NAMES lists everyone online, in name order.
+    a.conn.names(["#lanchat"])
+    e = a.expect("namreply", lambda e: e.arguments[1] == "#lanchat")
+    check(e.arguments[2].split() == ["alice", "mia", "nate"], f"lobby names in order {e.arguments}")
     # Private messages both ways.
     n.send("message alice hello from native")
     n.line_with("OK sent")
@@ -575,6 +579,9 @@ def bridge(opts):
     # Presence: a native logout is a QUIT.
     m.send("logout")
     a.expect("quit", lambda e: e.source.nick == "mia")
+    a.conn.names(["#lanchat"])
+    e = a.expect("namreply", lambda e: e.arguments[1] == "#lanchat")
+    check(e.arguments[2].split() == ["alice", "nate"], f"lobby names after a logout {e.arguments}")
     # Offline mail: delivered after the welcome, with its time.
     a.conn.quit("brb")
     n.line_with("PRESENCE alice logout")

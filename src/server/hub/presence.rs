@@ -212,7 +212,7 @@ impl Hub {
                     }
                 }
             }
-            for (name, online) in &state.online {
+            for (name, online) in state.online.iter() {
                 let me = position.get(name.as_str()).copied();
                 let blocked_by = hidden.get(name.as_str());
                 if blocked_by.is_none() {

@@ -103,39 +103,41 @@ pub fn format(
     params: &[&str],
     trailing: bool,
 ) -> String {
-    let mut body = String::with_capacity(64);
-    if let Some(source) = source {
-        body.push(':');
-        body.push_str(source);
-        body.push(' ');
-    }
-    body.push_str(command);
-    for (i, p) in params.iter().enumerate() {
-        body.push(' ');
-        let last = i + 1 == params.len();
-        if last && (trailing || p.is_empty() || p.contains(' ') || p.starts_with(':')) {
-            body.push(':');
-        }
-        body.push_str(p);
-    }
-    let body: String = body
-        .chars()
-        .map(|c| {
-            if matches!(c, '\r' | '\n' | '\0') {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect();
-    let body = truncate(&body, MAX_BODY);
-    let mut out = String::with_capacity(body.len() + 2 + tags.map_or(0, |t| t.len() + 2));
+    let tags_len = tags.map_or(0, |t| t.len() + 2);
+    let params_len: usize = params.iter().map(|p| p.len() + 2).sum();
+    let wanted = tags_len + source.map_or(0, |s| s.len() + 2) + command.len() + params_len + 2;
+    let mut out = String::with_capacity(wanted.min(tags_len + MAX_BODY + 2));
     if let Some(tags) = tags {
         out.push('@');
         out.push_str(tags);
         out.push(' ');
     }
-    out.push_str(body);
+    let body_start = out.len();
+    if let Some(source) = source {
+        out.push(':');
+        out.push_str(source);
+        out.push(' ');
+    }
+    out.push_str(command);
+    for (i, p) in params.iter().enumerate() {
+        out.push(' ');
+        let last = i + 1 == params.len();
+        if last && (trailing || p.is_empty() || p.contains(' ') || p.starts_with(':')) {
+            out.push(':');
+        }
+        out.push_str(p);
+    }
+    // Almost every line has none of them: it is scanned, not copied.
+    if out.as_bytes()[body_start..]
+        .iter()
+        .any(|b| matches!(b, b'\r' | b'\n' | b'\0'))
+    {
+        let body = out[body_start..].replace(['\r', '\n', '\0'], " ");
+        out.truncate(body_start);
+        out.push_str(&body);
+    }
+    let body_len = truncate(&out[body_start..], MAX_BODY).len();
+    out.truncate(body_start + body_len);
     out.push_str("\r\n");
     out
 }
@@ -262,9 +264,25 @@ mod tests {
             format(None, None, "X", &["a\r\nQUIT"], true),
             "X :a  QUIT\r\n"
         );
+        assert_eq!(format(None, None, "X", &["a\0b"], true), "X :a b\r\n");
         let long = format(None, Some("s"), "NOTICE", &["n", &"x".repeat(600)], true);
         assert_eq!(long.len(), MAX_LINE);
         assert!(long.ends_with("x\r\n"));
+        // Tags do not count toward the limit, and a cut keeps whole characters.
+        let tagged = format(
+            Some("time=t"),
+            Some("s"),
+            "NOTICE",
+            &["n", &"é".repeat(300)],
+            true,
+        );
+        let body = tagged.strip_prefix("@time=t ").unwrap();
+        assert!(
+            body.len() <= MAX_LINE && body.len() >= MAX_LINE - 1,
+            "{}",
+            body.len()
+        );
+        assert!(body.ends_with("é\r\n"));
     }
 
     #[test]

@@ -84,6 +84,29 @@ impl SharedCache {
     }
 }
 
+/// Appends the bytes `translate` appends for `line` in a view like `key`, translating only
+/// if this thread has not just done so for another client of this generation of the world.
+fn shared(
+    w: &World,
+    line: &Line,
+    key: ViewKey,
+    out: &mut Vec<u8>,
+    translate: impl FnOnce(&mut Vec<u8>),
+) {
+    // Read before translating: a change to the world meanwhile moves it past what is
+    // cached, so nothing older than the world is ever reused.
+    let generation = w.generation();
+    SHARED.with(|cache| {
+        if let Some(bytes) = cache.borrow().get(generation, line, key) {
+            out.extend_from_slice(bytes);
+            return;
+        }
+        let start = out.len();
+        translate(out);
+        cache.borrow_mut().put(generation, line, key, &out[start..]);
+    });
+}
+
 /// Runs `f` (a hub call delivering a user's text) with NOTICE semantics if `notice`.
 fn as_notice<T>(notice: bool, f: impl FnOnce() -> T) -> T {
     SENDING_NOTICE.with(|n| n.set(notice));
@@ -222,28 +245,34 @@ impl Encoder for IrcEncoder {
             today: &today[..10.min(today.len())],
             notice: SENDING_NOTICE.with(Cell::get),
         };
-        let (Some(w), Some(source)) = (world, translate::shared_source(line)) else {
-            translate::translate(line, &view, &Directory(world), out);
+        let people = Directory(world);
+        let Some(w) = world else {
+            translate::translate(line, &view, &people, out);
             return;
         };
-        // Read before translating: a change to the world meanwhile moves it past what is
-        // cached, so nothing older than the world is ever reused.
-        let generation = w.generation();
-        let key = ViewKey {
-            is_source: view.nick == source,
+        let key = |is_source| ViewKey {
+            is_source,
             in_lobby: view.in_lobby,
             server_time: view.server_time,
             away_notify: view.away_notify,
             notice: view.notice,
         };
-        SHARED.with(|cache| {
-            if let Some(bytes) = cache.borrow().get(generation, line, key) {
-                out.extend_from_slice(bytes);
-                return;
-            }
-            let start = out.len();
-            translate::translate(line, &view, &Directory(world), out);
-            cache.borrow_mut().put(generation, line, key, &out[start..]);
+        if line.kind == Kind::Presences && !translate::summary_names(line, view.nick) {
+            // A crowd's summary goes to everyone online: its changes are translated once
+            // (a mask looked up and formatted per change per client was a quarter of the
+            // server's time in the IRC login ramp), the NOTICE naming the client is not.
+            shared(w, line, key(false), out, |out| {
+                translate::presences_changes(line, &view, &people, out);
+            });
+            translate::presences_notice(line, &view, out);
+            return;
+        }
+        let Some(source) = translate::shared_source(line) else {
+            translate::translate(line, &view, &people, out);
+            return;
+        };
+        shared(w, line, key(view.nick == source), out, |out| {
+            translate::translate(line, &view, &people, out);
         });
     }
 
@@ -290,6 +319,78 @@ mod tests {
         }
     }
 
+    /// A connection (id 7) on a loopback socket, for a user of the world.
+    fn loopback_conn() -> Arc<Conn> {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let peer = stream.local_addr().unwrap();
+        let limits = Limits {
+            outbox_bytes: 1 << 16,
+            stall: Duration::from_secs(1),
+        };
+        Conn::new(
+            7,
+            stream,
+            peer,
+            &Flusher::new(),
+            limits,
+            Box::new(NativeEncoder),
+        )
+    }
+
+    /// A crowd's presence summary is translated once for everyone it does not name, but
+    /// each client's NOTICE is addressed to them, the one it names does not see their own
+    /// change, and a change to the world is seen at once.
+    #[test]
+    fn a_presence_summary_is_shared_except_its_notice_and_the_named_client() {
+        let world = Arc::new(World::new("srv", "#lanchat", ""));
+        let (ann, ben, cy) = (
+            client(&world, "ann", true),
+            client(&world, "ben", true),
+            client(&world, "cy", true),
+        );
+        let summary = Line::new(Kind::Presences, &["cy:login,dan:logout", "5"], "*** ***");
+        let changes = ":cy!cy@srv JOIN #lanchat\r\n:dan!dan@srv QUIT :Left the chat\r\n";
+        let notice = |to: &str| {
+            format!(
+                ":*lanchat!lanchat@srv NOTICE {to} :5 more users joined, left or changed \
+                 status; /names #lanchat lists who is here.\r\n"
+            )
+        };
+        assert_eq!(
+            encode(&ann, &summary),
+            format!("{changes}{}", notice("ann"))
+        );
+        assert_eq!(
+            encode(&ben, &summary),
+            format!("{changes}{}", notice("ben"))
+        );
+        assert_eq!(
+            encode(&cy, &summary),
+            format!(":dan!dan@srv QUIT :Left the chat\r\n{}", notice("cy"))
+        );
+        assert_eq!(
+            encode(&ann, &summary),
+            format!("{changes}{}", notice("ann"))
+        );
+        let outside = client(&world, "eve", false);
+        assert_eq!(
+            encode(&outside, &summary),
+            ":dan!dan@srv QUIT :Left the chat\r\n",
+            "no JOIN or NOTICE outside the lobby"
+        );
+
+        let conn = loopback_conn();
+        world.register("cy", irc_user(&conn, "cyril", "10.0.0.3"));
+        assert_eq!(
+            encode(&ben, &summary),
+            format!(
+                ":cy!cyril@10.0.0.3 JOIN #lanchat\r\n:dan!dan@srv QUIT :Left the chat\r\n{}",
+                notice("ben")
+            )
+        );
+    }
+
     /// A line for many is translated once per fan-out, and what is reused never outlives a
     /// change to the world it was translated from.
     #[test]
@@ -312,21 +413,7 @@ mod tests {
         );
 
         // bob comes in over IRC: his mask changes, and the lines with it.
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let peer = stream.local_addr().unwrap();
-        let limits = Limits {
-            outbox_bytes: 1 << 16,
-            stall: Duration::from_secs(1),
-        };
-        let conn = Conn::new(
-            7,
-            stream,
-            peer,
-            &Flusher::new(),
-            limits,
-            Box::new(NativeEncoder),
-        );
+        let conn = loopback_conn();
         world.register("bob", irc_user(&conn, "robert", "10.0.0.9"));
         let irc = ":bob!robert@10.0.0.9 PRIVMSG #cs101 :hi\r\n";
         assert_eq!(encode(&ann, &group), irc);

@@ -205,6 +205,45 @@ fn presence(user: &str, event: &str, view: &View<'_>, people: &dyn People, out: 
     out.extend_from_slice(bytes.as_bytes());
 }
 
+/// Whether a crowd's presence summary names `nick` among its changes (their own change is
+/// left out of what they get, so their bytes differ from everyone else's).
+pub fn summary_names(line: &Line, nick: &str) -> bool {
+    line.arg(0)
+        .split(',')
+        .any(|item| item.split_once(':').map_or(item, |(user, _)| user) == nick)
+}
+
+/// The changes of a crowd's summary (`PRESENCES`): the JOIN, QUIT and AWAY lines of the
+/// changes it names, in one write (as big IRC networks batch joins). The same for every
+/// client it does not name that shares the view's lobby and away-notify settings.
+pub fn presences_changes(line: &Line, view: &View<'_>, people: &dyn People, out: &mut Vec<u8>) {
+    for item in line.arg(0).split(',') {
+        let Some((user, change)) = item.split_once(':') else {
+            continue;
+        };
+        if change == "login-busy" {
+            presence(user, "login", view, people, out);
+            presence(user, "busy", view, people, out);
+        } else {
+            presence(user, change, view, people, out);
+        }
+    }
+}
+
+/// The rest of a crowd's summary: the changes it only counts are told in a NOTICE to the
+/// client, and NAMES lists who is there.
+pub fn presences_notice(line: &Line, view: &View<'_>, out: &mut Vec<u8>) {
+    let more = line.arg(1);
+    if more != "0" && view.in_lobby {
+        let source = format!("{SERVICE}!lanchat@{}", view.server);
+        let text = format!(
+            "{more} more users joined, left or changed status; /names {} lists who is here.",
+            view.lobby
+        );
+        say(out, None, &source, "NOTICE", view.nick, &text);
+    }
+}
+
 /// Appends what `line` becomes for this client (possibly nothing).
 pub fn translate(line: &Line, view: &View<'_>, people: &dyn People, out: &mut Vec<u8>) {
     let me = view.nick;
@@ -259,29 +298,8 @@ pub fn translate(line: &Line, view: &View<'_>, people: &dyn People, out: &mut Ve
         }
         Kind::Presence => presence(line.arg(0), line.arg(1), view, people, out),
         Kind::Presences => {
-            // A crowd's summary: the JOIN, QUIT and AWAY lines of the changes it names, in
-            // one write (as big IRC networks batch joins); the changes it only counts are
-            // told in a NOTICE, and NAMES lists who is there.
-            for item in line.arg(0).split(',') {
-                let Some((user, change)) = item.split_once(':') else {
-                    continue;
-                };
-                if change == "login-busy" {
-                    presence(user, "login", view, people, out);
-                    presence(user, "busy", view, people, out);
-                } else {
-                    presence(user, change, view, people, out);
-                }
-            }
-            let more = line.arg(1);
-            if more != "0" && view.in_lobby {
-                let source = format!("{SERVICE}!lanchat@{}", view.server);
-                let text = format!(
-                    "{more} more users joined, left or changed status; /names {} lists who is here.",
-                    view.lobby
-                );
-                say(out, None, &source, "NOTICE", me, &text);
-            }
+            presences_changes(line, view, people, out);
+            presences_notice(line, view, out);
         }
         Kind::Bye => {
             let text = format!("Closing Link: {me} ({})", line.text);
