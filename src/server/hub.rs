@@ -40,35 +40,72 @@ struct Online {
     p2p_port: Option<u16>,
 }
 
-/// The logged-in users, by name and in name order: a lobby's NAMES lists them all in order,
-/// and sorting them per IRC login was most of what a login cost in a crowd. Reads go
-/// through `Deref` to the map; changes go through [`OnlineUsers::insert`] and
-/// [`OnlineUsers::remove`], which keep the two in step.
+/// The logged-in users, by name, in name order and by ASCII-folded name: a lobby's NAMES
+/// lists them all in order, and an IRC nick must not differ from an online one only in
+/// case; sorting them, and scanning them for a case twin, per IRC login was most of what a
+/// login cost in a crowd. Reads go through `Deref` to the map; changes go through
+/// [`OnlineUsers::insert`] and [`OnlineUsers::remove`], which keep the three in step.
 #[derive(Default)]
 struct OnlineUsers {
     by_name: HashMap<String, Online>,
-    in_order: BTreeSet<String>,
+    /// With what others may see of each (a copy of their directory record's status and
+    /// whether they block anyone, kept by [`State::refresh_seen`]): a NAMES reads only this.
+    in_order: std::collections::BTreeMap<String, Seen>,
+    /// How many online names fold to each lowercase name.
+    folded: HashMap<String, usize>,
+}
+
+/// What decides whether an online user is shown to others, from their directory record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Seen {
+    status: Status,
+    blocks_anyone: bool,
 }
 
 impl OnlineUsers {
-    fn insert(&mut self, name: &str, user: Online) {
+    fn insert(&mut self, name: &str, user: Online, seen: Seen) {
         if self.by_name.insert(name.to_string(), user).is_none() {
-            self.in_order.insert(name.to_string());
+            *self.folded.entry(name.to_ascii_lowercase()).or_default() += 1;
+        }
+        self.in_order.insert(name.to_string(), seen);
+    }
+
+    /// Records what others may see of `name`, if online.
+    fn set_seen(&mut self, name: &str, seen: Seen) {
+        if let Some(s) = self.in_order.get_mut(name) {
+            *s = seen;
         }
     }
 
     fn remove(&mut self, name: &str) -> Option<Online> {
         let user = self.by_name.remove(name)?;
         self.in_order.remove(name);
+        let fold = name.to_ascii_lowercase();
+        if let Some(n) = self.folded.get_mut(&fold) {
+            *n -= 1;
+            if *n == 0 {
+                self.folded.remove(&fold);
+            }
+        }
         Some(user)
+    }
+
+    /// Whether a name other than `name` that equals it ignoring ASCII case is online.
+    fn has_case_twin(&self, name: &str) -> bool {
+        let same_fold = self
+            .folded
+            .get(&name.to_ascii_lowercase())
+            .copied()
+            .unwrap_or(0);
+        same_fold > usize::from(self.by_name.contains_key(name))
     }
 
     fn get_mut(&mut self, name: &str) -> Option<&mut Online> {
         self.by_name.get_mut(name)
     }
 
-    /// Every name, in order.
-    fn names_in_order(&self) -> impl Iterator<Item = &String> {
+    /// Every name, in order, with what others may see of them.
+    fn names_in_order(&self) -> impl Iterator<Item = (&String, &Seen)> {
         self.in_order.iter()
     }
 }
@@ -127,6 +164,22 @@ impl State {
         self.users
             .get(owner)
             .is_some_and(|u| u.blocked.contains(other))
+    }
+
+    /// What others may see of `name`, from their record.
+    fn seen_of(&self, name: &str) -> Seen {
+        let record = self.users.get(name);
+        Seen {
+            status: self.status_of(name),
+            blocks_anyone: record.is_some_and(|u| !u.blocked.is_empty()),
+        }
+    }
+
+    /// Copies a change of `name`'s status or blacklist to the online list (a no-op if
+    /// they are offline): every change of either goes through here.
+    fn refresh_seen(&mut self, name: &str) {
+        let seen = self.seen_of(name);
+        self.online.set_seen(name, seen);
     }
 
     /// Whether `viewer` may see that `subject` is online.
@@ -536,6 +589,7 @@ impl Hub {
         } else {
             (Vec::new(), Vec::new())
         };
+        let seen = state.seen_of(name);
         state.online.insert(
             name,
             Online {
@@ -543,6 +597,7 @@ impl Hub {
                 session: None,
                 p2p_port: None,
             },
+            seen,
         );
         state.users.entry(name.to_string()).or_default();
         let mut lines = vec![Line::new(
@@ -1542,7 +1597,9 @@ impl Hub {
         let inserted = {
             let mut state = self.shared.state.lock();
             let user = state.users.entry(me.to_string()).or_default();
-            user.blocked.insert(target.to_string())
+            let inserted = user.blocked.insert(target.to_string());
+            state.refresh_seen(me);
+            inserted
         };
         if !inserted {
             return err("already-blocked", format!("{target} is already blocked."));
@@ -1577,10 +1634,12 @@ impl Hub {
         }
         let removed = {
             let mut state = self.shared.state.lock();
-            state
+            let removed = state
                 .users
                 .get_mut(me)
-                .is_some_and(|u| u.blocked.remove(target))
+                .is_some_and(|u| u.blocked.remove(target));
+            state.refresh_seen(me);
+            removed
         };
         if !removed {
             return err("not-blocked", format!("{target} is not blocked."));
@@ -1618,6 +1677,7 @@ impl Hub {
             let mut state = self.shared.state.lock();
             let old = state.status_of(me);
             state.users.entry(me.to_string()).or_default().status = Some(new.as_str().to_string());
+            state.refresh_seen(me);
             let events = status_events(old, new);
             let targets = if events.is_empty() {
                 Vec::new()
@@ -1827,10 +1887,17 @@ impl Hub {
     /// included, with their status, sorted by name; and how many are online in all.
     pub fn visible_online(&self, viewer: &str) -> (Vec<(String, Status)>, usize) {
         let state = self.shared.state.lock();
+        // The directory is read only for users who block someone.
         let users = state
             .online
             .names_in_order()
-            .filter_map(|n| Some((n.clone(), state.status_seen_by(n, viewer)?)))
+            .filter(|(n, seen)| {
+                debug_assert_eq!(**seen, state.seen_of(n), "the online list drifted for {n}");
+                n.as_str() == viewer
+                    || (seen.status != Status::Invisible
+                        && !(seen.blocks_anyone && state.blocks(n, viewer)))
+            })
+            .map(|(n, seen)| (n.clone(), seen.status))
             .collect();
         (users, state.online.len())
     }
@@ -1863,11 +1930,7 @@ impl Hub {
     /// Whether anyone, visible or not, is online as `name` or a name equal to it ignoring
     /// ASCII case other than `name` itself (for IRC's case-insensitive nicks).
     pub fn online_case_twin(&self, name: &str) -> bool {
-        let state = self.shared.state.lock();
-        state
-            .online
-            .keys()
-            .any(|n| n != name && n.eq_ignore_ascii_case(name))
+        self.shared.state.lock().online.has_case_twin(name)
     }
 
     /// The group called `name` (or equal to it ignoring ASCII case): its real name and its
