@@ -55,6 +55,14 @@ struct OnlineUsers {
     folded: HashMap<String, usize>,
 }
 
+/// A user's status as their directory record has it (no record, or none set: available).
+fn status_in(record: Option<&UserRecord>) -> Status {
+    record
+        .and_then(|u| u.status.as_deref())
+        .and_then(Status::parse)
+        .unwrap_or(Status::Available)
+}
+
 /// What decides whether an online user is shown to others, from their directory record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Seen {
@@ -152,11 +160,7 @@ struct State {
 
 impl State {
     fn status_of(&self, name: &str) -> Status {
-        self.users
-            .get(name)
-            .and_then(|u| u.status.as_deref())
-            .and_then(Status::parse)
-            .unwrap_or(Status::Available)
+        status_in(self.users.get(name))
     }
 
     /// Whether `owner` has blocked `other`.
@@ -170,9 +174,17 @@ impl State {
     fn seen_of(&self, name: &str) -> Seen {
         let record = self.users.get(name);
         Seen {
-            status: self.status_of(name),
+            status: status_in(record),
             blocks_anyone: record.is_some_and(|u| !u.blocked.is_empty()),
         }
+    }
+
+    /// Whether `viewer` may see that `subject`, of whom others see `seen`, is online: the
+    /// one rule for it. The directory is read only if `subject` blocks someone.
+    fn shown_to(&self, subject: &str, seen: &Seen, viewer: &str) -> bool {
+        subject == viewer
+            || (seen.status != Status::Invisible
+                && !(seen.blocks_anyone && self.blocks(subject, viewer)))
     }
 
     /// Copies a change of `name`'s status or blacklist to the online list (a no-op if
@@ -184,20 +196,7 @@ impl State {
 
     /// Whether `viewer` may see that `subject` is online.
     fn visible_to(&self, subject: &str, viewer: &str) -> bool {
-        self.status_seen_by(subject, viewer).is_some()
-    }
-
-    /// `subject`'s status if `viewer` may see that they are online, from one look-up in
-    /// the directory (a lobby's NAMES asks this of every user online).
-    fn status_seen_by(&self, subject: &str, viewer: &str) -> Option<Status> {
-        let record = self.users.get(subject);
-        let status = record
-            .and_then(|u| u.status.as_deref())
-            .and_then(Status::parse)
-            .unwrap_or(Status::Available);
-        let hidden = subject != viewer
-            && (status == Status::Invisible || record.is_some_and(|u| u.blocked.contains(viewer)));
-        (!hidden).then_some(status)
+        self.shown_to(subject, &self.seen_of(subject), viewer)
     }
 
     fn conn(&self, name: &str) -> Option<Arc<Conn>> {
@@ -1887,15 +1886,12 @@ impl Hub {
     /// included, with their status, sorted by name; and how many are online in all.
     pub fn visible_online(&self, viewer: &str) -> (Vec<(String, Status)>, usize) {
         let state = self.shared.state.lock();
-        // The directory is read only for users who block someone.
         let users = state
             .online
             .names_in_order()
             .filter(|(n, seen)| {
                 debug_assert_eq!(**seen, state.seen_of(n), "the online list drifted for {n}");
-                n.as_str() == viewer
-                    || (seen.status != Status::Invisible
-                        && !(seen.blocks_anyone && state.blocks(n, viewer)))
+                state.shown_to(n, seen, viewer)
             })
             .map(|(n, seen)| (n.clone(), seen.status))
             .collect();

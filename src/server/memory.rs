@@ -68,9 +68,7 @@ fn name_process_after_program() {
     let Some(file) = std::path::Path::new(&argv0).file_name() else {
         return;
     };
-    // The kernel keeps 15 bytes of a name.
-    let bytes = &file.as_bytes()[..file.len().min(15)];
-    let Ok(name) = std::ffi::CString::new(bytes) else {
+    let Some(name) = super::thread::kernel_name(file.as_bytes()) else {
         return;
     };
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes, which `name`

@@ -36,8 +36,8 @@ pub fn spawn_detached(
     stack_bytes: usize,
     body: impl FnOnce() + Send + 'static,
 ) -> io::Result<()> {
-    let name = CString::new(name.bytes().take(15).collect::<Vec<u8>>())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "thread name has a NUL"))?;
+    let name = kernel_name(name.as_bytes())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "thread name has a NUL"))?;
     let start = Box::into_raw(Box::new(Start {
         name,
         body: Box::new(body),
@@ -70,6 +70,12 @@ pub fn spawn_detached(
         }
     }
     Ok(())
+}
+
+/// `name` as the kernel keeps a thread's or process's name: its first 15 bytes, NUL-ended;
+/// `None` if they hold a NUL.
+pub fn kernel_name(name: &[u8]) -> Option<CString> {
+    CString::new(&name[..name.len().min(15)]).ok()
 }
 
 /// A stack size pthreads accepts: at least `PTHREAD_STACK_MIN`, a whole number of pages.
