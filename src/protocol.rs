@@ -35,10 +35,13 @@ pub fn valid_username(name: &str) -> bool {
 /// user's text cannot move another user's cursor, change colours or ring bells. Escapes are
 /// visible: ESC becomes `\x1b`, U+009B becomes `\u{9b}`.
 pub fn sanitize_text(text: &str) -> String {
-    // The usual line has nothing to replace: one copy, no per-character work.
-    if !text
-        .chars()
-        .any(|c| (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)))
+    // The usual line has nothing to replace: one copy, no per-character work. Printable
+    // ASCII is checked a byte at a time (which the compiler vectorises); other text by
+    // character.
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b))
+        || !text
+            .chars()
+            .any(|c| (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)))
     {
         return text.to_string();
     }

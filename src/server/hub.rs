@@ -13,8 +13,6 @@
 mod history;
 mod presence;
 
-use history::{Pending as PendingHistory, Said};
-
 use super::conn::Conn;
 use super::lockout::{AfterFailure, Lockouts};
 use crate::clock::{format_utc, Clock};
@@ -23,10 +21,16 @@ use crate::credentials::Credentials;
 use crate::protocol::{
     valid_username, Audience, GroupAction, Kind, Line, Status, DEFAULT_HISTORY_LINES,
 };
-use crate::store::{Directory, Event, Mail, MailKind, Store, StoreError, UserRecord};
+use crate::store::{Directory, Event, HistoryRef, Mail, MailKind, Store, StoreError, UserRecord};
 use parking_lot::{Condvar, Mutex};
 use rand::Rng;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+/// The hub's maps, keyed by user names: hashed with foldhash (seeded per process) instead
+/// of std's SipHash, which cost about 160 instructions per name, five names per private
+/// message (callgrind, pairs 64).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -155,7 +159,7 @@ struct State {
     /// Address-exchange requests waiting for an answer: (from, to) -> (order, unix time).
     addr_requests: HashMap<(String, String), (u64, u64)>,
     /// Users who exchanged addresses, each pair as (smaller name, larger name).
-    pairs: std::collections::HashSet<(String, String)>,
+    pairs: HashSet<(String, String)>,
 }
 
 impl State {
@@ -342,7 +346,7 @@ impl Hub {
                 store,
                 history,
                 state: Mutex::new(State {
-                    users: directory.users,
+                    users: directory.users.into_iter().collect(),
                     groups: directory.groups,
                     ..State::default()
                 }),
@@ -830,12 +834,15 @@ impl Hub {
         let logged = std::cell::Cell::new(false);
         let log_once = || {
             if log && !logged.replace(true) {
-                self.append_history(PendingHistory {
-                    peer: to.to_string(),
-                    at: mail.sent_at,
-                    session: None,
-                    said: Said::Mail(Arc::clone(mail)),
-                });
+                self.append_history(
+                    to,
+                    HistoryRef {
+                        at: mail.sent_at,
+                        session: None,
+                        sender: &mail.from,
+                        text: &mail.text,
+                    },
+                );
             }
         };
         let try_live = || {
@@ -853,12 +860,13 @@ impl Hub {
         Ok(!stored)
     }
 
-    fn append_history(&self, pending: PendingHistory) {
+    /// Logs `entry`, which its sender said to `peer`, in their conversation's history.
+    fn append_history(&self, peer: &str, entry: HistoryRef<'_>) {
         // Queued at once, before the line that carries it is in any outbox: whatever is said
         // after it (a reply) is queued after it, and a `history` read by whoever has seen
         // the line waits for it. Inside a corked burst the writer is woken at the burst's
         // end, after its lines left.
-        if self.shared.history.queue(pending) && !super::cork::wake_history_later() {
+        if self.shared.history.queue(peer, entry) && !super::cork::wake_history_later() {
             self.wake_history();
         }
     }
@@ -1570,15 +1578,15 @@ impl Hub {
             return unreachable();
         };
         // Logged before it is delivered, so a reply can never be logged ahead of it.
-        self.append_history(PendingHistory {
-            peer: other.clone(),
-            at: self.now(),
-            session: Some(n),
-            said: Said::Line {
-                sender: me.to_string(),
-                text: text.to_string(),
+        self.append_history(
+            &other,
+            HistoryRef {
+                at: self.now(),
+                session: Some(n),
+                sender: me,
+                text,
             },
-        });
+        );
         if !conn.send(&Line::new(Kind::Talk, &[&n.to_string(), me], text)) {
             return unreachable();
         }

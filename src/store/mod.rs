@@ -140,6 +140,13 @@ impl HistoryLog {
         }
         append_or_roll_back(&mut self.file, bytes.as_bytes(), &self.path)
     }
+
+    /// Appends record lines already encoded with [`encode_history_into`], with one write,
+    /// cut off again if the write fails halfway (as [`HistoryLog::append`]).
+    pub fn append_encoded(&mut self, records: &[u8]) -> Result<(), StoreError> {
+        debug_assert!(records.is_empty() || records.ends_with(b"\n"));
+        append_or_roll_back(&mut self.file, records, &self.path)
+    }
 }
 
 /// Appends `bytes` to a file opened in append mode; if only part of them could be written
@@ -646,7 +653,9 @@ fn encode_history(entry: &HistoryEntry) -> String {
     out
 }
 
-fn encode_history_into(out: &mut String, entry: HistoryRef<'_>) {
+/// Appends the record line (ending in LF) a history log stores for `entry` (the history
+/// writer's callers encode their entries themselves, see `HistoryLog::append_encoded`).
+pub fn encode_history_into(out: &mut String, entry: HistoryRef<'_>) {
     // Numbers formatted on the stack: the history writer encodes every line said.
     let (mut at, mut session) = ([0u8; 20], [0u8; 20]);
     let session = match entry.session {
