@@ -11,7 +11,10 @@
 use super::super::conn::Conn;
 use super::message::same_name;
 use parking_lot::RwLock;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+/// Maps keyed by user and channel names, hashed with foldhash as the hub's are.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
