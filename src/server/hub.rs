@@ -24,13 +24,11 @@ use crate::protocol::{
 use crate::store::{Directory, Event, HistoryRef, Mail, MailKind, Store, StoreError, UserRecord};
 use parking_lot::{Condvar, Mutex};
 use rand::Rng;
+// The hub's maps, keyed by user names, hash with foldhash (seeded per process) instead of
+// std's SipHash, which cost about 160 instructions per name, five names per private
+// message (callgrind, pairs 64).
+use foldhash::{HashMap, HashSet};
 use std::collections::BTreeSet;
-
-/// The hub's maps, keyed by user names: hashed with foldhash (seeded per process) instead
-/// of std's SipHash, which cost about 160 instructions per name, five names per private
-/// message (callgrind, pairs 64).
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::net::IpAddr;
 use std::sync::Arc;
 

@@ -138,11 +138,12 @@ impl HistoryLog {
         for entry in entries {
             encode_history_into(&mut bytes, *entry);
         }
-        append_or_roll_back(&mut self.file, bytes.as_bytes(), &self.path)
+        self.append_encoded(bytes.as_bytes())
     }
 
     /// Appends record lines already encoded with [`encode_history_into`], with one write,
-    /// cut off again if the write fails halfway (as [`HistoryLog::append`]).
+    /// cut off again if the write fails halfway (a full disk), so the log never ends in half
+    /// a record.
     pub fn append_encoded(&mut self, records: &[u8]) -> Result<(), StoreError> {
         debug_assert!(records.is_empty() || records.ends_with(b"\n"));
         append_or_roll_back(&mut self.file, records, &self.path)
@@ -1112,7 +1113,7 @@ impl Store {
         self.append_history_refs(a, b, &refs)
     }
 
-    /// [`Store::append_history_all`] for entries by reference (the history writer's).
+    /// [`Store::append_history_all`] for entries by reference.
     pub fn append_history_refs(
         &self,
         a: &str,

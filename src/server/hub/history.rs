@@ -25,8 +25,8 @@
 //! nothing is fsynced, as before).
 
 use crate::store::{self, HistoryRef, Store};
+use foldhash::HashMap;
 use parking_lot::{Condvar, Mutex};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -104,8 +104,7 @@ impl Round {
     /// entries, in the order said; conversations in the order of their first entry. The
     /// writer locks one log at a time, so the order of conversations does not matter.
     fn by_conversation(&self) -> Vec<((&str, &str), Vec<usize>)> {
-        let mut index: HashMap<(&str, &str), usize, foldhash::fast::RandomState> =
-            HashMap::default();
+        let mut index: HashMap<(&str, &str), usize> = HashMap::default();
         let mut groups: Vec<((&str, &str), Vec<usize>)> = Vec::new();
         for (i, e) in self.entries.iter().enumerate() {
             let names = self.names(e);

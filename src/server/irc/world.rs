@@ -11,10 +11,9 @@
 use super::super::conn::Conn;
 use super::message::same_name;
 use parking_lot::RwLock;
+// Maps keyed by user and channel names hash with foldhash, as the hub's do.
+use foldhash::HashMap;
 use std::collections::BTreeSet;
-
-/// Maps keyed by user and channel names, hashed with foldhash as the hub's are.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
