@@ -24,7 +24,7 @@ use socket2::SockRef;
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -184,8 +184,6 @@ pub struct Conn {
     closed: AtomicBool,
     /// Where to register for a flush when a write would block.
     flusher: Sender<Arc<Conn>>,
-    /// Whether the server is busy enough that a burst's writes should wait for the flusher.
-    pace: Arc<Pace>,
     /// When the connection counts as stuck.
     limits: Limits,
     /// How lines become bytes for this client.
@@ -209,7 +207,6 @@ impl Conn {
             outbox: Mutex::new(Outbox::default()),
             closed: AtomicBool::new(false),
             flusher: flusher.sender.clone(),
-            pace: Arc::clone(&flusher.pace),
             limits,
             encoder,
         })
@@ -497,20 +494,22 @@ impl Conn {
         }
     }
 
-    /// The end of a corked burst: writes the outbox now if the server is quiet, or leaves it
-    /// to the flusher if it is busy (see [`Pace`]), so that what other threads add to it
-    /// meanwhile leaves in the same `send`.
-    pub fn release_burst(self: &Arc<Self>, busy: bool) {
-        if busy {
+    /// The end of a corked burst: the outbox is written now by the calling thread, or, for
+    /// a fan-out's many outboxes (`to_flusher`), left to the flusher so the sender gets back
+    /// to its own client at once.
+    ///
+    /// A burst for one or a few recipients is always written by its sender: handing it to the
+    /// flusher when the server was busy (bursts ending less than 40 us apart) saved sends
+    /// (0.62 -> 0.44 per message in pairs of 64) but made the one flusher thread, which the
+    /// scheduler gives no more time than any session thread, the queue every private
+    /// message waited in: pairs 64, alternating runs of both binaries, 82.4k -> 94.3k
+    /// messages/s (median of 5) and p50 4.1 -> 2.3 ms once it was gone.
+    pub fn release_burst(self: &Arc<Self>, to_flusher: bool) {
+        if to_flusher {
             let _ = self.flusher.send(Arc::clone(self));
         } else {
             self.flush_or_hand_over();
         }
-    }
-
-    /// Whether the server counts as busy for the burst ending now (see [`Pace`]).
-    pub fn burst_ends_busy(&self) -> bool {
-        self.pace.burst_ends()
     }
 
     /// Writes as much of the outbox as the socket takes now. Returns `Ok(true)` when the
@@ -593,63 +592,10 @@ fn send_nonblocking(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
     }
 }
 
-/// How busy the server is, for where a burst's writes go.
-///
-/// A session thread that writes its own burst pays one `send` per recipient per burst. When
-/// many clients talk at once (a class chatting hard, the pairs benchmark), bursts follow
-/// each other back to back on the same cores and most recipients get lines from several of
-/// them: left to the flusher, which runs once the senders' threads have had their turn,
-/// each recipient's lines from all of them leave in one `send` (pairs of 64: 0.8 sends per
-/// message -> 0.45, measured with `perf stat`). On a quieter server the hand-over only adds
-/// the flusher's wake-up to a line's way (handing over every burst took p50 with 1,000
-/// users chatting at 10,000 messages/s from 110 to 250 us, measured), so a burst is written
-/// at once unless bursts have been ending less than [`BUSY_GAP_NS`] apart on average.
-#[derive(Debug)]
-pub struct Pace {
-    /// When the last burst ended, in nanoseconds since `epoch`.
-    last_burst_ns: AtomicU64,
-    /// A moving average of the time between burst ends (weight 1/8 for the newest).
-    average_gap_ns: AtomicU64,
-    /// The clock's origin.
-    epoch: Instant,
-}
-
-/// Bursts ending this close together on average mean the cores are busy with nothing but
-/// bursts one after another (each costs 10-30 us of CPU here): the server is saturated and
-/// batching writes is worth a wake-up.
-pub const BUSY_GAP_NS: u64 = 40_000;
-
-/// Gaps count as at most this long, so that a burst of traffic after a quiet hour counts as
-/// busy within a few dozen bursts.
-const MAX_GAP_NS: u64 = 1_000_000;
-
-impl Pace {
-    fn new() -> Pace {
-        Pace {
-            last_burst_ns: AtomicU64::new(0),
-            average_gap_ns: AtomicU64::new(MAX_GAP_NS),
-            epoch: Instant::now(),
-        }
-    }
-
-    /// Records that a burst ends now; true if the server counts as busy. The updates race
-    /// between threads; an average that is a little off only moves one burst's writes.
-    fn burst_ends(&self) -> bool {
-        let now = self.epoch.elapsed().as_nanos() as u64;
-        let gap = now.saturating_sub(self.last_burst_ns.swap(now, Ordering::Relaxed));
-        let average = self.average_gap_ns.load(Ordering::Relaxed);
-        let average = average - average / 8 + gap.min(MAX_GAP_NS) / 8;
-        self.average_gap_ns.store(average, Ordering::Relaxed);
-        average < BUSY_GAP_NS
-    }
-}
-
 /// The shared thread that finishes writes which did not fit in a socket's buffer.
 pub struct Flusher {
     /// Connections with bytes waiting are sent here.
     sender: Sender<Arc<Conn>>,
-    /// Shared with every connection: how busy the server is.
-    pace: Arc<Pace>,
     /// Taken by the flusher thread when it starts.
     receiver: Mutex<Option<Receiver<Arc<Conn>>>>,
 }
@@ -666,7 +612,6 @@ impl Flusher {
         let (sender, receiver) = crossbeam_channel::unbounded();
         Flusher {
             sender,
-            pace: Arc::new(Pace::new()),
             receiver: Mutex::new(Some(receiver)),
         }
     }
@@ -878,27 +823,5 @@ mod tests {
         assert_eq!(next, [LINES; SENDERS]);
         stop.store(true, Ordering::Release);
         thread.join().unwrap();
-    }
-
-    #[test]
-    fn bursts_back_to_back_count_as_busy_and_spaced_ones_do_not() {
-        let pace = Pace::new();
-        // Spaced well apart (a conversation, a quiet class): written at once.
-        for _ in 0..20 {
-            assert!(!pace.burst_ends(), "a quiet server writes bursts itself");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        // Back to back (a saturated core): after a few, left to the flusher.
-        let busy = (0..200).filter(|_| pace.burst_ends()).count();
-        assert!(
-            busy > 150,
-            "only {busy} of 200 back-to-back bursts counted as busy"
-        );
-        // And quiet again once the bursts are spaced out.
-        for _ in 0..40 {
-            pace.burst_ends();
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        assert!(!pace.burst_ends());
     }
 }

@@ -16,8 +16,7 @@
 //! written; sends from other threads are not affected. Order is kept: an outbox is appended
 //! in the order lines were produced, and a history entry is queued before its line reaches
 //! any outbox, so nobody's answer can be logged ahead of the message it answers (even when
-//! the flusher writes a corked line early, for an outbox it was already writing). On a
-//! saturated server the lines for other clients are left to the flusher (see `conn::Pace`).
+//! the flusher writes a corked line early, for an outbox it was already writing).
 //! A fan-out (a line for many, which goes to the flusher) is held as well while more lines
 //! of the burst have been received, and handed to the flusher at the burst's end.
 //! A connection that dies with corked lines in its outbox hands its undelivered messages
@@ -142,9 +141,10 @@ impl<'a> Cork<'a> {
         });
     }
 
-    /// Writes what the burst held: every connection's outbox is written now, or left to the
-    /// flusher on a busy server (see `conn::Pace`) unless it is this thread's own client's;
-    /// then the history writer is woken for the entries the burst queued.
+    /// Writes what the burst held: every connection's outbox is written now by this thread,
+    /// except a held fan-out's, which go to the flusher (this thread's own client's outbox
+    /// always written here); then the history writer is woken for the entries the burst
+    /// queued.
     pub fn release(&mut self) {
         self.lines = 0;
         let (conns, wake_writer) = HELD.with(|h| {
@@ -154,12 +154,11 @@ impl<'a> Cork<'a> {
                 std::mem::take(&mut h.wake_history),
             )
         });
-        if let Some(first) = conns.first() {
+        if !conns.is_empty() {
             // A held fan-out's many outboxes go to the flusher, as a lone line's do (see
             // `holds_fan_out`).
-            let hand_over = first.burst_ends_busy() || conns.len() >= FAN_OUT_QUEUED;
             for conn in &conns {
-                conn.release_burst(hand_over && conn.id != self.own);
+                conn.release_burst(left_to_flusher(conns.len(), conn.id == self.own));
             }
         }
         if wake_writer {
@@ -173,6 +172,13 @@ impl Drop for Cork<'_> {
         self.release();
         set_active(false);
     }
+}
+
+/// Whether one of the `held` outboxes of a burst is left to the flusher: only a fan-out's
+/// (the sender gets back to its own client at once), and never the thread's `own` client's.
+/// A conversation's are written by the sender (see `Conn::release_burst` for why).
+fn left_to_flusher(held: usize, own: bool) -> bool {
+    held >= FAN_OUT_QUEUED && !own
 }
 
 fn set_active(active: bool) {
@@ -247,7 +253,15 @@ mod tests {
     }
 
     #[test]
-    fn a_busy_burst_is_left_to_the_flusher_and_a_quiet_one_written_at_once() {
+    fn only_a_fan_outs_outboxes_other_than_the_senders_own_are_left_to_the_flusher() {
+        assert!(!left_to_flusher(1, false), "a private message: the sender writes it");
+        assert!(!left_to_flusher(FAN_OUT_QUEUED - 1, false), "a small group");
+        assert!(left_to_flusher(FAN_OUT_QUEUED, false), "a fan-out");
+        assert!(!left_to_flusher(FAN_OUT_QUEUED, true), "the sender's own client");
+    }
+
+    #[test]
+    fn a_burst_left_to_the_flusher_waits_for_it_and_one_written_at_once_does_not() {
         // Flusher not started: a handed-over burst must wait for it.
         let flusher = Flusher::new();
         let (busy, mut busy_client) = conn_pair(&flusher);
