@@ -1,5 +1,5 @@
 //! A small run of the load generator (`lanchat-bench`'s library) against lanchat (its native
-//! and its IRC door) and the bare relay, each in this process: every message must arrive exactly once, in order. Not a
+//! and its IRC door) and the bare relays (one thread, and a thread per client), each in this process: every message must arrive exactly once, in order. Not a
 //! timed test: the numbers are not checked, only the deliveries.
 
 use lanchat::bench::baseline::{self, Baseline};
@@ -132,6 +132,45 @@ fn lanchat_capacity_refuses_the_one_past_max_clients() {
     let metric = |name: &str| out.metrics.iter().find(|(k, _)| *k == name).unwrap().1;
     assert_eq!(metric("users_held"), 150.0, "{out:?}");
     assert_eq!(metric("refused_past_max"), 1.0, "{out:?}");
+}
+
+/// The bare thread-per-client relay in this process; its client threads end with their
+/// connections, its accept loop when stopped.
+fn thread_relay() -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let thread = std::thread::spawn(move || {
+        baseline::serve_threads(listener, &flag).unwrap();
+    });
+    let wake = move || {
+        stop.store(true, Ordering::Release);
+        // The accept loop checks the flag after each connection.
+        let _ = std::net::TcpStream::connect(addr);
+    };
+    Running::in_process(addr, Box::new(wake), thread)
+}
+
+#[test]
+fn thread_relay_baseline_delivers_exactly_once() {
+    let server = thread_relay();
+    let out = scenario::pairs(
+        &server,
+        Kind::ThreadRelay,
+        50,
+        8,
+        Duration::from_millis(500),
+    );
+    assert_exactly_once("thread relay pairs", &out.unwrap());
+    let out = scenario::fanout(
+        &server,
+        Kind::ThreadRelay,
+        100,
+        8,
+        Duration::from_millis(500),
+    );
+    assert_exactly_once("thread relay fanout", &out.unwrap());
 }
 
 #[test]

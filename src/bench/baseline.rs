@@ -7,6 +7,9 @@
 //!   then `<to> <text>` relays `M <from> <text>` to `to` and `* <text>` to everyone else.
 //!   Writes are gathered per recipient and flushed once per loop turn (as an event-loop IRC
 //!   server does): the throughput ceiling.
+//! - [`serve_threads`]: the same relay built the way lanchat is, a blocking thread per
+//!   client, and answering every message line with `OK sent` as lanchat does: the ceiling
+//!   of the thread-per-client design itself, with no chat logic to pay for.
 
 use super::net::{event_buffer, token_and_flags, Poller, IN, OUT};
 use std::collections::HashMap;
@@ -23,6 +26,8 @@ pub enum Baseline {
     Echo,
     /// The one-thread relay.
     Relay,
+    /// The thread-per-client relay ([`serve_threads`]).
+    Threads,
 }
 
 /// Token of the listening socket.
@@ -78,7 +83,7 @@ pub fn serve(kind: Baseline, listener: TcpListener, stop: &AtomicBool) -> io::Re
                         c.wbuf.extend_from_slice(&chunk[..len]);
                         mark(c, idx, &mut dirty);
                     }
-                    Baseline::Relay => {
+                    Baseline::Relay | Baseline::Threads => {
                         relay_lines(&chunk[..len], idx, &mut clients, &mut names, &mut dirty)
                     }
                 },
@@ -228,5 +233,195 @@ fn relay_one(
             c.wbuf.extend_from_slice(out.as_bytes());
             mark(c, to_idx, dirty);
         }
+    }
+}
+
+/// One client of the thread-per-client relay, as the other clients' threads see it.
+struct Peer {
+    /// Written by any thread, one whole write at a time.
+    stream: parking_lot::Mutex<TcpStream>,
+}
+
+type Peers = std::sync::Arc<parking_lot::Mutex<HashMap<String, std::sync::Arc<Peer>>>>;
+
+/// The acknowledgement of every relayed line, about as long as lanchat's
+/// `OK sent Your message was sent to u2.`
+const ACK: &[u8] = b"OK sent Your message was relayed to its reader.\n";
+
+/// Serves the relay of [`serve`] with one blocking thread per client (64 KiB stacks), the
+/// design lanchat is built on: a thread reads what its client sent, relays each line, writes
+/// each recipient what one read produced with one `write`, then answers every message line
+/// to its sender with one more (as lanchat answers `OK sent`, or an error for a user who is
+/// not there). Runs until `stop` is set, checked after each accept
+/// (connect once to wake it).
+pub fn serve_threads(listener: TcpListener, stop: &AtomicBool) -> io::Result<()> {
+    let peers: Peers = Default::default();
+    for stream in listener.incoming() {
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        let Ok(stream) = stream else {
+            // Out of descriptors and the like: the next accept may work.
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let peers = std::sync::Arc::clone(&peers);
+        let spawned = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || serve_thread_client(stream, &peers));
+        if spawned.is_err() {
+            // The process is out of threads: that client is dropped, the rest go on.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    Ok(())
+}
+
+/// One client's thread: reads until end of file, relays, unregisters.
+fn serve_thread_client(stream: TcpStream, peers: &Peers) {
+    let Ok(reader) = stream.try_clone() else {
+        return;
+    };
+    let me = std::sync::Arc::new(Peer {
+        stream: parking_lot::Mutex::new(stream),
+    });
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut have = 0;
+    let mut name: Option<String> = None;
+    // What one read produced for each recipient, and for the sender itself.
+    let mut out: Vec<(std::sync::Arc<Peer>, Vec<u8>)> = Vec::new();
+    let mut own = Vec::new();
+    loop {
+        if have == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match (&reader).read(&mut buf[have..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => have += n,
+        }
+        let mut start = 0;
+        while let Some(nl) = memchr::memchr(b'\n', &buf[start..have]) {
+            let line = &buf[start..start + nl];
+            start += nl + 1;
+            let line = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line));
+            let Some(from) = &name else {
+                peers
+                    .lock()
+                    .insert(line.to_string(), std::sync::Arc::clone(&me));
+                name = Some(line.into_owned());
+                own.extend_from_slice(b"OK\n");
+                continue;
+            };
+            if line == "PING" {
+                own.extend_from_slice(b"PONG\n");
+                continue;
+            }
+            let Some((to, text)) = line.split_once(' ') else {
+                continue;
+            };
+            let recipients: Vec<std::sync::Arc<Peer>> = {
+                let peers = peers.lock();
+                if to == "*" {
+                    peers
+                        .values()
+                        .filter(|p| !std::sync::Arc::ptr_eq(p, &me))
+                        .cloned()
+                        .collect()
+                } else {
+                    peers.get(to).cloned().into_iter().collect()
+                }
+            };
+            for peer in recipients {
+                let slot = match out
+                    .iter()
+                    .position(|(p, _)| std::sync::Arc::ptr_eq(p, &peer))
+                {
+                    Some(i) => i,
+                    None => {
+                        out.push((peer, Vec::new()));
+                        out.len() - 1
+                    }
+                };
+                let bytes = &mut out[slot].1;
+                for part in [b"M ", from.as_bytes(), b" ", text.as_bytes(), b"\n"] {
+                    bytes.extend_from_slice(part);
+                }
+            }
+            own.extend_from_slice(ACK);
+        }
+        buf.copy_within(start..have, 0);
+        have -= start;
+        for (peer, bytes) in out.drain(..) {
+            // A recipient that is gone is the benchmark's business, not the relay's.
+            let _ = (&*peer.stream.lock()).write_all(&bytes);
+        }
+        if !own.is_empty() {
+            let _ = (&*me.stream.lock()).write_all(&own);
+            own.clear();
+        }
+    }
+    if let Some(name) = name {
+        let mut peers = peers.lock();
+        if peers
+            .get(&name)
+            .is_some_and(|p| std::sync::Arc::ptr_eq(p, &me))
+        {
+            peers.remove(&name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+
+    #[test]
+    fn the_thread_relay_relays_acknowledges_and_broadcasts() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let server = {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || serve_threads(listener, &stop))
+        };
+        let login = |name: &str| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(format!("{name}\n").as_bytes()).unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            assert_eq!(line, "OK\n");
+            (s, r)
+        };
+        let (mut a, mut a_in) = login("a");
+        let (mut b, mut b_in) = login("b");
+        let (c, mut c_in) = login("c");
+        let read = |r: &mut BufReader<TcpStream>| {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            line
+        };
+        a.write_all(b"b one\nb two\nnobody three\n").unwrap();
+        assert_eq!(read(&mut b_in), "M a one\n");
+        assert_eq!(read(&mut b_in), "M a two\n");
+        for _ in 0..3 {
+            assert_eq!(
+                read(&mut a_in).as_bytes(),
+                ACK,
+                "every message line answered"
+            );
+        }
+        b.write_all(b"* all\nPING\n").unwrap();
+        assert_eq!(read(&mut a_in), "M b all\n");
+        assert_eq!(read(&mut c_in), "M b all\n");
+        assert_eq!(read(&mut b_in).as_bytes(), ACK);
+        assert_eq!(read(&mut b_in), "PONG\n");
+        drop((a, a_in, b, b_in, c, c_in));
+        stop.store(true, Ordering::Release);
+        drop(TcpStream::connect(addr));
+        server.join().unwrap().unwrap();
     }
 }

@@ -1,20 +1,29 @@
 //! Results: every measurement of every run, reduced to medians, printed as a table with the
-//! ratios lanchat/peer, lanchat-irc/ngircd and lanchat/limit, as JSON, and checked against the targets.
+//! ratios lanchat/peer, lanchat-irc/ngircd, lanchat/limit and lanchat/limit-threads, as JSON, and checked against the targets.
 //! Pure formatting; nothing here touches a socket.
 
 use super::stats::{median, Delivery};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// Column order of the table: lanchat's native door, its IRC door, the IRC peers, the limit.
-pub const TARGETS: [&str; 5] = ["lanchat", "lanchat-irc", "ngircd", "inspircd", "limit"];
+/// Column order of the table: lanchat's native door, its IRC door, the IRC peers, the limit
+/// (the one-thread relay) and the thread-per-client design's own limit.
+pub const TARGETS: [&str; 6] = [
+    "lanchat",
+    "lanchat-irc",
+    "ngircd",
+    "inspircd",
+    "limit",
+    "limit-threads",
+];
 
 /// The ratio columns of the table, `a/b` each.
-pub const RATIOS: [(&str, &str); 4] = [
+pub const RATIOS: [(&str, &str); 5] = [
     ("lanchat", "ngircd"),
     ("lanchat-irc", "ngircd"),
     ("lanchat", "inspircd"),
     ("lanchat", "limit"),
+    ("lanchat", "limit-threads"),
 ];
 
 /// One number measured in one run.
@@ -22,7 +31,7 @@ pub const RATIOS: [(&str, &str); 4] = [
 pub struct Sample {
     /// The workload, e.g. `fanout 100 x32`.
     pub scenario: String,
-    /// The server: lanchat, lanchat-irc, ngircd, inspircd or limit.
+    /// The server: lanchat, lanchat-irc, ngircd, inspircd, limit or limit-threads.
     pub target: String,
     /// What, with its unit, e.g. `deliveries_per_s`.
     pub metric: String,
@@ -420,7 +429,7 @@ mod tests {
         let t = report().table();
         assert!(
             t.contains(
-                "| latency idle | p50_us | 30.0 | 28.0 | 41.0 | - | - | 0.73 | 0.68 | - | - |"
+                "| latency idle | p50_us | 30.0 | 28.0 | 41.0 | - | - | - | 0.73 | 0.68 | - | - | - |"
             ),
             "{t}"
         );

@@ -356,7 +356,7 @@ pub fn capacity(run: &Running, kind: Kind, n: usize) -> io::Result<Outcome> {
         eprintln!("holding {n} users for {secs} s (server pid {:?})", run.pid);
         std::thread::sleep(Duration::from_secs(secs));
     }
-    let refusal = if kind == Kind::Relay {
+    let refusal = if matches!(kind, Kind::Relay | Kind::ThreadRelay) {
         None
     } else {
         Some(one_past_max(run, kind)?)

@@ -26,6 +26,8 @@ pub enum Kind {
     Inspircd,
     /// The bare one-thread relay ([`baseline`]).
     Relay,
+    /// The bare thread-per-client relay ([`baseline::serve_threads`]).
+    ThreadRelay,
     /// The bare echo server (TCP ping-pong).
     Echo,
 }
@@ -39,6 +41,7 @@ impl Kind {
             Kind::Ngircd => "ngircd",
             Kind::Inspircd => "inspircd",
             Kind::Relay | Kind::Echo => "limit",
+            Kind::ThreadRelay => "limit-threads",
         }
     }
 
@@ -47,7 +50,7 @@ impl Kind {
         match self {
             Kind::Lanchat => Dialect::Lanchat,
             Kind::LanchatIrc | Kind::Ngircd | Kind::Inspircd => Dialect::Irc,
-            Kind::Relay | Kind::Echo => Dialect::Relay,
+            Kind::Relay | Kind::Echo | Kind::ThreadRelay => Dialect::Relay,
         }
     }
 
@@ -221,7 +224,7 @@ pub fn start(spec: &Spec) -> io::Result<Running> {
         Kind::Lanchat | Kind::LanchatIrc => start_lanchat(spec, &dir),
         Kind::Ngircd => start_ngircd(spec, &dir),
         Kind::Inspircd => start_inspircd(spec, &dir),
-        Kind::Relay | Kind::Echo => start_baseline(spec, &dir),
+        Kind::Relay | Kind::Echo | Kind::ThreadRelay => start_baseline(spec, &dir),
     };
     match result {
         Ok((child, addr)) => {
@@ -436,10 +439,10 @@ fn start_baseline(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
         .as_ref()
         .ok_or_else(|| io::Error::other("no bench binary to run the baseline"))?;
     let port = free_port()?;
-    let which = if spec.kind == Kind::Echo {
-        "echo"
-    } else {
-        "relay"
+    let which = match spec.kind {
+        Kind::Echo => "echo",
+        Kind::ThreadRelay => "threads",
+        _ => "relay",
     };
     let mut child = command(bin, spec.cpu)
         .arg("baseline")
@@ -458,7 +461,10 @@ fn start_baseline(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
 pub fn run_baseline(kind: Baseline, port: u16) -> io::Result<()> {
     net::raise_fd_limit();
     let listener = TcpListener::bind(("127.0.0.1", port))?;
-    baseline::serve(kind, listener, &AtomicBool::new(false))
+    match kind {
+        Baseline::Threads => baseline::serve_threads(listener, &AtomicBool::new(false)),
+        _ => baseline::serve(kind, listener, &AtomicBool::new(false)),
+    }
 }
 
 /// What /proc says about a process.

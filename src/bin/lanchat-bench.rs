@@ -22,8 +22,9 @@ struct Args {
     /// Repetitions of every scenario; medians are reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Servers to measure, in order [default: lanchat,lanchat-irc,ngircd,inspircd,limit;
-    /// with --quick, lanchat,ngircd,inspircd,limit, to stay under a minute].
+    /// Servers to measure, in order [default:
+    /// lanchat,lanchat-irc,ngircd,inspircd,limit,limit-threads; with --quick, the same
+    /// without lanchat-irc, to stay under a minute].
     #[arg(long, value_delimiter = ',')]
     targets: Vec<Target>,
     /// Users in the capacity scenario (default 10000, 1000 with --quick).
@@ -50,7 +51,7 @@ struct Args {
 enum Sub {
     /// Serve a loopback baseline on 127.0.0.1:PORT until killed.
     Baseline {
-        /// echo or relay.
+        /// echo, relay or threads.
         which: Which,
         /// Port.
         port: u16,
@@ -61,6 +62,8 @@ enum Sub {
 enum Which {
     Echo,
     Relay,
+    /// The relay with a blocking thread per client.
+    Threads,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -71,6 +74,8 @@ enum Target {
     Ngircd,
     Inspircd,
     Limit,
+    /// The bare relay built like lanchat: a blocking thread per client.
+    LimitThreads,
 }
 
 fn main() -> ExitCode {
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
         let kind = match which {
             Which::Echo => Baseline::Echo,
             Which::Relay => Baseline::Relay,
+            Which::Threads => Baseline::Threads,
         };
         return match bench::target::run_baseline(kind, port) {
             Ok(()) => ExitCode::SUCCESS,
@@ -115,6 +121,7 @@ fn main() -> ExitCode {
             Target::Ngircd,
             Target::Inspircd,
             Target::Limit,
+            Target::LimitThreads,
         ]
     } else {
         vec![
@@ -123,6 +130,7 @@ fn main() -> ExitCode {
             Target::Ngircd,
             Target::Inspircd,
             Target::Limit,
+            Target::LimitThreads,
         ]
     };
     let mut kinds = Vec::new();
@@ -133,6 +141,7 @@ fn main() -> ExitCode {
             Target::Ngircd => Kind::Ngircd,
             Target::Inspircd => Kind::Inspircd,
             Target::Limit => Kind::Relay,
+            Target::LimitThreads => Kind::ThreadRelay,
         };
         let program = match kind {
             Kind::Ngircd => Some("ngircd"),

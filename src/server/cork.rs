@@ -254,10 +254,16 @@ mod tests {
 
     #[test]
     fn only_a_fan_outs_outboxes_other_than_the_senders_own_are_left_to_the_flusher() {
-        assert!(!left_to_flusher(1, false), "a private message: the sender writes it");
+        assert!(
+            !left_to_flusher(1, false),
+            "a private message: the sender writes it"
+        );
         assert!(!left_to_flusher(FAN_OUT_QUEUED - 1, false), "a small group");
         assert!(left_to_flusher(FAN_OUT_QUEUED, false), "a fan-out");
-        assert!(!left_to_flusher(FAN_OUT_QUEUED, true), "the sender's own client");
+        assert!(
+            !left_to_flusher(FAN_OUT_QUEUED, true),
+            "the sender's own client"
+        );
     }
 
     #[test]
