@@ -111,13 +111,20 @@ impl fmt::Display for RecordError {
 
 impl std::error::Error for RecordError {}
 
+/// Whether `b` must be escaped in a field.
+fn needs_escape(b: u8) -> bool {
+    matches!(b, b'\\' | b'\t' | b'\n' | b'\r')
+}
+
 fn escape_into(out: &mut String, field: &str) {
+    // The usual field has nothing to escape: checked without stopping early (which the
+    // compiler turns into a few wide compares), then copied whole.
+    if !field.bytes().fold(false, |any, b| any | needs_escape(b)) {
+        out.push_str(field);
+        return;
+    }
     let mut rest = field;
-    // Runs without anything to escape are copied whole (the usual field has nothing).
-    while let Some(i) = rest
-        .bytes()
-        .position(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
-    {
+    while let Some(i) = rest.bytes().position(needs_escape) {
         out.push_str(&rest[..i]);
         out.push_str(match rest.as_bytes()[i] {
             b'\\' => "\\\\",
@@ -170,12 +177,13 @@ pub fn encode_into(out: &mut String, fields: &[&str]) {
         escape_into(out, field);
     }
     let sum = crc32(&out.as_bytes()[start..]);
-    out.push('\t');
-    for shift in (0..8).rev() {
-        let digit = (sum >> (shift * 4)) & 0xf;
-        out.push(char::from_digit(digit, 16).unwrap_or('0'));
+    // TAB, eight lowercase hex digits and LF, appended at once.
+    let mut tail = *b"\t00000000\n";
+    for (i, digit) in tail[1..9].iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[((sum >> (28 - 4 * i)) & 0xf) as usize];
     }
-    out.push('\n');
+    // Only ASCII was written.
+    out.push_str(std::str::from_utf8(&tail).unwrap_or_default());
 }
 
 /// Decodes one record line (without its LF) back into its fields, checking
