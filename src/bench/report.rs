@@ -226,6 +226,22 @@ impl Report {
                 ));
             }
         }
+        // Not one of the targets: whether the thread-per-client design itself, with
+        // no chat logic (limit-threads), reaches ngircd on the pairs target above.
+        let (ceiling, ngircd) = (
+            m("pairs 64", "limit-threads", "msgs_per_s"),
+            m("pairs 64", "ngircd", "msgs_per_s"),
+        );
+        if ceiling.is_some() || ngircd.is_some() {
+            let mut check = compare(
+                "(design ceiling) pairs 64: limit-threads msgs_per_s >= 1.0x ngircd",
+                ceiling,
+                ngircd,
+                true,
+            );
+            check.detail = check.detail.replacen("lanchat", "limit-threads", 1);
+            checks.push(check);
+        }
         let logins = m(&cap, "lanchat", "logins_per_s");
         let small = m("logins 1000 plaintext", "lanchat", "logins_per_s");
         checks.push(Check {
@@ -413,6 +429,7 @@ mod tests {
         }
         r.add("pairs 64", "lanchat", "msgs_per_s", 120_000.0);
         r.add("pairs 64", "ngircd", "msgs_per_s", 100_000.0);
+        r.add("pairs 64", "limit-threads", "msgs_per_s", 80_000.0);
         r.delivery.insert(
             "lanchat".into(),
             Delivery {
@@ -451,6 +468,12 @@ mod tests {
         };
         assert_eq!(find("relay p50").met, Some(true));
         assert_eq!(find("pairs 64: msgs_per_s").met, Some(true));
+        let ceiling = find("(design ceiling) pairs 64");
+        assert_eq!(ceiling.met, Some(false));
+        assert!(
+            ceiling.detail.starts_with("limit-threads 80,000 vs ngircd 100,000 (0.80x)"),
+            "{ceiling:?}"
+        );
         assert_eq!(find("10000 concurrent").met, None);
         assert_eq!(find("no message lost").met, Some(true));
     }
