@@ -23,8 +23,8 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Servers to measure, in order [default:
-    /// lanchat,lanchat-irc,ngircd,inspircd,limit,limit-threads; with --quick, the same
-    /// without lanchat-irc, to stay under a minute].
+    /// lanchat,lanchat-irc,ngircd,inspircd,limit,limit-threads; with --quick,
+    /// lanchat,ngircd,inspircd,limit, to stay under a minute].
     #[arg(long, value_delimiter = ',')]
     targets: Vec<Target>,
     /// Users in the capacity scenario (default 10000, 1000 with --quick).
@@ -121,7 +121,6 @@ fn main() -> ExitCode {
             Target::Ngircd,
             Target::Inspircd,
             Target::Limit,
-            Target::LimitThreads,
         ]
     } else {
         vec![
