@@ -471,7 +471,9 @@ mod tests {
         let ceiling = find("(design ceiling) pairs 64");
         assert_eq!(ceiling.met, Some(false));
         assert!(
-            ceiling.detail.starts_with("limit-threads 80,000 vs ngircd 100,000 (0.80x)"),
+            ceiling
+                .detail
+                .starts_with("limit-threads 80,000 vs ngircd 100,000 (0.80x)"),
             "{ceiling:?}"
         );
         assert_eq!(find("10000 concurrent").met, None);
