@@ -6,8 +6,8 @@
 //! busy (a journal commit, writeback) it held the sender's next line for up to a few
 //! hundred milliseconds: the worst latencies with 1,000 users chatting. Here a session
 //! thread only queues the entry before its line is delivered: it encodes the record line
-//! itself (the text is in its cache) into the round being gathered, a buffer shared by
-//! all. The writer wakes, swaps that buffer for an empty one, groups the round's records by
+//! itself (the text is in its cache), then, holding the queue's lock only for the copy,
+//! appends it to the round being gathered, a buffer shared by all. The writer wakes, swaps that buffer for an empty one, groups the round's records by
 //! conversation and writes each conversation's with one `write`, so a busy server pays one
 //! syscall per conversation per round instead of one per burst. A round is two growing
 //! buffers reused round after round: no allocation per entry, nothing freed by another
@@ -52,30 +52,58 @@ struct Entry {
     end: usize,
 }
 
+impl Entry {
+    /// The entry written from `start` to `end`, its names `names` bytes long.
+    fn at(start: usize, (a_len, b_len): (usize, usize), end: usize) -> Entry {
+        Entry {
+            start,
+            a_end: start + a_len,
+            b_end: start + a_len + b_len,
+            end,
+        }
+    }
+}
+
+/// Appends `entry`, which its sender said to `peer`, to `out` as a round holds it: the
+/// smaller name, the larger name, the record line. Returns the names' lengths.
+fn encode_entry(out: &mut String, peer: &str, entry: HistoryRef<'_>) -> (usize, usize) {
+    let (a, b) = if entry.sender <= peer {
+        (entry.sender, peer)
+    } else {
+        (peer, entry.sender)
+    };
+    out.push_str(a);
+    out.push_str(b);
+    store::encode_history_into(out, entry);
+    (a.len(), b.len())
+}
+
 /// A round that grew past this many bytes (a burst) is given back once written, so the
 /// writer does not keep the burst's peak for good.
 const KEPT_ROUND_BYTES: usize = 1 << 20;
 
+/// A session thread's encoding buffer keeps at most this much between entries (a long
+/// line's is given back).
+const KEPT_SCRATCH_BYTES: usize = 512;
+
+thread_local! {
+    /// Where a session thread encodes its entry before it takes the queue's lock.
+    static ENTRY_SCRATCH: std::cell::Cell<String> = const { std::cell::Cell::new(String::new()) };
+}
+
 impl Round {
     /// Appends `entry`, which its sender said to `peer`.
     fn push(&mut self, peer: &str, entry: HistoryRef<'_>) {
-        let (a, b) = if entry.sender <= peer {
-            (entry.sender, peer)
-        } else {
-            (peer, entry.sender)
-        };
         let start = self.bytes.len();
-        self.bytes.push_str(a);
-        let a_end = self.bytes.len();
-        self.bytes.push_str(b);
-        let b_end = self.bytes.len();
-        store::encode_history_into(&mut self.bytes, entry);
-        self.entries.push(Entry {
-            start,
-            a_end,
-            b_end,
-            end: self.bytes.len(),
-        });
+        let names = encode_entry(&mut self.bytes, peer, entry);
+        self.entries.push(Entry::at(start, names, self.bytes.len()));
+    }
+
+    /// Appends an entry [`encode_entry`] wrote, whose names are `names` bytes long.
+    fn push_encoded(&mut self, encoded: &str, names: (usize, usize)) {
+        let start = self.bytes.len();
+        self.bytes.push_str(encoded);
+        self.entries.push(Entry::at(start, names, self.bytes.len()));
     }
 
     fn names(&self, e: &Entry) -> (&str, &str) {
@@ -194,10 +222,22 @@ impl HistoryWriter {
             write_round(&self.store, &round);
             return false;
         }
-        let mut q = self.inner.queue.lock();
-        q.queued += 1;
-        q.round.push(peer, entry);
-        std::mem::replace(&mut q.idle, false)
+        // Encoded before the lock is taken, so the lock is held for a copy: with a thousand
+        // threads on a core, a thread preempted while encoding under the lock held up every
+        // sender behind it (pairs 500: nearly every futex wait of the server was here).
+        let mut scratch = ENTRY_SCRATCH.with(|s| s.take());
+        let names = encode_entry(&mut scratch, peer, entry);
+        let wake = {
+            let mut q = self.inner.queue.lock();
+            q.queued += 1;
+            q.round.push_encoded(&scratch, names);
+            std::mem::replace(&mut q.idle, false)
+        };
+        scratch.clear();
+        if scratch.capacity() <= KEPT_SCRATCH_BYTES {
+            ENTRY_SCRATCH.with(|s| s.set(scratch));
+        }
+        wake
     }
 
     /// Wakes the writer for what [`HistoryWriter::queue`] left it.
@@ -331,6 +371,28 @@ mod tests {
         }
         round.clear();
         assert_eq!(round.bytes.capacity(), 0, "over {KEPT_ROUND_BYTES} bytes");
+    }
+
+    #[test]
+    fn an_entry_encoded_outside_the_round_is_the_same_entry() {
+        let (mut pushed, mut copied) = (Round::default(), Round::default());
+        let mut scratch = String::new();
+        for (peer, e) in [
+            ("bob", entry(1, "alice", "one")),
+            ("al", entry(2, "bob", "tab\there")),
+        ] {
+            pushed.push(peer, e);
+            scratch.clear();
+            let names = encode_entry(&mut scratch, peer, e);
+            copied.push_encoded(&scratch, names);
+        }
+        assert_eq!(pushed.bytes, copied.bytes);
+        for (p, c) in pushed.entries.iter().zip(&copied.entries) {
+            assert_eq!(pushed.names(p), copied.names(c));
+            assert_eq!(pushed.record(p), copied.record(c));
+        }
+        assert_eq!(copied.names(&copied.entries[1]), ("al", "bob"));
+        assert!(copied.record(&copied.entries[1]).contains("tab\\there"));
     }
 
     #[test]
