@@ -183,7 +183,7 @@ pub struct Conn {
     /// Set once the connection is being torn down; later sends are refused.
     closed: AtomicBool,
     /// Where to register for a flush when a write would block.
-    flusher: Sender<Arc<Conn>>,
+    flusher: HandOver,
     /// When the connection counts as stuck.
     limits: Limits,
     /// How lines become bytes for this client.
@@ -206,7 +206,10 @@ impl Conn {
             stream,
             outbox: Mutex::new(Outbox::default()),
             closed: AtomicBool::new(false),
-            flusher: flusher.sender.clone(),
+            flusher: HandOver {
+                sender: flusher.sender.clone(),
+                wake: flusher.wake.clone(),
+            },
             limits,
             encoder,
         })
@@ -351,7 +354,7 @@ impl Conn {
             outbox.stalled_since = Some(Instant::now());
             drop(outbox);
             if !(corked && super::cork::hold_conn(self)) {
-                let _ = self.flusher.send(Arc::clone(self));
+                self.flusher.hand_over(self);
             }
         }
     }
@@ -455,7 +458,7 @@ impl Conn {
                 Ok(false) => {
                     // The socket is full: the flusher finishes (whoever writes an outbox
                     // and meets a full socket hands it over, as others let it write).
-                    let _ = self.flusher.send(Arc::clone(self));
+                    self.flusher.hand_over(self);
                     return;
                 }
                 Err(e) => {
@@ -485,7 +488,7 @@ impl Conn {
         match self.flush_some() {
             Ok(true) => {}
             Ok(false) => {
-                let _ = self.flusher.send(Arc::clone(self));
+                self.flusher.hand_over(self);
             }
             Err(e) => {
                 log::debug!("conn {} ({}): flush failed: {e}", self.id, self.peer);
@@ -506,7 +509,7 @@ impl Conn {
     /// messages/s (median of 5) and p50 4.1 -> 2.3 ms once it was gone.
     pub fn release_burst(self: &Arc<Self>, to_flusher: bool) {
         if to_flusher {
-            let _ = self.flusher.send(Arc::clone(self));
+            self.flusher.hand_over(self);
         } else {
             self.flush_or_hand_over();
         }
@@ -592,12 +595,100 @@ fn send_nonblocking(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
     }
 }
 
+/// How a connection hands its outbox to the flusher.
+struct HandOver {
+    sender: Sender<Arc<Conn>>,
+    /// Interrupts the flusher's wait on full sockets (`None` if no eventfd could be made).
+    wake: Option<Arc<FlusherWake>>,
+}
+
+impl HandOver {
+    fn hand_over(&self, conn: &Arc<Conn>) {
+        let _ = self.sender.send(Arc::clone(conn));
+        if let Some(wake) = &self.wake {
+            wake.notify();
+        }
+    }
+}
+
+/// An eventfd in the flusher's `poll` set, written when work is handed over while it waits
+/// for full sockets to drain: without it, one client that stopped reading (a laptop on bad
+/// Wi-Fi) kept the flusher in a 50 ms `poll` on its socket, and every other client's
+/// fan-out waited for that `poll` to end.
+struct FlusherWake {
+    fd: std::os::fd::OwnedFd,
+    /// Set while the flusher is (about to be) in `poll`; only then is the eventfd written.
+    polling: AtomicBool,
+}
+
+impl FlusherWake {
+    #[allow(unsafe_code)]
+    fn new() -> Option<Arc<FlusherWake>> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: eventfd takes no pointers; a non-negative result is a new descriptor
+        // that nothing else owns.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            log::warn!(
+                "flusher: no eventfd ({}); a stalled client may delay others' writes by 50 ms",
+                io::Error::last_os_error()
+            );
+            return None;
+        }
+        Some(Arc::new(FlusherWake {
+            // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
+            fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+            polling: AtomicBool::new(false),
+        }))
+    }
+
+    /// Called after a hand-over: ends the flusher's `poll` if it is in one; only the first
+    /// of a fan-out's thousand hand-overs pays the `write`. (SeqCst pairs with the
+    /// flusher's store before it checks its queue: either it sees the new work or this sees
+    /// it polling.)
+    #[allow(unsafe_code)]
+    fn notify(&self) {
+        if self.polling.swap(false, Ordering::SeqCst) {
+            let one = 1u64.to_ne_bytes();
+            // SAFETY: writes 8 bytes from a live local array to a descriptor this owns. A
+            // full counter (EAGAIN) means the flusher is being woken already.
+            unsafe {
+                libc::write(
+                    std::os::fd::AsRawFd::as_raw_fd(&self.fd),
+                    one.as_ptr().cast(),
+                    8,
+                )
+            };
+        }
+    }
+
+    /// Resets the counter after a `poll`; true if it was written (work was handed over).
+    #[allow(unsafe_code)]
+    fn clear(&self) -> bool {
+        let mut count = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a live local array from a descriptor this
+        // owns; non-blocking, so an unset counter just fails with EAGAIN.
+        let n = unsafe {
+            libc::read(
+                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
+                count.as_mut_ptr().cast(),
+                8,
+            )
+        };
+        n == 8
+    }
+}
+
 /// The shared thread that finishes writes which did not fit in a socket's buffer.
 pub struct Flusher {
     /// Connections with bytes waiting are sent here.
     sender: Sender<Arc<Conn>>,
     /// Taken by the flusher thread when it starts.
     receiver: Mutex<Option<Receiver<Arc<Conn>>>>,
+    /// Ends its wait on full sockets when more work comes.
+    wake: Option<Arc<FlusherWake>>,
+    /// The longest it waits on full sockets before trying them again.
+    poll_timeout: Duration,
 }
 
 impl Default for Flusher {
@@ -609,10 +700,18 @@ impl Default for Flusher {
 impl Flusher {
     /// A flusher whose thread has not started yet.
     pub fn new() -> Flusher {
+        Flusher::with_poll_timeout(Duration::from_millis(50))
+    }
+
+    /// A flusher that waits at most `poll_timeout` on full sockets (tests make it long, so
+    /// that only a wake-up can end the wait early).
+    fn with_poll_timeout(poll_timeout: Duration) -> Flusher {
         let (sender, receiver) = crossbeam_channel::unbounded();
         Flusher {
             sender,
             receiver: Mutex::new(Some(receiver)),
+            wake: FlusherWake::new(),
+            poll_timeout,
         }
     }
 
@@ -623,13 +722,20 @@ impl Flusher {
             .lock()
             .take()
             .ok_or_else(|| io::Error::other("flusher already started"))?;
+        let wake = self.wake.clone();
+        let poll_timeout = self.poll_timeout;
         std::thread::Builder::new()
             .name("lanchat-flusher".into())
-            .spawn(move || flush_loop(&receiver, &stop))
+            .spawn(move || flush_loop(&receiver, &stop, wake.as_deref(), poll_timeout))
     }
 }
 
-fn flush_loop(receiver: &Receiver<Arc<Conn>>, stop: &AtomicBool) {
+fn flush_loop(
+    receiver: &Receiver<Arc<Conn>>,
+    stop: &AtomicBool,
+    wake: Option<&FlusherWake>,
+    poll_timeout: Duration,
+) {
     let mut waiting: Vec<Arc<Conn>> = Vec::new();
     loop {
         if waiting.is_empty() {
@@ -683,13 +789,26 @@ fn flush_loop(receiver: &Receiver<Arc<Conn>>, stop: &AtomicBool) {
         if stop.load(Ordering::Acquire) && waiting.iter().all(|c| c.is_closed()) {
             return;
         }
-        wait_writable(&waiting, Duration::from_millis(50));
+        if let Some(wake) = wake {
+            wake.polling.store(true, Ordering::SeqCst);
+            if receiver.is_empty() {
+                wait_writable(&waiting, Some(&wake.fd), poll_timeout);
+            }
+            wake.polling.store(false, Ordering::SeqCst);
+            if wake.clear() {
+                // As at a new round: let the thread handing work over finish queueing
+                // (a fan-out queues for each member in turn) before this round starts.
+                std::thread::yield_now();
+            }
+        } else {
+            wait_writable(&waiting, None, poll_timeout);
+        }
     }
 }
 
-/// Waits until one of the sockets is writable, or the timeout passes.
+/// Waits until one of the sockets is writable, `wake` is readable, or the timeout passes.
 #[allow(unsafe_code)]
-fn wait_writable(conns: &[Arc<Conn>], timeout: Duration) {
+fn wait_writable(conns: &[Arc<Conn>], wake: Option<&std::os::fd::OwnedFd>, timeout: Duration) {
     use std::os::fd::AsRawFd;
     let mut fds: Vec<libc::pollfd> = conns
         .iter()
@@ -698,10 +817,15 @@ fn wait_writable(conns: &[Arc<Conn>], timeout: Duration) {
             events: libc::POLLOUT,
             revents: 0,
         })
+        .chain(wake.map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }))
         .collect();
     // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfd structs
     // for the duration of the call, and every descriptor stays open because `conns` holds
-    // an `Arc` to each connection.
+    // an `Arc` to each connection and the flusher holds its eventfd.
     let rc = unsafe {
         libc::poll(
             fds.as_mut_ptr(),
@@ -757,6 +881,55 @@ mod tests {
         assert!(outbox.is_empty());
         assert!(outbox.rescue.is_empty());
         assert_eq!(outbox.written, outbox.queued);
+    }
+
+    #[test]
+    fn a_client_that_stopped_reading_does_not_hold_up_the_flusher_for_the_others() {
+        use std::io::Read;
+        use std::net::TcpListener;
+        // The flusher waits a minute on full sockets here: only its wake-up ends it sooner.
+        let flusher = Flusher::with_poll_timeout(Duration::from_secs(60));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = flusher.spawn(Arc::clone(&stop)).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let limits = Limits {
+            outbox_bytes: 64 << 20,
+            stall: Duration::from_secs(120),
+        };
+        let connect = |id| {
+            let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (server, peer) = listener.accept().unwrap();
+            let _ = SockRef::from(&server).set_send_buffer_size(4096);
+            let conn = Conn::new(id, server, peer, &flusher, limits, Box::new(NativeEncoder));
+            (conn, client)
+        };
+        let (stalled, _never_read) = connect(1);
+        let (other, mut other_client) = connect(2);
+        // Far more than the sockets hold: the flusher is left waiting on this one.
+        let big = Line::info("n", "x".repeat(4000));
+        for _ in 0..1000 {
+            assert!(stalled.queue_shared(&big, &big.to_wire()));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            stalled.outbox.lock().pending_len() > 0,
+            "the socket is full"
+        );
+
+        let line = Line::info("n", "for the others");
+        assert!(other.queue_shared(&line, &line.to_wire()));
+        other_client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut got = vec![0u8; 64];
+        let n = other_client
+            .read(&mut got)
+            .expect("written long before the flusher's minute-long wait ends");
+        assert_eq!(&got[..n], b"INFO n for the others\n");
+
+        stalled.close();
+        stop.store(true, Ordering::Release);
+        thread.join().unwrap();
     }
 
     #[test]
