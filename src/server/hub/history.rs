@@ -1,20 +1,20 @@
 //! The conversation logs' writer: one thread appends every history entry, so that no
 //! session thread ever waits for the disk on a message's way.
 //!
-//! Every private message and chat-session line is logged to `history/<a>+<b>.log`. Written
-//! by the sender's thread, that `write(2)` was a third of its syscalls, and when ext4 was
-//! busy (a journal commit, writeback) it held the sender's next line for up to a few
-//! hundred milliseconds: the worst latencies with 1,000 users chatting. Here a session
-//! thread only queues the entry before its line is delivered: it encodes the record line
-//! itself (the text is in its cache), then, holding the queue's lock only for the copy,
-//! appends it to the round being gathered, a buffer shared by all. The writer wakes, swaps that buffer for an empty one, groups the round's records by
-//! conversation and writes each conversation's with one `write`, so a busy server pays one
-//! syscall per conversation per round instead of one per burst. A round is two growing
-//! buffers reused round after round: no allocation per entry, nothing freed by another
-//! thread than the one that allocated it, no string copied twice. (Entries used to be a
-//! struct per line holding the message's `Arc`, a copied peer name and its own strings:
-//! the writer then spent a fifth of its time on cache misses reading names another core
-//! had written, a sixth freeing, and SipHash on every line's name pair.)
+//! Every private message and chat-session line is logged to `history/<a>+<b>.log`. Written by the
+//! sender's thread, that `write(2)` was a third of its syscalls, and when ext4 was busy (a journal
+//! commit, writeback) it held the sender's next line for up to a few hundred milliseconds: the
+//! worst latencies with 1,000 users chatting. Here a session thread only queues the entry before
+//! its line is delivered: it encodes the record line itself (the text is in its cache), then,
+//! holding the queue's lock only for the copy, appends it to the round being gathered, a buffer
+//! shared by all. The writer wakes, swaps that buffer for an empty one, groups the round's records
+//! by conversation and writes each conversation's with one `write`, so a busy server pays one
+//! syscall per conversation per round instead of one per burst. A round is two growing buffers
+//! reused round after round: no allocation per entry (each session thread reuses its scratch
+//! buffer), nothing freed by another thread than the one that allocated it. (Entries used to be a struct per line holding the
+//! message's `Arc`, a copied peer name and its own strings: the writer then spent a fifth of its
+//! time on cache misses reading names another core had written, a sixth freeing, and SipHash on
+//! every line's name pair.)
 //!
 //! Order and visibility: an entry is queued before the line that carries it is put in any
 //! outbox, and entries are written in queue order, so a reply is never logged ahead of the
