@@ -1,6 +1,7 @@
-//! A small run of the load generator (`lanchat-bench`'s library) against lanchat (its native
-//! and its IRC door) and the bare relays (one thread, and a thread per client), each in this process: every message must arrive exactly once, in order. Not a
-//! timed test: the numbers are not checked, only the deliveries.
+//! A small run of the load generator (`lanchat-bench`'s library) against lanchat (its native and
+//! its IRC door) and the bare relays (one thread, and a thread per client), each in this process:
+//! every message must arrive exactly once, in order. Not a timed test: the numbers are not checked,
+//! only the deliveries.
 
 use lanchat::bench::baseline::{self, Baseline};
 use lanchat::bench::scenario::{self, Outcome};

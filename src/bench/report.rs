@@ -1,6 +1,6 @@
-//! Results: every measurement of every run, reduced to medians, printed as a table with the
-//! ratios lanchat/peer, lanchat-irc/ngircd, lanchat/limit and lanchat/limit-threads, as JSON, and checked against the targets.
-//! Pure formatting; nothing here touches a socket.
+//! Results: every measurement of every run, reduced to medians, printed as a table with the ratios
+//! lanchat/peer, lanchat-irc/ngircd, lanchat/limit and lanchat/limit-threads, as JSON, and checked
+//! against the targets. Pure formatting; nothing here touches a socket.
 
 use super::stats::{median, Delivery};
 use std::collections::BTreeMap;

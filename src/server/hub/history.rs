@@ -11,10 +11,10 @@
 //! by conversation and writes each conversation's with one `write`, so a busy server pays one
 //! syscall per conversation per round instead of one per burst. A round is two growing buffers
 //! reused round after round: no allocation per entry (each session thread reuses its scratch
-//! buffer), nothing freed by another thread than the one that allocated it. (Entries used to be a struct per line holding the
-//! message's `Arc`, a copied peer name and its own strings: the writer then spent a fifth of its
-//! time on cache misses reading names another core had written, a sixth freeing, and SipHash on
-//! every line's name pair.)
+//! buffer), nothing freed by another thread than the one that allocated it. (Entries used to be a
+//! struct per line holding the message's `Arc`, a copied peer name and its own strings: the writer
+//! then spent a fifth of its time on cache misses reading names another core had written, a sixth
+//! freeing, and SipHash on every line's name pair.)
 //!
 //! Order and visibility: an entry is queued before the line that carries it is put in any
 //! outbox, and entries are written in queue order, so a reply is never logged ahead of the
