@@ -153,33 +153,21 @@ fn thread_relay() -> Running {
     Running::in_process(addr, Box::new(wake), thread)
 }
 
+/// Pairs and a fan-out through a bare relay, each on a fresh server from `start`.
+fn relay_pairs_and_fanout_deliver_exactly_once(start: fn() -> Running, kind: Kind) {
+    let quick = Duration::from_millis(500);
+    let out = scenario::pairs(&start(), kind, 50, 8, quick).unwrap();
+    assert_exactly_once(&format!("{} pairs", kind.name()), &out);
+    let out = scenario::fanout(&start(), kind, 100, 8, quick).unwrap();
+    assert_exactly_once(&format!("{} fanout", kind.name()), &out);
+}
+
 #[test]
 fn thread_relay_baseline_delivers_exactly_once() {
-    let server = thread_relay();
-    let out = scenario::pairs(
-        &server,
-        Kind::ThreadRelay,
-        50,
-        8,
-        Duration::from_millis(500),
-    );
-    assert_exactly_once("thread relay pairs", &out.unwrap());
-    let out = scenario::fanout(
-        &server,
-        Kind::ThreadRelay,
-        100,
-        8,
-        Duration::from_millis(500),
-    );
-    assert_exactly_once("thread relay fanout", &out.unwrap());
+    relay_pairs_and_fanout_deliver_exactly_once(thread_relay, Kind::ThreadRelay);
 }
 
 #[test]
 fn relay_baseline_delivers_exactly_once() {
-    let server = relay();
-    let out = scenario::pairs(&server, Kind::Relay, 50, 8, Duration::from_millis(500)).unwrap();
-    assert_exactly_once("relay pairs", &out);
-    let server = relay();
-    let out = scenario::fanout(&server, Kind::Relay, 100, 8, Duration::from_millis(500)).unwrap();
-    assert_exactly_once("relay fanout", &out);
+    relay_pairs_and_fanout_deliver_exactly_once(relay, Kind::Relay);
 }

@@ -41,8 +41,13 @@ struct Client {
     dirty: bool,
 }
 
-/// Serves `kind` on `listener` until `stop` is set (checked every 100 ms).
+/// Serves `kind` on `listener` until `stop` is set (checked every 100 ms; for
+/// [`Baseline::Threads`], after each accept).
 pub fn serve(kind: Baseline, listener: TcpListener, stop: &AtomicBool) -> io::Result<()> {
+    if kind == Baseline::Threads {
+        return serve_threads(listener, stop);
+    }
+    let echo = kind == Baseline::Echo;
     listener.set_nonblocking(true)?;
     let poller = Poller::new()?;
     poller.add(listener.as_raw_fd(), LISTENER, IN)?;
@@ -77,16 +82,12 @@ pub fn serve(kind: Baseline, listener: TcpListener, stop: &AtomicBool) -> io::Re
             };
             match got {
                 Ok(0) => drop_client(&poller, &mut clients, &mut names, idx),
-                Ok(len) => match kind {
-                    Baseline::Echo => {
-                        let c = clients[idx].as_mut().expect("checked");
-                        c.wbuf.extend_from_slice(&chunk[..len]);
-                        mark(c, idx, &mut dirty);
-                    }
-                    Baseline::Relay | Baseline::Threads => {
-                        relay_lines(&chunk[..len], idx, &mut clients, &mut names, &mut dirty)
-                    }
-                },
+                Ok(len) if echo => {
+                    let c = clients[idx].as_mut().expect("checked");
+                    c.wbuf.extend_from_slice(&chunk[..len]);
+                    mark(c, idx, &mut dirty);
+                }
+                Ok(len) => relay_lines(&chunk[..len], idx, &mut clients, &mut names, &mut dirty),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(_) => drop_client(&poller, &mut clients, &mut names, idx),
             }

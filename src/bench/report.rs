@@ -233,14 +233,12 @@ impl Report {
             m("pairs 64", "ngircd", "msgs_per_s"),
         );
         if ceiling.is_some() || ngircd.is_some() {
-            let mut check = compare(
+            checks.push(compare_named(
                 "(design ceiling) pairs 64: limit-threads msgs_per_s >= 1.0x ngircd",
-                ceiling,
-                ngircd,
+                ("limit-threads", ceiling),
+                ("ngircd", ngircd),
                 true,
-            );
-            check.detail = check.detail.replacen("lanchat", "limit-threads", 1);
-            checks.push(check);
+            ));
         }
         let logins = m(&cap, "lanchat", "logins_per_s");
         let small = m("logins 1000 plaintext", "lanchat", "logins_per_s");
@@ -341,22 +339,28 @@ impl Report {
 
 /// "lanchat vs ngircd" where more is better (`higher`) or less is better.
 fn compare(what: &str, ours: Option<f64>, theirs: Option<f64>, higher: bool) -> Check {
-    let met = match (ours, theirs) {
+    compare_named(what, ("lanchat", ours), ("ngircd", theirs), higher)
+}
+
+/// "`a` vs `b`", each a target's name and its value, where more is better (`higher`) or less.
+fn compare_named(
+    what: &str,
+    (a_name, a): (&str, Option<f64>),
+    (b_name, b): (&str, Option<f64>),
+    higher: bool,
+) -> Check {
+    let met = match (a, b) {
         (Some(a), Some(b)) => Some(if higher { a >= b } else { a <= b }),
         _ => None,
     };
-    let ratio = match (ours, theirs) {
+    let ratio = match (a, b) {
         (Some(a), Some(b)) if b != 0.0 => format!(" ({:.2}x)", a / b),
         _ => String::new(),
     };
     Check {
         what: what.into(),
         met,
-        detail: format!(
-            "lanchat {} vs ngircd {}{ratio}",
-            fmt_num(ours),
-            fmt_num(theirs)
-        ),
+        detail: format!("{a_name} {} vs {b_name} {}{ratio}", fmt_num(a), fmt_num(b)),
     }
 }
 

@@ -461,10 +461,7 @@ fn start_baseline(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
 pub fn run_baseline(kind: Baseline, port: u16) -> io::Result<()> {
     net::raise_fd_limit();
     let listener = TcpListener::bind(("127.0.0.1", port))?;
-    match kind {
-        Baseline::Threads => baseline::serve_threads(listener, &AtomicBool::new(false)),
-        _ => baseline::serve(kind, listener, &AtomicBool::new(false)),
-    }
+    baseline::serve(kind, listener, &AtomicBool::new(false))
 }
 
 /// What /proc says about a process.

@@ -206,10 +206,7 @@ impl Conn {
             stream,
             outbox: Mutex::new(Outbox::default()),
             closed: AtomicBool::new(false),
-            flusher: HandOver {
-                sender: flusher.sender.clone(),
-                wake: flusher.wake.clone(),
-            },
+            flusher: flusher.hand_over.clone(),
             limits,
             encoder,
         })
@@ -596,6 +593,7 @@ fn send_nonblocking(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
 }
 
 /// How a connection hands its outbox to the flusher.
+#[derive(Clone)]
 struct HandOver {
     sender: Sender<Arc<Conn>>,
     /// Interrupts the flusher's wait on full sockets (`None` if no eventfd could be made).
@@ -681,12 +679,11 @@ impl FlusherWake {
 
 /// The shared thread that finishes writes which did not fit in a socket's buffer.
 pub struct Flusher {
-    /// Connections with bytes waiting are sent here.
-    sender: Sender<Arc<Conn>>,
+    /// What each connection is given to send its outbox here (and end the flusher's wait
+    /// on full sockets).
+    hand_over: HandOver,
     /// Taken by the flusher thread when it starts.
     receiver: Mutex<Option<Receiver<Arc<Conn>>>>,
-    /// Ends its wait on full sockets when more work comes.
-    wake: Option<Arc<FlusherWake>>,
     /// The longest it waits on full sockets before trying them again.
     poll_timeout: Duration,
 }
@@ -708,9 +705,11 @@ impl Flusher {
     fn with_poll_timeout(poll_timeout: Duration) -> Flusher {
         let (sender, receiver) = crossbeam_channel::unbounded();
         Flusher {
-            sender,
+            hand_over: HandOver {
+                sender,
+                wake: FlusherWake::new(),
+            },
             receiver: Mutex::new(Some(receiver)),
-            wake: FlusherWake::new(),
             poll_timeout,
         }
     }
@@ -722,7 +721,7 @@ impl Flusher {
             .lock()
             .take()
             .ok_or_else(|| io::Error::other("flusher already started"))?;
-        let wake = self.wake.clone();
+        let wake = self.hand_over.wake.clone();
         let poll_timeout = self.poll_timeout;
         std::thread::Builder::new()
             .name("lanchat-flusher".into())
