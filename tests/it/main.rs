@@ -27,3 +27,6 @@ mod crowd;
 
 /// Issue 7: connection threads stay far from the end of their small stacks.
 mod memory;
+
+/// Issue 23: hostile input: cheap wildcard masks, nothing reaches a terminal raw.
+mod hostile_input;

@@ -26,6 +26,16 @@ pub const USERS: &[(&str, &str)] = &[
     ("seas", "summerisover"),
 ];
 
+/// A port that was free a moment ago, for doors that take no "any free port" setting (the
+/// IRC door). Another process could take it first; none does on a test machine.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A running server; stops (and is joined) on drop.
 pub struct TestServer {
     /// Where to connect.
