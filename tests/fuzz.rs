@@ -13,7 +13,7 @@
 use lanchat::clock::SystemClock;
 use lanchat::config::Config;
 use lanchat::credentials::Credentials;
-use lanchat::protocol::{parse_command, sanitize_text, valid_username};
+use lanchat::protocol::{is_unsafe_char, parse_command, sanitize_text, valid_username};
 use lanchat::protocol::{Audience, Command, GroupAction, Kind, Line};
 use lanchat::server::Server;
 use proptest::collection::vec;
@@ -168,9 +168,10 @@ fn paren_form() -> impl Strategy<Value = String> {
         })
 }
 
-/// Whether `text` holds a control character (C0, DEL or C1).
-fn has_control(text: &str) -> bool {
-    text.chars().any(char::is_control)
+/// Whether `text` holds a character that `sanitize_text` escapes (a control, bidi or
+/// invisible one).
+fn has_unsafe(text: &str) -> bool {
+    text.chars().any(|c| c.is_control() || is_unsafe_char(c))
 }
 
 /// Every kind of server line.
@@ -253,7 +254,7 @@ proptest! {
             Ok(Some(command)) => {
                 let fields = user_fields(&command);
                 for text in fields.texts {
-                    prop_assert!(!has_control(text), "{command:?}");
+                    prop_assert!(!has_unsafe(text), "{command:?}");
                     prop_assert!(!text.is_empty(), "{command:?}");
                 }
                 for name in fields.names {
@@ -266,7 +267,7 @@ proptest! {
             Ok(None) => prop_assert!(line.trim().is_empty()),
             Err(e) => {
                 prop_assert!(!e.code.is_empty());
-                prop_assert!(!has_control(&e.message), "{e:?}");
+                prop_assert!(!has_unsafe(&e.message), "{e:?}");
             }
         }
     }
@@ -299,15 +300,20 @@ proptest! {
     #[test]
     fn sanitize_text_removes_controls_and_is_idempotent(text in prop_oneof![
         any::<String>(),
-        vec(prop_oneof![any::<char>(), (0u32..0xa0).prop_filter_map("char", char::from_u32)], 0..64)
+        vec(prop_oneof![
+            any::<char>(),
+            (0u32..0xa0).prop_filter_map("char", char::from_u32),
+            // Bidi controls and invisible characters, and their ordinary neighbours.
+            (0x2000u32..0x2070).prop_filter_map("char", char::from_u32),
+        ], 0..64)
             .prop_map(|cs| cs.into_iter().collect::<String>()),
     ]) {
         let once = sanitize_text(&text);
-        prop_assert!(!has_control(&once), "{once:?}");
+        prop_assert!(!has_unsafe(&once), "{once:?}");
         let twice = sanitize_text(&once);
-        prop_assert!(!has_control(&twice));
+        prop_assert!(!has_unsafe(&twice));
         prop_assert_eq!(&twice, &once);
-        if !has_control(&text) && !text.contains('\t') {
+        if !has_unsafe(&text) && !text.contains('\t') {
             prop_assert_eq!(&once, &text);
         }
     }
@@ -471,7 +477,7 @@ fn check_replies(received: &[u8]) -> Result<Vec<Line>, TestCaseError> {
     for raw in text.lines() {
         let line = Line::parse(raw)
             .ok_or_else(|| TestCaseError::fail(format!("unparseable reply {raw:?}")))?;
-        prop_assert!(!has_control(raw), "control character in reply {raw:?}");
+        prop_assert!(!has_unsafe(raw), "control character in reply {raw:?}");
         prop_assert!(line.args().all(|a| !a.is_empty()));
         lines.push(line);
     }

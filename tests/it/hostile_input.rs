@@ -4,6 +4,7 @@
 
 use crate::support::{free_port, TestServer, TIMEOUT};
 use lanchat::config::AuthMode;
+use lanchat::protocol::Kind;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -126,4 +127,124 @@ fn wildcard_masks_in_list_and_who_answer_at_once() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// Characters that must never reach a terminal raw, and how each must arrive instead.
+const RAW_AND_ESCAPED: &[(&str, &str)] = &[
+    ("\x1b", "\\x1b"),
+    ("\x07", "\\x07"),
+    ("\u{9b}", "\\u{9b}"),
+    ("\u{202e}", "\\u{202e}"),
+    ("\u{2066}", "\\u{2066}"),
+    ("\u{200b}", "\\u{200b}"),
+    ("\u{200f}", "\\u{200f}"),
+];
+
+/// A text with every character of [`RAW_AND_ESCAPED`].
+fn hostile(prefix: &str) -> String {
+    let raw: String = RAW_AND_ESCAPED.iter().map(|(raw, _)| *raw).collect();
+    format!("{prefix}{raw}end")
+}
+
+/// Asserts `line` carries none of [`RAW_AND_ESCAPED`] raw and all of them escaped.
+fn assert_escaped(what: &str, line: &str) {
+    for (raw, escaped) in RAW_AND_ESCAPED {
+        assert!(!line.contains(raw), "{what}: raw {raw:?} in {line:?}");
+        assert!(line.contains(escaped), "{what}: no {escaped} in {line:?}");
+    }
+}
+
+/// The one line of `lines` that contains `needle`.
+fn the_line<'a>(lines: &'a [String], needle: &str) -> &'a str {
+    lines
+        .iter()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no {needle:?} in {lines:?}"))
+}
+
+#[test]
+fn nothing_a_user_sends_reaches_another_terminal_raw_on_any_door() {
+    let (server, irc) = irc_server();
+    // An IRC realname with ESC, BEL, CTCP, a C1 control and bidi/zero-width characters.
+    let mut mallory = Irc::register(irc, "mallory", &hostile("\x01VERSION\x01 "));
+    let mut viewer = Irc::register(irc, "viewer", "viewer");
+    let bob = server.connect();
+    bob.send("bob");
+    bob.expect(Kind::Welcome);
+    bob.read_mail();
+
+    viewer.send("WHOIS mallory");
+    let whois = viewer.until(" 318 ", TIMEOUT);
+    let real = the_line(&whois, " 311 ");
+    assert_escaped("WHOIS realname", real);
+    assert!(real.contains("\\x01VERSION\\x01"), "{real:?}");
+    viewer.send("WHO mallory");
+    assert_escaped(
+        "WHO realname",
+        the_line(&viewer.until(" 315 ", TIMEOUT), " 352 "),
+    );
+
+    // A channel name, a nick and a WHO mask are not echoed back raw either.
+    viewer.send(&format!("JOIN #{}", hostile("c")));
+    assert_escaped(
+        "JOIN echo",
+        the_line(&viewer.until(" 403 ", TIMEOUT), " 403 "),
+    );
+    viewer.send(&format!("PRIVMSG {} :hi", hostile("n")));
+    assert_escaped(
+        "PRIVMSG echo",
+        the_line(&viewer.until(" 401 ", TIMEOUT), " 401 "),
+    );
+    viewer.send(&format!("WHO {}", hostile("m")));
+    assert_escaped(
+        "WHO echo",
+        the_line(&viewer.until(" 315 ", TIMEOUT), " 315 "),
+    );
+    viewer.send(&format!("CAP REQ :{}", hostile("cap")));
+    assert_escaped(
+        "CAP echo",
+        the_line(&viewer.until(" NAK ", TIMEOUT), " NAK "),
+    );
+
+    // A message: IRC formatting (bold) reaches IRC clients, a terminal gets it escaped;
+    // ESC, BEL and bidi characters reach nobody raw.
+    mallory.send(&format!("PRIVMSG viewer :{}", hostile("\x02bold\x02 ")));
+    let privmsg = viewer.until("PRIVMSG viewer", TIMEOUT).pop().unwrap();
+    assert_escaped("IRC to IRC", &privmsg);
+    assert!(privmsg.contains("\x02bold\x02"), "{privmsg:?}");
+    mallory.send(&format!("PRIVMSG bob :{}", hostile("\x02bold\x02 ")));
+    let msg = bob.expect(Kind::Msg);
+    assert_escaped("IRC to native", &msg.text);
+    assert!(msg.text.contains("\\x02bold\\x02"), "{msg}");
+    mallory.send(&format!("AWAY :{}", hostile("away")));
+    mallory.until(" 306 ", TIMEOUT);
+    viewer.send("WHOIS mallory");
+    assert_escaped(
+        "away text",
+        the_line(&viewer.until(" 318 ", TIMEOUT), " 301 "),
+    );
+
+    // Native (and web: the same parser) to IRC and native: messages and intros.
+    bob.send(&format!("intro {}", hostile("i")));
+    bob.expect(Kind::Ok);
+    viewer.send("WHOIS bob");
+    assert_escaped(
+        "native intro",
+        the_line(&viewer.until(" 318 ", TIMEOUT), " 311 "),
+    );
+    bob.send(&format!("message viewer {}", hostile("m")));
+    assert_escaped(
+        "native to IRC",
+        &viewer.until("PRIVMSG viewer", TIMEOUT).pop().unwrap(),
+    );
+    let carol = server.connect();
+    carol.send("carol");
+    carol.expect(Kind::Welcome);
+    carol.read_mail();
+    bob.send(&format!("message carol {}", hostile("m")));
+    assert_escaped("native to native", &carol.expect(Kind::Msg).text);
+    carol.send("whoelse");
+    let (_, people) = carol.expect_list("whoelse");
+    let bob_entry = people.iter().find(|l| l.to_wire().contains("bob")).unwrap();
+    assert_escaped("intro in whoelse", &bob_entry.to_wire());
 }

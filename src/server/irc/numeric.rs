@@ -2,6 +2,8 @@
 //! documentation, and [`Replies`], which writes them with the right source and client.
 
 use super::message::format;
+use crate::protocol::sanitize;
+use std::borrow::Cow;
 
 pub const RPL_WELCOME: &str = "001";
 pub const RPL_YOURHOST: &str = "002";
@@ -71,6 +73,11 @@ pub const ERR_TARGUMODEG: &str = "716";
 
 /// Writes numerics and server notices for one client: source = the server's name, first
 /// parameter = the client's nick (`*` before it has one).
+///
+/// Numerics echo what a client sent (a channel or nick that does not exist, a WHO mask) and
+/// show what other users set (realnames, away texts, topics), so every parameter goes
+/// through [`sanitize`]: stored fields were escaped when they came in, and an echo of this
+/// client's own line must not drive its terminal either.
 pub struct Replies<'a> {
     /// The server's name (`server_name`).
     pub server: &'a str,
@@ -78,33 +85,42 @@ pub struct Replies<'a> {
     pub nick: &'a str,
 }
 
+/// `first` and then `rest`, each escaped by [`sanitize`].
+fn escaped<'a>(first: &'a str, rest: &[&'a str]) -> Vec<Cow<'a, str>> {
+    std::iter::once(first)
+        .chain(rest.iter().copied())
+        .map(sanitize)
+        .collect()
+}
+
+/// Formats with every parameter escaped.
+fn line(server: &str, command: &str, params: &[Cow<'_, str>], trailing: bool) -> String {
+    let params: Vec<&str> = params.iter().map(|p| p.as_ref()).collect();
+    format(None, Some(server), command, &params, trailing)
+}
+
 impl Replies<'_> {
     /// `:server CODE nick middle... :text`
     pub fn num(&self, code: &str, middle: &[&str], text: &str) -> String {
-        let mut params = Vec::with_capacity(middle.len() + 2);
-        params.push(self.nick);
-        params.extend_from_slice(middle);
-        params.push(text);
-        format(None, Some(self.server), code, &params, true)
+        let mut params = escaped(self.nick, middle);
+        params.push(sanitize(text));
+        line(self.server, code, &params, true)
     }
 
     /// `:server CODE nick middle...` with no text (the last parameter is a value, such as
     /// 324's modes or 303's nick list, written as trailing only when it must be).
     pub fn num_bare(&self, code: &str, middle: &[&str]) -> String {
-        let mut params = Vec::with_capacity(middle.len() + 1);
-        params.push(self.nick);
-        params.extend_from_slice(middle);
-        format(None, Some(self.server), code, &params, false)
+        line(self.server, code, &escaped(self.nick, middle), false)
     }
 
     /// `:server NOTICE nick :text`
     pub fn notice(&self, text: &str) -> String {
-        format(None, Some(self.server), "NOTICE", &[self.nick, text], true)
+        line(self.server, "NOTICE", &escaped(self.nick, &[text]), true)
     }
 
     /// `ERROR :text`, the last line before the server closes the connection.
     pub fn error(&self, text: &str) -> String {
-        format(None, None, "ERROR", &[text], true)
+        format(None, None, "ERROR", &[&sanitize(text)], true)
     }
 }
 
@@ -128,6 +144,23 @@ mod tests {
         );
         assert_eq!(r.num_bare(RPL_ISON, &[""]), ":irc.test 303 al :\r\n");
         assert_eq!(r.error("bye now"), "ERROR :bye now\r\n");
+        // What a client sent comes back escaped.
+        assert_eq!(
+            r.num(ERR_NOSUCHCHANNEL, &["#a\x1b[2Jb"], "No such channel"),
+            ":irc.test 403 al #a\\x1b[2Jb :No such channel\r\n"
+        );
+        assert_eq!(
+            r.num(
+                RPL_WHOISUSER,
+                &["bob", "b", "h", "*"],
+                "\x01ACTION\x07 \u{202e}x"
+            ),
+            ":irc.test 311 al bob b h * :\\x01ACTION\\x07 \\u{202e}x\r\n"
+        );
+        assert_eq!(
+            r.error("Closing Link: a\x1bb (Bad)"),
+            "ERROR :Closing Link: a\\x1bb (Bad)\r\n"
+        );
         let star = Replies {
             server: "irc.test",
             nick: "*",

@@ -17,8 +17,8 @@ use super::world::{prefix, unix_now, ChannelMeta, IrcUser, World};
 use super::{as_notice, IrcEncoder};
 use crate::config::AuthMode;
 use crate::protocol::{
-    parse_command, sanitize_text, valid_username, Audience, Command, GroupAction, Kind, Line,
-    Status,
+    is_unsafe_char, parse_command, sanitize_text, valid_username, Audience, Command, GroupAction,
+    Kind, Line, Status,
 };
 use crate::server::conn::Conn;
 use crate::server::cork::Cork;
@@ -233,7 +233,9 @@ impl Session<'_> {
                     if m.params.len() < 4 || username.is_empty() || realname.is_empty() {
                         self.send(&r.num(ERR_NEEDMOREPARAMS, &["USER"], "Not enough parameters"));
                     } else {
-                        user = Some((username.to_string(), realname.to_string()));
+                        // Others see it in WHOIS and WHO: escaped as it comes in.
+                        let realname = sanitize_text(super::message::truncate(realname, 200));
+                        user = Some((username.to_string(), realname));
                     }
                 }
                 "PING" => {
@@ -672,7 +674,7 @@ impl Session<'_> {
                     self.enc.set_caps(self.server_time, self.away_notify);
                     cap(&["ACK", wanted.trim()])
                 } else {
-                    cap(&["NAK", wanted.trim()])
+                    cap(&["NAK", &sanitize_text(wanted.trim())])
                 }
             }
             "END" => {
@@ -1835,12 +1837,13 @@ fn channel_modes(meta: &ChannelMeta) -> &'static str {
     }
 }
 
-/// A `USER` username fit for a mask: no spaces, `!`, `@` or control characters, at most
-/// 32 bytes; the nick if nothing is left.
+/// A `USER` username fit for a mask: no spaces, `!`, `@` or characters that
+/// [`sanitize_text`] would escape (controls, bidi overrides, invisible ones), at most 32
+/// bytes; the nick if nothing is left.
 fn clean_username(username: &str, nick: &str) -> String {
     let clean: String = username
         .chars()
-        .filter(|c| !c.is_control() && !matches!(c, ' ' | '!' | '@' | ':'))
+        .filter(|&c| !is_unsafe_char(c) && !matches!(c, ' ' | '!' | '@' | ':'))
         .collect();
     let clean = super::message::truncate(&clean, 32);
     if clean.is_empty() {
