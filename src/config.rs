@@ -124,6 +124,10 @@ pub struct Config {
     pub port: u16,
     /// HTTP port of the web client (the page and its WebSocket); off with 0.
     pub web_port: OptionalPort,
+    /// Extra names the web door answers to (besides the address it was reached at,
+    /// `localhost` and the machine's host name): a browser's `Host` must name this server,
+    /// so that a foreign name re-pointed at it (DNS rebinding) gets nothing.
+    pub web_host_names: Vec<String>,
     /// Address to listen on; `0.0.0.0` is every IPv4 interface, `::` IPv6 too.
     pub bind: IpAddr,
     /// Path of the credentials file.
@@ -191,6 +195,7 @@ impl Default for Config {
         Config {
             port: 4119,
             web_port: OptionalPort::Port(8080),
+            web_host_names: Vec::new(),
             bind: IpAddr::from([0, 0, 0, 0]),
             credentials: PathBuf::from("credentials.txt"),
             data_dir: PathBuf::from("data"),
@@ -321,6 +326,14 @@ impl Config {
         if self.block_time_secs > 7 * 24 * 3600 {
             bad("block_time_secs", "must be at most a week (604800)")?;
         }
+        if self.web_host_names.iter().any(|n| {
+            n.is_empty() || n.contains(|c: char| c.is_whitespace() || matches!(c, '/' | '[' | ']'))
+        }) {
+            bad(
+                "web_host_names",
+                "each must be a host name or an address, without a port or a scheme",
+            )?;
+        }
         if self.irc_port != 0 && self.irc_port == self.port {
             bad("irc_port", "must differ from `port`")?;
         }
@@ -403,6 +416,18 @@ mod tests {
         let text = include_str!("../configuration.toml");
         let c = Config::parse(text).unwrap();
         assert_eq!(c.port, 4119);
+        assert!(c.web_host_names.is_empty());
+    }
+
+    #[test]
+    fn web_host_names_are_names_without_ports() {
+        let c =
+            Config::parse("web_host_names = [\"chat.school.example\", \"10.0.2.2\"]\n").unwrap();
+        assert_eq!(c.web_host_names, ["chat.school.example", "10.0.2.2"]);
+        for bad in ["[\"\"]", "[\"http://x\"]", "[\"a b\"]", "[\"[::1]\"]"] {
+            let err = Config::parse(&format!("web_host_names = {bad}\n")).unwrap_err();
+            assert!(err.contains("web_host_names"), "{err}");
+        }
     }
 
     #[test]

@@ -115,7 +115,7 @@ fn the_deepest_paths_of_a_connection_use_a_small_part_of_its_stack() {
     let web = server.web.expect("the web door is open");
     let mut page = TcpStream::connect(web).unwrap();
     page.set_read_timeout(Some(TIMEOUT)).unwrap();
-    page.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    page.write_all(format!("GET / HTTP/1.1\r\nHost: {web}\r\n\r\n").as_bytes())
         .unwrap();
     let mut body = Vec::new();
     let _ = page.read_to_end(&mut body);

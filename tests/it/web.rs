@@ -31,6 +31,22 @@ fn http(addr: SocketAddr, request: &str) -> String {
     String::from_utf8_lossy(&response).into_owned()
 }
 
+/// One request; the response head only (for a response that keeps the connection open).
+fn response_head(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
 /// The opcodes this client sends and reads.
 const TEXT: u8 = 0x1;
 const BINARY: u8 = 0x2;
@@ -244,7 +260,7 @@ fn web_and_terminal_users_talk_both_ways() {
 #[test]
 fn the_page_is_served_and_plain_http_never_logs_in() {
     let (server, web) = web_server(|_| {});
-    let page = http(web, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let page = http(web, &format!("GET / HTTP/1.1\r\nHost: {web}\r\n\r\n"));
     assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
     assert!(page.contains("Content-Type: text/html; charset=utf-8\r\n"));
     assert!(page.contains("Content-Security-Policy: default-src 'none'"));
@@ -389,4 +405,80 @@ fn the_web_door_is_off_when_asked() {
     assert_eq!(server.web, None);
     let client: TestClient = server.login("alice");
     client.logout();
+}
+
+/// Issue 23, item 12: a head is refused at 8 KiB by count, however its bytes arrive.
+#[test]
+fn a_request_head_over_8_kib_is_refused_with_431() {
+    let (_server, web) = web_server(|_| {});
+    // The whole head, its blank line included, of exactly `len` bytes.
+    let head = |len: usize| {
+        let start = format!("GET / HTTP/1.1\r\nHost: {web}\r\nX-Pad: ");
+        format!("{start}{}\r\n\r\n", "a".repeat(len - start.len() - 4))
+    };
+    let fits = http(web, &head(8 * 1024));
+    assert!(fits.starts_with("HTTP/1.1 200 "), "{}", &fits[..60]);
+    for len in [8 * 1024 + 1, 9 * 1024, 10 * 1024 - 100] {
+        let over = http(web, &head(len));
+        assert!(over.starts_with("HTTP/1.1 431 "), "{len}: {over}");
+    }
+}
+
+/// Issue 23, item 12: a close frame with a code no one may send is a protocol error.
+#[test]
+fn a_close_with_an_invalid_code_is_answered_with_1002() {
+    let (_server, web) = web_server(|_| {});
+    for payload in [
+        &999u16.to_be_bytes()[..],
+        &1005u16.to_be_bytes(),
+        &[0x03],
+        b"\x03\xe8\xff",
+    ] {
+        let mut alice = WsClient::login(web, "alice", "pw-alice");
+        alice.send_frame(true, CLOSE, payload);
+        alice.expect_close(1002);
+    }
+    // A valid one is echoed.
+    let mut alice = WsClient::login(web, "alice", "pw-alice");
+    alice.send_frame(true, CLOSE, &4000u16.to_be_bytes());
+    alice.expect_close(4000);
+}
+
+/// Issue 23, item 12: DNS rebinding. A page whose name was re-pointed at the server has
+/// matching Host and Origin; its Host still does not name this server.
+#[test]
+fn only_hosts_that_name_this_server_get_the_page_or_the_socket() {
+    let (_server, web) = web_server(|c| c.web_host_names = vec!["chat.school.example".into()]);
+    let upgrade = |host: &str| {
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\n\
+             Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+    };
+    let port = web.port();
+    for host in [
+        "evil.example".to_string(),
+        format!("evil.example:{port}"),
+        format!("127.0.0.2:{port}"),
+        format!("localhost.evil.example:{port}"),
+    ] {
+        let socket = response_head(web, &upgrade(&host));
+        assert!(socket.starts_with("HTTP/1.1 421 "), "{host}: {socket}");
+        let page = http(web, &format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+        assert!(page.starts_with("HTTP/1.1 421 "), "{host}: {page}");
+        assert!(page.contains("web_host_names"), "{page}");
+    }
+    let machine = lanchat::discovery::host_name();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("LocalHost.:{port}"),
+        format!("chat.school.example:{port}"),
+        format!("{machine}:{port}"),
+        format!("{machine}.local"),
+    ] {
+        let socket = response_head(web, &upgrade(&host));
+        assert!(socket.starts_with("HTTP/1.1 101 "), "{host}: {socket}");
+    }
 }

@@ -22,6 +22,9 @@ pub enum Status {
     MethodNotAllowed,
     /// 408: the head did not arrive in time.
     RequestTimeout,
+    /// 421: the `Host` is not a name of this server (DNS rebinding, or a name the
+    /// administrator has not listed in `web_host_names`).
+    MisdirectedRequest,
     /// 426: a WebSocket version other than 13.
     UpgradeRequired,
     /// 431
@@ -40,6 +43,7 @@ impl Status {
             Status::NotFound => (404, "Not Found"),
             Status::MethodNotAllowed => (405, "Method Not Allowed"),
             Status::RequestTimeout => (408, "Request Timeout"),
+            Status::MisdirectedRequest => (421, "Misdirected Request"),
             Status::UpgradeRequired => (426, "Upgrade Required"),
             Status::HeadTooLarge => (431, "Request Header Fields Too Large"),
             Status::Unavailable => (503, "Service Unavailable"),
@@ -74,6 +78,17 @@ impl Request {
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
             .flat_map(|(_, v)| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+}
+
+/// Where a head of at most [`MAX_HEAD_BYTES`] (its blank line included) ends in `buf`;
+/// `Ok(None)` while it may still come, [`Status::HeadTooLarge`] once it cannot fit. Bytes
+/// after the head (a WebSocket client's first frame) do not count.
+pub fn complete_head(buf: &[u8]) -> Result<Option<usize>, Status> {
+    match head_end(&buf[..buf.len().min(MAX_HEAD_BYTES)]) {
+        Some(end) => Ok(Some(end)),
+        None if buf.len() >= MAX_HEAD_BYTES => Err(Status::HeadTooLarge),
+        None => Ok(None),
     }
 }
 
@@ -266,6 +281,10 @@ pub fn error_detail(status: Status) -> &'static str {
         Status::UpgradeRequired => "/ws is the chat's WebSocket (version 13)",
         Status::Forbidden => "a page of another site may not open this chat",
         Status::RequestTimeout => "the request did not arrive in time",
+        Status::MisdirectedRequest => {
+            "this server does not answer to that name; use its address, or ask its \
+             administrator to add the name to web_host_names"
+        }
         Status::HeadTooLarge => "the request head is too large",
         Status::Unavailable => "the server is full; please try again later",
         Status::Ok | Status::BadRequest => "malformed request",
@@ -314,6 +333,30 @@ mod tests {
         assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest"), Some(27));
         assert_eq!(head_end(b"GET / HTTP/1.0\n\n"), Some(16));
         assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+    }
+
+    #[test]
+    fn heads_over_8_kib_are_refused_by_count() {
+        // A head of exactly MAX_HEAD_BYTES, its blank line included, fits; one byte more
+        // does not, however the bytes arrive.
+        let head = |len: usize| {
+            let start = "GET / HTTP/1.1\r\nX: ";
+            let pad = "a".repeat(len - start.len() - 4);
+            format!("{start}{pad}\r\n\r\n").into_bytes()
+        };
+        let fits = head(MAX_HEAD_BYTES);
+        assert_eq!(fits.len(), MAX_HEAD_BYTES);
+        assert_eq!(complete_head(&fits), Ok(Some(MAX_HEAD_BYTES)));
+        let mut with_frame = fits.clone();
+        with_frame.extend_from_slice(&[0x81; 3000]);
+        assert_eq!(complete_head(&with_frame), Ok(Some(MAX_HEAD_BYTES)));
+        let over = head(MAX_HEAD_BYTES + 1);
+        assert_eq!(complete_head(&over), Err(Status::HeadTooLarge));
+        assert_eq!(complete_head(&over[..MAX_HEAD_BYTES - 1]), Ok(None));
+        assert_eq!(
+            complete_head(&over[..MAX_HEAD_BYTES]),
+            Err(Status::HeadTooLarge)
+        );
     }
 
     #[test]

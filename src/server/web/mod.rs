@@ -11,6 +11,7 @@
 //!     anything else          ──> 4xx, close
 //! ```
 
+mod host;
 mod http;
 mod socket;
 mod ws;
@@ -87,6 +88,16 @@ pub fn serve(hub: &Hub, conn: &Arc<Conn>, ctx: &SessionContext<'_>) {
     let mut buf = Vec::new();
     let reply = match read_head(conn, &mut buf) {
         Ok(end) => match http::parse_request(&buf[..end]) {
+            Ok(request) if !known_host(hub, conn, &request) => {
+                log::debug!(
+                    "conn {} ({}): Host \"{}\" does not name this server",
+                    conn.id,
+                    conn.peer,
+                    request.header("Host").unwrap_or_default().escape_debug(),
+                );
+                let status = Status::MisdirectedRequest;
+                http::error_response(status, http::error_detail(status))
+            }
             Ok(request) => match http::route(&request, ASSETS) {
                 Route::Upgrade { key } => {
                     if ctx.shutting_down.load(Ordering::Acquire) {
@@ -124,6 +135,18 @@ pub fn serve(hub: &Hub, conn: &Arc<Conn>, ctx: &SessionContext<'_>) {
     finish(conn);
 }
 
+/// Whether the request's `Host` (if it has one) names this server (see [`host`]).
+fn known_host(hub: &Hub, conn: &Conn, request: &http::Request) -> bool {
+    request.header("Host").is_none_or(|header| {
+        host::names_this_server(
+            header,
+            conn.local_ip(),
+            &hub.config().web_host_names,
+            crate::discovery::host_name,
+        )
+    })
+}
+
 /// Waits until the answer is written, then closes.
 fn finish(conn: &Arc<Conn>) {
     conn.wait_flushed(Duration::from_secs(1));
@@ -137,11 +160,10 @@ fn read_head(conn: &Conn, buf: &mut Vec<u8>) -> Result<usize, Option<Status>> {
     let deadline = Instant::now() + HEAD_TIMEOUT;
     let stream = conn.stream();
     loop {
-        if let Some(end) = http::head_end(buf) {
-            return Ok(end);
-        }
-        if buf.len() > http::MAX_HEAD_BYTES {
-            return Err(Some(Status::HeadTooLarge));
+        match http::complete_head(buf) {
+            Ok(Some(end)) => return Ok(end),
+            Ok(None) => {}
+            Err(status) => return Err(Some(status)),
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {

@@ -63,7 +63,8 @@ impl WsReader {
             }
             Event::Pong => {}
             Event::Close(code) => {
-                // Echo the close (RFC 6455 section 5.5.1); the session then ends as a drop.
+                // Echo the close (RFC 6455 section 5.5.1; the decoder let only valid codes
+                // through); the session then ends as a drop.
                 let code = code.unwrap_or(close_code::NORMAL);
                 conn.send_bytes(&ws::close_frame(code, ""));
                 self.ended = true;

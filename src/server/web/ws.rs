@@ -24,6 +24,34 @@ pub mod close_code {
     pub const PROTOCOL_ERROR: u16 = 1002;
 }
 
+/// Whether a peer may send `code` in a close frame (RFC 6455 section 7.4 and the IANA
+/// registry): the defined codes, less 1004 (reserved) and 1005, 1006 and 1015 (which name
+/// situations and must never be sent), and the ranges for libraries (3000-3999) and
+/// applications (4000-4999). Anything else is a protocol error.
+pub fn valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// A client's close frame: no payload (no code), or a valid code and a UTF-8 reason
+/// (section 5.5.1). A one-byte payload, an invalid code or a reason that is not UTF-8
+/// breaks the rules, and is answered with 1002 instead of being echoed.
+fn close_event(payload: &[u8]) -> Event {
+    match payload {
+        [] => Event::Close(None),
+        [_] => Event::Violation("close frame with a one-byte payload"),
+        [high, low, reason @ ..] => {
+            let code = u16::from_be_bytes([*high, *low]);
+            if !valid_close_code(code) {
+                Event::Violation("invalid close code")
+            } else if std::str::from_utf8(reason).is_err() {
+                Event::Violation("close reason is not UTF-8")
+            } else {
+                Event::Close(Some(code))
+            }
+        }
+    }
+}
+
 /// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key`.
 pub fn accept_key(client_key: &str) -> String {
     let mut sha = Sha1::new();
@@ -280,7 +308,7 @@ impl Decoder {
                 return Some(match header.opcode {
                     Opcode::Ping => Event::Ping(payload),
                     Opcode::Pong => Event::Pong,
-                    _ => Event::Close(payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]))),
+                    _ => close_event(&payload),
                 });
             }
             match (header.opcode, self.message.is_some()) {
@@ -498,6 +526,27 @@ mod tests {
             events(&mut d),
             [Event::Close(Some(1001)), Event::Close(None), Event::Pong]
         );
+    }
+
+    #[test]
+    fn invalid_close_frames_are_violations() {
+        let close = |payload: &[u8]| {
+            let mut d = Decoder::new(10);
+            d.feed(&client_frame(true, 8, payload));
+            d.next_event().unwrap()
+        };
+        for code in [999u16, 0, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+            assert!(
+                matches!(close(&code.to_be_bytes()), Event::Violation(_)),
+                "{code}"
+            );
+        }
+        for code in [1000u16, 1001, 1003, 1007, 1011, 1014, 3000, 4999] {
+            assert_eq!(close(&code.to_be_bytes()), Event::Close(Some(code)));
+        }
+        assert!(matches!(close(&[0x03]), Event::Violation(_)));
+        assert!(matches!(close(&[0x03, 0xe8, 0xff]), Event::Violation(_)));
+        assert_eq!(close(&[0x03, 0xe8, b'o', b'k']), Event::Close(Some(1000)));
     }
 
     #[test]
