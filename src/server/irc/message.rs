@@ -184,28 +184,44 @@ pub fn same_name(a: &str, b: &str) -> bool {
 /// `mask.len() * name.len()` steps, where trying every split of every `*` is exponential
 /// (`#*a*a*a*a*a*a*a*a*a*a*b` took seconds of CPU per channel).
 pub fn mask_match(mask: &str, name: &str) -> bool {
+    if mask.is_ascii() && name.is_ascii() {
+        // Names are ASCII (`valid_username`), and so is almost every mask: no copies.
+        return glob(mask.as_bytes(), name.as_bytes(), |m, n| {
+            m == b'?' || m.eq_ignore_ascii_case(&n)
+        });
+    }
     let mask: Vec<char> = mask.chars().collect();
     let name: Vec<char> = name.chars().collect();
-    let same = |m: char, n: char| m == '?' || m.eq_ignore_ascii_case(&n);
+    glob(&mask, &name, |m, n| m == '?' || m.eq_ignore_ascii_case(&n))
+}
+
+/// The greedy glob of [`mask_match`] over bytes or characters; `same(m, n)` says whether
+/// mask item `m` (not a `*`) matches name item `n`.
+fn glob<T: Copy + PartialEq + From<u8>>(
+    mask: &[T],
+    name: &[T],
+    same: impl Fn(T, T) -> bool,
+) -> bool {
+    let star = T::from(b'*');
     let (mut m, mut n) = (0, 0);
     // The last `*` seen, and the first name position it has not taken yet.
-    let mut star: Option<(usize, usize)> = None;
+    let mut last_star: Option<(usize, usize)> = None;
     while n < name.len() {
-        if m < mask.len() && mask[m] == '*' {
-            star = Some((m, n));
+        if m < mask.len() && mask[m] == star {
+            last_star = Some((m, n));
             m += 1;
         } else if m < mask.len() && same(mask[m], name[n]) {
             m += 1;
             n += 1;
-        } else if let Some((star_m, star_n)) = star {
+        } else if let Some((star_m, star_n)) = last_star {
             m = star_m + 1;
             n = star_n + 1;
-            star = Some((star_m, n));
+            last_star = Some((star_m, n));
         } else {
             return false;
         }
     }
-    mask[m..].iter().all(|&c| c == '*')
+    mask[m..].iter().all(|&c| c == star)
 }
 
 #[cfg(test)]
