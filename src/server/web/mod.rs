@@ -5,7 +5,8 @@
 //! commands and presence as a terminal user.
 //!
 //! ```text
-//!   connect ──> read the request head (10 s at most)
+//!   connect ──> read the request head (10 s and 8 KiB at most)
+//!     a Host not naming us   ──> 421, close (DNS rebinding; see `host`)
 //!     GET / | /app.js | ...  ──> 200 + file, close
 //!     GET /ws (Upgrade)      ──> 101, then session::serve over WsReader / WsEncoder
 //!     anything else          ──> 4xx, close
