@@ -355,4 +355,22 @@ mod tests {
         assert_eq!(show("INFO x ring\x07"), "ring\\x07");
         assert_eq!(PLAIN.render_unknown("FUTURE \x1b]0;x"), "FUTURE \\x1b]0;x");
     }
+
+    #[test]
+    fn bidi_and_invisible_characters_from_servers_and_peers_are_escaped() {
+        // A server that did not escape them (an older one, or a forged one) and a peer's
+        // direct message: the renderer is the last line of defence.
+        assert_eq!(
+            show("MSG bob evil\u{202e}txt.exe"),
+            "bob: evil\\u{202e}txt.exe <private message>"
+        );
+        assert_eq!(
+            show("USER seas available - a\u{2066}b\u{200b}"),
+            "seas   a\\u{2066}b\\u{200b}"
+        );
+        assert_eq!(
+            PLAIN.private("ali\u{200f}ce", "x\u{202a}y"),
+            "[private] ali\\u{200f}ce: x\\u{202a}y"
+        );
+    }
 }

@@ -250,6 +250,16 @@ fn web_and_terminal_users_talk_both_ways() {
     alice.expect(Kind::Ok, "broadcast");
     assert_eq!(bob.expect(Kind::Bcast).text, "hello all");
 
+    // Issue 23, item 6: nothing reaches either side raw, controls or bidi characters.
+    alice.send("message bob a\x1b[2J\u{202e}b\u{200b}c");
+    alice.expect(Kind::Ok, "sent");
+    assert_eq!(bob.expect(Kind::Msg).text, "a\\x1b[2J\\u{202e}b\\u{200b}c");
+    bob.send("intro \u{2066}x\x07");
+    bob.expect_ok("intro");
+    alice.send("whoelse");
+    alice.expect(Kind::List, "whoelse");
+    assert_eq!(alice.expect(Kind::User, "bob").text, "\\u{2066}x\\x07");
+
     alice.send("logout");
     alice.expect(Kind::Bye, "logout");
     alice.expect_close(1000);
