@@ -429,7 +429,9 @@ impl Directory {
                 self.users.entry(user.clone()).or_default().last_seen = Some(*at);
             }
             Event::Intro { user, text } => {
-                let value = (!text.is_empty()).then(|| text.clone());
+                // Escaped again as it is read back: an intro saved before the rule grew, or
+                // put in the file by hand, reaches no terminal raw either.
+                let value = (!text.is_empty()).then(|| crate::protocol::sanitize_text(text));
                 self.update_user(user, |r| r.intro = value);
             }
             Event::Status { user, status } => {

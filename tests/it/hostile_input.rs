@@ -248,3 +248,28 @@ fn nothing_a_user_sends_reaches_another_terminal_raw_on_any_door() {
     let bob_entry = people.iter().find(|l| l.to_wire().contains("bob")).unwrap();
     assert_escaped("intro in whoelse", &bob_entry.to_wire());
 }
+
+#[test]
+fn an_intro_stored_raw_on_disk_is_escaped_when_read_back() {
+    // An intro written before the rule grew (or by hand) holds characters the rule escapes.
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    {
+        let (store, _) = lanchat::store::Store::open(&data_dir, 1000).unwrap();
+        let intro = lanchat::store::Event::Intro {
+            user: "bob".into(),
+            text: hostile("i"),
+        };
+        store.record(&intro, true).unwrap();
+    }
+    let server = TestServer::start_on(&data_dir);
+    let _bob = server.login("bob");
+    let carol = server.login("carol");
+    carol.send("whoelse");
+    let (_, people) = carol.expect_list("whoelse");
+    let bob = people
+        .iter()
+        .find(|l| l.arg(0) == "bob")
+        .expect("bob is listed");
+    assert_escaped("stored intro", &bob.to_wire());
+}
