@@ -1065,7 +1065,9 @@ impl Hub {
                             &e.session.map(|s| s.to_string()).unwrap_or_default(),
                             &e.sender,
                         ],
-                        e.text.clone(),
+                        // Escaped again: a line logged before the rule grew reaches no
+                        // terminal raw (idempotent for the rest).
+                        crate::protocol::sanitize_text(&e.text),
                     )
                 }));
                 lines

@@ -250,8 +250,8 @@ fn nothing_a_user_sends_reaches_another_terminal_raw_on_any_door() {
 }
 
 #[test]
-fn an_intro_stored_raw_on_disk_is_escaped_when_read_back() {
-    // An intro written before the rule grew (or by hand) holds characters the rule escapes.
+fn an_intro_or_history_stored_raw_on_disk_is_escaped_when_read_back() {
+    // Written before the rule grew (or by hand): characters the rule escapes, on disk.
     let tmp = tempfile::tempdir().unwrap();
     let data_dir = tmp.path().join("data");
     {
@@ -261,6 +261,13 @@ fn an_intro_stored_raw_on_disk_is_escaped_when_read_back() {
             text: hostile("i"),
         };
         store.record(&intro, true).unwrap();
+        let said = lanchat::store::HistoryEntry {
+            at: 1_700_000_000,
+            session: None,
+            sender: "bob".into(),
+            text: hostile("h"),
+        };
+        store.append_history("bob", "carol", &said).unwrap();
     }
     let server = TestServer::start_on(&data_dir);
     let _bob = server.login("bob");
@@ -272,4 +279,8 @@ fn an_intro_stored_raw_on_disk_is_escaped_when_read_back() {
         .find(|l| l.arg(0) == "bob")
         .expect("bob is listed");
     assert_escaped("stored intro", &bob.to_wire());
+    carol.send("history bob");
+    let (_, lines) = carol.expect_list("history");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_escaped("stored history", &lines[0].to_wire());
 }
