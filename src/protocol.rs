@@ -51,8 +51,9 @@ pub fn is_unsafe_char(c: char) -> bool {
 ///
 /// Where it is applied: on input, as a field enters the server (the command parser for the
 /// native and web doors; the IRC door's USER, PRIVMSG, TOPIC, AWAY, PART, QUIT and KICK),
-/// and again on output where a door echoes what a client sent (IRC numerics) and in
-/// lanchat-client's renderer, for anything from a server or a peer.
+/// again where a door echoes what a client sent (IRC numerics) and as intros and history
+/// lines are read back from disk, and in lanchat-client's renderer, for anything from a
+/// server or a peer.
 pub fn sanitize_text(text: &str) -> String {
     sanitize(text).into_owned()
 }
