@@ -83,9 +83,14 @@ impl Request {
 
 /// Where a head of at most [`MAX_HEAD_BYTES`] (its blank line included) ends in `buf`;
 /// `Ok(None)` while it may still come, [`Status::HeadTooLarge`] once it cannot fit. Bytes
-/// after the head (a WebSocket client's first frame) do not count.
-pub fn complete_head(buf: &[u8]) -> Result<Option<usize>, Status> {
-    match head_end(&buf[..buf.len().min(MAX_HEAD_BYTES)]) {
+/// after the head (a WebSocket client's first frame) do not count. `searched`: how much
+/// of `buf` an earlier call already found no end in, so that a head trickling in a byte
+/// at a time is scanned once, not once per byte.
+pub fn complete_head(buf: &[u8], searched: usize) -> Result<Option<usize>, Status> {
+    // An end straddling the old boundary starts at most 3 bytes before it.
+    let from = searched.saturating_sub(3).min(buf.len());
+    let window = &buf[..buf.len().min(MAX_HEAD_BYTES)];
+    match head_end(window.get(from..).unwrap_or_default()).map(|end| from + end) {
         Some(end) => Ok(Some(end)),
         None if buf.len() >= MAX_HEAD_BYTES => Err(Status::HeadTooLarge),
         None => Ok(None),
@@ -346,17 +351,34 @@ mod tests {
         };
         let fits = head(MAX_HEAD_BYTES);
         assert_eq!(fits.len(), MAX_HEAD_BYTES);
-        assert_eq!(complete_head(&fits), Ok(Some(MAX_HEAD_BYTES)));
+        assert_eq!(complete_head(&fits, 0), Ok(Some(MAX_HEAD_BYTES)));
         let mut with_frame = fits.clone();
         with_frame.extend_from_slice(&[0x81; 3000]);
-        assert_eq!(complete_head(&with_frame), Ok(Some(MAX_HEAD_BYTES)));
+        assert_eq!(complete_head(&with_frame, 0), Ok(Some(MAX_HEAD_BYTES)));
         let over = head(MAX_HEAD_BYTES + 1);
-        assert_eq!(complete_head(&over), Err(Status::HeadTooLarge));
-        assert_eq!(complete_head(&over[..MAX_HEAD_BYTES - 1]), Ok(None));
+        assert_eq!(complete_head(&over, 0), Err(Status::HeadTooLarge));
+        assert_eq!(complete_head(&over[..MAX_HEAD_BYTES - 1], 0), Ok(None));
         assert_eq!(
-            complete_head(&over[..MAX_HEAD_BYTES]),
+            complete_head(&over[..MAX_HEAD_BYTES], 0),
             Err(Status::HeadTooLarge)
         );
+    }
+
+    #[test]
+    fn a_head_fed_a_byte_at_a_time_is_found_where_it_ends() {
+        for head in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest"[..],
+            b"GET / HTTP/1.0\n\nrest",
+        ] {
+            let want = head_end(head);
+            let mut searched = 0;
+            let found = (1..=head.len()).find_map(|len| {
+                let result = complete_head(&head[..len], searched).unwrap();
+                searched = len;
+                result
+            });
+            assert_eq!(found, want);
+        }
     }
 
     #[test]

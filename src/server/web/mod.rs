@@ -160,10 +160,11 @@ fn finish(conn: &Arc<Conn>) {
 fn read_head(conn: &Conn, buf: &mut Vec<u8>) -> Result<usize, Option<Status>> {
     let deadline = Instant::now() + HEAD_TIMEOUT;
     let stream = conn.stream();
+    let mut searched = 0;
     loop {
-        match http::complete_head(buf) {
+        match http::complete_head(buf, searched) {
             Ok(Some(end)) => return Ok(end),
-            Ok(None) => {}
+            Ok(None) => searched = buf.len(),
             Err(status) => return Err(Some(status)),
         }
         let left = deadline.saturating_duration_since(Instant::now());
