@@ -27,3 +27,6 @@ mod crowd;
 
 /// Issue 7: connection threads stay far from the end of their small stacks.
 mod memory;
+
+/// Issue 23 (items 1, 9): lockout against parallel guesses, equal-cost and fair logins.
+mod login;

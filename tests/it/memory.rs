@@ -4,26 +4,18 @@
 //! reports how deep it went, over an argon2 login, every kind of command, the IRC door and
 //! the web door (in a debug build, whose frames are larger than a release build's).
 
-use crate::support::{TestServer, TIMEOUT, USERS};
+use crate::support::{free_port, TestServer, TIMEOUT, USERS};
 use lanchat::clock::SystemClock;
 use lanchat::config::OptionalPort;
 use lanchat::credentials::{hash_password, Credentials};
 use lanchat::protocol::Kind;
 use lanchat::server::memory::gauge;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::Arc;
 
 /// A connection thread's stack (`CONNECTION_STACK_BYTES` in src/server/mod.rs).
 const STACK_BYTES: usize = 256 * 1024;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Reads IRC lines until one contains `needle`.
 fn irc_expect(reader: &mut impl BufRead, needle: &str) {
