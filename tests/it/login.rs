@@ -304,7 +304,7 @@ fn a_wrong_password_takes_as_long_for_an_unknown_name_a_plaintext_user_and_a_has
 fn a_flood_of_unknown_name_logins_from_one_address_does_not_starve_another_address() {
     // What the server allows at once (`max_concurrent_verifies`), to size the flood.
     let slots = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
-    let flooders = 6 * slots + 24;
+    let flooders = 12 * slots + 48;
     let (server, _) = server_with(credentials_hashing(&["columbia"]), |_| {});
     let stop = AtomicBool::new(false);
     let ready = Barrier::new(flooders + 1);
