@@ -5,8 +5,9 @@
 //! `lanchat-server hash-password`. Both kinds may be mixed in one file.
 //!
 //! Comparisons are constant time: argon2's own verification for hashes (which compares its
-//! output in constant time), [`constant_time_eq`] for plaintext. Verifying an unknown user does
-//! comparable work to verifying a known one (see [`Credentials::verify_or_dummy`]).
+//! output in constant time), [`constant_time_eq`] for plaintext. Verifying an unknown user or a
+//! plaintext one does the same work as verifying a hashed one (see
+//! [`Credentials::verify_or_dummy`]).
 //!
 //! This module never logs or prints a password or a hash, not even through `Debug`.
 
@@ -45,14 +46,6 @@ impl Secret {
             return Err("the PHC string has no salt or no hash".into());
         }
         Ok(Secret::Hash(Box::new(hash)))
-    }
-
-    /// Whether `password` matches, in constant time.
-    fn matches(&self, password: &str) -> bool {
-        match self {
-            Secret::Plain(expected) => constant_time_eq(expected.as_bytes(), password.as_bytes()),
-            Secret::Hash(hash) => argon2_matches(hash, password),
-        }
     }
 }
 
@@ -206,37 +199,45 @@ impl Credentials {
         self.verify_or_dummy(name, password)
     }
 
-    /// Whether `password` is `name`'s password, taking about as long when `name` is unknown
-    /// as when it is known, so that timing does not tell which usernames exist.
+    /// Whether `password` is `name`'s password, taking about as long whoever `name` is
+    /// (known with a hash, known with a plaintext password, unknown), so that timing does not
+    /// tell which usernames exist nor which of them have a plaintext password.
     ///
-    /// Known users: argon2 verification with the parameters stored in their PHC string, or a
-    /// constant-time comparison of plaintext. Unknown users: if the file holds any argon2
-    /// hash, the password is verified against the first one (the same parameters, salt
-    /// length and work as a real check) and the result thrown away; otherwise it is compared
-    /// in constant time with a fixed dummy string. Either way the answer is `false`.
+    /// If the file holds any argon2 hash, every check runs argon2 once: a hashed user's own
+    /// hash; for a plaintext user or an unknown name, the first hash of the file (the
+    /// parameters `add-user` gives every line; the result is thrown away), plus a constant-time
+    /// comparison with the plaintext password (or a fixed dummy string). A plaintext-only file
+    /// costs a comparison whoever asks.
     pub fn verify_or_dummy(&self, name: &str, password: &str) -> bool {
-        match self.users.get(name) {
-            Some(secret) => secret.matches(password),
-            None => {
-                let wasted = match &self.dummy {
-                    Some(hash) => argon2_matches(hash, password),
-                    None => constant_time_eq(DUMMY_PASSWORD.as_bytes(), password.as_bytes()),
-                };
-                std::hint::black_box(wasted);
-                false
-            }
+        let expected = match self.users.get(name) {
+            Some(Secret::Hash(hash)) => return argon2_matches(hash, password),
+            Some(Secret::Plain(expected)) => Some(expected.as_str()),
+            None => None,
+        };
+        if let Some(dummy) = &self.dummy {
+            std::hint::black_box(argon2_matches(dummy, password));
         }
+        let same = constant_time_eq(
+            expected.unwrap_or(DUMMY_PASSWORD).as_bytes(),
+            password.as_bytes(),
+        );
+        expected.is_some() && std::hint::black_box(same)
     }
 
-    /// Whether checking a password for `name` runs argon2 (a stored hash, or the dummy hash
-    /// an unknown name is checked against): seconds of CPU and megabytes of memory in a
-    /// crowd, where a plaintext comparison costs nothing.
-    pub fn is_costly(&self, name: &str) -> bool {
-        match self.users.get(name) {
-            Some(Secret::Hash(_)) => true,
-            Some(Secret::Plain(_)) => false,
-            None => self.dummy.is_some(),
-        }
+    /// Whether a password check runs argon2 (true for every name as soon as the file holds
+    /// one hash, see [`Credentials::verify_or_dummy`]): seconds of CPU and megabytes of memory
+    /// in a crowd, where a plaintext-only file costs nothing.
+    pub fn is_costly(&self) -> bool {
+        self.dummy.is_some()
+    }
+
+    /// How many users have a plaintext password (anyone who can read the file can log in as
+    /// them; the server warns about it at startup).
+    pub fn plaintext_count(&self) -> usize {
+        self.users
+            .values()
+            .filter(|s| matches!(s, Secret::Plain(_)))
+            .count()
     }
 
     /// Every registered username, sorted.
@@ -447,15 +448,50 @@ mod tests {
     }
 
     #[test]
-    fn only_argon2_checks_are_costly() {
+    fn checks_are_costly_as_soon_as_one_line_is_hashed() {
         let plain = Credentials::from_pairs([("bob", "bobpw")]);
-        assert!(!plain.is_costly("bob"));
-        assert!(!plain.is_costly("nobody"));
+        assert!(!plain.is_costly());
+        assert_eq!(plain.plaintext_count(), 1);
         let phc = cheap("pw");
         let mixed = Credentials::from_pairs([("alice", phc.as_str()), ("bob", "bobpw")]);
-        assert!(mixed.is_costly("alice"));
-        assert!(!mixed.is_costly("bob"));
-        // An unknown name is checked against the dummy hash: as costly as a real one.
-        assert!(mixed.is_costly("nobody"));
+        // bob's and unknown names' checks run argon2 too, so they cost what alice's does.
+        assert!(mixed.is_costly());
+        assert_eq!(mixed.plaintext_count(), 1);
+        assert!(mixed.verify("bob", "bobpw"));
+        assert!(!mixed.verify("bob", "pw"));
+    }
+
+    #[test]
+    fn plaintext_users_cost_an_argon2_check_in_a_mixed_file() {
+        let c = Credentials::parse(&format!(
+            "alice {}
+bob bobpw
+",
+            hash_password_with(
+                "pw",
+                HashParams {
+                    memory_kib: 4096,
+                    iterations: 2,
+                    parallelism: 1
+                }
+            )
+            .unwrap()
+        ))
+        .unwrap();
+        let time = |name: &str, password: &str| {
+            let started = std::time::Instant::now();
+            for _ in 0..5 {
+                c.verify_or_dummy(name, password);
+            }
+            started.elapsed()
+        };
+        let hashed = time("alice", "wrong");
+        for (name, password) in [("bob", "wrong"), ("bob", "bobpw"), ("mallory", "x")] {
+            let t = time(name, password);
+            assert!(
+                t * 4 > hashed && hashed * 4 > t,
+                "{name}: {t:?} vs a hashed user's {hashed:?}"
+            );
+        }
     }
 }

@@ -330,3 +330,49 @@ fn the_server_runs_with_small_per_thread_malloc_caches() {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
     assert_eq!(comm.trim_end(), "lanchat-server");
 }
+
+#[test]
+fn a_plaintext_credentials_file_gets_one_startup_warning_saying_how_to_hash_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let hashed = lanchat::credentials::hash_password_with(
+        "bobpw",
+        lanchat::credentials::HashParams::CHEAP_FOR_TESTS,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("credentials.txt"),
+        format!("alice alicepw\nbob {hashed}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("configuration.toml"),
+        "discovery = false\nirc_port = 0\nweb_port = 0\n",
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["0", "--bind", "127.0.0.1"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lanchat-server");
+    let mut out = Lines::new("stdout", child.stdout.take().unwrap());
+    let mut err = Lines::new("stderr", child.stderr.take().unwrap());
+    let mut proc = Proc(child);
+    out.expect("lanchat server listening on 127.0.0.1:");
+    proc.0.kill().unwrap();
+    proc.0.wait().unwrap();
+    let stderr = err.rest();
+    let warnings: Vec<&String> = stderr.iter().filter(|l| l.contains("plaintext")).collect();
+    assert_eq!(warnings.len(), 1, "{stderr:?}");
+    let warning = warnings[0];
+    assert!(
+        warning.contains("credentials.txt: 1 of 2 users")
+            && warning.contains("lanchat-server hash-password")
+            && warning.contains("add-user"),
+        "{warning}"
+    );
+    assert!(!warning.contains("alicepw"), "{warning}");
+}

@@ -14,7 +14,8 @@ mod history;
 mod presence;
 
 use super::conn::Conn;
-use super::lockout::{AfterFailure, Lockouts};
+use super::lockout::{AfterFailure, Lockouts, Reservation};
+use super::verifier::{CheckCount, Verifier};
 use crate::clock::{format_utc, Clock};
 use crate::config::{AuthMode, Config, DuplicateLogin, LockoutKey};
 use crate::credentials::Credentials;
@@ -22,7 +23,7 @@ use crate::protocol::{
     valid_username, Audience, GroupAction, Kind, Line, Status, DEFAULT_HISTORY_LINES,
 };
 use crate::store::{Directory, Event, HistoryRef, Mail, MailKind, Store, StoreError, UserRecord};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use rand::Rng;
 // The hub's maps, keyed by user names, hash with foldhash (seeded per process) instead of
 // std's SipHash, which cost about 160 instructions per name, five names per private
@@ -225,9 +226,10 @@ struct Shared {
     state: Mutex<State>,
     /// Failed logins.
     lockouts: Mutex<Lockouts<LockKey>>,
-    /// Password checks running now, capped: an argon2 check takes ~19 MiB and a CPU for
-    /// ~25 ms, so a crowd of guessers must queue rather than exhaust memory.
-    verifying: (Mutex<usize>, Condvar),
+    /// Runs password checks: a few at once (an argon2 check takes ~19 MiB and a CPU for
+    /// ~25 ms, so a crowd of guessers must queue rather than exhaust memory), taking turns
+    /// between client addresses so one address's flood cannot starve another's login.
+    verifier: Verifier,
     /// Presence events gathered into summaries in a crowd.
     presence: Arc<presence::Batcher>,
 }
@@ -349,7 +351,7 @@ impl Hub {
                     ..State::default()
                 }),
                 lockouts: Mutex::new(lockouts),
-                verifying: (Mutex::new(0), Condvar::new()),
+                verifier: Verifier::new(max_concurrent_verifies()),
                 presence,
             }),
         };
@@ -440,18 +442,26 @@ impl Hub {
         }
     }
 
-    /// Second step: the password, with lockout bookkeeping.
+    /// Second step: the password, with lockout bookkeeping. The try is reserved before the
+    /// password is checked, so checks running at once count against `max_login_attempts`.
     pub fn check_password(&self, name: &str, password: &str, ip: IpAddr) -> PasswordCheck {
         let key = self.lock_key(name, ip);
-        let now = self.now();
-        if let Some(secs) = self.shared.lockouts.lock().blocked_for(&key, now) {
-            return PasswordCheck::Close(Self::blocked_line(secs));
+        match self.shared.lockouts.lock().reserve(&key, self.now()) {
+            Reservation::Granted => {}
+            Reservation::Blocked(secs) => return PasswordCheck::Close(Self::blocked_line(secs)),
+            Reservation::Exhausted => {
+                return PasswordCheck::Close(Line::bye(
+                    "blocked",
+                    "Too many passwords for this name are being checked at once; try again in a minute. Logging off.",
+                ))
+            }
         }
         // Same work for unknown users as for known ones, so timing tells nothing either.
-        if self.verify_password(name, password) {
+        if self.verify_password(name, password, ip) {
             self.shared.lockouts.lock().succeed(&key);
             return PasswordCheck::Ok;
         }
+        let now = self.now();
         let outcome = {
             let mut lockouts = self.shared.lockouts.lock();
             lockouts.prune(now);
@@ -478,24 +488,18 @@ impl Hub {
         }
     }
 
-    /// Checks a password, waiting for a free slot when many argon2 checks run at once (a
-    /// plaintext comparison needs no slot).
-    fn verify_password(&self, name: &str, password: &str) -> bool {
-        if !self.shared.credentials.is_costly(name) {
-            return self.shared.credentials.verify_or_dummy(name, password);
-        }
-        let (count, freed) = &self.shared.verifying;
-        {
-            let mut running = count.lock();
-            while *running >= max_concurrent_verifies() {
-                freed.wait(&mut running);
-            }
-            *running += 1;
-        }
-        let ok = self.shared.credentials.verify_or_dummy(name, password);
-        *count.lock() -= 1;
-        freed.notify_one();
-        ok
+    /// Checks a password; with argon2 in the file, waits for a free slot in `ip`'s turn (a
+    /// plaintext-only file's comparison needs no slot).
+    fn verify_password(&self, name: &str, password: &str, ip: IpAddr) -> bool {
+        let credentials = &self.shared.credentials;
+        self.shared.verifier.run(ip, credentials.is_costly(), || {
+            credentials.verify_or_dummy(name, password)
+        })
+    }
+
+    /// How many passwords this server has checked (tests count them to prove the lockout).
+    pub fn password_checks(&self) -> CheckCount {
+        self.shared.verifier.count()
     }
 
     /// Logs out `name`'s current connection (if any) with a reason line.

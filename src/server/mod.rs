@@ -20,10 +20,12 @@ pub mod ratelimit;
 mod reader;
 mod session;
 mod thread;
+mod verifier;
 mod web;
 
 pub use door::Door;
 pub use session::HELP;
+pub use verifier::CheckCount;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -168,6 +170,22 @@ impl ShutdownHandle {
     }
 }
 
+/// The startup warning for a credentials file with plaintext passwords: what it risks and
+/// how to hash them. `None` when every password is hashed.
+fn plaintext_warning(path: &std::path::Path, credentials: &Credentials) -> Option<String> {
+    let plain = credentials.plaintext_count();
+    (plain > 0).then(|| {
+        format!(
+            "{}: {plain} of {} users have a plaintext password: anyone who can read the file \
+             can log in as them. Hash each one: replace the password with the output of \
+             `lanchat-server hash-password`, or remove the line and run `lanchat-server \
+             add-user NAME`.",
+            path.display(),
+            credentials.len()
+        )
+    })
+}
+
 /// The address to connect to in order to reach a listener bound to `addr`.
 fn wake_addr(addr: SocketAddr) -> SocketAddr {
     let ip = match addr.ip() {
@@ -183,6 +201,9 @@ impl Server {
     pub fn bind(config: Config) -> Result<Server, ServerError> {
         let credentials =
             Credentials::load(&config.credentials).map_err(ServerError::Credentials)?;
+        if let Some(warning) = plaintext_warning(&config.credentials, &credentials) {
+            log::warn!("{warning}");
+        }
         Server::bind_with(config, credentials, Arc::new(SystemClock))
     }
 
@@ -249,6 +270,11 @@ impl Server {
     /// Every open door and where it listens, the native door first.
     pub fn doors(&self) -> Vec<(Door, SocketAddr)> {
         self.core.shared.doors.clone()
+    }
+
+    /// A live count of the passwords checked so far (for tests and statistics).
+    pub fn password_checks(&self) -> CheckCount {
+        self.core.hub.password_checks()
     }
 
     /// A handle that stops `run`.
@@ -484,6 +510,26 @@ fn refuse(mut stream: TcpStream, refusal: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plaintext_credentials_file_gets_a_warning_that_says_how_to_hash_it() {
+        let path = std::path::Path::new("/etc/lanchat/credentials.txt");
+        let phc = crate::credentials::hash_password_with(
+            "pw",
+            crate::credentials::HashParams::CHEAP_FOR_TESTS,
+        )
+        .unwrap();
+        let mixed = Credentials::from_pairs([("alice", phc.as_str()), ("bob", "bobpw")]);
+        let warning = plaintext_warning(path, &mixed).unwrap();
+        assert!(
+            warning.starts_with("/etc/lanchat/credentials.txt: 1 of 2 users"),
+            "{warning}"
+        );
+        assert!(warning.contains("hash-password") && warning.contains("add-user"));
+        assert!(!warning.contains("bobpw"), "{warning}");
+        let hashed = Credentials::from_pairs([("alice", phc.as_str())]);
+        assert_eq!(plaintext_warning(path, &hashed), None);
+    }
 
     #[test]
     fn accepted_connections_have_the_connection_options() {

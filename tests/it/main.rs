@@ -30,3 +30,5 @@ mod memory;
 
 /// Issue 23: hostile input: cheap wildcard masks, nothing reaches a terminal raw.
 mod hostile_input;
+/// Issue 23 (items 1, 9): lockout against parallel guesses, equal-cost and fair logins.
+mod login;

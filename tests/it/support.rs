@@ -5,9 +5,9 @@ use lanchat::clock::{Clock, ManualClock, SystemClock};
 use lanchat::config::{Config, OptionalPort};
 use lanchat::credentials::Credentials;
 use lanchat::protocol::{Kind, Line};
-use lanchat::server::{Door, Server, ShutdownHandle};
+use lanchat::server::{CheckCount, Door, Server, ShutdownHandle};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -44,12 +44,23 @@ pub struct TestServer {
     pub web: Option<SocketAddr>,
     /// Stops it.
     pub handle: ShutdownHandle,
+    /// How many passwords it has checked so far.
+    pub password_checks: CheckCount,
     /// The server thread.
     thread: Option<JoinHandle<()>>,
     /// The data directory (kept for restarts).
     pub data_dir: PathBuf,
     /// Keeps the temp dir alive for the server's lifetime (when the server owns it).
     _tmp: Option<tempfile::TempDir>,
+}
+
+/// A loopback port free a moment ago, for doors whose port 0 means "closed" (IRC).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A config for tests: loopback, port 0, no web door (tests that want it ask for any free
@@ -125,11 +136,13 @@ impl TestServer {
         let addr = server.local_addr();
         let web = server.door_addr(Door::Web);
         let handle = server.shutdown_handle();
+        let password_checks = server.password_checks();
         let thread = std::thread::spawn(move || server.run().unwrap());
         TestServer {
             addr,
             web,
             handle,
+            password_checks,
             thread: Some(thread),
             data_dir,
             _tmp: tmp,

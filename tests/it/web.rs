@@ -54,8 +54,8 @@ const CLOSE: u8 = 0x8;
 const PING: u8 = 0x9;
 const PONG: u8 = 0xA;
 
-/// A minimal WebSocket client, as a browser would speak it.
-struct WsClient {
+/// A minimal WebSocket client, as a browser would speak it (the login tests use it too).
+pub(crate) struct WsClient {
     stream: TcpStream,
     /// Received bytes not yet parsed.
     buf: Vec<u8>,
@@ -63,7 +63,7 @@ struct WsClient {
 
 impl WsClient {
     /// Connects and completes the handshake.
-    fn connect(addr: SocketAddr) -> WsClient {
+    pub(crate) fn connect(addr: SocketAddr) -> WsClient {
         let mut stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(TIMEOUT)).unwrap();
         write!(
@@ -123,7 +123,7 @@ impl WsClient {
     }
 
     /// Sends one line as a text message.
-    fn send(&mut self, line: &str) {
+    pub(crate) fn send(&mut self, line: &str) {
         self.send_frame(true, TEXT, line.as_bytes());
     }
 
@@ -157,7 +157,7 @@ impl WsClient {
     }
 
     /// The next protocol line (each text frame is one), presence notices skipped.
-    fn next(&mut self) -> Line {
+    pub(crate) fn next(&mut self) -> Line {
         loop {
             let line = self.next_any();
             if line.kind != Kind::Presence {
@@ -179,7 +179,7 @@ impl WsClient {
     }
 
     /// The next line, which must be `kind` with first argument `code`.
-    fn expect(&mut self, kind: Kind, code: &str) -> Line {
+    pub(crate) fn expect(&mut self, kind: Kind, code: &str) -> Line {
         let line = if kind == Kind::Presence {
             self.next_any()
         } else {
