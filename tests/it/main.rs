@@ -27,3 +27,6 @@ mod crowd;
 
 /// Issue 7: connection threads stay far from the end of their small stacks.
 mod memory;
+
+/// Issue 23: deadlines that trickled bytes cannot move, flood control that slows.
+mod pace;
