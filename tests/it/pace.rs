@@ -250,6 +250,28 @@ fn a_pasted_burst_past_the_rate_is_slowed_and_every_line_arrives() {
     assert!(took < slowest + Duration::from_secs(4), "took {took:?}");
 }
 
+#[test]
+fn an_irc_paste_past_the_rate_is_slowed_the_same_way_and_every_line_arrives() {
+    const LINES: usize = 60;
+    let (server, irc, _web) = server_with_every_door(|c| {
+        c.max_messages_per_sec = 50;
+        c.message_burst = 10;
+    });
+    let bob = server.login("bob");
+    let carol = irc_register(irc);
+    let paste: String = (0..LINES)
+        .map(|i| format!("PRIVMSG bob :pasted line {i}\r\n"))
+        .collect();
+    let started = Instant::now();
+    (&carol).write_all(paste.as_bytes()).unwrap();
+    for i in 0..LINES {
+        let m = bob.expect(Kind::Msg);
+        assert_eq!(m.text, format!("pasted line {i}"), "{m}");
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900), "not slowed: {took:?}");
+}
+
 /// Floods `stream` with `line` until it fails or `done` is set (bounded in time).
 fn flood(stream: &TcpStream, line: &[u8], done: &AtomicBool) {
     let started = Instant::now();
