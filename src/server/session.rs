@@ -4,11 +4,12 @@
 //!   connect ──> HELLO, ASK username
 //!   username ──(unknown/in use: ERR, ask again)──> ASK password
 //!   password ──(wrong: ERR, ask again; too many: BYE blocked)──> WELCOME, mail
-//!   command ... ──> replies; `logout`, EOF, idle timeout or shutdown ──> BYE, close
+//!   command ... ──> replies; `logout`, EOF, idle timeout, flood or shutdown ──> BYE, close
 //! ```
 //!
-//! The thread blocks only on its own socket's read; everything it writes (to itself or to
-//! others) goes through non-blocking outboxes, so a slow peer never stalls it.
+//! The thread blocks only on its own socket's read, or pauses before the next line of its
+//! own client when that client is over its rate (see `policy`); everything it writes (to
+//! itself or to others) goes through non-blocking outboxes, so a slow peer never stalls it.
 
 use super::conn::Conn;
 use super::cork::Cork;
@@ -339,7 +340,7 @@ fn closed_reason(ctx: &SessionContext<'_>) -> LogoutReason {
 }
 
 /// What a client disconnected as a flood is told (`BYE flood`, or IRC's `ERROR`).
-pub(super) fn flood_reason(limits: &Limits) -> String {
+fn flood_reason(limits: &Limits) -> String {
     format!(
         "You kept sending faster than {} lines a second for {} seconds; disconnecting.",
         limits.rate,

@@ -7,7 +7,7 @@
 //!     auth=password: PASS is the user's password, NICK the username (wrong: 464, ERROR)
 //!     open/allowlist: NICK is the name (433 in use, 432 invalid or not allowed)
 //!   registered ──> 001-005, LUSERS, MOTD, JOIN #lobby + NAMES, offline mail, own channels
-//!   commands ... ──> QUIT, EOF, ping or idle timeout, shutdown ──> ERROR, close
+//!   commands ... ──> QUIT, EOF, ping or idle timeout, flood, shutdown ──> ERROR, close
 //! ```
 
 use super::message::{format, mask_match, parse, same_name, Message, MAX_LINE};
@@ -25,7 +25,7 @@ use crate::server::cork::Cork;
 use crate::server::hub::{Hub, LogoutReason, NameCheck, PasswordCheck};
 use crate::server::policy::{Expiry, Heard, Limits, Pace, Silence, Take, Timers};
 use crate::server::reader::{Input, LineReader, ReadLines};
-use crate::server::session::{apply, drain_unread, flood_reason, pause, SessionContext};
+use crate::server::session::{apply, drain_unread, pause, SessionContext};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -516,7 +516,8 @@ impl Session<'_> {
                 self.active.store(unix_now(), Ordering::Relaxed);
             }
             // Over the rate limit, lines wait (as IRC servers' "fake lag" does) rather
-            // than being dropped, which IRC clients would not notice.
+            // than being dropped, which IRC clients would not notice; a client that keeps
+            // it up is an "Excess Flood" (see `policy`).
             if m.command != "QUIT" {
                 match pace.take(now) {
                     Take::Now => {}
@@ -527,7 +528,6 @@ impl Session<'_> {
                         }
                     }
                     Take::Flood => {
-                        log::info!("{}: {}", self.nick, flood_reason(&limits));
                         return Exit {
                             reason: LogoutReason::Flood,
                             quit: "Excess Flood".into(),
