@@ -253,13 +253,17 @@ fn command_loop(
             },
             Err(NotALine::Closed) => return (closed_reason(ctx), None),
         };
-        if is_heartbeat(&line) {
-            timers.heard(now, Heard::KeepAlive);
-            timers.heartbeat_promised();
-            conn.send(&Line::ok("pong", "still here"));
-            continue;
-        }
-        timers.heard(now, Heard::Activity);
+        let heartbeat = is_heartbeat(&line);
+        timers.heard(
+            now,
+            if heartbeat {
+                Heard::KeepAlive
+            } else {
+                Heard::Activity
+            },
+        );
+        // Every line counts against the rate, heartbeats too (a flood of them would cost as
+        // much as any other); only a logout never waits.
         match pace.take(now) {
             Take::Now => {}
             _ if is_logout(&line) => {}
@@ -274,6 +278,11 @@ fn command_loop(
                 let bye = Line::bye("flood", flood_reason(&limits));
                 return (LogoutReason::Flood, Some(bye));
             }
+        }
+        if heartbeat {
+            timers.heartbeat_promised();
+            conn.send(&Line::ok("pong", "still here"));
+            continue;
         }
         if awaiting_intro {
             awaiting_intro = false;
@@ -348,7 +357,7 @@ fn flood_reason(limits: &Limits) -> String {
     )
 }
 
-/// Logging out is never rate-limited.
+/// Logging out never waits for the rate limit.
 fn is_logout(line: &str) -> bool {
     matches!(parse_command(line, ""), Ok(Some(Command::Logout)))
 }
