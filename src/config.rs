@@ -161,6 +161,9 @@ pub struct Config {
     pub max_messages_per_sec: u32,
     /// Commands one connection may send in a burst above the sustained rate.
     pub message_burst: u32,
+    /// A client slowed by the rate limit without a break for this long (its lines kept
+    /// coming faster than the rate) is disconnected as a flood; 0 disables it.
+    pub flood_disconnect_secs: u64,
     /// Bytes queued for a client that does not read before it is disconnected.
     pub max_outbox_bytes: usize,
     /// How long a client may read nothing while lines wait for it before it is disconnected.
@@ -212,6 +215,7 @@ impl Default for Config {
             max_clients_per_ip: 256,
             max_messages_per_sec: 20,
             message_burst: 60,
+            flood_disconnect_secs: 30,
             max_outbox_bytes: 1 << 20,
             slow_reader_timeout_secs: 10,
             max_offline_messages: 1000,

@@ -284,6 +284,8 @@ pub enum LogoutReason {
     Timeout,
     /// A client that promised heartbeats went silent.
     Heartbeat,
+    /// Disconnected for flooding: it kept sending faster than the rate limit.
+    Flood,
     /// The server is shutting down (nobody is told individually).
     Shutdown,
 }
@@ -292,7 +294,7 @@ impl LogoutReason {
     fn event(self) -> &'static str {
         match self {
             LogoutReason::Requested | LogoutReason::Shutdown => "logout",
-            LogoutReason::Dropped => "dropped",
+            LogoutReason::Dropped | LogoutReason::Flood => "dropped",
             LogoutReason::Timeout | LogoutReason::Heartbeat => "timeout",
         }
     }
@@ -676,6 +678,7 @@ impl Hub {
             LogoutReason::Heartbeat => {
                 format!("*** {name} has left the chat (heartbeat timeout) ***")
             }
+            LogoutReason::Flood => format!("*** {name} has left the chat (flooding) ***"),
             _ => format!("*** {name} has left the chat ***"),
         };
         send_to(

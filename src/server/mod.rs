@@ -16,6 +16,7 @@ pub mod hub;
 mod irc;
 pub mod lockout;
 pub mod memory;
+mod policy;
 pub mod ratelimit;
 mod reader;
 mod session;
@@ -460,6 +461,7 @@ fn connection_thread(
 ) {
     let painted = memory::gauge::paint();
     let ctx = session::SessionContext {
+        connected: Instant::now(),
         shutting_down: &shared.shutting_down,
         version: PROTOCOL_VERSION,
         irc,

@@ -1,47 +1,49 @@
-//! A token bucket per connection, as a pure function of elapsed time: `rate` commands per
-//! second sustained, up to `burst` at once. A classroom flood script is told to slow down;
-//! a person typing never notices.
+//! A token bucket per connection, as a pure function of elapsed time: `rate` lines a second
+//! sustained, up to `burst` at once. It answers how long a line must wait, not whether it
+//! may pass: a line over the rate is handled late, never refused (see `policy`).
+//!
+//! Kept as a schedule (the generic cell rate algorithm): each line books the next
+//! `1/rate` of a virtual timeline, and may be handled as soon as it is no more than
+//! `burst - 1` intervals ahead of the real one. Whole nanoseconds, so the waits are exact.
 
 use std::time::Duration;
 
-/// Tokens available to one connection.
+/// One connection's budget.
 #[derive(Clone, Debug)]
 pub struct TokenBucket {
-    /// Tokens added per second; 0 means unlimited.
-    rate: f64,
-    /// Most tokens the bucket holds.
-    burst: f64,
-    /// Tokens now.
-    tokens: f64,
-    /// When `tokens` was last brought up to date (time since an arbitrary start).
-    updated: Duration,
+    /// Time one line books: `1/rate`; zero when the rate is unlimited.
+    interval: Duration,
+    /// How far ahead of now the schedule may run without waiting: `(burst - 1)` intervals.
+    allowance: Duration,
+    /// Where the schedule stands: the next line's slot (time since an arbitrary start).
+    booked_until: Duration,
 }
 
 impl TokenBucket {
     /// A full bucket. `rate == 0` disables limiting.
     pub fn new(rate: u32, burst: u32) -> TokenBucket {
+        let interval = match rate {
+            0 => Duration::ZERO,
+            r => Duration::from_secs(1) / r,
+        };
         TokenBucket {
-            rate: f64::from(rate),
-            burst: f64::from(burst.max(1)),
-            tokens: f64::from(burst.max(1)),
-            updated: Duration::ZERO,
+            interval,
+            allowance: interval * burst.max(1).saturating_sub(1),
+            booked_until: Duration::ZERO,
         }
     }
 
-    /// Takes one token at time `now`; false means "slow down" (nothing is taken).
-    pub fn take(&mut self, now: Duration) -> bool {
-        if self.rate == 0.0 {
-            return true;
+    /// Takes one line's token at time `now`; returns how long the line must wait before it
+    /// is handled (zero when the budget has room). The token is taken either way, so the
+    /// next line waits its own share after this one.
+    pub fn take(&mut self, now: Duration) -> Duration {
+        if self.interval.is_zero() {
+            return Duration::ZERO;
         }
-        let elapsed = now.saturating_sub(self.updated).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.updated = now.max(self.updated);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        let slot = self.booked_until.max(now);
+        let handled_at = slot.saturating_sub(self.allowance).max(now);
+        self.booked_until = slot + self.interval;
+        handled_at - now
     }
 }
 
@@ -57,20 +59,20 @@ mod tests {
     fn burst_then_sustained_rate() {
         let mut b = TokenBucket::new(10, 5);
         for _ in 0..5 {
-            assert!(b.take(ms(0)));
+            assert_eq!(b.take(ms(0)), Duration::ZERO);
         }
-        assert!(!b.take(ms(0)));
-        assert!(!b.take(ms(50)));
-        assert!(b.take(ms(100)));
-        assert!(!b.take(ms(100)));
+        assert_eq!(b.take(ms(0)), ms(100));
+        // That line was handled at 100 ms; the next one waits for 200 ms.
+        assert_eq!(b.take(ms(100)), ms(100));
+        assert_eq!(b.take(ms(250)), ms(50));
         // A long pause refills only up to the burst.
-        let allowed = (0..20).filter(|_| b.take(ms(60_000))).count();
-        assert_eq!(allowed, 5);
+        let free = (0..20).take_while(|_| b.take(ms(60_000)).is_zero()).count();
+        assert_eq!(free, 5);
     }
 
     #[test]
     fn zero_rate_is_unlimited() {
         let mut b = TokenBucket::new(0, 1);
-        assert!((0..10_000).all(|_| b.take(ms(0))));
+        assert!((0..10_000).all(|_| b.take(ms(0)).is_zero()));
     }
 }

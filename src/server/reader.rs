@@ -7,7 +7,7 @@ use super::memory::IdleStack;
 use std::io::{self, ErrorKind, Read};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Bytes a waiting read takes at once, in a buffer on the stack: small, because the frames
 /// under a waiting connection thread are what ten thousand idle users keep resident.
@@ -55,8 +55,10 @@ fn read_more(stream: &TcpStream, buf: &mut Vec<u8>) -> usize {
 /// WebSocket) that unwraps the same lines. The connection is passed so a framing layer can
 /// answer control frames itself.
 pub trait ReadLines {
-    /// Waits up to `timeout` (forever if `None`) for the client's next line.
-    fn next_line(&mut self, conn: &Arc<Conn>, timeout: Option<Duration>) -> Input;
+    /// Waits until `deadline` (for ever if `None`) for the client's next complete line.
+    /// Returns [`Input::TimedOut`] once the deadline has passed without one, however many
+    /// bytes trickled in meanwhile: a deadline is not a per-read timeout.
+    fn next_line(&mut self, conn: &Arc<Conn>, deadline: Option<Instant>) -> Input;
 
     /// Whether a complete line has been received already, so [`ReadLines::next_line`]
     /// returns without waiting (lets a session batch its writes over a burst of input).
@@ -66,8 +68,8 @@ pub trait ReadLines {
 }
 
 impl ReadLines for LineReader {
-    fn next_line(&mut self, conn: &Arc<Conn>, timeout: Option<Duration>) -> Input {
-        self.next(conn.stream(), timeout)
+    fn next_line(&mut self, conn: &Arc<Conn>, deadline: Option<Instant>) -> Input {
+        self.next(conn.stream(), deadline)
     }
 
     fn has_buffered_line(&self) -> bool {
@@ -84,7 +86,7 @@ pub enum Input {
     TooLong(usize),
     /// A complete line that is not valid UTF-8 was skipped.
     BadUtf8,
-    /// Nothing arrived within the timeout.
+    /// The deadline passed without a complete line.
     TimedOut,
     /// The peer closed the connection (or it was shut down); a partial last line is dropped.
     Closed,
@@ -112,7 +114,7 @@ pub struct LineReader {
 }
 
 /// How much shorter than asked a read timeout already set may be and still be kept: the
-/// read then wakes a little early and the caller simply asks again.
+/// read then wakes a little early and the reader simply reads again.
 const TIMEOUT_SLACK: Duration = Duration::from_millis(500);
 
 /// Whether a read timeout `set` earlier serves for `wanted` now: it must not wait longer
@@ -144,31 +146,41 @@ impl LineReader {
         self
     }
 
-    /// Waits up to `timeout` (forever if `None`) for the next line.
-    pub fn next(&mut self, stream: &TcpStream, timeout: Option<Duration>) -> Input {
-        // A line already buffered (pipelined input) needs no read, hence no timeout syscall.
+    /// Waits until `deadline` (for ever if `None`) for the next line; see
+    /// [`ReadLines::next_line`].
+    pub fn next(&mut self, stream: &TcpStream, deadline: Option<Instant>) -> Input {
+        // A line already buffered (pipelined input) needs no read, hence no clock or
+        // timeout syscall.
         if let Some(input) = self.take_buffered() {
             return input;
         }
         self.stack.before_wait();
-        let wanted = timeout.map(|t| t.max(Duration::from_millis(1)));
-        if !self
-            .timeout_set
-            .is_some_and(|set| timeout_serves(set, wanted))
-        {
-            self.timeout_set = stream.set_read_timeout(wanted).ok().map(|()| wanted);
-        }
         loop {
             if let Some(input) = self.take_buffered() {
                 return input;
             }
+            // Each read may wait only for what is left of the deadline: bytes that do not
+            // finish a line must not buy the client more time.
+            let wanted = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left.max(Duration::from_millis(1))),
+                    _ => return Input::TimedOut,
+                },
+            };
+            if !self
+                .timeout_set
+                .is_some_and(|set| timeout_serves(set, wanted))
+            {
+                self.timeout_set = stream.set_read_timeout(wanted).ok().map(|()| wanted);
+            }
             match read_some(stream, &mut self.buf) {
                 Ok(0) => return Input::Closed,
                 Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return Input::TimedOut
-                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // A read timeout set a little short (see `TIMEOUT_SLACK`) ends early: the
+                // loop checks the deadline itself.
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(_) => return Input::Closed,
             }
         }
@@ -231,6 +243,11 @@ mod tests {
     use std::io::Write;
     use std::net::TcpListener;
 
+    /// A deadline `ms` milliseconds from now.
+    fn in_ms(ms: u64) -> Option<Instant> {
+        Some(Instant::now() + Duration::from_millis(ms))
+    }
+
     fn pair() -> (TcpStream, TcpStream) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
@@ -243,13 +260,10 @@ mod tests {
         let (mut tx, rx) = pair();
         tx.write_all(b"one\r\ntwo\nthr").unwrap();
         let mut r = LineReader::new(64);
-        let t = Some(Duration::from_secs(5));
+        let t = in_ms(5000);
         assert_eq!(r.next(&rx, t), Input::Line("one".into()));
         assert_eq!(r.next(&rx, t), Input::Line("two".into()));
-        assert_eq!(
-            r.next(&rx, Some(Duration::from_millis(20))),
-            Input::TimedOut
-        );
+        assert_eq!(r.next(&rx, in_ms(20)), Input::TimedOut);
         tx.write_all(b"ee\n").unwrap();
         assert_eq!(r.next(&rx, t), Input::Line("three".into()));
         drop(tx);
@@ -266,7 +280,7 @@ mod tests {
             tx
         });
         let mut r = LineReader::new(100);
-        let t = Some(Duration::from_secs(5));
+        let t = in_ms(5000);
         assert_eq!(r.next(&rx, t), Input::TooLong(100_000));
         assert!(r.buf.capacity() <= 4096 + 2048);
         assert_eq!(r.next(&rx, t), Input::Line("ok".into()));
@@ -291,7 +305,7 @@ mod tests {
         assert_eq!(buf, sent[..n]);
         tx.write_all(&sent).unwrap();
         let mut r = LineReader::new(100);
-        let t = Some(Duration::from_secs(5));
+        let t = in_ms(5000);
         for i in 0..300 {
             assert_eq!(r.next(&rx, t), Input::Line(format!("line number {i}")));
         }
@@ -323,10 +337,32 @@ mod tests {
         let (mut tx, rx) = pair();
         let mut r = LineReader::new(64);
         tx.write_all(b"hi\n").unwrap();
-        assert_eq!(r.next(&rx, s(5_000)), Input::Line("hi".into()));
-        let started = std::time::Instant::now();
-        assert_eq!(r.next(&rx, s(20)), Input::TimedOut);
+        assert_eq!(r.next(&rx, in_ms(5_000)), Input::Line("hi".into()));
+        let started = Instant::now();
+        assert_eq!(r.next(&rx, in_ms(20)), Input::TimedOut);
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn bytes_that_never_finish_a_line_do_not_move_the_deadline() {
+        let (tx, rx) = pair();
+        let trickler = std::thread::spawn(move || {
+            let mut tx = tx;
+            for _ in 0..40 {
+                if tx.write_all(b"x").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        });
+        let mut r = LineReader::new(64);
+        let started = Instant::now();
+        assert_eq!(r.next(&rx, in_ms(200)), Input::TimedOut);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(200), "{took:?}");
+        assert!(took < Duration::from_millis(700), "{took:?}");
+        drop(rx);
+        trickler.join().unwrap();
     }
 
     #[test]
@@ -334,7 +370,7 @@ mod tests {
         let (mut tx, rx) = pair();
         tx.write_all(b"caf\xe9\r\nok\n").unwrap();
         let mut r = LineReader::new(100).lossy();
-        let t = Some(Duration::from_secs(5));
+        let t = in_ms(5000);
         assert_eq!(r.next(&rx, t), Input::Line("caf\u{fffd}".into()));
         assert_eq!(r.next(&rx, t), Input::Line("ok".into()));
     }

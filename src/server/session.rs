@@ -4,16 +4,17 @@
 //!   connect ──> HELLO, ASK username
 //!   username ──(unknown/in use: ERR, ask again)──> ASK password
 //!   password ──(wrong: ERR, ask again; too many: BYE blocked)──> WELCOME, mail
-//!   command ... ──> replies; `logout`, EOF, idle timeout or shutdown ──> BYE, close
+//!   command ... ──> replies; `logout`, EOF, idle timeout, flood or shutdown ──> BYE, close
 //! ```
 //!
-//! The thread blocks only on its own socket's read; everything it writes (to itself or to
-//! others) goes through non-blocking outboxes, so a slow peer never stalls it.
+//! The thread blocks only on its own socket's read, or pauses before the next line of its
+//! own client when that client is over its rate (see `policy`); everything it writes (to
+//! itself or to others) goes through non-blocking outboxes, so a slow peer never stalls it.
 
 use super::conn::Conn;
 use super::cork::Cork;
 use super::hub::{Hub, LogoutReason, NameCheck, PasswordCheck};
-use super::ratelimit::TokenBucket;
+use super::policy::{Expiry, Heard, Limits, Pace, Silence, Take, Timers};
 use super::reader::{Input, ReadLines};
 use crate::protocol::{is_session_command, parse_command, sanitize_text, Command, Kind, Line};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,9 @@ use std::time::{Duration, Instant};
 
 /// What the session needs besides the hub.
 pub struct SessionContext<'a> {
+    /// When the connection was accepted: the login deadline counts from here, whatever
+    /// the door did first (the web door's HTTP upgrade).
+    pub connected: Instant,
     /// Set when the server is shutting down (a dropped read then is not a user's logout).
     pub shutting_down: &'a AtomicBool,
     /// Protocol version string for HELLO.
@@ -57,24 +61,23 @@ pub fn serve(hub: &Hub, conn: &Arc<Conn>, reader: &mut dyn ReadLines, ctx: &Sess
     drain_unread(conn);
 }
 
-/// A configured number of seconds as a limit; 0 means none.
-fn secs_limit(secs: u64) -> Option<Duration> {
-    (secs > 0).then(|| Duration::from_secs(secs))
-}
-
-/// Time left at `now` before the earliest of several deadlines (each a start and a limit).
-fn time_left(now: Instant, deadlines: &[(Instant, Option<Duration>)]) -> Option<Duration> {
-    deadlines
-        .iter()
-        .filter_map(|(since, limit)| {
-            limit.map(|l| l.saturating_sub(now.saturating_duration_since(*since)))
-        })
-        .min()
-}
-
-/// Whether a deadline has passed at `now`.
-fn expired(now: Instant, since: Instant, limit: Option<Duration>) -> bool {
-    limit.is_some_and(|l| now.saturating_duration_since(since) >= l)
+/// Waits `wait` before a line over the rate limit is handled, reading nothing meanwhile so
+/// that TCP pushes back on the sender (see `policy`). False if the connection was closed
+/// meanwhile (shutdown, or dropped as a stuck reader).
+pub(super) fn pause(conn: &Conn, wait: Duration) -> bool {
+    /// How often a pause looks whether its connection was closed.
+    const LOOK_EVERY: Duration = Duration::from_millis(50);
+    let until = Instant::now() + wait;
+    loop {
+        if conn.is_closed() {
+            return false;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(LOOK_EVERY));
+    }
 }
 
 /// What to do with an input that is not a line.
@@ -112,17 +115,15 @@ fn login(
     ctx: &SessionContext<'_>,
 ) -> Option<String> {
     let ip = conn.peer.ip();
-    let started = Instant::now();
     // A slowloris of half-finished logins must not hold threads for long.
-    let limit = secs_limit(hub.config().login_timeout_secs);
+    let timers = Timers::new(Limits::of(hub.config()), ctx.connected);
     let mut pending_name: Option<String> = None;
     // A client that sent its name and password at once gets ASK password, WELCOME and its
     // mail in one send (see `cork`); one that waits for each prompt, each prompt at once.
     let mut cork = Cork::begin(hub, conn);
     loop {
         cork.before_read();
-        let timeout = time_left(Instant::now(), &[(started, limit)]);
-        let input = reader.next_line(conn, timeout);
+        let input = reader.next_line(conn, timers.deadline());
         cork.after_read(reader.has_buffered_line());
         let line = match classify(input) {
             Ok(l) => l,
@@ -131,7 +132,7 @@ fn login(
                 continue;
             }
             Err(NotALine::TimedOut) => {
-                if expired(Instant::now(), started, limit) {
+                if timers.expired(Instant::now()) == Some(Expiry::Login) {
                     conn.send(&Line::bye("timeout", "Login timed out. Logging off."));
                     return None;
                 }
@@ -213,74 +214,74 @@ fn command_loop(
     name: &str,
     ctx: &SessionContext<'_>,
 ) -> (LogoutReason, Option<Line>) {
-    let config = hub.config();
-    let idle_limit = secs_limit(config.idle_timeout_secs);
-    let heartbeat_limit = secs_limit(config.heartbeat_timeout_secs);
+    let limits = Limits::of(hub.config());
+    let mut timers = Timers::new(limits, ctx.connected);
     // Heartbeats are checked only for clients that send them (telnet users do not).
-    let mut heartbeats = false;
-    let mut last_activity = Instant::now();
-    let mut last_heard = Instant::now();
-    let mut bucket = TokenBucket::new(config.max_messages_per_sec, config.message_burst);
-    let clock_start = Instant::now();
+    timers.logged_in(Instant::now(), Silence::Heartbeats { promised: false });
+    let mut pace = Pace::new(&limits, Instant::now());
     let mut awaiting_intro = false;
     // Replies and deliveries of a burst of pipelined lines go out together (see `cork`).
     let mut cork = Cork::begin(hub, conn);
     loop {
         cork.before_read();
-        let heartbeat_deadline = heartbeat_limit.filter(|_| heartbeats);
-        let timeout = time_left(
-            Instant::now(),
-            &[
-                (last_activity, idle_limit),
-                (last_heard, heartbeat_deadline),
-            ],
-        );
-        let input = reader.next_line(conn, timeout);
+        let input = reader.next_line(conn, timers.deadline());
         cork.after_read(reader.has_buffered_line());
         // One clock reading per line for all of its bookkeeping (a handful of them was 2 %
         // of the server's CPU in pairs 64).
         let now = Instant::now();
-        if input != Input::TimedOut {
-            last_heard = now;
-        }
         let line = match classify(input) {
             Ok(l) => l,
             Err(NotALine::Reply(l)) => {
-                last_activity = now;
+                timers.heard(now, Heard::Activity);
                 conn.send(&l);
                 continue;
             }
-            Err(NotALine::TimedOut) => {
-                if expired(now, last_heard, heartbeat_deadline) {
+            Err(NotALine::TimedOut) => match timers.expired(now) {
+                Some(Expiry::Silent) => {
                     let bye =
                         Line::bye("timeout", "No heartbeat from your client; logging you off.");
                     return (LogoutReason::Heartbeat, Some(bye));
                 }
-                if expired(now, last_activity, idle_limit) {
+                Some(Expiry::Idle) => {
                     let bye = Line::bye(
                         "timeout",
                         "(You are time out) You were idle too long. Logging off.",
                     );
                     return (LogoutReason::Timeout, Some(bye));
                 }
-                continue;
-            }
-            Err(NotALine::Closed) if ctx.shutting_down.load(Ordering::Acquire) => {
-                return (LogoutReason::Shutdown, None)
-            }
-            Err(NotALine::Closed) => return (LogoutReason::Dropped, None),
+                _ => continue,
+            },
+            Err(NotALine::Closed) => return (closed_reason(ctx), None),
         };
-        if is_heartbeat(&line) {
-            heartbeats = true;
-            conn.send(&Line::ok("pong", "still here"));
-            continue;
+        let heartbeat = is_heartbeat(&line);
+        timers.heard(
+            now,
+            if heartbeat {
+                Heard::KeepAlive
+            } else {
+                Heard::Activity
+            },
+        );
+        // Every line counts against the rate, heartbeats too (a flood of them would cost as
+        // much as any other); only a logout never waits.
+        match pace.take(now) {
+            Take::Now => {}
+            _ if is_logout(&line) => {}
+            Take::After(wait) => {
+                // What the lines before this one produced goes out before the wait.
+                cork.release();
+                if !pause(conn, wait) {
+                    return (closed_reason(ctx), None);
+                }
+            }
+            Take::Flood => {
+                let bye = Line::bye("flood", flood_reason(&limits));
+                return (LogoutReason::Flood, Some(bye));
+            }
         }
-        last_activity = now;
-        if !bucket.take(now.saturating_duration_since(clock_start)) && !is_logout(&line) {
-            conn.send(&Line::err(
-                "slow-down",
-                "You are sending too fast; that line was not processed. Please slow down.",
-            ));
+        if heartbeat {
+            timers.heartbeat_promised();
+            conn.send(&Line::ok("pong", "still here"));
             continue;
         }
         if awaiting_intro {
@@ -338,7 +339,25 @@ fn is_heartbeat(line: &str) -> bool {
     line.trim().eq_ignore_ascii_case("heartbeat")
 }
 
-/// Logging out is never rate-limited.
+/// Why the connection ended when its read found it closed.
+fn closed_reason(ctx: &SessionContext<'_>) -> LogoutReason {
+    if ctx.shutting_down.load(Ordering::Acquire) {
+        LogoutReason::Shutdown
+    } else {
+        LogoutReason::Dropped
+    }
+}
+
+/// What a client disconnected as a flood is told (`BYE flood`, or IRC's `ERROR`).
+fn flood_reason(limits: &Limits) -> String {
+    format!(
+        "You kept sending faster than {} lines a second for {} seconds; disconnecting.",
+        limits.rate,
+        limits.flood.unwrap_or_default().as_secs()
+    )
+}
+
+/// Logging out never waits for the rate limit.
 fn is_logout(line: &str) -> bool {
     matches!(parse_command(line, ""), Ok(Some(Command::Logout)))
 }

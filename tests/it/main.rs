@@ -32,3 +32,5 @@ mod memory;
 mod hostile_input;
 /// Issue 23 (items 1, 9): lockout against parallel guesses, equal-cost and fair logins.
 mod login;
+/// Issue 23: deadlines that trickled bytes cannot move, flood control that slows.
+mod pace;

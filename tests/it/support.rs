@@ -347,6 +347,8 @@ impl TestClient {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
+            // Lines that keep coming must not outlast the deadline (nor reach a zero timeout).
+            assert!(!left.is_zero(), "timed out waiting for {what}");
             match self.try_next(left) {
                 Some(l) if pred(&l) => return l,
                 Some(_) => continue,

@@ -7,7 +7,7 @@
 //!     auth=password: PASS is the user's password, NICK the username (wrong: 464, ERROR)
 //!     open/allowlist: NICK is the name (433 in use, 432 invalid or not allowed)
 //!   registered ──> 001-005, LUSERS, MOTD, JOIN #lobby + NAMES, offline mail, own channels
-//!   commands ... ──> QUIT, EOF, ping or idle timeout, shutdown ──> ERROR, close
+//!   commands ... ──> QUIT, EOF, ping or idle timeout, flood, shutdown ──> ERROR, close
 //! ```
 
 use super::message::{format, mask_match, parse, same_name, Message, MAX_LINE};
@@ -23,9 +23,9 @@ use crate::protocol::{
 use crate::server::conn::Conn;
 use crate::server::cork::Cork;
 use crate::server::hub::{Hub, LogoutReason, NameCheck, PasswordCheck};
-use crate::server::ratelimit::TokenBucket;
+use crate::server::policy::{Expiry, Heard, Limits, Pace, Silence, Take, Timers};
 use crate::server::reader::{Input, LineReader, ReadLines};
-use crate::server::session::{apply, drain_unread, SessionContext};
+use crate::server::session::{apply, drain_unread, pause, SessionContext};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,10 +121,6 @@ enum Registration {
     Close,
 }
 
-fn secs_limit(secs: u64) -> Option<Duration> {
-    (secs > 0).then(|| Duration::from_secs(secs))
-}
-
 impl Session<'_> {
     fn ip(&self) -> IpAddr {
         self.conn.peer.ip()
@@ -169,14 +165,12 @@ impl Session<'_> {
 
     /// Reads lines until the client is registered (true) or gone (false).
     fn register(&mut self) -> bool {
-        let started = Instant::now();
-        let limit = secs_limit(self.hub.config().login_timeout_secs);
+        let timers = Timers::new(Limits::of(self.hub.config()), self.ctx.connected);
         let mut pass: Option<String> = None;
         let mut nick: Option<String> = None;
         let mut user: Option<(String, String)> = None;
         loop {
-            let timeout = limit.map(|l| l.saturating_sub(started.elapsed()));
-            let line = match self.reader.next_line(self.conn, timeout) {
+            let line = match self.reader.next_line(self.conn, timers.deadline()) {
                 Input::Line(l) => l,
                 Input::TooLong(_) => {
                     self.send(&self.replies().num(
@@ -188,7 +182,7 @@ impl Session<'_> {
                 }
                 Input::BadUtf8 => continue,
                 Input::TimedOut => {
-                    if limit.is_some_and(|l| started.elapsed() >= l) {
+                    if timers.expired(Instant::now()) == Some(Expiry::Login) {
                         self.send(
                             &self
                                 .replies()
@@ -462,34 +456,23 @@ impl Session<'_> {
     // ----- the command loop -----
 
     fn command_loop(&mut self) -> Exit {
-        let config = self.hub.config();
-        let idle = secs_limit(config.idle_timeout_secs);
-        let heartbeat = secs_limit(config.heartbeat_timeout_secs);
-        let mut bucket = TokenBucket::new(config.max_messages_per_sec, config.message_burst);
-        let clock_start = Instant::now();
-        let mut last_heard = Instant::now();
-        let mut last_active = Instant::now();
-        let mut pinged = false;
+        let limits = Limits::of(self.hub.config());
+        let mut timers = Timers::new(limits, self.ctx.connected);
+        // A silent client is pinged after `heartbeat_timeout_secs`; after as long again of
+        // silence it is gone.
+        timers.logged_in(Instant::now(), Silence::Ping { sent: false });
+        let mut pace = Pace::new(&limits, Instant::now());
         // Replies and deliveries of a burst of pipelined lines go out together (see `cork`).
         let mut cork = Cork::begin(self.hub, self.conn);
         loop {
             cork.before_read();
-            // A silent client is pinged after `heartbeat`; another `heartbeat` of silence
-            // and it is gone.
-            let ping_due = heartbeat.map(|h| if pinged { h * 2 } else { h });
-            let timeout = [
-                ping_due.map(|d| d.saturating_sub(last_heard.elapsed())),
-                idle.map(|d| d.saturating_sub(last_active.elapsed())),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let input = self.reader.next_line(self.conn, timeout);
+            let input = self.reader.next_line(self.conn, timers.deadline());
             cork.after_read(self.reader.has_buffered_line());
+            let now = Instant::now();
             let line = match input {
                 Input::Line(l) => l,
                 Input::TooLong(_) => {
-                    last_heard = Instant::now();
+                    timers.heard(now, Heard::Activity);
                     self.send(&self.replies().num(
                         ERR_INPUTTOOLONG,
                         &[],
@@ -498,62 +481,82 @@ impl Session<'_> {
                     continue;
                 }
                 Input::BadUtf8 => continue,
-                Input::TimedOut => {
-                    if idle.is_some_and(|l| last_active.elapsed() >= l) {
+                Input::TimedOut => match timers.expired(now) {
+                    Some(Expiry::Idle) => {
                         return Exit {
                             reason: LogoutReason::Timeout,
                             quit: "Idle timeout".into(),
                             error: Some("You were idle too long".into()),
+                        }
+                    }
+                    Some(Expiry::Silent) => {
+                        let silent = timers.silent_for(now);
+                        let text = format!("Ping timeout: {} seconds", silent.as_secs());
+                        return Exit {
+                            reason: LogoutReason::Heartbeat,
+                            quit: text.clone(),
+                            error: Some(text),
                         };
                     }
-                    if let Some(h) = heartbeat {
-                        let silent = last_heard.elapsed();
-                        if pinged && silent >= h * 2 {
-                            let text = format!("Ping timeout: {} seconds", silent.as_secs());
-                            return Exit {
-                                reason: LogoutReason::Heartbeat,
-                                quit: text.clone(),
-                                error: Some(text),
-                            };
-                        }
-                        if !pinged && silent >= h {
-                            pinged = true;
-                            self.send(&format(None, None, "PING", &[self.server()], true));
-                        }
+                    Some(Expiry::PingDue) => {
+                        timers.pinged();
+                        self.send(&format(None, None, "PING", &[self.server()], true));
+                        continue;
                     }
-                    continue;
-                }
-                Input::Closed if self.ctx.shutting_down.load(Ordering::Acquire) => {
-                    return Exit {
-                        reason: LogoutReason::Shutdown,
-                        quit: "Server shutting down".into(),
-                        error: None,
-                    }
-                }
-                Input::Closed => {
-                    return Exit {
-                        reason: LogoutReason::Dropped,
-                        quit: "Connection lost".into(),
-                        error: None,
-                    }
-                }
+                    _ => continue,
+                },
+                Input::Closed => return self.closed_exit(),
             };
-            last_heard = Instant::now();
-            pinged = false;
-            let Some(m) = parse(&line) else { continue };
-            if !matches!(m.command.as_str(), "PING" | "PONG") {
-                last_active = Instant::now();
+            let Some(m) = parse(&line) else {
+                timers.heard(now, Heard::KeepAlive);
+                continue;
+            };
+            if matches!(m.command.as_str(), "PING" | "PONG") {
+                timers.heard(now, Heard::KeepAlive);
+            } else {
+                timers.heard(now, Heard::Activity);
                 self.active.store(unix_now(), Ordering::Relaxed);
             }
             // Over the rate limit, lines wait (as IRC servers' "fake lag" does) rather
-            // than being dropped, which IRC clients would not notice.
+            // than being dropped, which IRC clients would not notice; a client that keeps
+            // it up is an "Excess Flood" (see `policy`).
             if m.command != "QUIT" {
-                while !bucket.take(clock_start.elapsed()) && !self.conn.is_closed() {
-                    std::thread::sleep(Duration::from_millis(20));
+                match pace.take(now) {
+                    Take::Now => {}
+                    Take::After(wait) => {
+                        cork.release();
+                        if !pause(self.conn, wait) {
+                            return self.closed_exit();
+                        }
+                    }
+                    Take::Flood => {
+                        return Exit {
+                            reason: LogoutReason::Flood,
+                            quit: "Excess Flood".into(),
+                            error: Some("Excess Flood".into()),
+                        };
+                    }
                 }
             }
             if let Some(exit) = self.dispatch(&m) {
                 return exit;
+            }
+        }
+    }
+
+    /// Why the command loop ends when the connection was found closed.
+    fn closed_exit(&self) -> Exit {
+        if self.ctx.shutting_down.load(Ordering::Acquire) {
+            Exit {
+                reason: LogoutReason::Shutdown,
+                quit: "Server shutting down".into(),
+                error: None,
+            }
+        } else {
+            Exit {
+                reason: LogoutReason::Dropped,
+                quit: "Connection lost".into(),
+                error: None,
             }
         }
     }

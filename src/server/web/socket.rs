@@ -79,8 +79,7 @@ impl WsReader {
 }
 
 impl ReadLines for WsReader {
-    fn next_line(&mut self, conn: &Arc<Conn>, timeout: Option<Duration>) -> Input {
-        let deadline = timeout.map(|t| Instant::now() + t);
+    fn next_line(&mut self, conn: &Arc<Conn>, deadline: Option<Instant>) -> Input {
         loop {
             if let Some(input) = self.ready.pop_front() {
                 self.stack.used();
