@@ -5,8 +5,16 @@
 //! machine (127.0.0.1 and loopback's broadcast address 127.255.255.255, which reaches every
 //! server on this machine while a unicast reaches only one of those sharing the port). The
 //! answer format is in [`crate::discovery`]; this module adds the sockets and the choice.
+//!
+//! Nothing proves who sent an answer (server keys are a later issue), so the choice is the
+//! user's whenever answers disagree: two answers are one server only when they say the same
+//! thing and lead to the same place ([`add`]), every other answer is listed, answers that
+//! claim the same server id from different places are pointed out ([`same_id_warnings`]),
+//! and with more than one server the client asks instead of connecting ([`pick`]). Every
+//! field of an answer is printed escaped, as any other text from the network.
 
 use crate::discovery::{Announcement, MAX_DATAGRAM, REQUEST};
+use crate::protocol::sanitize_text;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -17,12 +25,16 @@ pub const WAIT: Duration = Duration::from_secs(1);
 const RESEND_AFTER: Duration = Duration::from_millis(300);
 /// How long one read waits before the other socket gets its turn.
 const SLICE: Duration = Duration::from_millis(50);
+/// Most servers listed from one scan: a host sending many made-up answers fills no more.
+pub const MAX_LISTED: usize = 32;
 
 /// A server that answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Found {
     /// Where to connect: the announced host, else where the answer came from.
     pub host: IpAddr,
+    /// Where the answer came from.
+    pub from: IpAddr,
     /// What it said.
     pub announcement: Announcement,
 }
@@ -31,8 +43,10 @@ impl Found {
     /// From an answer datagram received from `from`; `None` if it is not an answer.
     pub fn from_answer(datagram: &[u8], from: IpAddr) -> Option<Found> {
         let announcement = Announcement::parse(datagram)?;
+        let from = from.to_canonical();
         Some(Found {
-            host: announcement.host.unwrap_or(from.to_canonical()),
+            host: announcement.host.unwrap_or(from),
+            from,
             announcement,
         })
     }
@@ -42,12 +56,14 @@ impl Found {
         self.announcement.port("tcp")
     }
 
-    /// One line for a list: `name  host port N  (web 8080, irc 6667)`.
+    /// One line for a list: `name  host port N  (web 8080, irc 6667)`, then `answered from
+    /// ADDR` when the answer named another host than its own. Every field from the answer
+    /// is escaped ([`sanitize_text`]).
     pub fn describe(&self) -> String {
         let a = &self.announcement;
         let mut out = format!(
             "{}  {} port {}",
-            a.name,
+            sanitize_text(&a.name),
             self.host,
             self.tcp_port().map_or("?".to_string(), |p| p.to_string())
         );
@@ -55,28 +71,87 @@ impl Found {
             .doors
             .iter()
             .filter(|(d, _)| d != "tcp")
-            .map(|(d, p)| format!("{d} {p}"))
+            .map(|(d, p)| format!("{} {p}", sanitize_text(d)))
             .collect();
         if !others.is_empty() {
             out.push_str(&format!("  ({})", others.join(", ")));
+        }
+        if self.from != self.host {
+            out.push_str(&format!("  answered from {}", self.from));
         }
         out
     }
 }
 
-/// Adds `new` to `found` unless the same server (same id, or same host and port) is there;
-/// a loopback address wins over another address of the same server, since it keeps
-/// working when the machine's LAN address changes.
-pub fn merge(found: &mut Vec<Found>, new: Found) {
+/// Adds the answer `new` to the servers `found` so far, unless it is one of them; `false`
+/// when it was left out because [`MAX_LISTED`] servers are listed already.
+///
+/// Two answers are one server only when their announcements are identical and they lead
+/// to the same host, or to two addresses of `this_machine` (a server on this machine heard
+/// on loopback and on a LAN address: loopback is kept, since it keeps working when the LAN
+/// address changes). Answers that differ in anything, the address included, are never
+/// merged: one of them may be an impostor repeating the real server's id, and only the
+/// user can tell which is which.
+pub fn add(found: &mut Vec<Found>, new: Found, this_machine: &[IpAddr]) -> bool {
+    let here = |ip: IpAddr| this_machine.contains(&ip.to_canonical());
     let same = |f: &Found| {
-        (!new.announcement.id.is_empty() && f.announcement.id == new.announcement.id)
-            || (f.host == new.host && f.tcp_port() == new.tcp_port())
+        f.announcement == new.announcement
+            && (f.host == new.host || (here(f.host) && here(new.host)))
     };
+    let full = found.len() >= MAX_LISTED;
     match found.iter_mut().find(|f| same(f)) {
-        Some(old) if new.host.is_loopback() && !old.host.is_loopback() => *old = new,
-        Some(_) => {}
-        None => found.push(new),
+        Some(old) => {
+            if new.host.is_loopback() && !old.host.is_loopback() {
+                *old = new;
+            }
+            true
+        }
+        None if full => false,
+        None => {
+            found.push(new);
+            true
+        }
     }
+}
+
+/// A warning for each server id that more than one listed answer claims: `Answers 1 and 2
+/// claim to be the same server (id X) ...`, numbered as in [`numbered`].
+pub fn same_id_warnings(found: &[Found]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (i, f) in found.iter().enumerate() {
+        let id = &f.announcement.id;
+        let claimed_before = found[..i].iter().any(|g| &g.announcement.id == id);
+        if id.is_empty() || claimed_before {
+            continue;
+        }
+        let numbers: Vec<String> = found
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| &g.announcement.id == id)
+            .map(|(j, _)| (j + 1).to_string())
+            .collect();
+        if let [first @ .., last] = numbers.as_slice() {
+            if first.is_empty() {
+                continue;
+            }
+            warnings.push(format!(
+                "Answers {} and {last} claim to be the same server (id {}) but differ: at most \
+                 one of them is that server. Ask whoever runs it which address is right.",
+                first.join(", "),
+                sanitize_text(id)
+            ));
+        }
+    }
+    warnings
+}
+
+/// This machine's own addresses (every interface's, loopback included), for [`add`].
+pub fn this_machine() -> Vec<IpAddr> {
+    if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip().to_canonical())
+        .collect()
 }
 
 /// The request's destinations on `port`, given each interface's IPv4 broadcast address:
@@ -123,7 +198,7 @@ pub fn default_targets(port: u16) -> Vec<SocketAddr> {
 }
 
 /// Sends the request to every target and collects answers for `wait`; the servers in the
-/// order they answered, each once.
+/// order they answered, each once ([`add`]), at most [`MAX_LISTED`].
 pub fn scan(targets: &[SocketAddr], wait: Duration) -> io::Result<Vec<Found>> {
     let mut sockets = Vec::new();
     if targets.iter().any(SocketAddr::is_ipv4) {
@@ -155,6 +230,8 @@ pub fn scan(targets: &[SocketAddr], wait: Duration) -> io::Result<Vec<Found>> {
     let started = Instant::now();
     let mut resent = false;
     let mut found = Vec::new();
+    let mut unlisted = 0usize;
+    let here = this_machine();
     let mut buf = [0u8; MAX_DATAGRAM];
     while started.elapsed() < wait {
         if !resent && started.elapsed() >= RESEND_AFTER {
@@ -169,7 +246,11 @@ pub fn scan(targets: &[SocketAddr], wait: Duration) -> io::Result<Vec<Found>> {
             socket.set_read_timeout(Some(left.min(SLICE)))?;
             match socket.recv_from(&mut buf) {
                 Ok((n, from)) => match Found::from_answer(&buf[..n], from.ip()) {
-                    Some(f) if f.tcp_port().is_some() => merge(&mut found, f),
+                    Some(f) if f.tcp_port().is_some() => {
+                        if !add(&mut found, f, &here) {
+                            unlisted += 1;
+                        }
+                    }
                     _ => log::debug!("not a discovery answer from {from}"),
                 },
                 Err(e)
@@ -184,6 +265,9 @@ pub fn scan(targets: &[SocketAddr], wait: Duration) -> io::Result<Vec<Found>> {
             }
         }
     }
+    if unlisted > 0 {
+        log::warn!("{unlisted} more discovery answers were not listed (at most {MAX_LISTED})");
+    }
     Ok(found)
 }
 
@@ -194,13 +278,14 @@ pub enum Pick {
     Server(IpAddr, u16),
     /// Nothing answered: try this machine.
     Fallback,
-    /// The user left instead of choosing (end of input).
-    Quit,
+    /// This many servers answered and none was chosen (the input ended): connect nowhere.
+    Undecided(usize),
 }
 
 /// Chooses among the servers `found` (those with TCP port `port`, if given): one is taken,
-/// several are listed with `say` and chosen by number through `ask` (asked again until
-/// the answer is a valid number; `None` from `ask` is the end of input).
+/// several are listed with `say` (with [`same_id_warnings`]) and chosen by number through
+/// `ask` (asked again until the answer is a valid number; `None` from `ask` is the end of
+/// input, and then no server is chosen).
 pub fn pick(
     found: &[Found],
     port: Option<u16>,
@@ -224,9 +309,12 @@ pub fn pick(
             for line in numbered(&owned) {
                 say(&line);
             }
+            for warning in same_id_warnings(&owned) {
+                say(&warning);
+            }
             loop {
                 let Some(typed) = ask(&format!("Which server? [1-{}]", several.len())) else {
-                    return Pick::Quit;
+                    return Pick::Undecided(several.len());
                 };
                 match parse_choice(&typed, several.len()) {
                     Some(i) => return target(several[i]),
@@ -264,6 +352,7 @@ mod tests {
     fn found(host: &str, id: &str, port: u16) -> Found {
         Found {
             host: host.parse().unwrap(),
+            from: host.parse().unwrap(),
             announcement: Announcement {
                 name: "pc".into(),
                 id: id.into(),
@@ -312,19 +401,123 @@ mod tests {
         );
     }
 
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|ip| ip.parse().unwrap()).collect()
+    }
+
     #[test]
-    fn one_server_heard_twice_is_listed_once_preferring_loopback() {
+    fn one_server_heard_on_two_addresses_of_this_machine_is_listed_once_preferring_loopback() {
+        let here = ips(&["10.0.0.2", "127.0.0.1"]);
         let mut all = Vec::new();
-        merge(&mut all, found("10.0.0.2", "a", 4119));
-        merge(&mut all, found("127.0.0.1", "a", 4119));
-        merge(&mut all, found("10.0.0.2", "a", 4119));
+        assert!(add(&mut all, found("10.0.0.2", "a", 4119), &here));
+        assert!(add(&mut all, found("127.0.0.1", "a", 4119), &here));
+        assert!(add(&mut all, found("10.0.0.2", "a", 4119), &here));
         assert_eq!(all, [found("127.0.0.1", "a", 4119)]);
-        merge(&mut all, found("127.0.0.1", "b", 4120));
-        merge(&mut all, found("10.0.0.3", "c", 4119));
+        add(&mut all, found("127.0.0.1", "b", 4120), &here);
+        add(&mut all, found("10.0.0.3", "c", 4119), &here);
         assert_eq!(all.len(), 3);
-        // Without ids: the same host and port is the same server.
-        merge(&mut all, found("10.0.0.3", "", 4119));
+        // Another machine heard twice (a broadcast and a subnet broadcast): once.
+        add(&mut all, found("10.0.0.3", "c", 4119), &here);
         assert_eq!(all.len(), 3);
+    }
+
+    #[test]
+    fn answers_that_disagree_are_never_merged() {
+        let real = found("10.0.0.2", "a", 4119);
+        let variants = [
+            // The real server's id and port from another host: the impostor of issue 23.
+            found("10.0.0.66", "a", 4119),
+            // Another address of this machine that is not one of its interfaces' own.
+            found("127.0.0.2", "a", 4119),
+            // The same host and id, but another port, name or door.
+            found("10.0.0.2", "a", 4120),
+            Found {
+                announcement: Announcement {
+                    name: "other".into(),
+                    ..real.announcement.clone()
+                },
+                ..real.clone()
+            },
+            Found {
+                announcement: Announcement {
+                    doors: vec![("tcp".into(), 4119), ("web".into(), 80)],
+                    ..real.announcement.clone()
+                },
+                ..real.clone()
+            },
+            // No id, the same host and port.
+            found("10.0.0.2", "", 4119),
+        ];
+        let here = ips(&["10.0.0.2", "127.0.0.1"]);
+        for variant in variants {
+            let mut all = vec![real.clone()];
+            add(&mut all, variant.clone(), &here);
+            assert_eq!(all, [real.clone(), variant]);
+        }
+    }
+
+    #[test]
+    fn a_flood_of_made_up_answers_lists_a_bounded_number() {
+        let mut all = Vec::new();
+        let added = (0..40u16)
+            .filter(|&i| add(&mut all, found("10.0.0.9", "x", 1000 + i), &[]))
+            .count();
+        assert_eq!((added, all.len()), (MAX_LISTED, MAX_LISTED));
+    }
+
+    #[test]
+    fn answers_claiming_one_id_are_pointed_out() {
+        let list = [
+            found("10.0.0.2", "a", 4119),
+            found("10.0.0.3", "b", 4119),
+            found("10.0.0.66", "a", 4119),
+        ];
+        assert_eq!(
+            same_id_warnings(&list),
+            [
+                "Answers 1 and 3 claim to be the same server (id a) but differ: at most one of \
+              them is that server. Ask whoever runs it which address is right."
+            ]
+        );
+        let three = [list[0].clone(), list[2].clone(), found("10.0.0.67", "a", 1)];
+        assert!(same_id_warnings(&three)[0].starts_with("Answers 1, 2 and 3 claim"));
+        assert!(same_id_warnings(&list[..2]).is_empty());
+        let mut hostile = found("10.0.0.2", "\x1b[2J", 1);
+        hostile.announcement.id = "\x1b[2J".into();
+        let warnings = same_id_warnings(&[hostile.clone(), hostile]);
+        assert!(warnings[0].contains("(id \\x1b[2J)"), "{warnings:?}");
+    }
+
+    #[test]
+    fn every_printed_field_of_an_answer_is_escaped() {
+        let mut f = found("10.0.0.2", "1", 4119);
+        f.announcement.name = "pc\x1b]0;owned\x07".into();
+        f.announcement
+            .doors
+            .push(("\x1b[2J\x1b[31mweb".into(), 8080));
+        assert_eq!(
+            f.describe(),
+            "pc\\x1b]0;owned\\x07  10.0.0.2 port 4119  (\\x1b[2J\\x1b[31mweb 8080)"
+        );
+        let parsed = Found::from_answer(
+            b"LANCHAT/1 name=pc id=1 tcp=1 \x1b[31mirc=2",
+            "10.0.0.2".parse().unwrap(),
+        )
+        .unwrap();
+        assert!(!parsed.describe().contains('\x1b'), "{}", parsed.describe());
+    }
+
+    #[test]
+    fn an_answer_naming_another_host_says_where_it_came_from() {
+        let f = Found::from_answer(
+            b"LANCHAT/1 name=pc id=1 host=10.0.0.9 tcp=5000",
+            "10.0.0.66".parse().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            f.describe(),
+            "pc  10.0.0.9 port 5000  answered from 10.0.0.66"
+        );
     }
 
     #[test]
@@ -391,7 +584,32 @@ mod tests {
                 "Which server? [1-2]",
             ]
         );
-        assert_eq!(pick(&[a, b], None, |_| None, |_| {}), Pick::Quit);
+        assert_eq!(pick(&[a, b], None, |_| None, |_| {}), Pick::Undecided(2));
+    }
+
+    #[test]
+    fn an_impostor_beside_the_real_server_makes_the_client_ask() {
+        let real = found("10.0.0.2", "a", 4119);
+        let impostor = found("10.0.0.66", "a", 4119);
+        let mut all = Vec::new();
+        for answer in [impostor, real] {
+            add(&mut all, answer, &[]);
+        }
+        let said = std::cell::RefCell::new(Vec::new());
+        let chosen = pick(
+            &all,
+            Some(4119),
+            |q| {
+                said.borrow_mut().push(q.to_string());
+                None
+            },
+            |l| said.borrow_mut().push(l.to_string()),
+        );
+        assert_eq!(chosen, Pick::Undecided(2));
+        let said = said.into_inner();
+        assert_eq!(said[0], "2 lanchat servers answered:");
+        assert!(said[3].starts_with("Answers 1 and 2 claim"), "{said:?}");
+        assert_eq!(said[4], "Which server? [1-2]");
     }
 
     #[test]
