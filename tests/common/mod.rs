@@ -123,6 +123,22 @@ impl Lines {
         }
     }
 
+    /// The lines that arrive within `wait` from now (there need not be any).
+    pub fn during(&mut self, wait: Duration) -> Vec<String> {
+        let deadline = Instant::now() + wait;
+        let mut got = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    got.push(String::from_utf8_lossy(&line).into_owned());
+                    self.seen.push(line);
+                }
+                Err(_) => return got,
+            }
+        }
+    }
+
     fn transcript(&self) -> String {
         let lines: Vec<String> = self
             .seen
