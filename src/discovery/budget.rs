@@ -5,9 +5,13 @@
 //! its answer is several times its size. The global bucket keeps the server from becoming a
 //! flood amplifier; the per-sender buckets keep one sender (or one forged source) from
 //! spending the global budget, so that a flood from one address no longer silences the
-//! server for everyone else. A sender gets [`Limits::sender_burst`] answers at once, then
-//! [`Limits::sender_per_sec`] a second: enough for a client that asks every interface twice,
-//! and a trickle for a spoofed victim.
+//! server for everyone else: one address gets at most a tenth of it.
+//!
+//! Why a sender's share is not smaller: whoever forges requests *from a victim's address*
+//! spends the victim's bucket, and the victim's own client then hears nothing (or only an
+//! impostor). With [`Limits::sender_per_sec`] at 200 that costs 200 forged datagrams a
+//! second, what silencing everyone cost before there were per-sender buckets; at a few a
+//! second it would be nearly free. 200 answers a second to one spoofed victim is no flood.
 //!
 //! The table of senders is bounded ([`Limits::max_senders`]): senders whose bucket has
 //! filled up again are forgotten (a fresh bucket is the same thing), and while the table is
@@ -39,10 +43,10 @@ pub struct Limits {
 impl Limits {
     /// The server's limits (PROTOCOL.md section 10).
     pub const DEFAULT: Limits = Limits {
-        sender_burst: 32.0,
-        sender_per_sec: 8.0,
-        global_burst: 1000.0,
-        global_per_sec: 1000.0,
+        sender_burst: 200.0,
+        sender_per_sec: 200.0,
+        global_burst: 2000.0,
+        global_per_sec: 2000.0,
         max_senders: 4096,
     };
 }
@@ -251,6 +255,25 @@ mod tests {
         assert_eq!(budget.senders(), 1);
         // A remembered sender keeps its own (empty) bucket.
         assert_eq!(answered(&mut budget, ip(6), 1, t1), 0);
+    }
+
+    #[test]
+    fn forging_a_victims_address_costs_what_silencing_everyone_used_to() {
+        // 150 forged requests a second from the victim's address (below the 200 that
+        // silenced every client before per-sender budgets) leave the victim's own
+        // requests answered, and the rest of the LAN's.
+        let t0 = Instant::now();
+        let mut budget = AnswerBudget::new(Limits::DEFAULT, t0);
+        let victim = ip(7);
+        for tick in 0..500u64 {
+            let now = t0 + Duration::from_millis(tick * 10);
+            let forged = if tick % 2 == 0 { 2 } else { 1 };
+            answered(&mut budget, victim, forged, now);
+            if tick % 50 == 25 {
+                assert_eq!(answered(&mut budget, victim, 12, now), 12, "at tick {tick}");
+                assert!(budget.allow(ip(8), now));
+            }
+        }
     }
 
     #[test]
