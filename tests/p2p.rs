@@ -9,9 +9,9 @@
 
 mod common;
 
-use common::{ClientProcess, ServerProcess};
+use common::{fixed_port, ClientProcess, ServerProcess};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -45,12 +45,6 @@ impl Peer {
     }
 }
 
-/// A TCP port that was free a moment ago.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local_addr").port()
-}
-
 impl Net {
     fn start() -> Net {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -60,7 +54,7 @@ impl Net {
 
     /// A client logged in as `user` (password `<user>pw`), listening on a free port.
     fn login(&self, user: &str) -> Peer {
-        let p2p_port = free_port();
+        let p2p_port = fixed_port();
         let args = [
             "127.0.0.1".to_string(),
             self.server.port.to_string(),
@@ -367,6 +361,7 @@ fn forty_idle_connections_do_not_keep_a_paired_peers_message_out() {
     let stop = Arc::new(AtomicBool::new(false));
     let flood = hold_connections_open(bob.p2p_port, 40, Arc::clone(&stop));
     std::thread::sleep(Duration::from_millis(500));
+    let mut took = Vec::new();
     for i in 0..3 {
         let sent = Instant::now();
         alice.send(&format!("private bob through the crowd {i}"));
@@ -379,6 +374,7 @@ fn forty_idle_connections_do_not_keep_a_paired_peers_message_out() {
             "message {i} took {:?}",
             sent.elapsed()
         );
+        took.push(sent.elapsed());
         alice.expect("Your private message was delivered to bob.");
     }
     // Keep the crowd up for a while: its connections time out and come back.
@@ -397,7 +393,10 @@ fn forty_idle_connections_do_not_keep_a_paired_peers_message_out() {
         warnings.iter().all(|w| w.contains("127.0.0.2")),
         "{warnings:?}"
     );
-    eprintln!("bob's warnings: {warnings:#?}");
+    eprintln!(
+        "{opened} connections opened by the crowd; alice's messages took {took:?}; \
+         bob's warnings: {warnings:#?}"
+    );
     bob.send("whoelse");
     bob.expect("online users");
 }

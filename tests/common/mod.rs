@@ -149,6 +149,19 @@ impl Lines {
     }
 }
 
+/// A TCP port free on every IPv4 address right now, for a process that must be told its
+/// port in advance (`--p2p-port`). It is picked below the kernel's ephemeral range
+/// (32768-60999 by default), where the port-0 sockets of the tests running in parallel
+/// come from, so none of them takes it before the process binds it.
+pub fn fixed_port() -> u16 {
+    loop {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A `lanchat-server` process; `prefix` runs it inside something (e.g. `ip netns exec NS`).
 pub struct ServerProcess {
     /// The process.

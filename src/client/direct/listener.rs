@@ -221,7 +221,7 @@ fn admit(shared: &Arc<Shared>, stream: &TcpStream, from: SocketAddr) -> Option<S
         // Its thread's read returns at once, and the thread gives the slot back.
         let _ = evicted.shutdown(Shutdown::Both);
         if let Ok(peer) = evicted.peer_addr() {
-            let reason = "closed, before any message, to make room for others";
+            let reason = "closed to make room for connections from other addresses";
             shared.note(
                 peer,
                 format!("closed a direct connection from {peer}: {reason}"),
