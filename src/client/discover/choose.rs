@@ -347,7 +347,9 @@ mod tests {
         let mut hostile = found("10.0.0.2", "\x1b[2J", 1);
         hostile.announcement.id = "\x1b[2J".into();
         let warnings = same_id_warnings(&[hostile.clone(), hostile]);
-        assert!(warnings[0].contains("(id \\x1b[2J)"), "{warnings:?}");
+        let escaped = format!("(id {})", sanitize_text("\x1b[2J"));
+        assert!(warnings[0].contains(&escaped), "{warnings:?}");
+        assert!(!warnings[0].contains('\x1b'), "{warnings:?}");
     }
 
     #[test]
@@ -359,8 +361,13 @@ mod tests {
             .push(("\x1b[2J\x1b[31mweb".into(), 8080));
         assert_eq!(
             f.describe(),
-            "pc\\x1b]0;owned\\x07  10.0.0.2 port 4119  (\\x1b[2J\\x1b[31mweb 8080)"
+            format!(
+                "{}  10.0.0.2 port 4119  ({} 8080)",
+                sanitize_text("pc\x1b]0;owned\x07"),
+                sanitize_text("\x1b[2J\x1b[31mweb")
+            )
         );
+        assert!(!f.describe().contains(['\x1b', '\x07']), "{}", f.describe());
         let parsed = Found::from_answer(
             b"LANCHAT/1 name=pc id=1 tcp=1 \x1b[31mirc=2",
             "10.0.0.2".parse().unwrap(),
