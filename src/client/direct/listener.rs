@@ -504,6 +504,55 @@ mod tests {
         assert!(took < DEADLINE + DRAIN, "closed after {took:?}");
     }
 
+    /// A connection to `port` on 127.0.0.1 from `from` (another loopback address), once it
+    /// has its greeting (so it is being served).
+    fn served_from(from: [u8; 4], port: u16) -> TcpStream {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+        socket
+            .connect(&SocketAddr::from(([127, 0, 0, 1], port)).into())
+            .unwrap();
+        let mut stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let greeting = read_line(&mut stream, 100).unwrap();
+        assert!(matches!(greeting, LineRead::Line(_)), "{greeting:?}");
+        stream
+    }
+
+    #[test]
+    fn when_every_place_is_taken_a_paired_peer_still_gets_through() {
+        let book = Book::default();
+        let alice = Peer {
+            address: "127.0.0.1:9".into(),
+            secret: SECRET,
+        };
+        book.insert("alice", alice.clone());
+        let (port, events) = listener("bob", &book);
+        let Limits {
+            max_open,
+            per_address,
+        } = Limits::DEFAULT;
+        // Eight other addresses take every place.
+        let crowd: Vec<TcpStream> = (0..max_open)
+            .map(|i| served_from([127, 0, 0, 2 + (i / per_address) as u8], port))
+            .collect();
+        let bob = Peer {
+            address: format!("127.0.0.1:{port}"),
+            ..alice
+        };
+        send(&bob, "alice", "bob", "still here").expect("delivered");
+        match events.recv_timeout(TIMEOUT).expect("an event") {
+            Event::Direct { from, text } => {
+                assert_eq!((from.as_str(), text.as_str()), ("alice", "still here"))
+            }
+            other => panic!("{other:?}"),
+        }
+        // The place was made by closing the crowd's oldest connection, at once.
+        let took = closed_after(crowd.into_iter().next().unwrap(), Instant::now());
+        assert!(took < Duration::from_secs(1), "closed after {took:?}");
+    }
+
     #[test]
     fn connections_past_one_addresss_share_are_closed_at_once() {
         let (port, _events) = listener("bob", &Book::default());
