@@ -7,8 +7,12 @@
 //! does not know a door ignores its field, so adding a listener only adds a field.
 //!
 //! The format functions here are pure; [`Responder`] is the server's side of the I/O (the
-//! client's is `client::discover`). PROTOCOL.md section 10 is the reference.
+//! client's is `client::discover`), and [`budget`] decides which requests get an answer.
+//! PROTOCOL.md section 10 is the reference.
 
+pub mod budget;
+
+use budget::{AnswerBudget, Limits};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -27,9 +31,6 @@ pub const REQUEST: &str = "LANCHAT/1 DISCOVER";
 pub const MAX_DATAGRAM: usize = 512;
 /// Longest server name put in an answer, in characters.
 const MAX_NAME_CHARS: usize = 64;
-/// Answers sent per second at most: a responder must not become a flood amplifier for
-/// spoofed requests.
-const MAX_ANSWERS_PER_SEC: u32 = 200;
 /// How often the responder threads check whether to stop.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -243,11 +244,11 @@ impl Drop for Responder {
     }
 }
 
-/// One responder thread: answers each request with `answer` until `stop`.
+/// One responder thread: answers each request with `answer`, within the [`budget`], until
+/// `stop`.
 fn answer_requests(socket: &UdpSocket, bind: IpAddr, answer: &str, stop: &AtomicBool) {
     let mut buf = [0u8; MAX_DATAGRAM];
-    let mut window = Instant::now();
-    let mut answered = 0u32;
+    let mut budget = AnswerBudget::new(Limits::DEFAULT, Instant::now());
     while !stop.load(Ordering::Acquire) {
         let (n, from) = match socket.recv_from(&mut buf) {
             Ok(got) => got,
@@ -270,12 +271,7 @@ fn answer_requests(socket: &UdpSocket, bind: IpAddr, answer: &str, stop: &Atomic
         if !is_request(&buf[..n]) || !should_answer(bind, from.ip()) {
             continue;
         }
-        if window.elapsed() >= Duration::from_secs(1) {
-            window = Instant::now();
-            answered = 0;
-        }
-        answered += 1;
-        if answered > MAX_ANSWERS_PER_SEC {
+        if !budget.allow(from.ip(), Instant::now()) {
             continue;
         }
         log::debug!("discovery request from {from}");

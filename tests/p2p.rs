@@ -9,11 +9,13 @@
 
 mod common;
 
-use common::{ClientProcess, ServerProcess};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use common::{fixed_port, ClientProcess, ServerProcess};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// A server with the users alice, bob and carol.
 struct Net {
@@ -43,12 +45,6 @@ impl Peer {
     }
 }
 
-/// A TCP port that was free a moment ago.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local_addr").port()
-}
-
 impl Net {
     fn start() -> Net {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -58,7 +54,7 @@ impl Net {
 
     /// A client logged in as `user` (password `<user>pw`), listening on a free port.
     fn login(&self, user: &str) -> Peer {
-        let p2p_port = free_port();
+        let p2p_port = fixed_port();
         let args = [
             "127.0.0.1".to_string(),
             self.server.port.to_string(),
@@ -304,4 +300,103 @@ fn big_messages_arrive_whole_and_too_big_ones_are_refused_before_sending() {
     );
     alice.send("private bob small");
     assert_eq!(bob.expect("[private]"), "[private] alice: small");
+}
+
+/// Someone at 127.0.0.2 (not a peer's address) who keeps `slots` connections open to
+/// `port` and sends nothing, opening a new one within 20 ms of one being closed;
+/// returns how many it opened in all.
+fn hold_connections_open(
+    port: u16,
+    slots: usize,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    use socket2::{Domain, Socket, Type};
+    let connect = move || -> Option<TcpStream> {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
+        socket
+            .bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into())
+            .ok()?;
+        socket
+            .connect_timeout(
+                &SocketAddr::from(([127, 0, 0, 1], port)).into(),
+                Duration::from_secs(1),
+            )
+            .ok()?;
+        let stream: TcpStream = socket.into();
+        stream.set_nonblocking(true).ok()?;
+        Some(stream)
+    };
+    std::thread::spawn(move || {
+        let mut open: Vec<Option<TcpStream>> = (0..slots).map(|_| None).collect();
+        let mut opened = 0;
+        let mut buf = [0u8; 256];
+        while !stop.load(Ordering::Relaxed) {
+            for slot in open.iter_mut() {
+                let closed = match slot {
+                    None => true,
+                    Some(stream) => match stream.read(&mut buf) {
+                        Ok(0) => true,
+                        Ok(_) => false,
+                        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+                    },
+                };
+                if closed {
+                    *slot = connect();
+                    opened += usize::from(slot.is_some());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        opened
+    })
+}
+
+#[test]
+fn forty_idle_connections_do_not_keep_a_paired_peers_message_out() {
+    let net = Net::start();
+    let mut alice = net.login("alice");
+    let mut bob = net.login("bob");
+    pair(&mut alice, "alice", &mut bob, "bob");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = hold_connections_open(bob.p2p_port, 40, Arc::clone(&stop));
+    std::thread::sleep(Duration::from_millis(500));
+    let mut took = Vec::new();
+    for i in 0..3 {
+        let sent = Instant::now();
+        alice.send(&format!("private bob through the crowd {i}"));
+        assert_eq!(
+            bob.expect("[private]"),
+            format!("[private] alice: through the crowd {i}")
+        );
+        assert!(
+            sent.elapsed() < Duration::from_secs(2),
+            "message {i} took {:?}",
+            sent.elapsed()
+        );
+        took.push(sent.elapsed());
+        alice.expect("Your private message was delivered to bob.");
+    }
+    // Keep the crowd up for a while: its connections time out and come back.
+    let warnings = bob.client.err.during(Duration::from_secs(4));
+    stop.store(true, Ordering::Relaxed);
+    let opened = flood.join().unwrap();
+    assert!(opened >= 40, "the crowd was there: {opened} connections");
+    assert!(!warnings.is_empty(), "bob was told nothing of the crowd");
+    assert!(
+        warnings.len() <= 3,
+        "{} warning lines in about 5 s: {:?}",
+        warnings.len(),
+        &warnings[..warnings.len().min(5)]
+    );
+    assert!(
+        warnings.iter().all(|w| w.contains("127.0.0.2")),
+        "{warnings:?}"
+    );
+    eprintln!(
+        "{opened} connections opened by the crowd; alice's messages took {took:?}; \
+         bob's warnings: {warnings:#?}"
+    );
+    bob.send("whoelse");
+    bob.expect("online users");
 }

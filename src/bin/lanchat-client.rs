@@ -20,7 +20,10 @@ use std::process::ExitCode;
     after_long_help = "\
 With no HOST (and no -sip), the client looks for lanchat servers on the LAN for a second
 (a UDP broadcast to --discovery-port): one found, it connects; several, it lists them and
-asks which; none, it tries this machine. --scan only lists them.
+asks which (and connects to none if the input ends first); none, it tries this machine.
+--scan only lists them. Nothing proves which answer came from the real server: answers
+that differ in anything are listed apart, and answers that claim the same server from
+different addresses are pointed out; ask whoever runs the server which address is right.
 
 Seed 004's spelling works too: lanchat-client -u USERNAME -sip SERVER_IP -sp SERVER_PORT
 (-u answers the username question; the server still asks for a password if it wants one).
@@ -48,7 +51,8 @@ Exit status:
   0  you logged out (logout, Ctrl-D, Ctrl-C) or left before logging in, also after the
      server went down while you kept chatting privately
   1  the server ended the session (shutdown, idle timeout, blocked login, replaced by another
-     login), the connection failed or was lost
+     login), the connection failed or was lost, or several servers answered discovery and
+     none was chosen
   2  usage error"
 )]
 struct Args {
@@ -112,8 +116,8 @@ fn main() -> ExitCode {
     let (host, port) = match args.server_ip.clone().or(args.host.clone()) {
         Some(host) => (host, port.unwrap_or(client::DEFAULT_PORT)),
         None => match find_server(&args, port, charset) {
-            Some(target) => target,
-            None => return ExitCode::SUCCESS,
+            Ok(target) => target,
+            Err(code) => return code,
         },
     };
     let options = Options {
@@ -174,12 +178,20 @@ fn scan(args: &Args, charset: Charset) -> ExitCode {
     for line in discover::numbered(&found) {
         say(charset, &line);
     }
+    for warning in discover::same_id_warnings(&found) {
+        say(charset, &warning);
+    }
     ExitCode::SUCCESS
 }
 
 /// No address given: the server found on the LAN, one chosen by the user, or this machine.
-/// `None` when the user ended the input instead of choosing.
-fn find_server(args: &Args, port: Option<u16>, charset: Charset) -> Option<(String, u16)> {
+/// Several servers answered and the input ended before one was chosen: no server, and the
+/// exit status to leave with.
+fn find_server(
+    args: &Args,
+    port: Option<u16>,
+    charset: Charset,
+) -> Result<(String, u16), ExitCode> {
     say(
         charset,
         &format!(
@@ -207,8 +219,14 @@ fn find_server(args: &Args, port: Option<u16>, charset: Charset) -> Option<(Stri
         }
     };
     match discover::pick(&found, port, ask, |line| say(charset, line)) {
-        Pick::Server(ip, port) => Some((ip.to_string(), port)),
-        Pick::Quit => None,
+        Pick::Server(ip, port) => Ok((ip.to_string(), port)),
+        Pick::Undecided(n) => {
+            eprintln!(
+                "error: {n} lanchat servers answered and none was chosen, so none was \
+                 connected to; to choose one, run lanchat-client HOST [PORT] with its address"
+            );
+            Err(ExitCode::FAILURE)
+        }
         Pick::Fallback => {
             let port = port.unwrap_or(client::DEFAULT_PORT);
             say(
@@ -218,7 +236,7 @@ fn find_server(args: &Args, port: Option<u16>, charset: Charset) -> Option<(Stri
                     client::DEFAULT_HOST
                 ),
             );
-            Some((client::DEFAULT_HOST.to_string(), port))
+            Ok((client::DEFAULT_HOST.to_string(), port))
         }
     }
 }

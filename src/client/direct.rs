@@ -17,19 +17,29 @@
 //! `lanchat-p2p-v1\n<nonce>\n<from>\n<to>\n<text>`, where `to` is the receiver's own name:
 //! without the secret a message cannot be forged, replayed (the nonce changes) or redirected
 //! to another peer. A receiver checks it in constant time; an unknown sender or a wrong MAC
-//! gets `ERR refused` and a warning in the log with the peer's address, and the user sees
-//! nothing. Connecting, and each line read or written, has [`TIMEOUT`]; the text is one
+//! gets `ERR refused` and a warning in the log with the peer's address (at most one line
+//! per [`warnings::WINDOW`], then a summary), and the user sees nothing. A sender's
+//! connecting, and each line it reads or writes, has [`TIMEOUT`]; a receiver gives each
+//! connection [`listener::DEADLINE`] from its accept to a verified message. The text is one
 //! UTF-8 line of at most [`MAX_TEXT_BYTES`] bytes.
 //!
-//! Threads: the listener accepts on `0.0.0.0` and `[::]` and gives each connection a
-//! short-lived thread (at most [`MAX_INCOMING`] at once), which hands a verified message to
-//! the main loop as `Event::Direct`. Sending happens on one worker thread per peer
+//! Threads: the listener ([`listener`]) accepts on `0.0.0.0` and `[::]` and gives each
+//! connection it admits ([`admission`]: a cap per address and in all, fairly shared) a
+//! short-lived thread, which must get a verified message within [`listener::DEADLINE`] and
+//! hands it to the main loop as `Event::Direct`; warnings about refused connections are
+//! rate-limited ([`warnings`]). Sending happens on one worker thread per peer
 //! (`Outbox`), so messages to one peer arrive in order, a peer that does not answer delays
 //! no one else, and the main loop never waits; each outcome comes back as `Event::Sent`.
 //!
 //! What it does not do: encrypt (anyone on the path can read a private message; the MAC only
 //! proves who sent it), keep messages for a peer that cannot be reached, or tell peers that
 //! this client is leaving (the server does that with `ADDR gone`).
+
+pub mod admission;
+pub mod listener;
+pub mod warnings;
+
+pub(crate) use listener::listen;
 
 use super::Event;
 use crate::protocol::{sanitize_text, valid_username};
@@ -41,8 +51,7 @@ use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,9 +59,6 @@ use std::time::{Duration, Instant};
 pub const MAX_TEXT_BYTES: usize = 65536;
 /// How long connecting to a peer, and reading or writing one line, may take.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
-/// At most this many incoming connections are handled at once; more are closed at once, so
-/// a flood of connections cannot make the client start threads without end.
-pub const MAX_INCOMING: usize = 32;
 /// The first word of the receiver's greeting and the protocol version after it.
 pub const GREETING: &str = "LANCHAT-P2P 1";
 /// What the MAC input starts with, so a MAC made for something else never fits.
@@ -396,6 +402,17 @@ impl Book {
             .collect()
     }
 
+    /// Whether a peer in the book listens at `ip`: a connection from there is probably
+    /// that peer's (the MAC still decides), so [`admission`] lets it in first.
+    pub fn has_peer_at(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.peers.lock().values().any(|peer| {
+            peer.address
+                .parse::<SocketAddr>()
+                .is_ok_and(|addr| addr.ip().to_canonical() == ip)
+        })
+    }
+
     /// Every peer's name, sorted.
     pub fn names(&self) -> Vec<String> {
         self.peers.lock().keys().cloned().collect()
@@ -507,216 +524,6 @@ pub fn send(peer: &Peer, from: &str, to: &str, text: &str) -> Result<(), SendErr
         .write_all(format_private(from, &tag, text).as_bytes())
         .map_err(SendError::Io)?;
     parse_reply(&line(&stream)?)
-}
-
-/// Why an incoming message was not accepted.
-enum Refusal {
-    /// Answer `ERR <code> <reply>`; log `why`.
-    Refuse {
-        code: &'static str,
-        reply: &'static str,
-        why: String,
-    },
-    /// The connection failed; nothing to answer.
-    Io(io::Error),
-}
-
-impl Refusal {
-    fn refuse(code: &'static str, reply: &'static str, why: impl Into<String>) -> Refusal {
-        Refusal::Refuse {
-            code,
-            reply,
-            why: why.into(),
-        }
-    }
-}
-
-/// The receiving side of one connection, up to a verified message: greets, reads the
-/// `PRIVATE` line, looks the sender up in `book` and checks the MAC for `me`.
-fn receive(stream: &TcpStream, me: &str, book: &Book) -> Result<(String, String), Refusal> {
-    stream
-        .set_write_timeout(Some(TIMEOUT))
-        .map_err(Refusal::Io)?;
-    let nonce = new_nonce();
-    (&*stream)
-        .write_all(greeting(&nonce).as_bytes())
-        .map_err(Refusal::Io)?;
-    let bytes = match read_line_in_time(stream, MAX_LINE_BYTES).map_err(Refusal::Io)? {
-        LineRead::Line(bytes) => bytes,
-        LineRead::TooLong => {
-            return Err(Refusal::refuse(
-                "too-long",
-                "the line is too long",
-                "a line over the size limit",
-            ))
-        }
-        LineRead::Closed => return Err(Refusal::Io(io::ErrorKind::UnexpectedEof.into())),
-    };
-    let bad = || {
-        Refusal::refuse(
-            "bad-request",
-            "expected PRIVATE FROM MAC TEXT",
-            "a malformed line",
-        )
-    };
-    let line = String::from_utf8(bytes).map_err(|_| bad())?;
-    let private = parse_private(&line).ok_or_else(bad)?;
-    let refused = "not in the address book, or a bad signature";
-    // Both sides learn of a new pairing from the server at about the same moment; give our
-    // own `ADDR granted` a moment to arrive before refusing a sender we do not know yet.
-    let mut known = book.get(private.from);
-    for _ in 0..20 {
-        if known.is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        known = book.get(private.from);
-    }
-    let Some(peer) = known else {
-        return Err(Refusal::refuse(
-            "refused",
-            refused,
-            format!("{} is not in the address book", private.from),
-        ));
-    };
-    if !verify(
-        &peer.secret,
-        &nonce,
-        private.from,
-        me,
-        private.text,
-        &private.mac,
-    ) {
-        return Err(Refusal::refuse(
-            "refused",
-            refused,
-            format!("a wrong MAC for {}", private.from),
-        ));
-    }
-    Ok((private.from.to_string(), private.text.to_string()))
-}
-
-/// Serves one incoming connection and closes it.
-fn serve(stream: TcpStream, me: &str, book: &Book, events: &Sender<Event>) {
-    let peer = stream
-        .peer_addr()
-        .map_or_else(|_| "an unknown address".to_string(), |a| a.to_string());
-    match receive(&stream, me, book) {
-        Ok((from, text)) => {
-            let _ = events.send(Event::Direct { from, text });
-            if let Err(e) = (&stream).write_all(b"OK delivered\n") {
-                log::debug!("direct message from {peer}: answering: {e}");
-            }
-        }
-        Err(Refusal::Refuse { code, reply, why }) => {
-            log::warn!("refused a direct message from {peer}: {why}");
-            let _ = (&stream).write_all(format!("ERR {code} {reply}\n").as_bytes());
-        }
-        Err(Refusal::Io(e)) => log::debug!("direct connection from {peer}: {e}"),
-    }
-    drain(&stream);
-}
-
-/// Says we are done and reads what the peer sent that was never read (a line cut off at the
-/// limit), briefly, so closing sends FIN rather than RST, which could destroy our reply
-/// before the peer reads it.
-fn drain(stream: &TcpStream) {
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    let mut input = Deadline {
-        stream,
-        by: Instant::now() + Duration::from_secs(1),
-    };
-    let mut sink = [0u8; 8192];
-    let mut left = 2 * MAX_LINE_BYTES;
-    while left > 0 {
-        match input.read(&mut sink) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => left = left.saturating_sub(n),
-        }
-    }
-}
-
-/// Counts a connection being served until dropped.
-struct Serving(Arc<AtomicUsize>);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// An IPv6-only listener on `[::]:port`, so it can share the port with the IPv4 one.
-fn bind_v6(port: u16) -> io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_only_v6(true)?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
-    socket.listen(64)?;
-    Ok(socket.into())
-}
-
-/// Starts listening for direct messages to `me` on `port` (0: any free port) on every IPv4
-/// address and, when the system allows, every IPv6 address; returns the port. Verified
-/// messages arrive on `events` as [`Event::Direct`].
-pub(crate) fn listen(port: u16, me: &str, book: &Book, events: &Sender<Event>) -> io::Result<u16> {
-    let v4 = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))?;
-    let port = v4.local_addr()?.port();
-    let mut listeners = vec![v4];
-    match bind_v6(port) {
-        Ok(v6) => listeners.push(v6),
-        Err(e) => log::debug!("direct messages over IPv6 unavailable: {e}"),
-    }
-    let serving = Arc::new(AtomicUsize::new(0));
-    for listener in listeners {
-        let (me, book, events, serving) = (
-            me.to_string(),
-            book.clone(),
-            events.clone(),
-            serving.clone(),
-        );
-        std::thread::Builder::new()
-            .name("direct-listen".into())
-            .spawn(move || accept_loop(&listener, &me, &book, &events, &serving))?;
-    }
-    Ok(port)
-}
-
-/// Accepts connections for as long as the process runs.
-fn accept_loop(
-    listener: &TcpListener,
-    me: &str,
-    book: &Book,
-    events: &Sender<Event>,
-    serving: &Arc<AtomicUsize>,
-) {
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(s) => s,
-            Err(e) => {
-                // Out of file descriptors, or the peer gave up already: try again shortly.
-                log::debug!("accepting a direct connection: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        if serving.fetch_add(1, Ordering::Relaxed) >= MAX_INCOMING {
-            serving.fetch_sub(1, Ordering::Relaxed);
-            log::warn!("too many direct connections at once; closing one");
-            continue;
-        }
-        let guard = Serving(serving.clone());
-        let (me, book, events) = (me.to_string(), book.clone(), events.clone());
-        let spawned = std::thread::Builder::new()
-            .name("direct-in".into())
-            .spawn(move || {
-                let _guard = guard;
-                serve(stream, &me, &book, &events);
-            });
-        if let Err(e) = spawned {
-            log::warn!("cannot start a thread for a direct connection: {e}");
-        }
-    }
 }
 
 /// One message for an [`Outbox`] worker.
@@ -1041,76 +848,5 @@ mod tests {
             other.entries(),
             [("carol".to_string(), "127.0.0.1:9".to_string())]
         );
-    }
-
-    /// A listener on a free port for `me`, with `book`; returns its port and the events.
-    fn listener(me: &str, book: &Book) -> (u16, crossbeam_channel::Receiver<Event>) {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let port = listen(0, me, book, &tx).expect("listen");
-        (port, rx)
-    }
-
-    #[test]
-    fn a_message_goes_from_sender_to_listener() {
-        let book = Book::default();
-        let peer = Peer {
-            address: "127.0.0.1:0".into(),
-            secret: SECRET,
-        };
-        book.insert("alice", peer.clone());
-        let (port, events) = listener("bob", &book);
-        let bob = Peer {
-            address: format!("127.0.0.1:{port}"),
-            ..peer
-        };
-        send(&bob, "alice", "bob", "hi \x1b there").expect("delivered");
-        match events.recv_timeout(TIMEOUT).expect("an event") {
-            Event::Direct { from, text } => {
-                assert_eq!(from, "alice");
-                assert_eq!(text, "hi \x1b there");
-            }
-            other => panic!("{other:?}"),
-        }
-        // Addressed to someone else: the MAC does not fit.
-        let e = send(&bob, "alice", "carol", "hi").unwrap_err();
-        assert!(
-            matches!(&e, SendError::Refused { code, .. } if code == "refused"),
-            "{e}"
-        );
-        // Not in the book.
-        let e = send(&bob, "mallory", "bob", "hi").unwrap_err();
-        assert!(
-            matches!(&e, SendError::Refused { code, .. } if code == "refused"),
-            "{e}"
-        );
-        assert!(events.try_recv().is_err());
-    }
-
-    #[test]
-    fn raw_lines_are_refused() {
-        let book = Book::default();
-        let (port, events) = listener("bob", &book);
-        let exchange = |line: &[u8]| {
-            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            s.set_read_timeout(Some(TIMEOUT)).unwrap();
-            let greeting = read_line(&mut s, 100).unwrap();
-            let LineRead::Line(greeting) = greeting else {
-                panic!("{greeting:?}")
-            };
-            assert!(parse_greeting(std::str::from_utf8(&greeting).unwrap()).is_some());
-            s.write_all(line).unwrap();
-            match read_line(&mut s, 100).unwrap() {
-                LineRead::Line(reply) => String::from_utf8(reply).unwrap(),
-                other => panic!("{other:?}"),
-            }
-        };
-        assert!(exchange(b"HELLO\n").starts_with("ERR bad-request "));
-        assert!(exchange(b"PRIVATE alice \xff\n").starts_with("ERR bad-request "));
-        let zeros = "0".repeat(64);
-        let spoof = format!("PRIVATE alice {zeros} hi\n");
-        assert!(exchange(spoof.as_bytes()).starts_with("ERR refused "));
-        let long = format!("PRIVATE alice {zeros} {}\n", "x".repeat(MAX_LINE_BYTES));
-        assert!(exchange(long.as_bytes()).starts_with("ERR too-long "));
-        assert!(events.try_recv().is_err());
     }
 }

@@ -4,9 +4,15 @@
 //! Requests go to every IPv4 interface's broadcast address, to 255.255.255.255, and to this
 //! machine (127.0.0.1 and loopback's broadcast address 127.255.255.255, which reaches every
 //! server on this machine while a unicast reaches only one of those sharing the port). The
-//! answer format is in [`crate::discovery`]; this module adds the sockets and the choice.
+//! answer format is in [`crate::discovery`]; this module adds the sockets, and [`choose`]
+//! the rules for listing answers and picking a server (answers that disagree are never
+//! merged; with several servers the user is asked).
 
-use crate::discovery::{Announcement, MAX_DATAGRAM, REQUEST};
+pub mod choose;
+
+pub use choose::{add, numbered, parse_choice, pick, same_id_warnings, Found, Pick, MAX_LISTED};
+
+use crate::discovery::{MAX_DATAGRAM, REQUEST};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -17,66 +23,13 @@ pub const WAIT: Duration = Duration::from_secs(1);
 const RESEND_AFTER: Duration = Duration::from_millis(300);
 /// How long one read waits before the other socket gets its turn.
 const SLICE: Duration = Duration::from_millis(50);
-
-/// A server that answered.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Found {
-    /// Where to connect: the announced host, else where the answer came from.
-    pub host: IpAddr,
-    /// What it said.
-    pub announcement: Announcement,
-}
-
-impl Found {
-    /// From an answer datagram received from `from`; `None` if it is not an answer.
-    pub fn from_answer(datagram: &[u8], from: IpAddr) -> Option<Found> {
-        let announcement = Announcement::parse(datagram)?;
-        Some(Found {
-            host: announcement.host.unwrap_or(from.to_canonical()),
-            announcement,
-        })
-    }
-
-    /// The TCP port of the line protocol.
-    pub fn tcp_port(&self) -> Option<u16> {
-        self.announcement.port("tcp")
-    }
-
-    /// One line for a list: `name  host port N  (web 8080, irc 6667)`.
-    pub fn describe(&self) -> String {
-        let a = &self.announcement;
-        let mut out = format!(
-            "{}  {} port {}",
-            a.name,
-            self.host,
-            self.tcp_port().map_or("?".to_string(), |p| p.to_string())
-        );
-        let others: Vec<String> = a
-            .doors
-            .iter()
-            .filter(|(d, _)| d != "tcp")
-            .map(|(d, p)| format!("{d} {p}"))
-            .collect();
-        if !others.is_empty() {
-            out.push_str(&format!("  ({})", others.join(", ")));
-        }
-        out
-    }
-}
-
-/// Adds `new` to `found` unless the same server (same id, or same host and port) is there;
-/// a loopback address wins over another address of the same server, since it keeps
-/// working when the machine's LAN address changes.
-pub fn merge(found: &mut Vec<Found>, new: Found) {
-    let same = |f: &Found| {
-        (!new.announcement.id.is_empty() && f.announcement.id == new.announcement.id)
-            || (f.host == new.host && f.tcp_port() == new.tcp_port())
-    };
-    match found.iter_mut().find(|f| same(f)) {
-        Some(old) if new.host.is_loopback() && !old.host.is_loopback() => *old = new,
-        Some(_) => {}
-        None => found.push(new),
-    }
+/// This machine's own addresses (every interface's, loopback included), for [`add`].
+pub fn this_machine() -> Vec<IpAddr> {
+    if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip().to_canonical())
+        .collect()
 }
 
 /// The request's destinations on `port`, given each interface's IPv4 broadcast address:
@@ -123,7 +76,7 @@ pub fn default_targets(port: u16) -> Vec<SocketAddr> {
 }
 
 /// Sends the request to every target and collects answers for `wait`; the servers in the
-/// order they answered, each once.
+/// order they answered, each once ([`add`]), at most [`MAX_LISTED`].
 pub fn scan(targets: &[SocketAddr], wait: Duration) -> io::Result<Vec<Found>> {
     let mut sockets = Vec::new();
     if targets.iter().any(SocketAddr::is_ipv4) {
@@ -155,6 +108,8 @@ pub fn scan(targets: &[SocketAddr], wait: Duration) -> io::Result<Vec<Found>> {
     let started = Instant::now();
     let mut resent = false;
     let mut found = Vec::new();
+    let mut unlisted = 0usize;
+    let here = this_machine();
     let mut buf = [0u8; MAX_DATAGRAM];
     while started.elapsed() < wait {
         if !resent && started.elapsed() >= RESEND_AFTER {
@@ -169,7 +124,11 @@ pub fn scan(targets: &[SocketAddr], wait: Duration) -> io::Result<Vec<Found>> {
             socket.set_read_timeout(Some(left.min(SLICE)))?;
             match socket.recv_from(&mut buf) {
                 Ok((n, from)) => match Found::from_answer(&buf[..n], from.ip()) {
-                    Some(f) if f.tcp_port().is_some() => merge(&mut found, f),
+                    Some(f) if f.tcp_port().is_some() => {
+                        if !add(&mut found, f, &here) {
+                            unlisted += 1;
+                        }
+                    }
                     _ => log::debug!("not a discovery answer from {from}"),
                 },
                 Err(e)
@@ -184,148 +143,15 @@ pub fn scan(targets: &[SocketAddr], wait: Duration) -> io::Result<Vec<Found>> {
             }
         }
     }
+    if unlisted > 0 {
+        log::warn!("{unlisted} more discovery answers were not listed (at most {MAX_LISTED})");
+    }
     Ok(found)
-}
-
-/// What to do after a scan, when no server address was given.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Pick {
-    /// Connect here.
-    Server(IpAddr, u16),
-    /// Nothing answered: try this machine.
-    Fallback,
-    /// The user left instead of choosing (end of input).
-    Quit,
-}
-
-/// Chooses among the servers `found` (those with TCP port `port`, if given): one is taken,
-/// several are listed with `say` and chosen by number through `ask` (asked again until
-/// the answer is a valid number; `None` from `ask` is the end of input).
-pub fn pick(
-    found: &[Found],
-    port: Option<u16>,
-    mut ask: impl FnMut(&str) -> Option<String>,
-    mut say: impl FnMut(&str),
-) -> Pick {
-    let found: Vec<&Found> = found
-        .iter()
-        .filter(|f| port.is_none() || f.tcp_port() == port)
-        .collect();
-    let target = |f: &Found| Pick::Server(f.host, f.tcp_port().unwrap_or_default());
-    match found.as_slice() {
-        [] => Pick::Fallback,
-        [one] => {
-            say(&format!("Found {}; connecting.", one.describe()));
-            target(one)
-        }
-        several => {
-            say(&format!("{} lanchat servers answered:", several.len()));
-            let owned: Vec<Found> = several.iter().map(|&f| f.clone()).collect();
-            for line in numbered(&owned) {
-                say(&line);
-            }
-            loop {
-                let Some(typed) = ask(&format!("Which server? [1-{}]", several.len())) else {
-                    return Pick::Quit;
-                };
-                match parse_choice(&typed, several.len()) {
-                    Some(i) => return target(several[i]),
-                    None => say(&format!(
-                        "Please type a number from 1 to {}.",
-                        several.len()
-                    )),
-                }
-            }
-        }
-    }
-}
-
-/// The numbered list shown when several servers answered.
-pub fn numbered(found: &[Found]) -> Vec<String> {
-    found
-        .iter()
-        .enumerate()
-        .map(|(i, f)| format!("  {}) {}", i + 1, f.describe()))
-        .collect()
-}
-
-/// The index chosen by a typed answer to "which server?" among `n`: a number 1..=n.
-pub fn parse_choice(typed: &str, n: usize) -> Option<usize> {
-    match typed.trim().parse::<usize>() {
-        Ok(k) if (1..=n).contains(&k) => Some(k - 1),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn found(host: &str, id: &str, port: u16) -> Found {
-        Found {
-            host: host.parse().unwrap(),
-            announcement: Announcement {
-                name: "pc".into(),
-                id: id.into(),
-                host: None,
-                doors: vec![("tcp".into(), port)],
-            },
-        }
-    }
-
-    #[test]
-    fn answers_become_servers_at_their_source_or_announced_host() {
-        let f = Found::from_answer(
-            b"LANCHAT/1 name=pc id=1 tcp=5000",
-            "10.0.0.2".parse().unwrap(),
-        )
-        .unwrap();
-        assert_eq!(f.host, "10.0.0.2".parse::<IpAddr>().unwrap());
-        assert_eq!(f.tcp_port(), Some(5000));
-        let f = Found::from_answer(
-            b"LANCHAT/1 name=pc id=1 host=10.0.0.9 tcp=5000",
-            "10.0.0.2".parse().unwrap(),
-        )
-        .unwrap();
-        assert_eq!(f.host, "10.0.0.9".parse::<IpAddr>().unwrap());
-        let mapped = Found::from_answer(b"LANCHAT/1 tcp=1", "::ffff:127.0.0.1".parse().unwrap());
-        assert_eq!(mapped.unwrap().host, "127.0.0.1".parse::<IpAddr>().unwrap());
-        assert_eq!(
-            Found::from_answer(b"hello", "10.0.0.2".parse().unwrap()),
-            None
-        );
-    }
-
-    #[test]
-    fn lists_show_every_door() {
-        let mut f = found("10.0.0.2", "1", 4119);
-        assert_eq!(f.describe(), "pc  10.0.0.2 port 4119");
-        f.announcement.doors.push(("web".into(), 8080));
-        f.announcement.doors.push(("irc".into(), 6667));
-        assert_eq!(f.describe(), "pc  10.0.0.2 port 4119  (web 8080, irc 6667)");
-        assert_eq!(
-            numbered(&[f.clone(), found("::1", "2", 5)]),
-            [
-                "  1) pc  10.0.0.2 port 4119  (web 8080, irc 6667)",
-                "  2) pc  ::1 port 5"
-            ]
-        );
-    }
-
-    #[test]
-    fn one_server_heard_twice_is_listed_once_preferring_loopback() {
-        let mut all = Vec::new();
-        merge(&mut all, found("10.0.0.2", "a", 4119));
-        merge(&mut all, found("127.0.0.1", "a", 4119));
-        merge(&mut all, found("10.0.0.2", "a", 4119));
-        assert_eq!(all, [found("127.0.0.1", "a", 4119)]);
-        merge(&mut all, found("127.0.0.1", "b", 4120));
-        merge(&mut all, found("10.0.0.3", "c", 4119));
-        assert_eq!(all.len(), 3);
-        // Without ids: the same host and port is the same server.
-        merge(&mut all, found("10.0.0.3", "", 4119));
-        assert_eq!(all.len(), 3);
-    }
 
     #[test]
     fn targets_cover_broadcast_interfaces_and_this_machine() {
@@ -346,55 +172,6 @@ mod tests {
     }
 
     #[test]
-    fn one_server_is_taken_several_are_asked_none_falls_back() {
-        let (a, b) = (found("10.0.0.2", "a", 4119), found("10.0.0.3", "b", 5000));
-        let mut said = Vec::new();
-        let no_questions = |_: &str| -> Option<String> { panic!("asked") };
-        assert_eq!(
-            pick(std::slice::from_ref(&a), None, no_questions, |l| said
-                .push(l.to_string())),
-            Pick::Server("10.0.0.2".parse().unwrap(), 4119)
-        );
-        assert_eq!(said, ["Found pc  10.0.0.2 port 4119; connecting."]);
-        assert_eq!(pick(&[], None, no_questions, |_| {}), Pick::Fallback);
-        // A port given on the command line narrows the choice.
-        assert_eq!(
-            pick(&[a.clone(), b.clone()], Some(5000), no_questions, |_| {}),
-            Pick::Server("10.0.0.3".parse().unwrap(), 5000)
-        );
-        assert_eq!(
-            pick(std::slice::from_ref(&a), Some(1), no_questions, |_| {}),
-            Pick::Fallback
-        );
-
-        let mut answers = vec!["x".to_string(), "2".to_string()].into_iter();
-        let said = std::cell::RefCell::new(Vec::new());
-        let chosen = pick(
-            &[a.clone(), b.clone()],
-            None,
-            |q| {
-                said.borrow_mut().push(q.to_string());
-                answers.next()
-            },
-            |l| said.borrow_mut().push(l.to_string()),
-        );
-        let said = said.into_inner();
-        assert_eq!(chosen, Pick::Server("10.0.0.3".parse().unwrap(), 5000));
-        assert_eq!(
-            said,
-            [
-                "2 lanchat servers answered:",
-                "  1) pc  10.0.0.2 port 4119",
-                "  2) pc  10.0.0.3 port 5000",
-                "Which server? [1-2]",
-                "Please type a number from 1 to 2.",
-                "Which server? [1-2]",
-            ]
-        );
-        assert_eq!(pick(&[a, b], None, |_| None, |_| {}), Pick::Quit);
-    }
-
-    #[test]
     fn a_subnet_without_a_configured_broadcast_address_gets_one() {
         let b = |ip: &str, mask: &str| subnet_broadcast(ip.parse().unwrap(), mask.parse().unwrap());
         assert_eq!(
@@ -411,20 +188,11 @@ mod tests {
     }
 
     #[test]
-    fn choices_are_numbers_in_range() {
-        assert_eq!(parse_choice("1", 2), Some(0));
-        assert_eq!(parse_choice(" 2 \n", 2), Some(1));
-        assert_eq!(parse_choice("3", 2), None);
-        assert_eq!(parse_choice("0", 2), None);
-        assert_eq!(parse_choice("one", 2), None);
-    }
-
-    #[test]
     fn a_scan_of_this_machine_finds_a_responder_once() {
         let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = probe.local_addr().unwrap().port();
         drop(probe);
-        let a = Announcement::new("here", None, &[("tcp", 4242)]);
+        let a = crate::discovery::Announcement::new("here", None, &[("tcp", 4242)]);
         let _responder =
             crate::discovery::Responder::start("127.0.0.1".parse().unwrap(), port, &a).unwrap();
         // Loopback targets only: a test must not broadcast onto a real network.

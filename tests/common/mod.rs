@@ -123,6 +123,22 @@ impl Lines {
         }
     }
 
+    /// The lines that arrive within `wait` from now (there need not be any).
+    pub fn during(&mut self, wait: Duration) -> Vec<String> {
+        let deadline = Instant::now() + wait;
+        let mut got = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    got.push(String::from_utf8_lossy(&line).into_owned());
+                    self.seen.push(line);
+                }
+                Err(_) => return got,
+            }
+        }
+    }
+
     fn transcript(&self) -> String {
         let lines: Vec<String> = self
             .seen
@@ -130,6 +146,19 @@ impl Lines {
             .map(|l| String::from_utf8_lossy(l).into_owned())
             .collect();
         lines.join("\n")
+    }
+}
+
+/// A TCP port free on every IPv4 address right now, for a process that must be told its
+/// port in advance (`--p2p-port`). It is picked below the kernel's ephemeral range
+/// (32768-60999 by default), where the port-0 sockets of the tests running in parallel
+/// come from, so none of them takes it before the process binds it.
+pub fn fixed_port() -> u16 {
+    loop {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
     }
 }
 
