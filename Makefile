@@ -1,7 +1,16 @@
-# lanchat: `make run-server`, `make run-client [HOST=addr] [PORT=4119]`, `make test`.
-# Without HOST, run-client looks for the server on the LAN (then tries this machine).
+# lanchat: `make run-server [PORT=4119] [WEB_PORT=8080] [IRC_PORT=6667]`,
+# `make run-client [HOST=addr] [PORT=4119]`, `make test`.
+# PORT is always the server's chat port: the one run-server listens on, the one run-client
+# connects to. Without HOST, run-client looks for the server on the LAN (then this machine).
+# A second server on one machine: `make run-server PORT=4120 WEB_PORT=8081 IRC_PORT=6668`
+# (given PORT, its data goes to data-PORT unless DATA_DIR says otherwise, so two servers
+# never share a data directory). CONFIG names another configuration file.
 HOST ?=
 PORT ?=
+WEB_PORT ?=
+IRC_PORT ?=
+CONFIG ?= configuration.toml
+DATA_DIR ?= $(if $(PORT),data-$(PORT))
 CARGO ?= cargo
 
 .PHONY: build run-server run-client test lint fmt clean bench bench-quick bench-peers bench-codec
@@ -9,8 +18,12 @@ CARGO ?= cargo
 build:
 	$(CARGO) build --release
 
+SERVER_ARGS = --config $(CONFIG) $(if $(PORT),--port $(PORT)) \
+	$(if $(WEB_PORT),--web-port $(WEB_PORT)) $(if $(IRC_PORT),--irc-port $(IRC_PORT)) \
+	$(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
 run-server: build
-	./target/release/lanchat-server --config configuration.toml
+	./target/release/lanchat-server $(strip $(SERVER_ARGS))
 
 # The client's own last line says why it ended; make need not add an "Error 1" after it.
 run-client: build

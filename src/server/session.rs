@@ -87,12 +87,13 @@ enum NotALine {
     Closed,
 }
 
-fn classify(input: Input) -> Result<String, NotALine> {
+/// `limit` is `max_line_bytes`, named in the reply so the user knows how much to cut.
+fn classify(input: Input, limit: usize) -> Result<String, NotALine> {
     match input {
         Input::Line(l) => Ok(l),
         Input::TooLong(n) => Err(NotALine::Reply(Line::err(
             "line-too-long",
-            format!("That line was {n} bytes; the limit is smaller. It was not sent."),
+            format!("That line was {n} bytes; the limit is {limit} bytes. It was not sent."),
         ))),
         Input::BadUtf8 => Err(NotALine::Reply(Line::err(
             "bad-utf8",
@@ -124,7 +125,7 @@ fn login(
         let timeout = time_left(Instant::now(), &[(started, limit)]);
         let input = reader.next_line(conn, timeout);
         cork.after_read(reader.has_buffered_line());
-        let line = match classify(input) {
+        let line = match classify(input, hub.config().max_line_bytes) {
             Ok(l) => l,
             Err(NotALine::Reply(l)) => {
                 conn.send(&l);
@@ -243,7 +244,7 @@ fn command_loop(
         if input != Input::TimedOut {
             last_heard = now;
         }
-        let line = match classify(input) {
+        let line = match classify(input, hub.config().max_line_bytes) {
             Ok(l) => l,
             Err(NotALine::Reply(l)) => {
                 last_activity = now;
@@ -289,6 +290,9 @@ fn command_loop(
             continue;
         }
         if line.trim().is_empty() {
+            if let Some(replies) = hub.decline_address_on_blank(name) {
+                conn.send_all(&replies);
+            }
             continue;
         }
         if !is_session_command(&line) && hub.in_session(name) {
@@ -300,6 +304,10 @@ fn command_loop(
             Ok(None) => continue,
             Err(e) if e.code == "unknown-command" && hub.in_session(name) => {
                 conn.send_all(&hub.talk(name, &sanitize_text(line.trim())));
+                continue;
+            }
+            Err(e) if e.code == "unknown-command" && hub.config().room => {
+                conn.send_all(&super::room::say(hub, name, &line));
                 continue;
             }
             Err(e) => {
@@ -348,6 +356,7 @@ pub(super) fn apply(hub: &Hub, me: &str, command: Command) -> Vec<Line> {
     match command {
         Command::Help => help(),
         Command::WhoElse => hub.whoelse(me),
+        Command::SignedIn => hub.signed_in(me),
         Command::WhoLast(minutes) => hub.wholast(me, minutes),
         Command::Message { to, text } => hub.message(me, &to, text),
         Command::Broadcast { audience, text } => hub.broadcast(me, &audience, &text),
@@ -380,7 +389,8 @@ pub(super) fn apply(hub: &Hub, me: &str, command: Command) -> Vec<Line> {
 
 /// The `help` text: every command with its aliases.
 pub const HELP: &[&str] = &[
-    "whoelse | online | list                  who else is online (with intros)",
+    "whoelse | online                         who else is online (with intros)",
+    "list                                     everyone signed in, you included",
     "wholast N                                who was online in the last N (0-60) minutes",
     "message USER TEXT | send USER TEXT       private message via the server (stored if USER is offline)",
     "broadcast TEXT                           to everyone online now",

@@ -27,3 +27,6 @@ mod crowd;
 
 /// Issue 7: connection threads stay far from the end of their small stacks.
 mod memory;
+
+/// Issue 26: seed 003's room, seed 002's blank answer, seed 004's `list`, limits named.
+mod newcomer;
