@@ -13,7 +13,7 @@ CONFIG ?= configuration.toml
 DATA_DIR ?= $(if $(PORT),data-$(PORT))
 CARGO ?= cargo
 
-.PHONY: build run-server run-client test lint fmt clean bench bench-quick bench-peers bench-codec
+.PHONY: build run-server run-client test test-deps lint fmt clean bench bench-quick bench-peers bench-codec
 
 build:
 	$(CARGO) build --release
@@ -29,13 +29,22 @@ run-server: build
 run-client: build
 	@./target/release/lanchat-client $(if $(HOST),$(HOST) $(PORT),$(if $(PORT),--sp $(PORT))) || true
 
-# Every test: unit, integration (real sockets), and the end-to-end binary tests.
-test:
+# Every test: unit, integration (real sockets), and the end-to-end binary tests. What they
+# need beyond Rust is installed first (test-deps); a test whose need is still missing is
+# reported as skipped, with the reason (tests/needs.sh), never as passed. Without
+# cargo-nextest, cargo test runs them all and such a test fails, naming what to install.
+test: test-deps
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --all-targets --no-fail-fast; \
+		skip=$$(sh tests/needs.sh skips); \
+		$(CARGO) nextest run --all-targets --no-fail-fast $${skip:+-E "not ($$skip)"}; \
 	else \
 		$(CARGO) test --all-targets --no-fail-fast; \
 	fi
+
+# What the tests need (Debian packages, python3's irc, the browser test's npm packages), if
+# missing; quiet and quick when all is there; a warning where it cannot install.
+test-deps:
+	@sh tests/needs.sh install
 
 # Benchmarks: lanchat against ngircd, inspircd and the loopback limit, on 127.0.0.1 only
 # (README.md, "Performance"). BENCH_ARGS adds options, e.g. BENCH_ARGS="--runs 5".

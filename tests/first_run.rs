@@ -105,16 +105,22 @@ fn http_status(port: u16) -> String {
     status
 }
 
-/// The first line an IRC client gets after registering on `port`.
+/// The welcome (001) an IRC client gets after registering on `port`.
 fn irc_welcome(port: u16) -> String {
     let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
     (&stream)
         .write_all(b"PASS alicepw\r\nNICK alice\r\nUSER alice 0 * :Alice\r\n")
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line).unwrap();
-    line
+    let mut seen = Vec::new();
+    for line in BufReader::new(&stream).lines() {
+        let line = line.expect("a line before the timeout");
+        if line.contains(" 001 ") {
+            return line;
+        }
+        seen.push(line);
+    }
+    panic!("no 001 on port {port}; saw {seen:?}");
 }
 
 #[test]
@@ -332,5 +338,79 @@ fn on_a_dumb_terminal_the_client_reads_plain_lines_without_a_warning() {
         stderr.iter().all(|l| !l.contains("WARN")),
         "warnings on a dumb terminal:\n{}",
         stderr.join("\n")
+    );
+}
+
+/// `sh tests/needs.sh skips` in the repository with `env`, as `make test` runs it.
+fn needs_skips(env: &[(&str, &str)]) -> (String, String) {
+    let out = Command::new("sh")
+        .args(["tests/needs.sh", "skips"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("CI")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run sh");
+    assert!(out.status.success(), "{out:?}");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn make_test_reports_a_test_it_cannot_run_as_skipped_and_says_why() {
+    let (filter, said) = needs_skips(&[("LANCHAT_CHROMIUM", "/nonexistent/chromium")]);
+    assert!(filter.contains("binary(browser)"), "filter: {filter}");
+    assert!(
+        said.contains("SKIPPED tests/browser.rs: needs /nonexistent/chromium"),
+        "{said}"
+    );
+    // Under CI nothing is skipped: the test runs and fails, naming what is missing.
+    let (filter, _) = needs_skips(&[
+        ("LANCHAT_CHROMIUM", "/nonexistent/chromium"),
+        ("CI", "true"),
+    ]);
+    assert!(filter.trim().is_empty(), "filter under CI: {filter}");
+    // Every test the filters name by name exists, so a rename cannot turn a skip into a
+    // failure nobody expected (or the other way round).
+    let needs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/needs.sh"))
+            .unwrap();
+    let irc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/irc.rs"))
+        .unwrap();
+    for name in needs
+        .split("test(=")
+        .skip(1)
+        .filter_map(|s| s.split(')').next())
+    {
+        assert!(
+            irc.contains(&format!("fn {name}()")),
+            "{name} is not in tests/irc.rs"
+        );
+    }
+}
+
+#[test]
+fn no_test_passes_by_returning_early_when_what_it_needs_is_missing() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut offenders = Vec::new();
+    let mut dirs = vec![root.join("tests"), root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() && !path.ends_with("node_modules") {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") && path != Path::new(file!()) {
+                let text = std::fs::read_to_string(&path).unwrap();
+                // A test that prints that it skipped itself has passed without running.
+                if text.contains("SKIPPED") && !path.ends_with("first_run.rs") {
+                    offenders.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "tests that say SKIPPED and pass; use common::require and tests/needs.sh: {offenders:?}"
     );
 }
