@@ -9,6 +9,12 @@
 use super::hub::Hub;
 use crate::protocol::{sanitize_text, Audience, Kind, Line};
 
+/// Whether a line that is not a command is said to the room: only with `room` on, and not
+/// when it starts with `/`, which marks a mistyped command rather than something to say.
+pub(super) fn is_room_line(hub: &Hub, line: &str) -> bool {
+    hub.config().room && !line.trim_start().starts_with('/')
+}
+
 /// Says `line` to everyone online as `me`; returns what `me` is to be sent.
 pub(super) fn say(hub: &Hub, me: &str, line: &str) -> Vec<Line> {
     let text = sanitize_text(line.trim());

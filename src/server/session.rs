@@ -306,7 +306,7 @@ fn command_loop(
                 conn.send_all(&hub.talk(name, &sanitize_text(line.trim())));
                 continue;
             }
-            Err(e) if e.code == "unknown-command" && hub.config().room => {
+            Err(e) if e.code == "unknown-command" && super::room::is_room_line(hub, &line) => {
                 conn.send_all(&super::room::say(hub, name, &line));
                 continue;
             }

@@ -88,9 +88,12 @@ fn in_a_room_a_plain_line_goes_to_everyone_and_back_to_its_sender() {
         ("alice", "hello everyone")
     );
     a.expect_silence(Duration::from_millis(150));
-    // Commands are still commands.
+    // Commands are still commands, and a mistyped one is still an error.
     a.send("whoelse");
     a.expect_list("whoelse");
+    a.send("/frobnicate");
+    a.expect_err("unknown-command");
+    b.expect_silence(Duration::from_millis(150));
 }
 
 #[test]
