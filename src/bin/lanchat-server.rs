@@ -12,7 +12,7 @@ use lanchat::config::{Config, OptionalPort};
 use lanchat::credentials::{hash_password, Credentials};
 use lanchat::discovery::{self, Announcement, Responder};
 use lanchat::protocol::valid_username;
-use lanchat::server::{Door, ListenFailure, Server, ServerError};
+use lanchat::server::{ports, Door, Server, ServerError};
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -135,9 +135,11 @@ fn serve(args: &Args) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             if let ServerError::Listen(failures) = &e {
-                let ports = ports_instead(&config, failures);
                 let from_make = std::env::var_os("MAKELEVEL").is_some();
-                if let Some(command) = ports.map(|p| avoiding_command(from_make, args, &p)) {
+                let argv = std::env::args().collect();
+                let command = ports::ports_instead(&config, failures)
+                    .map(|p| ports::avoiding_command(from_make, argv, args.config.as_deref(), &p));
+                if let Some(command) = command {
                     eprintln!("Another server may be running here; this one can start with:");
                     eprintln!("  {command}");
                 }
@@ -207,81 +209,6 @@ fn load_config(args: &Args) -> Result<Config, String> {
         config.web_port = w;
     }
     Ok(config)
-}
-
-/// Every door's port with each busy one replaced by the free port found for it; `None` if a
-/// door failed for another reason or no free port was found (no command would help then).
-fn ports_instead(config: &Config, failures: &[ListenFailure]) -> Option<Vec<(Door, u16)>> {
-    let mut ports = vec![(Door::Native, config.port)];
-    ports.extend(config.web_port.to_bind().map(|p| (Door::Web, p)));
-    if config.irc_port != 0 {
-        ports.push((Door::Irc, config.irc_port));
-    }
-    for failure in failures {
-        let free = failure.free_instead.filter(|_| failure.in_use())?;
-        for (door, port) in &mut ports {
-            if *door == failure.door {
-                *port = free;
-            }
-        }
-    }
-    Some(ports)
-}
-
-/// The one command that starts this server on `ports`: `make run-server PORT=...` when make
-/// started it, else this command line with its port options replaced.
-fn avoiding_command(from_make: bool, args: &Args, ports: &[(Door, u16)]) -> String {
-    let mut words: Vec<String> = if from_make {
-        vec!["make".into(), "run-server".into()]
-    } else {
-        without_port_options(std::env::args().collect())
-    };
-    for (door, port) in ports {
-        let (make_var, flag) = match door {
-            Door::Web => ("WEB_PORT", "--web-port"),
-            Door::Irc => ("IRC_PORT", "--irc-port"),
-            _ => ("PORT", "--port"),
-        };
-        if from_make {
-            words.push(format!("{make_var}={port}"));
-        } else {
-            words.extend([flag.to_string(), port.to_string()]);
-        }
-    }
-    match &args.config {
-        Some(config) if from_make && config != Path::new("configuration.toml") => {
-            words.push(format!("CONFIG={}", config.display()));
-        }
-        _ => {}
-    }
-    words.join(" ")
-}
-
-/// `argv` without the options that set a port (`4119`, `--port 4119`, `-sp 4119`,
-/// `--web-port=8080`, ...), whose values are about to be replaced.
-fn without_port_options(argv: Vec<String>) -> Vec<String> {
-    const PORT_FLAGS: &[&str] = &["--port", "--sp", "-sp", "--web-port", "--irc-port"];
-    const VALUE_FLAGS: &[&str] = &["--config", "-c", "--credentials", "--bind", "--data-dir"];
-    let mut kept = Vec::new();
-    let mut words = argv.into_iter();
-    if let Some(program) = words.next() {
-        kept.push(program);
-    }
-    while let Some(word) = words.next() {
-        if PORT_FLAGS.contains(&word.as_str()) {
-            words.next();
-        } else if VALUE_FLAGS.contains(&word.as_str()) {
-            kept.push(word);
-            kept.extend(words.next());
-        } else if !(PORT_FLAGS
-            .iter()
-            .any(|f| word.starts_with(&format!("{f}=")))
-            || word.parse::<u16>().is_ok())
-        {
-            kept.push(word);
-        }
-    }
-    kept
 }
 
 /// `hash-password`: one password in, one PHC string out.
@@ -600,32 +527,4 @@ fn print_addresses(
 /// (`fe80::1%eth0`), which the client cannot take: not worth printing.
 fn is_link_local_v6(ip: IpAddr) -> bool {
     matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn words(line: &str) -> Vec<String> {
-        line.split(' ').map(String::from).collect()
-    }
-
-    #[test]
-    fn port_options_go_and_the_rest_stays() {
-        let argv = words("srv 4119 --config c.toml --web-port=8080 -sp 1 --bind 127.0.0.1 --irc-port 6667 --data-dir 4120");
-        assert_eq!(
-            without_port_options(argv),
-            words("srv --config c.toml --bind 127.0.0.1 --data-dir 4120")
-        );
-    }
-
-    #[test]
-    fn from_make_the_command_is_make_run_server_with_every_open_door() {
-        let args = Args::parse_from(["lanchat-server", "--config", "other.toml"]);
-        let ports = [(Door::Native, 4120), (Door::Web, 8081), (Door::Irc, 6668)];
-        assert_eq!(
-            avoiding_command(true, &args, &ports),
-            "make run-server PORT=4120 WEB_PORT=8081 IRC_PORT=6668 CONFIG=other.toml"
-        );
-    }
 }

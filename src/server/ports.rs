@@ -2,13 +2,16 @@
 //! port in use one that was free when checked, so a second server on the same machine can be
 //! started with one command instead of three tries that each name one clash.
 //!
-//! It only finds and reports; spelling the command (`make run-server ...` or the binary's
-//! flags) is the binary's business, since only it knows how it was started.
+//! Finding the ports is pure I/O on this machine; spelling the command (`make run-server
+//! ...` when make started the binary, else its own command line with new port options) is
+//! pure text, from what the binary knows about how it was started.
 
 use super::door::Door;
+use crate::config::Config;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
 
 /// How far past a busy port to look for a free one.
 const SEARCH_SPAN: u16 = 200;
@@ -69,6 +72,87 @@ pub(super) fn suggest_free_ports(failures: &mut [ListenFailure], taken: &[u16]) 
     }
 }
 
+/// Every door's port with each busy one replaced by the free port found for it; `None` if a
+/// door failed for another reason or no free port was found (no command would help then).
+pub fn ports_instead(config: &Config, failures: &[ListenFailure]) -> Option<Vec<(Door, u16)>> {
+    let mut ports = vec![(Door::Native, config.port)];
+    ports.extend(config.web_port.to_bind().map(|p| (Door::Web, p)));
+    if config.irc_port != 0 {
+        ports.push((Door::Irc, config.irc_port));
+    }
+    for failure in failures {
+        let free = failure.free_instead.filter(|_| failure.in_use())?;
+        for (door, port) in &mut ports {
+            if *door == failure.door {
+                *port = free;
+            }
+        }
+    }
+    Some(ports)
+}
+
+/// The one command that starts this server on `ports`: `make run-server PORT=...` when make
+/// started it (with CONFIG= when `config` is not the Makefile's), else `argv` (the command
+/// line it was started with) with its port options replaced.
+pub fn avoiding_command(
+    from_make: bool,
+    argv: Vec<String>,
+    config: Option<&Path>,
+    ports: &[(Door, u16)],
+) -> String {
+    let mut words: Vec<String> = if from_make {
+        vec!["make".into(), "run-server".into()]
+    } else {
+        without_port_options(argv)
+    };
+    for (door, port) in ports {
+        let (make_var, flag) = match door {
+            Door::Web => ("WEB_PORT", "--web-port"),
+            Door::Irc => ("IRC_PORT", "--irc-port"),
+            Door::Native => ("PORT", "--port"),
+        };
+        if from_make {
+            words.push(format!("{make_var}={port}"));
+        } else {
+            words.extend([flag.to_string(), port.to_string()]);
+        }
+    }
+    match config {
+        Some(config) if from_make && config != Path::new("configuration.toml") => {
+            words.push(format!("CONFIG={}", config.display()));
+        }
+        _ => {}
+    }
+    words.join(" ")
+}
+
+/// `argv` without the options that set a port (`4119`, `--port 4119`, `-sp 4119`,
+/// `--web-port=8080`, ...), whose values are about to be replaced.
+fn without_port_options(argv: Vec<String>) -> Vec<String> {
+    const PORT_FLAGS: &[&str] = &["--port", "--sp", "-sp", "--web-port", "--irc-port"];
+    const VALUE_FLAGS: &[&str] = &["--config", "-c", "--credentials", "--bind", "--data-dir"];
+    let mut kept = Vec::new();
+    let mut words = argv.into_iter();
+    if let Some(program) = words.next() {
+        kept.push(program);
+    }
+    while let Some(word) = words.next() {
+        if PORT_FLAGS.contains(&word.as_str()) {
+            words.next();
+        } else if VALUE_FLAGS.contains(&word.as_str()) {
+            kept.push(word);
+            kept.extend(words.next());
+        } else if !(PORT_FLAGS
+            .iter()
+            .any(|f| word.starts_with(&format!("{f}=")))
+            || word.parse::<u16>().is_ok())
+        {
+            kept.push(word);
+        }
+    }
+    kept
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +196,36 @@ mod tests {
         assert!(failures[0]
             .to_string()
             .starts_with("port 80 (web) on 127.0.0.1: "));
+    }
+
+    fn words(line: &str) -> Vec<String> {
+        line.split(' ').map(String::from).collect()
+    }
+
+    #[test]
+    fn port_options_go_and_the_rest_stays() {
+        let argv = words(
+            "srv 4119 --config c.toml --web-port=8080 -sp 1 --bind 127.0.0.1 --irc-port 6667 \
+             --data-dir 4120",
+        );
+        let argv: Vec<String> = argv.into_iter().filter(|w| !w.is_empty()).collect();
+        assert_eq!(
+            without_port_options(argv),
+            words("srv --config c.toml --bind 127.0.0.1 --data-dir 4120")
+        );
+    }
+
+    #[test]
+    fn the_command_is_make_run_server_from_make_else_the_binary_with_new_ports() {
+        let ports = [(Door::Native, 4120), (Door::Web, 8081), (Door::Irc, 6668)];
+        let argv = words("lanchat-server 4119 --config other.toml");
+        assert_eq!(
+            avoiding_command(true, argv.clone(), Some(Path::new("other.toml")), &ports),
+            "make run-server PORT=4120 WEB_PORT=8081 IRC_PORT=6668 CONFIG=other.toml"
+        );
+        assert_eq!(
+            avoiding_command(false, argv, Some(Path::new("other.toml")), &ports[..2]),
+            "lanchat-server --config other.toml --port 4120 --web-port 8081"
+        );
     }
 }
