@@ -192,6 +192,12 @@ fn a_port_clash_names_every_busy_port_and_one_command_that_avoids_them() {
             "{door} port {port} not named:\n{stderr}"
         );
     }
+    // The clash was found before the data directory was opened: a second server started by
+    // mistake never repairs or compacts the first one's files.
+    assert!(
+        !dir.path().join("data").exists(),
+        "the data directory was opened"
+    );
     // The suggested command line works as given: its ports were free.
     let suggested = stderr
         .lines()

@@ -201,8 +201,6 @@ impl Server {
         credentials: Credentials,
         clock: Arc<dyn Clock>,
     ) -> Result<Server, ServerError> {
-        let (store, directory) = Store::open(&config.data_dir, config.max_offline_messages)
-            .map_err(ServerError::Store)?;
         let mut listeners = Vec::new();
         let mut doors = Vec::new();
         let mut failures = Vec::new();
@@ -237,6 +235,10 @@ impl Server {
             ports::suggest_free_ports(&mut failures, &taken);
             return Err(ServerError::Listen(failures));
         }
+        // Only now, with every port ours: a second server started by mistake (a clash) must
+        // not open, let alone repair or compact, the first one's data directory.
+        let (store, directory) = Store::open(&config.data_dir, config.max_offline_messages)
+            .map_err(ServerError::Store)?;
         // Logged here, not when the accept loops start, so that it comes before the banner
         // a binary prints between `bind` and `run`.
         for (door, local) in &doors {
