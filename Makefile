@@ -1,28 +1,50 @@
-# lanchat: `make run-server`, `make run-client [HOST=addr] [PORT=4119]`, `make test`.
-# Without HOST, run-client looks for the server on the LAN (then tries this machine).
+# lanchat: `make run-server [PORT=4119] [WEB_PORT=8080] [IRC_PORT=6667]`,
+# `make run-client [HOST=addr] [PORT=4119]`, `make test`.
+# PORT is always the server's chat port: the one run-server listens on, the one run-client
+# connects to. Without HOST, run-client looks for the server on the LAN (then this machine).
+# A second server on one machine: `make run-server PORT=4120 WEB_PORT=8081 IRC_PORT=6668`
+# (given PORT, its data goes to data-PORT unless DATA_DIR says otherwise, so two servers
+# never share a data directory). CONFIG names another configuration file.
 HOST ?=
 PORT ?=
+WEB_PORT ?=
+IRC_PORT ?=
+CONFIG ?= configuration.toml
+DATA_DIR ?= $(if $(PORT),data-$(PORT))
 CARGO ?= cargo
 
-.PHONY: build run-server run-client test lint fmt clean bench bench-quick bench-peers bench-codec
+.PHONY: build run-server run-client test test-deps lint fmt clean bench bench-quick bench-peers bench-codec
 
 build:
 	$(CARGO) build --release
 
+SERVER_ARGS = --config $(CONFIG) $(if $(PORT),--port $(PORT)) \
+	$(if $(WEB_PORT),--web-port $(WEB_PORT)) $(if $(IRC_PORT),--irc-port $(IRC_PORT)) \
+	$(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
 run-server: build
-	./target/release/lanchat-server --config configuration.toml
+	./target/release/lanchat-server $(strip $(SERVER_ARGS))
 
 # The client's own last line says why it ended; make need not add an "Error 1" after it.
 run-client: build
 	@./target/release/lanchat-client $(if $(HOST),$(HOST) $(PORT),$(if $(PORT),--sp $(PORT))) || true
 
-# Every test: unit, integration (real sockets), and the end-to-end binary tests.
-test:
+# Every test: unit, integration (real sockets), and the end-to-end binary tests. What they
+# need beyond Rust is installed first (test-deps); a test whose need is still missing is
+# reported as skipped, with the reason (tests/needs.sh), never as passed. Without
+# cargo-nextest, cargo test runs them all and such a test fails, naming what to install.
+test: test-deps
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --all-targets --no-fail-fast; \
+		skip=$$(sh tests/needs.sh skips); \
+		$(CARGO) nextest run --all-targets --no-fail-fast $${skip:+-E "not ($$skip)"}; \
 	else \
 		$(CARGO) test --all-targets --no-fail-fast; \
 	fi
+
+# What the tests need (Debian packages, python3's irc, the browser test's npm packages), if
+# missing; quiet and quick when all is there; a warning where it cannot install.
+test-deps:
+	@sh tests/needs.sh install
 
 # Benchmarks: lanchat against ngircd, inspircd and the loopback limit, on 127.0.0.1 only
 # (README.md, "Performance"). BENCH_ARGS adds options, e.g. BENCH_ARGS="--runs 5".

@@ -172,6 +172,9 @@ pub struct Config {
     pub max_offline_messages: usize,
     /// Whether a broadcast is also shown to its sender (seed 003's room did).
     pub broadcast_echo: bool,
+    /// Seed 003's chat room: a line that is not a command goes to everyone online (and back
+    /// to its sender) instead of being refused as an unknown command.
+    pub room: bool,
     /// Up to this many users online, each login, logout and status change is one `PRESENCE`
     /// line to the others; above it they are gathered into `PRESENCES` summaries.
     pub presence_summary_above: usize,
@@ -220,6 +223,7 @@ impl Default for Config {
             slow_reader_timeout_secs: 10,
             max_offline_messages: 1000,
             broadcast_echo: false,
+            room: false,
             presence_summary_above: 200,
             presence_summary_ms: 1000,
             irc_port: 6667,

@@ -3,7 +3,7 @@
 //!
 //! Client to server: one command per line, UTF-8, LF or CRLF. The first word is the command,
 //! case-insensitive, optionally prefixed with `/`; each course project's own spelling is an
-//! alias (`online`/`list`/`whoelse`, `message`/`send`, `log out`/`exit`/`quit`/`logout`, ...).
+//! alias (`online`/`who`/`whoelse`, `message`/`send`, `log out`/`exit`/`quit`/`logout`, ...).
 //!
 //! Server to client: every line is `KIND` followed by a fixed number of space-free arguments
 //! for that kind and then free text (possibly empty), e.g. `MSG alice hello there`. The kind
@@ -152,8 +152,10 @@ pub enum Command {
     Help,
     /// `logout`, `log out`, `exit`, `quit`
     Logout,
-    /// `whoelse`, `online`, `list`, `who`
+    /// `whoelse`, `online`, `who`, `users`: the others online
     WhoElse,
+    /// `list` (seed 004): everyone signed in, yourself included
+    SignedIn,
     /// `wholast N` with N in 0..=60 minutes
     WhoLast(u32),
     /// `message USER TEXT`, `send USER TEXT`, `msg USER TEXT`
@@ -371,7 +373,8 @@ pub fn parse_command(line: &str, me: &str) -> Result<Option<Command>, ParseError
         "logout" | "exit" | "quit" | "bye" if rest.is_empty() => Command::Logout,
         "log" if rest.eq_ignore_ascii_case("out") => Command::Logout,
         "log" if rest.eq_ignore_ascii_case("on") => Command::LogOn,
-        "whoelse" | "online" | "list" | "who" | "users" => Command::WhoElse,
+        "whoelse" | "online" | "who" | "users" => Command::WhoElse,
+        "list" => Command::SignedIn,
         "wholast" => {
             let (n, extra) = split_word(rest);
             if n.is_empty() || !extra.is_empty() {
@@ -1007,9 +1010,10 @@ mod tests {
         assert_eq!(ok("log on"), Command::LogOn);
         assert_eq!(parse("bye for now").unwrap_err().code, "unknown-command");
         assert_eq!(ok("LOG ON"), Command::LogOn);
-        for l in ["whoelse", "online", "list", "WHOELSE"] {
+        for l in ["whoelse", "online", "who", "WHOELSE"] {
             assert_eq!(ok(l), Command::WhoElse, "{l}");
         }
+        assert_eq!(ok("LIST"), Command::SignedIn);
         assert_eq!(ok("wholast 10"), Command::WhoLast(10));
         assert_eq!(parse("wholast 61").unwrap_err().code, "bad-number");
         assert_eq!(parse("wholast").unwrap_err().code, "usage");

@@ -3,8 +3,8 @@
 //! Screenshots of the logged-in page land in target/browser-screenshots/.
 //!
 //! Needs node, Debian's chromium (/usr/bin/chromium, or LANCHAT_CHROMIUM) and
-//! `npm ci` in tests/browser; `.ci/run` installs them. Without them the test fails under CI
-//! (CI=true) and is skipped, loudly, elsewhere.
+//! `npm ci` in tests/browser; `make test-deps` installs them. Without them the test fails
+//! (and `make test` reports it as skipped: tests/needs.sh).
 
 mod common;
 
@@ -16,21 +16,19 @@ use std::time::{Duration, Instant};
 /// The whole browser run may take this long (Chromium's start is the slow part).
 const BROWSER_PATIENCE: Duration = Duration::from_secs(180);
 
-/// What is missing to run the browser test, if anything.
-fn missing(browser_dir: &Path) -> Option<String> {
+/// What is missing to run the browser test, if anything, and the command that installs it.
+fn missing(browser_dir: &Path) -> Option<(String, String)> {
     let chromium = std::env::var("LANCHAT_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !Path::new(&chromium).exists() {
-        return Some(format!("{chromium} not found (apt-get install chromium)"));
+        return Some((chromium, "apt-get install chromium".into()));
     }
     let node = Command::new("node").arg("--version").output();
     if !node.is_ok_and(|o| o.status.success()) {
-        return Some("node not found".into());
+        return Some(("node".into(), "apt-get install nodejs npm".into()));
     }
     if !browser_dir.join("node_modules/playwright-core").is_dir() {
-        return Some(format!(
-            "playwright-core not installed (run `npm ci` in {})",
-            browser_dir.display()
-        ));
+        let dir = browser_dir.display();
+        return Some(("playwright-core".into(), format!("cd {dir} && npm ci")));
     }
     None
 }
@@ -47,16 +45,8 @@ fn target_dir(root: &Path) -> PathBuf {
 fn web_client_in_headless_chromium() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let browser_dir = root.join("tests/browser");
-    if let Some(why) = missing(&browser_dir) {
-        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-            panic!("the browser test cannot run: {why}. .ci/run should have installed it.");
-        }
-        eprintln!();
-        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-        eprintln!("!! SKIPPED web_client_in_headless_chromium: {why}");
-        eprintln!("!! (it fails instead under CI=true; .ci/run installs what it needs)");
-        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-        return;
+    if let Some((what, install)) = missing(&browser_dir) {
+        common::require(false, &what, &install);
     }
     let tmp = tempfile::tempdir().unwrap();
     // A crowd from the fourth user online on (the presence step logs in dave and erin).

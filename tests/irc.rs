@@ -2,8 +2,11 @@
 //! (tests/irc/suite.py, one group of checks per test, each against a fresh server) and
 //! Debian's irssi, run headless in tmux.
 //!
-//! Without python3's `irc` package, irssi or tmux these tests fail under CI (`CI=true`) and
-//! are skipped, loudly, elsewhere. `.ci/run` installs them.
+//! Without python3's `irc` package, irssi or tmux these tests fail, naming the install
+//! command; `make test-deps` installs them and `make test` reports the tests as skipped
+//! where it could not (tests/needs.sh).
+
+mod common;
 
 use lanchat::clock::SystemClock;
 use lanchat::config::{AuthMode, Config, OptionalPort};
@@ -93,15 +96,6 @@ impl IrcServer {
     }
 }
 
-/// Whether a missing tool fails the test (CI) or skips it (a developer's machine).
-fn missing(what: &str) -> bool {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{what} is missing; .ci/run installs it");
-    }
-    eprintln!("SKIPPED: {what} is missing (pip install irc; apt-get install irssi tmux)");
-    true
-}
-
 fn have_python_irc() -> bool {
     Command::new("python3")
         .args(["-c", "import irc.client"])
@@ -115,9 +109,11 @@ fn suite(group: &str, auth: AuthMode) {
 }
 
 fn suite_with(group: &str, auth: AuthMode, tweak: impl Fn(&mut Config)) {
-    if !have_python_irc() && missing("python3's `irc` package") {
-        return;
-    }
+    common::require(
+        have_python_irc(),
+        "python3's `irc` package",
+        "python3 -m pip install irc",
+    );
     let server = IrcServer::start_with(auth, tweak);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/irc/suite.py");
     let out = Command::new("python3")
@@ -284,9 +280,11 @@ fn irssi_in_tmux_talks_with_a_native_client() {
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    if !(have("irssi", "--version") && have("tmux", "-V")) && missing("irssi or tmux") {
-        return;
-    }
+    common::require(
+        have("irssi", "--version") && have("tmux", "-V"),
+        "irssi or tmux",
+        "apt-get install irssi tmux",
+    );
     let server = IrcServer::start(AuthMode::Open);
     let home = tempfile::tempdir().unwrap();
     // One window for everything (channels and queries), so the screen shows it all.

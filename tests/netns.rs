@@ -2,7 +2,8 @@
 //! one interface `eth0` at 10.251.N.(i+1)/24, cabled by a veth pair to a bridge in a
 //! namespace of its own (the switch), so nothing is added to the machine's own network and
 //! broadcasts stay on the lab's wire. The namespaces are made and removed by each test;
-//! where it lacks the rights (not root, no `ip`), it says so and passes without running.
+//! where it lacks the rights (not root, no `ip`), it fails (`make test` reports it as
+//! skipped).
 //!
 //! Two hosts: server-relayed and direct (peer-to-peer) messages. Three hosts: discovery by
 //! broadcast, login, messages both ways, broadcast, presence, the failed-login lockout keyed
@@ -12,6 +13,10 @@ mod common;
 
 use common::{ClientProcess, ServerProcess};
 use std::process::Command;
+
+/// Why a lab cannot be built; `make test` skips these tests where that is so.
+const NO_NETNS: &str = "cannot create network namespaces here: these tests need root and \
+    iproute2 (apt-get install iproute2); `make test` reports them as skipped instead";
 
 /// Hosts on one switch; every namespace is removed on drop.
 struct Lab {
@@ -131,8 +136,7 @@ impl Drop for Lab {
 #[test]
 fn two_hosts_chat_and_message_directly_across_a_veth_link() {
     let Some(lab) = Lab::new("p", 2) else {
-        eprintln!("SKIPPED: cannot create network namespaces here (needs root and iproute2)");
-        return;
+        panic!("{NO_NETNS}");
     };
     let dir = tempfile::tempdir().unwrap();
     let (in_a, in_b) = (lab.hosts[0].prefix(), lab.hosts[1].prefix());
@@ -172,8 +176,7 @@ fn two_hosts_chat_and_message_directly_across_a_veth_link() {
 #[test]
 fn three_hosts_find_the_server_chat_lock_out_by_ip_and_lose_a_host() {
     let Some(lab) = Lab::new("t", 3) else {
-        eprintln!("SKIPPED: cannot create network namespaces here (needs root and iproute2)");
-        return;
+        panic!("{NO_NETNS}");
     };
     let (host_a, host_b, host_c) = (&lab.hosts[0], &lab.hosts[1], &lab.hosts[2]);
     let dir = tempfile::tempdir().unwrap();

@@ -12,7 +12,7 @@ use lanchat::config::{Config, OptionalPort};
 use lanchat::credentials::{hash_password, Credentials};
 use lanchat::discovery::{self, Announcement, Responder};
 use lanchat::protocol::valid_username;
-use lanchat::server::{Door, Server};
+use lanchat::server::{ports, Door, Server, ServerError};
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -134,6 +134,16 @@ fn serve(args: &Args) -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
+            if let ServerError::Listen(failures) = &e {
+                let from_make = std::env::var_os("MAKELEVEL").is_some();
+                let argv = std::env::args().collect();
+                let command = ports::ports_instead(&config, failures)
+                    .map(|p| ports::avoiding_command(from_make, argv, args.config.as_deref(), &p));
+                if let Some(command) = command {
+                    eprintln!("Another server may be running here; this one can start with:");
+                    eprintln!("  {command}");
+                }
+            }
             return ExitCode::FAILURE;
         }
     };

@@ -282,9 +282,11 @@ pub fn run(options: &Options) -> Result<Ending, Error> {
     let socket = connect(&options.host, options.port)?;
     let _ = socket.set_nodelay(true);
 
-    // The line editor reads and writes UTF-8 only.
-    let editor_mode =
-        io::stdin().is_terminal() && io::stdout().is_terminal() && options.charset.is_utf8();
+    let editor_mode = line_editing(
+        io::stdin().is_terminal() && io::stdout().is_terminal(),
+        options.charset.is_utf8(),
+        std::env::var_os("TERM").as_deref(),
+    );
     let terminal = Terminal::save(editor_mode);
     let (events_tx, events) = crossbeam_channel::unbounded();
     spawn_reader(socket.try_clone()?, events_tx.clone())?;
@@ -350,6 +352,16 @@ pub fn run(options: &Options) -> Result<Ending, Error> {
         username: options.username.clone(),
     };
     client.run(&events)
+}
+
+/// Terminals the line editor cannot drive (rustyline's own list of unsupported ones).
+const PLAIN_TERMS: &[&str] = &["dumb", "cons25", "emacs"];
+
+/// Whether to edit lines: on a terminal (standard input and output), in UTF-8 (the editor
+/// reads and writes nothing else), whose `TERM` can move a cursor. Otherwise plain lines are
+/// read, quietly: a `TERM=dumb` user asked for exactly that.
+fn line_editing(on_terminal: bool, utf8: bool, term: Option<&OsStr>) -> bool {
+    on_terminal && utf8 && term.is_none_or(|t| !PLAIN_TERMS.iter().any(|p| t == *p))
 }
 
 /// A line editor and a printer that writes above its prompt.
@@ -919,6 +931,17 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_editing_only_where_the_terminal_can_do_it() {
+        let term = |t: &'static str| Some(OsStr::new(t));
+        assert!(line_editing(true, true, term("xterm-256color")));
+        assert!(line_editing(true, true, None));
+        assert!(!line_editing(true, true, term("dumb")));
+        assert!(!line_editing(true, true, term("emacs")));
+        assert!(!line_editing(false, true, term("xterm")));
+        assert!(!line_editing(true, false, term("xterm")));
+    }
 
     #[test]
     fn colour_rules() {

@@ -715,20 +715,36 @@ impl Hub {
 
     /// `whoelse`: the other online users visible to `me`, with status and intro.
     pub fn whoelse(&self, me: &str) -> Vec<Line> {
+        self.online_users(me, false, "whoelse", "The currently online users are:")
+    }
+
+    /// `list` (seed 004): every signed-in user visible to `me`, `me` included.
+    pub fn signed_in(&self, me: &str) -> Vec<Line> {
+        self.online_users(me, true, "list", "Signed in users:")
+    }
+
+    /// The online users visible to `me`, as list `name`, with `me` or without.
+    fn online_users(&self, me: &str, include_me: bool, name: &str, title: &str) -> Vec<Line> {
         let state = self.shared.state.lock();
         let mut names: Vec<&String> = state
             .online
             .keys()
-            .filter(|n| n.as_str() != me && state.visible_to(n, me))
+            .filter(|n| {
+                if n.as_str() == me {
+                    include_me
+                } else {
+                    state.visible_to(n, me)
+                }
+            })
             .collect();
         names.sort();
         let mut lines = vec![Line::new(
             Kind::List,
-            &["whoelse", &names.len().to_string()],
+            &[name, &names.len().to_string()],
             if names.is_empty() {
-                "The currently online users are: (Not found)"
+                format!("{title} (Not found)")
             } else {
-                "The currently online users are:"
+                title.to_string()
             },
         )];
         for n in names {
@@ -1151,29 +1167,41 @@ impl Hub {
     /// `accept` / `decline`: answers the most recent request to `me` (from `from`, if
     /// given), a chat request or an address exchange.
     pub fn answer(&self, me: &str, from: Option<&str>, accept: bool) -> Vec<Line> {
-        let newest_address = {
-            let state = self.shared.state.lock();
-            let chat = state
-                .sessions
-                .values()
-                .filter(|s| !s.started && s.to == me && from.is_none_or(|f| s.from == f))
-                .map(|s| s.asked)
-                .max();
-            let address = state
-                .addr_requests
-                .iter()
-                .filter(|((f, t), _)| t == me && from.is_none_or(|x| f == x))
-                .max_by_key(|(_, (asked, _))| *asked)
-                .map(|((f, _), (asked, _))| (f.clone(), *asked));
-            match (chat, address) {
-                (Some(c), Some((f, a))) if a > c => Some(f),
-                (None, Some((f, _))) => Some(f),
-                _ => None,
-            }
-        };
-        match newest_address {
+        match self.newest_address_request(me, from) {
             Some(requester) => self.answer_address(me, &requester, accept),
             None => self.answer_chat(me, from, accept),
+        }
+    }
+
+    /// Seed 002: a blank line answers `[y/N]` with no, so it declines the newest pending
+    /// request to `me` when that is an address exchange; `None` (and the line is ignored)
+    /// otherwise.
+    pub fn decline_address_on_blank(&self, me: &str) -> Option<Vec<Line>> {
+        let requester = self.newest_address_request(me, None)?;
+        Some(self.answer_address(me, &requester, false))
+    }
+
+    /// Who sent the address exchange that `accept`/`decline` would answer now: the newest
+    /// pending request to `me` (from `from`, if given), if it is an address exchange rather
+    /// than a chat request.
+    fn newest_address_request(&self, me: &str, from: Option<&str>) -> Option<String> {
+        let state = self.shared.state.lock();
+        let chat = state
+            .sessions
+            .values()
+            .filter(|s| !s.started && s.to == me && from.is_none_or(|f| s.from == f))
+            .map(|s| s.asked)
+            .max();
+        let address = state
+            .addr_requests
+            .iter()
+            .filter(|((f, t), _)| t == me && from.is_none_or(|x| f == x))
+            .max_by_key(|(_, (asked, _))| *asked)
+            .map(|((f, _), (asked, _))| (f.clone(), *asked));
+        match (chat, address) {
+            (Some(c), Some((f, a))) if a > c => Some(f),
+            (None, Some((f, _))) => Some(f),
+            _ => None,
         }
     }
 

@@ -17,14 +17,17 @@ mod irc;
 pub mod lockout;
 pub mod memory;
 mod policy;
+pub mod ports;
 pub mod ratelimit;
 mod reader;
+mod room;
 mod session;
 mod thread;
 mod verifier;
 mod web;
 
 pub use door::Door;
+pub use ports::ListenFailure;
 pub use session::HELP;
 pub use verifier::CheckCount;
 
@@ -65,6 +68,8 @@ pub enum ServerError {
     Store(StoreError),
     /// The listening socket could not be opened.
     Bind(SocketAddr, io::Error),
+    /// These doors could not listen (every one of them, with free ports to use instead).
+    Listen(Vec<ListenFailure>),
     /// A thread could not be started.
     Spawn(io::Error),
 }
@@ -75,6 +80,10 @@ impl fmt::Display for ServerError {
             ServerError::Credentials(e) => write!(f, "credentials: {e}"),
             ServerError::Store(e) => write!(f, "data directory: {e}"),
             ServerError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            ServerError::Listen(failures) => {
+                let all: Vec<String> = failures.iter().map(ToString::to_string).collect();
+                write!(f, "cannot listen: {}", all.join("; "))
+            }
             ServerError::Spawn(e) => write!(f, "cannot start a thread: {e}"),
         }
     }
@@ -214,14 +223,25 @@ impl Server {
         credentials: Credentials,
         clock: Arc<dyn Clock>,
     ) -> Result<Server, ServerError> {
-        let (store, directory) = Store::open(&config.data_dir, config.max_offline_messages)
-            .map_err(ServerError::Store)?;
         let mut listeners = Vec::new();
         let mut doors = Vec::new();
-        for (door, port) in Door::configured(&config) {
+        let mut failures = Vec::new();
+        let configured = Door::configured(&config);
+        for &(door, port) in &configured {
             let addr = SocketAddr::new(config.bind, port);
-            let listener =
-                crate::net::tcp_listener(addr).map_err(|e| ServerError::Bind(addr, e))?;
+            // Every door is tried, so that one error names every port that needs changing.
+            let listener = match crate::net::tcp_listener(addr) {
+                Ok(listener) => listener,
+                Err(error) => {
+                    failures.push(ListenFailure {
+                        door,
+                        addr,
+                        error,
+                        free_instead: None,
+                    });
+                    continue;
+                }
+            };
             // Linux gives every accepted socket the listener's options: set once here,
             // they cost no syscalls per connection.
             #[cfg(target_os = "linux")]
@@ -231,6 +251,20 @@ impl Server {
                 .map_err(|e| ServerError::Bind(addr, e))?;
             listeners.push((door, listener));
             doors.push((door, local));
+        }
+        if !failures.is_empty() {
+            let taken: Vec<u16> = configured.iter().map(|&(_, port)| port).collect();
+            ports::suggest_free_ports(&mut failures, &taken);
+            return Err(ServerError::Listen(failures));
+        }
+        // Only now, with every port ours: a second server started by mistake (a clash) must
+        // not open, let alone repair or compact, the first one's data directory.
+        let (store, directory) = Store::open(&config.data_dir, config.max_offline_messages)
+            .map_err(ServerError::Store)?;
+        // Logged here, not when the accept loops start, so that it comes before the banner
+        // a binary prints between `bind` and `run`.
+        for (door, local) in &doors {
+            log::info!("listening on {local} ({})", door.name());
         }
         let irc = Arc::new(irc::World::new(
             &config.server_name,
@@ -339,9 +373,6 @@ impl Server {
 impl Core {
     /// Accepts connections on one door until shutdown.
     fn accept_loop(&self, door: Door, listener: &TcpListener) {
-        if let Ok(addr) = listener.local_addr() {
-            log::info!("listening on {addr} ({})", door.name());
-        }
         loop {
             // accept() hands back the peer's address: no getpeername per connection.
             let accepted = listener.accept();

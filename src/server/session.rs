@@ -90,12 +90,13 @@ enum NotALine {
     Closed,
 }
 
-fn classify(input: Input) -> Result<String, NotALine> {
+/// `limit` is `max_line_bytes`, named in the reply so the user knows how much to cut.
+fn classify(input: Input, limit: usize) -> Result<String, NotALine> {
     match input {
         Input::Line(l) => Ok(l),
         Input::TooLong(n) => Err(NotALine::Reply(Line::err(
             "line-too-long",
-            format!("That line was {n} bytes; the limit is smaller. It was not sent."),
+            format!("That line was {n} bytes; the limit is {limit} bytes. It was not sent."),
         ))),
         Input::BadUtf8 => Err(NotALine::Reply(Line::err(
             "bad-utf8",
@@ -125,7 +126,7 @@ fn login(
         cork.before_read();
         let input = reader.next_line(conn, timers.deadline());
         cork.after_read(reader.has_buffered_line());
-        let line = match classify(input) {
+        let line = match classify(input, hub.config().max_line_bytes) {
             Ok(l) => l,
             Err(NotALine::Reply(l)) => {
                 conn.send(&l);
@@ -229,7 +230,7 @@ fn command_loop(
         // One clock reading per line for all of its bookkeeping (a handful of them was 2 %
         // of the server's CPU in pairs 64).
         let now = Instant::now();
-        let line = match classify(input) {
+        let line = match classify(input, hub.config().max_line_bytes) {
             Ok(l) => l,
             Err(NotALine::Reply(l)) => {
                 timers.heard(now, Heard::Activity);
@@ -290,6 +291,9 @@ fn command_loop(
             continue;
         }
         if line.trim().is_empty() {
+            if let Some(replies) = hub.decline_address_on_blank(name) {
+                conn.send_all(&replies);
+            }
             continue;
         }
         if !is_session_command(&line) && hub.in_session(name) {
@@ -301,6 +305,10 @@ fn command_loop(
             Ok(None) => continue,
             Err(e) if e.code == "unknown-command" && hub.in_session(name) => {
                 conn.send_all(&hub.talk(name, &sanitize_text(line.trim())));
+                continue;
+            }
+            Err(e) if e.code == "unknown-command" && super::room::is_room_line(hub, &line) => {
+                conn.send_all(&super::room::say(hub, name, &line));
                 continue;
             }
             Err(e) => {
@@ -367,6 +375,7 @@ pub(super) fn apply(hub: &Hub, me: &str, command: Command) -> Vec<Line> {
     match command {
         Command::Help => help(),
         Command::WhoElse => hub.whoelse(me),
+        Command::SignedIn => hub.signed_in(me),
         Command::WhoLast(minutes) => hub.wholast(me, minutes),
         Command::Message { to, text } => hub.message(me, &to, text),
         Command::Broadcast { audience, text } => hub.broadcast(me, &audience, &text),
@@ -399,7 +408,8 @@ pub(super) fn apply(hub: &Hub, me: &str, command: Command) -> Vec<Line> {
 
 /// The `help` text: every command with its aliases.
 pub const HELP: &[&str] = &[
-    "whoelse | online | list                  who else is online (with intros)",
+    "whoelse | online                         who else is online (with intros)",
+    "list                                     everyone signed in, you included",
     "wholast N                                who was online in the last N (0-60) minutes",
     "message USER TEXT | send USER TEXT       private message via the server (stored if USER is offline)",
     "broadcast TEXT                           to everyone online now",

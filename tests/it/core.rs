@@ -143,7 +143,7 @@ fn whoelse_lists_others_with_intros_and_aliases_work() {
     });
     b.send("personalintro The best course ever");
     b.expect_ok("intro");
-    for cmd in ["whoelse", "online", "list", "/WHOELSE"] {
+    for cmd in ["whoelse", "online", "/WHOELSE"] {
         a.send(cmd);
         let (_, users) = a.expect_list("whoelse");
         assert_eq!(users.len(), 1, "{cmd}");

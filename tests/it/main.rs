@@ -34,3 +34,5 @@ mod hostile_input;
 mod login;
 /// Issue 23: deadlines that trickled bytes cannot move, flood control that slows.
 mod pace;
+/// Issue 26: seed 003's room, seed 002's blank answer, seed 004's `list`, limits named.
+mod newcomer;
