@@ -27,3 +27,6 @@ mod crowd;
 
 /// Issue 7: connection threads stay far from the end of their small stacks.
 mod memory;
+
+/// Issue 23: a channel QUIT leaves the group; the data directory is bounded.
+mod bounds;

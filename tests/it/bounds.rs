@@ -1,0 +1,130 @@
+//! Issue 23, items 11: what a channel PART/QUIT does to group membership (the same rule
+//! seen from both doors), and the bounds on what the data directory may hold.
+
+use crate::support::*;
+use lanchat::config::{AuthMode, Config};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Instant;
+
+/// A server with its IRC door open on a free port (retried if another test took it first).
+fn start_with_irc(tweak: impl Fn(&mut Config)) -> (TestServer, SocketAddr) {
+    for attempt in 0.. {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            TestServer::start_with(|c| {
+                c.irc_port = port;
+                tweak(c);
+            })
+        }));
+        match started {
+            Ok(s) => return (s, SocketAddr::from(([127, 0, 0, 1], port))),
+            Err(e) if attempt >= 20 => std::panic::resume_unwind(e),
+            Err(_) => continue,
+        }
+    }
+    unreachable!()
+}
+
+/// A raw IRC connection whose reads time out.
+struct Irc {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Irc {
+    /// Registers `nick` (open mode: no PASS) and waits for the end of the welcome.
+    fn register(addr: SocketAddr, nick: &str) -> Irc {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut irc = Irc {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        };
+        irc.send(&format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}"));
+        irc.expect(" 366 ");
+        irc
+    }
+
+    fn send(&mut self, line: &str) {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .unwrap();
+    }
+
+    /// Reads lines until one contains `needle`; returns it.
+    fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut line = String::new();
+        while Instant::now() < deadline {
+            line.clear();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => panic!("closed while waiting for {needle:?}"),
+                Ok(_) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("waiting for {needle:?}: {e}"),
+            }
+        }
+        panic!("no {needle:?} in time")
+    }
+
+    /// QUIT, and waits for the server to close the connection.
+    fn quit(mut self) {
+        self.send("QUIT :bye");
+        self.expect("ERROR");
+    }
+}
+
+/// The members of `group` as `client` lists them.
+fn members(client: &TestClient, group: &str) -> Vec<String> {
+    client.send(&format!("group members {group}"));
+    let (_, items) = client.expect_list("members");
+    items.into_iter().map(|l| l.text).collect()
+}
+
+#[test]
+fn an_irc_quit_leaves_the_channels_joined_over_irc_and_keeps_native_memberships() {
+    let (s, irc) = start_with_irc(|c| c.auth = AuthMode::Open);
+    let alice = s.connect();
+    alice.send("alice");
+    alice.expect(lanchat::protocol::Kind::Welcome);
+    alice.read_mail();
+    alice.send("group create proj");
+    alice.expect_ok("group-created");
+    // bob joins natively first: a lasting membership, as every native one.
+    let bob = s.connect();
+    bob.send("bob");
+    bob.expect(lanchat::protocol::Kind::Welcome);
+    bob.read_mail();
+    bob.send("group join proj");
+    bob.expect_ok("group-joined");
+    bob.logout();
+
+    let mut ian = Irc::register(irc, "ian");
+    ian.send("JOIN #proj");
+    ian.expect(" 366 ");
+    ian.send("JOIN #scratch");
+    ian.expect(" 366 ");
+    // bob comes over IRC: proj is joined again for him, and left alone at his QUIT.
+    let bob_irc = Irc::register(irc, "bob");
+    assert_eq!(
+        members(&alice, "proj"),
+        ["alice (online)", "bob (online)", "ian (online)"]
+    );
+    ian.quit();
+    bob_irc.quit();
+
+    // ian is no member any more (he left before his ERROR was sent): nothing is stored
+    // for him; bob still is.
+    assert_eq!(members(&alice, "proj"), ["alice (online)", "bob"]);
+    alice.send("group send proj after the quit");
+    let sent = alice.expect_ok("group-sent");
+    assert!(sent.text.contains("0 online, 1 will get it"), "{sent}");
+    // The channel only ian was in went with him.
+    alice.send("group members scratch");
+    alice.expect_err("no-such-group");
+}
