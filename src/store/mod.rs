@@ -36,6 +36,7 @@
 
 pub mod record;
 mod repair;
+mod usage;
 
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -80,6 +81,8 @@ pub struct Store {
     /// ones open for appending. A separate lock so history logging never waits
     /// behind a mail fsync; held only to look a file up, never across a write.
     history: Mutex<HistoryFiles>,
+    /// Bytes the directory holds, against `max_data_bytes`.
+    usage: Arc<usage::Usage>,
 }
 
 /// What the store knows of history files in this process.
@@ -131,6 +134,8 @@ impl HistoryFiles {
 pub struct HistoryLog {
     file: parking_lot::ArcMutexGuard<parking_lot::RawMutex, File>,
     path: PathBuf,
+    /// The store's byte count: history is not written past the bound.
+    usage: Arc<usage::Usage>,
 }
 
 impl HistoryLog {
@@ -149,7 +154,22 @@ impl HistoryLog {
     /// a record.
     pub fn append_encoded(&mut self, records: &[u8]) -> Result<(), StoreError> {
         debug_assert!(records.is_empty() || records.ends_with(b"\n"));
-        append_or_roll_back(&mut self.file, records, &self.path)
+        let len = records.len() as u64;
+        if !self.usage.admits(len) {
+            // Never acknowledged to anyone: past the bound it is left out, with a warning
+            // (once until a write fits again); the messages themselves were delivered.
+            if self.usage.first_refusal() {
+                log::warn!(
+                    "{}: the data directory holds max_data_bytes ({} bytes); history is not written until there is room",
+                    self.path.display(),
+                    self.usage.limit()
+                );
+            }
+            return Ok(());
+        }
+        append_or_roll_back(&mut self.file, records, &self.path)?;
+        self.usage.add(len);
+        Ok(())
     }
 }
 
@@ -232,6 +252,12 @@ pub enum StoreError {
         /// The configured mailbox limit.
         limit: usize,
     },
+    /// The data directory holds `max_data_bytes`: nothing was stored, so the sender can
+    /// be told.
+    StorageFull {
+        /// The configured bound in bytes.
+        limit: u64,
+    },
     /// A file system operation failed; the operation did not take effect
     /// (appends are rolled back where possible).
     Io(io::Error),
@@ -251,6 +277,9 @@ impl fmt::Display for StoreError {
             StoreError::MailboxFull { user, limit } => {
                 write!(f, "mailbox of {user} is full ({limit} messages)")
             }
+            StoreError::StorageFull { limit } => {
+                write!(f, "the data directory is full ({limit} bytes)")
+            }
             StoreError::Io(e) => write!(f, "storage error: {e}"),
             StoreError::File { path, error } => {
                 write!(f, "storage error: {}: {error}", path.display())
@@ -263,7 +292,7 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StoreError::Io(e) | StoreError::File { error: e, .. } => Some(e),
-            StoreError::MailboxFull { .. } => None,
+            StoreError::MailboxFull { .. } | StoreError::StorageFull { .. } => None,
         }
     }
 }
@@ -879,6 +908,7 @@ impl Store {
                 capacity: history_cache_size(),
                 ..HistoryFiles::default()
             }),
+            usage: Arc::new(usage::Usage::measure(dir)),
         };
         Ok((store, directory))
     }
@@ -941,8 +971,15 @@ impl Store {
                 limit: inner.mailbox_limit,
             });
         }
+        let line = encode_mail(mail);
+        if enforce_limit && !self.usage.admits(line.len() as u64) {
+            return Err(StoreError::StorageFull {
+                limit: self.usage.limit(),
+            });
+        }
         let path = self.mail_path(to);
-        append_line(&path, &encode_mail(mail), true).map_err(repair::at(&path))?;
+        append_line(&path, &line, true).map_err(repair::at(&path))?;
+        self.usage.add(line.len() as u64);
         inner.mail_counts.insert(to.to_owned(), count + 1);
         Ok(true)
     }
@@ -1017,6 +1054,7 @@ impl Store {
             return Ok(result);
         }
         inner.mail_counts.remove(user);
+        self.usage.sub(bytes.len() as u64);
         if let Err(e) = sync_dir(&self.dir.join(MAIL_DIR)) {
             log::warn!(
                 "{}: directory fsync after removing mailbox failed: {e}",
@@ -1100,6 +1138,7 @@ impl Store {
         Ok(HistoryLog {
             file: file.lock_arc(),
             path,
+            usage: Arc::clone(&self.usage),
         })
     }
 
@@ -1218,6 +1257,7 @@ impl Store {
         let mut inner = self.inner.lock();
         let path = self.dir.join(USERS_LOG);
         append_line(&path, &line, durable).map_err(repair::at(&path))?;
+        self.usage.add(line.len() as u64);
         inner.directory.apply(event);
         inner.journal_records += 1;
         if inner.journal_records > 2 * live_records(&inner.directory) + COMPACT_SLACK {
@@ -1234,7 +1274,13 @@ impl Store {
     fn compact(&self, directory: &Directory) -> io::Result<usize> {
         let tmp = self.dir.join(USERS_TMP);
         let events = snapshot_events(directory);
+        let size = || fs::metadata(self.dir.join(USERS_LOG)).map_or(0, |m| m.len());
+        let before = size();
         let result = write_journal(&tmp, &events, &self.dir);
+        if result.is_ok() {
+            self.usage.sub(before);
+            self.usage.add(size());
+        }
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
@@ -1251,6 +1297,18 @@ impl Store {
     /// The data directory (for messages).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Bounds the bytes the data directory may hold (`max_data_bytes`; 0 = no bound): past
+    /// it new mail is refused with [`StoreError::StorageFull`] and history is not written.
+    pub fn set_max_bytes(&self, max: u64) {
+        self.usage.set_limit(max);
+    }
+
+    /// Whether `bytes` more fit under `max_data_bytes` (a new user or group in open mode is
+    /// refused when not even a record fits).
+    pub fn has_room(&self, bytes: u64) -> bool {
+        self.usage.admits(bytes)
     }
 }
 

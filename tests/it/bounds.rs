@@ -3,6 +3,7 @@
 
 use crate::support::*;
 use lanchat::config::{AuthMode, Config};
+use lanchat::protocol::Kind;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
@@ -91,14 +92,14 @@ fn an_irc_quit_leaves_the_channels_joined_over_irc_and_keeps_native_memberships(
     let (s, irc) = start_with_irc(|c| c.auth = AuthMode::Open);
     let alice = s.connect();
     alice.send("alice");
-    alice.expect(lanchat::protocol::Kind::Welcome);
+    alice.expect(Kind::Welcome);
     alice.read_mail();
     alice.send("group create proj");
     alice.expect_ok("group-created");
     // bob joins natively first: a lasting membership, as every native one.
     let bob = s.connect();
     bob.send("bob");
-    bob.expect(lanchat::protocol::Kind::Welcome);
+    bob.expect(Kind::Welcome);
     bob.read_mail();
     bob.send("group join proj");
     bob.expect_ok("group-joined");
@@ -127,4 +128,99 @@ fn an_irc_quit_leaves_the_channels_joined_over_irc_and_keeps_native_memberships(
     // The channel only ian was in went with him.
     alice.send("group members scratch");
     alice.expect_err("no-such-group");
+}
+
+/// Logs `name` in from `from` in open mode (no password); the mail lines are consumed.
+fn open_login(s: &TestServer, from: &str, name: &str) -> TestClient {
+    let c = TestClient::connect_from(s.addr, from);
+    c.expect(Kind::Hello);
+    c.expect_ask("username");
+    c.send(name);
+    c.expect(Kind::Welcome);
+    c.read_mail();
+    c
+}
+
+#[test]
+fn past_max_data_bytes_new_mail_is_refused_and_what_was_stored_is_kept() {
+    let s = TestServer::start_with(|c| c.max_data_bytes = 8 * 1024);
+    let a = s.login("alice");
+    let text = "x".repeat(500);
+    let mut queued = 0;
+    let refusal = loop {
+        assert!(
+            queued < 40,
+            "8 KiB took {queued} mails of 500 bytes and refused none"
+        );
+        a.send(&format!("message bob {queued} {text}"));
+        let reply = a.next();
+        match (reply.kind, reply.arg(0)) {
+            (Kind::Ok, "queued") => queued += 1,
+            (Kind::Err, "storage-full") => break reply,
+            _ => panic!("unexpected {reply}"),
+        }
+    };
+    assert!(refusal.text.contains("not stored"), "{refusal}");
+    assert!(queued >= 10, "only {queued} fit in 8 KiB");
+    let dir_bytes: u64 = ["users.log", "mail/bob.log"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(s.data_dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    assert!(dir_bytes <= 8 * 1024, "{dir_bytes} bytes stored");
+    // Everything acknowledged is delivered; delivering it makes room again.
+    let b = s.connect();
+    b.send("bob");
+    b.expect_ask("password");
+    b.send("pw-bob");
+    b.expect(Kind::Welcome);
+    let mail = b.read_mail();
+    let numbers: Vec<usize> = mail
+        .iter()
+        .map(|m| m.text.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(numbers, (0..queued).collect::<Vec<_>>());
+    b.logout();
+    a.send("message bob room again");
+    a.expect_ok("queued");
+}
+
+#[test]
+fn in_open_mode_one_address_makes_a_bounded_number_of_users_and_groups() {
+    let s = TestServer::start_with(|c| {
+        c.auth = AuthMode::Open;
+        c.max_new_users_per_ip = 3;
+        c.max_groups_per_ip = 2;
+    });
+    for name in ["n1", "n2", "n3"] {
+        open_login(&s, "127.0.0.2", name).logout();
+    }
+    let c = TestClient::connect_from(s.addr, "127.0.0.2");
+    c.expect(Kind::Hello);
+    c.expect_ask("username");
+    c.send("n4");
+    let refusal = c.expect_err("user-limit");
+    assert!(refusal.text.contains("name used before"), "{refusal}");
+    c.expect_ask("username");
+    // A name made before still logs in from there, and another address makes its own.
+    c.send("n1");
+    c.expect(Kind::Welcome);
+    c.read_mail();
+    open_login(&s, "127.0.0.3", "m1");
+
+    c.send("group create g1");
+    c.expect_ok("group-created");
+    c.send("group create g2");
+    c.expect_ok("group-created");
+    c.send("group create g3");
+    let refusal = c.expect_err("group-limit");
+    assert!(refusal.text.contains("2 groups"), "{refusal}");
+    c.send("group list");
+    let (_, groups) = c.expect_list("groups");
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    // A group deleted (its last member left) no longer counts.
+    c.send("group leave g1");
+    c.expect_ok("group-left");
+    c.send("group create g3");
+    c.expect_ok("group-created");
 }

@@ -380,11 +380,18 @@ impl Session<'_> {
             self.enc.set_nick("");
             self.nick.clear();
             log::info!("IRC login of {nick} refused: {}", line.text);
-            self.send(&self.replies().num(
-                ERR_NICKNAMEINUSE,
-                &[nick],
-                "Nickname is already in use",
-            ));
+            let reply = match line.arg(0) {
+                "already-online" => {
+                    self.replies()
+                        .num(ERR_NICKNAMEINUSE, &[nick], "Nickname is already in use")
+                }
+                // A bound of the data directory (`user-limit`, `storage-full`): the text
+                // says which, and that a nick used before still works.
+                _ => self
+                    .replies()
+                    .num(ERR_ERRONEUSNICKNAME, &[nick], &line.text),
+            };
+            self.send(&reply);
             return Registration::Retry;
         }
         self.world.note_users(self.hub.online_count());
