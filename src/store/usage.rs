@@ -90,7 +90,11 @@ impl Usage {
     /// Counts `bytes` written.
     pub fn add(&self, bytes: u64) {
         self.used.fetch_add(bytes, Ordering::Relaxed);
-        self.warned.store(false, Ordering::Relaxed);
+        // Read first: every history round and mail passes here, and a store would bounce
+        // the flag's cache line between cores for nothing.
+        if self.warned.load(Ordering::Relaxed) {
+            self.warned.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Counts `bytes` removed.
