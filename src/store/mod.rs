@@ -155,7 +155,7 @@ impl HistoryLog {
     pub fn append_encoded(&mut self, records: &[u8]) -> Result<(), StoreError> {
         debug_assert!(records.is_empty() || records.ends_with(b"\n"));
         let len = records.len() as u64;
-        if !self.usage.admits(len) {
+        if !self.usage.reserve(len) {
             // Never acknowledged to anyone: past the bound it is left out, with a warning
             // (once until a write fits again); the messages themselves were delivered.
             if self.usage.first_refusal() {
@@ -167,9 +167,9 @@ impl HistoryLog {
             }
             return Ok(());
         }
-        append_or_roll_back(&mut self.file, records, &self.path)?;
-        self.usage.add(len);
-        Ok(())
+        append_or_roll_back(&mut self.file, records, &self.path).inspect_err(|_| {
+            self.usage.sub(len);
+        })
     }
 }
 
@@ -972,14 +972,19 @@ impl Store {
             });
         }
         let line = encode_mail(mail);
-        if enforce_limit && !self.usage.admits(line.len() as u64) {
+        let len = line.len() as u64;
+        if !enforce_limit {
+            self.usage.add(len);
+        } else if !self.usage.reserve(len) {
             return Err(StoreError::StorageFull {
                 limit: self.usage.limit(),
             });
         }
         let path = self.mail_path(to);
-        append_line(&path, &line, true).map_err(repair::at(&path))?;
-        self.usage.add(line.len() as u64);
+        if let Err(e) = append_line(&path, &line, true) {
+            self.usage.sub(len);
+            return Err(repair::at(&path)(e));
+        }
         inner.mail_counts.insert(to.to_owned(), count + 1);
         Ok(true)
     }

@@ -69,14 +69,37 @@ impl Usage {
     }
 
     /// Bytes held, as counted.
-    pub fn used(&self) -> u64 {
+    #[cfg(test)]
+    fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
     }
 
-    /// Whether `bytes` more fit under the bound.
+    /// Whether `bytes` more fit under the bound now (nothing is reserved).
     pub fn admits(&self, bytes: u64) -> bool {
+        self.fits(bytes, false)
+    }
+
+    /// Counts `bytes` about to be written if they fit under the bound; whether they did.
+    /// Reserving before writing keeps two writers from both taking the last room; a write
+    /// that then fails gives its bytes back with [`Usage::sub`].
+    pub fn reserve(&self, bytes: u64) -> bool {
+        self.fits(bytes, true)
+    }
+
+    fn fits(&self, bytes: u64, reserve: bool) -> bool {
         let max = self.limit();
-        if max == 0 || self.used().saturating_add(bytes) <= max {
+        let try_once = || {
+            self.used
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                    let after = u.saturating_add(bytes);
+                    (max == 0 || after <= max).then_some(if reserve { after } else { u })
+                })
+                .is_ok()
+        };
+        if try_once() {
+            if reserve {
+                self.clear_warned();
+            }
             return true;
         }
         let mut measured = self.measured.lock();
@@ -84,12 +107,17 @@ impl Usage {
             self.used.store(measure(&self.dir), Ordering::Relaxed);
             *measured = Instant::now();
         }
-        self.used().saturating_add(bytes) <= max
+        drop(measured);
+        try_once()
     }
 
-    /// Counts `bytes` written.
+    /// Counts `bytes` written without a reservation (what is written whatever the bound).
     pub fn add(&self, bytes: u64) {
         self.used.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A write fitted: the next refusal is worth a warning again.
+    fn clear_warned(&self) {
         // Read first: every history round and mail passes here, and a store would bounce
         // the flag's cache line between cores for nothing.
         if self.warned.load(Ordering::Relaxed) {
@@ -127,8 +155,10 @@ mod tests {
         usage.set_limit(150);
         assert!(usage.admits(50));
         assert!(!usage.admits(51));
-        usage.add(50);
-        assert!(!usage.admits(1));
+        assert!(usage.reserve(50));
+        assert_eq!(usage.used(), 150);
+        assert!(!usage.reserve(1));
+        assert_eq!(usage.used(), 150);
         // A count that drifted up is corrected by measuring again (the file is gone).
         fs::remove_file(tmp.path().join("mail/a.log")).unwrap();
         *usage.measured.lock() -= REMEASURE_EVERY;
