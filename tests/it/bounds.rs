@@ -38,15 +38,21 @@ struct Irc {
 }
 
 impl Irc {
-    /// Registers `nick` (open mode: no PASS) and waits for the end of the welcome.
-    fn register(addr: SocketAddr, nick: &str) -> Irc {
-        let stream = TcpStream::connect(addr).unwrap();
+    /// Connects from the loopback address `from`; sends NICK and USER (open mode: no PASS).
+    fn start(addr: SocketAddr, from: &str, nick: &str) -> Irc {
+        let stream = TestClient::connect_from(addr, from).into_stream();
         stream.set_read_timeout(Some(TIMEOUT)).unwrap();
         let mut irc = Irc {
             reader: BufReader::new(stream.try_clone().unwrap()),
             writer: stream,
         };
         irc.send(&format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}"));
+        irc
+    }
+
+    /// Registers `nick` and waits for the end of the welcome (the lobby's NAMES).
+    fn register(addr: SocketAddr, nick: &str) -> Irc {
+        let mut irc = Irc::start(addr, "127.0.0.1", nick);
         irc.expect(" 366 ");
         irc
     }
@@ -128,6 +134,19 @@ fn an_irc_quit_leaves_the_channels_joined_over_irc_and_keeps_native_memberships(
     // The channel only ian was in went with him.
     alice.send("group members scratch");
     alice.expect_err("no-such-group");
+
+    // An open-mode nick change ends the old nick's IRC membership: the new nick has it.
+    let mut jo = Irc::register(irc, "jo");
+    jo.send("JOIN #proj");
+    jo.expect(" 366 ");
+    jo.send("NICK joanna");
+    jo.expect("NICK");
+    jo.send("JOIN #proj");
+    jo.expect(" 366 ");
+    assert_eq!(
+        members(&alice, "proj"),
+        ["alice (online)", "bob", "joanna (online)"]
+    );
 }
 
 /// Logs `name` in from `from` in open mode (no password); the mail lines are consumed.
@@ -191,7 +210,7 @@ fn past_max_data_bytes_new_mail_is_refused_and_what_was_stored_is_kept() {
 
 #[test]
 fn in_open_mode_one_address_makes_a_bounded_number_of_users_and_groups() {
-    let s = TestServer::start_with(|c| {
+    let (s, irc) = start_with_irc(|c| {
         c.auth = AuthMode::Open;
         c.max_new_users_per_ip = 3;
         c.max_groups_per_ip = 2;
@@ -206,11 +225,17 @@ fn in_open_mode_one_address_makes_a_bounded_number_of_users_and_groups() {
     let refusal = c.expect_err("user-limit");
     assert!(refusal.text.contains("name used before"), "{refusal}");
     c.expect_ask("username");
+    // The IRC door tells the same, with 432 so that the client may try another nick.
+    let mut over_irc = Irc::start(irc, "127.0.0.2", "n5");
+    let refusal = over_irc.expect(" 432 ");
+    assert!(refusal.contains("name used before"), "{refusal}");
     // A name made before still logs in from there, and another address makes its own.
     c.send("n1");
     c.expect(Kind::Welcome);
     c.read_mail();
     open_login(&s, "127.0.0.3", "m1");
+    over_irc.send("NICK n2");
+    over_irc.expect(" 366 ");
 
     c.send("group create g1");
     c.expect_ok("group-created");
