@@ -12,10 +12,10 @@
 
 mod history;
 mod presence;
+mod quota;
 
 use super::conn::Conn;
 use super::lockout::{AfterFailure, Lockouts};
-use super::quota::PerAddress;
 use crate::clock::{format_utc, Clock};
 use crate::config::{AuthMode, Config, DuplicateLogin, LockoutKey};
 use crate::credentials::Credentials;
@@ -160,10 +160,10 @@ struct State {
     /// Users who exchanged addresses, each pair as (smaller name, larger name).
     pairs: HashSet<(String, String)>,
     /// In open mode: users created per address (`max_new_users_per_ip`).
-    new_users: PerAddress,
+    new_users: quota::PerAddress,
     /// In open mode: groups existing now per creating address (`max_groups_per_ip`), and
     /// which address created each, to count it down when the group is deleted.
-    groups_made: PerAddress,
+    groups_made: quota::PerAddress,
     /// The creating address of each group counted in `groups_made`.
     group_origin: HashMap<String, IpAddr>,
 }
@@ -360,6 +360,7 @@ impl Hub {
         store: Store,
         directory: Directory,
     ) -> Hub {
+        store.set_max_bytes(config.max_data_bytes);
         let lockouts = Lockouts::new(config.max_login_attempts, config.block_time_secs);
         let presence = presence::Batcher::new(
             config.presence_summary_above,

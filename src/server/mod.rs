@@ -16,7 +16,6 @@ pub mod hub;
 mod irc;
 pub mod lockout;
 pub mod memory;
-mod quota;
 pub mod ratelimit;
 mod reader;
 mod session;
@@ -195,7 +194,6 @@ impl Server {
     ) -> Result<Server, ServerError> {
         let (store, directory) = Store::open(&config.data_dir, config.max_offline_messages)
             .map_err(ServerError::Store)?;
-        store.set_max_bytes(config.max_data_bytes);
         let mut listeners = Vec::new();
         let mut doors = Vec::new();
         for (door, port) in Door::configured(&config) {

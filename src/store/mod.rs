@@ -880,18 +880,27 @@ impl Store {
                 );
                 continue;
             }
-            let records = repair::load_and_repair(&path, |f| decode_mail(f).is_some())?;
-            if let Some(records) = records.filter(|r| !r.is_empty()) {
-                mail_counts.insert(user.to_owned(), records.len());
+            // Every intact record stays: what a mailbox record means is the mailbox
+            // reader's business (it skips what it does not know); only damage moves.
+            if let Some(scan) = repair::load_and_repair(&path, |_| true)? {
+                let waiting = scan
+                    .records
+                    .iter()
+                    .filter(|f| decode_mail(f).is_some())
+                    .count();
+                if waiting > 0 {
+                    mail_counts.insert(user.to_owned(), waiting);
+                }
             }
         }
 
         let mut directory = Directory::default();
         let mut journal_records = 0;
-        if let Some(records) = repair::load_and_repair(&users_path, |f| decode_event(f).is_some())?
-        {
-            journal_records = records.len();
-            for event in records.iter().filter_map(|f| decode_event(f)) {
+        // An event this server does not know would be dropped by the next compaction:
+        // moved aside now instead, where it stays.
+        if let Some(scan) = repair::load_and_repair(&users_path, |f| decode_event(f).is_some())? {
+            journal_records = scan.records.len();
+            for event in scan.records.iter().filter_map(|f| decode_event(f)) {
                 directory.apply(&event);
             }
         }
@@ -1668,7 +1677,7 @@ mod tests {
     }
 
     #[test]
-    fn torn_mailbox_tail_is_truncated_on_reopen() {
+    fn torn_mailbox_tail_is_moved_aside_on_reopen() {
         capture_logs();
         let good = mail("a", "good", MailKind::Private);
         let bad_crc = record::encode(&["mail", "a", "1", "private", "badcrc"])
@@ -1676,7 +1685,7 @@ mod tests {
         let tails: [&[u8]; 3] = [
             b"garbage without newline",
             bad_crc.as_bytes(),
-            b"partial\nline\tdeadbeef\nmore garbage",
+            b"line\tdeadbeef\nmore garbage",
         ];
         for tail in tails {
             let tmp = tempfile::tempdir().unwrap();

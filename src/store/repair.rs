@@ -37,12 +37,19 @@ pub fn at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
+/// What [`load_and_repair`] kept of a file.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Every record kept, in file order.
+    pub records: Vec<Vec<String>>,
+}
+
 /// Reads `path` whole and returns its records (those `understood` accepts), first moving
 /// every other line aside (see the module doc). `None` if the file does not exist.
 pub fn load_and_repair(
     path: &Path,
     understood: impl Fn(&[String]) -> bool,
-) -> Result<Option<Vec<Vec<String>>>, StoreError> {
+) -> Result<Option<Loaded>, StoreError> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -105,7 +112,7 @@ pub fn load_and_repair(
             path.display()
         );
     }
-    Ok(Some(records))
+    Ok(Some(Loaded { records }))
 }
 
 /// Appends `bytes` to `path` (created if missing) and fsyncs it.
@@ -202,7 +209,7 @@ mod tests {
     use super::*;
 
     fn load_all(path: &Path) -> Vec<Vec<String>> {
-        load_and_repair(path, |_| true).unwrap().unwrap()
+        load_and_repair(path, |_| true).unwrap().unwrap().records
     }
 
     #[test]
@@ -236,7 +243,10 @@ mod tests {
         let unknown = record::encode(&["zzz"]);
         let torn = "half a rec";
         fs::write(&path, format!("{a}{bad}{c}{unknown}{torn}")).unwrap();
-        let got = load_and_repair(&path, |f| f[0] != "zzz").unwrap().unwrap();
+        let got = load_and_repair(&path, |f| f[0] != "zzz")
+            .unwrap()
+            .unwrap()
+            .records;
         assert_eq!(got, [["a"], ["c"]]);
         assert_eq!(fs::read_to_string(&path).unwrap(), format!("{a}{c}"));
         assert_eq!(
