@@ -170,6 +170,15 @@ pub struct Config {
     pub slow_reader_timeout_secs: u64,
     /// Messages a user's offline mailbox holds before senders are told it is full.
     pub max_offline_messages: usize,
+    /// Bytes the data directory may hold (mail, history, the user journal); past it new
+    /// offline mail is refused (its sender is told) and history is not written. 0 = no bound.
+    pub max_data_bytes: u64,
+    /// With `auth = "open"`: new users one IP address may create while the server runs
+    /// (a script inventing nicks would otherwise fill the directory); 0 = no limit.
+    pub max_new_users_per_ip: usize,
+    /// With `auth = "open"`: groups created from one IP address that may exist at once;
+    /// 0 = no limit.
+    pub max_groups_per_ip: usize,
     /// Whether a broadcast is also shown to its sender (seed 003's room did).
     pub broadcast_echo: bool,
     /// Seed 003's chat room: a line that is not a command goes to everyone online (and back
@@ -222,6 +231,9 @@ impl Default for Config {
             max_outbox_bytes: 1 << 20,
             slow_reader_timeout_secs: 10,
             max_offline_messages: 1000,
+            max_data_bytes: 1 << 30,
+            max_new_users_per_ip: 500,
+            max_groups_per_ip: 100,
             broadcast_echo: false,
             room: false,
             presence_summary_above: 200,

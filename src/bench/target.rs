@@ -261,7 +261,7 @@ pub fn credentials_text(n: usize, argon2_hash: Option<&str>) -> String {
 
 /// lanchat's configuration for a benchmark: loopback only, the native door alone (no web or
 /// IRC door, no discovery answers), no rate limit or idle timeouts, every client from
-/// 127.0.0.1 allowed.
+/// 127.0.0.1 allowed (and, in open mode, free to make as many users and groups as it likes).
 pub fn lanchat_config(max_clients: usize) -> String {
     format!(
         "port = 0\nbind = \"127.0.0.1\"\nweb_port = 0\nirc_port = 0\ndiscovery = false\n\
@@ -269,7 +269,7 @@ pub fn lanchat_config(max_clients: usize) -> String {
          auth = \"password\"\nmax_clients = {max_clients}\nmax_clients_per_ip = {max_clients}\n\
          max_messages_per_sec = 0\nidle_timeout_secs = 0\nheartbeat_timeout_secs = 0\n\
          login_timeout_secs = 120\nslow_reader_timeout_secs = 30\nmax_outbox_bytes = 8388608\n\
-         max_login_attempts = 1000\n"
+         max_login_attempts = 1000\nmax_new_users_per_ip = 0\nmax_groups_per_ip = 0\n"
     )
 }
 

@@ -12,6 +12,7 @@
 
 mod history;
 mod presence;
+mod quota;
 
 use super::conn::Conn;
 use super::lockout::{AfterFailure, Lockouts, Reservation};
@@ -159,6 +160,13 @@ struct State {
     addr_requests: HashMap<(String, String), (u64, u64)>,
     /// Users who exchanged addresses, each pair as (smaller name, larger name).
     pairs: HashSet<(String, String)>,
+    /// In open mode: users created per address (`max_new_users_per_ip`).
+    new_users: quota::PerAddress,
+    /// In open mode: groups existing now per creating address (`max_groups_per_ip`), and
+    /// which address created each, to count it down when the group is deleted.
+    groups_made: quota::PerAddress,
+    /// The creating address of each group counted in `groups_made`.
+    group_origin: HashMap<String, IpAddr>,
 }
 
 impl State {
@@ -204,6 +212,22 @@ impl State {
 
     fn conn(&self, name: &str) -> Option<Arc<Conn>> {
         self.online.get(name).map(|o| Arc::clone(&o.conn))
+    }
+
+    /// Takes `member` out of `group`, deleting the group when it empties (and counting it
+    /// down for the address that made it); whether they were a member.
+    fn leave_group(&mut self, group: &str, member: &str) -> bool {
+        let Some(g) = self.groups.get_mut(group) else {
+            return false;
+        };
+        let left = g.members.remove(member);
+        if g.members.is_empty() {
+            self.groups.remove(group);
+            if let Some(ip) = self.group_origin.remove(group) {
+                self.groups_made.remove(ip);
+            }
+        }
+        left
     }
 }
 
@@ -308,11 +332,18 @@ fn err(code: &str, text: impl Into<String>) -> Line {
     Line::err(code, text)
 }
 
+/// Room a new user's or group's first records take in the data directory, near enough.
+const NEW_RECORD_BYTES: u64 = 128;
+
 fn store_error(e: &StoreError) -> Line {
     match e {
         StoreError::MailboxFull { user, limit } => err(
             "mailbox-full",
             format!("{user}'s offline mailbox is full ({limit} messages); not delivered"),
+        ),
+        StoreError::StorageFull { limit } => err(
+            "storage-full",
+            format!("the server's storage is full ({limit} bytes); the message was not stored and will not be delivered"),
         ),
         other => {
             log::error!("store: {other}");
@@ -333,6 +364,7 @@ impl Hub {
         store: Store,
         directory: Directory,
     ) -> Hub {
+        store.set_max_bytes(config.max_data_bytes);
         let lockouts = Lockouts::new(config.max_login_attempts, config.block_time_secs);
         let presence = presence::Batcher::new(
             config.presence_summary_above,
@@ -374,6 +406,13 @@ impl Hub {
         if let Err(e) = self.shared.store.record(&event, false) {
             log::error!("store: could not record {event:?}: {e}");
         }
+    }
+
+    /// Whether logging `name` in would make a new user (open mode only: other modes have
+    /// their users in credentials.txt).
+    fn is_new_user(&self, name: &str) -> bool {
+        self.shared.config.auth == AuthMode::Open
+            && !self.shared.state.lock().users.contains_key(name)
     }
 
     /// Whether `name` is a user others can address (registered, or known in open mode).
@@ -516,6 +555,12 @@ impl Hub {
     /// (offline mail or "no messages"), or a line refusing the login (a lost duplicate race).
     pub fn login(&self, name: &str, conn: &Arc<Conn>) -> Result<(), Line> {
         let now = self.now();
+        if self.is_new_user(name) && !self.shared.store.has_room(NEW_RECORD_BYTES) {
+            return Err(err(
+                "storage-full",
+                "the server's storage is full: no new user can be made now; log in with a name used before",
+            ));
+        }
         // The mailbox is read and the user put online under the store's lock, so a message
         // sent meanwhile is either in this mail or delivered live after it, never stranded,
         // and the offline mail comes right after WELCOME, before any live line.
@@ -587,6 +632,16 @@ impl Hub {
             Some(_) => state.online.remove(name).map(|o| o.conn),
             None => None,
         };
+        let cap = self.shared.config.max_new_users_per_ip;
+        if self.shared.config.auth == AuthMode::Open
+            && !state.users.contains_key(name)
+            && !state.new_users.try_add(conn.peer.ip(), cap)
+        {
+            return Err(err(
+                "user-limit",
+                format!("{cap} new users were already made from your address; log in with a name used before"),
+            ));
+        }
         let (partners, book) = if replaced.is_some() {
             // The new client has an empty address book: the old pairs are gone.
             (
@@ -1747,6 +1802,13 @@ impl Hub {
     pub fn group(&self, me: &str, action: &GroupAction) -> Vec<Line> {
         match action {
             GroupAction::Create(name) => {
+                let open = self.shared.config.auth == AuthMode::Open;
+                if open && !self.shared.store.has_room(NEW_RECORD_BYTES) {
+                    return vec![err(
+                        "storage-full",
+                        "the server's storage is full: no new group can be made now",
+                    )];
+                }
                 {
                     let mut state = self.shared.state.lock();
                     if state.groups.contains_key(name) {
@@ -1754,6 +1816,9 @@ impl Hub {
                             "group-exists",
                             format!("Group {name} already exists; 'group join {name}' to join it."),
                         )];
+                    }
+                    if let Some(refused) = self.claim_new_group(&mut state, me, name) {
+                        return vec![refused];
                     }
                     let mut group = crate::store::Group {
                         owner: me.to_string(),
@@ -1798,14 +1863,10 @@ impl Hub {
             GroupAction::Leave(name) => {
                 let left = {
                     let mut state = self.shared.state.lock();
-                    let Some(g) = state.groups.get_mut(name) else {
+                    if !state.groups.contains_key(name) {
                         return vec![no_group(name)];
-                    };
-                    let left = g.members.remove(me);
-                    if g.members.is_empty() {
-                        state.groups.remove(name);
                     }
-                    left
+                    state.leave_group(name, me)
                 };
                 if !left {
                     return vec![err("not-member", format!("You are not in group {name}."))];
@@ -1913,6 +1974,24 @@ impl Hub {
                 lines
             }
         }
+    }
+
+    /// In open mode, counts a group `me` is about to create against their address
+    /// (`max_groups_per_ip`); the refusal when it has made its share.
+    fn claim_new_group(&self, state: &mut State, me: &str, name: &str) -> Option<Line> {
+        if self.shared.config.auth != AuthMode::Open {
+            return None;
+        }
+        let ip = state.conn(me)?.peer.ip();
+        let cap = self.shared.config.max_groups_per_ip;
+        if !state.groups_made.try_add(ip, cap) {
+            return Some(err(
+                "group-limit",
+                format!("{cap} groups made from your address exist already; join one, or leave one you made"),
+            ));
+        }
+        state.group_origin.insert(name.to_string(), ip);
+        None
     }
 
     /// Every connection, for a shutdown notice.
@@ -2293,17 +2372,7 @@ impl Hub {
     /// Removes `target` from `group` (deleting the group if it empties), as if they had
     /// left; false when there is no such group or they were not in it.
     pub fn group_remove_member(&self, group: &str, target: &str) -> bool {
-        let removed = {
-            let mut state = self.shared.state.lock();
-            let Some(g) = state.groups.get_mut(group) else {
-                return false;
-            };
-            let removed = g.members.remove(target);
-            if g.members.is_empty() {
-                state.groups.remove(group);
-            }
-            removed
-        };
+        let removed = self.shared.state.lock().leave_group(group, target);
         if removed {
             self.record(Event::GroupLeave {
                 group: group.to_string(),

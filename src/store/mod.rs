@@ -8,9 +8,11 @@
 //!   (queries, transactions across files) the server does not need. Files
 //!   here can be read with `less` and repaired with a text editor.
 //! - Every file is a sequence of append-only, checksummed line records (see
-//!   [`record`]). A crash can only tear the last line; readers detect that by
-//!   the checksum and the store truncates the torn tail at open (or before the
-//!   next append, for history) so later appends start on a clean line.
+//!   [`record`], which also reads CRLF files, a missing final newline and
+//!   records typed by hand). A crash can only tear the last line; readers detect
+//!   that by the checksum. A repair never deletes: a torn tail, or any line that
+//!   is damaged or not understood, is moved to `<file>.rejected` at open (before
+//!   the next append, for history), see [`repair`].
 //! - Mail is fsynced (file data, plus the directory when the file is new)
 //!   before `deliver_or_store` returns, so a message the server acknowledged
 //!   survives a crash or power loss. History is not fsynced: it is never
@@ -33,6 +35,8 @@
 //! of users).
 
 pub mod record;
+mod repair;
+mod usage;
 
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -77,6 +81,8 @@ pub struct Store {
     /// ones open for appending. A separate lock so history logging never waits
     /// behind a mail fsync; held only to look a file up, never across a write.
     history: Mutex<HistoryFiles>,
+    /// Bytes the directory holds, against `max_data_bytes`.
+    usage: Arc<usage::Usage>,
 }
 
 /// What the store knows of history files in this process.
@@ -128,6 +134,8 @@ impl HistoryFiles {
 pub struct HistoryLog {
     file: parking_lot::ArcMutexGuard<parking_lot::RawMutex, File>,
     path: PathBuf,
+    /// The store's byte count: history is not written past the bound.
+    usage: Arc<usage::Usage>,
 }
 
 impl HistoryLog {
@@ -146,7 +154,22 @@ impl HistoryLog {
     /// a record.
     pub fn append_encoded(&mut self, records: &[u8]) -> Result<(), StoreError> {
         debug_assert!(records.is_empty() || records.ends_with(b"\n"));
-        append_or_roll_back(&mut self.file, records, &self.path)
+        let len = records.len() as u64;
+        if !self.usage.reserve(len) {
+            // Never acknowledged to anyone: past the bound it is left out, with a warning
+            // (once until a write fits again); the messages themselves were delivered.
+            if self.usage.first_refusal() {
+                log::warn!(
+                    "{}: the data directory holds max_data_bytes ({} bytes); history is not written until there is room",
+                    self.path.display(),
+                    self.usage.limit()
+                );
+            }
+            return Ok(());
+        }
+        append_or_roll_back(&mut self.file, records, &self.path).inspect_err(|_| {
+            self.usage.sub(len);
+        })
     }
 }
 
@@ -229,9 +252,23 @@ pub enum StoreError {
         /// The configured mailbox limit.
         limit: usize,
     },
+    /// The data directory holds `max_data_bytes`: nothing was stored, so the sender can
+    /// be told.
+    StorageFull {
+        /// The configured bound in bytes.
+        limit: u64,
+    },
     /// A file system operation failed; the operation did not take effect
     /// (appends are rolled back where possible).
     Io(io::Error),
+    /// A file system operation on `path` failed (a directory where a file should be, no
+    /// permission, a full disk...); the operation did not take effect.
+    File {
+        /// The file or directory it failed on.
+        path: PathBuf,
+        /// Why.
+        error: io::Error,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -240,7 +277,13 @@ impl fmt::Display for StoreError {
             StoreError::MailboxFull { user, limit } => {
                 write!(f, "mailbox of {user} is full ({limit} messages)")
             }
+            StoreError::StorageFull { limit } => {
+                write!(f, "the data directory is full ({limit} bytes)")
+            }
             StoreError::Io(e) => write!(f, "storage error: {e}"),
+            StoreError::File { path, error } => {
+                write!(f, "storage error: {}: {error}", path.display())
+            }
         }
     }
 }
@@ -248,8 +291,8 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            StoreError::Io(e) => Some(e),
-            StoreError::MailboxFull { .. } => None,
+            StoreError::Io(e) | StoreError::File { error: e, .. } => Some(e),
+            StoreError::MailboxFull { .. } | StoreError::StorageFull { .. } => None,
         }
     }
 }
@@ -573,10 +616,6 @@ fn encode_event(event: &Event) -> String {
     }
 }
 
-const EVENT_TAGS: [&str; 8] = [
-    "seen", "intro", "block", "unblock", "status", "gcreate", "gjoin", "gleave",
-];
-
 /// Decodes an event record; `None` for unknown tags or malformed fields.
 /// Extra trailing fields are ignored (forward compatibility).
 fn decode_event(f: &[String]) -> Option<Event> {
@@ -769,80 +808,6 @@ fn write_line(
     Ok(())
 }
 
-/// Reads a whole log file, truncating a torn tail (with a warning naming the
-/// file and offset). `None` if the file does not exist.
-fn load_and_repair(path: &Path) -> io::Result<Option<record::Scan>> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let scan = record::scan(&bytes);
-    if scan.skipped > 0 {
-        log::warn!(
-            "{}: skipped {} corrupted record(s)",
-            path.display(),
-            scan.skipped
-        );
-    }
-    if scan.torn_len > 0 {
-        log::warn!(
-            "{}: truncating torn tail of {} byte(s) at byte offset {}",
-            path.display(),
-            scan.torn_len,
-            scan.good_len
-        );
-        let file = OpenOptions::new().write(true).open(path)?;
-        file.set_len(scan.good_len as u64)?;
-        file.sync_all()?;
-    }
-    Ok(Some(scan))
-}
-
-/// Offset of the last LF in the first `len` bytes of `file`, read backwards.
-fn last_lf(file: &mut File, len: u64) -> io::Result<Option<u64>> {
-    let mut pos = len;
-    let mut buf = Vec::new();
-    while pos > 0 {
-        let start = pos.saturating_sub(TAIL_CHUNK);
-        buf.resize((pos - start) as usize, 0);
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(&mut buf)?;
-        if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
-            return Ok(Some(start + i as u64));
-        }
-        pos = start;
-    }
-    Ok(None)
-}
-
-/// If `path` does not end with LF, truncates it after its last LF so the
-/// next append starts a fresh line.
-fn repair_tail(path: &Path) -> io::Result<()> {
-    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let len = file.metadata()?.len();
-    if len == 0 {
-        return Ok(());
-    }
-    let mut last = [0u8];
-    file.seek(SeekFrom::Start(len - 1))?;
-    file.read_exact(&mut last)?;
-    if last[0] == b'\n' {
-        return Ok(());
-    }
-    let good_len = last_lf(&mut file, len)?.map_or(0, |i| i + 1);
-    log::warn!(
-        "{}: truncating torn tail of {} byte(s) at byte offset {good_len}",
-        path.display(),
-        len - good_len
-    );
-    file.set_len(good_len)
-}
-
 /// Writes `events` to `tmp`, fsyncs it, renames it over `dir/users.log` and
 /// fsyncs `dir`, so a crash leaves either the old or the new journal.
 fn write_journal(tmp: &Path, events: &[Event], dir: &Path) -> io::Result<()> {
@@ -855,6 +820,18 @@ fn write_journal(tmp: &Path, events: &[Event], dir: &Path) -> io::Result<()> {
     drop(file);
     fs::rename(tmp, dir.join(USERS_LOG))?;
     sync_dir(dir)
+}
+
+/// Removes a temporary file left by an interrupted rewrite (its original is intact).
+fn remove_leftover(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => {
+            log::warn!("{}: removed an unfinished rewrite", path.display());
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(repair::at(path)(e)),
+    }
 }
 
 /// Proves `dir` is writable by creating, writing, fsyncing and removing a file.
@@ -874,61 +851,59 @@ impl Store {
     /// counts each mailbox, replays users.log into a Directory. Returns the
     /// store and a clone of the replayed Directory.
     pub fn open(dir: &Path, mailbox_limit: usize) -> Result<(Store, Directory), StoreError> {
-        fs::create_dir_all(dir)?;
-        fs::create_dir_all(dir.join(MAIL_DIR))?;
-        fs::create_dir_all(dir.join(HISTORY_DIR))?;
-        probe(dir)?;
+        for d in [dir.to_path_buf(), dir.join(MAIL_DIR), dir.join(HISTORY_DIR)] {
+            fs::create_dir_all(&d).map_err(repair::at(&d))?;
+        }
+        probe(dir).map_err(repair::at(dir))?;
 
-        // A leftover temp file is an interrupted compaction: users.log is intact.
-        match fs::remove_file(dir.join(USERS_TMP)) {
-            Ok(()) => log::warn!("{}: removed unfinished compaction file", dir.display()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
+        // A leftover temp file is an interrupted compaction or repair: the file it was to
+        // replace is intact.
+        let users_path = dir.join(USERS_LOG);
+        for tmp in [dir.join(USERS_TMP), repair::repair_tmp(&users_path)] {
+            remove_leftover(&tmp)?;
         }
 
         let mut mail_counts = HashMap::new();
-        for entry in fs::read_dir(dir.join(MAIL_DIR))? {
-            let entry = entry?;
-            let path = entry.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("log")
-                || !entry.file_type()?.is_file()
-            {
+        let mail_dir = dir.join(MAIL_DIR);
+        for entry in fs::read_dir(&mail_dir).map_err(repair::at(&mail_dir))? {
+            let path = entry.map_err(repair::at(&mail_dir))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.ends_with(".log.repair") {
+                remove_leftover(&path)?;
                 continue;
             }
-            let Some(user) = path.file_stem().and_then(|s| s.to_str()) else {
+            let Some(user) = name.strip_suffix(".log") else {
                 continue;
             };
-            let user = user.to_owned();
-            if let Some(scan) = load_and_repair(&path)? {
-                if !scan.records.is_empty() {
-                    mail_counts.insert(user, scan.records.len());
+            if !path.is_file() {
+                log::warn!(
+                    "{}: not a regular file; mail for {user} cannot be stored until it is moved away",
+                    path.display()
+                );
+                continue;
+            }
+            // Every intact record stays: what a mailbox record means is the mailbox
+            // reader's business (it skips what it does not know); only damage moves.
+            if let Some(scan) = repair::load_and_repair(&path, |_| true)? {
+                let waiting = scan
+                    .records
+                    .iter()
+                    .filter(|f| decode_mail(f).is_some())
+                    .count();
+                if waiting > 0 {
+                    mail_counts.insert(user.to_owned(), waiting);
                 }
             }
         }
 
-        let users_path = dir.join(USERS_LOG);
         let mut directory = Directory::default();
         let mut journal_records = 0;
-        if let Some(scan) = load_and_repair(&users_path)? {
-            journal_records = scan.records.len() + scan.skipped;
-            for fields in &scan.records {
-                match decode_event(fields) {
-                    Some(event) => directory.apply(&event),
-                    None => {
-                        let tag = fields.first().map_or("", String::as_str);
-                        if EVENT_TAGS.contains(&tag) {
-                            log::warn!(
-                                "{}: skipping malformed {tag:?} record",
-                                users_path.display()
-                            );
-                        } else {
-                            log::warn!(
-                                "{}: skipping unknown record tag {tag:?}",
-                                users_path.display()
-                            );
-                        }
-                    }
-                }
+        // An event this server does not know would be dropped by the next compaction:
+        // moved aside now instead, where it stays.
+        if let Some(scan) = repair::load_and_repair(&users_path, |f| decode_event(f).is_some())? {
+            journal_records = scan.records.len();
+            for event in scan.records.iter().filter_map(|f| decode_event(f)) {
+                directory.apply(&event);
             }
         }
 
@@ -944,6 +919,7 @@ impl Store {
                 capacity: history_cache_size(),
                 ..HistoryFiles::default()
             }),
+            usage: Arc::new(usage::Usage::measure(dir)),
         };
         Ok((store, directory))
     }
@@ -1006,7 +982,20 @@ impl Store {
                 limit: inner.mailbox_limit,
             });
         }
-        append_line(&self.mail_path(to), &encode_mail(mail), true)?;
+        let line = encode_mail(mail);
+        let len = line.len() as u64;
+        if !enforce_limit {
+            self.usage.add(len);
+        } else if !self.usage.reserve(len) {
+            return Err(StoreError::StorageFull {
+                limit: self.usage.limit(),
+            });
+        }
+        let path = self.mail_path(to);
+        if let Err(e) = append_line(&path, &line, true) {
+            self.usage.sub(len);
+            return Err(repair::at(&path)(e));
+        }
         inner.mail_counts.insert(to.to_owned(), count + 1);
         Ok(true)
     }
@@ -1047,17 +1036,22 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
-        let scan = record::scan(&bytes);
-        if scan.skipped > 0 || scan.torn_len > 0 {
+        // Repaired at open; what is damaged now was damaged while the server ran (an
+        // editor, a full disk): skipped, and left in the file for the next start to move.
+        let lines = record::scan(&bytes);
+        let damaged = lines
+            .iter()
+            .filter(|l| matches!(l.read, Some(Err(_))))
+            .count();
+        if damaged > 0 {
             log::warn!(
-                "{}: skipped {} corrupted record(s) and {} torn byte(s)",
+                "{}: skipped {damaged} damaged line(s); the next start moves them to {}",
                 path.display(),
-                scan.skipped,
-                scan.torn_len
+                repair::side_path(&path).display()
             );
         }
-        let mut mails = Vec::with_capacity(scan.records.len());
-        for fields in &scan.records {
+        let mut mails = Vec::with_capacity(lines.len());
+        for fields in record::records(&lines) {
             match decode_mail(fields) {
                 Some(m) => mails.push(m),
                 None => log::warn!("{}: skipping malformed mail record", path.display()),
@@ -1076,6 +1070,7 @@ impl Store {
             return Ok(result);
         }
         inner.mail_counts.remove(user);
+        self.usage.sub(bytes.len() as u64);
         if let Err(e) = sync_dir(&self.dir.join(MAIL_DIR)) {
             log::warn!(
                 "{}: directory fsync after removing mailbox failed: {e}",
@@ -1140,7 +1135,7 @@ impl Store {
         let file = {
             let mut files = self.history.lock();
             if !files.checked.contains(&path) {
-                repair_tail(&path)?;
+                repair::repair_tail(&path)?;
                 if files.checked.len() >= MAX_CHECKED_HISTORY {
                     files.checked.clear();
                 }
@@ -1159,6 +1154,7 @@ impl Store {
         Ok(HistoryLog {
             file: file.lock_arc(),
             path,
+            usage: Arc::clone(&self.usage),
         })
     }
 
@@ -1214,12 +1210,24 @@ impl Store {
             Some(entry) => out.push(entry),
             None => skipped += 1,
         };
+        // The last line without its LF: a record if intact (a file saved without a final
+        // newline), else a torn write or one being appended right now, ignored.
+        let take_unterminated = |tail: &[u8], out: &mut Vec<HistoryEntry>| {
+            let lines = record::scan(tail);
+            let entry = record::records(&lines).find_map(|f| decode_history(f));
+            out.extend(entry);
+        };
         while newest_first.len() < n {
             if !found_end {
                 if let Some(i) = acc.iter().rposition(|&b| b == b'\n') {
+                    take_unterminated(&acc[i + 1..], &mut newest_first);
                     acc.truncate(i + 1);
                     found_end = true;
                     continue;
+                }
+                if pos == 0 {
+                    take_unterminated(&acc, &mut newest_first);
+                    break;
                 }
             } else {
                 let body = &acc[..acc.len() - 1];
@@ -1263,7 +1271,9 @@ impl Store {
     pub fn record(&self, event: &Event, durable: bool) -> Result<(), StoreError> {
         let line = encode_event(event);
         let mut inner = self.inner.lock();
-        append_line(&self.dir.join(USERS_LOG), &line, durable)?;
+        let path = self.dir.join(USERS_LOG);
+        append_line(&path, &line, durable).map_err(repair::at(&path))?;
+        self.usage.add(line.len() as u64);
         inner.directory.apply(event);
         inner.journal_records += 1;
         if inner.journal_records > 2 * live_records(&inner.directory) + COMPACT_SLACK {
@@ -1280,7 +1290,13 @@ impl Store {
     fn compact(&self, directory: &Directory) -> io::Result<usize> {
         let tmp = self.dir.join(USERS_TMP);
         let events = snapshot_events(directory);
+        let size = || fs::metadata(self.dir.join(USERS_LOG)).map_or(0, |m| m.len());
+        let before = size();
         let result = write_journal(&tmp, &events, &self.dir);
+        if result.is_ok() {
+            self.usage.sub(before);
+            self.usage.add(size());
+        }
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
@@ -1297,6 +1313,18 @@ impl Store {
     /// The data directory (for messages).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Bounds the bytes the data directory may hold (`max_data_bytes`; 0 = no bound): past
+    /// it new mail is refused with [`StoreError::StorageFull`] and history is not written.
+    pub fn set_max_bytes(&self, max: u64) {
+        self.usage.set_limit(max);
+    }
+
+    /// Whether `bytes` more fit under `max_data_bytes` (a new user or group in open mode is
+    /// refused when not even a record fits).
+    pub fn has_room(&self, bytes: u64) -> bool {
+        self.usage.admits(bytes)
     }
 }
 
@@ -1651,7 +1679,7 @@ mod tests {
     }
 
     #[test]
-    fn torn_mailbox_tail_is_truncated_on_reopen() {
+    fn torn_mailbox_tail_is_moved_aside_on_reopen() {
         capture_logs();
         let good = mail("a", "good", MailKind::Private);
         let bad_crc = record::encode(&["mail", "a", "1", "private", "badcrc"])
@@ -1659,7 +1687,7 @@ mod tests {
         let tails: [&[u8]; 3] = [
             b"garbage without newline",
             bad_crc.as_bytes(),
-            b"partial\nline\tdeadbeef\nmore garbage",
+            b"line\tdeadbeef\nmore garbage",
         ];
         for tail in tails {
             let tmp = tempfile::tempdir().unwrap();
@@ -1702,6 +1730,29 @@ mod tests {
         store.deliver_or_store("bob", &b, || false).unwrap();
         assert_eq!(store.mailbox_len("bob"), 2);
         assert_eq!(store.take_mail("bob").unwrap(), vec![a, b]);
+    }
+
+    #[test]
+    fn a_damaged_mail_is_moved_aside_with_a_warning_naming_both_paths() {
+        capture_logs();
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("mail/bob.log");
+        let a = mail("a", "first", MailKind::Private);
+        {
+            let (store, _) = Store::open(tmp.path(), 10).unwrap();
+            store.deliver_or_store("bob", &a, || false).unwrap();
+        }
+        append_raw(&path, b"damaged\tline\t00000000\n");
+        append_raw(&path, encode_mail(&a).as_bytes());
+        let (store, _) = Store::open(tmp.path(), 10).unwrap();
+        assert_eq!(store.mailbox_len("bob"), 2);
+        let side = repair::side_path(&path);
+        let named = |w: &String| {
+            w.contains(&*path.to_string_lossy()) && w.contains(&*side.to_string_lossy())
+        };
+        assert!(my_warnings().iter().any(named), "{:?}", my_warnings());
+        assert_eq!(fs::read(&side).unwrap(), b"damaged\tline\t00000000\n");
+        assert_eq!(store.take_mail("bob").unwrap(), vec![a.clone(), a]);
     }
 
     #[test]
@@ -2046,8 +2097,10 @@ mod tests {
         let file = tmp.path().join("regular");
         fs::write(&file, b"x").unwrap();
         let err = Store::open(&file.join("data"), 10).err().unwrap();
-        assert!(matches!(err, StoreError::Io(_)));
+        assert!(matches!(err, StoreError::File { .. }));
         assert!(err.to_string().starts_with("storage error"));
+        // The message names the path that is in the way.
+        assert!(err.to_string().contains(&*file.to_string_lossy()), "{err}");
         assert!(Store::open(&file, 10).is_err());
     }
 

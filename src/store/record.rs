@@ -4,13 +4,28 @@
 //! LF -> `\n`, CR -> `\r`) and joined with TAB, then a TAB and the CRC32
 //! (IEEE) of everything before that TAB follows as 8 lowercase hex digits,
 //! then LF. A reader can therefore tell a complete, intact record from a line
-//! torn by a crash or damaged on disk, and recover by skipping it.
+//! torn by a crash or damaged on disk.
+//!
+//! How a line is read (the files are plain text, and people open them in editors):
+//! - a CR before the LF (a file saved with CRLF line ends) and a UTF-8 byte-order mark at
+//!   the start of the file are not part of any record: the store never writes either, and
+//!   a field's own CR is always escaped;
+//! - a line ending in TAB and 8 lowercase hex digits is a *checked* record: intact when the
+//!   checksum matches, damaged otherwise (a record edited by hand without removing its
+//!   checksum reads as damaged too);
+//! - any other line is a *hand-written* record: its TAB-separated fields are taken as they
+//!   are (same escapes). A hand-written line whose last field is itself 8 hex digits needs
+//!   one more TAB at its end (an empty last field, ignored by every reader);
+//! - the last line of a file without its LF is a checked record if it is intact (a file
+//!   saved without a final newline); anything else there is what a crash mid-append leaves,
+//!   a torn write, never a hand-written record (a torn record could read as a shorter one);
+//! - a blank line is no record, and harmless.
 //!
 //! Everything here is pure: no file I/O, no logging, no knowledge of what the
 //! fields mean. It deliberately does not version records or describe their
 //! fields (the first field is a tag by convention, interpreted by the caller),
-//! and it does not try to repair a damaged record: a record is either intact
-//! or skipped.
+//! and it does not repair anything: it says which bytes are which, and the store
+//! decides (see `store::repair`).
 
 use std::fmt;
 
@@ -78,9 +93,9 @@ pub fn crc32(bytes: &[u8]) -> u32 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RecordError {
-    /// The line has no TAB-separated 8-digit lowercase hex checksum at its end
-    /// (typically a torn write or an empty line).
-    MissingChecksum,
+    /// The file's last line has no LF and is not an intact checked record: a write cut
+    /// short by a crash (or power loss).
+    Torn,
     /// The checksum does not match the content (damaged or torn line).
     ChecksumMismatch {
         /// The checksum written in the line.
@@ -88,8 +103,7 @@ pub enum RecordError {
         /// The checksum of the content as read.
         computed: u32,
     },
-    /// The checksum matched but a field holds an escape sequence this format
-    /// never writes, so the line was not written by `encode`.
+    /// A field holds an escape sequence this format never writes.
     BadEscape,
     /// The line is not valid UTF-8 (only reported by `scan`, which sees bytes).
     InvalidUtf8,
@@ -98,7 +112,7 @@ pub enum RecordError {
 impl fmt::Display for RecordError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RecordError::MissingChecksum => write!(f, "record has no checksum"),
+            RecordError::Torn => write!(f, "record was cut short (no newline, no intact checksum)"),
             RecordError::ChecksumMismatch { stored, computed } => write!(
                 f,
                 "record checksum mismatch (stored {stored:08x}, computed {computed:08x})"
@@ -186,19 +200,46 @@ pub fn encode_into(out: &mut String, fields: &[&str]) {
     out.push_str(std::str::from_utf8(&tail).unwrap_or_default());
 }
 
-/// Decodes one record line (without its LF) back into its fields, checking
-/// the checksum first.
-pub fn decode(line: &str) -> Result<Vec<String>, RecordError> {
-    let (body, sum) = line.rsplit_once('\t').ok_or(RecordError::MissingChecksum)?;
+/// Whether a record carried its checksum or was typed by hand (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Ended in an intact checksum: written by [`encode`].
+    Checked,
+    /// No checksum: a line typed by hand.
+    HandWritten,
+}
+
+/// The checksum at the end of `line` (after its last TAB), if it has one.
+fn checksum_of(line: &str) -> Option<(&str, u32)> {
+    let (body, sum) = line.rsplit_once('\t')?;
     if sum.len() != 8 || !sum.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(RecordError::MissingChecksum);
+        return None;
     }
-    let stored = u32::from_str_radix(sum, 16).map_err(|_| RecordError::MissingChecksum)?;
-    let computed = crc32(body.as_bytes());
-    if stored != computed {
-        return Err(RecordError::ChecksumMismatch { stored, computed });
-    }
-    body.split('\t').map(unescape).collect()
+    Some((body, u32::from_str_radix(sum, 16).ok()?))
+}
+
+/// Reads one line (without its LF; a CR before it is ignored) as a record: its fields and
+/// whether it was checked or hand-written.
+pub fn read_line(line: &str) -> Result<(Vec<String>, Origin), RecordError> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let (body, origin) = match checksum_of(line) {
+        Some((body, stored)) => {
+            let computed = crc32(body.as_bytes());
+            if stored != computed {
+                return Err(RecordError::ChecksumMismatch { stored, computed });
+            }
+            (body, Origin::Checked)
+        }
+        None => (line, Origin::HandWritten),
+    };
+    let fields = body.split('\t').map(unescape).collect::<Result<_, _>>()?;
+    Ok((fields, origin))
+}
+
+/// Decodes one record line (without its LF) back into its fields: a checked record whose
+/// checksum matches, or a hand-written one.
+pub fn decode(line: &str) -> Result<Vec<String>, RecordError> {
+    read_line(line).map(|(fields, _)| fields)
 }
 
 /// Decodes one line given as raw bytes (without its LF).
@@ -207,43 +248,66 @@ pub fn decode_bytes(line: &[u8]) -> Result<Vec<String>, RecordError> {
     decode(text)
 }
 
-/// The result of reading a whole file's bytes as records.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Scan {
-    /// Every intact record, in file order; this is what the file means.
-    pub records: Vec<Vec<String>>,
-    /// Byte offset just past the last intact record: the file should be
-    /// truncated to this length so the next append starts on a clean line.
-    pub good_len: usize,
-    /// Bytes after `good_len` (a torn final write: bytes after the last LF,
-    /// and/or final lines that fail to decode); 0 for a clean file.
-    pub torn_len: usize,
-    /// Damaged lines before `good_len` (followed by intact records), skipped
-    /// and counted so the caller can warn about them.
-    pub skipped: usize,
+/// One line of a file as [`scan`] read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScannedLine {
+    /// Where the line starts in the file.
+    pub start: usize,
+    /// Just past its LF (or the end of the file, for a last line without one).
+    pub end: usize,
+    /// Its fields, or why it is not a record. `None` for a blank line (no record, no harm).
+    pub read: Option<Result<Vec<String>, RecordError>>,
 }
 
-/// Splits a whole file's bytes into intact records, skipping damaged lines in
-/// the middle and reporting a damaged or torn end as a tail to truncate.
-pub fn scan(bytes: &[u8]) -> Scan {
-    let mut result = Scan::default();
-    let mut pos = 0;
-    let mut pending_bad = 0;
-    while let Some(rel) = bytes[pos..].iter().position(|&b| b == b'\n') {
-        let next = pos + rel + 1;
-        match decode_bytes(&bytes[pos..pos + rel]) {
-            Ok(fields) => {
-                result.records.push(fields);
-                result.skipped += pending_bad;
-                pending_bad = 0;
-                result.good_len = next;
-            }
-            Err(_) => pending_bad += 1,
-        }
-        pos = next;
+impl ScannedLine {
+    /// Whether the line ends with its LF.
+    pub fn terminated(&self, bytes: &[u8]) -> bool {
+        bytes[..self.end].ends_with(b"\n")
     }
-    result.torn_len = bytes.len() - result.good_len;
-    result
+}
+
+/// The UTF-8 byte-order mark some editors put at the start of a text file.
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// Splits a whole file's bytes into lines and reads each (see the module doc for the
+/// rules). Every byte of the file is in exactly one line, except a leading byte-order mark.
+pub fn scan(bytes: &[u8]) -> Vec<ScannedLine> {
+    let mut lines = Vec::new();
+    let mut pos = if bytes.starts_with(BOM) { BOM.len() } else { 0 };
+    while pos < bytes.len() {
+        let (content_end, end) = match bytes[pos..].iter().position(|&b| b == b'\n') {
+            Some(rel) => (pos + rel, pos + rel + 1),
+            None => (bytes.len(), bytes.len()),
+        };
+        let content = &bytes[pos..content_end];
+        let read = if content.iter().all(u8::is_ascii_whitespace) {
+            None
+        } else {
+            let read = std::str::from_utf8(content)
+                .map_err(|_| RecordError::InvalidUtf8)
+                .and_then(read_line);
+            let torn = end == content_end && !matches!(read, Ok((_, Origin::Checked)));
+            Some(match read {
+                _ if torn => Err(RecordError::Torn),
+                Ok((fields, _)) => Ok(fields),
+                Err(e) => Err(e),
+            })
+        };
+        lines.push(ScannedLine {
+            start: pos,
+            end,
+            read,
+        });
+        pos = end;
+    }
+    lines
+}
+
+/// The records of a scan, in file order (what a reader that repairs nothing uses).
+pub fn records(lines: &[ScannedLine]) -> impl Iterator<Item = &Vec<String>> {
+    lines
+        .iter()
+        .filter_map(|l| l.read.as_ref().and_then(|r| r.as_ref().ok()))
 }
 
 #[cfg(test)]
@@ -321,31 +385,82 @@ mod tests {
             decode(&damaged),
             Err(RecordError::ChecksumMismatch { .. })
         ));
-        assert_eq!(decode("no checksum"), Err(RecordError::MissingChecksum));
-        assert_eq!(decode(""), Err(RecordError::MissingChecksum));
-        assert_eq!(
-            decode(&line[..line.len() - 1]),
-            Err(RecordError::MissingChecksum)
-        );
         let body = "bad\\x";
         let forged = format!("{body}\t{:08x}", crc32(body.as_bytes()));
         assert_eq!(decode(&forged), Err(RecordError::BadEscape));
     }
 
     #[test]
+    fn a_line_without_a_checksum_is_hand_written() {
+        assert_eq!(
+            read_line("intro\talice\thi there"),
+            Ok((
+                vec!["intro".into(), "alice".into(), "hi there".into()],
+                Origin::HandWritten
+            ))
+        );
+        // A last field that looks like a checksum needs a TAB after it.
+        assert!(decode("gjoin\tcs101\tabcdef12").is_err());
+        assert_eq!(
+            decode("gjoin\tcs101\tabcdef12\t").unwrap(),
+            ["gjoin", "cs101", "abcdef12", ""]
+        );
+        assert_eq!(decode("one field").unwrap(), ["one field"]);
+    }
+
+    #[test]
+    fn a_cr_before_the_lf_is_no_part_of_the_record() {
+        let line = encode(&["a", "b"]);
+        let crlf = format!("{}\r", line.trim_end_matches('\n'));
+        assert_eq!(
+            read_line(&crlf).unwrap(),
+            (vec!["a".into(), "b".into()], Origin::Checked)
+        );
+        assert_eq!(decode("seen\tbob\t3\r").unwrap(), ["seen", "bob", "3"]);
+    }
+
+    fn reads(bytes: &[u8]) -> Vec<Option<Result<Vec<String>, RecordError>>> {
+        scan(bytes).into_iter().map(|l| l.read).collect()
+    }
+
+    #[test]
     fn scan_clean_file() {
         let mut bytes = encode(&["one"]).into_bytes();
         bytes.extend(encode(&["two", "2"]).into_bytes());
-        let s = scan(&bytes);
-        assert_eq!(s.records, vec![vec!["one"], vec!["two", "2"]]);
-        assert_eq!(s.good_len, bytes.len());
-        assert_eq!(s.torn_len, 0);
-        assert_eq!(s.skipped, 0);
+        let lines = scan(&bytes);
+        assert_eq!(
+            records(&lines).collect::<Vec<_>>(),
+            [
+                &vec!["one".to_string()],
+                &vec!["two".to_string(), "2".to_string()]
+            ]
+        );
+        assert_eq!(lines[1].end, bytes.len());
+        assert!(lines.iter().all(|l| l.terminated(&bytes)));
     }
 
     #[test]
     fn scan_empty_file() {
-        assert_eq!(scan(b""), Scan::default());
+        assert_eq!(scan(b""), Vec::new());
+        assert_eq!(scan(BOM), Vec::new());
+    }
+
+    #[test]
+    fn scan_reads_a_crlf_file_with_a_bom_whole() {
+        let lf = format!("{}{}", encode(&["one"]), encode(&["two", "2"]));
+        let crlf = format!("\u{feff}{}", lf.replace('\n', "\r\n"));
+        let lines = scan(crlf.as_bytes());
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].start, 3);
+        assert_eq!(records(&lines).count(), 2);
+    }
+
+    #[test]
+    fn scan_keeps_an_intact_last_record_without_its_newline() {
+        let bytes = format!("{}{}", encode(&["one"]), encode(&["two"]).trim_end());
+        let lines = scan(bytes.as_bytes());
+        assert_eq!(records(&lines).count(), 2);
+        assert!(!lines[1].terminated(bytes.as_bytes()));
     }
 
     #[test]
@@ -354,45 +469,29 @@ mod tests {
         let torn = encode(&["two"]);
         let mut bytes = good.clone().into_bytes();
         bytes.extend_from_slice(&torn.as_bytes()[..torn.len() - 3]);
-        let s = scan(&bytes);
-        assert_eq!(s.records, vec![vec!["one"]]);
-        assert_eq!(s.good_len, good.len());
-        assert_eq!(s.torn_len, torn.len() - 3);
-        assert_eq!(s.skipped, 0);
+        let lines = scan(&bytes);
+        assert_eq!(lines[1].read, Some(Err(RecordError::Torn)));
+        assert_eq!((lines[1].start, lines[1].end), (good.len(), bytes.len()));
+        // Even a torn piece that would read as a hand-written record is a torn write.
+        assert_eq!(reads(b"intro\tbob\tha"), [Some(Err(RecordError::Torn))]);
     }
 
     #[test]
-    fn scan_torn_final_record_bad_checksum() {
-        let good = encode(&["one"]);
-        let bad = encode(&["two"]).replacen("two", "twx", 1);
-        let bytes = format!("{good}{bad}").into_bytes();
-        let s = scan(&bytes);
-        assert_eq!(s.records, vec![vec!["one"]]);
-        assert_eq!(s.good_len, good.len());
-        assert_eq!(s.torn_len, bad.len());
-        assert_eq!(s.skipped, 0);
-    }
-
-    #[test]
-    fn scan_corrupted_middle_record_is_skipped() {
+    fn scan_damaged_lines_anywhere_and_blank_lines() {
         let a = encode(&["a"]);
         let b = encode(&["bbbb"]).replacen("bbbb", "bxbb", 1);
         let c = encode(&["c"]);
-        let mut bytes = format!("{a}{b}").into_bytes();
+        let mut bytes = format!("{a}\n{b}").into_bytes();
         bytes.extend_from_slice(b"\xff\xfe not utf8\n");
         bytes.extend_from_slice(c.as_bytes());
-        let s = scan(&bytes);
-        assert_eq!(s.records, vec![vec!["a"], vec!["c"]]);
-        assert_eq!(s.skipped, 2);
-        assert_eq!(s.good_len, bytes.len());
-        assert_eq!(s.torn_len, 0);
-    }
-
-    #[test]
-    fn scan_only_garbage() {
-        let s = scan(b"garbage\nmore");
-        assert!(s.records.is_empty());
-        assert_eq!(s.good_len, 0);
-        assert_eq!(s.torn_len, 12);
+        let got = reads(&bytes);
+        assert_eq!(got.len(), 5);
+        assert_eq!(got[1], None);
+        assert!(matches!(
+            got[2],
+            Some(Err(RecordError::ChecksumMismatch { .. }))
+        ));
+        assert_eq!(got[3], Some(Err(RecordError::InvalidUtf8)));
+        assert_eq!(records(&scan(&bytes)).count(), 2);
     }
 }

@@ -604,12 +604,20 @@ def bridge(opts):
     a.conn.names(["#lanchat"])
     e = a.expect("namreply", lambda e: e.arguments[1] == "#lanchat")
     check(e.arguments[2].split() == ["alice", "nate"], f"lobby names after a logout {e.arguments}")
+    # A membership made natively (here through *lanchat) lasts across logins; a JOIN lasts
+    # as long as the connection, as IRC users expect.
+    n.send("group create cs102")
+    n.line_with("OK group-created")
+    a.conn.privmsg("*lanchat", "group join cs102")
+    a.expect("privnotice", lambda e: "joined group cs102" in e.arguments[0])
     # Offline mail: delivered after the welcome, with its time.
     a.conn.quit("brb")
     n.line_with("PRESENCE alice logout")
     n.send("message alice while you were out")
     n.line_with("OK queued")
-    n.send("group send cs101 group while out")
+    n.send("group members cs101")
+    n.line_with("LIST members 1 ")
+    n.send("group send cs102 group while out")
     n.line_with("OK group-sent")
     r2 = new_reactor()
     a2 = Client(r2, "alice", opts.irc)
@@ -617,11 +625,12 @@ def bridge(opts):
     e = a2.expect("privmsg", lambda e: e.source.nick == "nate" and "while you were out" in e.arguments[0])
     check(e.arguments[0].startswith("[") and "UTC]" in e.arguments[0], f"time prefix {e.arguments}")
     e = a2.expect("privmsg", lambda e: "group while out" in e.arguments[0])
-    check("#cs101]" in e.arguments[0], f"group mail {e.arguments}")
+    check("#cs102]" in e.arguments[0], f"group mail {e.arguments}")
     order = [s.split(" ")[0] for s in a2.seen if not s.startswith("all_raw")]
     check(order.index("welcome") < order.index("privmsg"), f"mail after welcome: {order}")
-    # Lanchat memberships last: the groups are joined again at login.
-    a2.expect("join", lambda e: e.target == "#cs101")
+    # Lasting memberships are joined again at login; the channel left at QUIT is not.
+    a2.expect("join", lambda e: e.target == "#cs102")
+    a2.expect_none("join", lambda e: e.target == "#cs101", wait=0.3)
     # An offline nick: the message waits, and the sender is told.
     a2.conn.privmsg("mia", "are you there")
     a2.expect("privnotice", lambda e: "not online" in e.arguments[0])

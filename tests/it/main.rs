@@ -10,6 +10,9 @@ mod core;
 /// Issue 3: offline mail, history, last seen and intros survive restarts and crashes.
 mod store;
 
+/// Issue 23: a channel QUIT leaves the group; the data directory is bounded.
+mod bounds;
+
 /// Issue 4: chat sessions, blacklists, statuses, groups, auth modes and policies.
 mod conversations;
 

@@ -263,3 +263,120 @@ fn sigkill_mid_stream_loses_no_acknowledged_message() {
     assert!(got.len() >= acked, "acked {acked}, delivered {}", got.len());
     assert_eq!(got, (0..got.len()).collect::<Vec<_>>());
 }
+
+/// Leaves alice with an intro, a group and a blacklist, and bob with three offline messages;
+/// returns the data directory's users.log and bob's mailbox paths.
+fn data_dir_with_state(data: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let s = TestServer::start_on(data);
+    let a = s.login("alice");
+    a.send("personalintro edited by hand later");
+    a.expect_ok("intro");
+    a.send("group create cs101");
+    a.expect_ok("group-created");
+    a.send("block dave");
+    a.expect_ok("blocked");
+    for i in 0..3 {
+        a.send(&format!("message bob mail {i}"));
+        a.expect_ok("queued");
+    }
+    a.logout();
+    (data.join("users.log"), data.join("mail").join("bob.log"))
+}
+
+/// What alice and bob find after a restart: alice's intro (as carol sees it), her groups
+/// and blacklist, and bob's mail texts.
+fn state_seen_through_the_socket(data: &std::path::Path) -> (String, Vec<String>, Vec<String>) {
+    let s = TestServer::start_on(data);
+    let c = s.login("carol");
+    c.send("wholast 60");
+    let (_, users) = c.expect_list("wholast");
+    let intro = users
+        .iter()
+        .find(|u| u.arg(0) == "alice")
+        .map(|u| u.text.clone())
+        .unwrap_or_default();
+    let a = s.login("alice");
+    a.send("group list");
+    let (_, groups) = a.expect_list("groups");
+    a.send("blocked");
+    let (_, blocked) = a.expect_list("blocked");
+    let mut seen: Vec<String> = groups.iter().map(|g| g.text.clone()).collect();
+    seen.extend(blocked.iter().map(|b| format!("blocked {}", b.text)));
+    let (_, mail) = login_with_mail(&s, "bob", "pw-bob");
+    (intro, seen, mail.iter().map(|m| m.text.clone()).collect())
+}
+
+#[test]
+fn files_saved_by_an_editor_with_crlf_and_no_final_newline_load_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (users, mailbox) = data_dir_with_state(&data);
+    for path in [&users, &mailbox] {
+        let text = std::fs::read_to_string(path).unwrap();
+        let edited = text.replace('\n', "\r\n");
+        // Saved with CRLF line ends and without the final line end, as some editors do.
+        std::fs::write(path, edited.trim_end()).unwrap();
+    }
+    let (intro, groups, mail) = state_seen_through_the_socket(&data);
+    assert_eq!(intro, "edited by hand later");
+    assert_eq!(groups, ["cs101 (1 members) *", "blocked dave"]);
+    assert_eq!(mail, ["mail 0", "mail 1", "mail 2"]);
+    assert!(!data.join("users.log.rejected").exists());
+}
+
+#[test]
+fn a_damaged_record_is_moved_aside_and_hand_written_ones_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (users, mailbox) = data_dir_with_state(&data);
+    // A record edited without its checksum being fixed, in the middle of the journal, and
+    // a record typed by hand (no checksum) at its end.
+    let journal = std::fs::read_to_string(&users).unwrap();
+    let mut lines: Vec<String> = journal.lines().map(str::to_string).collect();
+    let intro = lines.iter().position(|l| l.starts_with("intro\t")).unwrap();
+    let damaged = lines[intro].replace("edited by hand later", "edited by hand, checksum kept");
+    lines[intro] = damaged.clone();
+    lines.push("intro\tcarol\ttyped by hand".to_string());
+    std::fs::write(&users, lines.join("\n") + "\n").unwrap();
+    // A damaged mail in the middle of bob's mailbox.
+    let mail = std::fs::read_to_string(&mailbox).unwrap();
+    let broken = mail.replacen("mail 1", "mail !", 1);
+    std::fs::write(&mailbox, &broken).unwrap();
+
+    let (alice_intro, groups, mail) = state_seen_through_the_socket(&data);
+    assert_eq!(alice_intro, "", "the damaged intro record is not applied");
+    assert_eq!(groups, ["cs101 (1 members) *", "blocked dave"]);
+    assert_eq!(mail, ["mail 0", "mail 2"]);
+    // Nothing is deleted: the damaged lines wait, as they were, next to their files.
+    let side = std::fs::read_to_string(data.join("users.log.rejected")).unwrap();
+    assert_eq!(side, format!("{damaged}\n"));
+    let side = std::fs::read_to_string(data.join("mail").join("bob.log.rejected")).unwrap();
+    assert!(side.contains("mail !"), "{side}");
+    // The hand-written intro loaded: dave sees it.
+    let s = TestServer::start_on(&data);
+    let d = s.login("dave");
+    d.send("wholast 60");
+    let (_, users) = d.expect_list("wholast");
+    assert!(
+        users
+            .iter()
+            .any(|u| u.arg(0) == "carol" && u.text == "typed by hand"),
+        "{users:?}"
+    );
+}
+
+#[test]
+fn a_directory_where_a_data_file_should_be_is_named_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("users.log")).unwrap();
+    let config = test_config(&data);
+    let error = match Server::bind_with(config, credentials(0), Arc::new(SystemClock)) {
+        Ok(_) => panic!("a server started over a directory named users.log"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        error.contains(&*data.join("users.log").to_string_lossy()),
+        "{error}"
+    );
+}

@@ -72,6 +72,7 @@ pub fn serve(hub: &Hub, conn: &Arc<Conn>, ctx: &SessionContext<'_>, world: &Arc<
         away_notify: false,
         negotiating: false,
         active: Arc::new(AtomicU64::new(unix_now())),
+        joined_here: BTreeSet::new(),
     };
     if session.register() {
         log::info!("{} logged in over IRC from {}", session.nick, conn.peer);
@@ -102,6 +103,10 @@ struct Session<'a> {
     negotiating: bool,
     /// When the user last did something (for WHOIS idle), shared with the world.
     active: Arc<AtomicU64>,
+    /// The groups this connection JOINed (and has not PARTed). IRC has no membership that
+    /// outlasts a connection, so they are left when it ends, however it ends; a membership
+    /// made natively (`group join`, also through `*lanchat`) lasts, as on the native door.
+    joined_here: BTreeSet<String>,
 }
 
 /// What a NICK check decided.
@@ -371,11 +376,18 @@ impl Session<'_> {
             self.enc.set_nick("");
             self.nick.clear();
             log::info!("IRC login of {nick} refused: {}", line.text);
-            self.send(&self.replies().num(
-                ERR_NICKNAMEINUSE,
-                &[nick],
-                "Nickname is already in use",
-            ));
+            let reply = match line.arg(0) {
+                "already-online" => {
+                    self.replies()
+                        .num(ERR_NICKNAMEINUSE, &[nick], "Nickname is already in use")
+                }
+                // A bound of the data directory (`user-limit`, `storage-full`): the text
+                // says which, and that a nick used before still works.
+                _ => self
+                    .replies()
+                    .num(ERR_ERRONEUSNICKNAME, &[nick], &line.text),
+            };
+            self.send(&reply);
             return Registration::Retry;
         }
         self.world.note_users(self.hub.online_count());
@@ -564,6 +576,8 @@ impl Session<'_> {
     /// Leaves: others see QUIT with the user's text, the client gets ERROR.
     fn leave(&mut self, exit: Exit) {
         let (name, id) = (self.nick.clone(), self.conn.id);
+        // Before going offline, so no group line is stored as mail for a departed member.
+        self.leave_joined_here(&name);
         self.world
             .update(&name, id, |u| u.quit = Some(exit.quit.clone()));
         self.hub.logout(&name, id, exit.reason);
@@ -576,6 +590,15 @@ impl Session<'_> {
             );
         }
         log::info!("{name} left IRC ({:?})", exit.reason);
+    }
+
+    /// Takes `name` out of the groups this connection JOINed (others see the QUIT or the
+    /// NICK, not a PART); a group is deleted with its last member, as natively.
+    fn leave_joined_here(&mut self, name: &str) {
+        for group in std::mem::take(&mut self.joined_here) {
+            let _ = self.hub.group(name, &GroupAction::Leave(group.clone()));
+            self.world.left_channel(&group, name);
+        }
     }
 
     fn dispatch(&mut self, m: &Message) -> Option<Exit> {
@@ -761,7 +784,9 @@ impl Session<'_> {
             });
         }
         self.world.update(&new, id, |u| u.renaming = false);
-        // The channels follow the user: the new name joins the old name's groups.
+        // The channels follow the user: the new name joins the old name's groups (over IRC,
+        // so for this connection only), and the old name leaves those it JOINed here.
+        let old_joined_here = std::mem::replace(&mut self.joined_here, old_groups.clone());
         for g in &old_groups {
             let _ = self.hub.group(&new, &GroupAction::Join(g.clone()));
             self.world.update_channel(g, |c| {
@@ -772,6 +797,9 @@ impl Session<'_> {
                     c.voices.insert(new.clone());
                 }
             });
+        }
+        for g in old_joined_here {
+            let _ = self.hub.group(&old, &GroupAction::Leave(g));
         }
         self.rejoin_channels(&old_groups);
         None
@@ -1119,6 +1147,7 @@ impl Session<'_> {
                         c.ops.insert(me.clone());
                     });
                 }
+                self.joined_here.insert(real.clone());
                 real
             }
             None => {
@@ -1138,6 +1167,7 @@ impl Session<'_> {
                     c.open_topic = false;
                     c.created = unix_now();
                 });
+                self.joined_here.insert(name.to_string());
                 name.to_string()
             }
         };
@@ -1190,6 +1220,7 @@ impl Session<'_> {
                     .hub
                     .group(&self.nick, &GroupAction::Leave(group.clone()));
                 self.world.left_channel(&group, &self.nick);
+                self.joined_here.remove(&group);
                 line + &self.problems(&replies)
             }
         }

@@ -1,0 +1,255 @@
+//! Issue 23, items 11: what a channel PART/QUIT does to group membership (the same rule
+//! seen from both doors), and the bounds on what the data directory may hold.
+
+use crate::support::*;
+use lanchat::config::{AuthMode, Config};
+use lanchat::protocol::Kind;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Instant;
+
+/// A server with its IRC door open on a free port (retried if another test took it first).
+fn start_with_irc(tweak: impl Fn(&mut Config)) -> (TestServer, SocketAddr) {
+    for attempt in 0.. {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            TestServer::start_with(|c| {
+                c.irc_port = port;
+                tweak(c);
+            })
+        }));
+        match started {
+            Ok(s) => return (s, SocketAddr::from(([127, 0, 0, 1], port))),
+            Err(e) if attempt >= 20 => std::panic::resume_unwind(e),
+            Err(_) => continue,
+        }
+    }
+    unreachable!()
+}
+
+/// A raw IRC connection whose reads time out.
+struct Irc {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Irc {
+    /// Connects from the loopback address `from`; sends NICK and USER (open mode: no PASS).
+    fn start(addr: SocketAddr, from: &str, nick: &str) -> Irc {
+        let stream = TestClient::connect_from(addr, from).into_stream();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut irc = Irc {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        };
+        irc.send(&format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}"));
+        irc
+    }
+
+    /// Registers `nick` and waits for the end of the welcome (the lobby's NAMES).
+    fn register(addr: SocketAddr, nick: &str) -> Irc {
+        let mut irc = Irc::start(addr, "127.0.0.1", nick);
+        irc.expect(" 366 ");
+        irc
+    }
+
+    fn send(&mut self, line: &str) {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .unwrap();
+    }
+
+    /// Reads lines until one contains `needle`; returns it.
+    fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut line = String::new();
+        while Instant::now() < deadline {
+            line.clear();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => panic!("closed while waiting for {needle:?}"),
+                Ok(_) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("waiting for {needle:?}: {e}"),
+            }
+        }
+        panic!("no {needle:?} in time")
+    }
+
+    /// QUIT, and waits for the server to close the connection.
+    fn quit(mut self) {
+        self.send("QUIT :bye");
+        self.expect("ERROR");
+    }
+}
+
+/// The members of `group` as `client` lists them.
+fn members(client: &TestClient, group: &str) -> Vec<String> {
+    client.send(&format!("group members {group}"));
+    let (_, items) = client.expect_list("members");
+    items.into_iter().map(|l| l.text).collect()
+}
+
+#[test]
+fn an_irc_quit_leaves_the_channels_joined_over_irc_and_keeps_native_memberships() {
+    let (s, irc) = start_with_irc(|c| c.auth = AuthMode::Open);
+    let alice = s.connect();
+    alice.send("alice");
+    alice.expect(Kind::Welcome);
+    alice.read_mail();
+    alice.send("group create proj");
+    alice.expect_ok("group-created");
+    // bob joins natively first: a lasting membership, as every native one.
+    let bob = s.connect();
+    bob.send("bob");
+    bob.expect(Kind::Welcome);
+    bob.read_mail();
+    bob.send("group join proj");
+    bob.expect_ok("group-joined");
+    bob.logout();
+
+    let mut ian = Irc::register(irc, "ian");
+    ian.send("JOIN #proj");
+    ian.expect(" 366 ");
+    ian.send("JOIN #scratch");
+    ian.expect(" 366 ");
+    // bob comes over IRC: proj is joined again for him, and left alone at his QUIT.
+    let bob_irc = Irc::register(irc, "bob");
+    assert_eq!(
+        members(&alice, "proj"),
+        ["alice (online)", "bob (online)", "ian (online)"]
+    );
+    ian.quit();
+    bob_irc.quit();
+
+    // ian is no member any more (he left before his ERROR was sent): nothing is stored
+    // for him; bob still is.
+    assert_eq!(members(&alice, "proj"), ["alice (online)", "bob"]);
+    alice.send("group send proj after the quit");
+    let sent = alice.expect_ok("group-sent");
+    assert!(sent.text.contains("0 online, 1 will get it"), "{sent}");
+    // The channel only ian was in went with him.
+    alice.send("group members scratch");
+    alice.expect_err("no-such-group");
+
+    // An open-mode nick change ends the old nick's IRC membership: the new nick has it.
+    let mut jo = Irc::register(irc, "jo");
+    jo.send("JOIN #proj");
+    jo.expect(" 366 ");
+    jo.send("NICK joanna");
+    jo.expect("NICK");
+    jo.send("JOIN #proj");
+    jo.expect(" 366 ");
+    assert_eq!(
+        members(&alice, "proj"),
+        ["alice (online)", "bob", "joanna (online)"]
+    );
+}
+
+/// Logs `name` in from `from` in open mode (no password); the mail lines are consumed.
+fn open_login(s: &TestServer, from: &str, name: &str) -> TestClient {
+    let c = TestClient::connect_from(s.addr, from);
+    c.expect(Kind::Hello);
+    c.expect_ask("username");
+    c.send(name);
+    c.expect(Kind::Welcome);
+    c.read_mail();
+    c
+}
+
+#[test]
+fn past_max_data_bytes_new_mail_is_refused_and_what_was_stored_is_kept() {
+    let s = TestServer::start_with(|c| c.max_data_bytes = 8 * 1024);
+    let a = s.login("alice");
+    let text = "x".repeat(500);
+    let mut queued = 0;
+    let refusal = loop {
+        assert!(
+            queued < 40,
+            "8 KiB took {queued} mails of 500 bytes and refused none"
+        );
+        a.send(&format!("message bob {queued} {text}"));
+        let reply = a.next();
+        match (reply.kind, reply.arg(0)) {
+            (Kind::Ok, "queued") => queued += 1,
+            (Kind::Err, "storage-full") => break reply,
+            _ => panic!("unexpected {reply}"),
+        }
+    };
+    assert!(refusal.text.contains("not stored"), "{refusal}");
+    // Mail and its history share the 8 KiB (history is written a moment later, by its
+    // own thread): several fit, and the whole directory stays within the bound.
+    assert!(queued >= 3, "only {queued} fit in 8 KiB");
+    let dir_bytes: u64 = ["", "mail", "history"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(s.data_dir.join(d)).unwrap())
+        .filter_map(|e| e.unwrap().metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum();
+    assert!(dir_bytes <= 8 * 1024, "{dir_bytes} bytes stored");
+    // Everything acknowledged is delivered; delivering it makes room again.
+    let b = s.connect();
+    b.send("bob");
+    b.expect_ask("password");
+    b.send("pw-bob");
+    b.expect(Kind::Welcome);
+    let mail = b.read_mail();
+    let numbers: Vec<usize> = mail
+        .iter()
+        .map(|m| m.text.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(numbers, (0..queued).collect::<Vec<_>>());
+    b.logout();
+    a.send("message bob room again");
+    a.expect_ok("queued");
+}
+
+#[test]
+fn in_open_mode_one_address_makes_a_bounded_number_of_users_and_groups() {
+    let (s, irc) = start_with_irc(|c| {
+        c.auth = AuthMode::Open;
+        c.max_new_users_per_ip = 3;
+        c.max_groups_per_ip = 2;
+    });
+    for name in ["n1", "n2", "n3"] {
+        open_login(&s, "127.0.0.2", name).logout();
+    }
+    let c = TestClient::connect_from(s.addr, "127.0.0.2");
+    c.expect(Kind::Hello);
+    c.expect_ask("username");
+    c.send("n4");
+    let refusal = c.expect_err("user-limit");
+    assert!(refusal.text.contains("name used before"), "{refusal}");
+    c.expect_ask("username");
+    // The IRC door tells the same, with 432 so that the client may try another nick.
+    let mut over_irc = Irc::start(irc, "127.0.0.2", "n5");
+    let refusal = over_irc.expect(" 432 ");
+    assert!(refusal.contains("name used before"), "{refusal}");
+    // A name made before still logs in from there, and another address makes its own.
+    c.send("n1");
+    c.expect(Kind::Welcome);
+    c.read_mail();
+    open_login(&s, "127.0.0.3", "m1");
+    over_irc.send("NICK n2");
+    over_irc.expect(" 366 ");
+
+    c.send("group create g1");
+    c.expect_ok("group-created");
+    c.send("group create g2");
+    c.expect_ok("group-created");
+    c.send("group create g3");
+    let refusal = c.expect_err("group-limit");
+    assert!(refusal.text.contains("2 groups"), "{refusal}");
+    c.send("group list");
+    let (_, groups) = c.expect_list("groups");
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    // A group deleted (its last member left) no longer counts.
+    c.send("group leave g1");
+    c.expect_ok("group-left");
+    c.send("group create g3");
+    c.expect_ok("group-created");
+}
