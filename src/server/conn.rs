@@ -16,6 +16,7 @@
 //! Each connection owns exactly one file descriptor (the `TcpStream` inside an `Arc<Conn>`,
 //! never `try_clone`d) and the only per-connection thread is its reader.
 
+use super::receipts::{self, Receipts};
 use crate::protocol::Line;
 use crate::store::Mail;
 use crossbeam_channel::{Receiver, Sender};
@@ -74,6 +75,9 @@ struct Outbox {
     /// if the connection dies before that offset is written, the message goes back to the
     /// user's offline mailbox.
     rescue: VecDeque<(u64, Arc<Mail>)>,
+    /// Mailbox mails sent on this connection, until the peer's TCP acknowledged their lines
+    /// (`None` until the first one: most connections never send any).
+    receipts: Option<Receipts>,
 }
 
 impl Outbox {
@@ -441,6 +445,62 @@ impl Conn {
             // before: no wake-up of the flusher for lines the caller is about to write.
             self.append_locked(outbox, bytes, None, corked);
         });
+    }
+
+    /// [`Conn::enqueue_all`] for lines of which some carry mail from the mailbox:
+    /// `mail_ids[i]` is the id of the mail `lines[i]` carries, if any. Such a mail stays in the
+    /// mailbox until [`Conn::delivered_mail`] reports its line acknowledged.
+    pub fn enqueue_tracked(self: &Arc<Self>, lines: &[Line], mail_ids: &[Option<String>]) {
+        debug_assert_eq!(lines.len(), mail_ids.len());
+        let corked = super::cork::is_active();
+        let mut ends = Vec::with_capacity(lines.len());
+        let mut out = Vec::new();
+        for line in lines {
+            self.encoder.encode(line, &mut out);
+            ends.push(out.len() as u64);
+        }
+        let mut outbox = self.outbox.lock();
+        if self.is_closed() {
+            return;
+        }
+        let base = outbox.queued;
+        let written = outbox.written;
+        for (end, id) in ends.iter().zip(mail_ids) {
+            if let Some(id) = id {
+                outbox
+                    .receipts
+                    .get_or_insert_with(|| Receipts::new(&self.stream, written))
+                    .expect(base + end, id.clone());
+            }
+        }
+        self.append_locked(outbox, &out, None, corked);
+    }
+
+    /// The ids of mailbox mails sent on this connection whose lines the peer's TCP has
+    /// acknowledged since the last call (see `receipts`). No syscall when none is waiting.
+    pub fn delivered_mail(&self) -> Vec<String> {
+        if !self.awaits_receipts() {
+            return Vec::new();
+        }
+        // Read outside the lock: the count only grows, so a late read only delays.
+        let Some(acked) = receipts::acknowledged(&self.stream) else {
+            return Vec::new();
+        };
+        let mut outbox = self.outbox.lock();
+        outbox
+            .receipts
+            .as_mut()
+            .map(|r| r.take_acknowledged(acked))
+            .unwrap_or_default()
+    }
+
+    /// Whether mailbox mails sent here still wait for their acknowledgement.
+    pub fn awaits_receipts(&self) -> bool {
+        self.outbox
+            .lock()
+            .receipts
+            .as_ref()
+            .is_some_and(|r| !r.is_empty())
     }
 
     /// Writes what is queued now, from the calling thread, as far as the socket takes it
@@ -847,6 +907,7 @@ mod tests {
             sent_at: 0,
             kind: crate::store::MailKind::Private,
             text: text.into(),
+            id: crate::store::new_mail_id(),
         })
     }
 

@@ -32,7 +32,10 @@
 //! open-files limit, so the number of open files never grows with the number
 //! of users).
 
+mod mailbox;
 pub mod record;
+
+pub use mailbox::{is_mail_id, new_mail_id};
 
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -283,6 +286,10 @@ pub struct Mail {
     pub kind: MailKind,
     /// The message text.
     pub text: String,
+    /// Stable identity, kept with the mail on disk: a mail delivered again (its first delivery
+    /// was never acknowledged by the client's TCP) carries the same id, so clients can drop
+    /// the repeat. Empty only for a record written before ids existed (see `mailbox`).
+    pub id: String,
 }
 
 /// One line of a two-person conversation log.
@@ -628,12 +635,13 @@ fn encode_mail(mail: &Mail) -> String {
         &mail.sent_at.to_string(),
         &kind,
         &mail.text,
+        &mail.id,
     ])
 }
 
 fn decode_mail(f: &[String]) -> Option<Mail> {
     match f {
-        [tag, from, sent_at, kind, text, ..] if tag == "mail" => Some(Mail {
+        [tag, from, sent_at, kind, text, rest @ ..] if tag == "mail" => Some(Mail {
             from: from.clone(),
             sent_at: sent_at.parse().ok()?,
             kind: match kind.as_str() {
@@ -642,6 +650,13 @@ fn decode_mail(f: &[String]) -> Option<Mail> {
                 k => MailKind::Group(k.strip_prefix("group:")?.to_owned()),
             },
             text: text.clone(),
+            // A record from before ids (or a hand-edited one) gets an id when it is read for
+            // delivery (`Store::read_mail_with`).
+            id: rest
+                .first()
+                .filter(|id| is_mail_id(id))
+                .cloned()
+                .unwrap_or_default(),
         }),
         _ => None,
     }
@@ -1352,6 +1367,7 @@ mod tests {
             sent_at: 1_700_000_000,
             kind,
             text: text.into(),
+            id: new_mail_id(),
         }
     }
 

@@ -10,6 +10,10 @@ mod core;
 /// Issue 3: offline mail, history, last seen and intros survive restarts and crashes.
 mod store;
 
+/// Issue 23 item 3: offline mail leaves the mailbox only once the client's TCP acknowledged
+/// it; a re-delivery carries the same id.
+mod mail_delivery;
+
 /// Issue 4: chat sessions, blacklists, statuses, groups, auth modes and policies.
 mod conversations;
 
