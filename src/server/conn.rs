@@ -449,7 +449,9 @@ impl Conn {
 
     /// [`Conn::enqueue_all`] for lines of which some carry mail from the mailbox:
     /// `mail_ids[i]` is the id of the mail `lines[i]` carries, if any. Such a mail stays in the
-    /// mailbox until [`Conn::delivered_mail`] reports its line acknowledged.
+    /// mailbox until [`Conn::delivered_mail`] reports its line acknowledged. Besides memory,
+    /// the first tracked mail of a connection costs two non-blocking syscalls (where the
+    /// kernel's count of the socket's bytes stands).
     pub fn enqueue_tracked(self: &Arc<Self>, lines: &[Line], mail_ids: &[Option<String>]) {
         debug_assert_eq!(lines.len(), mail_ids.len());
         let corked = super::cork::is_active();

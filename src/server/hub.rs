@@ -624,7 +624,11 @@ impl Hub {
             ));
             mail_ids.push(None);
         }
-        conn.enqueue_tracked(&lines, &mail_ids);
+        if mail_ids.iter().any(Option::is_some) {
+            conn.enqueue_tracked(&lines, &mail_ids);
+        } else {
+            conn.enqueue_all(&lines);
+        }
         let notify = if replaced.is_none() && status != Status::Invisible {
             self.presence_targets_now(&state, name, &["login"])
         } else {
