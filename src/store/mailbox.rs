@@ -65,8 +65,8 @@ impl Store {
     /// Reads `user`'s mailbox and hands it to `on_read` while still holding the store's lock
     /// (so a message sent meanwhile is either in it or delivered live after it), without
     /// removing anything: the caller removes each mail once it is delivered
-    /// ([`Store::remove_mail`]). A mail stored before ids existed is given one here, written
-    /// back first, so a second delivery of it carries the same id.
+    /// ([`Store::remove_mail`]). A mail stored before ids existed (or whose id another mail
+    /// has) is given one here, written back first, so a second delivery carries the same id.
     pub fn read_mail_with<R>(
         &self,
         user: &str,
@@ -88,16 +88,20 @@ impl Store {
             Err(e) => return Err(e.into()),
         };
         let mut lines = split_lines(&bytes);
-        let mut missing_ids = false;
+        let mut ids = HashSet::new();
+        let mut new_ids = false;
         for line in &mut lines {
             if let MailboxLine::Mail(mail) = line {
-                if mail.id.is_empty() {
+                // No id, or one another mail has (a copied line in a hand-edited file): one
+                // delivery would remove both, and a client would drop the second as a repeat.
+                if mail.id.is_empty() || !ids.insert(mail.id.clone()) {
                     mail.id = new_mail_id();
-                    missing_ids = true;
+                    ids.insert(mail.id.clone());
+                    new_ids = true;
                 }
             }
         }
-        if missing_ids {
+        if new_ids {
             rewrite(&path, &lines)?;
         }
         let mails: Vec<Mail> = lines
@@ -271,6 +275,25 @@ mod tests {
             "garbage line\n",
             "never deleted with the mail around it"
         );
+    }
+
+    #[test]
+    fn a_copied_line_gets_an_id_of_its_own() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(tmp.path(), 10).unwrap();
+        store
+            .deliver_or_store("bob", &mail("one"), || false)
+            .unwrap();
+        let path = tmp.path().join("mail/bob.log");
+        let line = fs::read_to_string(&path).unwrap();
+        fs::write(&path, line.repeat(2)).unwrap();
+        let (store, _) = Store::open(tmp.path(), 10).unwrap();
+        let both = read(&store, "bob");
+        assert_eq!(both.len(), 2);
+        assert_ne!(both[0].id, both[1].id);
+        assert_eq!(read(&store, "bob"), both, "the new id was written back");
+        store.remove_mail("bob", &[both[0].id.clone()]).unwrap();
+        assert_eq!(read(&store, "bob"), [both[1].clone()]);
     }
 
     #[test]

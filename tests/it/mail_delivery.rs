@@ -1,4 +1,4 @@
-use crate::store::{raw_login, ServerProcess};
+use crate::store::{login_with_mail, raw_login, ServerProcess};
 use crate::support::*;
 use lanchat::protocol::{Kind, Line};
 use rand::rngs::StdRng;
@@ -158,12 +158,8 @@ fn offline_mail_cut_off_by_a_reset_mid_delivery_arrives_at_the_next_login() {
     drop(reader);
     drop(stream);
 
-    let bob = s.connect();
-    bob.send("bob");
-    bob.expect_ask("password");
-    bob.send("pw-bob");
-    bob.expect(Kind::Welcome);
-    shown.login(&bob.read_mail());
+    let (bob, mail) = login_with_mail(&s, "bob", "pw-bob");
+    shown.login(&mail);
     let missing = shown.missing(&queued);
     assert!(
         missing.is_empty(),
@@ -173,12 +169,8 @@ fn offline_mail_cut_off_by_a_reset_mid_delivery_arrives_at_the_next_login() {
     );
     // Delivered now: the next login has nothing left.
     bob.logout();
-    let again = s.connect();
-    again.send("bob");
-    again.expect_ask("password");
-    again.send("pw-bob");
-    again.expect(Kind::Welcome);
-    assert!(again.read_mail().is_empty(), "delivered mail was kept");
+    let (_again, mail) = login_with_mail(&s, "bob", "pw-bob");
+    assert!(mail.is_empty(), "delivered mail was kept");
     eprintln!(
         "reset after 100 KB: {first} of {MAILS} received before it, 0 lost, {} shown again",
         shown.repeats
@@ -254,4 +246,33 @@ fn a_server_killed_at_random_points_of_deliveries_loses_no_acknowledged_mail() {
         acknowledged.len(),
         shown.repeats
     );
+}
+
+#[test]
+fn mail_a_quiet_client_received_leaves_the_mailbox_without_a_word_from_it() {
+    let s = TestServer::start();
+    let alice = s.login("alice");
+    queue_for_bob(&alice, 0..20, 100);
+    let mailbox = s.data_dir.join("mail/bob.log");
+    assert!(mailbox.exists());
+
+    // Bob reads his mail and then says nothing at all: his machine's acknowledgements are
+    // enough, no command, no logout.
+    let (bob, mail) = login_with_mail(&s, "bob", "pw-bob");
+    assert_eq!(mail.len(), 20);
+    let deadline = Instant::now() + TIMEOUT;
+    while mailbox.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "delivered mail still in {mailbox:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Mail that arrives for him later and stays unread is not touched by that removal.
+    bob.logout();
+    queue_for_bob(&alice, 20..25, 100);
+    let (_again, mail) = login_with_mail(&s, "bob", "pw-bob");
+    let mail: Vec<usize> = mail.iter().map(number).collect();
+    assert_eq!(mail, (20..25).collect::<Vec<_>>());
 }

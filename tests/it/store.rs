@@ -8,7 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Logs in and returns the client plus the mail it was given at login.
-fn login_with_mail(s: &TestServer, name: &str, password: &str) -> (TestClient, Vec<Line>) {
+pub(crate) fn login_with_mail(
+    s: &TestServer,
+    name: &str,
+    password: &str,
+) -> (TestClient, Vec<Line>) {
     let c = s.connect();
     c.send(name);
     c.expect_ask("password");
