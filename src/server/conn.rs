@@ -478,21 +478,29 @@ impl Conn {
         self.append_locked(outbox, &out, None, corked);
     }
 
-    /// The ids of mailbox mails sent on this connection whose lines the peer's TCP has
-    /// acknowledged since the last call (see `receipts`). No syscall when none is waiting.
-    pub fn delivered_mail(&self) -> Vec<String> {
+    /// Asks the kernel how much of the stream the peer's TCP has acknowledged, and counts
+    /// the mailbox mails sent here whose lines that covers as delivered (see `receipts`).
+    /// No syscall when none is waiting.
+    pub fn note_delivered_mail(&self) {
         if !self.awaits_receipts() {
-            return Vec::new();
+            return;
         }
         // Read outside the lock: the count only grows, so a late read only delays.
-        let Some(acked) = receipts::acknowledged(&self.stream) else {
-            return Vec::new();
-        };
-        let mut outbox = self.outbox.lock();
-        outbox
+        if let Some(acked) = receipts::acknowledged(&self.stream) {
+            if let Some(r) = self.outbox.lock().receipts.as_mut() {
+                r.note_acknowledged(acked);
+            }
+        }
+    }
+
+    /// Takes the ids of the mails counted as delivered since the last call (for their
+    /// removal from the mailbox).
+    pub fn take_delivered_mail(&self) -> Vec<String> {
+        self.outbox
+            .lock()
             .receipts
             .as_mut()
-            .map(|r| r.take_acknowledged(acked))
+            .map(Receipts::take_delivered)
             .unwrap_or_default()
     }
 
@@ -502,7 +510,7 @@ impl Conn {
             .lock()
             .receipts
             .as_ref()
-            .is_some_and(|r| !r.is_empty())
+            .is_some_and(Receipts::awaiting)
     }
 
     /// Writes what is queued now, from the calling thread, as far as the socket takes it

@@ -27,6 +27,8 @@ pub struct Receipts {
     /// `(end, id)`: mail `id` is delivered once `end` bytes of the outbox's stream are
     /// acknowledged. In stream order.
     pending: VecDeque<(u64, String)>,
+    /// Ids of mails delivered and not yet removed from the mailbox.
+    delivered: Vec<String>,
 }
 
 impl Receipts {
@@ -37,6 +39,7 @@ impl Receipts {
         Receipts {
             before: handed_to_kernel(stream).map_or(0, |all| all.saturating_sub(written)),
             pending: VecDeque::new(),
+            delivered: Vec::new(),
         }
     }
 
@@ -46,6 +49,7 @@ impl Receipts {
         Receipts {
             before: 0,
             pending: VecDeque::new(),
+            delivered: Vec::new(),
         }
     }
 
@@ -56,21 +60,24 @@ impl Receipts {
     }
 
     /// Whether any mail waits for its acknowledgement.
-    pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+    pub fn awaiting(&self) -> bool {
+        !self.pending.is_empty()
     }
 
-    /// Takes the ids of the mails whose lines are within the first `acked` bytes the socket
-    /// ever carried (as the kernel counts them).
-    pub fn take_acknowledged(&mut self, acked: u64) -> Vec<String> {
+    /// Counts as delivered the mails whose lines are within the first `acked` bytes the
+    /// socket ever carried (as the kernel counts them).
+    pub fn note_acknowledged(&mut self, acked: u64) {
         let acked = acked.saturating_sub(self.before);
-        let mut done = Vec::new();
         while self.pending.front().is_some_and(|(end, _)| *end <= acked) {
             if let Some((_, id)) = self.pending.pop_front() {
-                done.push(id);
+                self.delivered.push(id);
             }
         }
-        done
+    }
+
+    /// Takes the ids of the mails delivered since the last call, for their removal.
+    pub fn take_delivered(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.delivered)
     }
 }
 
@@ -138,23 +145,29 @@ mod tests {
         receipts.expect(10, "a".into());
         receipts.expect(25, "b".into());
         receipts.expect(40, "c".into());
-        assert!(receipts.take_acknowledged(9).is_empty());
-        assert_eq!(receipts.take_acknowledged(25), ["a", "b"]);
-        assert!(receipts.take_acknowledged(39).is_empty());
-        assert!(!receipts.is_empty());
-        assert_eq!(receipts.take_acknowledged(1000), ["c"]);
-        assert!(receipts.is_empty());
+        receipts.note_acknowledged(9);
+        assert!(receipts.take_delivered().is_empty());
+        receipts.note_acknowledged(25);
+        receipts.note_acknowledged(39);
+        assert_eq!(receipts.take_delivered(), ["a", "b"]);
+        assert!(receipts.awaiting());
+        receipts.note_acknowledged(1000);
+        assert!(!receipts.awaiting());
+        assert_eq!(receipts.take_delivered(), ["c"]);
+        assert!(receipts.take_delivered().is_empty());
     }
 
     #[test]
     fn bytes_written_before_the_count_started_are_not_taken_for_mail() {
         let mut receipts = Receipts {
             before: 100,
-            pending: VecDeque::new(),
+            ..Receipts::counting_from_zero()
         };
         receipts.expect(10, "a".into());
-        assert!(receipts.take_acknowledged(100).is_empty());
-        assert_eq!(receipts.take_acknowledged(110), ["a"]);
+        receipts.note_acknowledged(100);
+        assert!(receipts.take_delivered().is_empty());
+        receipts.note_acknowledged(110);
+        assert_eq!(receipts.take_delivered(), ["a"]);
     }
 
     fn pair() -> (TcpStream, TcpStream) {

@@ -1,17 +1,22 @@
 //! Offline mail that stays on disk until it is delivered: read at login without being
-//! removed, and removed later, mail by mail, by id, once the server knows the client's TCP
-//! acknowledged it (see `server::receipts`).
+//! removed, and removed later, by id, once the server knows the client's TCP acknowledged it
+//! (see `server::receipts`).
 //!
 //! Why by id and never by truncating: while a delivery is under way the mailbox can grow
 //! (a message kept from a connection that died, a second login), so only the mails that were
-//! delivered may go. Removal rewrites the mailbox to a temporary file, fsyncs it and renames
-//! it over the old one, so a crash leaves the old or the new mailbox, never a mix; every line
-//! that is not a delivered mail (a damaged record included) is copied byte for byte.
+//! delivered may go. A removal appends a `delivered` record listing their ids (fsynced), so
+//! a slow delivery costs writes in proportion to what was delivered, not a rewrite of the
+//! whole mailbox each time; when every mail of the file is delivered the file goes. The next
+//! read compacts: it rewrites the mailbox without the delivered mails and their records (to
+//! a temporary file, fsynced, renamed over the old one: a crash leaves the old or the new
+//! mailbox, never a mix), copying every other line (a damaged record included) byte for byte.
 //!
 //! What it does not do: decide when a mail is delivered (the connection knows), or repair a
 //! damaged mailbox (`Store::open` does).
 
-use super::{check_name, decode_mail, encode_mail, record, sync_dir, Mail, Store, StoreError};
+use super::{
+    append_line, check_name, decode_mail, encode_mail, record, sync_dir, Mail, Store, StoreError,
+};
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -19,6 +24,12 @@ use std::path::Path;
 
 /// Longest id accepted from a mailbox file (the server makes 16 hex digits).
 const MAX_ID_LEN: usize = 32;
+
+/// Tag of a record listing the ids of mails delivered since the mailbox was last rewritten.
+const DELIVERED: &str = "delivered";
+
+/// Most ids in one `delivered` record (a long delivery appends several).
+const IDS_PER_RECORD: usize = 256;
 
 /// A fresh mail id: 16 hex digits from the thread's random generator, so ids are unique
 /// across restarts without a counter on disk (a collision needs about 2^32 mails for one
@@ -38,35 +49,81 @@ pub fn is_mail_id(id: &str) -> bool {
 enum MailboxLine<'a> {
     /// An intact mail record.
     Mail(Mail),
+    /// A `delivered` record: these mails are gone.
+    Delivered,
     /// Anything else (a damaged record, an unknown tag): kept exactly as it was.
     Other(&'a [u8]),
 }
 
+/// A mailbox file read: its lines, and the ids its `delivered` records list.
+struct Parsed<'a> {
+    lines: Vec<MailboxLine<'a>>,
+    delivered: HashSet<String>,
+}
+
+impl Parsed<'_> {
+    /// Whether the mail is still waiting (not listed as delivered).
+    fn waiting(&self, line: &MailboxLine<'_>) -> bool {
+        matches!(line, MailboxLine::Mail(m) if m.id.is_empty() || !self.delivered.contains(&m.id))
+    }
+}
+
+/// The ids a `delivered` record lists, if `fields` is one.
+fn delivered_ids(fields: &[String]) -> Option<impl Iterator<Item = &String>> {
+    let (tag, ids) = fields.split_first()?;
+    (tag == DELIVERED).then(|| ids.iter().filter(|id| is_mail_id(id)))
+}
+
 /// The lines of a mailbox file, each with its LF (a final line without one is kept as is).
-fn split_lines(bytes: &[u8]) -> Vec<MailboxLine<'_>> {
-    bytes
+fn parse(bytes: &[u8]) -> Parsed<'_> {
+    let mut delivered = HashSet::new();
+    let lines = bytes
         .split_inclusive(|&b| b == b'\n')
         .map(|raw| {
             let body = raw.strip_suffix(b"\n").unwrap_or(raw);
             // A mailbox saved by an editor with CRLF ends is still the same mail.
             let body = body.strip_suffix(b"\r").unwrap_or(body);
-            match record::decode_bytes(body)
+            let Some(fields) = record::decode_bytes(body)
                 .ok()
-                .and_then(|f| decode_mail(&f))
-            {
-                Some(mail) if raw.ends_with(b"\n") => MailboxLine::Mail(mail),
-                _ => MailboxLine::Other(raw),
+                .filter(|_| raw.ends_with(b"\n"))
+            else {
+                return MailboxLine::Other(raw);
+            };
+            if let Some(ids) = delivered_ids(&fields) {
+                delivered.extend(ids.cloned());
+                return MailboxLine::Delivered;
+            }
+            match decode_mail(&fields) {
+                Some(mail) => MailboxLine::Mail(mail),
+                None => MailboxLine::Other(raw),
             }
         })
-        .collect()
+        .collect();
+    Parsed { lines, delivered }
+}
+
+/// How many mails are waiting among a mailbox's intact records (`Store::open` counts each
+/// mailbox with it).
+pub(super) fn waiting_count(records: &[Vec<String>]) -> usize {
+    let delivered: HashSet<&String> = records
+        .iter()
+        .filter_map(|f| delivered_ids(f))
+        .flatten()
+        .collect();
+    records
+        .iter()
+        .filter_map(|f| decode_mail(f))
+        .filter(|m| m.id.is_empty() || !delivered.contains(&m.id))
+        .count()
 }
 
 impl Store {
     /// Reads `user`'s mailbox and hands it to `on_read` while still holding the store's lock
     /// (so a message sent meanwhile is either in it or delivered live after it), without
     /// removing anything: the caller removes each mail once it is delivered
-    /// ([`Store::remove_mail`]). A mail stored before ids existed (or whose id another mail
-    /// has) is given one here, written back first, so a second delivery carries the same id.
+    /// ([`Store::remove_mail`]). The file is compacted first if mails were delivered since it
+    /// was last written; a mail stored before ids existed (or whose id another mail has) is
+    /// given one, written back, so a second delivery carries the same id.
     pub fn read_mail_with<R>(
         &self,
         user: &str,
@@ -87,43 +144,72 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut lines = split_lines(&bytes);
+        let parsed = parse(&bytes);
+        let before = parsed.lines.len();
+        let mut lines: Vec<MailboxLine<'_>> = Vec::with_capacity(before);
+        let mut rewrite_needed = false;
         let mut ids = HashSet::new();
-        let mut new_ids = false;
-        for line in &mut lines {
-            if let MailboxLine::Mail(mail) = line {
-                // No id, or one another mail has (a copied line in a hand-edited file): one
-                // delivery would remove both, and a client would drop the second as a repeat.
-                if mail.id.is_empty() || !ids.insert(mail.id.clone()) {
-                    mail.id = new_mail_id();
-                    ids.insert(mail.id.clone());
-                    new_ids = true;
+        for line in &parsed.lines {
+            match line {
+                MailboxLine::Mail(_) if !parsed.waiting(line) => rewrite_needed = true,
+                MailboxLine::Delivered => rewrite_needed = true,
+                MailboxLine::Mail(mail) => {
+                    let mut mail = mail.clone();
+                    // No id, or one another mail has (a copied line in a hand-edited file):
+                    // one delivery would remove both, and a client would drop the second.
+                    if mail.id.is_empty() || !ids.insert(mail.id.clone()) {
+                        mail.id = new_mail_id();
+                        ids.insert(mail.id.clone());
+                        rewrite_needed = true;
+                    }
+                    lines.push(MailboxLine::Mail(mail));
                 }
+                MailboxLine::Other(raw) => lines.push(MailboxLine::Other(raw)),
             }
         }
-        if new_ids {
-            rewrite(&path, &lines)?;
+        if rewrite_needed {
+            if lines.is_empty() {
+                remove_mailbox(&path)?;
+            } else {
+                rewrite(&path, &lines)?;
+            }
         }
         let mails: Vec<Mail> = lines
             .into_iter()
             .filter_map(|l| match l {
                 MailboxLine::Mail(m) => Some(m),
-                MailboxLine::Other(_) => None,
+                _ => None,
             })
             .collect();
+        if mails.is_empty() {
+            inner.mail_counts.remove(user);
+        } else {
+            inner.mail_counts.insert(user.to_owned(), mails.len());
+        }
         Ok(on_read(&mails))
     }
 
-    /// Removes the mails with these ids from `user`'s mailbox (delivered ones), keeping every
-    /// other line as it is; the file goes when nothing is left in it. Returns how many mails
-    /// were removed. Ids no longer there (removed by another connection of the same user) are
-    /// ignored.
+    /// Removes the mails with these ids from `user`'s mailbox (delivered ones): a `delivered`
+    /// record listing them is appended and fsynced; when no mail is left waiting, the file
+    /// goes instead (or keeps only its lines that are not mail). Returns how many mails were removed. Ids no longer there (removed by another
+    /// connection of the same user) are ignored.
     pub fn remove_mail(&self, user: &str, ids: &[String]) -> Result<usize, StoreError> {
+        self.remove_mail_with(user, || ids.to_vec())
+    }
+
+    /// [`Store::remove_mail`] of the ids `take` returns, called under the store's lock: ids
+    /// taken from a connection are removed before any login can read the mailbox again.
+    pub fn remove_mail_with(
+        &self,
+        user: &str,
+        take: impl FnOnce() -> Vec<String>,
+    ) -> Result<usize, StoreError> {
         check_name(user)?;
+        let mut inner = self.inner.lock();
+        let ids = take();
         if ids.is_empty() {
             return Ok(0);
         }
-        let mut inner = self.inner.lock();
         let path = self.mail_path(user);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
@@ -133,31 +219,55 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
-        let delivered: HashSet<&str> = ids.iter().map(String::as_str).collect();
-        let lines = split_lines(&bytes);
-        let before = lines.len();
-        let kept: Vec<MailboxLine<'_>> = lines
-            .into_iter()
-            .filter(|l| !matches!(l, MailboxLine::Mail(m) if delivered.contains(m.id.as_str())))
+        let parsed = parse(&bytes);
+        let waiting: HashSet<&str> = parsed
+            .lines
+            .iter()
+            .filter(|l| parsed.waiting(l))
+            .filter_map(|l| match l {
+                MailboxLine::Mail(m) if !m.id.is_empty() => Some(m.id.as_str()),
+                _ => None,
+            })
             .collect();
-        let removed = before - kept.len();
-        if removed == 0 {
+        let removing: HashSet<&str> = ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| waiting.contains(id))
+            .collect();
+        if removing.is_empty() {
             return Ok(0);
         }
-        let left = kept
+        let removed = removing.len();
+        let left = parsed.lines.iter().filter(|l| parsed.waiting(l)).count() - removed;
+        let only_mail = parsed
+            .lines
             .iter()
-            .filter(|l| matches!(l, MailboxLine::Mail(_)))
-            .count();
-        if kept.is_empty() {
-            fs::remove_file(&path)?;
-            if let Err(e) = sync_dir(&self.dir.join(super::MAIL_DIR)) {
-                log::warn!(
-                    "{}: directory fsync after removing delivered mail failed: {e}",
-                    path.display()
-                );
-            }
+            .all(|l| !matches!(l, MailboxLine::Other(_)));
+        if left == 0 && only_mail {
+            remove_mailbox(&path)?;
+        } else if left == 0 {
+            // Only lines that are not mail are left (damaged ones): kept, alone.
+            let others: Vec<MailboxLine<'_>> = parsed
+                .lines
+                .iter()
+                .filter_map(|l| match l {
+                    MailboxLine::Other(raw) => Some(MailboxLine::Other(raw)),
+                    _ => None,
+                })
+                .collect();
+            rewrite(&path, &others)?;
         } else {
-            rewrite(&path, &kept)?;
+            let mut removing: Vec<&str> = removing.into_iter().collect();
+            removing.sort_unstable();
+            let records: String = removing
+                .chunks(IDS_PER_RECORD)
+                .map(|chunk| {
+                    let mut fields = vec![DELIVERED];
+                    fields.extend_from_slice(chunk);
+                    record::encode(&fields)
+                })
+                .collect();
+            append_line(&path, &records, true)?;
         }
         if left == 0 {
             inner.mail_counts.remove(user);
@@ -166,6 +276,20 @@ impl Store {
         }
         Ok(removed)
     }
+}
+
+/// Removes a mailbox whose every mail was delivered (and makes that durable).
+fn remove_mailbox(path: &Path) -> Result<(), StoreError> {
+    fs::remove_file(path)?;
+    if let Some(dir) = path.parent() {
+        if let Err(e) = sync_dir(dir) {
+            log::warn!(
+                "{}: directory fsync after removing delivered mail failed: {e}",
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Replaces the mailbox at `path` with `lines`: written to a temporary file next to it,
@@ -178,6 +302,7 @@ fn rewrite(path: &Path, lines: &[MailboxLine<'_>]) -> Result<(), StoreError> {
             match line {
                 MailboxLine::Mail(mail) => file.write_all(encode_mail(mail).as_bytes())?,
                 MailboxLine::Other(raw) => file.write_all(raw)?,
+                MailboxLine::Delivered => {}
             }
         }
         let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
@@ -275,6 +400,41 @@ mod tests {
             "garbage line\n",
             "never deleted with the mail around it"
         );
+    }
+
+    #[test]
+    fn a_removal_appends_the_ids_and_the_next_read_compacts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("mail/bob.log");
+        let (store, _) = Store::open(tmp.path(), 10).unwrap();
+        let mails: Vec<Mail> = (0..5).map(|i| mail(&format!("m{i}"))).collect();
+        for m in &mails {
+            store.deliver_or_store("bob", m, || false).unwrap();
+        }
+        let full = fs::read(&path).unwrap();
+        let ids: Vec<String> = mails[..3].iter().map(|m| m.id.clone()).collect();
+        assert_eq!(store.remove_mail("bob", &ids).unwrap(), 3);
+        assert_eq!(store.remove_mail("bob", &ids).unwrap(), 0, "already gone");
+        let after = fs::read(&path).unwrap();
+        assert!(
+            after.starts_with(&full),
+            "appended, the mail itself untouched"
+        );
+        assert!(
+            after.len() - full.len() < 100,
+            "{} bytes appended",
+            after.len() - full.len()
+        );
+        assert_eq!(store.mailbox_len("bob"), 2);
+
+        // A restart counts what is still waiting.
+        drop(store);
+        let (store, _) = Store::open(tmp.path(), 10).unwrap();
+        assert_eq!(store.mailbox_len("bob"), 2);
+        assert_eq!(read(&store, "bob"), mails[3..]);
+        let compacted = fs::read_to_string(&path).unwrap();
+        assert_eq!(compacted.lines().count(), 2, "{compacted}");
+        assert!(!compacted.contains(DELIVERED));
     }
 
     #[test]

@@ -913,8 +913,10 @@ impl Store {
             };
             let user = user.to_owned();
             if let Some(scan) = load_and_repair(&path)? {
-                if !scan.records.is_empty() {
-                    mail_counts.insert(user, scan.records.len());
+                // Mails listed as delivered are not waiting (see `mailbox`).
+                let waiting = mailbox::waiting_count(&scan.records);
+                if waiting > 0 {
+                    mail_counts.insert(user, waiting);
                 }
             }
         }

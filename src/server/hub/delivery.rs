@@ -2,9 +2,10 @@
 //!
 //! At login the mailbox is read, sent, and left on disk; the connection notes where each
 //! mail's line ends in its output (`Conn::enqueue_tracked`). The janitor calls
-//! [`Hub::settle_mail`] every few tenths of a second: the mails whose lines the client's TCP
-//! has acknowledged are removed from the mailbox by id, in one rewrite per connection and
-//! round. A connection that ends (logout, reset, a server killed) with mail not yet
+//! [`Hub::settle_mail`] every tenth of a second: the mails whose lines the client's TCP has
+//! acknowledged are removed from the mailbox by id, gathered for at most [`REMOVE_EVERY`]
+//! per connection (at once when the whole delivery is acknowledged or the connection ends),
+//! so that a client reading slowly costs an fsync a second, not ten. A connection that ends (logout, reset, a server killed) with mail not yet
 //! acknowledged leaves it in the mailbox, and the next login sends it again with the same
 //! id, which clients drop if they showed it already.
 //!
@@ -22,6 +23,9 @@ use std::time::{Duration, Instant};
 /// How long a closed connection's late acknowledgements are still waited for.
 const AFTER_CLOSE: Duration = Duration::from_secs(10);
 
+/// Longest a delivered mail waits, with the others delivered meanwhile, for its removal.
+const REMOVE_EVERY: Duration = Duration::from_secs(1);
+
 /// One connection that sent mailbox mail not yet known to be delivered.
 struct Watched {
     /// Whose mailbox the mail is in.
@@ -30,6 +34,8 @@ struct Watched {
     conn: Arc<Conn>,
     /// When it was first seen closed.
     closed_at: Option<Instant>,
+    /// When its delivered mail was last removed (or the watch began).
+    removed_at: Instant,
 }
 
 /// The connections whose mailbox mail waits for its acknowledgement.
@@ -46,6 +52,7 @@ impl Hub {
             user: user.to_owned(),
             conn: Arc::clone(conn),
             closed_at: None,
+            removed_at: Instant::now(),
         });
     }
 
@@ -59,8 +66,14 @@ impl Hub {
         }
         let mut still = Vec::with_capacity(watched.len());
         for mut w in watched {
-            self.remove_delivered(&w.user, &w.conn);
-            if !w.conn.awaits_receipts() {
+            w.conn.note_delivered_mail();
+            let finished = !w.conn.awaits_receipts();
+            let due = finished || w.conn.is_closed() || w.removed_at.elapsed() >= REMOVE_EVERY;
+            if due {
+                self.remove_delivered_now(&w.user, &w.conn);
+                w.removed_at = Instant::now();
+            }
+            if finished {
                 continue;
             }
             if w.conn.is_closed() {
@@ -83,18 +96,23 @@ impl Hub {
         *list = still;
     }
 
-    /// Removes from `user`'s mailbox the mail `conn` delivered (at logout, and each round).
+    /// Removes from `user`'s mailbox the mail `conn` delivered so far (at logout, before a
+    /// new login can read the mailbox).
     pub(super) fn remove_delivered(&self, user: &str, conn: &Conn) {
-        let ids = conn.delivered_mail();
-        if ids.is_empty() {
-            return;
-        }
-        if let Err(e) = self.shared.store.remove_mail(user, &ids) {
+        conn.note_delivered_mail();
+        self.remove_delivered_now(user, conn);
+    }
+
+    /// Removes from `user`'s mailbox the mails `conn` counted as delivered. They are taken
+    /// from the connection under the store's lock, so no login reads them in between.
+    fn remove_delivered_now(&self, user: &str, conn: &Conn) {
+        if let Err(e) = self
+            .shared
+            .store
+            .remove_mail_with(user, || conn.take_delivered_mail())
+        {
             // Kept, so sent again at the next login with the same ids: a repeat, not a loss.
-            log::error!(
-                "store: could not remove {} delivered mail(s) of {user}: {e}",
-                ids.len()
-            );
+            log::error!("store: could not remove delivered mail of {user}: {e}");
         }
     }
 }
