@@ -980,7 +980,7 @@ impl Store {
     /// the mailbox already holds `mailbox_limit` messages, returns
     /// Err(MailboxFull) and stores nothing. This closure-under-lock shape
     /// exists so a login racing with a send can never strand a message:
-    /// `take_mail` takes the same lock.
+    /// `read_mail_with` takes the same lock.
     pub fn deliver_or_store(
         &self,
         to: &str,
@@ -1026,78 +1026,14 @@ impl Store {
         Ok(true)
     }
 
-    /// Under the same lock: reads every good record of `user`'s mailbox in
-    /// order and returns them, then removes the file (and fsyncs the
-    /// directory). Missing mailbox -> empty Vec.
-    ///
-    /// If only the final directory fsync fails, the mail is still returned
-    /// (with a warning): the file is gone, and at worst a crash right now
-    /// would deliver it twice, never lose it.
+    /// Reads `user`'s mailbox and removes what it read (a message that arrives in between
+    /// stays). For tools and tests: the server removes mail only once it is delivered (see
+    /// `mailbox`).
     pub fn take_mail(&self, user: &str) -> Result<Vec<Mail>, StoreError> {
-        self.take_mail_with(user, |mail| (mail.to_vec(), true))
-    }
-
-    /// Reads `user`'s mailbox and hands it to `on_read` while still holding the store's lock,
-    /// so a message sent meanwhile can neither slip in between reading and what `on_read`
-    /// does (typically: putting the user online) nor be stranded. The mailbox is removed
-    /// only if `on_read` says the mail was consumed.
-    pub fn take_mail_with<R>(
-        &self,
-        user: &str,
-        on_read: impl FnOnce(&[Mail]) -> (R, bool),
-    ) -> Result<R, StoreError> {
-        check_name(user)?;
-        let mut inner = self.inner.lock();
-        if !inner.mail_counts.contains_key(user) {
-            // Every good record written or found at open is counted: no count, no mail, and
-            // a login (the common case) touches no file.
-            return Ok(on_read(&[]).0);
-        }
-        let path = self.mail_path(user);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                inner.mail_counts.remove(user);
-                return Ok(on_read(&[]).0);
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let scan = record::scan(&bytes);
-        if scan.skipped > 0 || scan.torn_len > 0 {
-            log::warn!(
-                "{}: skipped {} corrupted record(s) and {} torn byte(s)",
-                path.display(),
-                scan.skipped,
-                scan.torn_len
-            );
-        }
-        let mut mails = Vec::with_capacity(scan.records.len());
-        for fields in &scan.records {
-            match decode_mail(fields) {
-                Some(m) => mails.push(m),
-                None => log::warn!("{}: skipping malformed mail record", path.display()),
-            }
-        }
-        let (result, consumed) = on_read(&mails);
-        if !consumed {
-            return Ok(result);
-        }
-        if let Err(e) = fs::remove_file(&path) {
-            // Delivered but not removed: at worst delivered again next time, never lost.
-            log::error!(
-                "{}: delivered mail could not be removed: {e}",
-                path.display()
-            );
-            return Ok(result);
-        }
-        inner.mail_counts.remove(user);
-        if let Err(e) = sync_dir(&self.dir.join(MAIL_DIR)) {
-            log::warn!(
-                "{}: directory fsync after removing mailbox failed: {e}",
-                path.display()
-            );
-        }
-        Ok(result)
+        let mail = self.read_mail_with(user, <[Mail]>::to_vec)?;
+        let ids: Vec<String> = mail.iter().map(|m| m.id.clone()).collect();
+        self.remove_mail(user, &ids)?;
+        Ok(mail)
     }
 
     /// Number of messages waiting for `user`.
@@ -1680,10 +1616,15 @@ mod tests {
         for tail in tails {
             let tmp = tempfile::tempdir().unwrap();
             let path = tmp.path().join("mail/bob.log");
+            // The same text twice: two mails, two ids.
+            let again = Mail {
+                id: new_mail_id(),
+                ..good.clone()
+            };
             {
                 let (store, _) = Store::open(tmp.path(), 10).unwrap();
                 store.deliver_or_store("bob", &good, || false).unwrap();
-                store.deliver_or_store("bob", &good, || false).unwrap();
+                store.deliver_or_store("bob", &again, || false).unwrap();
             }
             let good_len = fs::metadata(&path).unwrap().len();
             append_raw(&path, tail);
@@ -1698,7 +1639,7 @@ mod tests {
             store.deliver_or_store("bob", &next, || false).unwrap();
             assert_eq!(
                 store.take_mail("bob").unwrap(),
-                vec![good.clone(), good.clone(), next]
+                vec![good.clone(), again, next]
             );
         }
     }
