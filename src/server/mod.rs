@@ -450,8 +450,8 @@ fn connection_thread(
 /// How long an address-exchange request waits for an answer (seed 002 asked at a prompt).
 const ADDRESS_REQUEST_SECS: u64 = 60;
 
-/// Until shutdown: every tenth of a second, removes the offline mail clients acknowledged
-/// from the mailboxes; once a second, declines address requests nobody answered.
+/// Until shutdown: every tenth of a second, settles the offline mail clients acknowledged
+/// (`Hub::settle_mail`); once a second, declines address requests nobody answered.
 fn janitor(hub: &Hub, shared: &Shared) {
     let mut last = Instant::now();
     while !shared.shutting_down.load(Ordering::Acquire) {
