@@ -341,14 +341,22 @@ async function main() {
     await step('offline mail delivered again (same id, as after a cut-off delivery) shows once', async () => {
       bob.send('message alice kept while you were away');
       await bob.expect('OK queued');
-      // Between the page and the server, every MAIL line is passed on twice.
-      await page.routeWebSocket(/.*/, (ws) => {
-        const server = ws.connectToServer();
-        ws.onMessage((m) => server.send(m));
-        server.onMessage((m) => {
-          ws.send(m);
-          if (typeof m === 'string' && m.startsWith('MAIL ')) ws.send(m);
-        });
+      // The page's next WebSocket hands it every MAIL line twice (the second one first).
+      await page.evaluate(() => {
+        const Native = window.WebSocket;
+        window.__nativeWebSocket = Native;
+        window.WebSocket = class extends Native {
+          constructor(...args) {
+            super(...args);
+            const again = new WeakSet();
+            this.addEventListener('message', (event) => {
+              if (again.has(event) || typeof event.data !== 'string' || !event.data.startsWith('MAIL ')) return;
+              const copy = new MessageEvent('message', { data: event.data });
+              again.add(copy);
+              this.dispatchEvent(copy);
+            });
+          }
+        };
       });
       await page.locator('#again').click();
       await login('alice', 'alicepw');
@@ -360,7 +368,7 @@ async function main() {
       if (shown !== 1) throw new Error(`the mail is shown ${shown} times`);
       const text = await lineWith('private', 'kept while you were away').locator('.text').textContent();
       if (text !== 'kept while you were away') throw new Error(`shown as ${JSON.stringify(text)}`);
-      await page.unrouteAll();
+      await page.evaluate(() => { window.WebSocket = window.__nativeWebSocket; });
       await page.locator('#logout').click();
       await textOf(page.locator('#ended-text'), 'You have logged out.');
       await bob.expect('PRESENCE alice logout');
