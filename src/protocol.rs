@@ -614,7 +614,8 @@ pub enum Kind {
     Msg,
     /// `BCAST <from> <text>`: a broadcast.
     Bcast,
-    /// `MAIL <from> <time> <kind> <text>`: a message stored while you were offline.
+    /// `MAIL <from> <time> <kind> <id> <text>`: a message stored while you were offline;
+    /// `<id>` is the same when it is delivered again (PROTOCOL.md 5.1).
     Mail,
     /// `PRESENCE <user> <event> <text>`: someone logged in, out, timed out, changed status.
     Presence,
@@ -699,8 +700,8 @@ impl Kind {
             Kind::Hello | Kind::Ask | Kind::Welcome | Kind::Ok | Kind::Err | Kind::Info => 1,
             Kind::Msg | Kind::Bcast | Kind::Entry | Kind::Bye => 1,
             Kind::Presence | Kind::Presences | Kind::List | Kind::Talk | Kind::Group => 2,
-            Kind::Mail | Kind::User | Kind::Hist | Kind::Session => 3,
-            Kind::Addr => 4,
+            Kind::User | Kind::Hist | Kind::Session => 3,
+            Kind::Mail | Kind::Addr => 4,
         }
     }
 
@@ -1181,7 +1182,7 @@ mod tests {
             Line::err("unknown-user", "no such user: zed"),
             Line::new(
                 Kind::Mail,
-                &["bob", "2026-11-22T10:00:00Z", "private"],
+                &["bob", "2026-11-22T10:00:00Z", "private", "0123456789abcdef"],
                 "hi",
             ),
             Line::new(Kind::User, &["bob", "available", "-"], ""),

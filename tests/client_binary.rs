@@ -231,3 +231,50 @@ fn a_killed_client_process_is_logged_out_at_once() {
     alice.send("whoelse");
     alice.out.expect("(Not found)");
 }
+
+#[test]
+fn a_mail_delivered_again_with_the_same_id_is_shown_once() {
+    use std::io::{BufRead, BufReader, Write};
+    // A scripted server: the login, then mail of which one comes again with its id (as after
+    // a delivery that was cut off), then a logout.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        let mut line = String::new();
+        writer
+            .write_all(b"HELLO lanchat/1 hi\nASK username Username:\n")
+            .unwrap();
+        reader.read_line(&mut line).unwrap();
+        writer.write_all(b"ASK password Password:\n").unwrap();
+        reader.read_line(&mut line).unwrap();
+        writer
+            .write_all(
+                b"WELCOME bob Login successful\n\
+                  INFO mail Your offline messages (3):\n\
+                  MAIL alice 2026-11-22T10:00:00Z private 00000000000000a1 first note\n\
+                  MAIL alice 2026-11-22T10:00:01Z private 00000000000000a2 second note\n\
+                  MAIL alice 2026-11-22T10:00:00Z private 00000000000000a1 first note\n\
+                  MAIL alice 2026-11-22T10:00:02Z private 00000000000000a3 third note\n\
+                  BYE logout Goodbye\n",
+            )
+            .unwrap();
+        // Until the client hangs up.
+        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {}
+    });
+    let mut bob = TestClient::start("bob", &[], &["127.0.0.1", &port]);
+    bob.send("bob");
+    bob.send("pw");
+    bob.out.expect("third note");
+    bob.close_stdin();
+    let shown = bob.out.rest();
+    let firsts = shown.iter().filter(|l| l.contains("first note")).count();
+    assert_eq!(firsts, 1, "the repeat was shown: {shown:?}");
+    assert!(shown.iter().any(|l| l.contains("second note")), "{shown:?}");
+    server.join().unwrap();
+}

@@ -39,6 +39,7 @@ pub mod direct;
 pub mod discover;
 mod input;
 pub mod render;
+mod seen;
 mod sys;
 
 use crate::protocol::{parse_command, Command, Kind, Line};
@@ -350,6 +351,7 @@ pub fn run(options: &Options) -> Result<Ending, Error> {
         server_down: false,
         charset: options.charset,
         username: options.username.clone(),
+        seen_mail: seen::SeenMail::default(),
     };
     client.run(&events)
 }
@@ -531,6 +533,8 @@ struct Client {
     charset: Charset,
     /// Given on the command line: answers the first `ASK username` (then `None`).
     username: Option<String>,
+    /// Offline mail already shown, so a repeat after a broken delivery is dropped.
+    seen_mail: seen::SeenMail,
 }
 
 impl Client {
@@ -695,6 +699,11 @@ impl Client {
                     _ => {}
                 }
                 self.show(&text);
+            }
+            Kind::Mail => {
+                if self.seen_mail.first_time(line.arg(3)) {
+                    self.show(&text);
+                }
             }
             Kind::Bye if line.arg(0) == "shutdown" && !self.leaving && !self.book.is_empty() => {
                 self.show(&text);

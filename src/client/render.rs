@@ -211,15 +211,15 @@ mod tests {
     #[test]
     fn mail_carries_its_local_time_and_kind() {
         assert_eq!(
-            show("MAIL bob 2026-11-22T10:15:00Z private hi"),
+            show("MAIL bob 2026-11-22T10:15:00Z private 1 hi"),
             "[2026-11-22 10:15] bob: hi <offline private message>"
         );
         assert_eq!(
-            show("MAIL bob 2026-11-22T10:15:00Z broadcast all"),
+            show("MAIL bob 2026-11-22T10:15:00Z broadcast 2 all"),
             "[2026-11-22 10:15] bob: all <offline broadcast message>"
         );
         assert_eq!(
-            show("MAIL bob 2026-11-22T10:15:00Z group:cs101 yo"),
+            show("MAIL bob 2026-11-22T10:15:00Z group:cs101 3 yo"),
             "[2026-11-22 10:15] [cs101] bob: yo <offline group message>"
         );
         let paris = Renderer {

@@ -16,6 +16,7 @@
 //! Each connection owns exactly one file descriptor (the `TcpStream` inside an `Arc<Conn>`,
 //! never `try_clone`d) and the only per-connection thread is its reader.
 
+use super::receipts::{self, Receipts};
 use crate::protocol::Line;
 use crate::store::Mail;
 use crossbeam_channel::{Receiver, Sender};
@@ -74,6 +75,9 @@ struct Outbox {
     /// if the connection dies before that offset is written, the message goes back to the
     /// user's offline mailbox.
     rescue: VecDeque<(u64, Arc<Mail>)>,
+    /// Mailbox mails sent on this connection, until the peer's TCP acknowledged their lines
+    /// (`None` until the first one: most connections never send any).
+    receipts: Option<Receipts>,
 }
 
 impl Outbox {
@@ -441,6 +445,72 @@ impl Conn {
             // before: no wake-up of the flusher for lines the caller is about to write.
             self.append_locked(outbox, bytes, None, corked);
         });
+    }
+
+    /// [`Conn::enqueue_all`] for lines of which some carry mail from the mailbox:
+    /// `mail_ids[i]` is the id of the mail `lines[i]` carries, if any. Such a mail stays in the
+    /// mailbox until [`Conn::delivered_mail`] reports its line acknowledged. Besides memory,
+    /// the first tracked mail of a connection costs two non-blocking syscalls (where the
+    /// kernel's count of the socket's bytes stands).
+    pub fn enqueue_tracked(self: &Arc<Self>, lines: &[Line], mail_ids: &[Option<String>]) {
+        debug_assert_eq!(lines.len(), mail_ids.len());
+        let corked = super::cork::is_active();
+        let mut ends = Vec::with_capacity(lines.len());
+        let mut out = Vec::new();
+        for line in lines {
+            self.encoder.encode(line, &mut out);
+            ends.push(out.len() as u64);
+        }
+        let mut outbox = self.outbox.lock();
+        if self.is_closed() {
+            return;
+        }
+        let base = outbox.queued;
+        let written = outbox.written;
+        for (end, id) in ends.iter().zip(mail_ids) {
+            if let Some(id) = id {
+                outbox
+                    .receipts
+                    .get_or_insert_with(|| Receipts::new(&self.stream, written))
+                    .expect(base + end, id.clone());
+            }
+        }
+        self.append_locked(outbox, &out, None, corked);
+    }
+
+    /// Asks the kernel how much of the stream the peer's TCP has acknowledged, and counts
+    /// the mailbox mails sent here whose lines that covers as delivered (see `receipts`).
+    /// No syscall when none is waiting.
+    pub fn note_delivered_mail(&self) {
+        if !self.awaits_receipts() {
+            return;
+        }
+        // Read outside the lock: the count only grows, so a late read only delays.
+        if let Some(acked) = receipts::acknowledged(&self.stream) {
+            if let Some(r) = self.outbox.lock().receipts.as_mut() {
+                r.note_acknowledged(acked);
+            }
+        }
+    }
+
+    /// Takes the ids of the mails counted as delivered since the last call (for their
+    /// removal from the mailbox).
+    pub fn take_delivered_mail(&self) -> Vec<String> {
+        self.outbox
+            .lock()
+            .receipts
+            .as_mut()
+            .map(Receipts::take_delivered)
+            .unwrap_or_default()
+    }
+
+    /// Whether mailbox mails sent here still wait for their acknowledgement.
+    pub fn awaits_receipts(&self) -> bool {
+        self.outbox
+            .lock()
+            .receipts
+            .as_ref()
+            .is_some_and(Receipts::awaiting)
     }
 
     /// Writes what is queued now, from the calling thread, as far as the socket takes it
@@ -847,6 +917,7 @@ mod tests {
             sent_at: 0,
             kind: crate::store::MailKind::Private,
             text: text.into(),
+            id: crate::store::new_mail_id(),
         })
     }
 

@@ -10,6 +10,7 @@
 //!
 //! Lock order: `store` (inside `Store`) -> `state` -> `lockouts`.
 
+mod delivery;
 mod history;
 mod presence;
 mod quota;
@@ -256,6 +257,8 @@ struct Shared {
     verifier: Verifier,
     /// Presence events gathered into summaries in a crowd.
     presence: Arc<presence::Batcher>,
+    /// Connections whose offline mail waits for the client's acknowledgement.
+    deliveries: delivery::Deliveries,
 }
 
 /// Most password checks at once. Worked out once: `available_parallelism` reads cgroup
@@ -387,6 +390,7 @@ impl Hub {
                 lockouts: Mutex::new(lockouts),
                 verifier: Verifier::new(max_concurrent_verifies()),
                 presence,
+                deliveries: delivery::Deliveries::default(),
             }),
         };
         hub.start_presence_thread();
@@ -563,25 +567,26 @@ impl Hub {
         }
         // The mailbox is read and the user put online under the store's lock, so a message
         // sent meanwhile is either in this mail or delivered live after it, never stranded,
-        // and the offline mail comes right after WELCOME, before any live line.
-        let mut outcome = None;
-        let taken = self.shared.store.take_mail_with(name, |mail| {
+        // and the offline mail comes right after WELCOME, before any live line. The mail
+        // stays in the mailbox until the client's TCP acknowledged it (see `delivery`).
+        let read = self.shared.store.read_mail_with(name, |mail| {
             let result = self.go_online(name, conn, &opening_lines(mail));
-            let consumed = result.is_ok() && !mail.is_empty();
-            outcome = Some(result);
-            ((), consumed)
+            (result, !mail.is_empty())
         });
-        let result = match (taken, outcome) {
-            (Ok(()), Some(result)) => result,
-            (taken, _) => {
-                if let Err(e) = taken {
-                    log::error!("store: could not read {name}'s mailbox: {e}");
+        let result = match read {
+            Ok((result, sent_mail)) => {
+                if sent_mail && result.is_ok() {
+                    self.watch_delivery(name, conn);
                 }
+                result
+            }
+            Err(e) => {
+                log::error!("store: could not read {name}'s mailbox: {e}");
                 let failed = err(
                     "store-failed",
                     "your offline messages could not be read; they are kept for next time",
                 );
-                self.go_online(name, conn, &[failed])
+                self.go_online(name, conn, &[(failed, None)])
             }
         };
         let (replaced, notify, partners) = result?;
@@ -619,7 +624,7 @@ impl Hub {
         &self,
         name: &str,
         conn: &Arc<Conn>,
-        opening: &[Line],
+        opening: &[(Line, Option<String>)],
     ) -> Result<(Option<Arc<Conn>>, Vec<Arc<Conn>>, Vec<(u32, Arc<Conn>)>), Line> {
         let mut state = self.shared.state.lock();
         let replaced = match state.online.get(name) {
@@ -667,15 +672,24 @@ impl Hub {
             &[name],
             "Login successful, Welcome to lanchat! Type 'help' for the commands.",
         )];
-        lines.extend_from_slice(opening);
+        let mut mail_ids = vec![None];
+        for (line, id) in opening {
+            lines.push(line.clone());
+            mail_ids.push(id.clone());
+        }
         let status = state.status_of(name);
         if status != Status::Available {
             lines.push(Line::info(
                 "status",
                 format!("Your status is {status} (change it with 'status available')."),
             ));
+            mail_ids.push(None);
         }
-        conn.enqueue_all(&lines);
+        if mail_ids.iter().any(Option::is_some) {
+            conn.enqueue_tracked(&lines, &mail_ids);
+        } else {
+            conn.enqueue_all(&lines);
+        }
         let notify = if replaced.is_none() && status != Status::Invisible {
             self.presence_targets_now(&state, name, &["login"])
         } else {
@@ -695,6 +709,8 @@ impl Hub {
         let conn = self.shared.state.lock().conn(name);
         if let Some(conn) = conn.filter(|c| c.id == conn_id) {
             self.rescue_unsent(name, &conn);
+            // What was acknowledged by now leaves the mailbox before a new login reads it.
+            self.remove_delivered(name, &conn);
         }
         let (notify, partner, conn) = {
             let mut state = self.shared.state.lock();
@@ -869,6 +885,7 @@ impl Hub {
             sent_at: now,
             kind: MailKind::Private,
             text,
+            id: crate::store::new_mail_id(),
         });
         let mut lines = match self.deliver_or_store_logged(to, &live, &mail, true) {
             Ok(true) if status == Status::Invisible && to != me => vec![offline_ack(to)],
@@ -1009,6 +1026,7 @@ impl Hub {
                     sent_at: now,
                     kind: MailKind::Broadcast,
                     text: text.to_string(),
+                    id: crate::store::new_mail_id(),
                 });
                 let (mut live_n, mut stored_n, mut failed) = (0, 0, Vec::new());
                 for to in names.iter().filter(|n| n.as_str() != me) {
@@ -1049,6 +1067,7 @@ impl Hub {
                     sent_at: now,
                     kind: MailKind::Broadcast,
                     text: text.to_string(),
+                    id: crate::store::new_mail_id(),
                 });
                 let mut lines = Vec::new();
                 let mut seen = BTreeSet::new();
@@ -1939,6 +1958,7 @@ impl Hub {
                     sent_at: self.now(),
                     kind: MailKind::Group(name.clone()),
                     text: text.clone(),
+                    id: crate::store::new_mail_id(),
                 });
                 // Formatted once for the native clients and, for a crowd, queued for the
                 // flusher as broadcasts are; the rescue keeps it if the connection dies
@@ -2106,8 +2126,10 @@ fn mail_line(m: &Mail) -> Line {
     };
     Line::new(
         Kind::Mail,
-        &[&m.from, &format_utc(m.sent_at), &kind],
-        m.text.clone(),
+        &[&m.from, &format_utc(m.sent_at), &kind, &m.id],
+        // Escaped again as it is read back, like intros and history: a mailbox may predate
+        // the rule or have been edited by hand.
+        crate::protocol::sanitize_text(&m.text),
     )
 }
 
@@ -2120,16 +2142,20 @@ fn live_line(m: &Mail) -> Line {
     }
 }
 
-/// What follows WELCOME: the offline mail, or word that there is none.
-fn opening_lines(mail: &[Mail]) -> Vec<Line> {
+/// What follows WELCOME: the offline mail (each `MAIL` line with the id of the mail it
+/// carries), or word that there is none.
+fn opening_lines(mail: &[Mail]) -> Vec<(Line, Option<String>)> {
     if mail.is_empty() {
-        return vec![Line::info("no-mail", "No messages received while offline.")];
+        return vec![(
+            Line::info("no-mail", "No messages received while offline."),
+            None,
+        )];
     }
-    let mut lines = vec![Line::info(
-        "mail",
-        format!("Your offline messages ({}):", mail.len()),
+    let mut lines = vec![(
+        Line::info("mail", format!("Your offline messages ({}):", mail.len())),
+        None,
     )];
-    lines.extend(mail.iter().map(mail_line));
+    lines.extend(mail.iter().map(|m| (mail_line(m), Some(m.id.clone()))));
     lines
 }
 

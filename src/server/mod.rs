@@ -20,6 +20,7 @@ mod policy;
 pub mod ports;
 pub mod ratelimit;
 mod reader;
+mod receipts;
 mod room;
 mod session;
 mod thread;
@@ -508,11 +509,13 @@ fn connection_thread(
 /// How long an address-exchange request waits for an answer (seed 002 asked at a prompt).
 const ADDRESS_REQUEST_SECS: u64 = 60;
 
-/// Once a second, until shutdown: declines address requests nobody answered.
+/// Until shutdown: every tenth of a second, settles the offline mail clients acknowledged
+/// (`Hub::settle_mail`); once a second, declines address requests nobody answered.
 fn janitor(hub: &Hub, shared: &Shared) {
     let mut last = Instant::now();
     while !shared.shutting_down.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(100));
+        hub.settle_mail();
         if last.elapsed() >= Duration::from_secs(1) {
             last = Instant::now();
             hub.expire_requests(ADDRESS_REQUEST_SECS);

@@ -34,9 +34,12 @@
 //! open-files limit, so the number of open files never grows with the number
 //! of users).
 
+mod mailbox;
 pub mod record;
 mod repair;
 mod usage;
+
+pub use mailbox::{is_mail_id, new_mail_id};
 
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -326,6 +329,10 @@ pub struct Mail {
     pub kind: MailKind,
     /// The message text.
     pub text: String,
+    /// Stable identity, kept with the mail on disk: a mail delivered again (its first delivery
+    /// was never acknowledged by the client's TCP) carries the same id, so clients can drop
+    /// the repeat. Empty only for a record written before ids existed (see `mailbox`).
+    pub id: String,
 }
 
 /// One line of a two-person conversation log.
@@ -669,12 +676,13 @@ fn encode_mail(mail: &Mail) -> String {
         &mail.sent_at.to_string(),
         &kind,
         &mail.text,
+        &mail.id,
     ])
 }
 
 fn decode_mail(f: &[String]) -> Option<Mail> {
     match f {
-        [tag, from, sent_at, kind, text, ..] if tag == "mail" => Some(Mail {
+        [tag, from, sent_at, kind, text, rest @ ..] if tag == "mail" => Some(Mail {
             from: from.clone(),
             sent_at: sent_at.parse().ok()?,
             kind: match kind.as_str() {
@@ -683,6 +691,13 @@ fn decode_mail(f: &[String]) -> Option<Mail> {
                 k => MailKind::Group(k.strip_prefix("group:")?.to_owned()),
             },
             text: text.clone(),
+            // A record from before ids (or a hand-edited one) gets an id when it is read for
+            // delivery (`Store::read_mail_with`).
+            id: rest
+                .first()
+                .filter(|id| is_mail_id(id))
+                .cloned()
+                .unwrap_or_default(),
         }),
         _ => None,
     }
@@ -868,7 +883,7 @@ impl Store {
         for entry in fs::read_dir(&mail_dir).map_err(repair::at(&mail_dir))? {
             let path = entry.map_err(repair::at(&mail_dir))?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.ends_with(".log.repair") {
+            if name.ends_with(".log.repair") || name.ends_with(".log.tmp") {
                 remove_leftover(&path)?;
                 continue;
             }
@@ -885,11 +900,8 @@ impl Store {
             // Every intact record stays: what a mailbox record means is the mailbox
             // reader's business (it skips what it does not know); only damage moves.
             if let Some(scan) = repair::load_and_repair(&path, |_| true)? {
-                let waiting = scan
-                    .records
-                    .iter()
-                    .filter(|f| decode_mail(f).is_some())
-                    .count();
+                // Mails listed as delivered are not waiting (see `mailbox`).
+                let waiting = mailbox::waiting_count(&scan.records);
                 if waiting > 0 {
                     mail_counts.insert(user.to_owned(), waiting);
                 }
@@ -941,7 +953,7 @@ impl Store {
     /// the mailbox already holds `mailbox_limit` messages, returns
     /// Err(MailboxFull) and stores nothing. This closure-under-lock shape
     /// exists so a login racing with a send can never strand a message:
-    /// `take_mail` takes the same lock.
+    /// `read_mail_with` takes the same lock.
     pub fn deliver_or_store(
         &self,
         to: &str,
@@ -1000,84 +1012,14 @@ impl Store {
         Ok(true)
     }
 
-    /// Under the same lock: reads every good record of `user`'s mailbox in
-    /// order and returns them, then removes the file (and fsyncs the
-    /// directory). Missing mailbox -> empty Vec.
-    ///
-    /// If only the final directory fsync fails, the mail is still returned
-    /// (with a warning): the file is gone, and at worst a crash right now
-    /// would deliver it twice, never lose it.
+    /// Reads `user`'s mailbox and removes what it read (a message that arrives in between
+    /// stays). For tools and tests: the server removes mail only once it is delivered (see
+    /// `mailbox`).
     pub fn take_mail(&self, user: &str) -> Result<Vec<Mail>, StoreError> {
-        self.take_mail_with(user, |mail| (mail.to_vec(), true))
-    }
-
-    /// Reads `user`'s mailbox and hands it to `on_read` while still holding the store's lock,
-    /// so a message sent meanwhile can neither slip in between reading and what `on_read`
-    /// does (typically: putting the user online) nor be stranded. The mailbox is removed
-    /// only if `on_read` says the mail was consumed.
-    pub fn take_mail_with<R>(
-        &self,
-        user: &str,
-        on_read: impl FnOnce(&[Mail]) -> (R, bool),
-    ) -> Result<R, StoreError> {
-        check_name(user)?;
-        let mut inner = self.inner.lock();
-        if !inner.mail_counts.contains_key(user) {
-            // Every good record written or found at open is counted: no count, no mail, and
-            // a login (the common case) touches no file.
-            return Ok(on_read(&[]).0);
-        }
-        let path = self.mail_path(user);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                inner.mail_counts.remove(user);
-                return Ok(on_read(&[]).0);
-            }
-            Err(e) => return Err(e.into()),
-        };
-        // Repaired at open; what is damaged now was damaged while the server ran (an
-        // editor, a full disk): skipped, and left in the file for the next start to move.
-        let lines = record::scan(&bytes);
-        let damaged = lines
-            .iter()
-            .filter(|l| matches!(l.read, Some(Err(_))))
-            .count();
-        if damaged > 0 {
-            log::warn!(
-                "{}: skipped {damaged} damaged line(s); the next start moves them to {}",
-                path.display(),
-                repair::side_path(&path).display()
-            );
-        }
-        let mut mails = Vec::with_capacity(lines.len());
-        for fields in record::records(&lines) {
-            match decode_mail(fields) {
-                Some(m) => mails.push(m),
-                None => log::warn!("{}: skipping malformed mail record", path.display()),
-            }
-        }
-        let (result, consumed) = on_read(&mails);
-        if !consumed {
-            return Ok(result);
-        }
-        if let Err(e) = fs::remove_file(&path) {
-            // Delivered but not removed: at worst delivered again next time, never lost.
-            log::error!(
-                "{}: delivered mail could not be removed: {e}",
-                path.display()
-            );
-            return Ok(result);
-        }
-        inner.mail_counts.remove(user);
-        self.usage.sub(bytes.len() as u64);
-        if let Err(e) = sync_dir(&self.dir.join(MAIL_DIR)) {
-            log::warn!(
-                "{}: directory fsync after removing mailbox failed: {e}",
-                path.display()
-            );
-        }
-        Ok(result)
+        let mail = self.read_mail_with(user, <[Mail]>::to_vec)?;
+        let ids: Vec<String> = mail.iter().map(|m| m.id.clone()).collect();
+        self.remove_mail(user, &ids)?;
+        Ok(mail)
     }
 
     /// Number of messages waiting for `user`.
@@ -1382,6 +1324,7 @@ mod tests {
             sent_at: 1_700_000_000,
             kind,
             text: text.into(),
+            id: new_mail_id(),
         }
     }
 
@@ -1692,10 +1635,15 @@ mod tests {
         for tail in tails {
             let tmp = tempfile::tempdir().unwrap();
             let path = tmp.path().join("mail/bob.log");
+            // The same text twice: two mails, two ids.
+            let again = Mail {
+                id: new_mail_id(),
+                ..good.clone()
+            };
             {
                 let (store, _) = Store::open(tmp.path(), 10).unwrap();
                 store.deliver_or_store("bob", &good, || false).unwrap();
-                store.deliver_or_store("bob", &good, || false).unwrap();
+                store.deliver_or_store("bob", &again, || false).unwrap();
             }
             let good_len = fs::metadata(&path).unwrap().len();
             append_raw(&path, tail);
@@ -1710,7 +1658,7 @@ mod tests {
             store.deliver_or_store("bob", &next, || false).unwrap();
             assert_eq!(
                 store.take_mail("bob").unwrap(),
-                vec![good.clone(), good.clone(), next]
+                vec![good.clone(), again, next]
             );
         }
     }

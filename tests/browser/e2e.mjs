@@ -338,6 +338,42 @@ async function main() {
       await page.screenshot({ path: path.join(opt.shots, 'logged-out.png') });
     });
 
+    await step('offline mail delivered again (same id, as after a cut-off delivery) shows once', async () => {
+      bob.send('message alice kept while you were away');
+      await bob.expect('OK queued');
+      // The page's next WebSocket hands it every MAIL line twice (the second one first).
+      await page.evaluate(() => {
+        const Native = window.WebSocket;
+        window.__nativeWebSocket = Native;
+        window.WebSocket = class extends Native {
+          constructor(...args) {
+            super(...args);
+            const again = new WeakSet();
+            this.addEventListener('message', (event) => {
+              if (again.has(event) || typeof event.data !== 'string' || !event.data.startsWith('MAIL ')) return;
+              const copy = new MessageEvent('message', { data: event.data });
+              again.add(copy);
+              this.dispatchEvent(copy);
+            });
+          }
+        };
+      });
+      await page.locator('#again').click();
+      await login('alice', 'alicepw');
+      await visible(lineWith('private', 'kept while you were away'));
+      await bob.expect('PRESENCE alice login');
+      bob.send('message alice and a live one after it');
+      await visible(lineWith('private', 'and a live one after it'));
+      const shown = await lineWith('private', 'kept while you were away').count();
+      if (shown !== 1) throw new Error(`the mail is shown ${shown} times`);
+      const text = await lineWith('private', 'kept while you were away').locator('.text').textContent();
+      if (text !== 'kept while you were away') throw new Error(`shown as ${JSON.stringify(text)}`);
+      await page.evaluate(() => { window.WebSocket = window.__nativeWebSocket; });
+      await page.locator('#logout').click();
+      await textOf(page.locator('#ended-text'), 'You have logged out.');
+      await bob.expect('PRESENCE alice logout');
+    });
+
     await step('after logging in again, a server shutdown is shown', async () => {
       await page.locator('#again').click();
       await login('alice', 'alicepw');

@@ -12,6 +12,9 @@ mod store;
 
 /// Issue 23: a channel QUIT leaves the group; the data directory is bounded.
 mod bounds;
+/// Issue 23 item 3: offline mail leaves the mailbox only once the client's TCP acknowledged
+/// it; a re-delivery carries the same id.
+mod mail_delivery;
 
 /// Issue 4: chat sessions, blacklists, statuses, groups, auth modes and policies.
 mod conversations;
@@ -35,7 +38,7 @@ mod memory;
 mod hostile_input;
 /// Issue 23 (items 1, 9): lockout against parallel guesses, equal-cost and fair logins.
 mod login;
-/// Issue 23: deadlines that trickled bytes cannot move, flood control that slows.
-mod pace;
 /// Issue 26: seed 003's room, seed 002's blank answer, seed 004's `list`, limits named.
 mod newcomer;
+/// Issue 23: deadlines that trickled bytes cannot move, flood control that slows.
+mod pace;

@@ -8,7 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Logs in and returns the client plus the mail it was given at login.
-fn login_with_mail(s: &TestServer, name: &str, password: &str) -> (TestClient, Vec<Line>) {
+pub(crate) fn login_with_mail(
+    s: &TestServer,
+    name: &str,
+    password: &str,
+) -> (TestClient, Vec<Line>) {
     let c = s.connect();
     c.send(name);
     c.expect_ask("password");
@@ -148,15 +152,15 @@ fn a_failed_store_write_is_reported_to_the_sender() {
 }
 
 /// The real server binary, killed with SIGKILL on drop if still running.
-struct ServerProcess {
-    child: Child,
+pub(crate) struct ServerProcess {
+    pub(crate) child: Child,
     port: u16,
     /// Kept open so the server's later prints never hit a closed pipe.
     _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl ServerProcess {
-    fn start(dir: &std::path::Path) -> ServerProcess {
+    pub(crate) fn start(dir: &std::path::Path) -> ServerProcess {
         let creds = dir.join("credentials.txt");
         std::fs::write(&creds, "alice pw-alice\nbob pw-bob\n").unwrap();
         // The stream below is faster than a person types: no rate limit here.
@@ -194,7 +198,7 @@ impl ServerProcess {
         }
     }
 
-    fn addr(&self) -> std::net::SocketAddr {
+    pub(crate) fn addr(&self) -> std::net::SocketAddr {
         ([127, 0, 0, 1], self.port).into()
     }
 }
@@ -206,7 +210,7 @@ impl Drop for ServerProcess {
     }
 }
 
-fn raw_login(addr: std::net::SocketAddr, name: &str, password: &str) -> TestClient {
+pub(crate) fn raw_login(addr: std::net::SocketAddr, name: &str, password: &str) -> TestClient {
     let c = TestClient::connect(addr);
     c.expect(Kind::Hello);
     c.expect_ask("username");

@@ -7,7 +7,7 @@ use lanchat::credentials::Credentials;
 use lanchat::protocol::{Kind, Line};
 use lanchat::server::{CheckCount, Door, Server, ShutdownHandle};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -52,15 +52,6 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     /// Keeps the temp dir alive for the server's lifetime (when the server owns it).
     _tmp: Option<tempfile::TempDir>,
-}
-
-/// A loopback port free a moment ago, for doors whose port 0 means "closed" (IRC).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A config for tests: loopback, port 0, no web door (tests that want it ask for any free

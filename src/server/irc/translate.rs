@@ -7,7 +7,7 @@
 //! | `MSG from text`, `TALK id from text` | `:from PRIVMSG me :text` |
 //! | `BCAST from text` | `:from PRIVMSG #lobby :text` |
 //! | `GROUP g from text` | `:from PRIVMSG #g :text` |
-//! | `MAIL from time kind text` | `:from PRIVMSG me :[time] text` (or `@time=` with server-time) |
+//! | `MAIL from time kind id text` | `:from PRIVMSG me :[time] text` (or `@time=` with server-time) |
 //! | `PRESENCE u login` | `:u JOIN #lobby` |
 //! | `PRESENCE u logout/timeout/dropped` | `:u QUIT :reason` (`:u NICK new` for a nick change) |
 //! | `PRESENCE u busy/available` | `:u AWAY [:text]` with away-notify, else nothing |
@@ -419,7 +419,7 @@ mod tests {
 
     #[test]
     fn stored_messages_carry_their_time() {
-        let mail = |kind: &str, time: &str| Line::new(Kind::Mail, &["bob", time, kind], "hey");
+        let mail = |kind: &str, time: &str| Line::new(Kind::Mail, &["bob", time, kind, "1"], "hey");
         let v = view(true, false);
         assert_eq!(
             run(mail("private", "2026-11-22T10:15:00Z"), &v),
@@ -498,7 +498,7 @@ mod tests {
         assert_eq!(shared_source(&Line::new(Kind::Msg, &["bob"], "hi")), None);
         let mail = Line::new(
             Kind::Mail,
-            &["bob", "2026-11-22T10:15:00Z", "group:cs101"],
+            &["bob", "2026-11-22T10:15:00Z", "group:cs101", "1"],
             "hi",
         );
         assert_eq!(shared_source(&mail), None);

@@ -7,10 +7,11 @@
 (() => {
   const HEARTBEAT_MS = 30000; // as lanchat-client: the server's timeout is 35 s
   const MAX_LINES = 5000; // kept in the pane while the page is open
+  const MAX_MAIL_IDS = 10000; // offline mail ids remembered, to drop a mail sent again
 
   // Number of space-free arguments before the free text, per kind (PROTOCOL.md 2.2).
   const ARITY = {
-    HELLO: 1, ASK: 1, WELCOME: 1, OK: 1, ERR: 1, INFO: 1, MSG: 1, BCAST: 1, MAIL: 3,
+    HELLO: 1, ASK: 1, WELCOME: 1, OK: 1, ERR: 1, INFO: 1, MSG: 1, BCAST: 1, MAIL: 4,
     PRESENCE: 2, PRESENCES: 2, LIST: 2, USER: 3, HIST: 3, ENTRY: 1, SESSION: 3, TALK: 2, GROUP: 2,
     ADDR: 4, BYE: 1,
   };
@@ -39,8 +40,22 @@
     pendingPongs: 0, // heartbeats not yet answered (their OK pong is not shown)
     answerIntro: false, // the server asked for an intro: the next entry line is it
     pending: new Set(), // people whose chat or address request awaits our answer
+    // Ids of the offline mail shown while the page is open, logins included: the server sends
+    // a mail again (same id) when its first delivery was cut off (PROTOCOL.md 5.1).
+    mailSeen: new Set(),
     heartbeat: null,
   };
+
+  /** Whether the offline mail with this id is new (and remembers it); the oldest ids go. */
+  function firstMail(id) {
+    if (!id || id === '-') return true;
+    if (state.mailSeen.has(id)) return false;
+    state.mailSeen.add(id);
+    if (state.mailSeen.size > MAX_MAIL_IDS) {
+      state.mailSeen.delete(state.mailSeen.values().next().value);
+    }
+    return true;
+  }
 
   /** Splits a server line into kind, arguments and text; unknown kinds keep the raw text. */
   function parseLine(raw) {
@@ -262,6 +277,7 @@
         add('session', line.text, { who: `${a1} (chat ${a0})` });
         break;
       case 'MAIL': {
+        if (!firstMail(line.args[3])) break;
         const kind = a2 === 'private' ? 'private' : a2 === 'broadcast' ? 'broadcast' : 'group';
         const to = kind === 'private' ? 'you' : kind === 'broadcast' ? 'everyone' : a2.slice(6);
         add(kind, line.text, { who: `${a0} → ${to} (while you were away)`, time: new Date(a1) });
