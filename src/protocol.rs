@@ -345,7 +345,8 @@ pub fn parse_command(line: &str, me: &str) -> Result<Option<Command>, ParseError
         ("HISTORY_REQ", true),
     ] {
         if let Some(pair) = paren_arg(line, name) {
-            let usage = format!("{name}({me}-USER)");
+            // `me` is a logged-in name (safe), but the parser does not rely on its caller.
+            let usage = format!("{name}({}-USER)", sanitize_text(me));
             let other = other_of_pair(pair, me).ok_or_else(|| ParseError::usage(&usage))?;
             let other = name_arg(&other, &usage)?;
             return Ok(Some(if is_history {
