@@ -47,7 +47,7 @@ test-deps:
 	@sh tests/needs.sh install
 
 # Benchmarks: lanchat against ngircd, inspircd and the loopback limit, on 127.0.0.1 only
-# (README.md, "Performance"). BENCH_ARGS adds options, e.g. BENCH_ARGS="--runs 5".
+# (docs/performance.md). BENCH_ARGS adds options, e.g. BENCH_ARGS="--runs 5".
 bench: build bench-peers
 	./target/release/lanchat-bench $(BENCH_ARGS)
 

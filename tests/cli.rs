@@ -65,7 +65,7 @@ fn hash_password_prints_a_phc_string_that_verifies() {
     assert!(!stdout.contains("correct horse") && !stderr.contains("correct horse"));
 
     let users = Credentials::parse(&format!("alice {phc}\n")).unwrap();
-    // How long one login costs with the default parameters, for the README: the fastest
+    // How long one login costs with the default parameters, for docs/hardening.md: the fastest
     // of three, so that a busy machine skews it less.
     let fastest = (0..3)
         .map(|_| {
