@@ -203,6 +203,12 @@ pub struct Config {
     /// UDP port of discovery requests; the same for every server whatever its TCP port,
     /// since a client that knows nothing must know this one.
     pub discovery_port: u16,
+    /// Port of the native line protocol over TLS (the same lines, encrypted); off with 0.
+    pub tls_port: OptionalPort,
+    /// A PEM certificate (chain) to use instead of the one made in `data_dir`; needs `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -244,6 +250,9 @@ impl Default for Config {
             irc_motd: String::new(),
             discovery: true,
             discovery_port: crate::discovery::DEFAULT_PORT,
+            tls_port: OptionalPort::Port(4129),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -283,6 +292,8 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         config.credentials = base.join(&config.credentials);
         config.data_dir = base.join(&config.data_dir);
+        config.tls_cert = config.tls_cert.map(|p| base.join(p));
+        config.tls_key = config.tls_key.map(|p| base.join(p));
         Ok(config)
     }
 
@@ -357,6 +368,22 @@ impl Config {
         if self.irc_port != 0 && self.irc_port == self.port {
             bad("irc_port", "must differ from `port`")?;
         }
+        if let OptionalPort::Port(p) = self.tls_port {
+            if p == self.port || p == self.irc_port {
+                bad("tls_port", "must differ from `port` and `irc_port`")?;
+            }
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bad(
+                if self.tls_cert.is_some() {
+                    "tls_key"
+                } else {
+                    "tls_cert"
+                },
+                "`tls_cert` and `tls_key` go together: set both, or neither to use the \
+                 certificate made in `data_dir`",
+            )?;
+        }
         let name_ok = |n: &str| {
             !n.is_empty()
                 && n.len() <= 63
@@ -413,6 +440,24 @@ mod tests {
         assert!(err.contains("irc_port") && err.contains("line 2"), "{err}");
         let c = Config::parse("irc_port = 0\nserver_name = \"irc.lan\"\n").unwrap();
         assert_eq!((c.irc_port, c.server_name.as_str()), (0, "irc.lan"));
+    }
+
+    #[test]
+    fn tls_keys_default_to_a_door_on_4129_and_cert_and_key_go_together() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(
+            (c.tls_port, c.tls_cert, c.tls_key),
+            (OptionalPort::Port(4129), None, None)
+        );
+        let c = Config::parse("tls_port = \"any\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n");
+        assert_eq!(c.unwrap().tls_port, OptionalPort::Any);
+        let err = Config::parse("tls_cert = \"c.pem\"\n").unwrap_err();
+        assert!(
+            err.contains("tls_key") && err.contains("go together"),
+            "{err}"
+        );
+        let err = Config::parse("port = 5000\ntls_port = 5000\n").unwrap_err();
+        assert!(err.contains("tls_port") && err.contains("line 2"), "{err}");
     }
 
     #[test]

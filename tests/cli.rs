@@ -205,7 +205,7 @@ fn server_with(dir: &Path, args: &[&str]) -> (Proc, u16, Lines) {
         dir.join("configuration.toml"),
         // No door on a fixed port: a server already running on this machine (make
         // run-server holds 8080) must not make these tests fail.
-        "discovery = false\nirc_port = 0\nweb_port = 0\n",
+        "discovery = false\nirc_port = 0\nweb_port = 0\ntls_port = 0\n",
     )
     .unwrap();
     let mut child = Command::new(BIN)
@@ -346,7 +346,7 @@ fn a_plaintext_credentials_file_gets_one_startup_warning_saying_how_to_hash_it()
     .unwrap();
     std::fs::write(
         dir.path().join("configuration.toml"),
-        "discovery = false\nirc_port = 0\nweb_port = 0\n",
+        "discovery = false\nirc_port = 0\nweb_port = 0\ntls_port = 0\n",
     )
     .unwrap();
     let mut child = Command::new(BIN)

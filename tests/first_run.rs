@@ -34,7 +34,7 @@ fn loopback_config(dir: &Path) -> String {
     let config = dir.join("configuration.toml");
     std::fs::write(
         &config,
-        "bind = \"127.0.0.1\"\ndiscovery = false\ndata_dir = \"data\"\n",
+        "bind = \"127.0.0.1\"\ndiscovery = false\ndata_dir = \"data\"\ntls_port = \"any\"\n",
     )
     .unwrap();
     config.to_string_lossy().into_owned()
@@ -270,8 +270,8 @@ fn the_server_banner_ends_with_how_to_stop_it() {
     );
     assert_eq!(
         all.iter().filter(|l| l.contains("listening on")).count(),
-        4,
-        "two banner lines and two INFO lines, one per open door:\n{}",
+        5,
+        "two banner lines and three INFO lines, one per open door (native, web, TLS):\n{}",
         all.join("\n")
     );
 }
@@ -382,16 +382,19 @@ fn make_test_reports_a_test_it_cannot_run_as_skipped_and_says_why() {
     let needs =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/needs.sh"))
             .unwrap();
-    let irc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/irc.rs"))
-        .unwrap();
+    let named: String = ["tests/irc.rs", "tests/it/tls.rs"]
+        .iter()
+        .map(|f| std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(f)).unwrap())
+        .collect();
     for name in needs
         .split("test(=")
         .skip(1)
         .filter_map(|s| s.split(')').next())
     {
+        let function = name.rsplit("::").next().unwrap_or(name);
         assert!(
-            irc.contains(&format!("fn {name}()")),
-            "{name} is not in tests/irc.rs"
+            named.contains(&format!("fn {function}()")),
+            "{name} is not in tests/irc.rs or tests/it/tls.rs"
         );
     }
 }

@@ -547,6 +547,7 @@ fn login_dialogue_survives_hostile_input() {
     let config = Config {
         port: 0,
         web_port: lanchat::config::OptionalPort::Off,
+        tls_port: lanchat::config::OptionalPort::Off,
         bind: "127.0.0.1".parse().unwrap(),
         data_dir: tmp.path().join("data"),
         irc_port: 0,

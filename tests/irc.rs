@@ -64,6 +64,7 @@ impl IrcServer {
                 port: 0,
                 irc_port: free_port(),
                 web_port: OptionalPort::Off,
+                tls_port: OptionalPort::Off,
                 bind: "127.0.0.1".parse().unwrap(),
                 data_dir: dir.path().join("data"),
                 auth,

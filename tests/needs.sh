@@ -62,6 +62,7 @@ apt_install() {
 install() {
 	packages=""
 	have ip || packages="$packages iproute2"
+	have openssl || packages="$packages openssl"
 	have irssi || packages="$packages irssi"
 	have tmux || packages="$packages tmux"
 	[ -x "$CHROMIUM" ] || packages="$packages chromium"
@@ -108,6 +109,8 @@ skips() {
 		"irssi_in_tmux_talks_with_a_native_client" "irssi or tmux is missing (apt-get install irssi tmux)"
 	have_browser || skip "binary(browser)" "tests/browser.rs" \
 		"needs $CHROMIUM, node and playwright-core (apt-get install chromium nodejs npm; npm ci in $BROWSER_DIR)"
+	have openssl || skip "(binary(it) & test(=tls::openssl_s_client_logs_in_on_the_tls_door))" \
+		"openssl_s_client_logs_in_on_the_tls_door" "openssl is missing (apt-get install openssl)"
 	have_ipv6 || skip "test(/ipv6/)" "the IPv6 tests" "this machine has no IPv6 loopback (::1)"
 	if [ -n "$filter" ]; then
 		echo "(make test-deps installs what can be installed; these are counted as skipped)" >&2

@@ -53,6 +53,10 @@ struct Args {
     /// Port of the web client (overrides `web_port`): a number, 0 (off) or "any".
     #[arg(long, value_name = "PORT")]
     web_port: Option<OptionalPort>,
+    /// Port of the native protocol over TLS (overrides `tls_port`): a number, 0 (off) or
+    /// "any".
+    #[arg(long, value_name = "PORT")]
+    tls_port: Option<OptionalPort>,
 }
 
 /// The password tools.
@@ -163,6 +167,7 @@ fn serve(args: &Args) -> ExitCode {
         server.door_addr(Door::Web),
         server.door_addr(Door::Irc),
         discovery.as_ref().map(|(_, note)| note.as_str()),
+        &encryption_lines(&server),
     );
     let handle = server.shutdown_handle();
     if let Err(e) = ctrlc::set_handler(move || handle.shutdown()) {
@@ -207,6 +212,9 @@ fn load_config(args: &Args) -> Result<Config, String> {
     }
     if let Some(w) = args.web_port {
         config.web_port = w;
+    }
+    if let Some(t) = args.tls_port {
+        config.tls_port = t;
     }
     Ok(config)
 }
@@ -450,6 +458,7 @@ fn print_addresses(
     web: Option<std::net::SocketAddr>,
     irc: Option<std::net::SocketAddr>,
     discovery: Option<&str>,
+    encryption: &[String],
 ) {
     use std::io::Write;
     let port = addr.port();
@@ -519,8 +528,40 @@ fn print_addresses(
     if let Some(note) = discovery {
         let _ = writeln!(out, "{note}");
     }
+    for line in encryption {
+        let _ = writeln!(out, "{line}");
+    }
     let _ = writeln!(out, "Press Ctrl-C to stop the server.");
     let _ = out.flush();
+}
+
+/// Which doors are encrypted and the fingerprint students compare (the short form, big
+/// enough to read off a projector; the full one is in the log).
+fn encryption_lines(server: &Server) -> Vec<String> {
+    let plain: Vec<String> = server
+        .doors()
+        .iter()
+        .filter(|(door, _)| !door.is_tls())
+        .map(|(door, addr)| format!("{} {}", door.name(), addr.port()))
+        .collect();
+    match (server.door_addr(Door::NativeTls), server.fingerprint()) {
+        (Some(tls), Some(fingerprint)) => vec![
+            format!(
+                "Encrypted (TLS): port {}; lanchat-client uses it by itself.",
+                tls.port()
+            ),
+            format!("Server fingerprint: {}", fingerprint.short()),
+            format!(
+                "Not encrypted (anyone on the LAN can read them): {}",
+                plain.join(", ")
+            ),
+        ],
+        _ => vec![
+            "No door is encrypted (tls_port = 0): anyone on the LAN can read passwords and \
+             messages."
+                .to_string(),
+        ],
+    }
 }
 
 /// An IPv6 link-local address (fe80::/10) needs its interface named to be typed

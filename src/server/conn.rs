@@ -17,11 +17,13 @@
 //! never `try_clone`d) and the only per-connection thread is its reader.
 
 use super::receipts::{self, Receipts};
+use super::tls_session::{Opened, TlsSession};
 use crate::protocol::Line;
 use crate::store::Mail;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Mutex, MutexGuard};
 use socket2::SockRef;
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -78,6 +80,9 @@ struct Outbox {
     /// Mailbox mails sent on this connection, until the peer's TCP acknowledged their lines
     /// (`None` until the first one: most connections never send any).
     receipts: Option<Receipts>,
+    /// A TLS door's record layer: what is queued is encrypted on its way in, so the outbox
+    /// holds ciphertext (see `tls_session`).
+    tls: Option<Box<TlsSession>>,
 }
 
 impl Outbox {
@@ -88,6 +93,18 @@ impl Outbox {
 
     fn is_empty(&self) -> bool {
         self.start == self.buf.len() && !self.writing
+    }
+
+    /// The bytes that carry `plain` on the wire: itself, or its TLS records. `None` if the
+    /// TLS layer would not take it (too much queued before the handshake ended).
+    fn seal<'a>(&mut self, plain: &'a [u8]) -> Option<Cow<'a, [u8]>> {
+        match self.tls.as_mut() {
+            None => Some(Cow::Borrowed(plain)),
+            Some(tls) => {
+                let mut out = Vec::with_capacity(plain.len() + 64);
+                tls.seal(plain, &mut out).then_some(Cow::Owned(out))
+            }
+        }
     }
 
     fn push(&mut self, bytes: &[u8]) {
@@ -192,6 +209,8 @@ pub struct Conn {
     limits: Limits,
     /// How lines become bytes for this client.
     encoder: Box<dyn Encoder>,
+    /// Whether this connection is TLS (its record layer is in the outbox).
+    tls: bool,
 }
 
 impl Conn {
@@ -204,16 +223,84 @@ impl Conn {
         limits: Limits,
         encoder: Box<dyn Encoder>,
     ) -> Arc<Conn> {
+        Conn::new_tls(id, stream, peer, flusher, limits, encoder, None)
+    }
+
+    /// Wraps an accepted stream of a TLS door (`tls`: its server side, handshake not begun;
+    /// `None` for a plain door).
+    pub fn new_tls(
+        id: u64,
+        stream: TcpStream,
+        peer: SocketAddr,
+        flusher: &Flusher,
+        limits: Limits,
+        encoder: Box<dyn Encoder>,
+        tls: Option<TlsSession>,
+    ) -> Arc<Conn> {
         Arc::new(Conn {
             id,
             peer,
             stream,
-            outbox: Mutex::new(Outbox::default()),
+            tls: tls.is_some(),
+            outbox: Mutex::new(Outbox {
+                tls: tls.map(Box::new),
+                ..Outbox::default()
+            }),
             closed: AtomicBool::new(false),
             flusher: flusher.hand_over.clone(),
             limits,
             encoder,
         })
+    }
+
+    /// Whether this connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Reads what the socket has (waiting up to its read timeout) and appends the plaintext
+    /// to `buf`: as `reader::read_some` for a plain connection. For TLS, records are
+    /// decrypted and rustls' answers (handshake, alerts) queued; a read that carried no
+    /// plaintext yet returns `Interrupted` (read again), end of file `Ok(0)`, a TLS error
+    /// `InvalidData` (after its alert was sent).
+    pub fn read_plain(self: &Arc<Self>, buf: &mut Vec<u8>) -> io::Result<usize> {
+        if !self.tls {
+            return super::reader::read_some(&self.stream, buf);
+        }
+        let mut cipher = Vec::new();
+        if super::reader::read_some(&self.stream, &mut cipher)? == 0 {
+            return Ok(0);
+        }
+        let before = buf.len();
+        let mut answer = Vec::new();
+        let mut outbox = self.outbox.lock();
+        let opened = match outbox.tls.as_mut() {
+            Some(tls) => tls.open(&cipher, buf, &mut answer),
+            None => Ok(Opened::Open),
+        };
+        let was_empty = outbox.is_empty();
+        if !answer.is_empty() && !self.is_closed() {
+            outbox.push(&answer);
+            if was_empty {
+                outbox.stalled_since = Some(Instant::now());
+            }
+            drop(outbox);
+            if was_empty {
+                self.flush_or_hand_over();
+            }
+        } else {
+            drop(outbox);
+        }
+        match opened {
+            Err(e) => {
+                log::debug!("conn {} ({}): TLS: {e}", self.id, self.peer);
+                self.flush_now();
+                Err(io::Error::new(ErrorKind::InvalidData, e))
+            }
+            Ok(_) if buf.len() > before => Ok(buf.len() - before),
+            Ok(Opened::PeerClosed) => Ok(0),
+            Ok(Opened::Open) => Err(ErrorKind::Interrupted.into()),
+        }
     }
 
     /// The server's own address on this connection (which interface the client reached).
@@ -301,9 +388,14 @@ impl Conn {
         if self.is_closed() {
             return false;
         }
+        let Some(sealed) = outbox.seal(bytes) else {
+            drop(outbox);
+            self.drop_non_reader();
+            return false;
+        };
         // Inside a burst (see `cork`), the write waits for the end of the burst.
         let corked = super::cork::is_active();
-        let mut rest = bytes;
+        let mut rest = &*sealed;
         if outbox.is_empty() && !corked {
             match send_nonblocking(&self.stream, rest) {
                 Ok(n) if n == rest.len() => {
@@ -418,16 +510,19 @@ impl Conn {
             return !self.is_closed();
         }
         let corked = super::cork::holds_fan_out();
-        let outbox = self.outbox.lock();
+        let mut outbox = self.outbox.lock();
         if self.is_closed() {
             return false;
         }
-        if outbox.pending_len() + bytes.len() > self.limits.outbox_bytes {
+        let sealed = outbox.seal(bytes);
+        let Some(sealed) =
+            sealed.filter(|b| outbox.pending_len() + b.len() <= self.limits.outbox_bytes)
+        else {
             drop(outbox);
             self.drop_non_reader();
             return false;
-        }
-        self.append_locked(outbox, bytes, mail, corked);
+        };
+        self.append_locked(outbox, &sealed, mail, corked);
         true
     }
 
@@ -437,13 +532,18 @@ impl Conn {
     pub fn enqueue_all(self: &Arc<Self>, lines: &[Line]) {
         let corked = super::cork::is_active();
         self.with_encoded(lines, |bytes| {
-            let outbox = self.outbox.lock();
+            let mut outbox = self.outbox.lock();
             if self.is_closed() {
                 return;
             }
+            let Some(sealed) = outbox.seal(bytes) else {
+                drop(outbox);
+                self.drop_non_reader();
+                return;
+            };
             // Inside a corked burst (a login) the burst's end writes it, if nobody did
             // before: no wake-up of the flusher for lines the caller is about to write.
-            self.append_locked(outbox, bytes, None, corked);
+            self.append_locked(outbox, &sealed, None, corked);
         });
     }
 
@@ -457,13 +557,23 @@ impl Conn {
         let corked = super::cork::is_active();
         let mut ends = Vec::with_capacity(lines.len());
         let mut out = Vec::new();
-        for line in lines {
-            self.encoder.encode(line, &mut out);
-            ends.push(out.len() as u64);
-        }
         let mut outbox = self.outbox.lock();
         if self.is_closed() {
             return;
+        }
+        // Each line is sealed on its own on a TLS connection, so that where its bytes end
+        // on the wire is known (the receipts count wire bytes).
+        let mut plain = Vec::new();
+        for line in lines {
+            plain.clear();
+            self.encoder.encode(line, &mut plain);
+            let Some(sealed) = outbox.seal(&plain) else {
+                drop(outbox);
+                self.drop_non_reader();
+                return;
+            };
+            out.extend_from_slice(&sealed);
+            ends.push(out.len() as u64);
         }
         let base = outbox.queued;
         let written = outbox.written;

@@ -22,6 +22,8 @@ pub enum Door {
     Irc,
     /// HTTP: the browser client's page, and its WebSocket carrying native lines (`web`).
     Web,
+    /// The native line protocol over TLS (`tls_port`): lanchat-client, `openssl s_client`.
+    NativeTls,
 }
 
 impl Door {
@@ -31,7 +33,13 @@ impl Door {
             Door::Native => "tcp",
             Door::Irc => "irc",
             Door::Web => "web",
+            Door::NativeTls => "tls",
         }
+    }
+
+    /// Whether this door speaks TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Door::NativeTls)
     }
 
     /// The doors `config` opens, with their configured ports. The native door always
@@ -42,13 +50,19 @@ impl Door {
             doors.push((Door::Irc, config.irc_port));
         }
         doors.extend(config.web_port.to_bind().map(|port| (Door::Web, port)));
+        doors.extend(
+            config
+                .tls_port
+                .to_bind()
+                .map(|port| (Door::NativeTls, port)),
+        );
         doors
     }
 
     /// How lines are written to a client of this door.
     pub(crate) fn encoder(self) -> Box<dyn Encoder> {
         match self {
-            Door::Native => Box::new(NativeEncoder),
+            Door::Native | Door::NativeTls => Box::new(NativeEncoder),
             Door::Irc => Box::new(IrcEncoder::default()),
             Door::Web => Box::new(web::WsEncoder),
         }
@@ -57,7 +71,7 @@ impl Door {
     /// Serves one accepted connection of this door until it ends.
     pub(crate) fn serve(self, hub: &Hub, conn: &Arc<Conn>, ctx: &SessionContext<'_>) {
         match self {
-            Door::Native => {
+            Door::Native | Door::NativeTls => {
                 let mut reader = LineReader::new(hub.config().max_line_bytes);
                 session::serve(hub, conn, &mut reader, ctx);
             }
@@ -73,6 +87,8 @@ impl Door {
             Door::Native => Line::bye(reason, text).to_wire().into_bytes(),
             Door::Irc => format!("ERROR :Closing Link: * ({reason}: {text})\r\n").into_bytes(),
             Door::Web => web::refusal(text),
+            // Plain bytes would only break the client's handshake: it sees the close.
+            Door::NativeTls => Vec::new(),
         }
     }
 }

@@ -24,6 +24,7 @@ mod receipts;
 mod room;
 mod session;
 mod thread;
+mod tls_session;
 mod verifier;
 mod web;
 
@@ -37,6 +38,7 @@ use crate::config::Config;
 use crate::credentials::Credentials;
 use crate::protocol::Line;
 use crate::store::{Store, StoreError};
+use crate::tls::{Fingerprint, Identity, IdentityError};
 use conn::{Conn, Flusher};
 use hub::Hub;
 use parking_lot::{Condvar, Mutex};
@@ -48,6 +50,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tls_session::TlsSession;
 
 /// Stack of each connection thread: enough for the session code, small enough that ten
 /// thousand users cost little memory.
@@ -73,6 +76,8 @@ pub enum ServerError {
     Listen(Vec<ListenFailure>),
     /// A thread could not be started.
     Spawn(io::Error),
+    /// The TLS key or certificate could not be made or read.
+    Identity(IdentityError),
 }
 
 impl fmt::Display for ServerError {
@@ -86,6 +91,7 @@ impl fmt::Display for ServerError {
                 write!(f, "cannot listen: {}", all.join("; "))
             }
             ServerError::Spawn(e) => write!(f, "cannot start a thread: {e}"),
+            ServerError::Identity(e) => write!(f, "TLS identity: {e}"),
         }
     }
 }
@@ -154,6 +160,8 @@ struct Core {
     next_id: AtomicU64,
     /// The IRC door's shared state.
     irc: Arc<irc::World>,
+    /// The server's TLS identity, when a TLS door is open.
+    identity: Option<Identity>,
 }
 
 /// Stops a running server from another thread (or a signal handler).
@@ -262,6 +270,19 @@ impl Server {
         // not open, let alone repair or compact, the first one's data directory.
         let (store, directory) = Store::open(&config.data_dir, config.max_offline_messages)
             .map_err(ServerError::Store)?;
+        let identity = if doors.iter().any(|(door, _)| door.is_tls()) {
+            let configured = config.tls_cert.as_deref().zip(config.tls_key.as_deref());
+            let identity = Identity::load_or_create(&config.data_dir, configured)
+                .map_err(ServerError::Identity)?;
+            log::info!(
+                "TLS identity {} ({})",
+                identity.fingerprint.full(),
+                identity.cert_path.display()
+            );
+            Some(identity)
+        } else {
+            None
+        };
         // Logged here, not when the accept loops start, so that it comes before the banner
         // a binary prints between `bind` and `run`.
         for (door, local) in &doors {
@@ -286,6 +307,7 @@ impl Server {
                     flusher_stop: Arc::new(AtomicBool::new(false)),
                 }),
                 next_id: AtomicU64::new(1),
+                identity,
             }),
         })
     }
@@ -306,6 +328,11 @@ impl Server {
     /// Every open door and where it listens, the native door first.
     pub fn doors(&self) -> Vec<(Door, SocketAddr)> {
         self.core.shared.doors.clone()
+    }
+
+    /// The fingerprint clients pin, when a TLS door is open.
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.core.identity.as_ref().map(|i| i.fingerprint)
     }
 
     /// A live count of the passwords checked so far (for tests and statistics).
@@ -430,7 +457,20 @@ impl Core {
             outbox_bytes: config.max_outbox_bytes,
             stall: Duration::from_secs(config.slow_reader_timeout_secs),
         };
-        let conn = Conn::new(id, stream, peer, &self.flusher, limits, door.encoder());
+        let tls = match (door.is_tls(), &self.identity) {
+            (true, Some(identity)) => {
+                match TlsSession::new(Arc::clone(&identity.config), limits.outbox_bytes) {
+                    Ok(session) => Some(session),
+                    Err(e) => {
+                        log::warn!("refusing {peer}: cannot start TLS: {e}");
+                        return;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let encoder = door.encoder();
+        let conn = Conn::new_tls(id, stream, peer, &self.flusher, limits, encoder, tls);
         self.shared.conns.lock().insert(Arc::clone(&conn));
         let hub = self.hub.clone();
         let shared = Arc::clone(&self.shared);

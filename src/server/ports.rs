@@ -109,6 +109,7 @@ pub fn avoiding_command(
         let (make_var, flag) = match door {
             Door::Web => ("WEB_PORT", "--web-port"),
             Door::Irc => ("IRC_PORT", "--irc-port"),
+            Door::NativeTls => ("TLS_PORT", "--tls-port"),
             Door::Native => ("PORT", "--port"),
         };
         if from_make {
@@ -129,7 +130,14 @@ pub fn avoiding_command(
 /// `argv` without the options that set a port (`4119`, `--port 4119`, `-sp 4119`,
 /// `--web-port=8080`, ...), whose values are about to be replaced.
 fn without_port_options(argv: Vec<String>) -> Vec<String> {
-    const PORT_FLAGS: &[&str] = &["--port", "--sp", "-sp", "--web-port", "--irc-port"];
+    const PORT_FLAGS: &[&str] = &[
+        "--port",
+        "--sp",
+        "-sp",
+        "--web-port",
+        "--irc-port",
+        "--tls-port",
+    ];
     const VALUE_FLAGS: &[&str] = &["--config", "-c", "--credentials", "--bind", "--data-dir"];
     let mut kept = Vec::new();
     let mut words = argv.into_iter();

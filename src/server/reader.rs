@@ -67,9 +67,38 @@ pub trait ReadLines {
     }
 }
 
+/// Where a [`LineReader`] gets bytes: a bare socket, or a connection (which decrypts, on a
+/// TLS door).
+pub trait ByteSource {
+    /// The socket (for its read timeout).
+    fn socket(&self) -> &TcpStream;
+    /// As [`read_some`]; `Interrupted` means "read again".
+    fn read_into(&self, buf: &mut Vec<u8>) -> io::Result<usize>;
+}
+
+impl ByteSource for TcpStream {
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+
+    fn read_into(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        read_some(self, buf)
+    }
+}
+
+impl ByteSource for Arc<Conn> {
+    fn socket(&self) -> &TcpStream {
+        self.stream()
+    }
+
+    fn read_into(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        self.read_plain(buf)
+    }
+}
+
 impl ReadLines for LineReader {
     fn next_line(&mut self, conn: &Arc<Conn>, deadline: Option<Instant>) -> Input {
-        self.next(conn.stream(), deadline)
+        self.next(conn, deadline)
     }
 
     fn has_buffered_line(&self) -> bool {
@@ -148,7 +177,8 @@ impl LineReader {
 
     /// Waits until `deadline` (for ever if `None`) for the next line; see
     /// [`ReadLines::next_line`].
-    pub fn next(&mut self, stream: &TcpStream, deadline: Option<Instant>) -> Input {
+    pub fn next(&mut self, source: &impl ByteSource, deadline: Option<Instant>) -> Input {
+        let stream = source.socket();
         // A line already buffered (pipelined input) needs no read, hence no clock or
         // timeout syscall.
         if let Some(input) = self.take_buffered() {
@@ -174,7 +204,7 @@ impl LineReader {
             {
                 self.timeout_set = stream.set_read_timeout(wanted).ok().map(|()| wanted);
             }
-            match read_some(stream, &mut self.buf) {
+            match source.read_into(&mut self.buf) {
                 Ok(0) => return Input::Closed,
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

@@ -220,7 +220,8 @@ impl ServerProcess {
         let mut child = command
             .args(args)
             .args(["--web-port", if web { "any" } else { "0" }])
-            .args(["--bind", bind, "0", "--irc-port", "0", "--credentials"])
+            .args(["--bind", bind, "0", "--irc-port", "0", "--tls-port", "0"])
+            .arg("--credentials")
             .arg(&credentials)
             .arg("--data-dir")
             .arg(dir.join("data"))

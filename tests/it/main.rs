@@ -42,3 +42,6 @@ mod login;
 mod newcomer;
 /// Issue 23: deadlines that trickled bytes cannot move, flood control that slows.
 mod pace;
+
+// TLS on the native door: what a relay sees, an independent client, pinning (issue 25).
+mod tls;

@@ -42,6 +42,10 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// Where the web door listens, if it is open.
     pub web: Option<SocketAddr>,
+    /// Where the TLS door listens, if it is open (`tls_port`).
+    pub tls: Option<SocketAddr>,
+    /// The server's TLS fingerprint, if a TLS door is open.
+    pub fingerprint: Option<lanchat::tls::Fingerprint>,
     /// Stops it.
     pub handle: ShutdownHandle,
     /// How many passwords it has checked so far.
@@ -64,6 +68,7 @@ pub fn test_config(data_dir: &Path) -> Config {
         data_dir: data_dir.to_path_buf(),
         max_messages_per_sec: 0,
         irc_port: 0,
+        tls_port: OptionalPort::Off,
         ..Config::default()
     }
 }
@@ -126,12 +131,16 @@ impl TestServer {
         let server = Server::bind_with(config, credentials, clock).unwrap();
         let addr = server.local_addr();
         let web = server.door_addr(Door::Web);
+        let tls = server.door_addr(Door::NativeTls);
+        let fingerprint = server.fingerprint();
         let handle = server.shutdown_handle();
         let password_checks = server.password_checks();
         let thread = std::thread::spawn(move || server.run().unwrap());
         TestServer {
             addr,
             web,
+            tls,
+            fingerprint,
             handle,
             password_checks,
             thread: Some(thread),

@@ -1,0 +1,317 @@
+//! TLS on the native door (issue 25): a relay between client and server reads passwords
+//! and messages over the plain door and nothing over the TLS door; `openssl s_client` logs
+//! in; a client pinned to another fingerprint is refused; the identity survives a restart.
+
+use crate::support::{TestClient, TestServer, TIMEOUT};
+use lanchat::config::OptionalPort;
+use lanchat::protocol::{Kind, Line};
+use lanchat::tls::PinVerifier;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, StreamOwned};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+fn start_with_tls() -> TestServer {
+    TestServer::start_with(|c| c.tls_port = OptionalPort::Any)
+}
+
+/// A line client over TLS that trusts only the key `fingerprint` names.
+struct TlsClient {
+    stream: BufReader<StreamOwned<ClientConnection, TcpStream>>,
+}
+
+impl TlsClient {
+    fn connect(addr: SocketAddr, fingerprint: &str) -> Result<TlsClient, String> {
+        let verifier = PinVerifier::new(Some(fingerprint));
+        let name = ServerName::try_from("lanchat").unwrap();
+        let conn = ClientConnection::new(verifier.client_config(), name).unwrap();
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut stream = StreamOwned::new(conn, tcp);
+        while stream.conn.is_handshaking() {
+            stream
+                .conn
+                .complete_io(&mut stream.sock)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(TlsClient {
+            stream: BufReader::new(stream),
+        })
+    }
+
+    fn send(&mut self, line: &str) {
+        let stream = self.stream.get_mut();
+        stream.write_all(format!("{line}\n").as_bytes()).unwrap();
+        stream.flush().unwrap();
+    }
+
+    /// The next line that is not a presence notice.
+    fn next(&mut self) -> Line {
+        loop {
+            let mut raw = String::new();
+            let n = self.stream.read_line(&mut raw).expect("a line over TLS");
+            assert!(n > 0, "the server closed the TLS connection");
+            let line = Line::parse(&raw).unwrap_or_else(|| panic!("unparseable {raw:?}"));
+            if !matches!(line.kind, Kind::Presence | Kind::Presences) {
+                return line;
+            }
+        }
+    }
+
+    fn expect(&mut self, kind: Kind) -> Line {
+        let line = self.next();
+        assert_eq!(line.kind, kind, "{line}");
+        line
+    }
+}
+
+/// A TCP relay for one connection that keeps a copy of every byte either way: what a
+/// classmate between the client and the server (ARP spoofing, a rogue access point) sees.
+struct Relay {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<u8>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Relay {
+    fn to(target: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let thread = std::thread::spawn({
+            let seen = Arc::clone(&seen);
+            move || {
+                let (client, _) = listener.accept().unwrap();
+                let server = TcpStream::connect(target).unwrap();
+                let up = copy(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    &seen,
+                );
+                copy(server, client, &seen).join().unwrap();
+                up.join().unwrap();
+            }
+        });
+        Relay {
+            addr,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    /// Everything that crossed it so far.
+    fn seen(&self) -> Vec<u8> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Copies `from` to `to` until either ends (bounded by a read timeout), keeping a copy.
+fn copy(mut from: TcpStream, mut to: TcpStream, seen: &Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    let seen = Arc::clone(seen);
+    std::thread::spawn(move || {
+        from.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = from.read(&mut buf) {
+            seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+        let _ = from.shutdown(Shutdown::Read);
+    })
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+const SECRET: &str = "the exam answers are in room 42";
+
+#[test]
+fn a_relay_reads_the_password_and_messages_on_the_plain_door_and_nothing_over_tls() {
+    let server = start_with_tls();
+    let bob = server.login("bob");
+    let fingerprint = server
+        .fingerprint
+        .expect("a TLS door has a fingerprint")
+        .full();
+
+    // Plain door: the relay sees everything (so this test can fail).
+    let plain_relay = Relay::to(server.addr);
+    let alice = TestClient::connect(plain_relay.addr);
+    alice.expect(Kind::Hello);
+    alice.expect_ask("username");
+    alice.send("alice");
+    alice.expect_ask("password");
+    alice.send("pw-alice");
+    alice.expect(Kind::Welcome);
+    alice.read_mail();
+    alice.send(&format!("message bob {SECRET}"));
+    alice.expect_ok("sent");
+    assert_eq!(bob.expect(Kind::Msg).text, SECRET);
+    alice.logout();
+    drop(alice);
+    let seen_plain = {
+        let relay = plain_relay;
+        let deadline = Instant::now() + TIMEOUT;
+        while !contains(&relay.seen(), SECRET) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        relay.seen()
+    };
+    assert!(
+        contains(&seen_plain, "pw-alice"),
+        "the plain door hid the password?"
+    );
+    assert!(contains(&seen_plain, SECRET));
+
+    // TLS door: the same conversation, and the relay sees neither.
+    let tls_relay = Relay::to(server.tls.unwrap());
+    let mut carol = TlsClient::connect(tls_relay.addr, &fingerprint).unwrap();
+    carol.expect(Kind::Hello);
+    carol.expect(Kind::Ask);
+    carol.send("carol");
+    carol.expect(Kind::Ask);
+    carol.send("pw-carol");
+    carol.expect(Kind::Welcome);
+    carol.send(&format!("message bob {SECRET}"));
+    let mut reply = carol.next();
+    while reply.kind == Kind::Info {
+        reply = carol.next();
+    }
+    assert_eq!((reply.kind, reply.arg(0)), (Kind::Ok, "sent"), "{reply}");
+    let msg = bob.expect(Kind::Msg);
+    assert_eq!((msg.arg(0), msg.text.as_str()), ("carol", SECRET));
+    // Bob answers over the plain door; carol reads it decrypted, the relay does not.
+    bob.send(&format!("message carol re: {SECRET}"));
+    let answer = carol.expect(Kind::Msg);
+    assert_eq!(answer.text, format!("re: {SECRET}"));
+    let seen_tls = tls_relay.seen();
+    assert!(seen_tls.len() > 500, "too little went through the relay");
+    assert!(
+        !contains(&seen_tls, "pw-carol"),
+        "the password crossed in clear"
+    );
+    assert!(!contains(&seen_tls, SECRET), "a message crossed in clear");
+    assert!(
+        !contains(&seen_tls, "carol"),
+        "even the username crossed in clear"
+    );
+    carol.send("logout");
+    drop(carol);
+}
+
+#[test]
+fn openssl_s_client_logs_in_on_the_tls_door() {
+    let server = start_with_tls();
+    let bob = server.login("bob");
+    let tls = server.tls.unwrap();
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect"])
+        .arg(tls.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl is installed (tests/needs.sh)");
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // The lines openssl prints, read on a thread so a silent server cannot hang the test.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let expect = |prefix: &str| {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("openssl printed no `{prefix}` line"));
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+    };
+    expect("HELLO lanchat/1");
+    expect("ASK username");
+    stdin.write_all(b"alice\n").unwrap();
+    expect("ASK password");
+    stdin.write_all(b"pw-alice\n").unwrap();
+    expect("WELCOME");
+    stdin
+        .write_all(format!("message bob {SECRET}\n").as_bytes())
+        .unwrap();
+    expect("OK sent");
+    assert_eq!(bob.expect(Kind::Msg).text, SECRET);
+    stdin.write_all(b"logout\n").unwrap();
+    expect("BYE");
+    drop(stdin);
+    let deadline = Instant::now() + TIMEOUT;
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    reader.join().unwrap();
+}
+
+#[test]
+fn a_client_pinned_to_another_fingerprint_is_refused_and_the_identity_survives_a_restart() {
+    let mut server = start_with_tls();
+    let fingerprint = server.fingerprint.unwrap();
+    let other = lanchat::tls::Fingerprint::of_spki(b"some other key").full();
+    let err = TlsClient::connect(server.tls.unwrap(), &other)
+        .err()
+        .expect("a wrong fingerprint must be refused");
+    assert!(err.contains(&fingerprint.short()), "{err}");
+    // The short form is enough to pin.
+    let mut ok = TlsClient::connect(server.tls.unwrap(), &fingerprint.short()).unwrap();
+    ok.expect(Kind::Hello);
+    drop(ok);
+    let data_dir = server.data_dir.clone();
+    server.stop();
+    let again = TestServer::start_full(
+        |c| c.tls_port = OptionalPort::Any,
+        crate::support::credentials(0),
+        Arc::new(lanchat::clock::SystemClock),
+        Some(data_dir),
+    );
+    assert_eq!(again.fingerprint, Some(fingerprint));
+}
+
+#[test]
+fn bytes_that_are_not_tls_on_the_tls_door_close_that_connection_only() {
+    let server = start_with_tls();
+    let bob = server.login("bob");
+    let mut garbage = TcpStream::connect(server.tls.unwrap()).unwrap();
+    garbage.set_read_timeout(Some(TIMEOUT)).unwrap();
+    garbage.write_all(b"alice\npw-alice\n").unwrap();
+    // An alert, then the end of the stream (a reset counts as closed too).
+    let mut rest = Vec::new();
+    let started = Instant::now();
+    let _ = garbage.read_to_end(&mut rest);
+    assert!(started.elapsed() < TIMEOUT, "the connection stayed open");
+    assert!(!contains(&rest, "HELLO"), "plain lines on the TLS door");
+    bob.send("who");
+    assert_ne!(bob.next().kind, Kind::Bye);
+}
