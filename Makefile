@@ -2,7 +2,7 @@
 # `make run-client [HOST=addr] [PORT=4119]`, `make test`.
 # PORT is always the server's chat port: the one run-server listens on, the one run-client
 # connects to. Without HOST, run-client looks for the server on the LAN (then this machine).
-# A second server on one machine: `make run-server PORT=4120 WEB_PORT=8081 IRC_PORT=6668 TLS_PORT=4130`
+# A second server on one machine: `make run-server PORT=4120 WEB_PORT=8081 IRC_PORT=6668 TLS_PORT=4130 IRC_TLS_PORT=6698`
 # (given PORT, its data goes to data-PORT unless DATA_DIR says otherwise, so two servers
 # never share a data directory). CONFIG names another configuration file.
 HOST ?=
@@ -10,6 +10,7 @@ PORT ?=
 WEB_PORT ?=
 IRC_PORT ?=
 TLS_PORT ?=
+IRC_TLS_PORT ?=
 CONFIG ?= configuration.toml
 DATA_DIR ?= $(if $(PORT),data-$(PORT))
 CARGO ?= cargo
@@ -21,7 +22,7 @@ build:
 
 SERVER_ARGS = --config $(CONFIG) $(if $(PORT),--port $(PORT)) \
 	$(if $(WEB_PORT),--web-port $(WEB_PORT)) $(if $(IRC_PORT),--irc-port $(IRC_PORT)) \
-	$(if $(TLS_PORT),--tls-port $(TLS_PORT)) \
+	$(if $(TLS_PORT),--tls-port $(TLS_PORT)) $(if $(IRC_TLS_PORT),--irc-tls-port $(IRC_TLS_PORT)) \
 	$(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 run-server: build

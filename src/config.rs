@@ -209,6 +209,11 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Port of IRC over TLS, open with the IRC door (`irc_port` not 0); 0 closes it.
+    pub irc_tls_port: u16,
+    /// Whether a password is refused on a door without TLS (the client is told where to
+    /// connect instead).
+    pub require_tls: bool,
 }
 
 impl Default for Config {
@@ -253,6 +258,8 @@ impl Default for Config {
             tls_port: OptionalPort::Port(4129),
             tls_cert: None,
             tls_key: None,
+            irc_tls_port: 6697,
+            require_tls: false,
         }
     }
 }
@@ -373,6 +380,25 @@ impl Config {
                 bad("tls_port", "must differ from `port` and `irc_port`")?;
             }
         }
+        if self.irc_port != 0 && self.irc_tls_port != 0 {
+            let taken = [
+                Some(self.port),
+                Some(self.irc_port),
+                self.tls_port.to_bind(),
+            ];
+            if taken.contains(&Some(self.irc_tls_port)) {
+                bad(
+                    "irc_tls_port",
+                    "must differ from `port`, `irc_port` and `tls_port`",
+                )?;
+            }
+        }
+        if self.require_tls && self.tls_port == OptionalPort::Off {
+            bad(
+                "require_tls",
+                "needs a TLS door for the passwords it refuses elsewhere: set `tls_port`",
+            )?;
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             bad(
                 if self.tls_cert.is_some() {
@@ -456,6 +482,10 @@ mod tests {
             err.contains("tls_key") && err.contains("go together"),
             "{err}"
         );
+        let err = Config::parse("require_tls = true\ntls_port = 0\n").unwrap_err();
+        assert!(err.contains("require_tls"), "{err}");
+        let err = Config::parse("irc_tls_port = 6667\n").unwrap_err();
+        assert!(err.contains("irc_tls_port"), "{err}");
         let err = Config::parse("port = 5000\ntls_port = 5000\n").unwrap_err();
         assert!(err.contains("tls_port") && err.contains("line 2"), "{err}");
     }

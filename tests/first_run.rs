@@ -34,7 +34,7 @@ fn loopback_config(dir: &Path) -> String {
     let config = dir.join("configuration.toml");
     std::fs::write(
         &config,
-        "bind = \"127.0.0.1\"\ndiscovery = false\ndata_dir = \"data\"\ntls_port = \"any\"\n",
+        "bind = \"127.0.0.1\"\ndiscovery = false\ndata_dir = \"data\"\ntls_port = \"any\"\nirc_tls_port = 0\n",
     )
     .unwrap();
     config.to_string_lossy().into_owned()

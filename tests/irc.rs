@@ -65,6 +65,7 @@ impl IrcServer {
                 irc_port: free_port(),
                 web_port: OptionalPort::Off,
                 tls_port: OptionalPort::Off,
+                irc_tls_port: 0,
                 bind: "127.0.0.1".parse().unwrap(),
                 data_dir: dir.path().join("data"),
                 auth,

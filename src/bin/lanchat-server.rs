@@ -57,6 +57,9 @@ struct Args {
     /// "any".
     #[arg(long, value_name = "PORT")]
     tls_port: Option<OptionalPort>,
+    /// TCP port of IRC over TLS (overrides `irc_tls_port`; 0 closes it).
+    #[arg(long, value_name = "PORT")]
+    irc_tls_port: Option<u16>,
 }
 
 /// The password tools.
@@ -215,6 +218,9 @@ fn load_config(args: &Args) -> Result<Config, String> {
     }
     if let Some(t) = args.tls_port {
         config.tls_port = t;
+    }
+    if let Some(t) = args.irc_tls_port {
+        config.irc_tls_port = t;
     }
     Ok(config)
 }
@@ -547,8 +553,12 @@ fn encryption_lines(server: &Server) -> Vec<String> {
     match (server.door_addr(Door::NativeTls), server.fingerprint()) {
         (Some(tls), Some(fingerprint)) => vec![
             format!(
-                "Encrypted (TLS): port {}; lanchat-client uses it by itself.",
-                tls.port()
+                "Encrypted (TLS): port {}; lanchat-client uses it by itself.{}",
+                tls.port(),
+                server
+                    .door_addr(Door::IrcTls)
+                    .map(|a| format!(" IRC over TLS: port {}.", a.port()))
+                    .unwrap_or_default()
             ),
             format!("Server fingerprint: {}", fingerprint.short()),
             format!(

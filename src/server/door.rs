@@ -24,6 +24,8 @@ pub enum Door {
     Web,
     /// The native line protocol over TLS (`tls_port`): lanchat-client, `openssl s_client`.
     NativeTls,
+    /// IRC over TLS (`irc_tls_port`): `irssi -c HOST -p 6697 -tls`.
+    IrcTls,
 }
 
 impl Door {
@@ -34,12 +36,13 @@ impl Door {
             Door::Irc => "irc",
             Door::Web => "web",
             Door::NativeTls => "tls",
+            Door::IrcTls => "ircs",
         }
     }
 
     /// Whether this door speaks TLS.
     pub fn is_tls(self) -> bool {
-        matches!(self, Door::NativeTls)
+        matches!(self, Door::NativeTls | Door::IrcTls)
     }
 
     /// The doors `config` opens, with their configured ports. The native door always
@@ -48,6 +51,9 @@ impl Door {
         let mut doors = vec![(Door::Native, config.port)];
         if config.irc_port != 0 {
             doors.push((Door::Irc, config.irc_port));
+        }
+        if config.irc_port != 0 && config.irc_tls_port != 0 {
+            doors.push((Door::IrcTls, config.irc_tls_port));
         }
         doors.extend(config.web_port.to_bind().map(|port| (Door::Web, port)));
         doors.extend(
@@ -63,7 +69,7 @@ impl Door {
     pub(crate) fn encoder(self) -> Box<dyn Encoder> {
         match self {
             Door::Native | Door::NativeTls => Box::new(NativeEncoder),
-            Door::Irc => Box::new(IrcEncoder::default()),
+            Door::Irc | Door::IrcTls => Box::new(IrcEncoder::default()),
             Door::Web => Box::new(web::WsEncoder),
         }
     }
@@ -75,7 +81,7 @@ impl Door {
                 let mut reader = LineReader::new(hub.config().max_line_bytes);
                 session::serve(hub, conn, &mut reader, ctx);
             }
-            Door::Irc => irc::serve(hub, conn, ctx, ctx.irc),
+            Door::Irc | Door::IrcTls => irc::serve(hub, conn, ctx, ctx.irc),
             Door::Web => web::serve(hub, conn, ctx),
         }
     }
@@ -88,7 +94,7 @@ impl Door {
             Door::Irc => format!("ERROR :Closing Link: * ({reason}: {text})\r\n").into_bytes(),
             Door::Web => web::refusal(text),
             // Plain bytes would only break the client's handshake: it sees the close.
-            Door::NativeTls => Vec::new(),
+            Door::NativeTls | Door::IrcTls => Vec::new(),
         }
     }
 }

@@ -270,6 +270,11 @@ impl Server {
         // not open, let alone repair or compact, the first one's data directory.
         let (store, directory) = Store::open(&config.data_dir, config.max_offline_messages)
             .map_err(ServerError::Store)?;
+        // "Any free port" is now a port: the hub names it to clients refused on plain doors.
+        let mut config = config;
+        if let Some((_, tls)) = doors.iter().find(|(door, _)| *door == Door::NativeTls) {
+            config.tls_port = crate::config::OptionalPort::Port(tls.port());
+        }
         let identity = if doors.iter().any(|(door, _)| door.is_tls()) {
             let configured = config.tls_cert.as_deref().zip(config.tls_key.as_deref());
             let identity = Identity::load_or_create(&config.data_dir, configured)

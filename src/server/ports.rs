@@ -110,6 +110,7 @@ pub fn avoiding_command(
             Door::Web => ("WEB_PORT", "--web-port"),
             Door::Irc => ("IRC_PORT", "--irc-port"),
             Door::NativeTls => ("TLS_PORT", "--tls-port"),
+            Door::IrcTls => ("IRC_TLS_PORT", "--irc-tls-port"),
             Door::Native => ("PORT", "--port"),
         };
         if from_make {
@@ -137,6 +138,7 @@ fn without_port_options(argv: Vec<String>) -> Vec<String> {
         "--web-port",
         "--irc-port",
         "--tls-port",
+        "--irc-tls-port",
     ];
     const VALUE_FLAGS: &[&str] = &["--config", "-c", "--credentials", "--bind", "--data-dir"];
     let mut kept = Vec::new();

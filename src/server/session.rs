@@ -155,6 +155,12 @@ fn login(
                 match hub.check_name(name, ip) {
                     NameCheck::Ok {
                         password_needed: true,
+                    } if hub.config().require_tls && !conn.is_tls() => {
+                        conn.send(&tls_required(hub.config()));
+                        return None;
+                    }
+                    NameCheck::Ok {
+                        password_needed: true,
                     } => {
                         pending_name = Some(name.to_string());
                         conn.send(&Line::ask("password", "Password:"));
@@ -438,6 +444,22 @@ pub const HELP: &[&str] = &[
 
 fn help() -> Vec<Line> {
     Line::entry_list("help", "Commands:", HELP.iter().map(|h| h.to_string()))
+}
+
+/// The goodbye of a plain door under `require_tls`, before the password is typed: where to
+/// connect instead.
+fn tls_required(config: &crate::config::Config) -> Line {
+    let port = config
+        .tls_port
+        .to_bind()
+        .map_or("the TLS port".to_string(), |p| format!("port {p}"));
+    Line::bye(
+        "tls-required",
+        format!(
+            "This server takes passwords only encrypted. Connect with lanchat-client (it uses \
+             TLS by itself), or to {port} with TLS (openssl s_client -connect HOST:PORT)."
+        ),
+    )
 }
 
 /// Reads and discards whatever the client sent that was never read, so closing the socket

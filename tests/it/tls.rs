@@ -315,3 +315,76 @@ fn bytes_that_are_not_tls_on_the_tls_door_close_that_connection_only() {
     bob.send("who");
     assert_ne!(bob.next().kind, Kind::Bye);
 }
+
+#[test]
+fn require_tls_refuses_a_password_on_the_plain_door_and_says_where_to_go() {
+    let server = TestServer::start_with(|c| {
+        c.tls_port = OptionalPort::Any;
+        c.require_tls = true;
+    });
+    let tls_port = server.tls.unwrap().port();
+    let plain = server.connect();
+    plain.send("alice");
+    let bye = plain.expect(Kind::Bye);
+    assert_eq!(bye.arg(0), "tls-required", "{bye}");
+    assert!(bye.text.contains(&format!("port {tls_port}")), "{bye}");
+    plain.expect_closed();
+    let mut secure =
+        TlsClient::connect(server.tls.unwrap(), &server.fingerprint.unwrap().short()).unwrap();
+    secure.expect(Kind::Hello);
+    secure.expect(Kind::Ask);
+    secure.send("alice");
+    secure.expect(Kind::Ask);
+    secure.send("pw-alice");
+    secure.expect(Kind::Welcome);
+}
+
+/// Reads IRC lines until one contains `what` (bounded by the stream's read timeout).
+fn irc_until(reader: &mut impl BufRead, what: &str) -> String {
+    let mut seen = Vec::new();
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(1..) if line.contains(what) => return line,
+            Ok(1..) => seen.push(line),
+            other => panic!("no `{what}` ({other:?}); saw {seen:?}"),
+        }
+    }
+}
+
+#[test]
+fn irc_over_tls_registers_and_plain_irc_under_require_tls_is_told_the_tls_port() {
+    let (irc_port, irc_tls_port) = (crate::support::free_port(), crate::support::free_port());
+    let server = TestServer::start_with(|c| {
+        c.tls_port = OptionalPort::Any;
+        c.irc_port = irc_port;
+        c.irc_tls_port = irc_tls_port;
+        c.require_tls = true;
+    });
+    let fingerprint = server.fingerprint.unwrap().short();
+    let relay = Relay::to(SocketAddr::new(server.addr.ip(), irc_tls_port));
+    let mut secure = TlsClient::connect(relay.addr, &fingerprint).unwrap();
+    secure
+        .stream
+        .get_mut()
+        .write_all(b"PASS pw-alice\r\nNICK alice\r\nUSER alice 0 * :Alice\r\n")
+        .unwrap();
+    secure.stream.get_mut().flush().unwrap();
+    assert!(irc_until(&mut secure.stream, " 001 ").contains("alice"));
+    assert!(
+        !contains(&relay.seen(), "pw-alice"),
+        "the IRC password crossed in clear"
+    );
+    drop(secure);
+
+    let plain = TcpStream::connect((server.addr.ip(), irc_port)).unwrap();
+    plain.set_read_timeout(Some(TIMEOUT)).unwrap();
+    (&plain)
+        .write_all(b"PASS pw-bob\r\nNICK bob\r\nUSER bob 0 * :Bob\r\n")
+        .unwrap();
+    let refusal = irc_until(&mut BufReader::new(&plain), "TLS");
+    assert!(
+        refusal.contains(&format!("port {irc_tls_port}")),
+        "{refusal}"
+    );
+}

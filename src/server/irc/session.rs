@@ -306,6 +306,18 @@ impl Session<'_> {
     ) -> Registration {
         let r = self.replies();
         let closing = |text: &str| r.error(&format!("Closing Link: {nick} ({text})"));
+        if self.hub.config().auth == AuthMode::Password
+            && self.hub.config().require_tls
+            && !self.conn.is_tls()
+        {
+            let port = self.hub.config().irc_tls_port;
+            self.send(&(r.num(
+                ERR_PASSWDMISMATCH,
+                &[],
+                &format!("This server takes passwords only over TLS: connect to port {port} with TLS (irssi -c HOST -p {port} -tls)"),
+            ) + &closing("TLS required")));
+            return Registration::Close;
+        }
         if self.hub.config().auth == AuthMode::Password {
             let Some(pass) = pass else {
                 self.send(&(r.num(
