@@ -46,6 +46,9 @@ pub struct Announcement {
     pub host: Option<IpAddr>,
     /// `(door, port)`: `("tcp", 4119)` for the line protocol, then any other listeners.
     pub doors: Vec<(String, u16)>,
+    /// The full fingerprint of the server's TLS key (`fp=`), when it has a TLS door: a
+    /// client that pinned this server ignores an answer with another one (a spoof).
+    pub fingerprint: Option<String>,
 }
 
 impl Announcement {
@@ -56,10 +59,17 @@ impl Announcement {
             id: format!("{:016x}", rand::random::<u64>()),
             host,
             doors: doors.iter().map(|(d, p)| (d.to_string(), *p)).collect(),
+            fingerprint: None,
         }
     }
 
-    /// The answer datagram: `LANCHAT/1 name=N id=I [host=H] door=port...`.
+    /// The same announcement, carrying the server's TLS fingerprint.
+    pub fn with_fingerprint(mut self, fingerprint: &crate::tls::Fingerprint) -> Announcement {
+        self.fingerprint = Some(fingerprint.full());
+        self
+    }
+
+    /// The answer datagram: `LANCHAT/1 name=N id=I [host=H] door=port... [fp=F]`.
     pub fn to_wire(&self) -> String {
         let mut out = format!("{MAGIC} name={} id={}", self.name, self.id);
         if let Some(host) = self.host {
@@ -67,6 +77,9 @@ impl Announcement {
         }
         for (door, port) in &self.doors {
             out.push_str(&format!(" {door}={port}"));
+        }
+        if let Some(fp) = &self.fingerprint {
+            out.push_str(&format!(" fp={fp}"));
         }
         out
     }
@@ -84,6 +97,7 @@ impl Announcement {
             id: String::new(),
             host: None,
             doors: Vec::new(),
+            fingerprint: None,
         };
         for word in words {
             let (key, value) = word.split_once('=')?;
@@ -91,6 +105,11 @@ impl Announcement {
                 "name" => announcement.name = clean_name(value),
                 "id" => announcement.id = value.to_string(),
                 "host" => announcement.host = value.parse().ok(),
+                "fp" => {
+                    announcement.fingerprint = crate::tls::fingerprint::normalize(value)
+                        .ok()
+                        .map(|_| value.to_string())
+                }
                 door => {
                     if let Ok(port @ 1..) = value.parse::<u16>() {
                         announcement.doors.push((door.to_string(), port));
@@ -291,7 +310,24 @@ mod tests {
             id: "00000000000000ab".into(),
             host: None,
             doors: doors.iter().map(|(d, p)| (d.to_string(), *p)).collect(),
+            fingerprint: None,
         }
+    }
+
+    #[test]
+    fn the_fingerprint_field_round_trips_and_old_parsers_skip_it() {
+        let fp = crate::tls::Fingerprint::of_spki(b"key");
+        let a = announcement(&[("tcp", 4119), ("tls", 4129)]).with_fingerprint(&fp);
+        let wire = a.to_wire();
+        assert!(
+            wire.ends_with(&format!("tls=4129 fp={}", fp.full())),
+            "{wire}"
+        );
+        let back = Announcement::parse(wire.as_bytes()).unwrap();
+        assert_eq!(back.fingerprint, Some(fp.full()));
+        assert_eq!(back.doors.len(), 2, "fp= is not a door");
+        let bad = Announcement::parse(b"LANCHAT/1 name=x id=1 tcp=1 fp=0000").unwrap();
+        assert_eq!(bad.fingerprint, None);
     }
 
     #[test]

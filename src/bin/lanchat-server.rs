@@ -163,7 +163,7 @@ fn serve(args: &Args) -> ExitCode {
         .collect();
     let discovery = config
         .discovery
-        .then(|| discovery(&config, &doors))
+        .then(|| discovery(&config, &doors, server.fingerprint()))
         .flatten();
     print_addresses(
         addr,
@@ -431,12 +431,19 @@ fn web_url(ip: IpAddr, port: u16) -> String {
 /// students can still type an address.
 /// `doors` are every port the server listens on, by door name (`tcp`, `web`, ...): each
 /// becomes a `name=port` field of the answer.
-fn discovery(config: &Config, doors: &[(&str, u16)]) -> Option<(Responder, String)> {
-    let announcement = Announcement::new(
+fn discovery(
+    config: &Config,
+    doors: &[(&str, u16)],
+    fingerprint: Option<lanchat::tls::Fingerprint>,
+) -> Option<(Responder, String)> {
+    let mut announcement = Announcement::new(
         &discovery::host_name(),
         discovery::announced_host(config.bind),
         doors,
     );
+    if let Some(fingerprint) = fingerprint {
+        announcement = announcement.with_fingerprint(&fingerprint);
+    }
     match Responder::start(config.bind, config.discovery_port, &announcement) {
         Ok(responder) => {
             let note = format!(

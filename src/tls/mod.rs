@@ -4,6 +4,7 @@
 
 pub mod fingerprint;
 pub mod identity;
+pub mod known;
 pub mod pin;
 
 pub use fingerprint::Fingerprint;

@@ -220,6 +220,7 @@ mod tests {
                 id: id.into(),
                 host: None,
                 doors: vec![("tcp".into(), port)],
+                fingerprint: None,
             },
         }
     }
