@@ -265,6 +265,7 @@ pub fn credentials_text(n: usize, argon2_hash: Option<&str>) -> String {
 pub fn lanchat_config(max_clients: usize) -> String {
     format!(
         "port = 0\nbind = \"127.0.0.1\"\nweb_port = 0\nirc_port = 0\ndiscovery = false\n\
+         tls_port = 0\nirc_tls_port = 0\n\
          credentials = \"credentials.txt\"\ndata_dir = \"data\"\n\
          auth = \"password\"\nmax_clients = {max_clients}\nmax_clients_per_ip = {max_clients}\n\
          max_messages_per_sec = 0\nidle_timeout_secs = 0\nheartbeat_timeout_secs = 0\n\

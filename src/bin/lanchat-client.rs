@@ -93,6 +93,19 @@ struct Args {
     /// Open it in the firewall if peers cannot reach you.
     #[arg(long, value_name = "PORT", default_value_t = client::DEFAULT_P2P_PORT)]
     p2p_port: u16,
+    /// The server's TLS port, used whenever it answers (0: plain port only) [default: 4129,
+    /// or what the server found announces].
+    #[arg(long, value_name = "PORT")]
+    tls_port: Option<u16>,
+    /// The server's fingerprint as the server printed it (the instructor's board): any
+    /// other key is refused, even on a first connection.
+    #[arg(long, value_name = "FP", value_parser = parse_fingerprint)]
+    fingerprint: Option<String>,
+}
+
+/// Checks a `--fingerprint` value's form (letters a-z, digits 2-7, dashes; 16-52 of them).
+fn parse_fingerprint(text: &str) -> Result<String, String> {
+    lanchat::tls::fingerprint::normalize(text).map(|_| text.to_string())
 }
 
 fn main() -> ExitCode {
@@ -128,6 +141,17 @@ fn main() -> ExitCode {
         p2p_port: args.p2p_port,
         charset,
         username: args.user,
+        tls: client::secure::TlsOptions {
+            // A server on its default port has its TLS door on the default TLS port; one
+            // moved elsewhere may not, and a guess could reach another server.
+            port: args.tls_port.unwrap_or(if port == client::DEFAULT_PORT {
+                client::secure::DEFAULT_TLS_PORT
+            } else {
+                0
+            }),
+            fingerprint: args.fingerprint.clone(),
+            ..client::secure::TlsOptions::default()
+        },
     };
     match client::run(&options) {
         Ok(ending) => ending.exit_code(),

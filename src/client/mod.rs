@@ -39,6 +39,7 @@ pub mod direct;
 pub mod discover;
 mod input;
 pub mod render;
+pub mod secure;
 mod seen;
 mod sys;
 
@@ -159,6 +160,8 @@ pub struct Options {
     pub charset: Charset,
     /// Answers the server's first username question (seed 004's `-u USERNAME`).
     pub username: Option<String>,
+    /// TLS: the server's TLS port, an expected fingerprint, where pins are kept.
+    pub tls: secure::TlsOptions,
 }
 
 impl Default for Options {
@@ -171,6 +174,7 @@ impl Default for Options {
             p2p_port: DEFAULT_P2P_PORT,
             charset: Charset::UTF8,
             username: None,
+            tls: secure::TlsOptions::default(),
         }
     }
 }
@@ -212,6 +216,9 @@ pub enum Error {
         /// What the system said.
         source: io::Error,
     },
+    /// The server could not prove it is the one pinned or named (`--fingerprint`): why,
+    /// and what to check.
+    Untrusted(String),
     /// The connection closed without the server saying goodbye.
     Lost,
     /// Something local failed (starting a thread, reading the terminal).
@@ -222,6 +229,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Connect { target, source } => write!(f, "cannot connect to {target}: {source}"),
+            Error::Untrusted(why) => f.write_str(why),
             Error::Lost => f.write_str("connection to the server was lost"),
             Error::Io(e) => write!(f, "{e}"),
         }
@@ -233,7 +241,7 @@ impl std::error::Error for Error {
         match self {
             Error::Connect { source, .. } => Some(source),
             Error::Io(e) => Some(e),
-            Error::Lost => None,
+            Error::Lost | Error::Untrusted(_) => None,
         }
     }
 }
@@ -280,8 +288,7 @@ pub(crate) enum Event {
 /// Installs a process-wide Ctrl-C/SIGTERM/SIGHUP handler; if one is installed already
 /// (a second call in one process), signals keep their previous behaviour.
 pub fn run(options: &Options) -> Result<Ending, Error> {
-    let socket = connect(&options.host, options.port)?;
-    let _ = socket.set_nodelay(true);
+    let socket = open(options)?;
 
     let editor_mode = line_editing(
         io::stdin().is_terminal() && io::stdout().is_terminal(),
@@ -290,7 +297,7 @@ pub fn run(options: &Options) -> Result<Ending, Error> {
     );
     let terminal = Terminal::save(editor_mode);
     let (events_tx, events) = crossbeam_channel::unbounded();
-    spawn_reader(socket.try_clone()?, events_tx.clone())?;
+    spawn_reader(socket.reader()?, events_tx.clone())?;
 
     let signals = events_tx.clone();
     if let Err(e) = ctrlc::set_handler(move || {
@@ -376,6 +383,45 @@ fn editor() -> rustyline::Result<(
     Ok((Box::new(printer), editor))
 }
 
+/// Connects over TLS when the server's TLS door answers (see `secure`), else to the plain
+/// port; prints what the user must know first (a new fingerprint, an unencrypted link).
+fn open(options: &Options) -> Result<secure::Link, Error> {
+    let tls_addr = match options.tls.port {
+        0 => None,
+        port => (
+            options.host.trim_start_matches('[').trim_end_matches(']'),
+            port,
+        )
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next()),
+    };
+    // The plain port's own error, which names that port.
+    let mut plain_error = None;
+    let secured = secure::secure(&options.host, tls_addr, &options.tls, || {
+        connect(&options.host, options.port).map_err(|e| {
+            let source = io::Error::other(e.to_string());
+            plain_error = Some(e);
+            source
+        })
+    })
+    .map_err(|refusal| match (refusal, plain_error.take()) {
+        (secure::Refusal::Untrusted(why), _) => Error::Untrusted(why),
+        (secure::Refusal::Io(_), Some(plain)) => plain,
+        (secure::Refusal::Io(source), None) => Error::Connect {
+            target: secure::pin_key(&options.host, options.tls.port),
+            source,
+        },
+    })?;
+    match (&secured.notice, secured.link.is_tls()) {
+        (Some(notice), true) => println!("{notice}"),
+        // On standard error, like other warnings: what is piped out stays the chat.
+        (Some(notice), false) => eprintln!("{notice}"),
+        (None, _) => {}
+    }
+    Ok(secured.link)
+}
+
 /// Resolves `host` and connects to the first address that answers.
 fn connect(host: &str, port: u16) -> Result<TcpStream, Error> {
     let bare = host
@@ -394,7 +440,10 @@ fn connect(host: &str, port: u16) -> Result<TcpStream, Error> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address found");
     for addr in (bare, port).to_socket_addrs().map_err(failed)? {
         match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-            Ok(s) => return Ok(s),
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
             Err(e) => {
                 log::debug!("{addr}: {e}");
                 last = e;
@@ -406,7 +455,7 @@ fn connect(host: &str, port: u16) -> Result<TcpStream, Error> {
 
 /// Starts the thread that turns the server's bytes into [`Event`]s, ending with
 /// [`Event::Disconnected`].
-fn spawn_reader(socket: TcpStream, events: Sender<Event>) -> io::Result<()> {
+fn spawn_reader(socket: Box<dyn Read + Send>, events: Sender<Event>) -> io::Result<()> {
     std::thread::Builder::new()
         .name("socket".into())
         .spawn(move || {
@@ -481,7 +530,7 @@ impl Screen {
 /// The main loop's state.
 struct Client {
     /// The write half of the connection (the reader thread holds a clone).
-    socket: TcpStream,
+    socket: secure::Link,
     /// Where output goes.
     screen: Screen,
     /// Line to text.

@@ -86,6 +86,11 @@ impl KnownServers {
         })
     }
 
+    /// Whether a fingerprint is pinned for `address`.
+    pub fn is_pinned(&self, address: &str) -> bool {
+        self.entries.iter().any(|(a, _, _)| a == address)
+    }
+
     /// What to do with `seen` from the server at `address` (`host:port`).
     pub fn check(&self, address: &str, seen: &Fingerprint) -> Trust {
         match self.entries.iter().find(|(a, _, _)| a == address) {

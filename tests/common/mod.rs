@@ -201,6 +201,11 @@ impl ServerProcess {
         ServerProcess::start_full(&[], &["--config", &config], bind, dir, true, extra)
     }
 
+    /// With extra command-line options (`--tls-port P` opens the TLS door, closed otherwise).
+    pub fn start_with_args(bind: &str, dir: &std::path::Path, args: &[&str]) -> ServerProcess {
+        ServerProcess::start_full(&[], args, bind, dir, false, "")
+    }
+
     fn start_doors(prefix: &[&str], bind: &str, dir: &std::path::Path, web: bool) -> ServerProcess {
         ServerProcess::start_full(prefix, &[], bind, dir, web, "")
     }
@@ -220,7 +225,12 @@ impl ServerProcess {
         let mut child = command
             .args(args)
             .args(["--web-port", if web { "any" } else { "0" }])
-            .args(["--bind", bind, "0", "--irc-port", "0", "--tls-port", "0"])
+            .args(["--bind", bind, "0", "--irc-port", "0"])
+            .args(if args.contains(&"--tls-port") {
+                &[][..]
+            } else {
+                &["--tls-port", "0"][..]
+            })
             .arg("--credentials")
             .arg(&credentials)
             .arg("--data-dir")

@@ -69,6 +69,7 @@ pub fn test_config(data_dir: &Path) -> Config {
         max_messages_per_sec: 0,
         irc_port: 0,
         tls_port: OptionalPort::Off,
+        irc_tls_port: 0,
         ..Config::default()
     }
 }

@@ -1,0 +1,270 @@
+//! The client's connection: TLS to the server's TLS door whenever it answers, pinned like
+//! ssh pins hosts (`tls::known`), else the plain port with a warning.
+//!
+//! One rustls connection serves two threads (the reader thread and the main loop's
+//! writes): it sits behind a mutex that is never held across a blocking read, so a write
+//! never waits for the server to speak.
+
+use crate::tls::known::{self, KnownServers, Trust};
+use crate::tls::PinVerifier;
+use parking_lot::Mutex;
+use rustls::pki_types::ServerName;
+use rustls::ClientConnection;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The TLS door's port when nothing else is said (the server's `tls_port` default).
+pub const DEFAULT_TLS_PORT: u16 = 4129;
+
+/// How the client secures its connection.
+#[derive(Clone, Debug)]
+pub struct TlsOptions {
+    /// The server's TLS port; 0: plain only (a server without TLS).
+    pub port: u16,
+    /// The fingerprint the server must show (`--fingerprint`, from the board).
+    pub fingerprint: Option<String>,
+    /// Where pinned fingerprints are kept (`None`: nowhere; nothing is pinned).
+    pub known_servers: Option<PathBuf>,
+}
+
+impl Default for TlsOptions {
+    fn default() -> TlsOptions {
+        TlsOptions {
+            port: DEFAULT_TLS_PORT,
+            fingerprint: None,
+            known_servers: known::default_path(),
+        }
+    }
+}
+
+/// A connection to the server, encrypted or not.
+#[derive(Clone)]
+pub enum Link {
+    /// The plain port.
+    Plain(Arc<TcpStream>),
+    /// The TLS door.
+    Tls(Arc<TlsLink>),
+}
+
+/// A TLS connection shared by the reader thread and the writer.
+pub struct TlsLink {
+    conn: Mutex<ClientConnection>,
+    socket: TcpStream,
+}
+
+/// What [`secure`] decided, for the user to read before the session starts.
+pub struct Secured {
+    /// The connection.
+    pub link: Link,
+    /// A line to show first (the fingerprint on first use, or the plain-port warning).
+    pub notice: Option<String>,
+}
+
+/// Why no connection was made.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The server's key is not the one pinned or given: the explanation.
+    Untrusted(String),
+    /// The network failed.
+    Io(io::Error),
+}
+
+/// Connects securely to `host` (`addr` is its TLS door): the handshake, then the pinning
+/// rules. `plain` is called when the TLS door does not answer at all and nothing demands
+/// TLS (no pin, no `--fingerprint`).
+pub fn secure(
+    host: &str,
+    tls_addr: Option<SocketAddr>,
+    options: &TlsOptions,
+    plain: impl FnOnce() -> io::Result<TcpStream>,
+) -> Result<Secured, Refusal> {
+    let known = match (&options.known_servers, tls_addr) {
+        (Some(path), Some(_)) => Some(KnownServers::load(path).map_err(Refusal::Untrusted)?),
+        _ => None,
+    };
+    let pinned_key = tls_addr.map(|a| pin_key(host, a.port()));
+    let pinned = match (&known, &pinned_key) {
+        (Some(k), Some(key)) => k.is_pinned(key),
+        _ => false,
+    };
+    let socket = match tls_addr.map(|a| TcpStream::connect_timeout(&a, super::CONNECT_TIMEOUT)) {
+        Some(Ok(socket)) => socket,
+        result => {
+            if pinned || options.fingerprint.is_some() {
+                let why = match result {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "no TLS port".to_string(),
+                };
+                return Err(Refusal::Untrusted(format!(
+                    "{host}'s TLS door does not answer ({why}), and this server's key is pinned \
+                     (or --fingerprint was given): refusing to fall back to the unencrypted port."
+                )));
+            }
+            let socket = plain().map_err(Refusal::Io)?;
+            // Said when TLS was tried: a server on a port of its own was not asked.
+            let notice = tls_addr.map(|a| {
+                format!(
+                    "Warning: this connection is NOT encrypted (no TLS door answered on port \
+                     {}): anyone on the network can read your password and messages.",
+                    a.port()
+                )
+            });
+            return Ok(Secured {
+                link: Link::Plain(Arc::new(socket)),
+                notice,
+            });
+        }
+    };
+    let verifier = PinVerifier::new(options.fingerprint.as_deref());
+    let name = ServerName::try_from("lanchat").expect("a valid name");
+    let mut conn = ClientConnection::new(verifier.client_config(), name)
+        .map_err(|e| Refusal::Io(io::Error::other(e)))?;
+    let _ = socket.set_read_timeout(Some(super::CONNECT_TIMEOUT));
+    let mut handshake = &socket;
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut handshake) {
+            return Err(match (verifier.seen(), &options.fingerprint) {
+                (Some(seen), Some(expected)) if !seen.matches(expected) => {
+                    Refusal::Untrusted(format!(
+                        "Refusing {host}: it showed fingerprint {}, not the {expected} given \
+                         with --fingerprint. Someone on the network may be pretending to be \
+                         the server; check the fingerprint the server printed at start.",
+                        seen.short()
+                    ))
+                }
+                _ => Refusal::Io(e),
+            });
+        }
+    }
+    let _ = socket.set_read_timeout(None);
+    let seen = verifier
+        .seen()
+        .ok_or_else(|| Refusal::Untrusted(format!("{host} presented no certificate")))?;
+    let key = pinned_key.unwrap_or_default();
+    let notice = match known {
+        None => None,
+        Some(mut known) => match known.check(&key, &seen) {
+            Trust::Known => None,
+            Trust::Changed { pinned, line } => {
+                return Err(Refusal::Untrusted(known::changed_explanation(
+                    &key,
+                    &pinned,
+                    line,
+                    &seen,
+                    known.path(),
+                )));
+            }
+            Trust::FirstUse => {
+                let pinned_now = known.pin(&key, &seen);
+                Some(format!(
+                    "First connection to {key}: the server's fingerprint is {}. Compare it with \
+                     the one the server printed at start (the instructor's board). {}",
+                    seen.short(),
+                    match pinned_now {
+                        Ok(()) => format!("Remembered in {}.", known.path().display()),
+                        Err(e) => format!("It could not be remembered: {e}."),
+                    }
+                ))
+            }
+        },
+    };
+    Ok(Secured {
+        link: Link::Tls(Arc::new(TlsLink {
+            conn: Mutex::new(conn),
+            socket,
+        })),
+        notice,
+    })
+}
+
+/// How `known_servers` names a server: the host as typed and its TLS port.
+pub fn pin_key(host: &str, port: u16) -> String {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if bare.contains(':') {
+        format!("[{bare}]:{port}")
+    } else {
+        format!("{bare}:{port}")
+    }
+}
+
+impl Link {
+    /// The socket underneath.
+    fn socket(&self) -> &TcpStream {
+        match self {
+            Link::Plain(s) => s,
+            Link::Tls(t) => &t.socket,
+        }
+    }
+
+    /// The server's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.socket().peer_addr()
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Link::Tls(_))
+    }
+
+    /// The reading half, for the reader thread.
+    pub fn reader(&self) -> io::Result<Box<dyn Read + Send>> {
+        Ok(match self {
+            Link::Plain(s) => Box::new(s.try_clone()?),
+            Link::Tls(t) => Box::new(TlsReader(Arc::clone(t))),
+        })
+    }
+
+    /// Writes all of `bytes` (encrypted on a TLS link).
+    pub fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Link::Plain(s) => (&**s).write_all(bytes),
+            Link::Tls(t) => {
+                let mut conn = t.conn.lock();
+                conn.writer().write_all(bytes)?;
+                while conn.wants_write() {
+                    conn.write_tls(&mut &t.socket)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The reader thread's side of a TLS link.
+struct TlsReader(Arc<TlsLink>);
+
+impl Read for TlsReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let link = &self.0;
+        let mut cipher = [0u8; 4096];
+        loop {
+            {
+                let mut conn = link.conn.lock();
+                match conn.reader().read(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            // Outside the lock: the writer must not wait for the server to speak.
+            let n = (&link.socket).read(&mut cipher)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let mut conn = link.conn.lock();
+            let mut rest = &cipher[..n];
+            while !rest.is_empty() {
+                conn.read_tls(&mut rest)?;
+                conn.process_new_packets().map_err(io::Error::other)?;
+            }
+            while conn.wants_write() {
+                conn.write_tls(&mut &link.socket)?;
+            }
+        }
+    }
+}
