@@ -126,8 +126,9 @@ fn main() -> ExitCode {
     if args.scan {
         return scan(&args, charset);
     }
-    let (host, port) = match args.server_ip.clone().or(args.host.clone()) {
-        Some(host) => (host, port.unwrap_or(client::DEFAULT_PORT)),
+    // The TLS port a discovery answer announced, if the server was found that way.
+    let (host, port, announced_tls) = match args.server_ip.clone().or(args.host.clone()) {
+        Some(host) => (host, port.unwrap_or(client::DEFAULT_PORT), None),
         None => match find_server(&args, port, charset) {
             Ok(target) => target,
             Err(code) => return code,
@@ -144,11 +145,14 @@ fn main() -> ExitCode {
         tls: client::secure::TlsOptions {
             // A server on its default port has its TLS door on the default TLS port; one
             // moved elsewhere may not, and a guess could reach another server.
-            port: args.tls_port.unwrap_or(if port == client::DEFAULT_PORT {
-                client::secure::DEFAULT_TLS_PORT
-            } else {
-                0
-            }),
+            port: args
+                .tls_port
+                .or(announced_tls)
+                .unwrap_or(if port == client::DEFAULT_PORT {
+                    client::secure::DEFAULT_TLS_PORT
+                } else {
+                    0
+                }),
             fingerprint: args.fingerprint.clone(),
             ..client::secure::TlsOptions::default()
         },
@@ -180,10 +184,22 @@ fn servers(args: &Args) -> Vec<Found> {
             .map(|&ip| SocketAddr::new(ip, args.discovery_port))
             .collect()
     };
-    discover::scan(&targets, discover::WAIT).unwrap_or_else(|e| {
+    let mut found = discover::scan(&targets, discover::WAIT).unwrap_or_else(|e| {
         log::warn!("cannot look for servers: {e}");
         Vec::new()
-    })
+    });
+    let known = lanchat::tls::known::default_path()
+        .and_then(|path| lanchat::tls::known::KnownServers::load(&path).ok());
+    if let Some(known) = known {
+        found.retain(|f| match client::secure::spoofed_answer(&known, f) {
+            Some(why) => {
+                eprintln!("warning: {why}");
+                false
+            }
+            None => true,
+        });
+    }
+    found
 }
 
 /// `--scan`: lists the servers; exit status 1 when none answered.
@@ -215,7 +231,7 @@ fn find_server(
     args: &Args,
     port: Option<u16>,
     charset: Charset,
-) -> Result<(String, u16), ExitCode> {
+) -> Result<(String, u16, Option<u16>), ExitCode> {
     say(
         charset,
         &format!(
@@ -243,7 +259,13 @@ fn find_server(
         }
     };
     match discover::pick(&found, port, ask, |line| say(charset, line)) {
-        Pick::Server(ip, port) => Ok((ip.to_string(), port)),
+        Pick::Server(ip, port) => {
+            let tls = found
+                .iter()
+                .find(|f| f.host == ip && f.tcp_port() == Some(port))
+                .and_then(|f| f.announcement.port("tls"));
+            Ok((ip.to_string(), port, tls))
+        }
         Pick::Undecided(n) => {
             eprintln!(
                 "error: {n} lanchat servers answered and none was chosen, so none was \
@@ -260,7 +282,7 @@ fn find_server(
                     client::DEFAULT_HOST
                 ),
             );
-            Ok((client::DEFAULT_HOST.to_string(), port))
+            Ok((client::DEFAULT_HOST.to_string(), port, None))
         }
     }
 }

@@ -268,3 +268,57 @@ impl Read for TlsReader {
         }
     }
 }
+
+/// Why a discovery answer must not be used, if it must not: it names a server whose key is
+/// pinned (its host and TLS door) but carries another fingerprint, or none. Answers prove
+/// nothing by themselves; this only stops one that contradicts what the user already
+/// trusts (a classmate answering for the real server).
+pub fn spoofed_answer(known: &KnownServers, found: &super::discover::Found) -> Option<String> {
+    let tls = found.announcement.port("tls")?;
+    let key = pin_key(&found.host.to_string(), tls);
+    if !known.is_pinned(&key) {
+        return None;
+    }
+    let claimed = found.announcement.fingerprint.as_deref();
+    let trusted = claimed.is_some_and(|fp| known.matches(&key, fp));
+    (!trusted).then(|| {
+        format!(
+            "Ignoring a discovery answer from {} for {key}: it does not carry the \
+             fingerprint pinned for that server in {} (someone may be answering in its name).",
+            found.from,
+            known.path().display()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::discover::Found;
+    use crate::tls::Fingerprint;
+
+    #[test]
+    fn an_answer_for_a_pinned_server_with_another_or_no_fingerprint_is_spoofed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut known = KnownServers::load(&dir.path().join("known_servers")).unwrap();
+        let real = Fingerprint::of_spki(b"real");
+        known.pin("10.0.0.5:4129", &real).unwrap();
+        let answer =
+            |text: String| Found::from_answer(text.as_bytes(), [10, 0, 0, 9].into()).unwrap();
+        let base = "LANCHAT/1 name=lab id=1 host=10.0.0.5 tcp=4119 tls=4129";
+        let genuine = answer(format!("{base} fp={}", real.full()));
+        assert_eq!(spoofed_answer(&known, &genuine), None);
+        let fake = Fingerprint::of_spki(b"fake").full();
+        let why = spoofed_answer(&known, &answer(format!("{base} fp={fake}"))).unwrap();
+        assert!(
+            why.contains("10.0.0.5:4129") && why.contains("10.0.0.9"),
+            "{why}"
+        );
+        assert!(spoofed_answer(&known, &answer(base.to_string())).is_some());
+        // A server never pinned is the user's to judge (its fingerprint is shown on connect).
+        let other = answer(format!(
+            "LANCHAT/1 name=x id=2 host=10.0.0.7 tcp=4119 tls=4129 fp={fake}"
+        ));
+        assert_eq!(spoofed_answer(&known, &other), None);
+    }
+}

@@ -86,6 +86,16 @@ impl KnownServers {
         })
     }
 
+    /// Whether `typed` (any form) is the fingerprint pinned for `address`.
+    pub fn matches(&self, address: &str, typed: &str) -> bool {
+        let Ok(typed) = fingerprint::normalize(typed) else {
+            return false;
+        };
+        self.entries.iter().any(|(a, fp, _)| {
+            a == address && (fp.starts_with(&typed) || typed.starts_with(fp.as_str()))
+        })
+    }
+
     /// Whether a fingerprint is pinned for `address`.
     pub fn is_pinned(&self, address: &str) -> bool {
         self.entries.iter().any(|(a, _, _)| a == address)
