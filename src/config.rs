@@ -209,6 +209,8 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Whether the web door speaks HTTPS and WSS (with the TLS identity) instead of HTTP.
+    pub web_tls: bool,
     /// Port of IRC over TLS, open with the IRC door (`irc_port` not 0); 0 closes it.
     pub irc_tls_port: u16,
     /// Whether a password is refused on a door without TLS (the client is told where to
@@ -258,6 +260,7 @@ impl Default for Config {
             tls_port: OptionalPort::Port(4129),
             tls_cert: None,
             tls_key: None,
+            web_tls: false,
             irc_tls_port: 6697,
             require_tls: false,
         }

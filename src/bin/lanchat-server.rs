@@ -167,7 +167,10 @@ fn serve(args: &Args) -> ExitCode {
         .flatten();
     print_addresses(
         addr,
-        server.door_addr(Door::Web),
+        server
+            .door_addr(Door::Web)
+            .map(|a| (a, false))
+            .or(server.door_addr(Door::WebTls).map(|a| (a, true))),
         server.door_addr(Door::Irc),
         discovery.as_ref().map(|(_, note)| note.as_str()),
         &encryption_lines(&server),
@@ -415,15 +418,16 @@ fn termios(new: Option<&libc::termios>) -> std::io::Result<libc::termios> {
 }
 
 /// The address a person types into a browser to reach the web door.
-fn web_url(ip: IpAddr, port: u16) -> String {
+fn web_url(ip: IpAddr, port: u16, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     let ip = match ip {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
         IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
         ip => ip,
     };
     match ip {
-        IpAddr::V6(v6) => format!("http://[{v6}]:{port}/"),
-        v4 => format!("http://{v4}:{port}/"),
+        IpAddr::V6(v6) => format!("{scheme}://[{v6}]:{port}/"),
+        v4 => format!("{scheme}://{v4}:{port}/"),
     }
 }
 
@@ -468,7 +472,7 @@ fn discovery(
 /// A closed stdout is not a reason to stop serving, so write errors are ignored.
 fn print_addresses(
     addr: std::net::SocketAddr,
-    web: Option<std::net::SocketAddr>,
+    web: Option<(std::net::SocketAddr, bool)>,
     irc: Option<std::net::SocketAddr>,
     discovery: Option<&str>,
     encryption: &[String],
@@ -477,7 +481,7 @@ fn print_addresses(
     let port = addr.port();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "lanchat server listening on {addr}");
-    if let Some(web) = web {
+    if let Some((web, _)) = web {
         let _ = writeln!(out, "lanchat web client listening on {web}");
     }
     let ifaces = if_addrs::get_if_addrs().unwrap_or_default();
@@ -517,14 +521,14 @@ fn print_addresses(
             let _ = writeln!(out, "{r}");
         }
     }
-    if let Some(web) = web {
+    if let Some((web, tls)) = web {
         let mut urls: Vec<String> = reachable_ips(web.ip())
             .into_iter()
-            .map(|(ip, name)| format!("  {}    ({name})", web_url(ip, web.port())))
+            .map(|(ip, name)| format!("  {}    ({name})", web_url(ip, web.port(), tls)))
             .collect();
         urls.dedup();
         if urls.is_empty() {
-            urls.push(format!("  {}", web_url(web.ip(), web.port())));
+            urls.push(format!("  {}", web_url(web.ip(), web.port(), tls)));
         }
         let _ = writeln!(out, "Or in a web browser, nothing to install:");
         for u in urls {

@@ -26,6 +26,8 @@ pub enum Door {
     NativeTls,
     /// IRC over TLS (`irc_tls_port`): `irssi -c HOST -p 6697 -tls`.
     IrcTls,
+    /// The web door over TLS (`web_tls`): HTTPS and WSS on `web_port`.
+    WebTls,
 }
 
 impl Door {
@@ -37,12 +39,13 @@ impl Door {
             Door::Web => "web",
             Door::NativeTls => "tls",
             Door::IrcTls => "ircs",
+            Door::WebTls => "webs",
         }
     }
 
     /// Whether this door speaks TLS.
     pub fn is_tls(self) -> bool {
-        matches!(self, Door::NativeTls | Door::IrcTls)
+        matches!(self, Door::NativeTls | Door::IrcTls | Door::WebTls)
     }
 
     /// The doors `config` opens, with their configured ports. The native door always
@@ -55,7 +58,12 @@ impl Door {
         if config.irc_port != 0 && config.irc_tls_port != 0 {
             doors.push((Door::IrcTls, config.irc_tls_port));
         }
-        doors.extend(config.web_port.to_bind().map(|port| (Door::Web, port)));
+        let web = if config.web_tls {
+            Door::WebTls
+        } else {
+            Door::Web
+        };
+        doors.extend(config.web_port.to_bind().map(|port| (web, port)));
         doors.extend(
             config
                 .tls_port
@@ -70,7 +78,7 @@ impl Door {
         match self {
             Door::Native | Door::NativeTls => Box::new(NativeEncoder),
             Door::Irc | Door::IrcTls => Box::new(IrcEncoder::default()),
-            Door::Web => Box::new(web::WsEncoder),
+            Door::Web | Door::WebTls => Box::new(web::WsEncoder),
         }
     }
 
@@ -82,7 +90,7 @@ impl Door {
                 session::serve(hub, conn, &mut reader, ctx);
             }
             Door::Irc | Door::IrcTls => irc::serve(hub, conn, ctx, ctx.irc),
-            Door::Web => web::serve(hub, conn, ctx),
+            Door::Web | Door::WebTls => web::serve(hub, conn, ctx),
         }
     }
 
@@ -94,7 +102,7 @@ impl Door {
             Door::Irc => format!("ERROR :Closing Link: * ({reason}: {text})\r\n").into_bytes(),
             Door::Web => web::refusal(text),
             // Plain bytes would only break the client's handshake: it sees the close.
-            Door::NativeTls | Door::IrcTls => Vec::new(),
+            Door::NativeTls | Door::IrcTls | Door::WebTls => Vec::new(),
         }
     }
 }

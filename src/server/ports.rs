@@ -75,11 +75,7 @@ pub(super) fn suggest_free_ports(failures: &mut [ListenFailure], taken: &[u16]) 
 /// Every door's port with each busy one replaced by the free port found for it; `None` if a
 /// door failed for another reason or no free port was found (no command would help then).
 pub fn ports_instead(config: &Config, failures: &[ListenFailure]) -> Option<Vec<(Door, u16)>> {
-    let mut ports = vec![(Door::Native, config.port)];
-    ports.extend(config.web_port.to_bind().map(|p| (Door::Web, p)));
-    if config.irc_port != 0 {
-        ports.push((Door::Irc, config.irc_port));
-    }
+    let mut ports = Door::configured(config);
     for failure in failures {
         let free = failure.free_instead.filter(|_| failure.in_use())?;
         for (door, port) in &mut ports {
@@ -107,7 +103,7 @@ pub fn avoiding_command(
     };
     for (door, port) in ports {
         let (make_var, flag) = match door {
-            Door::Web => ("WEB_PORT", "--web-port"),
+            Door::Web | Door::WebTls => ("WEB_PORT", "--web-port"),
             Door::Irc => ("IRC_PORT", "--irc-port"),
             Door::NativeTls => ("TLS_PORT", "--tls-port"),
             Door::IrcTls => ("IRC_TLS_PORT", "--irc-tls-port"),

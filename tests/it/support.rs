@@ -131,7 +131,9 @@ impl TestServer {
         tweak(&mut config);
         let server = Server::bind_with(config, credentials, clock).unwrap();
         let addr = server.local_addr();
-        let web = server.door_addr(Door::Web);
+        let web = server
+            .door_addr(Door::Web)
+            .or(server.door_addr(Door::WebTls));
         let tls = server.door_addr(Door::NativeTls);
         let fingerprint = server.fingerprint();
         let handle = server.shutdown_handle();

@@ -388,3 +388,72 @@ fn irc_over_tls_registers_and_plain_irc_under_require_tls_is_told_the_tls_port()
         "{refusal}"
     );
 }
+
+/// TLS to `addr` trusting only `fingerprint`, handshake done, as a boxed stream.
+fn tls_stream(addr: SocketAddr, fingerprint: &str) -> Box<dyn crate::web::Duplex> {
+    let client = TlsClient::connect(addr, fingerprint).unwrap();
+    Box::new(client.stream.into_inner())
+}
+
+#[test]
+fn web_tls_serves_the_page_over_https_and_logs_in_over_wss_through_a_blind_relay() {
+    let server = TestServer::start_with(|c| {
+        c.web_port = OptionalPort::Any;
+        c.web_tls = true;
+        c.require_tls = true;
+        c.tls_port = OptionalPort::Any;
+    });
+    let web = server.web.expect("the web door is open");
+    let fingerprint = server.fingerprint.unwrap().full();
+    // Bob on the TLS door (require_tls refuses passwords on the plain one).
+    let mut bob = TlsClient::connect(server.tls.unwrap(), &fingerprint).unwrap();
+    bob.expect(Kind::Hello);
+    bob.expect(Kind::Ask);
+    bob.send("bob");
+    bob.expect(Kind::Ask);
+    bob.send("pw-bob");
+    bob.expect(Kind::Welcome);
+    bob.expect(Kind::Info);
+
+    let mut page = tls_stream(web, &fingerprint);
+    write!(
+        page,
+        "GET / HTTP/1.1\r\nHost: {web}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    let _ = page.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+    assert!(
+        response.contains("<html") || response.contains("<!DOCTYPE"),
+        "no page"
+    );
+
+    let relay = Relay::to(web);
+    let ws = crate::web::WsClient::connect_over(tls_stream(relay.addr, &fingerprint), web);
+    let mut alice = crate::web::WsClient::login_on(ws, "alice", "pw-alice");
+    alice.send(&format!("message bob {SECRET}"));
+    alice.expect(Kind::Ok, "sent");
+    assert_eq!(bob.expect(Kind::Msg).text, SECRET);
+    let seen = relay.seen();
+    assert!(
+        !contains(&seen, "pw-alice") && !contains(&seen, SECRET),
+        "clear text over WSS"
+    );
+    assert!(
+        !contains(&seen, "Upgrade"),
+        "the WebSocket handshake crossed in clear"
+    );
+
+    // Plain HTTP on the HTTPS door gets nothing in clear.
+    let mut plain = TcpStream::connect(web).unwrap();
+    plain.set_read_timeout(Some(TIMEOUT)).unwrap();
+    write!(plain, "GET / HTTP/1.1\r\nHost: {web}\r\n\r\n").unwrap();
+    let mut back = Vec::new();
+    let _ = plain.read_to_end(&mut back);
+    assert!(
+        !contains(&back, "HTTP/1.1"),
+        "an HTTP answer on the HTTPS door"
+    );
+}

@@ -54,9 +54,13 @@ const CLOSE: u8 = 0x8;
 const PING: u8 = 0x9;
 const PONG: u8 = 0xA;
 
+/// A byte stream both ways: a socket, or TLS over one (WSS).
+pub(crate) trait Duplex: Read + Write + Send {}
+impl<T: Read + Write + Send> Duplex for T {}
+
 /// A minimal WebSocket client, as a browser would speak it (the login tests use it too).
 pub(crate) struct WsClient {
-    stream: TcpStream,
+    stream: Box<dyn Duplex>,
     /// Received bytes not yet parsed.
     buf: Vec<u8>,
 }
@@ -64,8 +68,13 @@ pub(crate) struct WsClient {
 impl WsClient {
     /// Connects and completes the handshake.
     pub(crate) fn connect(addr: SocketAddr) -> WsClient {
-        let mut stream = TcpStream::connect(addr).unwrap();
+        let stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        WsClient::connect_over(Box::new(stream), addr)
+    }
+
+    /// Completes the handshake over `stream` (already connected to `addr`).
+    pub(crate) fn connect_over(mut stream: Box<dyn Duplex>, addr: SocketAddr) -> WsClient {
         write!(
             stream,
             "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -212,7 +221,11 @@ impl WsClient {
 
     /// Logs in as a test user; the welcome and mail lines are consumed.
     fn login(addr: SocketAddr, name: &str, password: &str) -> WsClient {
-        let mut c = WsClient::connect(addr);
+        WsClient::login_on(WsClient::connect(addr), name, password)
+    }
+
+    /// Logs in on an open WebSocket (WSS too).
+    pub(crate) fn login_on(mut c: WsClient, name: &str, password: &str) -> WsClient {
         c.expect(Kind::Hello, "lanchat/1");
         c.expect(Kind::Ask, "username");
         c.send(name);

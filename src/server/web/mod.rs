@@ -22,7 +22,7 @@ use super::hub::Hub;
 use super::session::{self, SessionContext};
 use crate::protocol::{Kind, Line};
 use http::{Asset, Route, Status};
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -157,7 +157,7 @@ fn finish(conn: &Arc<Conn>) {
 /// Reads until the request head is complete; returns where it ends in `buf`. `Err(None)`:
 /// the client left (nothing to answer); `Err(Some(status))`: answer with that error.
 #[inline(never)] // its buffer must not sit under the whole session (see `memory`)
-fn read_head(conn: &Conn, buf: &mut Vec<u8>) -> Result<usize, Option<Status>> {
+fn read_head(conn: &Arc<Conn>, buf: &mut Vec<u8>) -> Result<usize, Option<Status>> {
     let deadline = Instant::now() + HEAD_TIMEOUT;
     let stream = conn.stream();
     let mut searched = 0;
@@ -172,10 +172,10 @@ fn read_head(conn: &Conn, buf: &mut Vec<u8>) -> Result<usize, Option<Status>> {
             return Err(Some(Status::RequestTimeout));
         }
         let _ = stream.set_read_timeout(Some(left));
-        let mut chunk = [0u8; 2048];
-        match (&*stream).read(&mut chunk) {
+        // Through the connection: on an HTTPS door it decrypts.
+        match conn.read_plain(buf) {
             Ok(0) => return Err(None),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 return Err(Some(Status::RequestTimeout))

@@ -6,7 +6,7 @@ use super::ws::{self, close_code, Decoder, Event, Opcode};
 use crate::protocol::Line;
 use crate::server::conn::Conn;
 use crate::server::memory::IdleStack;
-use crate::server::reader::{self, Input, ReadLines};
+use crate::server::reader::{Input, ReadLines};
 use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::sync::Arc;
@@ -103,7 +103,7 @@ impl ReadLines for WsReader {
             let stream = conn.stream();
             let _ = stream.set_read_timeout(left);
             let mut bytes = Vec::new();
-            match reader::read_some(stream, &mut bytes) {
+            match conn.read_plain(&mut bytes) {
                 Ok(0) => self.ended = true,
                 Ok(_) => self.decoder.feed(&bytes),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
