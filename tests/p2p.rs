@@ -203,8 +203,8 @@ fn a_spoofed_private_message_is_refused_and_shown_nowhere() {
         .unwrap();
     let mut reader = BufReader::new(mallory.try_clone().unwrap());
     let greeting = read_line(&mut reader);
-    assert!(greeting.starts_with("LANCHAT-P2P 1 "), "{greeting:?}");
-    assert_eq!(greeting.len(), "LANCHAT-P2P 1 ".len() + 32, "{greeting:?}");
+    assert!(greeting.starts_with("LANCHAT-P2P 2 "), "{greeting:?}");
+    assert_eq!(greeting.len(), "LANCHAT-P2P 2 ".len() + 32, "{greeting:?}");
     writeln!(&mallory, "PRIVATE alice {} hi", "0".repeat(64)).unwrap();
     let reply = read_line(&mut reader);
     assert!(reply.starts_with("ERR refused"), "{reply:?}");

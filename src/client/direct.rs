@@ -37,6 +37,7 @@
 
 pub mod admission;
 pub mod listener;
+pub mod seal;
 pub mod warnings;
 
 pub(crate) use listener::listen;
@@ -60,12 +61,12 @@ pub const MAX_TEXT_BYTES: usize = 65536;
 /// How long connecting to a peer, and reading or writing one line, may take.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// The first word of the receiver's greeting and the protocol version after it.
-pub const GREETING: &str = "LANCHAT-P2P 1";
+pub const GREETING: &str = "LANCHAT-P2P 2";
 /// What the MAC input starts with, so a MAC made for something else never fits.
 const MAC_CONTEXT: &[u8] = b"lanchat-p2p-v1\n";
 /// Longest line a receiver reads: the text plus room for `PRIVATE`, a name, the MAC and a
 /// CRLF.
-const MAX_LINE_BYTES: usize = MAX_TEXT_BYTES + 256;
+const MAX_LINE_BYTES: usize = seal::sealed_len(MAX_TEXT_BYTES) + 256;
 /// Longest greeting or reply line a sender reads.
 const MAX_SHORT_LINE: usize = 1024;
 
@@ -179,7 +180,7 @@ pub fn parse_private(line: &str) -> Option<Private<'_>> {
     let from = parts.next()?;
     let mac = from_hex::<32>(parts.next()?)?;
     let text = parts.next()?;
-    if !valid_username(from) || text.is_empty() || text.len() > MAX_TEXT_BYTES {
+    if !valid_username(from) || text.is_empty() || text.len() > seal::sealed_len(MAX_TEXT_BYTES) {
         return None;
     }
     Some(Private { from, mac, text })
@@ -519,9 +520,10 @@ pub fn send(peer: &Peer, from: &str, to: &str, text: &str) -> Result<(), SendErr
     };
     let greeting = line(&stream)?;
     let nonce = parse_greeting(&greeting).ok_or(SendError::Protocol)?;
-    let tag = mac(&peer.secret, nonce, from, to, text);
+    let sealed = seal::seal(&peer.secret, nonce, from, to, text);
+    let tag = mac(&peer.secret, nonce, from, to, &sealed);
     (&stream)
-        .write_all(format_private(from, &tag, text).as_bytes())
+        .write_all(format_private(from, &tag, &sealed).as_bytes())
         .map_err(SendError::Io)?;
     parse_reply(&line(&stream)?)
 }
@@ -651,14 +653,15 @@ mod tests {
         assert_eq!(nonce.len(), 32);
         assert_ne!(nonce, new_nonce());
         let line = greeting(&nonce);
-        assert_eq!(line, format!("LANCHAT-P2P 1 {nonce}\n"));
+        assert_eq!(line, format!("LANCHAT-P2P 2 {nonce}\n"));
         assert_eq!(parse_greeting(line.trim_end()), Some(nonce.as_str()));
+        // A version-1 receiver would get the text unencrypted: not sent to.
         assert_eq!(
-            parse_greeting("LANCHAT-P2P 2 00112233445566778899aabbccddeeff"),
+            parse_greeting("LANCHAT-P2P 1 00112233445566778899aabbccddeeff"),
             None
         );
-        assert_eq!(parse_greeting("LANCHAT-P2P 1 0011"), None);
-        assert_eq!(parse_greeting("LANCHAT-P2P 1"), None);
+        assert_eq!(parse_greeting("LANCHAT-P2P 2 0011"), None);
+        assert_eq!(parse_greeting("LANCHAT-P2P 2"), None);
         assert_eq!(parse_greeting("HELLO 1 welcome"), None);
     }
 
@@ -687,7 +690,7 @@ mod tests {
         );
         assert_eq!(parse_private(&format!("private alice {zeros} hi")), None);
         assert_eq!(parse_private("PRIVATE"), None);
-        let long = "x".repeat(MAX_TEXT_BYTES + 1);
+        let long = "x".repeat(seal::sealed_len(MAX_TEXT_BYTES) + 1);
         assert_eq!(
             parse_private(&format!("PRIVATE alice {zeros} {long}")),
             None

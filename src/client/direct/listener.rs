@@ -325,7 +325,14 @@ fn receive(
             format!("a wrong MAC for {}", private.from),
         ));
     }
-    Ok((private.from.to_string(), private.text.to_string()))
+    let Some(text) = super::seal::open(&peer.secret, &nonce, private.from, me, private.text) else {
+        return Err(Refusal::refuse(
+            "refused",
+            refused,
+            format!("a message from {} that does not open", private.from),
+        ));
+    };
+    Ok((private.from.to_string(), text))
 }
 
 /// Whether `e` is a read or write that ran out of time.
@@ -431,6 +438,69 @@ mod tests {
             "{e}"
         );
         assert!(events.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_captured_message_shows_no_text_and_replayed_it_is_refused() {
+        let book = Book::default();
+        book.insert(
+            "alice",
+            Peer {
+                address: "127.0.0.1:0".into(),
+                secret: SECRET,
+            },
+        );
+        let (port, events) = listener("bob", &book);
+        // A relay that keeps what the sender sends: a classmate on the path.
+        let relay = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let relay_port = relay.local_addr().unwrap().port();
+        let capture = std::thread::spawn(move || {
+            let (mut from_sender, _) = relay.accept().unwrap();
+            let mut to_listener = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let mut back = to_listener.try_clone().unwrap();
+            let mut sender_side = from_sender.try_clone().unwrap();
+            let answers = std::thread::spawn(move || {
+                let _ = std::io::copy(&mut back, &mut sender_side);
+            });
+            from_sender.set_read_timeout(Some(TIMEOUT)).unwrap();
+            let mut seen = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = from_sender.read(&mut chunk) {
+                seen.extend_from_slice(&chunk[..n]);
+                to_listener.write_all(&chunk[..n]).unwrap();
+            }
+            let _ = to_listener.shutdown(std::net::Shutdown::Write);
+            answers.join().unwrap();
+            seen
+        });
+        let via_relay = Peer {
+            address: format!("127.0.0.1:{relay_port}"),
+            secret: SECRET,
+        };
+        send(&via_relay, "alice", "bob", "the answer is 42").expect("delivered");
+        match events.recv_timeout(TIMEOUT).expect("an event") {
+            Event::Direct { text, .. } => assert_eq!(text, "the answer is 42"),
+            other => panic!("{other:?}"),
+        }
+        let captured = String::from_utf8(capture.join().unwrap()).unwrap();
+        assert!(captured.starts_with("PRIVATE alice "), "{captured}");
+        assert!(
+            !captured.contains("answer"),
+            "the text crossed in clear: {captured}"
+        );
+        // The recorded line, replayed on a new connection, opens nothing.
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        assert!(matches!(read_line(&mut s, 100).unwrap(), LineRead::Line(_)));
+        s.write_all(captured.as_bytes()).unwrap();
+        match read_line(&mut s, 200).unwrap() {
+            LineRead::Line(reply) => {
+                let reply = String::from_utf8(reply).unwrap();
+                assert!(reply.starts_with("ERR refused "), "{reply}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(events.try_recv().is_err(), "a replayed message was shown");
     }
 
     #[test]
