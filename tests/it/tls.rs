@@ -457,3 +457,42 @@ fn web_tls_serves_the_page_over_https_and_logs_in_over_wss_through_a_blind_relay
         "an HTTP answer on the HTTPS door"
     );
 }
+
+#[test]
+fn mail_delivered_over_tls_leaves_the_mailbox_once_the_client_has_it() {
+    let server = start_with_tls();
+    let alice = server.login("alice");
+    for i in 0..30 {
+        alice.send(&format!("message bob note {i} {}", "x".repeat(200)));
+        alice.expect_code(Kind::Ok, "queued");
+    }
+    let mailbox = server.data_dir.join("mail/bob.log");
+    assert!(mailbox.exists());
+    let fingerprint = server.fingerprint.unwrap().full();
+    let mut bob = TlsClient::connect(server.tls.unwrap(), &fingerprint).unwrap();
+    bob.expect(Kind::Hello);
+    bob.expect(Kind::Ask);
+    bob.send("bob");
+    bob.expect(Kind::Ask);
+    bob.send("pw-bob");
+    bob.expect(Kind::Welcome);
+    assert_eq!(bob.expect(Kind::Info).arg(0), "mail");
+    for i in 0..30 {
+        assert!(bob
+            .expect(Kind::Mail)
+            .text
+            .starts_with(&format!("note {i} ")));
+    }
+    // The receipts count wire bytes (ciphertext): once bob's TCP acknowledged them, the
+    // mailbox goes, without a word from him.
+    let deadline = Instant::now() + TIMEOUT;
+    while mailbox.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "delivered mail still in {mailbox:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bob.send("logout");
+    drop(bob);
+}
