@@ -11,11 +11,6 @@ use std::path::{Path, PathBuf};
 /// detail belongs in a file under docs/.
 const README_MAX_BYTES: usize = 12_000;
 
-/// Docs files that another branch of the same issue adds (the TLS work writes
-/// docs/security-tls.md); a link to one is accepted while the file is absent, and checked
-/// like any other once it is there. Remove an entry once its file has landed.
-const ADDED_ELSEWHERE: &[&str] = &["docs/security-tls.md"];
-
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -148,9 +143,7 @@ fn every_relative_link_in_the_documentation_lands_on_a_file_and_heading_that_exi
             };
             let on_disk = root().join(&linked);
             if !on_disk.exists() {
-                if !ADDED_ELSEWHERE.contains(&linked.as_str()) {
-                    broken.push(format!("{file}: ({target}): no file {linked}"));
-                }
+                broken.push(format!("{file}: ({target}): no file {linked}"));
                 continue;
             }
             if let Some(anchor) = anchor {
