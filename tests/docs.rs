@@ -160,7 +160,7 @@ fn every_relative_link_in_the_documentation_lands_on_a_file_and_heading_that_exi
 
 #[test]
 fn the_readme_and_the_docs_index_link_every_docs_file() {
-    let mut expected: BTreeSet<String> = docs_dir_files().into_iter().collect();
+    let expected: BTreeSet<String> = docs_dir_files().into_iter().collect();
     for (index, dir) in [("README.md", ""), ("docs/README.md", "docs")] {
         let linked: BTreeSet<String> = link_targets(&read(index))
             .iter()

@@ -18,7 +18,7 @@
 
 use super::receipts::{self, Receipts};
 use super::tls_session::{Opened, TlsSession};
-use crate::protocol::Line;
+use crate::protocol::{Kind, Line};
 use crate::store::Mail;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Mutex, MutexGuard};
@@ -203,6 +203,9 @@ pub struct Conn {
     outbox: Mutex<Outbox>,
     /// Set once the connection is being torn down; later sends are refused.
     closed: AtomicBool,
+    /// Set once a `BYE` line was queued: the web door's encoder follows it with a WebSocket
+    /// close, so the reader must not answer the browser's reply with a second one.
+    said_bye: AtomicBool,
     /// Where to register for a flush when a write would block.
     flusher: HandOver,
     /// When the connection counts as stuck.
@@ -247,6 +250,7 @@ impl Conn {
                 ..Outbox::default()
             }),
             closed: AtomicBool::new(false),
+            said_bye: AtomicBool::new(false),
             flusher: flusher.hand_over.clone(),
             limits,
             encoder,
@@ -323,6 +327,9 @@ impl Conn {
     fn with_encoded<R>(&self, lines: &[Line], then: impl FnOnce(&[u8]) -> R) -> R {
         let mut out = ENCODE_SCRATCH.with(|s| s.take());
         for line in lines {
+            if line.kind == Kind::Bye {
+                self.said_bye.store(true, Ordering::Release);
+            }
             self.encoder.encode(line, &mut out);
         }
         let result = then(&out);
@@ -738,6 +745,11 @@ impl Conn {
         while !self.is_closed() && !self.outbox.lock().is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Whether a `BYE` line was queued for this client (its last word).
+    pub fn said_bye(&self) -> bool {
+        self.said_bye.load(Ordering::Acquire)
     }
 
     /// Whether the connection is being torn down.

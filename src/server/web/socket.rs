@@ -64,9 +64,13 @@ impl WsReader {
             Event::Pong => {}
             Event::Close(code) => {
                 // Echo the close (RFC 6455 section 5.5.1; the decoder let only valid codes
-                // through); the session then ends as a drop.
-                let code = code.unwrap_or(close_code::NORMAL);
-                conn.send_bytes(&ws::close_frame(code, ""));
+                // through); the session then ends as a drop. After a `BYE` the server's own
+                // close already went out, and this is the browser's answer to it: a second
+                // close would break the protocol (Chromium: "Close received after close").
+                if !conn.said_bye() {
+                    let code = code.unwrap_or(close_code::NORMAL);
+                    conn.send_bytes(&ws::close_frame(code, ""));
+                }
                 self.ended = true;
             }
             Event::Violation(why) => {
@@ -135,6 +139,89 @@ pub fn lines_of(text: &str, max_line: usize) -> Vec<Input> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::conn::{Flusher, Limits};
+    use crate::server::web::WsEncoder;
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    /// A web-door connection on real loopback sockets: the server's `Conn` and the client.
+    fn ws_pair(flusher: &Flusher) -> (Arc<Conn>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        let limits = Limits {
+            outbox_bytes: 1 << 20,
+            stall: Duration::from_secs(10),
+        };
+        let conn = Conn::new(1, server, peer, flusher, limits, Box::new(WsEncoder));
+        client
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        (conn, client)
+    }
+
+    /// Everything the client receives until the line goes quiet.
+    fn received(client: &mut TcpStream) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match client.read(&mut buf) {
+                Ok(0) => return got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return got
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// A masked close frame with code 1000, as a browser sends it.
+    const CLIENT_CLOSE: [u8; 8] = [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8];
+
+    /// The number of close frames among the server's (unmasked, short) frames in `bytes`.
+    fn close_frames(mut bytes: &[u8]) -> usize {
+        let mut closes = 0;
+        while bytes.len() >= 2 {
+            let len = usize::from(bytes[1] & 0x7f);
+            assert!(len < 126, "short frames only here");
+            closes += usize::from(bytes[0] & 0x0f == 0x8);
+            bytes = &bytes[(2 + len).min(bytes.len())..];
+        }
+        closes
+    }
+
+    #[test]
+    fn a_browsers_close_is_echoed_once() {
+        let flusher = Flusher::new();
+        let (conn, mut client) = ws_pair(&flusher);
+        client.write_all(&CLIENT_CLOSE).unwrap();
+        let mut reader = WsReader::new(100, &[]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert!(matches!(
+            reader.next_line(&conn, Some(deadline)),
+            Input::Closed
+        ));
+        assert_eq!(close_frames(&received(&mut client)), 1);
+    }
+
+    #[test]
+    fn the_browsers_answer_to_the_servers_close_after_bye_is_not_closed_again() {
+        let flusher = Flusher::new();
+        let (conn, mut client) = ws_pair(&flusher);
+        conn.send(&Line::bye("shutdown", "The server is going down."));
+        assert_eq!(close_frames(&received(&mut client)), 1, "BYE then close");
+        // The browser answers the server's close, as RFC 6455 asks...
+        client.write_all(&CLIENT_CLOSE).unwrap();
+        let mut reader = WsReader::new(100, &[]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert!(matches!(
+            reader.next_line(&conn, Some(deadline)),
+            Input::Closed
+        ));
+        // ...and must not get a second close (Chromium: "Close received after close").
+        assert_eq!(close_frames(&received(&mut client)), 0);
+    }
 
     #[test]
     fn a_message_is_a_line_or_several() {
