@@ -30,7 +30,7 @@ run-server: build
 
 # The client's own last line says why it ended; make need not add an "Error 1" after it.
 run-client: build
-	@./target/release/lanchat-client $(if $(HOST),$(HOST) $(PORT),$(if $(PORT),--sp $(PORT))) || true
+	@./target/release/lanchat-client $(if $(HOST),$(HOST) $(PORT),$(if $(PORT),--sp $(PORT))) $(if $(TLS_PORT),--tls-port $(TLS_PORT)) || true
 
 # Every test: unit, integration (real sockets), and the end-to-end binary tests. What they
 # need beyond Rust is installed first (test-deps); a test whose need is still missing is
