@@ -15,10 +15,14 @@ CONFIG ?= configuration.toml
 DATA_DIR ?= $(if $(PORT),data-$(PORT))
 CARGO ?= cargo
 
-.PHONY: build run-server run-client test test-deps lint fmt clean bench bench-quick bench-peers bench-codec
+.PHONY: build bench-build run-server run-client test test-deps lint fmt clean bench bench-quick bench-chart bench-peers bench-codec
 
 build:
 	$(CARGO) build --release
+
+# The server and the load generator (crates/lanchat-bench, a workspace member of its own).
+bench-build:
+	$(CARGO) build --release --workspace
 
 SERVER_ARGS = --config $(CONFIG) $(if $(PORT),--port $(PORT)) \
 	$(if $(WEB_PORT),--web-port $(WEB_PORT)) $(if $(IRC_PORT),--irc-port $(IRC_PORT)) \
@@ -32,16 +36,17 @@ run-server: build
 run-client: build
 	@./target/release/lanchat-client $(if $(HOST),$(HOST) $(PORT),$(if $(PORT),--sp $(PORT))) $(if $(TLS_PORT),--tls-port $(TLS_PORT)) || true
 
-# Every test: unit, integration (real sockets), and the end-to-end binary tests. What they
-# need beyond Rust is installed first (test-deps); a test whose need is still missing is
-# reported as skipped, with the reason (tests/needs.sh), never as passed. Without
-# cargo-nextest, cargo test runs them all and such a test fails, naming what to install.
+# Every test of the workspace (the chat and the load generator): unit, integration (real
+# sockets), and the end-to-end binary tests. What they need beyond Rust is installed first
+# (test-deps); a test whose need is still missing is reported as skipped, with the reason
+# (tests/needs.sh), never as passed. Without cargo-nextest, cargo test runs them all and
+# such a test fails, naming what to install.
 test: test-deps
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		skip=$$(sh tests/needs.sh skips); \
-		$(CARGO) nextest run --all-targets --no-fail-fast $${skip:+-E "not ($$skip)"}; \
+		$(CARGO) nextest run --workspace --all-targets --no-fail-fast $${skip:+-E "not ($$skip)"}; \
 	else \
-		$(CARGO) test --all-targets --no-fail-fast; \
+		$(CARGO) test --workspace --all-targets --no-fail-fast; \
 	fi
 
 # What the tests need (Debian packages, python3's irc, the browser test's npm packages), if
@@ -51,10 +56,10 @@ test-deps:
 
 # Benchmarks: lanchat against ngircd, inspircd and the loopback limit, on 127.0.0.1 only
 # (docs/performance.md). BENCH_ARGS adds options, e.g. BENCH_ARGS="--runs 5".
-bench: build bench-peers
+bench: bench-build bench-peers
 	./target/release/lanchat-bench $(BENCH_ARGS)
 
-bench-quick: build bench-peers
+bench-quick: bench-build bench-peers
 	./target/release/lanchat-bench --quick --runs 1 $(BENCH_ARGS)
 
 # The per-message codec work alone (parse, format, records), ns per call: benches/codec.rs.
@@ -78,7 +83,7 @@ bench-peers:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

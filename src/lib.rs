@@ -21,7 +21,6 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod clock;

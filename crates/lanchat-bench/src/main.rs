@@ -1,11 +1,11 @@
 //! `lanchat-bench`: measures lanchat (its native and its IRC door) against ngircd, inspircd
-//! and the loopback limit on the same workloads (see `lanchat::bench`). `make bench` / `make bench-quick` run it.
+//! and the loopback limit on the same workloads (see the `lanchat_bench` library beside it). `make bench` / `make bench-quick` run it.
 //!
-//! Thin: parses arguments, pins itself to CPU 1, runs the library's benchmark, prints the
+//! Thin: parses arguments, pins itself to CPU 1, runs the benchmark library, prints the
 //! table, the delivery checks and the targets, and writes the JSON.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use lanchat::bench::{self, baseline::Baseline, net, target::Kind, Options};
+use lanchat_bench::{self as bench, baseline::Baseline, net, target::Kind, Options};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -297,7 +297,7 @@ fn start_lanchat(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
     let hash = if spec.argon2 {
         // One hash for every user: each login still pays a full argon2id check.
         Some(
-            crate::credentials::hash_password("pw-argon2")
+            lanchat::credentials::hash_password("pw-argon2")
                 .map_err(|e| io::Error::other(format!("hash: {e}")))?,
         )
     } else {
@@ -524,11 +524,11 @@ mod tests {
     fn credentials_and_configs() {
         assert_eq!(credentials_text(2, None), "u0 pw0\nu1 pw1\n");
         assert_eq!(credentials_text(1, Some("$argon2id$x")), "u0 $argon2id$x\n");
-        let c = crate::config::Config::parse(&lanchat_config(10_000)).unwrap();
+        let c = lanchat::config::Config::parse(&lanchat_config(10_000)).unwrap();
         assert_eq!(c.max_clients, 10_000);
         assert_eq!(c.max_messages_per_sec, 0);
         assert!(!c.discovery && c.irc_port == 0);
-        let c = crate::config::Config::parse(&lanchat_irc_config(10, 7001)).unwrap();
+        let c = lanchat::config::Config::parse(&lanchat_irc_config(10, 7001)).unwrap();
         assert_eq!((c.irc_port, c.max_clients), (7001, 10));
         assert!(lanchat_irc_config(10, 7001).contains("auth = \"open\""));
         assert_eq!(

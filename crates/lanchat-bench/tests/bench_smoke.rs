@@ -3,13 +3,13 @@
 //! every message must arrive exactly once, in order. Not a timed test: the numbers are not checked,
 //! only the deliveries.
 
-use lanchat::bench::baseline::{self, Baseline};
-use lanchat::bench::scenario::{self, Outcome};
-use lanchat::bench::target::{credentials_text, lanchat_config, lanchat_irc_config, Kind, Running};
 use lanchat::clock::SystemClock;
 use lanchat::config::Config;
 use lanchat::credentials::Credentials;
 use lanchat::server::{Door, Server};
+use lanchat_bench::baseline::{self, Baseline};
+use lanchat_bench::scenario::{self, Outcome};
+use lanchat_bench::target::{credentials_text, lanchat_config, lanchat_irc_config, Kind, Running};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

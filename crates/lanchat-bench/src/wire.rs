@@ -12,7 +12,7 @@ pub enum Dialect {
     Lanchat,
     /// IRC (RFC 1459/2812): `PRIVMSG nick :text`, a channel for broadcasts.
     Irc,
-    /// The bare relay baseline ([`crate::bench::baseline`]): `<to> <text>`, `* <text>`.
+    /// The bare relay baseline ([`crate::baseline`]): `<to> <text>`, `* <text>`.
     Relay,
 }
 

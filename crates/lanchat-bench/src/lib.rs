@@ -1,6 +1,8 @@
 //! `lanchat-bench`: a load generator that measures lanchat side by side with real IRC servers
 //! (ngircd, inspircd) and with the loopback limit (a bare echo and a bare one-thread relay),
-//! on the same workloads, in one run.
+//! on the same workloads, in one run. A workspace crate of its own, so the chat library
+//! carries none of it; it uses the library only for argon2 credentials (and, in its tests,
+//! to run a server in-process).
 //!
 //! ```text
 //! wire      pure: what each dialect sends and expects, payload stamps (stream, seq, time)
@@ -16,6 +18,8 @@
 //!
 //! Every scenario starts a fresh server (pinned to CPU 0 when asked; the generator pins
 //! itself to CPU 1), so one server's leftovers never slow the next.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod baseline;
 pub mod crowd;
