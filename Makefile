@@ -56,6 +56,8 @@ test-deps:
 
 # Benchmarks: lanchat against ngircd, inspircd and the loopback limit, on 127.0.0.1 only
 # (docs/performance.md). BENCH_ARGS adds options, e.g. BENCH_ARGS="--runs 5".
+# Both print the table and write target/bench.json (every value) and target/bench.svg (the
+# chart, docs/performance.md); `lanchat-bench chart target/bench.json` draws it again.
 bench: bench-build bench-peers
 	./target/release/lanchat-bench $(BENCH_ARGS)
 

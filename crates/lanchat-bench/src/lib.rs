@@ -8,6 +8,8 @@
 //! wire      pure: what each dialect sends and expects, payload stamps (stream, seq, time)
 //! stats     pure: percentiles, the exactly-once check, medians
 //! report    pure: the table, JSON and the targets
+//! chart     the same results as an SVG picture, one panel per workload (plotters)
+//! saved     a report read back from its JSON, to draw the chart again
 //! net       epoll: one thread drives thousands of sockets (the generator must not be the
 //!           bottleneck); also pins CPUs and raises the open-files limit
 //! crowd     simulated users: bounded logins in flight, keep-alives, payload arrivals
@@ -22,9 +24,11 @@
 #![warn(missing_docs)]
 
 pub mod baseline;
+pub mod chart;
 pub mod crowd;
 pub mod net;
 pub mod report;
+pub mod saved;
 pub mod scenario;
 pub mod stats;
 pub mod target;

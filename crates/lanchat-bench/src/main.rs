@@ -1,8 +1,10 @@
 //! `lanchat-bench`: measures lanchat (its native and its IRC door) against ngircd, inspircd
-//! and the loopback limit on the same workloads (see the `lanchat_bench` library beside it). `make bench` / `make bench-quick` run it.
+//! and the loopback limit on the same workloads (see the `lanchat_bench` library beside it).
+//! `make bench` / `make bench-quick` run it.
 //!
 //! Thin: parses arguments, pins itself to CPU 1, runs the benchmark library, prints the
-//! table, the delivery checks and the targets, and writes the JSON.
+//! table, the delivery checks and the targets, and writes the JSON and the SVG chart;
+//! `lanchat-bench chart FILE` draws the chart again from a saved JSON.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use lanchat_bench::{self as bench, baseline::Baseline, net, target::Kind, Options};
@@ -13,7 +15,7 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Args {
-    /// Run a baseline server instead (used by the benchmark itself).
+    /// Run a baseline server, or draw a saved report, instead of measuring.
     #[command(subcommand)]
     command: Option<Sub>,
     /// Short runs with fewer users (under a minute).
@@ -42,6 +44,9 @@ struct Args {
     /// Where to write the JSON report.
     #[arg(long, value_name = "FILE", default_value = "target/bench.json")]
     json: PathBuf,
+    /// Where to write the chart (SVG): one panel per workload, relative to ngircd.
+    #[arg(long, value_name = "FILE", default_value = "target/bench.svg")]
+    chart: PathBuf,
     /// Do not pin the servers to CPU 0 and the generator to CPU 1.
     #[arg(long)]
     no_pin: bool,
@@ -55,6 +60,17 @@ enum Sub {
         which: Which,
         /// Port.
         port: u16,
+    },
+    /// Draw the chart again from a JSON report a run saved (e.g. target/bench.json).
+    Chart {
+        /// The JSON report.
+        file: PathBuf,
+        /// Where to write the SVG [default: FILE with the extension .svg].
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// A line added under the title, e.g. how noisy the machine was.
+        #[arg(long)]
+        note: Option<String>,
     },
 }
 
@@ -80,6 +96,10 @@ enum Target {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Sub::Chart { file, out, note }) = &args.command {
+        let out = out.clone().unwrap_or_else(|| file.with_extension("svg"));
+        return redraw(file, &out, note.as_deref());
+    }
     if let Some(Sub::Baseline { which, port }) = args.command {
         let kind = match which {
             Which::Echo => Baseline::Echo,
@@ -203,7 +223,78 @@ fn main() -> ExitCode {
         Ok(()) => println!("\nJSON: {}", args.json.display()),
         Err(e) => eprintln!("error: cannot write {}: {e}", args.json.display()),
     }
+    let when = std::time::SystemTime::now();
+    match write_chart(&report, &args.chart, &subtitle(&report, when, None)) {
+        Ok(()) => println!("Chart: {}", args.chart.display()),
+        Err(e) => eprintln!("error: {e}"),
+    }
     ExitCode::SUCCESS
+}
+
+/// `lanchat-bench chart FILE`: the chart of a saved report, dated by the file's time.
+fn redraw(file: &std::path::Path, out: &std::path::Path, note: Option<&str>) -> ExitCode {
+    let read = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))
+        .and_then(|text| {
+            bench::saved::parse(&text).map_err(|e| format!("{}: {e}", file.display()))
+        });
+    let report = match read {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let when = std::fs::metadata(file)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| std::time::SystemTime::now());
+    match write_chart(&report, out, &subtitle(&report, when, note)) {
+        Ok(()) => {
+            println!("Chart: {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The line under the chart's title: which command, how many runs, when, and `note`.
+fn subtitle(
+    report: &bench::report::Report,
+    when: std::time::SystemTime,
+    note: Option<&str>,
+) -> String {
+    let secs = when
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut line = format!(
+        "{} ({} run{}, medians), measured {} on {} CPU(s)",
+        report.command,
+        report.runs,
+        if report.runs == 1 { "" } else { "s" },
+        lanchat::clock::format_utc(secs),
+        num_cpus()
+    );
+    if let Some(note) = note {
+        line.push_str(". ");
+        line.push_str(note);
+    }
+    line
+}
+
+fn write_chart(
+    report: &bench::report::Report,
+    out: &std::path::Path,
+    subtitle: &str,
+) -> Result<(), String> {
+    let svg = bench::chart::render(report, subtitle)
+        .map_err(|e| format!("cannot draw the chart: {e}"))?;
+    if let Some(dir) = out.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(out, svg).map_err(|e| format!("cannot write {}: {e}", out.display()))
 }
 
 fn num_cpus() -> usize {
