@@ -571,13 +571,19 @@ mod tests {
         }
         assert!(texts.contains(&"tcp ping-pong (absolute; no ngircd run)".to_string()));
         assert!(texts.contains(&"fixture run".to_string()));
-        assert!(texts.iter().any(|t| t.starts_with("limit: bare one-thread relay")));
+        assert!(texts
+            .iter()
+            .any(|t| t.starts_with("limit: bare one-thread relay")));
         assert!(texts.contains(&"messages/s".to_string()));
         // pairs 64: lanchat 100 / ngircd 300 messages/s, labelled as a factor.
         assert!(texts.contains(&"0.33×".to_string()), "{texts:?}");
         // The limit markers: one solid line per relative group, in the limit's colour.
         let limit = format!("stroke=\"#{:02X}{:02X}{:02X}\"", 0x33, 0x33, 0x33);
-        assert!(svg.matches(&limit).count() >= 10, "{}", svg.matches(&limit).count());
+        assert!(
+            svg.matches(&limit).count() >= 10,
+            "{}",
+            svg.matches(&limit).count()
+        );
     }
 
     #[test]

@@ -270,12 +270,11 @@ fn subtitle(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut line = format!(
-        "{} ({} run{}, medians), measured {} on {} CPU(s)",
+        "{} ({} run{}, medians), measured {}",
         report.command,
         report.runs,
         if report.runs == 1 { "" } else { "s" },
         lanchat::clock::format_utc(secs),
-        num_cpus()
     );
     if let Some(note) = note {
         line.push_str(". ");
