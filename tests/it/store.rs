@@ -176,6 +176,9 @@ impl ServerProcess {
                 "0",
                 "--irc-port",
                 "0",
+                // The TLS door's fixed default (4129) would clash between parallel tests.
+                "--tls-port",
+                "0",
                 "--credentials",
             ])
             .arg(&creds)
