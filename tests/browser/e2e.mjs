@@ -3,6 +3,10 @@
 //
 //   node tests/browser/e2e.mjs --web http://127.0.0.1:PORT/ --tcp PORT --pid PID --shots DIR
 //
+// and again against a server with `web_tls = true`: `--web https://...` and `--spki KEY`,
+// the base64 SHA-256 of the server's public key, the only key Chromium is told to trust
+// (--ignore-certificate-errors-spki-list), so every other certificate error still fails.
+//
 // A browser user (alice) talks with terminal-protocol users (bob, carol: raw TCP here, as
 // nc would), and at the end the server process is stopped to see the page say so.
 // Screenshots of the logged-in page (desktop, phone, projector) go to DIR.
@@ -26,6 +30,7 @@ function options() {
     tcp: Number(get('--tcp')),
     pid: Number(get('--pid')),
     shots: get('--shots'),
+    spki: args.includes('--spki') ? get('--spki') : null,
     chromium: process.env.LANCHAT_CHROMIUM || '/usr/bin/chromium',
   };
 }
@@ -114,7 +119,8 @@ async function main() {
     executablePath: opt.chromium,
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      ...(opt.spki ? [`--ignore-certificate-errors-spki-list=${opt.spki}`] : [])],
   });
   const bob = new Terminal('bob', opt.tcp);
   let carol;
@@ -129,6 +135,12 @@ async function main() {
       const why = r.failure()?.errorText;
       if (why !== 'net::ERR_ABORTED') problems.push(`request failed: ${r.url()} ${why}`);
     });
+    // Every URL the page asks for and every WebSocket it opens, to check that a page
+    // served over HTTPS never falls back to plain HTTP or ws:// (and the reverse).
+    const requested = [];
+    const sockets = [];
+    page.on('request', (r) => requested.push(r.url()));
+    page.on('websocket', (ws) => sockets.push(ws.url()));
     await page.addInitScript(() => { window.__pwned = false; });
 
     const log = page.locator('#log');
@@ -383,6 +395,19 @@ async function main() {
       await textOf(page.locator('#ended-text'), 'The server has shut down.');
       await visible(lineWith('bye', 'going down'));
       await visible(lineWith('private', 'hello from the terminal'));
+    });
+
+    await step('the page never mixes plain and secure: its requests and sockets share its scheme', async () => {
+      const secure = new URL(opt.web).protocol === 'https:';
+      const [http, ws] = secure ? ['https:', 'wss:'] : ['http:', 'ws:'];
+      if (new URL(page.url()).protocol !== http) throw new Error(`the page is at ${page.url()}`);
+      if (sockets.length === 0) throw new Error('no WebSocket was opened');
+      const wrong = [
+        ...requested.filter((u) => !['data:', 'blob:'].includes(new URL(u).protocol) && new URL(u).protocol !== http),
+        ...sockets.filter((u) => new URL(u).protocol !== ws),
+      ];
+      if (wrong.length) throw new Error(`not ${http}/${ws}: ${wrong.join(' ')}`);
+      console.log(`  ${requested.length} requests over ${http}, ${sockets.length} sockets over ${ws}`);
     });
 
     await step('no console errors, page errors or failed requests', async () => {
