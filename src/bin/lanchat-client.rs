@@ -24,6 +24,8 @@ asks which (and connects to none if the input ends first); none, it tries this m
 --scan only lists them. Nothing proves which answer came from the real server: answers
 that differ in anything are listed apart, and answers that claim the same server from
 different addresses are pointed out; ask whoever runs the server which address is right.
+An answer that contradicts a pinned server (another fingerprint, or its id with other ports
+or another address) is not used, with a warning.
 
 Seed 004's spelling works too: lanchat-client -u USERNAME -sip SERVER_IP -sp SERVER_PORT
 (-u answers the username question; the server still asks for a password if it wants one).
@@ -191,7 +193,9 @@ fn servers(args: &Args) -> Vec<Found> {
     let known = lanchat::tls::known::default_path()
         .and_then(|path| lanchat::tls::known::KnownServers::load(&path).ok());
     if let Some(known) = known {
-        found.retain(|f| match client::secure::spoofed_answer(&known, f) {
+        let verdicts = client::secure::spoofed_answers(&known, &found);
+        let mut verdicts = verdicts.into_iter();
+        found.retain(|_| match verdicts.next().flatten() {
             Some(why) => {
                 eprintln!("warning: {why}");
                 false

@@ -291,6 +291,47 @@ pub fn spoofed_answer(known: &KnownServers, found: &super::discover::Found) -> O
     })
 }
 
+/// Why each of the discovery answers `found` must not be used, if it must not: those
+/// [`spoofed_answer`] stops, and those that repeat the id of an answer that carries its
+/// pinned fingerprint (the real server, this run) without being that answer: other doors,
+/// another fingerprint or another address. A server's id is random for each run, so
+/// another server never has it; an answer repeating it can only be answering in its name.
+pub fn spoofed_answers(
+    known: &KnownServers,
+    found: &[super::discover::Found],
+) -> Vec<Option<String>> {
+    let verdicts: Vec<Option<String>> = found.iter().map(|f| spoofed_answer(known, f)).collect();
+    // The answers that proved nothing wrong for a pinned server: `(answer, pin key)`.
+    let vouched: Vec<(&super::discover::Found, String)> = found
+        .iter()
+        .zip(&verdicts)
+        .filter(|(_, why)| why.is_none())
+        .filter_map(|(f, _)| {
+            let key = pin_key(&f.host.to_string(), f.announcement.port("tls")?);
+            known.is_pinned(&key).then_some((f, key))
+        })
+        .collect();
+    found
+        .iter()
+        .zip(verdicts)
+        .map(|(f, why)| {
+            why.or_else(|| {
+                let id = &f.announcement.id;
+                let (_, key) = vouched.iter().find(|(real, _)| {
+                    !id.is_empty() && &real.announcement.id == id && *real != f
+                })?;
+                Some(format!(
+                    "Ignoring a discovery answer from {}: it repeats the id of the server pinned \
+                     as {key} in {}, but not what that server announced (other doors, another \
+                     fingerprint or address): someone may be answering in its name.",
+                    f.from,
+                    known.path().display()
+                ))
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,5 +361,58 @@ mod tests {
             "LANCHAT/1 name=x id=2 host=10.0.0.7 tcp=4119 tls=4129 fp={fake}"
         ));
         assert_eq!(spoofed_answer(&known, &other), None);
+    }
+
+    #[test]
+    fn an_answer_repeating_the_id_of_a_pinned_server_that_answered_is_spoofed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut known = KnownServers::load(&dir.path().join("known_servers")).unwrap();
+        let real = Fingerprint::of_spki(b"real").full();
+        known
+            .pin("10.0.0.5:4129", &Fingerprint::of_spki(b"real"))
+            .unwrap();
+        let fake = Fingerprint::of_spki(b"fake").full();
+        let answer =
+            |text: &str| Found::from_answer(text.as_bytes(), [10, 0, 0, 5].into()).unwrap();
+        let genuine = answer(&format!(
+            "LANCHAT/1 name=lab id=1 tcp=4119 tls=4129 fp={real}"
+        ));
+        let spoofs = [
+            // Other doors with another key, or with the real key copied, or no TLS at all.
+            answer(&format!(
+                "LANCHAT/1 name=lab id=1 tcp=5000 tls=5001 fp={fake}"
+            )),
+            answer(&format!(
+                "LANCHAT/1 name=lab id=1 tcp=5000 tls=5001 fp={real}"
+            )),
+            answer("LANCHAT/1 name=lab id=1 tcp=5000"),
+            // The same answer from another address.
+            Found::from_answer(
+                format!("LANCHAT/1 name=lab id=1 tcp=4119 tls=4129 fp={real}").as_bytes(),
+                [10, 0, 0, 66].into(),
+            )
+            .unwrap(),
+        ];
+        for spoof in spoofs {
+            let why = spoofed_answers(&known, &[spoof.clone(), genuine.clone()]);
+            assert!(
+                why[0].as_ref().is_some_and(|w| w.contains("10.0.0.5:4129")),
+                "{spoof:?}: {why:?}"
+            );
+            assert_eq!(why[1], None);
+        }
+        // Another server on the same machine (its own id) is the user's to choose.
+        let second = answer(&format!(
+            "LANCHAT/1 name=lab id=2 tcp=5000 tls=5001 fp={fake}"
+        ));
+        assert_eq!(
+            spoofed_answers(&known, &[second.clone(), genuine]),
+            [None, None]
+        );
+        // Without the real server's answer, nothing vouches for the id.
+        let alone = answer(&format!(
+            "LANCHAT/1 name=lab id=1 tcp=5000 tls=5001 fp={fake}"
+        ));
+        assert_eq!(spoofed_answers(&known, &[alone]), [None]);
     }
 }

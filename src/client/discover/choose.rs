@@ -1,7 +1,8 @@
 //! Which of the servers that answered discovery to list, and which to connect to: the pure
 //! rules of [`super`]'s choice, apart from its sockets.
 //!
-//! Nothing proves who sent an answer (server keys are a later issue), so the choice is the
+//! Nothing proves who sent an answer (answers that contradict a pinned key are dropped
+//! before these rules: `client::secure::spoofed_answers`), so the choice is the
 //! user's whenever answers disagree: two answers are one server only when they say the same
 //! thing and lead to the same place ([`add`]), every other answer is listed, answers that
 //! claim the same server id from different places are pointed out ([`same_id_warnings`]),
