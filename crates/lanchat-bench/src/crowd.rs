@@ -4,8 +4,10 @@
 
 use super::net::{Event, Fleet, Outgoing};
 use super::wire::{self, Dialect, Incoming, LoginState, LoginStep, Stamp, User};
+use rustls::ClientConfig;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One simulated user.
@@ -44,6 +46,8 @@ pub struct Crowd {
     pub fleet: Fleet,
     dialect: Dialect,
     addr: SocketAddr,
+    /// Connect over TLS with this configuration (a server's TLS door).
+    tls: Option<Arc<ClientConfig>>,
     members: Vec<Member>,
     out: Outgoing,
     /// Answers to [`wire::ping`] received.
@@ -69,6 +73,7 @@ impl Crowd {
             fleet: Fleet::new()?,
             dialect,
             addr,
+            tls: None,
             members: Vec::new(),
             out: Vec::new(),
             pongs: 0,
@@ -79,6 +84,12 @@ impl Crowd {
             logins: (0, 0),
             epoch,
         })
+    }
+
+    /// The same crowd, connecting over TLS with `config` when it is given.
+    pub fn with_tls(mut self, config: Option<Arc<ClientConfig>>) -> Crowd {
+        self.tls = config;
+        self
     }
 
     /// The dialect spoken.
@@ -123,7 +134,9 @@ impl Crowd {
 
     /// Connects one user and starts its login; returns its index.
     pub fn connect(&mut self, user: User) -> io::Result<usize> {
-        let idx = self.fleet.connect(self.addr, Duration::from_secs(5))?;
+        let idx = self
+            .fleet
+            .connect(self.addr, Duration::from_secs(5), self.tls.as_ref())?;
         if let Some(hello) = wire::greeting(self.dialect, &user) {
             self.fleet.send(idx, hello.as_bytes());
         }

@@ -13,7 +13,8 @@
 //! net       epoll: one thread drives thousands of sockets (the generator must not be the
 //!           bottleneck); also pins CPUs and raises the open-files limit
 //! crowd     simulated users: bounded logins in flight, keep-alives, payload arrivals
-//! scenario  the workloads (latency, fan-out, pairs, capacity, logins, ping-pong)
+//! scenario  the workloads (latency, fan-out, pairs, capacity, logins, ping-pong; logins
+//!           and pairs over TLS too)
 //! target    starting each server fresh per scenario; /proc statistics
 //! baseline  the echo and relay servers of the loopback limit
 //! ```
@@ -86,6 +87,20 @@ pub enum Workload {
         /// Users.
         users: usize,
     },
+    /// [`Workload::Plaintext`] logins over the server's TLS door: a full handshake each.
+    TlsLogins {
+        /// Users.
+        users: usize,
+    },
+    /// [`Workload::Pairs`] over the server's TLS door.
+    TlsPairs {
+        /// Pairs.
+        pairs: usize,
+        /// Messages in flight per sender.
+        window: u64,
+        /// How long.
+        secs: f64,
+    },
     /// Bare TCP ping-pong (the limit only).
     PingPong {
         /// Round trips.
@@ -106,6 +121,8 @@ impl Workload {
             Workload::Capacity { users } => format!("capacity {users}"),
             Workload::Plaintext { users } => format!("logins {users} plaintext"),
             Workload::Argon2 { users } => format!("logins {users} argon2"),
+            Workload::TlsLogins { users } => format!("logins {users} tls"),
+            Workload::TlsPairs { pairs, .. } => format!("pairs {pairs} tls"),
             Workload::PingPong { .. } => "tcp ping-pong".into(),
         }
     }
@@ -121,6 +138,10 @@ impl Workload {
         match self {
             Workload::Argon2 { .. } => kind == Kind::Lanchat,
             Workload::PingPong { .. } => kind == Kind::Relay,
+            // The servers with a TLS door here: lanchat's native one, ngircd's SSL port.
+            Workload::TlsLogins { .. } | Workload::TlsPairs { .. } => {
+                matches!(kind, Kind::Lanchat | Kind::Ngircd)
+            }
             _ => true,
         }
     }
@@ -130,7 +151,8 @@ impl Workload {
         match self {
             Workload::Latency { background, .. } => background + 2,
             Workload::Fanout { receivers, .. } => receivers + 1,
-            Workload::Pairs { pairs, .. } => pairs * 2,
+            Workload::Pairs { pairs, .. } | Workload::TlsPairs { pairs, .. } => pairs * 2,
+            Workload::TlsLogins { users } => *users,
             Workload::Capacity { users }
             | Workload::Plaintext { users }
             | Workload::Argon2 { users } => *users,
@@ -155,6 +177,7 @@ impl Workload {
             users,
             argon2: matches!(self, Workload::Argon2 { .. }),
             cpu: opts.pin.then_some(0),
+            tls: matches!(self, Workload::TlsLogins { .. } | Workload::TlsPairs { .. }),
         }
     }
 
@@ -181,9 +204,16 @@ impl Workload {
                 pairs,
                 window,
                 secs,
+            }
+            | Workload::TlsPairs {
+                pairs,
+                window,
+                secs,
             } => scenario::pairs(server, kind, pairs, window, Duration::from_secs_f64(secs)),
             Workload::Capacity { users } => scenario::capacity(server, kind, users),
-            Workload::Plaintext { users } => scenario::logins(server, kind, users, None),
+            Workload::Plaintext { users } | Workload::TlsLogins { users } => {
+                scenario::logins(server, kind, users, None)
+            }
             Workload::Argon2 { users } => {
                 scenario::logins(server, kind, users, Some(ARGON2_PASSWORD))
             }
@@ -245,6 +275,13 @@ pub fn workloads(quick: bool, users: usize, secs: Option<f64>) -> Vec<Workload> 
     w.push(Workload::Plaintext { users: 1000 });
     w.push(Workload::Argon2 {
         users: if quick { 16 } else { 64 },
+    });
+    // The cost of TLS: the same logins and pairs as above, over the TLS doors.
+    w.push(Workload::TlsLogins { users: 1000 });
+    w.push(Workload::TlsPairs {
+        pairs: 64,
+        window: 4,
+        secs,
     });
     w
 }

@@ -204,6 +204,9 @@ fn main() -> ExitCode {
     let report = bench::run(&opts, &workloads, &mut |line| eprintln!("{line}"));
     println!("\n{}", report.table());
     println!("{}", report.delivery_lines());
+    for line in report.tls_cost() {
+        println!("{line}");
+    }
     for n in &report.notes {
         println!("note: {n}");
     }

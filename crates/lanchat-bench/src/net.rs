@@ -1,11 +1,16 @@
 //! The generator's event loop: one epoll set over many non-blocking sockets, so one thread
 //! drives ten thousand simulated users (a thread per user would compete with the server
-//! for the same cores and become the bottleneck). The baseline servers use it too.
+//! for the same cores and become the bottleneck). The baseline servers use it too. A
+//! connection may be TLS (rustls, driven by hand over the same non-blocking socket): the
+//! fleet then encrypts what is sent and decrypts what is read, and the rest is unchanged.
 #![allow(unsafe_code)]
 
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Readable.
@@ -138,6 +143,9 @@ pub fn raise_fd_limit() -> u64 {
 /// One client socket of the fleet.
 pub struct Peer {
     stream: TcpStream,
+    /// The TLS session over `stream`, for a TLS connection: plaintext goes in and out of it,
+    /// and only its records cross the socket.
+    tls: Option<Box<ClientConnection>>,
     /// A partial line.
     rbuf: Vec<u8>,
     /// Bytes not yet accepted by the socket.
@@ -165,7 +173,11 @@ pub struct Fleet {
     pub peers: Vec<Peer>,
     ready: Vec<libc::epoll_event>,
     chunk: Vec<u8>,
-    /// Bytes received in all.
+    /// Plaintext decrypted from one read of a TLS peer.
+    plain: Vec<u8>,
+    /// Records a TLS session has ready to send.
+    records: Vec<u8>,
+    /// Bytes received in all (on the wire: TLS records included).
     pub bytes_in: u64,
 }
 
@@ -177,28 +189,80 @@ impl Fleet {
             peers: Vec::new(),
             ready: event_buffer(1024),
             chunk: vec![0; 256 * 1024],
+            plain: Vec::new(),
+            records: Vec::new(),
             bytes_in: 0,
         })
     }
 
-    /// Connects one more client; returns its index.
-    pub fn connect(&mut self, addr: SocketAddr, timeout: Duration) -> io::Result<usize> {
+    /// Connects one more client (over TLS with `tls`: its handshake starts at once, and what
+    /// is sent before it ends waits in the session); returns its index.
+    pub fn connect(
+        &mut self,
+        addr: SocketAddr,
+        timeout: Duration,
+        tls: Option<&Arc<ClientConfig>>,
+    ) -> io::Result<usize> {
         let stream = TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_nodelay(true)?;
         stream.set_nonblocking(true)?;
+        let tls = match tls {
+            Some(config) => {
+                let name = ServerName::try_from("lanchat").expect("a valid name");
+                let mut conn =
+                    ClientConnection::new(Arc::clone(config), name).map_err(io::Error::other)?;
+                // A window of messages may be written before the handshake ends.
+                conn.set_buffer_limit(None);
+                Some(Box::new(conn))
+            }
+            None => None,
+        };
         let idx = self.peers.len();
         self.poller.add(stream.as_raw_fd(), idx as u64, IN)?;
         self.peers.push(Peer {
             stream,
+            tls,
             rbuf: Vec::new(),
             wbuf: Vec::new(),
             open: true,
         });
+        self.send_records(idx);
         Ok(idx)
     }
 
-    /// Sends bytes to peer `idx` (queued if the socket is full).
+    /// Sends bytes to peer `idx` (queued if the socket is full; encrypted on TLS).
     pub fn send(&mut self, idx: usize, bytes: &[u8]) {
+        match self.peers[idx].tls.as_mut() {
+            Some(conn) => {
+                if conn.writer().write_all(bytes).is_err() {
+                    self.close(idx);
+                    return;
+                }
+                self.send_records(idx);
+            }
+            None => self.send_raw(idx, bytes),
+        }
+    }
+
+    /// Sends whatever TLS records peer `idx`'s session has ready (handshake, data, alerts).
+    fn send_records(&mut self, idx: usize) {
+        let mut records = std::mem::take(&mut self.records);
+        records.clear();
+        if let Some(conn) = self.peers[idx].tls.as_mut() {
+            while conn.wants_write() {
+                if conn.write_tls(&mut records).is_err() {
+                    break;
+                }
+            }
+        }
+        if !records.is_empty() {
+            self.send_raw(idx, &records);
+        }
+        self.records = records;
+    }
+
+    /// Sends bytes on peer `idx`'s socket as they are (queued if the socket is full).
+    fn send_raw(&mut self, idx: usize, bytes: &[u8]) {
         let p = &mut self.peers[idx];
         if !p.open {
             return;
@@ -312,7 +376,18 @@ impl Fleet {
         };
         let now = Instant::now();
         self.bytes_in += n as u64;
-        let data = &self.chunk[..n];
+        let data = if self.peers[idx].tls.is_some() {
+            match self.decrypt(idx, n) {
+                Ok(()) => &self.plain[..],
+                Err(_) => {
+                    self.close(idx);
+                    on_event(idx, Event::Closed, now, out);
+                    return 0;
+                }
+            }
+        } else {
+            &self.chunk[..n]
+        };
         let peer = &mut self.peers[idx];
         let mut lines = 0;
         let mut start = 0;
@@ -330,6 +405,33 @@ impl Fleet {
         }
         peer.rbuf.extend_from_slice(&data[start..]);
         lines
+    }
+}
+
+impl Fleet {
+    /// Feeds the `n` bytes just read into peer `idx`'s TLS session, leaves the plaintext it
+    /// yields in `self.plain`, and sends what the session has to answer (handshake).
+    fn decrypt(&mut self, idx: usize, n: usize) -> io::Result<()> {
+        self.plain.clear();
+        let conn = self.peers[idx].tls.as_mut().expect("a TLS peer");
+        let mut rest = &self.chunk[..n];
+        while !rest.is_empty() {
+            conn.read_tls(&mut rest)?;
+            let state = conn.process_new_packets().map_err(io::Error::other)?;
+            let mut want = state.plaintext_bytes_to_read();
+            while want > 0 {
+                let start = self.plain.len();
+                self.plain.resize(start + want, 0);
+                let got = conn.reader().read(&mut self.plain[start..])?;
+                self.plain.truncate(start + got);
+                if got == 0 {
+                    break;
+                }
+                want -= got;
+            }
+        }
+        self.send_records(idx);
+        Ok(())
     }
 }
 

@@ -160,6 +160,40 @@ impl Report {
         out
     }
 
+    /// The cost of TLS, one line per server that ran a TLS workload: each metric of a
+    /// `... tls` scenario as a ratio to the same scenario on the plain door (`pairs 64 tls`
+    /// to `pairs 64`, `logins N tls` to `logins N plaintext`), medians.
+    pub fn tls_cost(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for target in TARGETS {
+            let mut parts = Vec::new();
+            for (scenario, metric) in self.rows() {
+                let Some(base) = scenario.strip_suffix(" tls") else {
+                    continue;
+                };
+                let plain = if base.starts_with("logins ") {
+                    format!("{base} plaintext")
+                } else {
+                    base.to_string()
+                };
+                let tls = self.median(&scenario, target, &metric);
+                match (tls, self.median(&plain, target, &metric)) {
+                    (Some(t), Some(p)) if p != 0.0 => {
+                        parts.push(format!("{base} {metric} {:.2}x", t / p));
+                    }
+                    _ => {}
+                }
+            }
+            if !parts.is_empty() {
+                lines.push(format!(
+                    "TLS cost, {target} (TLS door / plain door): {}",
+                    parts.join(", ")
+                ));
+            }
+        }
+        lines
+    }
+
     /// The issue's targets, judged on the medians (`users` is the capacity run's size).
     pub fn checks(&self, users: usize) -> Vec<Check> {
         let m = |s: &str, t: &str, k: &str| self.median(s, t, k);
@@ -491,6 +525,23 @@ mod tests {
         assert!(j.contains("\"exactly_once\": true"), "{j}");
         assert_eq!(j.matches('{').count(), j.matches('}').count());
         assert_eq!(json_str("a\"b\\\n"), "\"a\\\"b\\\\\\u000a\"");
+    }
+
+    #[test]
+    fn the_cost_of_tls_is_each_tls_scenario_over_its_plain_twin() {
+        let mut r = report();
+        r.add("pairs 64 tls", "lanchat", "msgs_per_s", 90_000.0);
+        r.add("logins 1000 plaintext", "lanchat", "logins_per_s", 8_000.0);
+        r.add("logins 1000 tls", "lanchat", "logins_per_s", 2_000.0);
+        r.add("logins 1000 tls", "ngircd", "logins_per_s", 1_000.0);
+        assert_eq!(
+            r.tls_cost(),
+            [
+                "TLS cost, lanchat (TLS door / plain door): pairs 64 msgs_per_s 0.75x, \
+              logins 1000 logins_per_s 0.25x"
+            ]
+        );
+        assert!(report().tls_cost().is_empty());
     }
 
     #[test]

@@ -36,9 +36,14 @@ pub fn users(range: std::ops::Range<usize>) -> Vec<User> {
     range.map(User::numbered).collect()
 }
 
+/// No users yet, for `run`'s server (over TLS when it was started on its TLS door).
+fn crowd(run: &Running, kind: Kind, epoch: Instant) -> io::Result<Crowd> {
+    Ok(Crowd::new(kind.dialect(), run.addr, epoch)?.with_tls(run.tls.clone()))
+}
+
 /// Logs in `n` users; fails unless all of them got in.
 fn logged_in_crowd(run: &Running, kind: Kind, n: usize, epoch: Instant) -> io::Result<Crowd> {
-    let mut crowd = Crowd::new(kind.dialect(), run.addr, epoch)?;
+    let mut crowd = crowd(run, kind, epoch)?;
     let report = crowd.login(users(0..n), kind.login_window(), LOGIN_LIMIT)?;
     if report.ok < n {
         return Err(io::Error::other(format!(
@@ -340,7 +345,7 @@ pub fn pairs(
 /// connection is refused with a line.
 pub fn capacity(run: &Running, kind: Kind, n: usize) -> io::Result<Outcome> {
     let epoch = Instant::now();
-    let mut crowd = Crowd::new(kind.dialect(), run.addr, epoch)?;
+    let mut crowd = crowd(run, kind, epoch)?;
     let report = crowd.login(users(0..n), kind.login_window(), LOGIN_LIMIT)?;
     crowd.settle(Duration::from_millis(200), Duration::from_secs(120))?;
     let (answered, asked) = crowd.ping_all(Duration::from_secs(60))?;
@@ -439,7 +444,7 @@ fn one_past_max(run: &Running, kind: Kind) -> io::Result<(bool, String)> {
 /// Logins per second of `n` users, each with its own password or all with `password` (the
 /// argon2 run), the server's usual number in flight.
 pub fn logins(run: &Running, kind: Kind, n: usize, password: Option<&str>) -> io::Result<Outcome> {
-    let mut crowd = Crowd::new(kind.dialect(), run.addr, Instant::now())?;
+    let mut crowd = crowd(run, kind, Instant::now())?;
     let list = users(0..n)
         .into_iter()
         .map(|mut u| {

@@ -5,12 +5,15 @@
 use super::baseline::{self, Baseline};
 use super::net;
 use super::wire::{Dialect, User};
+use lanchat::tls::{Fingerprint, Identity, PinVerifier};
+use rustls::ClientConfig;
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A kind of server the benchmark can run.
@@ -82,12 +85,17 @@ pub struct Spec {
     pub argon2: bool,
     /// Pin the server to this CPU (`taskset`), if set.
     pub cpu: Option<usize>,
+    /// Measure the server's TLS door (lanchat's native one, ngircd's SSL port) instead of
+    /// its plain one.
+    pub tls: bool,
 }
 
 /// A server running for one scenario; stopped and cleaned up when dropped.
 pub struct Running {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// How to connect when `addr` is a TLS door: trusting the server's key alone.
+    pub tls: Option<Arc<ClientConfig>>,
     /// Its process, for /proc statistics (None for an in-process server).
     pub pid: Option<u32>,
     child: Option<Child>,
@@ -136,12 +144,19 @@ impl Running {
     ) -> Running {
         Running {
             addr,
+            tls: None,
             pid: None,
             child: None,
             dir: None,
             stop: Some(stop),
             thread: Some(thread),
         }
+    }
+
+    /// The same server, reached over TLS with `config` (its `addr` is a TLS door).
+    pub fn with_tls(mut self, config: Arc<ClientConfig>) -> Running {
+        self.tls = Some(config);
+        self
     }
 
     /// Memory, threads and CPU time of the server process, if it is one.
@@ -220,11 +235,31 @@ pub fn has_taskset() -> bool {
 /// Starts a server as described.
 pub fn start(spec: &Spec) -> io::Result<Running> {
     let dir = temp_dir(spec.kind)?;
-    let result = match spec.kind {
-        Kind::Lanchat | Kind::LanchatIrc => start_lanchat(spec, &dir),
-        Kind::Ngircd => start_ngircd(spec, &dir),
-        Kind::Inspircd => start_inspircd(spec, &dir),
-        Kind::Relay | Kind::Echo | Kind::ThreadRelay => start_baseline(spec, &dir),
+    // The key of a TLS door, made before the server starts (lanchat finds it in its data
+    // directory; ngircd is given the files), so the generator can pin it.
+    let identity = match spec.tls {
+        true => match std::fs::create_dir_all(dir.join("data"))
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                Identity::load_or_create(&dir.join("data"), None).map_err(|e| e.to_string())
+            }) {
+            Ok(identity) => Some(identity),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(io::Error::other(e));
+            }
+        },
+        false => None,
+    };
+    let result = match (spec.kind, spec.tls) {
+        (Kind::Lanchat, _) | (Kind::LanchatIrc, false) => start_lanchat(spec, &dir),
+        (Kind::Ngircd, _) => start_ngircd(spec, &dir),
+        (Kind::Inspircd, false) => start_inspircd(spec, &dir),
+        (Kind::Relay | Kind::Echo | Kind::ThreadRelay, false) => start_baseline(spec, &dir),
+        (kind, true) => Err(io::Error::other(format!(
+            "{} has no TLS door here",
+            kind.name()
+        ))),
     };
     match result {
         Ok((child, addr)) => {
@@ -232,6 +267,7 @@ pub fn start(spec: &Spec) -> io::Result<Running> {
             std::thread::sleep(Duration::from_millis(200));
             Ok(Running {
                 addr,
+                tls: identity.map(|i| tls_client(&i.fingerprint)),
                 pid: Some(child.id()),
                 child: Some(child),
                 dir: Some(dir),
@@ -283,6 +319,22 @@ pub fn lanchat_irc_config(max_clients: usize, irc_port: u16) -> String {
         .replace("auth = \"password\"", "auth = \"open\"")
 }
 
+/// lanchat's configuration for a benchmark of its native TLS door: [`lanchat_config`] with
+/// the TLS door on `tls_port` (its key in `data`, made there on first start).
+pub fn lanchat_tls_config(max_clients: usize, tls_port: u16) -> String {
+    lanchat_config(max_clients).replace("tls_port = 0\n", &format!("tls_port = {tls_port}\n"))
+}
+
+/// The generator's TLS: trusts the key with `fingerprint` alone (as a pinned lanchat-client
+/// does), and resumes no session, so every login pays a full handshake like a student's
+/// first connection.
+pub fn tls_client(fingerprint: &Fingerprint) -> Arc<ClientConfig> {
+    let pinned = PinVerifier::new(Some(&fingerprint.full())).client_config();
+    let mut config = (*pinned).clone();
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
+}
+
 /// The IRC door's port in lanchat-server's `IRC clients connect to port N (...)` line.
 pub fn irc_port_in(line: &str) -> Option<u16> {
     line.strip_prefix("IRC clients connect to port ")?
@@ -306,10 +358,11 @@ fn start_lanchat(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
     // The argon2 run logs in with the same password for every user.
     let text = credentials_text(spec.users, hash.as_deref());
     std::fs::write(dir.join("credentials.txt"), text)?;
-    let config = if irc {
-        lanchat_irc_config(spec.max_clients, free_port()?)
-    } else {
-        lanchat_config(spec.max_clients)
+    let tls_port = if spec.tls { Some(free_port()?) } else { None };
+    let config = match (irc, tls_port) {
+        (true, _) => lanchat_irc_config(spec.max_clients, free_port()?),
+        (false, Some(port)) => lanchat_tls_config(spec.max_clients, port),
+        (false, None) => lanchat_config(spec.max_clients),
     };
     std::fs::write(dir.join("configuration.toml"), config)?;
     let mut child = command(&spec.lanchat_bin, spec.cpu)
@@ -345,6 +398,9 @@ fn start_lanchat(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
         };
         addr = SocketAddr::from(([127, 0, 0, 1], port));
     }
+    if let Some(port) = tls_port {
+        addr = SocketAddr::from(([127, 0, 0, 1], port));
+    }
     // Keep draining its stdout so it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     wait_listening(addr, &mut child, Duration::from_secs(10))?;
@@ -352,8 +408,21 @@ fn start_lanchat(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
 }
 
 /// ngircd's configuration: loopback only, no flood penalties (`MaxPenaltyTime = 0` and user
-/// mode F, or every client is throttled to a few commands per second), no DNS/ident/PAM.
-pub fn ngircd_config(port: u16, max_clients: usize, dir: &Path) -> String {
+/// mode F, or every client is throttled to a few commands per second), no DNS/ident/PAM;
+/// with `tls_port`, its SSL port too, with the key and certificate made in `dir`.
+pub fn ngircd_config(port: u16, max_clients: usize, dir: &Path, tls_port: Option<u16>) -> String {
+    let ssl = match tls_port {
+        Some(tls) => format!(
+            "[SSL]\nPorts = {tls}\nCertFile = {}\nKeyFile = {}\n",
+            dir.join("data")
+                .join(lanchat::tls::identity::CERT_FILE)
+                .display(),
+            dir.join("data")
+                .join(lanchat::tls::identity::KEY_FILE)
+                .display()
+        ),
+        None => String::new(),
+    };
     format!(
         "[Global]\nName = bench.lanchat\nInfo = lanchat benchmark peer\nListen = 127.0.0.1\n\
          Ports = {port}\nPidFile = {pid}\nMotdPhrase = bench\nServerUID = 0\nServerGID = 0\n\
@@ -362,13 +431,14 @@ pub fn ngircd_config(port: u16, max_clients: usize, dir: &Path) -> String {
          IdleTimeout = 0\nMaxListSize = 100\n\
          [Options]\nDNS = no\nIdent = no\nPAM = no\nDefaultUserModes = F\n",
         pid = dir.join("ngircd.pid").display()
-    )
+    ) + &ssl
 }
 
 fn start_ngircd(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
     let port = free_port()?;
+    let tls_port = if spec.tls { Some(free_port()?) } else { None };
     let conf = dir.join("ngircd.conf");
-    std::fs::write(&conf, ngircd_config(port, spec.max_clients, dir))?;
+    std::fs::write(&conf, ngircd_config(port, spec.max_clients, dir, tls_port))?;
     let mut child = command(Path::new("ngircd"), spec.cpu)
         .arg("--nodaemon")
         .arg("--config")
@@ -377,7 +447,7 @@ fn start_ngircd(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
         .stdout(std::fs::File::create(dir.join("ngircd.log"))?)
         .stderr(Stdio::null())
         .spawn()?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = SocketAddr::from(([127, 0, 0, 1], tls_port.unwrap_or(port)));
     wait_listening(addr, &mut child, Duration::from_secs(10))?;
     Ok((child, addr))
 }
@@ -536,7 +606,12 @@ mod tests {
             Some(6697)
         );
         assert_eq!(irc_port_in("Press Ctrl-C to stop the server."), None);
-        let n = ngircd_config(6667, 10, Path::new("/tmp/x"));
+        let n = ngircd_config(6667, 10, Path::new("/tmp/x"), None);
+        assert!(!n.contains("[SSL]"));
+        let c = lanchat::config::Config::parse(&lanchat_tls_config(10, 7002)).unwrap();
+        assert_eq!(c.tls_port, lanchat::config::OptionalPort::Port(7002));
+        let s = ngircd_config(6667, 10, Path::new("/tmp/x"), Some(6697));
+        assert!(s.contains("[SSL]\nPorts = 6697\nCertFile = /tmp/x/data/tls-cert.pem\n"));
         assert!(n.contains("MaxPenaltyTime = 0") && n.contains("DefaultUserModes = F"));
         assert!(n.contains("Listen = 127.0.0.1"));
         let i = inspircd_config(6667, 10, Path::new("/tmp/x"));

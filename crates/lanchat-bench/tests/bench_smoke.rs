@@ -1,5 +1,5 @@
-//! A small run of the load generator (`lanchat-bench`'s library) against lanchat (its native and
-//! its IRC door) and the bare relays (one thread, and a thread per client), each in this process:
+//! A small run of the load generator (`lanchat-bench`'s library) against lanchat (its native
+//! door, plain and TLS, and its IRC door) and the bare relays (one thread, and a thread per client), each in this process:
 //! every message must arrive exactly once, in order. Not a timed test: the numbers are not checked,
 //! only the deliveries.
 
@@ -9,7 +9,10 @@ use lanchat::credentials::Credentials;
 use lanchat::server::{Door, Server};
 use lanchat_bench::baseline::{self, Baseline};
 use lanchat_bench::scenario::{self, Outcome};
-use lanchat_bench::target::{credentials_text, lanchat_config, lanchat_irc_config, Kind, Running};
+use lanchat_bench::target::{
+    credentials_text, lanchat_config, lanchat_irc_config, lanchat_tls_config, tls_client, Kind,
+    Running,
+};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -43,6 +46,28 @@ fn lanchat_irc(dir: &tempfile::TempDir) -> Running {
     let handle = server.shutdown_handle();
     let thread = std::thread::spawn(move || server.run().unwrap());
     Running::in_process(addr, Box::new(move || handle.shutdown()), thread)
+}
+
+/// A lanchat server in this process with `users` benchmark users and its native TLS door
+/// open; the returned server is reached through that door, trusting its key alone.
+fn lanchat_tls(dir: &tempfile::TempDir, users: usize) -> Running {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = Config::parse(&lanchat_tls_config(2000, port)).unwrap();
+    config.data_dir = dir.path().join("data");
+    let credentials = Credentials::parse(&credentials_text(users, None)).unwrap();
+    let server = Server::bind_with(config, credentials, Arc::new(SystemClock)).unwrap();
+    let addr = server
+        .door_addr(Door::NativeTls)
+        .expect("the TLS door is open");
+    let fingerprint = server.fingerprint().expect("a TLS identity");
+    let handle = server.shutdown_handle();
+    let thread = std::thread::spawn(move || server.run().unwrap());
+    Running::in_process(addr, Box::new(move || handle.shutdown()), thread)
+        .with_tls(tls_client(&fingerprint))
 }
 
 /// The bare relay in this process.
@@ -115,6 +140,26 @@ fn lanchat_irc_door_pairs_fanout_and_latency_deliver_exactly_once() {
         let out = scenario::latency(&server, Kind::LanchatIrc, 20, 20.0, 100).unwrap();
         assert_exactly_once("irc latency", &out);
         assert!(out.note.is_none(), "{:?}", out.note);
+    }
+}
+
+#[test]
+fn lanchat_tls_door_logins_and_pairs_deliver_exactly_once() {
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let server = lanchat_tls(&dir, 200);
+        let out = scenario::logins(&server, Kind::Lanchat, 200, None).unwrap();
+        assert!(
+            out.note.is_none(),
+            "not every TLS login went through: {out:?}"
+        );
+    }
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let server = lanchat_tls(&dir, 100);
+        let out =
+            scenario::pairs(&server, Kind::Lanchat, 50, 4, Duration::from_millis(700)).unwrap();
+        assert_exactly_once("tls pairs", &out);
     }
 }
 
