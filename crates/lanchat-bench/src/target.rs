@@ -237,19 +237,16 @@ pub fn start(spec: &Spec) -> io::Result<Running> {
     let dir = temp_dir(spec.kind)?;
     // The key of a TLS door, made before the server starts (lanchat finds it in its data
     // directory; ngircd is given the files), so the generator can pin it.
-    let identity = match spec.tls {
-        true => match std::fs::create_dir_all(dir.join("data"))
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                Identity::load_or_create(&dir.join("data"), None).map_err(|e| e.to_string())
-            }) {
+    let identity = if spec.tls {
+        match tls_identity(&dir.join("data")) {
             Ok(identity) => Some(identity),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
-                return Err(io::Error::other(e));
+                return Err(e);
             }
-        },
-        false => None,
+        }
+    } else {
+        None
     };
     let result = match (spec.kind, spec.tls) {
         (Kind::Lanchat, _) | (Kind::LanchatIrc, false) => start_lanchat(spec, &dir),
@@ -280,6 +277,13 @@ pub fn start(spec: &Spec) -> io::Result<Running> {
             Err(e)
         }
     }
+}
+
+/// A TLS key and self-signed certificate made in `dir` (created if needed), as
+/// lanchat-server makes its own on first start.
+fn tls_identity(dir: &Path) -> io::Result<Identity> {
+    std::fs::create_dir_all(dir)?;
+    Identity::load_or_create(dir, None).map_err(|e| io::Error::other(e.to_string()))
 }
 
 /// The credentials file for `n` benchmark users (`u<i> pw<i>`), plaintext or argon2id.
