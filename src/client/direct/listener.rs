@@ -18,9 +18,10 @@
 
 use super::admission::{Admission, Limits, Ticket, Verdict};
 use super::warnings::Warnings;
-use super::{
-    greeting, new_nonce, parse_private, read_line, verify, Book, Deadline, LineRead, MAX_LINE_BYTES,
+use super::wire::{
+    greeting, new_nonce, parse_private, read_line, verify, Deadline, LineRead, MAX_LINE_BYTES,
 };
+use super::Book;
 use crate::client::Event;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
