@@ -47,9 +47,9 @@ struct Args {
     /// Data directory (overrides `data_dir`).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// TCP port of the IRC door (overrides `irc_port`; 0 closes it).
+    /// Port of the IRC door (overrides `irc_port`): a number, 0 (off) or "any".
     #[arg(long, value_name = "PORT")]
-    irc_port: Option<u16>,
+    irc_port: Option<OptionalPort>,
     /// Port of the web client (overrides `web_port`): a number, 0 (off) or "any".
     #[arg(long, value_name = "PORT")]
     web_port: Option<OptionalPort>,
