@@ -1,4 +1,4 @@
-//! Sending direct messages: [`send`] makes one connection for one message, and [`Outbox`]
+//! Sending direct messages: [`send`] makes one connection for one message, and `Outbox`
 //! runs it off the main loop, one worker thread per peer, so a peer's messages arrive in
 //! order, a peer that does not answer delays no one else, and each outcome comes back as
 //! `Event::Sent`.
