@@ -41,7 +41,8 @@ pub enum DuplicateLogin {
     Replace,
 }
 
-/// Where an optional door listens (`web_port`): nowhere, a fixed port, or any free port.
+/// Where an optional door listens (`web_port`, `irc_port`, `tls_port`): nowhere, a fixed
+/// port, or any free port.
 ///
 /// In `configuration.toml` it is a port number (`0` = off) or the string `"any"`; on the
 /// command line the same, as text. "Any free port" lets several servers (and tests) share a
@@ -189,8 +190,8 @@ pub struct Config {
     pub presence_summary_above: usize,
     /// How long a summary gathers changes (milliseconds) before it is sent.
     pub presence_summary_ms: u64,
-    /// TCP port of the IRC door; 0 disables it.
-    pub irc_port: u16,
+    /// TCP port of the IRC door; off with 0, any free port with "any".
+    pub irc_port: OptionalPort,
     /// The server's name in IRC numerics and PONG.
     pub server_name: String,
     /// The IRC channel every IRC user joins at login; broadcasts are said there.
@@ -211,7 +212,7 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Whether the web door speaks HTTPS and WSS (with the TLS identity) instead of HTTP.
     pub web_tls: bool,
-    /// Port of IRC over TLS, open with the IRC door (`irc_port` not 0); 0 closes it.
+    /// Port of IRC over TLS, open with the IRC door (`irc_port` not off); 0 closes it.
     pub irc_tls_port: u16,
     /// Whether a password is refused on a door without TLS (the client is told where to
     /// connect instead).
@@ -251,7 +252,7 @@ impl Default for Config {
             room: false,
             presence_summary_above: 200,
             presence_summary_ms: 1000,
-            irc_port: 6667,
+            irc_port: OptionalPort::Port(6667),
             server_name: "lanchat".to_string(),
             irc_lobby: "#lanchat".to_string(),
             irc_motd: String::new(),
@@ -375,18 +376,18 @@ impl Config {
                 "each must be a host name or an address, without a port or a scheme",
             )?;
         }
-        if self.irc_port != 0 && self.irc_port == self.port {
+        if self.irc_port == OptionalPort::Port(self.port) {
             bad("irc_port", "must differ from `port`")?;
         }
         if let OptionalPort::Port(p) = self.tls_port {
-            if p == self.port || p == self.irc_port {
+            if p == self.port || self.irc_port == OptionalPort::Port(p) {
                 bad("tls_port", "must differ from `port` and `irc_port`")?;
             }
         }
-        if self.irc_port != 0 && self.irc_tls_port != 0 {
+        if self.irc_port != OptionalPort::Off && self.irc_tls_port != 0 {
             let taken = [
                 Some(self.port),
-                Some(self.irc_port),
+                self.irc_port.to_bind(),
                 self.tls_port.to_bind(),
             ];
             if taken.contains(&Some(self.irc_tls_port)) {
@@ -451,7 +452,7 @@ mod tests {
         assert_eq!(c.block_time_secs, 60);
         assert_eq!(c.idle_timeout_secs, 1800);
         assert_eq!(c.auth, AuthMode::Password);
-        assert_eq!(c.irc_port, 6667);
+        assert_eq!(c.irc_port, OptionalPort::Port(6667));
         assert_eq!(c.server_name, "lanchat");
         assert_eq!(c.irc_lobby, "#lanchat");
         assert_eq!(c.web_port, OptionalPort::Port(8080));
@@ -468,7 +469,25 @@ mod tests {
         let err = Config::parse("port = 7000\nirc_port = 7000\n").unwrap_err();
         assert!(err.contains("irc_port") && err.contains("line 2"), "{err}");
         let c = Config::parse("irc_port = 0\nserver_name = \"irc.lan\"\n").unwrap();
-        assert_eq!((c.irc_port, c.server_name.as_str()), (0, "irc.lan"));
+        assert_eq!(
+            (c.irc_port, c.server_name.as_str()),
+            (OptionalPort::Off, "irc.lan")
+        );
+    }
+
+    #[test]
+    fn irc_port_is_a_port_zero_or_any_like_web_port() {
+        let port = |text: &str| Config::parse(text).map(|c| c.irc_port);
+        assert_eq!(port(""), Ok(OptionalPort::Port(6667)));
+        assert_eq!(port("irc_port = 6668"), Ok(OptionalPort::Port(6668)));
+        assert_eq!(port("irc_port = 0"), Ok(OptionalPort::Off));
+        assert_eq!(port("irc_port = \"any\""), Ok(OptionalPort::Any));
+        for bad in ["irc_port = 70000", "irc_port = \"irc\""] {
+            let err = Config::parse(bad).unwrap_err();
+            assert!(err.contains("irc_port") && err.contains("any"), "{err}");
+        }
+        // Any free port never clashes with the fixed ones.
+        assert!(Config::parse("port = 0\nirc_port = \"any\"\ntls_port = \"any\"\n").is_ok());
     }
 
     #[test]

@@ -31,4 +31,5 @@ pub mod net;
 pub mod protocol;
 pub mod server;
 pub mod store;
+pub mod terminal;
 pub mod tls;

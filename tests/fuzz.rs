@@ -550,7 +550,7 @@ fn login_dialogue_survives_hostile_input() {
         tls_port: lanchat::config::OptionalPort::Off,
         bind: "127.0.0.1".parse().unwrap(),
         data_dir: tmp.path().join("data"),
-        irc_port: 0,
+        irc_port: lanchat::config::OptionalPort::Off,
         ..Config::default()
     };
     let server = Server::bind_with(

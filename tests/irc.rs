@@ -13,7 +13,7 @@ use lanchat::config::{AuthMode, Config, OptionalPort};
 use lanchat::credentials::Credentials;
 use lanchat::server::{Door, Server, ShutdownHandle};
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -45,12 +45,6 @@ impl Drop for IrcServer {
     }
 }
 
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().unwrap().port()
-}
-
 impl IrcServer {
     fn start(auth: AuthMode) -> IrcServer {
         IrcServer::start_with(auth, |_| {})
@@ -58,43 +52,34 @@ impl IrcServer {
 
     fn start_with(auth: AuthMode, tweak: impl Fn(&mut Config)) -> IrcServer {
         let dir = tempfile::tempdir().unwrap();
-        // The IRC port is chosen here, so another process may take it in between: retry.
-        for attempt in 0.. {
-            let mut config = Config {
-                port: 0,
-                irc_port: free_port(),
-                web_port: OptionalPort::Off,
-                tls_port: OptionalPort::Off,
-                irc_tls_port: 0,
-                bind: "127.0.0.1".parse().unwrap(),
-                data_dir: dir.path().join("data"),
-                auth,
-                max_messages_per_sec: 0,
-                ..Config::default()
-            };
-            tweak(&mut config);
-            let credentials = Credentials::from_pairs(USERS.iter().copied());
-            let server = match Server::bind_with(config, credentials, Arc::new(SystemClock)) {
-                Ok(s) => s,
-                Err(e) if attempt < 20 => {
-                    eprintln!("retrying with another port: {e}");
-                    continue;
-                }
-                Err(e) => panic!("cannot start a server: {e}"),
-            };
-            let native = server.local_addr();
-            let irc = server.door_addr(Door::Irc).expect("the IRC door is open");
-            let handle = server.shutdown_handle();
-            let thread = std::thread::spawn(move || server.run().unwrap());
-            return IrcServer {
-                native,
-                irc,
-                handle,
-                thread: Some(thread),
-                _dir: dir,
-            };
+        let mut config = Config {
+            port: 0,
+            // Any free port, bound by the server itself: nothing can take it in between.
+            irc_port: OptionalPort::Any,
+            web_port: OptionalPort::Off,
+            tls_port: OptionalPort::Off,
+            irc_tls_port: 0,
+            bind: "127.0.0.1".parse().unwrap(),
+            data_dir: dir.path().join("data"),
+            auth,
+            max_messages_per_sec: 0,
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let credentials = Credentials::from_pairs(USERS.iter().copied());
+        let server = Server::bind_with(config, credentials, Arc::new(SystemClock))
+            .unwrap_or_else(|e| panic!("cannot start a server: {e}"));
+        let native = server.local_addr();
+        let irc = server.door_addr(Door::Irc).expect("the IRC door is open");
+        let handle = server.shutdown_handle();
+        let thread = std::thread::spawn(move || server.run().unwrap());
+        IrcServer {
+            native,
+            irc,
+            handle,
+            thread: Some(thread),
+            _dir: dir,
         }
-        unreachable!()
     }
 }
 

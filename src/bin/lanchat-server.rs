@@ -47,9 +47,9 @@ struct Args {
     /// Data directory (overrides `data_dir`).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// TCP port of the IRC door (overrides `irc_port`; 0 closes it).
+    /// Port of the IRC door (overrides `irc_port`): a number, 0 (off) or "any".
     #[arg(long, value_name = "PORT")]
-    irc_port: Option<u16>,
+    irc_port: Option<OptionalPort>,
     /// Port of the web client (overrides `web_port`): a number, 0 (off) or "any".
     #[arg(long, value_name = "PORT")]
     web_port: Option<OptionalPort>,
@@ -336,7 +336,7 @@ fn strip_line_ending(mut line: String) -> String {
 fn prompt_hidden(prompt: &str) -> Result<String, Failure> {
     eprint!("{prompt}");
     let _ = std::io::stderr().flush();
-    let echo = EchoOff::new();
+    let echo = hide_echo();
     let mut line = String::new();
     let read = std::io::stdin().lock().read_line(&mut line);
     drop(echo);
@@ -348,73 +348,25 @@ fn prompt_hidden(prompt: &str) -> Result<String, Failure> {
     Ok(strip_line_ending(line))
 }
 
-/// Terminal echo switched off on standard input until this is dropped (or Ctrl-C is pressed,
-/// which restores it and exits with 130).
-struct EchoOff {
-    /// The settings to put back; `None` if they could not be read (echo then stays on).
-    #[cfg(unix)]
-    saved: Option<libc::termios>,
-}
-
-impl EchoOff {
-    #[cfg(unix)]
-    fn new() -> EchoOff {
-        let Ok(saved) = termios(None) else {
-            return EchoOff { saved: None };
-        };
-        // Ctrl-C while echo is off must not leave the terminal silent. A handler can only be
-        // installed once; the second prompt of add-user reuses the first one's.
-        let _ = ctrlc::set_handler(move || {
-            let _ = termios(Some(&saved));
-            eprintln!();
-            std::process::exit(130);
-        });
-        let mut quiet = saved;
-        quiet.c_lflag &= !libc::ECHO;
-        quiet.c_lflag |= libc::ECHONL;
-        match termios(Some(&quiet)) {
-            Ok(_) => EchoOff { saved: Some(saved) },
-            Err(_) => EchoOff { saved: None },
-        }
-    }
-
-    #[cfg(not(unix))]
-    fn new() -> EchoOff {
-        eprintln!("(warning: the password will be visible as you type it)");
-        EchoOff {}
-    }
-}
-
-impl Drop for EchoOff {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        if let Some(saved) = &self.saved {
-            let _ = termios(Some(saved));
-        }
-    }
-}
-
-/// Reads standard input's terminal settings and, if `new` is given, replaces them; returns
-/// the settings in force before.
+/// Terminal echo switched off on standard input until the guard is dropped (or Ctrl-C is
+/// pressed, which restores it and exits with 130); `None` (echo stays on) if standard
+/// input's settings cannot be read or changed.
 #[cfg(unix)]
-#[allow(unsafe_code)]
-fn termios(new: Option<&libc::termios>) -> std::io::Result<libc::termios> {
-    const STDIN: std::os::fd::RawFd = 0;
-    // SAFETY: `termios` is a plain C struct for which all-zero bytes are a valid value;
-    // tcgetattr/tcsetattr only read the descriptor and read or write the struct we own and
-    // pass by pointer for the duration of the call; failures come back as -1 and errno.
-    unsafe {
-        let mut old: libc::termios = std::mem::zeroed();
-        if libc::tcgetattr(STDIN, &mut old) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if let Some(new) = new {
-            if libc::tcsetattr(STDIN, libc::TCSANOW, new) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        Ok(old)
-    }
+fn hide_echo() -> Option<lanchat::terminal::EchoOff> {
+    let saved = lanchat::terminal::Settings::of_stdin().ok()?;
+    // Ctrl-C while echo is off must not leave the terminal silent. A handler can only be
+    // installed once; the second prompt of add-user reuses the first one's.
+    let _ = ctrlc::set_handler(move || {
+        let _ = saved.apply();
+        eprintln!();
+        std::process::exit(130);
+    });
+    lanchat::terminal::EchoOff::on_stdin().ok()
+}
+
+#[cfg(not(unix))]
+fn hide_echo() {
+    eprintln!("(warning: the password will be visible as you type it)");
 }
 
 /// The address a person types into a browser to reach the web door.

@@ -1,36 +1,12 @@
-//! The client's only unsafe code, kept to two small functions over `libc`: terminal settings
-//! (termios, for the hidden password and for restoring the terminal on every exit path) and
-//! the local time zone offset (`localtime_r`, so stamps show in local time without a
-//! time-zone crate).
+//! What the client needs from the system beyond std: its terminal settings through
+//! [`crate::terminal`] (the hidden password, and restoring the terminal on every exit path)
+//! and the local time zone offset (`localtime_r`, so stamps show in local time without a
+//! time-zone crate: the client's only unsafe code of its own).
 //!
 //! Unix only, like the rest of the client's terminal handling.
 
+use crate::terminal::{EchoOff, Settings};
 use std::io::{self, BufRead, Write};
-use std::os::fd::RawFd;
-
-/// Standard input's file descriptor.
-const STDIN: RawFd = 0;
-
-/// Reads `fd`'s terminal settings and, if `new` is given, replaces them; returns the settings
-/// that were in force before.
-#[allow(unsafe_code)]
-fn swap_termios(fd: RawFd, new: Option<&libc::termios>) -> io::Result<libc::termios> {
-    // SAFETY: `termios` is a plain C struct for which all-zero bytes are a valid value;
-    // tcgetattr/tcsetattr only read `fd` and write/read the struct we own and pass by
-    // pointer for the duration of the call. Errors are reported through the return value.
-    unsafe {
-        let mut old: libc::termios = std::mem::zeroed();
-        if libc::tcgetattr(fd, &mut old) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if let Some(new) = new {
-            if libc::tcsetattr(fd, libc::TCSANOW, new) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        Ok(old)
-    }
-}
 
 /// The local time zone's offset from UTC, in seconds, at Unix time `secs` (so summer time
 /// is right for each stamp). `None` if the C library cannot tell.
@@ -57,7 +33,7 @@ pub(crate) fn utc_offset_at(secs: u64) -> Option<i64> {
 /// leaves while the line editor has the terminal in raw mode on another thread.
 pub(crate) struct Terminal {
     /// What to put back; `None` when standard input is not a terminal.
-    saved: Option<libc::termios>,
+    saved: Option<Settings>,
     /// Whether a line editor draws prompts (standard output is a terminal too).
     editor: bool,
 }
@@ -67,7 +43,7 @@ impl Terminal {
     /// line editor will draw prompts, which the way out then has to deal with.
     pub(crate) fn save(editor: bool) -> Terminal {
         Terminal {
-            saved: swap_termios(STDIN, None).ok(),
+            saved: Settings::of_stdin().ok(),
             editor,
         }
     }
@@ -82,7 +58,7 @@ impl Terminal {
     /// to where the next output should start).
     fn restore(&mut self, tail: &[u8]) {
         if let Some(saved) = self.saved.take() {
-            if let Err(e) = swap_termios(STDIN, Some(&saved)) {
+            if let Err(e) = saved.apply() {
                 log::warn!("cannot restore the terminal: {e}");
             }
             if self.editor {
@@ -107,12 +83,9 @@ impl Drop for Terminal {
 /// put back before returning; if the process is interrupted meanwhile, [`Terminal`] puts
 /// them back. Returns `None` at end of input (Ctrl-D).
 pub(crate) fn read_hidden_line(charset: super::charset::Charset) -> io::Result<Option<String>> {
-    let mut quiet = swap_termios(STDIN, None)?;
-    quiet.c_lflag &= !libc::ECHO;
-    quiet.c_lflag |= libc::ECHONL;
-    let before = swap_termios(STDIN, Some(&quiet))?;
+    let echo = EchoOff::on_stdin()?;
     let read = read_line_ending_in_cr_or_lf(&mut io::stdin().lock());
-    if let Err(e) = swap_termios(STDIN, Some(&before)) {
+    if let Err(e) = echo.restore() {
         log::warn!("cannot turn echo back on: {e}");
     }
     Ok(read?.map(|bytes| charset.decode(&bytes)))

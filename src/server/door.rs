@@ -8,7 +8,7 @@ use super::irc::{self, IrcEncoder};
 use super::reader::LineReader;
 use super::session::{self, SessionContext};
 use super::web;
-use crate::config::Config;
+use crate::config::{Config, OptionalPort};
 use crate::protocol::Line;
 use std::sync::Arc;
 
@@ -49,13 +49,12 @@ impl Door {
     }
 
     /// The doors `config` opens, with their configured ports. The native door always
-    /// exists; its port 0 means "any free port". The IRC door's port 0 means "closed".
+    /// exists; its port 0 means "any free port". The optional doors are closed, on a port,
+    /// or on any free port (`OptionalPort`).
     pub(crate) fn configured(config: &Config) -> Vec<(Door, u16)> {
         let mut doors = vec![(Door::Native, config.port)];
-        if config.irc_port != 0 {
-            doors.push((Door::Irc, config.irc_port));
-        }
-        if config.irc_port != 0 && config.irc_tls_port != 0 {
+        doors.extend(config.irc_port.to_bind().map(|port| (Door::Irc, port)));
+        if config.irc_port != OptionalPort::Off && config.irc_tls_port != 0 {
             doors.push((Door::IrcTls, config.irc_tls_port));
         }
         let web = if config.web_tls {

@@ -618,7 +618,7 @@ mod tests {
         let config = Config {
             port: 0,
             web_port: crate::config::OptionalPort::Off,
-            irc_port: 0,
+            irc_port: crate::config::OptionalPort::Off,
             discovery: false,
             bind: IpAddr::from([127, 0, 0, 1]),
             data_dir: dir.path().join("data"),

@@ -14,9 +14,9 @@
 //! What it does not do: decide when a mail is delivered (the connection knows), or repair a
 //! damaged mailbox (`Store::open` does).
 
-use super::{
-    append_line, check_name, decode_mail, encode_mail, record, sync_dir, Mail, Store, StoreError,
-};
+use super::files::{append_line, check_name, sync_dir};
+use super::mail::{decode_mail, encode_mail};
+use super::{record, Mail, Store, StoreError};
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Write};

@@ -10,7 +10,8 @@
 //! The reading rules themselves (CRLF, byte-order mark, hand-written lines, torn tails)
 //! are [`record`]'s; this module only decides what to keep and does the file work.
 
-use super::{record, sync_dir, StoreError};
+use super::files::sync_dir;
+use super::{record, StoreError};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};

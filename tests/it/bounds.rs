@@ -2,33 +2,20 @@
 //! seen from both doors), and the bounds on what the data directory may hold.
 
 use crate::support::*;
-use lanchat::config::{AuthMode, Config};
+use lanchat::config::{AuthMode, Config, OptionalPort};
 use lanchat::protocol::Kind;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
-/// A server with its IRC door open on a free port (retried if another test took it first).
+/// A server with its IRC door open on any free port.
 fn start_with_irc(tweak: impl Fn(&mut Config)) -> (TestServer, SocketAddr) {
-    for attempt in 0.. {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            TestServer::start_with(|c| {
-                c.irc_port = port;
-                tweak(c);
-            })
-        }));
-        match started {
-            Ok(s) => return (s, SocketAddr::from(([127, 0, 0, 1], port))),
-            Err(e) if attempt >= 20 => std::panic::resume_unwind(e),
-            Err(_) => continue,
-        }
-    }
-    unreachable!()
+    let server = TestServer::start_with(|c| {
+        c.irc_port = OptionalPort::Any;
+        tweak(c);
+    });
+    let irc = server.irc.expect("the IRC door is open");
+    (server, irc)
 }
 
 /// A raw IRC connection whose reads time out.

@@ -2,8 +2,8 @@
 //! a few milliseconds (IRC wildcard masks), and nothing one user sends reaches another's
 //! terminal raw (control characters, bidirectional overrides, zero-width characters).
 
-use crate::support::{free_port, TestServer, TIMEOUT};
-use lanchat::config::AuthMode;
+use crate::support::{TestServer, TIMEOUT};
+use lanchat::config::{AuthMode, OptionalPort};
 use lanchat::protocol::Kind;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 /// A server in open mode (any nick logs in) with the IRC door on a free port.
 fn irc_server() -> (TestServer, SocketAddr) {
-    let irc_port = free_port();
     let server = TestServer::start_with(|c| {
         c.auth = AuthMode::Open;
-        c.irc_port = irc_port;
+        c.irc_port = OptionalPort::Any;
     });
-    (server, SocketAddr::from(([127, 0, 0, 1], irc_port)))
+    let irc = server.irc.expect("the IRC door is open");
+    (server, irc)
 }
 
 /// A raw IRC client whose every read has a deadline.

@@ -2,7 +2,7 @@
 //! and with either kind of credentials; a wrong password costs the same whoever the name; one
 //! address's flood of argon2 logins does not starve another address's login.
 
-use crate::support::{credentials, free_port, TestClient, TestServer, TIMEOUT, USERS};
+use crate::support::{credentials, TestClient, TestServer, TIMEOUT, USERS};
 use crate::web::WsClient;
 use lanchat::clock::SystemClock;
 use lanchat::config::{Config, OptionalPort};
@@ -132,17 +132,17 @@ impl Attempt {
 
 /// A server with the web and IRC doors open; returns it and its IRC port.
 fn server_with(credentials: Credentials, tweak: impl FnOnce(&mut Config)) -> (TestServer, u16) {
-    let irc_port = free_port();
     let server = TestServer::start_full(
         |c| {
             c.web_port = OptionalPort::Any;
-            c.irc_port = irc_port;
+            c.irc_port = OptionalPort::Any;
             tweak(c);
         },
         credentials,
         Arc::new(SystemClock),
         None,
     );
+    let irc_port = server.irc.expect("the IRC door is open").port();
     (server, irc_port)
 }
 

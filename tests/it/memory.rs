@@ -4,7 +4,7 @@
 //! reports how deep it went, over an argon2 login, every kind of command, the IRC door and
 //! the web door (in a debug build, whose frames are larger than a release build's).
 
-use crate::support::{free_port, TestServer, TIMEOUT, USERS};
+use crate::support::{TestServer, TIMEOUT, USERS};
 use lanchat::clock::SystemClock;
 use lanchat::config::OptionalPort;
 use lanchat::credentials::{hash_password, Credentials};
@@ -37,11 +37,10 @@ fn the_deepest_paths_of_a_connection_use_a_small_part_of_its_stack() {
     gauge::enable();
     let hash = hash_password("hashed-pw").unwrap();
     let creds = Credentials::from_pairs(USERS.iter().copied().chain([("hashy", hash.as_str())]));
-    let irc_port = free_port();
     let mut server = TestServer::start_full(
         |c| {
             c.web_port = OptionalPort::Any;
-            c.irc_port = irc_port;
+            c.irc_port = OptionalPort::Any;
         },
         creds,
         Arc::new(SystemClock),
@@ -95,7 +94,7 @@ fn the_deepest_paths_of_a_connection_use_a_small_part_of_its_stack() {
     bob.logout();
 
     // IRC: registration, the lobby, a channel, a message, queries.
-    let irc = TcpStream::connect(("127.0.0.1", irc_port)).unwrap();
+    let irc = TcpStream::connect(server.irc.expect("the IRC door is open")).unwrap();
     irc.set_read_timeout(Some(TIMEOUT)).unwrap();
     let mut reader = BufReader::new(irc.try_clone().unwrap());
     let mut w = &irc;

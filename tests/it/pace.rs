@@ -7,7 +7,7 @@ use crate::support::{TestClient, TestServer, TIMEOUT};
 use lanchat::config::{Config, OptionalPort};
 use lanchat::protocol::Kind;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -21,18 +21,12 @@ const CLOSED_WITHIN: Duration = Duration::from_millis(3500);
 
 /// A server with the IRC and web doors open too.
 fn server_with_every_door(tweak: impl FnOnce(&mut Config)) -> (TestServer, SocketAddr, SocketAddr) {
-    // The IRC door has no "any free port" setting: take one that was free a moment ago.
-    let irc_port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let server = TestServer::start_with(|c| {
-        c.irc_port = irc_port;
+        c.irc_port = OptionalPort::Any;
         c.web_port = OptionalPort::Any;
         tweak(c);
     });
-    let irc = SocketAddr::from(([127, 0, 0, 1], irc_port));
+    let irc = server.irc.expect("the IRC door is open");
     let web = server.web.expect("the web door is open");
     (server, irc, web)
 }

@@ -26,8 +26,8 @@ pub const USERS: &[(&str, &str)] = &[
     ("seas", "summerisover"),
 ];
 
-/// A port that was free a moment ago, for doors that take no "any free port" setting (the
-/// IRC door). Another process could take it first; none does on a test machine.
+/// A port that was free a moment ago, for doors that take no "any free port" setting
+/// (`irc_tls_port`). Another process could take it first; none does on a test machine.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -44,6 +44,8 @@ pub struct TestServer {
     pub web: Option<SocketAddr>,
     /// Where the TLS door listens, if it is open (`tls_port`).
     pub tls: Option<SocketAddr>,
+    /// Where the IRC door listens, if it is open (`irc_port`).
+    pub irc: Option<SocketAddr>,
     /// The server's TLS fingerprint, if a TLS door is open.
     pub fingerprint: Option<lanchat::tls::Fingerprint>,
     /// Stops it.
@@ -67,7 +69,7 @@ pub fn test_config(data_dir: &Path) -> Config {
         bind: "127.0.0.1".parse().unwrap(),
         data_dir: data_dir.to_path_buf(),
         max_messages_per_sec: 0,
-        irc_port: 0,
+        irc_port: OptionalPort::Off,
         tls_port: OptionalPort::Off,
         irc_tls_port: 0,
         ..Config::default()
@@ -135,6 +137,7 @@ impl TestServer {
             .door_addr(Door::Web)
             .or(server.door_addr(Door::WebTls));
         let tls = server.door_addr(Door::NativeTls);
+        let irc = server.door_addr(Door::Irc);
         let fingerprint = server.fingerprint();
         let handle = server.shutdown_handle();
         let password_checks = server.password_checks();
@@ -143,6 +146,7 @@ impl TestServer {
             addr,
             web,
             tls,
+            irc,
             fingerprint,
             handle,
             password_checks,

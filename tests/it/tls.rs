@@ -354,10 +354,10 @@ fn irc_until(reader: &mut impl BufRead, what: &str) -> String {
 
 #[test]
 fn irc_over_tls_registers_and_plain_irc_under_require_tls_is_told_the_tls_port() {
-    let (irc_port, irc_tls_port) = (crate::support::free_port(), crate::support::free_port());
+    let irc_tls_port = crate::support::free_port();
     let server = TestServer::start_with(|c| {
         c.tls_port = OptionalPort::Any;
-        c.irc_port = irc_port;
+        c.irc_port = OptionalPort::Any;
         c.irc_tls_port = irc_tls_port;
         c.require_tls = true;
     });
@@ -377,7 +377,7 @@ fn irc_over_tls_registers_and_plain_irc_under_require_tls_is_told_the_tls_port()
     );
     drop(secure);
 
-    let plain = TcpStream::connect((server.addr.ip(), irc_port)).unwrap();
+    let plain = TcpStream::connect(server.irc.expect("the IRC door is open")).unwrap();
     plain.set_read_timeout(Some(TIMEOUT)).unwrap();
     (&plain)
         .write_all(b"PASS pw-bob\r\nNICK bob\r\nUSER bob 0 * :Bob\r\n")

@@ -303,6 +303,8 @@ fn the_page_is_served_and_plain_http_never_logs_in() {
         ("GET /ws HTTP/1.1\r\n\r\n", "426"),
         ("hello\r\n\r\n", "400"),
         ("whoelse\n\n", "400"),
+        // A header name that is not an HTTP token (httparse's grammar).
+        ("GET / HTTP/1.1\r\nBad(name): x\r\n\r\n", "400"),
     ] {
         let response = http(web, request);
         assert!(

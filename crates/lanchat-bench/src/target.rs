@@ -601,9 +601,12 @@ mod tests {
         let c = lanchat::config::Config::parse(&lanchat_config(10_000)).unwrap();
         assert_eq!(c.max_clients, 10_000);
         assert_eq!(c.max_messages_per_sec, 0);
-        assert!(!c.discovery && c.irc_port == 0);
+        assert!(!c.discovery && c.irc_port == lanchat::config::OptionalPort::Off);
         let c = lanchat::config::Config::parse(&lanchat_irc_config(10, 7001)).unwrap();
-        assert_eq!((c.irc_port, c.max_clients), (7001, 10));
+        assert_eq!(
+            (c.irc_port, c.max_clients),
+            (lanchat::config::OptionalPort::Port(7001), 10)
+        );
         assert!(lanchat_irc_config(10, 7001).contains("auth = \"open\""));
         assert_eq!(
             irc_port_in("IRC clients connect to port 6697 (e.g. irssi -c HOST -p 6697)."),

@@ -1,6 +1,10 @@
 //! Just enough HTTP/1.1 for the web door, as pure functions: find and parse a request head,
 //! decide what it asks for ([`route`]), and format the response. One request per
 //! connection: the server answers and closes, unless the request upgrades to a WebSocket.
+//!
+//! The request line and headers are parsed by `httparse`; where the head ends stays ours
+//! ([`complete_head`]): the 8 KiB bound counts the head alone, not a first WebSocket frame
+//! after it, and a head trickling in is searched once, not re-parsed at every byte.
 
 use super::ws;
 
@@ -107,33 +111,37 @@ pub fn head_end(buf: &[u8]) -> Option<usize> {
     }
 }
 
-/// Parses a complete head (as delimited by [`head_end`]).
+/// Parses a complete head (as delimited by [`head_end`]). Beyond `httparse`'s grammar (one
+/// space between the parts of the request line, HTTP/1.0 or 1.1, header names that are
+/// tokens with no space before the colon, no obsolete line folding), the head must be UTF-8,
+/// the method upper case and the target a path (`/...`).
 pub fn parse_request(head: &[u8]) -> Result<Request, Status> {
-    let text = std::str::from_utf8(head).map_err(|_| Status::BadRequest)?;
-    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let request_line = lines.next().ok_or(Status::BadRequest)?;
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    std::str::from_utf8(head).map_err(|_| Status::BadRequest)?;
+    // The shortest header line is 3 bytes (`a:` and LF): room for every one the head holds.
+    let mut slots = vec![httparse::EMPTY_HEADER; head.len() / 3 + 1];
+    let mut parsed = httparse::Request::new(&mut slots);
+    match parsed.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) | Err(_) => return Err(Status::BadRequest),
+    }
+    let (Some(method), Some(target)) = (parsed.method, parsed.path) else {
         return Err(Status::BadRequest);
     };
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(Status::BadRequest);
     }
-    if !version.starts_with("HTTP/1.") || !target.starts_with('/') {
+    if !target.starts_with('/') {
         return Err(Status::BadRequest);
     }
     let path = target.split(['?', '#']).next().unwrap_or("/").to_string();
-    let mut headers = Vec::new();
-    for line in lines.take_while(|l| !l.is_empty()) {
-        // No obsolete line folding, no space before the colon (RFC 9112 section 5).
-        let (name, value) = line.split_once(':').ok_or(Status::BadRequest)?;
-        if name.is_empty() || name.contains(|c: char| c.is_whitespace()) {
-            return Err(Status::BadRequest);
-        }
-        headers.push((name.to_string(), value.trim().to_string()));
-    }
+    let headers = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            let value = std::str::from_utf8(h.value).map_err(|_| Status::BadRequest)?;
+            Ok((h.name.to_string(), value.trim().to_string()))
+        })
+        .collect::<Result<_, Status>>()?;
     Ok(Request {
         method: method.to_string(),
         path,
@@ -397,6 +405,9 @@ mod tests {
             "GET / HTTP/1.1\r\nNo colon\r\n\r\n",
             "GET / HTTP/1.1\r\n folded: x\r\n\r\n",
             "GET / HTTP/1.1 extra\r\n\r\n",
+            "GET  / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nBad(name): x\r\n\r\n",
+            "GET / HTTP/1.1\r\nX: a\u{1}b\r\n\r\n",
         ] {
             assert_eq!(
                 parse_request(bad.as_bytes()),
@@ -408,6 +419,8 @@ mod tests {
             parse_request(b"GET / HTTP/1.1\r\n\xff\r\n\r\n"),
             Err(Status::BadRequest)
         );
+        // An empty line before the request line is ignored (RFC 9112 section 2.2).
+        assert_eq!(request("\nGET / HTTP/1.0\n\n").path, "/");
     }
 
     #[test]

@@ -1,0 +1,73 @@
+//! The socket reader thread: turns the server's bytes into [`Event`]s, one per line, and
+//! ends with [`Event::Disconnected`]. A line longer than [`MAX_LINE_BYTES`] comes in pieces.
+//!
+//! What it does not do: act on a line (the main loop does) or write to the server.
+
+use super::Event;
+use crate::protocol::Line;
+use crossbeam_channel::Sender;
+use std::io::{self, BufRead, BufReader, Read};
+
+/// Longest server line read in one piece; a longer one is shown in pieces.
+const MAX_LINE_BYTES: u64 = 1 << 20;
+
+/// Starts the thread that turns the server's bytes into [`Event`]s, ending with
+/// [`Event::Disconnected`].
+pub(super) fn spawn_reader(socket: Box<dyn Read + Send>, events: Sender<Event>) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("socket".into())
+        .spawn(move || {
+            let mut reader = BufReader::new(socket);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                let event = match (&mut reader)
+                    .take(MAX_LINE_BYTES)
+                    .read_until(b'\n', &mut buf)
+                {
+                    Ok(0) => Event::Disconnected(None),
+                    Ok(_) => {
+                        let text = trim_line_end(String::from_utf8_lossy(&buf).into_owned());
+                        if text.is_empty() {
+                            continue;
+                        }
+                        match Line::parse(&text) {
+                            Some(line) => Event::Server(line),
+                            None => Event::Unknown(text),
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => Event::Disconnected(Some(e)),
+                };
+                let last = matches!(event, Event::Disconnected(_));
+                if events.send(event).is_err() || last {
+                    return;
+                }
+            }
+        })
+        .map(drop)
+}
+
+/// Removes a trailing LF or CRLF.
+pub(crate) fn trim_line_end(mut line: String) -> String {
+    if line.ends_with('\n') {
+        line.pop();
+        if line.ends_with('\r') {
+            line.pop();
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_endings() {
+        assert_eq!(trim_line_end("a\r\n".into()), "a");
+        assert_eq!(trim_line_end("a\n".into()), "a");
+        assert_eq!(trim_line_end("a".into()), "a");
+        assert_eq!(trim_line_end("a\r".into()), "a\r");
+    }
+}
