@@ -449,7 +449,9 @@ fn web_tls_serves_the_page_over_https_and_logs_in_over_wss_through_a_blind_relay
     // Plain HTTP on the HTTPS door gets nothing in clear.
     let mut plain = TcpStream::connect(web).unwrap();
     plain.set_read_timeout(Some(TIMEOUT)).unwrap();
-    write!(plain, "GET / HTTP/1.1\r\nHost: {web}\r\n\r\n").unwrap();
+    // The door may already have closed on these bytes (a reset makes the write fail): that
+    // too is "nothing in clear".
+    let _ = write!(plain, "GET / HTTP/1.1\r\nHost: {web}\r\n\r\n");
     let mut back = Vec::new();
     let _ = plain.read_to_end(&mut back);
     assert!(
