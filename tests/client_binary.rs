@@ -247,8 +247,12 @@ fn a_mail_delivered_again_with_the_same_id_is_shown_once() {
         let mut reader = BufReader::new(stream.try_clone().unwrap());
         let mut writer = stream;
         let mut line = String::new();
+        // The prose for people first; the client asks for tagged lines and skips it.
+        writer.write_all(b"Hi, person.\nUsername: ").unwrap();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line, "protocol lanchat/1\n");
         writer
-            .write_all(b"HELLO lanchat/1 hi\nASK username Username:\n")
+            .write_all(b"\nHELLO lanchat/1 hi\nASK username Username:\n")
             .unwrap();
         reader.read_line(&mut line).unwrap();
         writer.write_all(b"ASK password Password:\n").unwrap();
@@ -273,6 +277,7 @@ fn a_mail_delivered_again_with_the_same_id_is_shown_once() {
     bob.out.expect("third note");
     bob.close_stdin();
     let shown = bob.out.rest();
+    assert!(!shown.iter().any(|l| l.contains("person")), "{shown:?}");
     let firsts = shown.iter().filter(|l| l.contains("first note")).count();
     assert_eq!(firsts, 1, "the repeat was shown: {shown:?}");
     assert!(shown.iter().any(|l| l.contains("second note")), "{shown:?}");

@@ -244,6 +244,7 @@ impl NativeClient {
             writer: stream,
             seen: Vec::new(),
         };
+        c.send("protocol lanchat/1");
         c.expect("ASK username");
         c.send(name);
         c.expect("WELCOME");
