@@ -136,6 +136,32 @@ fn connection_refused_is_one_error_line_and_status_1() {
 }
 
 #[test]
+fn a_refusal_before_hello_is_shown_as_the_server_wrote_it() {
+    use std::io::{BufRead, BufReader, Write};
+    // A full server: one line of prose, then the close, never a HELLO.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .write_all(b"The server is full; please try again later.\n")
+            .unwrap();
+        let mut asked = String::new();
+        BufReader::new(&stream).read_line(&mut asked).unwrap();
+        assert_eq!(asked, "protocol lanchat/1\n");
+    });
+    let mut client = TestClient::start("client", &[], &["127.0.0.1", &port.to_string()]);
+    assert_eq!(client.exit_code(), Some(1));
+    let out = client.out.rest();
+    assert!(
+        out.iter()
+            .any(|l| l == "The server is full; please try again later."),
+        "{out:?}"
+    );
+    server.join().unwrap();
+}
+
+#[test]
 fn usage_errors_exit_with_status_2() {
     let mut client = TestClient::start("client", &[], &["--color", "sometimes"]);
     assert_eq!(client.exit_code(), Some(2));

@@ -136,13 +136,16 @@ pub enum ProtocolRequest {
 pub fn protocol_request(line: &str) -> Option<ProtocolRequest> {
     let mut words = line.split_whitespace();
     let first = words.next()?;
-    let version = words.next()?;
-    if words.next().is_some()
-        || !first
-            .strip_prefix('/')
-            .unwrap_or(first)
-            .eq_ignore_ascii_case("protocol")
+    // Every line is asked this: the first word decides at once for nearly all of them.
+    if !first
+        .strip_prefix('/')
+        .unwrap_or(first)
+        .eq_ignore_ascii_case("protocol")
     {
+        return None;
+    }
+    let version = words.next()?;
+    if words.next().is_some() {
         return None;
     }
     Some(if version.eq_ignore_ascii_case(TAGGED_VERSION) {
@@ -189,14 +192,15 @@ impl ReadLines for NativeReader {
             telnet: &self.telnet,
         };
         let input = self.lines.next(&source, deadline);
-        // Every line ends with the person's Enter, except the switch, which a program sends.
-        let entered = match &input {
-            Input::Line(line) => protocol_request(line) != Some(ProtocolRequest::Tagged),
-            Input::TooLong(_) | Input::BadUtf8 => true,
-            Input::TimedOut | Input::Closed => false,
-        };
-        if entered {
-            if let Some(terminal) = terminal(conn) {
+        // In prose, every line ends with the person's Enter, except the switch, which a
+        // program sends.
+        if let Some(terminal) = terminal(conn).filter(|t| !t.is_tagged()) {
+            let entered = match &input {
+                Input::Line(line) => protocol_request(line) != Some(ProtocolRequest::Tagged),
+                Input::TooLong(_) | Input::BadUtf8 => true,
+                Input::TimedOut | Input::Closed => false,
+            };
+            if entered {
                 terminal.heard_line();
             }
         }
