@@ -5,6 +5,8 @@
 //! ```text
 //! socket ─► server::reader (bounded lines) ─► protocol::parse_command (pure)
 //!   (server::door: one listener per door, all leading to the same hub;
+//!    the terminal door: server::native reads through server::telnet's filter and writes
+//!    server::prose for people, tagged lines for programs that ask;
 //!    browsers: server::web serves the page, its WebSocket carries the same lines;
 //!    IRC clients: server::irc speaks IRC and calls the same hub operations)
 //!        ─► server::session (one thread per connection: login dialogue, dispatch)

@@ -136,6 +136,32 @@ fn connection_refused_is_one_error_line_and_status_1() {
 }
 
 #[test]
+fn a_refusal_before_hello_is_shown_as_the_server_wrote_it() {
+    use std::io::{BufRead, BufReader, Write};
+    // A full server: one line of prose, then the close, never a HELLO.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .write_all(b"The server is full; please try again later.\n")
+            .unwrap();
+        let mut asked = String::new();
+        BufReader::new(&stream).read_line(&mut asked).unwrap();
+        assert_eq!(asked, "protocol lanchat/1\n");
+    });
+    let mut client = TestClient::start("client", &[], &["127.0.0.1", &port.to_string()]);
+    assert_eq!(client.exit_code(), Some(1));
+    let out = client.out.rest();
+    assert!(
+        out.iter()
+            .any(|l| l == "The server is full; please try again later."),
+        "{out:?}"
+    );
+    server.join().unwrap();
+}
+
+#[test]
 fn usage_errors_exit_with_status_2() {
     let mut client = TestClient::start("client", &[], &["--color", "sometimes"]);
     assert_eq!(client.exit_code(), Some(2));
@@ -247,8 +273,12 @@ fn a_mail_delivered_again_with_the_same_id_is_shown_once() {
         let mut reader = BufReader::new(stream.try_clone().unwrap());
         let mut writer = stream;
         let mut line = String::new();
+        // The prose for people first; the client asks for tagged lines and skips it.
+        writer.write_all(b"Hi, person.\nUsername: ").unwrap();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line, "protocol lanchat/1\n");
         writer
-            .write_all(b"HELLO lanchat/1 hi\nASK username Username:\n")
+            .write_all(b"\nHELLO lanchat/1 hi\nASK username Username:\n")
             .unwrap();
         reader.read_line(&mut line).unwrap();
         writer.write_all(b"ASK password Password:\n").unwrap();
@@ -273,6 +303,7 @@ fn a_mail_delivered_again_with_the_same_id_is_shown_once() {
     bob.out.expect("third note");
     bob.close_stdin();
     let shown = bob.out.rest();
+    assert!(!shown.iter().any(|l| l.contains("person")), "{shown:?}");
     let firsts = shown.iter().filter(|l| l.contains("first note")).count();
     assert_eq!(firsts, 1, "the repeat was shown: {shown:?}");
     assert!(shown.iter().any(|l| l.contains("second note")), "{shown:?}");

@@ -82,7 +82,9 @@ fn start(words: &[String], dir: &Path) -> (Proc, Lines) {
 fn login(port: u16) -> String {
     let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    (&stream).write_all(b"alice\nalicepw\n").unwrap();
+    (&stream)
+        .write_all(b"protocol lanchat/1\nalice\nalicepw\n")
+        .unwrap();
     let reader = BufReader::new(&stream);
     for line in reader.lines() {
         let line = line.expect("a line before the timeout");

@@ -28,6 +28,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
+/// The line a program sends first on the native door for tagged lines (PROTOCOL.md 1).
+const ASK_TAGGED: &[u8] = b"protocol lanchat/1\n";
+
 /// Cases per pure-function property.
 const PURE_CASES: u32 = 2000;
 
@@ -437,8 +440,10 @@ fn converse(addr: SocketAddr, input: &[u8], half_close: bool) -> Result<Vec<u8>,
     let mut stream =
         TcpStream::connect(addr).map_err(|e| TestCaseError::fail(format!("connect: {e}")))?;
     stream.set_read_timeout(Some(SILENCE)).unwrap();
+    // Tagged lines, to check each one (the prose before HELLO is checked as text).
+    let input = [ASK_TAGGED, input].concat();
     // The server may close first (a BYE after a lockout): a failed write is part of the game.
-    if stream.write_all(input).is_ok() && half_close {
+    if stream.write_all(&input).is_ok() && half_close {
         let _ = stream.shutdown(Shutdown::Write);
     }
     let started = Instant::now();
@@ -474,7 +479,13 @@ fn check_replies(received: &[u8]) -> Result<Vec<Line>, TestCaseError> {
     let mut lines = Vec::new();
     let text = std::str::from_utf8(complete)
         .map_err(|e| TestCaseError::fail(format!("the server sent invalid UTF-8: {e}")))?;
-    for raw in text.lines() {
+    // The prose greeting, before the tagged lines begin.
+    let tagged = text.find("\nHELLO ").map_or(text.len(), |at| at + 1);
+    prop_assert!(
+        !has_unsafe(&text[..tagged].replace('\n', "")),
+        "control character in the prose {text:?}"
+    );
+    for raw in text[tagged..].lines() {
         let line = Line::parse(raw)
             .ok_or_else(|| TestCaseError::fail(format!("unparseable reply {raw:?}")))?;
         prop_assert!(!has_unsafe(raw), "control character in reply {raw:?}");
@@ -491,13 +502,18 @@ fn login_and_whoelse(addr: SocketAddr, user: &str, password: &str) {
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
+    stream.write_all(ASK_TAGGED).unwrap();
     let mut received = String::new();
     let mut wait_for = |stream: &mut TcpStream, what: &str, pred: &dyn Fn(&Line) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(nl) = received.find('\n') {
                 let raw: String = received.drain(..=nl).collect();
-                let line = Line::parse(&raw).unwrap_or_else(|| panic!("bad line {raw:?}"));
+                let Some(line) = Line::parse(&raw) else {
+                    // The prose greeting, before HELLO.
+                    assert!(!raw.starts_with("HELLO"), "bad line {raw:?}");
+                    continue;
+                };
                 if pred(&line) {
                     return line;
                 }

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The users of every test server.
 const USERS: &[(&str, &str)] = &[
@@ -162,55 +162,6 @@ fn password_mode_pass_is_the_users_password_with_lockout() {
     suite("password", AuthMode::Password);
 }
 
-/// A tmux server of our own (its socket in a temporary directory), killed on drop with
-/// everything in it.
-struct Tmux {
-    socket: std::path::PathBuf,
-}
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run tmux");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-J", "-S", "-200", "-t", "irssi"])
-    }
-
-    /// Waits until the irssi window shows `needle`.
-    fn wait_for(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let screen = self.screen();
-            if screen.contains(needle) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "irssi never showed {needle:?}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn type_line(&self, line: &str) {
-        self.run(&["send-keys", "-t", "irssi", "-l", line]);
-        self.run(&["send-keys", "-t", "irssi", "Enter"]);
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        self.run(&["kill-server"]);
-    }
-}
-
 /// A native client on a raw socket.
 struct NativeClient {
     reader: BufReader<TcpStream>,
@@ -229,6 +180,7 @@ impl NativeClient {
             writer: stream,
             seen: Vec::new(),
         };
+        c.send("protocol lanchat/1");
         c.expect("ASK username");
         c.send(name);
         c.expect("WELCOME");
@@ -280,25 +232,13 @@ fn irssi_in_tmux_talks_with_a_native_client() {
         "settings = { \"fe-common/core\" = { autocreate_windows = \"no\"; }; };\n",
     )
     .unwrap();
-    let tmux = Tmux {
-        socket: home.path().join("tmux.sock"),
-    };
+    let tmux = common::Tmux::new(home.path(), "irssi");
     let command = format!(
         "irssi --home={} -n irssiuser -c 127.0.0.1 -p {}",
         home.path().display(),
         server.irc.port()
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "irssi",
-        "-x",
-        "160",
-        "-y",
-        "50",
-        &command,
-    ]);
+    tmux.start(&command, 160, 50);
     let mut native = NativeClient::login(server.native, "nate");
     native.expect("PRESENCE irssiuser login");
     // irssi is in the lobby: a native broadcast shows there.

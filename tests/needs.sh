@@ -29,6 +29,7 @@ have_netns() {
 }
 have_python_irc() { python3 -c "import irc.client" >/dev/null 2>&1; }
 have_irssi() { have irssi && have tmux; }
+have_telnet() { have telnet && have tmux; }
 have_browser() {
 	[ -x "$CHROMIUM" ] && have node && [ -d "$BROWSER_DIR/node_modules/playwright-core" ]
 }
@@ -65,6 +66,7 @@ install() {
 	have openssl || packages="$packages openssl"
 	have irssi || packages="$packages irssi"
 	have tmux || packages="$packages tmux"
+	have telnet || packages="$packages telnet"
 	[ -x "$CHROMIUM" ] || packages="$packages chromium"
 	have node || packages="$packages nodejs"
 	have npm || packages="$packages npm"
@@ -107,6 +109,8 @@ skips() {
 		"tests/irc.rs's suite" "python3's irc package is missing (python3 -m pip install irc)"
 	have_irssi || skip "(binary(irc) & test(=irssi_in_tmux_talks_with_a_native_client))" \
 		"irssi_in_tmux_talks_with_a_native_client" "irssi or tmux is missing (apt-get install irssi tmux)"
+	have_telnet || skip "binary(telnet)" "tests/telnet.rs" \
+		"telnet or tmux is missing (apt-get install telnet tmux)"
 	have_browser || skip "binary(browser)" "tests/browser.rs" \
 		"needs $CHROMIUM, node and playwright-core (apt-get install chromium nodejs npm; npm ci in $BROWSER_DIR)"
 	have openssl || skip "(binary(it) & test(=tls::openssl_s_client_logs_in_on_the_tls_door))" \

@@ -11,23 +11,42 @@ use std::io::{self, BufRead, BufReader, Read};
 /// Longest server line read in one piece; a longer one is shown in pieces.
 const MAX_LINE_BYTES: u64 = 1 << 20;
 
+/// The most lines of prose before `HELLO` kept, to be shown if the server closes before it.
+const MAX_PROSE_LINES: usize = 20;
+
 /// Starts the thread that turns the server's bytes into [`Event`]s, ending with
-/// [`Event::Disconnected`].
+/// [`Event::Disconnected`]. What comes before the first `HELLO` is the prose greeting for
+/// people: skipped, unless the server closes before `HELLO` (a refusal), when it is shown.
 pub(super) fn spawn_reader(socket: Box<dyn Read + Send>, events: Sender<Event>) -> io::Result<()> {
     std::thread::Builder::new()
         .name("socket".into())
         .spawn(move || {
             let mut reader = BufReader::new(socket);
             let mut buf = Vec::new();
+            let mut prose: Option<Vec<String>> = Some(Vec::new());
             loop {
                 buf.clear();
                 let event = match (&mut reader)
                     .take(MAX_LINE_BYTES)
                     .read_until(b'\n', &mut buf)
                 {
-                    Ok(0) => Event::Disconnected(None),
+                    Ok(0) => {
+                        for text in prose.take().unwrap_or_default() {
+                            let _ = events.send(Event::Unknown(text));
+                        }
+                        Event::Disconnected(None)
+                    }
                     Ok(_) => {
                         let text = trim_line_end(String::from_utf8_lossy(&buf).into_owned());
+                        if let Some(skipped) = prose.as_mut() {
+                            if !text.starts_with("HELLO ") {
+                                if skipped.len() < MAX_PROSE_LINES && !text.trim().is_empty() {
+                                    skipped.push(text);
+                                }
+                                continue;
+                            }
+                            prose = None;
+                        }
                         if text.is_empty() {
                             continue;
                         }

@@ -39,12 +39,18 @@ const GETADDRESS_ERRORS: &[&str] = &[
     "bad-name",
 ];
 
+/// What the client sends first: the server's tagged lines, please (PROTOCOL.md 1).
+const ASK_TAGGED: &[u8] = b"protocol lanchat/1\n";
+
 /// Connects, runs the session until it ends, and puts the terminal back as it was.
 ///
 /// Installs a process-wide Ctrl-C/SIGTERM/SIGHUP handler; if one is installed already
 /// (a second call in one process), signals keep their previous behaviour.
 pub fn run(options: &Options) -> Result<Ending, Error> {
     let socket = open(options)?;
+    // The native door speaks prose to people until a program asks for its tagged lines
+    // (PROTOCOL.md 1); the reader skips the prose greeting up to `HELLO`.
+    socket.write_all(ASK_TAGGED)?;
 
     let editor_mode = line_editing(
         io::stdin().is_terminal() && io::stdout().is_terminal(),

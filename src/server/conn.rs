@@ -10,7 +10,7 @@
 //! then wakes from its blocking read and logs the user out.
 //!
 //! What goes on the wire for a [`Line`] depends on the door the client came through: an
-//! [`Encoder`] per connection turns lines into bytes (the native line protocol as is, or
+//! [`Encoder`] per connection turns lines into bytes (the native door's prose or tagged lines, or
 //! framed/translated for other kinds of client), so the hub never needs to know.
 //!
 //! Each connection owns exactly one file descriptor (the `TcpStream` inside an `Arc<Conn>`,
@@ -178,9 +178,12 @@ pub trait Encoder: Send + Sync {
     }
 }
 
-/// The native line protocol: each line as PROTOCOL.md spells it.
+/// The tagged lines as PROTOCOL.md spells them, always (the native door itself starts in
+/// prose: see `native::Terminal`); for tests of connections.
+#[cfg(test)]
 pub struct NativeEncoder;
 
+#[cfg(test)]
 impl Encoder for NativeEncoder {
     fn encode(&self, line: &Line, out: &mut Vec<u8>) {
         line.write_wire(out);

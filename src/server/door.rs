@@ -2,10 +2,10 @@
 //! kind of wire format; every door leads to the same hub, so users who came in through
 //! different doors see and message each other as if they had used the same one.
 
-use super::conn::{Conn, Encoder, NativeEncoder};
+use super::conn::{Conn, Encoder};
 use super::hub::Hub;
 use super::irc::{self, IrcEncoder};
-use super::reader::LineReader;
+use super::native::{NativeReader, Terminal};
 use super::session::{self, SessionContext};
 use super::web;
 use crate::config::{Config, OptionalPort};
@@ -16,7 +16,8 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Door {
-    /// The native line protocol (PROTOCOL.md): lanchat-client, telnet, nc.
+    /// The native line protocol (PROTOCOL.md): prose for telnet and nc, tagged lines for
+    /// lanchat-client and other programs that ask (see `native`).
     Native,
     /// IRC (RFC 1459/2812): irssi, WeeChat, HexChat, bots.
     Irc,
@@ -75,7 +76,7 @@ impl Door {
     /// How lines are written to a client of this door.
     pub(crate) fn encoder(self) -> Box<dyn Encoder> {
         match self {
-            Door::Native | Door::NativeTls => Box::new(NativeEncoder),
+            Door::Native | Door::NativeTls => Box::new(Terminal::new()),
             Door::Irc | Door::IrcTls => Box::new(IrcEncoder::default()),
             Door::Web | Door::WebTls => Box::new(web::WsEncoder),
         }
@@ -85,7 +86,7 @@ impl Door {
     pub(crate) fn serve(self, hub: &Hub, conn: &Arc<Conn>, ctx: &SessionContext<'_>) {
         match self {
             Door::Native | Door::NativeTls => {
-                let mut reader = LineReader::new(hub.config().max_line_bytes);
+                let mut reader = NativeReader::new(hub.config().max_line_bytes);
                 session::serve(hub, conn, &mut reader, ctx);
             }
             Door::Irc | Door::IrcTls => irc::serve(hub, conn, ctx, ctx.irc),
@@ -97,7 +98,8 @@ impl Door {
     /// connection is closed.
     pub(crate) fn refusal(self, reason: &str, text: &str) -> Vec<u8> {
         match self {
-            Door::Native => Line::bye(reason, text).to_wire().into_bytes(),
+            // Before anyone could ask for tagged lines: what a person at telnet reads.
+            Door::Native => super::prose::render(&Line::bye(reason, text)).into_bytes(),
             Door::Irc => format!("ERROR :Closing Link: * ({reason}: {text})\r\n").into_bytes(),
             Door::Web => web::refusal(text),
             // Plain bytes would only break the client's handshake: it sees the close.

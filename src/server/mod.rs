@@ -16,13 +16,16 @@ pub mod hub;
 mod irc;
 pub mod lockout;
 pub mod memory;
+mod native;
 mod policy;
 pub mod ports;
+mod prose;
 pub mod ratelimit;
 mod reader;
 mod receipts;
 mod room;
 mod session;
+mod telnet;
 mod thread;
 mod tls_session;
 mod verifier;
@@ -581,10 +584,22 @@ fn set_connection_options(sock: &SockRef<'_>) {
     let _ = sock.set_send_buffer_size(SEND_BUFFER_BYTES);
 }
 
-/// Writes a refusal to a connection that will not get a thread, and closes it.
+/// Writes a refusal to a connection that will not get a thread, and closes it. What the
+/// client sent already (a program's `protocol lanchat/1`, sent as it connects) is read
+/// first: closing with it unread would reset the connection, which can destroy the refusal
+/// before the client has read it.
 fn refuse(mut stream: TcpStream, refusal: &[u8]) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
     let _ = stream.write_all(refusal);
+    if stream.set_nonblocking(true).is_ok() {
+        let mut buf = [0u8; 1024];
+        for _ in 0..4 {
+            match std::io::Read::read(&mut stream, &mut buf) {
+                Ok(n) if n > 0 => continue,
+                _ => break,
+            }
+        }
+    }
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 

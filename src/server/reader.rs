@@ -65,6 +65,13 @@ pub trait ReadLines {
     fn has_buffered_line(&self) -> bool {
         false
     }
+
+    /// Called before a password prompt: hide what the user types where the client's own
+    /// protocol allows it (a telnet client; see `telnet`). Nothing by default.
+    fn hide_echo(&mut self, _conn: &Arc<Conn>) {}
+
+    /// Called once the password line has arrived: undoes [`ReadLines::hide_echo`].
+    fn show_echo(&mut self, _conn: &Arc<Conn>) {}
 }
 
 /// Where a [`LineReader`] gets bytes: a bare socket, or a connection (which decrypts, on a

@@ -5,6 +5,8 @@
 //!   username ──(unknown/in use: ERR, ask again)──> ASK password
 //!   password ──(wrong: ERR, ask again; too many: BYE blocked)──> WELCOME, mail
 //!   command ... ──> replies; `logout`, EOF, idle timeout, flood or shutdown ──> BYE, close
+//!   `protocol lanchat/1`, at any point ──> tagged lines from now on: HELLO (and the ASK
+//!                                          that waits), state unchanged (see `native`)
 //! ```
 //!
 //! The thread blocks only on its own socket's read, or pauses before the next line of its
@@ -14,6 +16,7 @@
 use super::conn::Conn;
 use super::cork::Cork;
 use super::hub::{Hub, LogoutReason, NameCheck, PasswordCheck};
+use super::native::{self, protocol_request, unknown_protocol, ProtocolRequest, Switch};
 use super::policy::{Expiry, Heard, Limits, Pace, Silence, Take, Timers};
 use super::reader::{Input, ReadLines};
 use crate::protocol::{is_session_command, parse_command, sanitize_text, Command, Kind, Line};
@@ -36,14 +39,7 @@ pub struct SessionContext<'a> {
 
 /// Serves one connection until it ends, reading its lines from `reader`.
 pub fn serve(hub: &Hub, conn: &Arc<Conn>, reader: &mut dyn ReadLines, ctx: &SessionContext<'_>) {
-    conn.send_all(&[
-        Line::new(
-            Kind::Hello,
-            &[ctx.version],
-            "Welcome to lanchat. Please log in.",
-        ),
-        Line::ask("username", "Username:"),
-    ]);
+    conn.send_all(&[hello(ctx, true), Line::ask("username", "Username:")]);
     if let Some(name) = login(hub, conn, reader, ctx) {
         // The password check and the welcome went deeper than waiting for a line goes.
         super::memory::release_unused_stack();
@@ -144,6 +140,25 @@ fn login(
         if ctx.shutting_down.load(Ordering::Acquire) {
             return None;
         }
+        match protocol_request(&line) {
+            Some(ProtocolRequest::Tagged) => {
+                let asking = match pending_name {
+                    Some(_) => Line::ask("password", "Password:"),
+                    None => Line::ask("username", "Username:"),
+                };
+                switch_protocol(conn, ctx, Some(asking), true);
+                continue;
+            }
+            // At the password prompt any other line is the password.
+            Some(ProtocolRequest::Unknown(version)) if pending_name.is_none() => {
+                conn.send_all(&[
+                    unknown_protocol(&version),
+                    Line::ask("username", "Username:"),
+                ]);
+                continue;
+            }
+            _ => {}
+        }
         match pending_name.take() {
             None => {
                 let name = line.trim();
@@ -163,6 +178,7 @@ fn login(
                         password_needed: true,
                     } => {
                         pending_name = Some(name.to_string());
+                        reader.hide_echo(conn);
                         conn.send(&Line::ask("password", "Password:"));
                     }
                     NameCheck::Ok {
@@ -181,21 +197,25 @@ fn login(
                     }
                 }
             }
-            Some(name) => match hub.check_password(&name, &line, ip) {
-                PasswordCheck::Ok => {
-                    if let Some(n) = finish_login(hub, conn, &name) {
-                        return Some(n);
+            Some(name) => {
+                // A telnet client echoes again (and the line its Enter left open ends).
+                reader.show_echo(conn);
+                match hub.check_password(&name, &line, ip) {
+                    PasswordCheck::Ok => {
+                        if let Some(n) = finish_login(hub, conn, &name) {
+                            return Some(n);
+                        }
+                    }
+                    PasswordCheck::Retry(reply) => {
+                        // Back to the username: the name itself may have been the typo.
+                        conn.send_all(&[reply, Line::ask("username", "Username:")]);
+                    }
+                    PasswordCheck::Close(reply) => {
+                        conn.send(&reply);
+                        return None;
                     }
                 }
-                PasswordCheck::Retry(reply) => {
-                    // Back to the username: the name itself may have been the typo.
-                    conn.send_all(&[reply, Line::ask("username", "Username:")]);
-                }
-                PasswordCheck::Close(reply) => {
-                    conn.send(&reply);
-                    return None;
-                }
-            },
+            }
         }
     }
 }
@@ -286,6 +306,19 @@ fn command_loop(
                 return (LogoutReason::Flood, Some(bye));
             }
         }
+        match protocol_request(&line) {
+            Some(ProtocolRequest::Tagged) => {
+                let asking = awaiting_intro.then(intro_prompt);
+                switch_protocol(conn, ctx, asking, false);
+                continue;
+            }
+            // An intro, or a chat line, may begin with the word.
+            Some(ProtocolRequest::Unknown(version)) if !awaiting_intro && !hub.in_session(name) => {
+                conn.send(&unknown_protocol(&version));
+                continue;
+            }
+            _ => {}
+        }
         if heartbeat {
             timers.heartbeat_promised();
             conn.send(&Line::ok("pong", "still here"));
@@ -329,10 +362,7 @@ fn command_loop(
             }
             Command::Intro(None) => {
                 awaiting_intro = true;
-                vec![Line::ask(
-                    "intro",
-                    "Please enter your personal introduction:",
-                )]
+                vec![intro_prompt()]
             }
             Command::Accept(from) | Command::Decline(from)
                 if !hub.has_pending(name) && hub.in_session(name) && from.is_none() =>
@@ -343,6 +373,48 @@ fn command_loop(
             other => apply(hub, name, other),
         };
         conn.send_all(&replies);
+    }
+}
+
+/// `HELLO`: the first tagged line, at connect and after a switch to tagged lines.
+fn hello(ctx: &SessionContext<'_>, logging_in: bool) -> Line {
+    let text = if logging_in {
+        "Welcome to lanchat. Please log in."
+    } else {
+        "Welcome to lanchat."
+    };
+    Line::new(Kind::Hello, &[ctx.version], text)
+}
+
+/// The question `personalintro` without a text asks.
+fn intro_prompt() -> Line {
+    Line::ask("intro", "Please enter your personal introduction:")
+}
+
+/// Answers `protocol lanchat/1`: switches a native connection to tagged lines and greets
+/// it again on a fresh line, repeating the question that waits for an answer (`asking`);
+/// a connection that speaks them already (a repeat, or the web door) is told so.
+fn switch_protocol(
+    conn: &Arc<Conn>,
+    ctx: &SessionContext<'_>,
+    asking: Option<Line>,
+    logging_in: bool,
+) {
+    match native::terminal(conn).map(|t| t.switch_to_tagged()) {
+        Some(Switch::Switched { open_prompt }) => {
+            if open_prompt {
+                conn.send_bytes(b"\n");
+            }
+            let mut lines = vec![hello(ctx, logging_in)];
+            lines.extend(asking);
+            conn.send_all(&lines);
+        }
+        Some(Switch::Already) | None => {
+            conn.send(&Line::ok(
+                "protocol",
+                format!("This connection speaks {} already.", ctx.version),
+            ));
+        }
     }
 }
 

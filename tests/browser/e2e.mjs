@@ -45,6 +45,8 @@ class Terminal {
     this.closed = false;
     this.socket = net.connect(port, '127.0.0.1');
     this.socket.setEncoding('utf8');
+    // Tagged lines, not the prose for people (PROTOCOL.md 1); expect() skips the prose.
+    this.socket.write('protocol lanchat/1\n');
     let partial = '';
     this.socket.on('data', (chunk) => {
       partial += chunk;

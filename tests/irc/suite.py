@@ -101,6 +101,7 @@ class Native:
         self.buf = b""
         self.seen = []
         self.name = name
+        self.send("protocol lanchat/1")  # tagged lines, not the prose for people
         self.line_with("ASK username")
         self.send(name)
         if password is not None:

@@ -91,7 +91,7 @@ fn connect_with_small_window(addr: SocketAddr) -> TcpStream {
 /// Sends the login of `name` on a raw stream; the lines that answer it are left unread.
 fn send_login(stream: &TcpStream, name: &str, password: &str) {
     (&*stream)
-        .write_all(format!("{name}\n{password}\n").as_bytes())
+        .write_all(format!("{ASK_TAGGED}{name}\n{password}\n").as_bytes())
         .unwrap();
 }
 

@@ -34,6 +34,9 @@ mod crowd;
 /// Issue 7: connection threads stay far from the end of their small stacks.
 mod memory;
 
+/// Issue 26 item 1: prose for telnet and nc, tagged lines for programs, telnet echo.
+mod prose;
+
 /// Issue 23: hostile input: cheap wildcard masks, nothing reaches a terminal raw.
 mod hostile_input;
 /// Issue 23 (items 1, 9): lockout against parallel guesses, equal-cost and fair logins.

@@ -154,7 +154,8 @@ fn a_login_trickled_a_byte_at_a_time_is_closed_at_the_login_deadline_on_every_do
             assert_closed_in_time(
                 "native",
                 trickle_until_closed(&native, b"alice"),
-                "BYE timeout Login timed out",
+                // A person trickling (nc): the prose of BYE timeout.
+                "\nLogin timed out. Logging off.\n",
             );
         });
         scope.spawn(|| {

@@ -203,23 +203,33 @@ impl Drop for TestServer {
     }
 }
 
+/// The line a program sends first on the native door to get tagged lines (PROTOCOL.md 1).
+pub const ASK_TAGGED: &str = "protocol lanchat/1\n";
+
 /// A protocol client with timeouts on every read.
 pub struct TestClient {
     /// Reading half (a clone of the stream).
     reader: parking_lot::Mutex<BufReader<TcpStream>>,
     /// Writing half.
     writer: parking_lot::Mutex<TcpStream>,
+    /// Whether the prose before the first `HELLO` is still to be skipped.
+    before_hello: std::sync::atomic::AtomicBool,
 }
 
 impl TestClient {
-    /// Connects without reading anything.
+    /// Connects as a program does: asks for tagged lines at once (and skips the prose
+    /// greeting before `HELLO`), reading nothing yet.
     pub fn connect(addr: SocketAddr) -> TestClient {
-        let stream = TcpStream::connect(addr).unwrap();
-        TestClient::from_stream(stream)
+        TestClient::tagged(TcpStream::connect(addr).unwrap())
+    }
+
+    /// Connects as `nc` does: the stream, in prose (see [`Prose`]).
+    pub fn connect_prose(addr: SocketAddr) -> Prose {
+        Prose::new(TcpStream::connect(addr).unwrap())
     }
 
     /// Connects from a chosen loopback address (127.0.0.2 etc. all reach 127.0.0.1 on
-    /// Linux), to test rules keyed by the client's IP. Reads nothing.
+    /// Linux), to test rules keyed by the client's IP. Asks for tagged lines; reads nothing.
     pub fn connect_from(addr: SocketAddr, from: &str) -> TestClient {
         let socket =
             socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -227,7 +237,17 @@ impl TestClient {
             .bind(&SocketAddr::new(from.parse().unwrap(), 0).into())
             .unwrap();
         socket.connect(&addr.into()).unwrap();
-        TestClient::from_stream(TcpStream::from(socket))
+        TestClient::tagged(TcpStream::from(socket))
+    }
+
+    /// Wraps a new connection to the native door: sends `protocol lanchat/1` and skips what
+    /// comes before `HELLO`.
+    pub fn tagged(stream: TcpStream) -> TestClient {
+        let c = TestClient::from_stream(stream);
+        c.send_raw(ASK_TAGGED.as_bytes());
+        c.before_hello
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        c
     }
 
     /// Reads `INFO no-mail`, or `INFO mail` and its `MAIL` lines (what follows WELCOME).
@@ -252,6 +272,7 @@ impl TestClient {
         TestClient {
             reader: parking_lot::Mutex::new(BufReader::new(stream.try_clone().unwrap())),
             writer: parking_lot::Mutex::new(stream),
+            before_hello: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -292,6 +313,22 @@ impl TestClient {
         let mut reader = self.reader.lock();
         reader.get_ref().set_read_timeout(Some(timeout)).unwrap();
         let mut raw = String::new();
+        if self.before_hello.load(std::sync::atomic::Ordering::Relaxed) {
+            // The prose greeting, up to the tagged one (PROTOCOL.md 1).
+            loop {
+                raw.clear();
+                match reader.read_line(&mut raw) {
+                    Ok(n) if n > 0 && !raw.starts_with("HELLO ") => continue,
+                    _ => break,
+                }
+            }
+            if raw.starts_with("HELLO ") {
+                self.before_hello
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                return Some(Line::parse(&raw).unwrap());
+            }
+            return None;
+        }
         match reader.read_line(&mut raw) {
             Ok(0) => None,
             Ok(_) => Some(Line::parse(&raw).unwrap_or_else(|| panic!("unparseable line {raw:?}"))),
@@ -401,4 +438,85 @@ impl TestClient {
         self.send("logout");
         self.wait_for("BYE logout", |l| l.kind == Kind::Bye);
     }
+}
+
+/// A connection as a person at `nc` has it: bytes in prose, read with timeouts.
+pub struct Prose {
+    /// The connection.
+    stream: TcpStream,
+    /// Everything received so far.
+    pub seen: Vec<u8>,
+    /// Where the last [`Prose::until`] match ended in `seen`.
+    mark: usize,
+}
+
+impl Prose {
+    /// Wraps a new connection; reads nothing yet.
+    pub fn new(stream: TcpStream) -> Prose {
+        Prose {
+            stream,
+            seen: Vec::new(),
+            mark: 0,
+        }
+    }
+
+    /// Sends bytes as they are.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Types one line (LF added).
+    pub fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\n").as_bytes());
+    }
+
+    /// Reads until what arrived after the previous match contains `needle`; returns what
+    /// arrived from the previous match to the end of this one.
+    pub fn until(&mut self, needle: &str) -> String {
+        String::from_utf8_lossy(&self.until_bytes(needle.as_bytes())).into_owned()
+    }
+
+    /// [`Prose::until`], in bytes (telnet commands are not UTF-8).
+    pub fn until_bytes(&mut self, needle: &[u8]) -> Vec<u8> {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(at) = find(&self.seen[self.mark..], needle) {
+                let (from, end) = (self.mark, self.mark + at + needle.len());
+                self.mark = end;
+                return self.seen[from..end].to_vec();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no {:?} in time; got: {:?}",
+                String::from_utf8_lossy(needle),
+                String::from_utf8_lossy(&self.seen)
+            );
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            let mut buf = [0u8; 4096];
+            match std::io::Read::read(&mut self.stream, &mut buf) {
+                Ok(0) => panic!(
+                    "closed before {needle:?}; got: {:?}",
+                    String::from_utf8_lossy(&self.seen)
+                ),
+                Ok(n) => self.seen.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+    }
+
+    /// Reads what arrives until the server closes the connection (bounded); returns what
+    /// arrived after the last match.
+    pub fn rest(&mut self) -> String {
+        self.stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let _ = std::io::Read::read_to_end(&mut self.stream, &mut self.seen);
+        let from = std::mem::replace(&mut self.mark, self.seen.len());
+        String::from_utf8_lossy(&self.seen[from..]).into_owned()
+    }
+}
+
+/// Where `needle` first occurs in `hay`.
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len().max(1)).position(|w| w == needle)
 }

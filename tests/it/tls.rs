@@ -2,7 +2,7 @@
 //! and messages over the plain door and nothing over the TLS door; `openssl s_client` logs
 //! in; a client pinned to another fingerprint is refused; the identity survives a restart.
 
-use crate::support::{TestClient, TestServer, TIMEOUT};
+use crate::support::{TestClient, TestServer, ASK_TAGGED, TIMEOUT};
 use lanchat::config::OptionalPort;
 use lanchat::protocol::{Kind, Line};
 use lanchat::tls::PinVerifier;
@@ -22,6 +22,8 @@ fn start_with_tls() -> TestServer {
 /// A line client over TLS that trusts only the key `fingerprint` names.
 struct TlsClient {
     stream: BufReader<StreamOwned<ClientConnection, TcpStream>>,
+    /// The `HELLO` read by [`TlsClient::connect_native`], not yet returned.
+    hello: Option<Line>,
 }
 
 impl TlsClient {
@@ -40,7 +42,30 @@ impl TlsClient {
         }
         Ok(TlsClient {
             stream: BufReader::new(stream),
+            hello: None,
         })
+    }
+
+    /// Connects to the native TLS door as a program does: asks for tagged lines and skips
+    /// the prose before `HELLO` (which the next read returns).
+    fn connect_native(addr: SocketAddr, fingerprint: &str) -> Result<TlsClient, String> {
+        let mut client = TlsClient::connect(addr, fingerprint)?;
+        client.send(ASK_TAGGED.trim_end());
+        loop {
+            let mut raw = String::new();
+            if client
+                .stream
+                .read_line(&mut raw)
+                .map_err(|e| e.to_string())?
+                == 0
+            {
+                return Err("closed before HELLO".into());
+            }
+            if raw.starts_with("HELLO ") {
+                client.hello = Line::parse(&raw);
+                return Ok(client);
+            }
+        }
     }
 
     fn send(&mut self, line: &str) {
@@ -51,6 +76,9 @@ impl TlsClient {
 
     /// The next line that is not a presence notice.
     fn next(&mut self) -> Line {
+        if let Some(hello) = self.hello.take() {
+            return hello;
+        }
         loop {
             let mut raw = String::new();
             let n = self.stream.read_line(&mut raw).expect("a line over TLS");
@@ -182,7 +210,7 @@ fn a_relay_reads_the_password_and_messages_on_the_plain_door_and_nothing_over_tl
 
     // TLS door: the same conversation, and the relay sees neither.
     let tls_relay = Relay::to(server.tls.unwrap());
-    let mut carol = TlsClient::connect(tls_relay.addr, &fingerprint).unwrap();
+    let mut carol = TlsClient::connect_native(tls_relay.addr, &fingerprint).unwrap();
     carol.expect(Kind::Hello);
     carol.expect(Kind::Ask);
     carol.send("carol");
@@ -252,19 +280,19 @@ fn openssl_s_client_logs_in_on_the_tls_door() {
             }
         }
     };
-    expect("HELLO lanchat/1");
-    expect("ASK username");
+    // A person at openssl reads prose, as at telnet: the prompts wait on their line, so
+    // the greeting is the only whole line before the name is typed.
+    expect("Welcome to lanchat. Please log in.");
     stdin.write_all(b"alice\n").unwrap();
-    expect("ASK password");
     stdin.write_all(b"pw-alice\n").unwrap();
-    expect("WELCOME");
+    expect("Username: Password: Login successful");
     stdin
         .write_all(format!("message bob {SECRET}\n").as_bytes())
         .unwrap();
-    expect("OK sent");
+    expect("Your message was sent to bob.");
     assert_eq!(bob.expect(Kind::Msg).text, SECRET);
     stdin.write_all(b"logout\n").unwrap();
-    expect("BYE");
+    expect("Logging off. Goodbye!");
     drop(stdin);
     let deadline = Instant::now() + TIMEOUT;
     while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
@@ -280,12 +308,12 @@ fn a_client_pinned_to_another_fingerprint_is_refused_and_the_identity_survives_a
     let mut server = start_with_tls();
     let fingerprint = server.fingerprint.unwrap();
     let other = lanchat::tls::Fingerprint::of_spki(b"some other key").full();
-    let err = TlsClient::connect(server.tls.unwrap(), &other)
+    let err = TlsClient::connect_native(server.tls.unwrap(), &other)
         .err()
         .expect("a wrong fingerprint must be refused");
     assert!(err.contains(&fingerprint.short()), "{err}");
     // The short form is enough to pin.
-    let mut ok = TlsClient::connect(server.tls.unwrap(), &fingerprint.short()).unwrap();
+    let mut ok = TlsClient::connect_native(server.tls.unwrap(), &fingerprint.short()).unwrap();
     ok.expect(Kind::Hello);
     drop(ok);
     let data_dir = server.data_dir.clone();
@@ -311,7 +339,10 @@ fn bytes_that_are_not_tls_on_the_tls_door_close_that_connection_only() {
     let started = Instant::now();
     let _ = garbage.read_to_end(&mut rest);
     assert!(started.elapsed() < TIMEOUT, "the connection stayed open");
-    assert!(!contains(&rest, "HELLO"), "plain lines on the TLS door");
+    assert!(
+        !contains(&rest, "HELLO") && !contains(&rest, "Welcome"),
+        "plain lines on the TLS door"
+    );
     bob.send("who");
     assert_ne!(bob.next().kind, Kind::Bye);
 }
@@ -330,7 +361,8 @@ fn require_tls_refuses_a_password_on_the_plain_door_and_says_where_to_go() {
     assert!(bye.text.contains(&format!("port {tls_port}")), "{bye}");
     plain.expect_closed();
     let mut secure =
-        TlsClient::connect(server.tls.unwrap(), &server.fingerprint.unwrap().short()).unwrap();
+        TlsClient::connect_native(server.tls.unwrap(), &server.fingerprint.unwrap().short())
+            .unwrap();
     secure.expect(Kind::Hello);
     secure.expect(Kind::Ask);
     secure.send("alice");
@@ -406,7 +438,7 @@ fn web_tls_serves_the_page_over_https_and_logs_in_over_wss_through_a_blind_relay
     let web = server.web.expect("the web door is open");
     let fingerprint = server.fingerprint.unwrap().full();
     // Bob on the TLS door (require_tls refuses passwords on the plain one).
-    let mut bob = TlsClient::connect(server.tls.unwrap(), &fingerprint).unwrap();
+    let mut bob = TlsClient::connect_native(server.tls.unwrap(), &fingerprint).unwrap();
     bob.expect(Kind::Hello);
     bob.expect(Kind::Ask);
     bob.send("bob");
@@ -471,7 +503,7 @@ fn mail_delivered_over_tls_leaves_the_mailbox_once_the_client_has_it() {
     let mailbox = server.data_dir.join("mail/bob.log");
     assert!(mailbox.exists());
     let fingerprint = server.fingerprint.unwrap().full();
-    let mut bob = TlsClient::connect(server.tls.unwrap(), &fingerprint).unwrap();
+    let mut bob = TlsClient::connect_native(server.tls.unwrap(), &fingerprint).unwrap();
     bob.expect(Kind::Hello);
     bob.expect(Kind::Ask);
     bob.send("bob");

@@ -403,14 +403,22 @@ fn one_past_max(run: &Running, kind: Kind) -> io::Result<(bool, String)> {
     }
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
+    let mut last = String::new();
     for _ in 0..20 {
         line.clear();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return Ok((false, "closed without a line".into()));
+            // lanchat's refusal is said in prose (nobody could ask for tagged lines yet),
+            // then the connection closes before HELLO.
+            let refused = kind.dialect() == wire::Dialect::Lanchat && !last.is_empty();
+            return Ok(match refused {
+                true => (true, last),
+                false => (false, "closed without a line".into()),
+            });
         }
         let l = line.trim_end();
+        last = l.to_string();
         let refused = match kind.dialect() {
-            wire::Dialect::Lanchat => l.starts_with("BYE full"),
+            wire::Dialect::Lanchat => false,
             _ => l.starts_with("ERROR") || l.contains(" 465 "),
         };
         let admitted = match kind.dialect() {

@@ -73,8 +73,12 @@ impl User {
 pub fn greeting(dialect: Dialect, user: &User) -> Option<String> {
     match dialect {
         // A scripted client (or `printf 'name\npw\n' | nc`) sends its whole login at once,
-        // as IRC clients do: one round trip, like theirs (PROTOCOL.md 3.1).
-        Dialect::Lanchat => Some(format!("{}\n{}\n", user.name, user.password)),
+        // as IRC clients do: one round trip, like theirs (PROTOCOL.md 3.1); first of all,
+        // that it wants the tagged lines, not the prose for people (PROTOCOL.md 1).
+        Dialect::Lanchat => Some(format!(
+            "protocol lanchat/1\n{}\n{}\n",
+            user.name, user.password
+        )),
         Dialect::Irc => Some(format!("NICK {0}\r\nUSER {0} 0 * :{0}\r\n", user.name)),
         Dialect::Relay => Some(format!("{}\n", user.name)),
     }
@@ -331,7 +335,7 @@ mod tests {
     fn lanchat_login_sent_at_once() {
         let u = alice();
         let d = Dialect::Lanchat;
-        assert_eq!(greeting(d, &u).unwrap(), "u7\npw7\n");
+        assert_eq!(greeting(d, &u).unwrap(), "protocol lanchat/1\nu7\npw7\n");
         let s = first_state(d);
         assert_eq!(s, LoginState::SentAll);
         for line in ["HELLO lanchat/1 Hi", "ASK username U:", "ASK password P:"] {
