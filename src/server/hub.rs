@@ -13,10 +13,14 @@
 mod delivery;
 mod history;
 mod presence;
-mod quota;
 
 use super::conn::Conn;
 use super::lockout::{AfterFailure, Lockouts, Reservation};
+use super::render;
+use super::rules::{
+    self, addresses, blacklist, directory, groups, sessions, ChatEvent, Outcome, PresenceChange,
+    Refusal, Registry, UserList,
+};
 use super::verifier::{CheckCount, Verifier};
 use crate::clock::{format_utc, Clock};
 use crate::config::{AuthMode, Config, DuplicateLogin, LockoutKey};
@@ -24,211 +28,23 @@ use crate::credentials::Credentials;
 use crate::protocol::{
     valid_username, Audience, GroupAction, Kind, Line, Status, DEFAULT_HISTORY_LINES,
 };
-use crate::store::{Directory, Event, HistoryRef, Mail, MailKind, Store, StoreError, UserRecord};
+use crate::store::{Directory, Event, HistoryRef, Mail, MailKind, Store, StoreError};
 use parking_lot::Mutex;
 use rand::Rng;
-// The hub's maps, keyed by user names, hash with foldhash (seeded per process) instead of
-// std's SipHash, which cost about 160 instructions per name, five names per private
-// message (callgrind, pairs 64).
-use foldhash::{HashMap, HashSet};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// A logged-in user.
-struct Online {
-    /// Where their lines go.
-    conn: Arc<Conn>,
-    /// Their chat session, if any (its number).
-    session: Option<u32>,
-    /// The port their client takes direct messages on (`p2p PORT`), if it does.
-    p2p_port: Option<u16>,
-}
+/// The rules' state, with connections as the hub's handles.
+type State = rules::State<Arc<Conn>>;
 
-/// The logged-in users, by name, in name order and by ASCII-folded name: a lobby's NAMES
-/// lists them all in order, and an IRC nick must not differ from an online one only in
-/// case; sorting them, and scanning them for a case twin, per IRC login was most of what a
-/// login cost in a crowd. Reads go through `Deref` to the map; changes go through
-/// [`OnlineUsers::insert`] and [`OnlineUsers::remove`], which keep the three in step.
-#[derive(Default)]
-struct OnlineUsers {
-    by_name: HashMap<String, Online>,
-    /// With what others may see of each (a copy of their directory record's status and
-    /// whether they block anyone, kept by [`State::refresh_seen`]): a NAMES reads only this.
-    in_order: std::collections::BTreeMap<String, Seen>,
-    /// How many online names fold to each lowercase name.
-    folded: HashMap<String, usize>,
-}
-
-/// A user's status as their directory record has it (no record, or none set: available).
-fn status_in(record: Option<&UserRecord>) -> Status {
-    record
-        .and_then(|u| u.status.as_deref())
-        .and_then(Status::parse)
-        .unwrap_or(Status::Available)
-}
-
-/// What decides whether an online user is shown to others, from their directory record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Seen {
-    status: Status,
-    blocks_anyone: bool,
-}
-
-impl OnlineUsers {
-    fn insert(&mut self, name: &str, user: Online, seen: Seen) {
-        if self.by_name.insert(name.to_string(), user).is_none() {
-            *self.folded.entry(name.to_ascii_lowercase()).or_default() += 1;
-        }
-        self.in_order.insert(name.to_string(), seen);
+impl rules::Endpoint for Arc<Conn> {
+    fn peer_ip(&self) -> IpAddr {
+        self.peer.ip()
     }
 
-    /// Records what others may see of `name`, if online.
-    fn set_seen(&mut self, name: &str, seen: Seen) {
-        if let Some(s) = self.in_order.get_mut(name) {
-            *s = seen;
-        }
-    }
-
-    fn remove(&mut self, name: &str) -> Option<Online> {
-        let user = self.by_name.remove(name)?;
-        self.in_order.remove(name);
-        let fold = name.to_ascii_lowercase();
-        if let Some(n) = self.folded.get_mut(&fold) {
-            *n -= 1;
-            if *n == 0 {
-                self.folded.remove(&fold);
-            }
-        }
-        Some(user)
-    }
-
-    /// Whether a name other than `name` that equals it ignoring ASCII case is online.
-    fn has_case_twin(&self, name: &str) -> bool {
-        let same_fold = self
-            .folded
-            .get(&name.to_ascii_lowercase())
-            .copied()
-            .unwrap_or(0);
-        same_fold > usize::from(self.by_name.contains_key(name))
-    }
-
-    fn get_mut(&mut self, name: &str) -> Option<&mut Online> {
-        self.by_name.get_mut(name)
-    }
-
-    /// Every name, in order, with what others may see of them.
-    fn names_in_order(&self) -> impl Iterator<Item = (&String, &Seen)> {
-        self.in_order.iter()
-    }
-}
-
-impl std::ops::Deref for OnlineUsers {
-    type Target = HashMap<String, Online>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.by_name
-    }
-}
-
-/// A two-person chat session (seed 000).
-#[derive(Clone, Debug)]
-struct ChatSession {
-    /// Who asked.
-    from: String,
-    /// Who was asked.
-    to: String,
-    /// False while waiting for `to` to accept.
-    started: bool,
-    /// Order of requests, so a bare `accept` answers the most recent one.
-    asked: u64,
-}
-
-/// Everything behind the main lock.
-#[derive(Default)]
-struct State {
-    /// Logged-in users by name.
-    online: OnlineUsers,
-    /// What is known of every user who ever logged in (mirrors the store's journal).
-    users: HashMap<String, UserRecord>,
-    /// Chat sessions by number, requested or started.
-    sessions: HashMap<u32, ChatSession>,
-    /// Groups by name.
-    groups: std::collections::BTreeMap<String, crate::store::Group>,
-    /// Counter for [`ChatSession::asked`] and address requests: the order of all requests.
-    requests: u64,
-    /// Address-exchange requests waiting for an answer: (from, to) -> (order, unix time).
-    addr_requests: HashMap<(String, String), (u64, u64)>,
-    /// Users who exchanged addresses, each pair as (smaller name, larger name).
-    pairs: HashSet<(String, String)>,
-    /// In open mode: users created per address (`max_new_users_per_ip`).
-    new_users: quota::PerAddress,
-    /// In open mode: groups existing now per creating address (`max_groups_per_ip`), and
-    /// which address created each, to count it down when the group is deleted.
-    groups_made: quota::PerAddress,
-    /// The creating address of each group counted in `groups_made`.
-    group_origin: HashMap<String, IpAddr>,
-}
-
-impl State {
-    fn status_of(&self, name: &str) -> Status {
-        status_in(self.users.get(name))
-    }
-
-    /// Whether `owner` has blocked `other`.
-    fn blocks(&self, owner: &str, other: &str) -> bool {
-        self.users
-            .get(owner)
-            .is_some_and(|u| u.blocked.contains(other))
-    }
-
-    /// What others may see of `name`, from their record.
-    fn seen_of(&self, name: &str) -> Seen {
-        let record = self.users.get(name);
-        Seen {
-            status: status_in(record),
-            blocks_anyone: record.is_some_and(|u| !u.blocked.is_empty()),
-        }
-    }
-
-    /// Whether `viewer` may see that `subject`, of whom others see `seen`, is online: the
-    /// one rule for it. The directory is read only if `subject` blocks someone.
-    fn shown_to(&self, subject: &str, seen: &Seen, viewer: &str) -> bool {
-        subject == viewer
-            || (seen.status != Status::Invisible
-                && !(seen.blocks_anyone && self.blocks(subject, viewer)))
-    }
-
-    /// Copies a change of `name`'s status or blacklist to the online list (a no-op if
-    /// they are offline): every change of either goes through here.
-    fn refresh_seen(&mut self, name: &str) {
-        let seen = self.seen_of(name);
-        self.online.set_seen(name, seen);
-    }
-
-    /// Whether `viewer` may see that `subject` is online.
-    fn visible_to(&self, subject: &str, viewer: &str) -> bool {
-        self.shown_to(subject, &self.seen_of(subject), viewer)
-    }
-
-    fn conn(&self, name: &str) -> Option<Arc<Conn>> {
-        self.online.get(name).map(|o| Arc::clone(&o.conn))
-    }
-
-    /// Takes `member` out of `group`, deleting the group when it empties (and counting it
-    /// down for the address that made it); whether they were a member.
-    fn leave_group(&mut self, group: &str, member: &str) -> bool {
-        let Some(g) = self.groups.get_mut(group) else {
-            return false;
-        };
-        let left = g.members.remove(member);
-        if g.members.is_empty() {
-            self.groups.remove(group);
-            if let Some(ip) = self.group_origin.remove(group) {
-                self.groups_made.remove(ip);
-            }
-        }
-        left
+    fn local_ip(&self) -> Option<IpAddr> {
+        Conn::local_ip(self)
     }
 }
 
@@ -300,32 +116,7 @@ pub enum PasswordCheck {
     Close(Line),
 }
 
-/// Why a logout happened; decides what others are told.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogoutReason {
-    /// The user asked.
-    Requested,
-    /// The connection dropped (EOF, reset, or dropped as a stuck reader).
-    Dropped,
-    /// The idle timeout.
-    Timeout,
-    /// A client that promised heartbeats went silent.
-    Heartbeat,
-    /// Disconnected for flooding: it kept sending faster than the rate limit.
-    Flood,
-    /// The server is shutting down (nobody is told individually).
-    Shutdown,
-}
-
-impl LogoutReason {
-    fn event(self) -> &'static str {
-        match self {
-            LogoutReason::Requested | LogoutReason::Shutdown => "logout",
-            LogoutReason::Dropped | LogoutReason::Flood => "dropped",
-            LogoutReason::Timeout | LogoutReason::Heartbeat => "timeout",
-        }
-    }
-}
+pub use super::rules::LogoutReason;
 
 fn ok(code: &str, text: impl Into<String>) -> Line {
     Line::ok(code, text)
@@ -410,6 +201,40 @@ impl Hub {
         if let Err(e) = self.shared.store.record(&event, false) {
             log::error!("store: could not record {event:?}: {e}");
         }
+    }
+
+    /// Who can be addressed, for the rules.
+    fn registry(&self) -> Registry<'_> {
+        match self.shared.config.auth {
+            AuthMode::Open => Registry::Open,
+            _ => Registry::Listed(&self.shared.credentials),
+        }
+    }
+
+    /// Applies `rule` under the state lock; then, with the lock released, stores, delivers
+    /// and renders the answer.
+    fn apply(&self, rule: impl FnOnce(&mut State) -> Outcome<Arc<Conn>>) -> Vec<Line> {
+        let out = rule(&mut self.shared.state.lock());
+        self.finish(out)
+    }
+
+    /// [`Hub::apply`] for a rule that always answers in one line.
+    fn apply_one(&self, rule: impl FnOnce(&mut State) -> Outcome<Arc<Conn>>) -> Line {
+        self.apply(rule).swap_remove(0)
+    }
+
+    /// Does what an outcome asks, in order: stores its records, delivers its events, and
+    /// returns its answer as native lines. Called without the state lock.
+    fn finish(&self, out: Outcome<Arc<Conn>>) -> Vec<Line> {
+        for record in out.records {
+            self.record(record);
+        }
+        deliver(out.deliveries);
+        let mut lines = Vec::with_capacity(out.replies.len());
+        for reply in out.replies {
+            render::render_into(reply, &mut lines);
+        }
+        lines
     }
 
     /// Whether logging `name` in would make a new user (open mode only: other modes have
@@ -591,7 +416,7 @@ impl Hub {
         };
         let (replaced, notify, partners) = result?;
         conn.flush_now();
-        tell_partners(&partners, name);
+        deliver(partners);
         if let Some(old) = replaced {
             old.close_with(&Line::bye(
                 "replaced",
@@ -606,12 +431,7 @@ impl Hub {
                 at: now,
             });
         }
-        let presence = Line::new(
-            Kind::Presence,
-            &[name, "login"],
-            format!("*** {name} has joined the chat ***"),
-        );
-        send_to(&notify, &presence);
+        send_to(&notify, &render::presence(name, PresenceChange::Joined));
         Ok(())
     }
 
@@ -625,7 +445,14 @@ impl Hub {
         name: &str,
         conn: &Arc<Conn>,
         opening: &[(Line, Option<String>)],
-    ) -> Result<(Option<Arc<Conn>>, Vec<Arc<Conn>>, Vec<(u32, Arc<Conn>)>), Line> {
+    ) -> Result<
+        (
+            Option<Arc<Conn>>,
+            Vec<Arc<Conn>>,
+            Vec<(Arc<Conn>, ChatEvent)>,
+        ),
+        Line,
+    > {
         let mut state = self.shared.state.lock();
         let replaced = match state.online.get(name) {
             Some(_) if self.shared.config.duplicate_login == DuplicateLogin::Reject => {
@@ -650,8 +477,8 @@ impl Hub {
         let (partners, book) = if replaced.is_some() {
             // The new client has an empty address book: the old pairs are gone.
             (
-                end_session_locked(&mut state, name),
-                forget_addresses_locked(&mut state, name),
+                sessions::end_all(&mut state, name),
+                addresses::forget(&mut state, name),
             )
         } else {
             (Vec::new(), Vec::new())
@@ -659,7 +486,7 @@ impl Hub {
         let seen = state.seen_of(name);
         state.online.insert(
             name,
-            Online {
+            rules::Online {
                 conn: Arc::clone(conn),
                 session: None,
                 p2p_port: None,
@@ -696,7 +523,7 @@ impl Hub {
             Vec::new()
         };
         drop(state);
-        send_each(&book);
+        deliver(book);
         Ok((replaced, notify, partners))
     }
 
@@ -717,8 +544,8 @@ impl Hub {
             if state.online.get(name).map(|o| o.conn.id) != Some(conn_id) {
                 return;
             }
-            let partner = end_session_locked(&mut state, name);
-            let book = forget_addresses_locked(&mut state, name);
+            let partner = sessions::end_all(&mut state, name);
+            let book = addresses::forget(&mut state, name);
             let conn = state.online.remove(name).map(|o| o.conn);
             state.users.entry(name.to_string()).or_default().last_seen = Some(now);
             let notify =
@@ -732,7 +559,7 @@ impl Hub {
         let (partner, book) = partner;
         if reason != LogoutReason::Shutdown {
             // At shutdown the pairs stay valid: direct messages go on without the server.
-            send_each(&book);
+            deliver(book);
         }
         if let Some(conn) = conn {
             // Anything queued between the rescue above and going offline.
@@ -742,19 +569,10 @@ impl Hub {
             user: name.to_string(),
             at: now,
         });
-        tell_partners(&partner, name);
-        let text = match reason {
-            LogoutReason::Timeout => format!("*** {name} has left the chat (timed out) ***"),
-            LogoutReason::Dropped => format!("*** {name} has left the chat (connection lost) ***"),
-            LogoutReason::Heartbeat => {
-                format!("*** {name} has left the chat (heartbeat timeout) ***")
-            }
-            LogoutReason::Flood => format!("*** {name} has left the chat (flooding) ***"),
-            _ => format!("*** {name} has left the chat ***"),
-        };
+        deliver(partner);
         send_to(
             &notify,
-            &Line::new(Kind::Presence, &[name, reason.event()], text),
+            &render::presence(name, PresenceChange::Left(reason)),
         );
     }
 
@@ -786,78 +604,18 @@ impl Hub {
 
     /// `whoelse`: the other online users visible to `me`, with status and intro.
     pub fn whoelse(&self, me: &str) -> Vec<Line> {
-        self.online_users(me, false, "whoelse", "The currently online users are:")
+        self.apply(|s| directory::online(s, me, UserList::WhoElse))
     }
 
     /// `list` (seed 004): every signed-in user visible to `me`, `me` included.
     pub fn signed_in(&self, me: &str) -> Vec<Line> {
-        self.online_users(me, true, "list", "Signed in users:")
-    }
-
-    /// The online users visible to `me`, as list `name`, with `me` or without.
-    fn online_users(&self, me: &str, include_me: bool, name: &str, title: &str) -> Vec<Line> {
-        let state = self.shared.state.lock();
-        let mut names: Vec<&String> = state
-            .online
-            .keys()
-            .filter(|n| {
-                if n.as_str() == me {
-                    include_me
-                } else {
-                    state.visible_to(n, me)
-                }
-            })
-            .collect();
-        names.sort();
-        let mut lines = vec![Line::new(
-            Kind::List,
-            &[name, &names.len().to_string()],
-            if names.is_empty() {
-                format!("{title} (Not found)")
-            } else {
-                title.to_string()
-            },
-        )];
-        for n in names {
-            lines.push(user_line(&state, n, None));
-        }
-        lines
+        self.apply(|s| directory::online(s, me, UserList::SignedIn))
     }
 
     /// `wholast N`: users online now or who logged out in the last `minutes`.
     pub fn wholast(&self, me: &str, minutes: u32) -> Vec<Line> {
-        let since = self.now().saturating_sub(u64::from(minutes) * 60);
-        let state = self.shared.state.lock();
-        let mut entries: Vec<(&String, Option<u64>)> = Vec::new();
-        for (name, record) in &state.users {
-            if name == me || state.blocks(name, me) {
-                continue;
-            }
-            let visibly_online =
-                state.online.contains_key(name) && state.status_of(name) != Status::Invisible;
-            if visibly_online {
-                entries.push((name, None));
-            } else if let Some(t) = record.last_seen.filter(|t| *t >= since) {
-                entries.push((name, Some(t)));
-            }
-        }
-        entries.sort();
-        let mut lines = vec![Line::new(
-            Kind::List,
-            &["wholast", &entries.len().to_string()],
-            format!(
-                "The users that are online in the last {minutes} minutes are:{}",
-                if entries.is_empty() {
-                    " (Not found)"
-                } else {
-                    ""
-                }
-            ),
-        )];
-        for (name, seen) in entries {
-            lines.push(user_line(&state, name, seen));
-        }
-        lines
+        let now = self.now();
+        self.apply(|s| directory::last(s, now, me, minutes))
     }
 
     /// `message USER TEXT`: relayed now, or stored for later if USER is offline.
@@ -1113,20 +871,7 @@ impl Hub {
 
     /// Sets (or, with an empty text, clears) `me`'s intro.
     pub fn set_intro(&self, me: &str, text: &str) -> Line {
-        {
-            let mut state = self.shared.state.lock();
-            let user = state.users.entry(me.to_string()).or_default();
-            user.intro = (!text.is_empty()).then(|| text.to_string());
-        }
-        self.record(Event::Intro {
-            user: me.to_string(),
-            text: text.to_string(),
-        });
-        if text.is_empty() {
-            ok("intro", "Your personal introduction was cleared.")
-        } else {
-            ok("intro", "Your personal introduction was saved.")
-        }
+        self.apply_one(|s| blacklist::set_intro(s, me, text))
     }
 
     /// `history USER [N]`: the last lines of `me`'s conversation with `with`.
@@ -1178,511 +923,91 @@ impl Hub {
 
     /// `chat USER`: asks USER for a session.
     pub fn chat_request(&self, me: &str, with: &str) -> Vec<Line> {
-        if with == me {
-            return vec![err("self", "You cannot chat with yourself.")];
-        }
-        if !self.is_registered(with) {
-            return vec![err("unknown-user", format!("No such user: {with}"))];
-        }
-        let unreachable = || {
-            vec![err(
-                "unreachable",
-                format!("Correspondent unreachable: {with} is offline, busy in another session or not accepting chats."),
-            )]
-        };
-        let (id, target) = {
-            let mut state = self.shared.state.lock();
-            let my_session = state.online.get(me).and_then(|o| o.session);
-            if let Some(id) = my_session {
-                return vec![err(
-                    "in-session",
-                    format!("You are already in chat session {id}; end it first."),
-                )];
-            }
-            let Some(target) = state.online.get(with) else {
-                return unreachable();
-            };
-            if target.session.is_some()
-                || state.blocks(with, me)
-                || state.status_of(with) == Status::Invisible
-                || state
-                    .sessions
-                    .values()
-                    .any(|s| !s.started && ((s.from == me && s.to == with) || s.from == with))
-            {
-                return unreachable();
-            }
-            let target = Arc::clone(&target.conn);
-            let id = new_session_id(&state);
-            state.requests += 1;
-            let asked = state.requests;
-            state.sessions.insert(
-                id,
-                ChatSession {
-                    from: me.to_string(),
-                    to: with.to_string(),
-                    started: false,
-                    asked,
-                },
-            );
-            (id, target)
-        };
-        target.send(&Line::new(
-            Kind::Session,
-            &["request", &id.to_string(), me],
-            format!("{me} wants to chat with you (session {id}). Type 'accept' or 'decline'."),
-        ));
-        vec![ok(
-            "chat-requested",
-            format!("Asked {with} to chat (session {id}); waiting for an answer."),
-        )]
+        let registry = self.registry();
+        self.apply(|s| {
+            sessions::request(s, registry, me, with, || {
+                rand::rng().random_range(1000..=9999)
+            })
+        })
     }
 
     /// `accept` / `decline`: answers the most recent request to `me` (from `from`, if
     /// given), a chat request or an address exchange.
     pub fn answer(&self, me: &str, from: Option<&str>, accept: bool) -> Vec<Line> {
-        match self.newest_address_request(me, from) {
-            Some(requester) => self.answer_address(me, &requester, accept),
-            None => self.answer_chat(me, from, accept),
-        }
+        self.apply(|s| match addresses::newest_request(s, me, from) {
+            Some(requester) => addresses::answer(s, me, &requester, accept, new_pairing_secret),
+            None => sessions::answer(s, me, from, accept),
+        })
     }
 
     /// Seed 002: a blank line answers `[y/N]` with no, so it declines the newest pending
     /// request to `me` when that is an address exchange; `None` (and the line is ignored)
     /// otherwise.
     pub fn decline_address_on_blank(&self, me: &str) -> Option<Vec<Line>> {
-        let requester = self.newest_address_request(me, None)?;
-        Some(self.answer_address(me, &requester, false))
-    }
-
-    /// Who sent the address exchange that `accept`/`decline` would answer now: the newest
-    /// pending request to `me` (from `from`, if given), if it is an address exchange rather
-    /// than a chat request.
-    fn newest_address_request(&self, me: &str, from: Option<&str>) -> Option<String> {
-        let state = self.shared.state.lock();
-        let chat = state
-            .sessions
-            .values()
-            .filter(|s| !s.started && s.to == me && from.is_none_or(|f| s.from == f))
-            .map(|s| s.asked)
-            .max();
-        let address = state
-            .addr_requests
-            .iter()
-            .filter(|((f, t), _)| t == me && from.is_none_or(|x| f == x))
-            .max_by_key(|(_, (asked, _))| *asked)
-            .map(|((f, _), (asked, _))| (f.clone(), *asked));
-        match (chat, address) {
-            (Some(c), Some((f, a))) if a > c => Some(f),
-            (None, Some((f, _))) => Some(f),
-            _ => None,
-        }
-    }
-
-    /// `accept` / `decline` of a pending chat request to `me` (from `from`, or the latest).
-    fn answer_chat(&self, me: &str, from: Option<&str>, accept: bool) -> Vec<Line> {
-        let (id, requester, conn) = {
+        let out = {
             let mut state = self.shared.state.lock();
-            let pending = state
-                .sessions
-                .iter()
-                .filter(|(_, s)| !s.started && s.to == me && from.is_none_or(|f| s.from == f))
-                .max_by_key(|(_, s)| s.asked)
-                .map(|(id, s)| (*id, s.from.clone()));
-            let Some((id, requester)) = pending else {
-                return vec![err(
-                    "nothing-pending",
-                    "There is no request waiting for an answer.",
-                )];
-            };
-            let requester_online = state
-                .online
-                .get(&requester)
-                .map(|o| (o.session, Arc::clone(&o.conn)));
-            let my_session = state.online.get(me).and_then(|o| o.session);
-            if let (true, Some(n)) = (accept, my_session) {
-                // The request stays pending: it can be accepted once this session ends.
-                return vec![err(
-                    "in-session",
-                    format!(
-                        "You are already in chat session {n}; end it before accepting {requester}."
-                    ),
-                )];
-            }
-            match requester_online {
-                Some((None, conn)) => {
-                    if accept {
-                        if let Some(s) = state.sessions.get_mut(&id) {
-                            s.started = true;
-                        }
-                        for n in [me, requester.as_str()] {
-                            if let Some(o) = state.online.get_mut(n) {
-                                o.session = Some(id);
-                            }
-                        }
-                    } else {
-                        state.sessions.remove(&id);
-                    }
-                    (id, requester, conn)
-                }
-                _ => {
-                    state.sessions.remove(&id);
-                    return vec![err(
-                        "unreachable",
-                        format!("{requester} is no longer available for session {id}."),
-                    )];
-                }
-            }
+            let requester = addresses::newest_request(&state, me, None)?;
+            addresses::answer(&mut state, me, &requester, false, new_pairing_secret)
         };
-        let id_s = id.to_string();
-        if accept {
-            conn.send(&Line::new(
-                Kind::Session,
-                &["started", &id_s, me],
-                format!("Chat started with {me} (session {id}). Lines you type now go to {me}; 'end' to stop."),
-            ));
-            vec![Line::new(
-                Kind::Session,
-                &["started", &id_s, &requester],
-                format!("Chat started with {requester} (session {id}). Lines you type now go to {requester}; 'end' to stop."),
-            )]
-        } else {
-            conn.send(&Line::new(
-                Kind::Session,
-                &["declined", &id_s, me],
-                format!("{me} declined your chat request."),
-            ));
-            vec![ok(
-                "declined",
-                format!("You declined {requester}'s chat request."),
-            )]
-        }
+        Some(self.finish(out))
     }
 
     /// `end [N]`: ends `me`'s session (or withdraws a pending request).
     pub fn end_session(&self, me: &str, id: Option<u32>) -> Vec<Line> {
-        let ended = {
-            let mut state = self.shared.state.lock();
-            let current = state.online.get(me).and_then(|o| o.session);
-            let target = match (id, current) {
-                (Some(n), _) => Some(n),
-                (None, Some(n)) => Some(n),
-                (None, None) => state
-                    .sessions
-                    .iter()
-                    .find(|(_, s)| !s.started && s.from == me)
-                    .map(|(id, _)| *id),
-            };
-            let Some(n) = target else {
-                return vec![err("no-session", "You are not in a chat session.")];
-            };
-            match state.sessions.get(&n) {
-                Some(s) if s.from == me || s.to == me => {}
-                _ => {
-                    return vec![err(
-                        "no-session",
-                        format!("You are not part of chat session {n}."),
-                    )]
-                }
-            }
-            let s = state.sessions.remove(&n).expect("checked above");
-            let other = if s.from == me { s.to } else { s.from };
-            for who in [me, other.as_str()] {
-                if let Some(o) = state.online.get_mut(who).filter(|o| o.session == Some(n)) {
-                    o.session = None;
-                }
-            }
-            (n, other.clone(), state.conn(&other))
-        };
-        let (n, other, conn) = ended;
-        let n_s = n.to_string();
-        if let Some(conn) = conn {
-            conn.send(&Line::new(
-                Kind::Session,
-                &["ended", &n_s, me],
-                format!("Chat ended: {me} ended session {n}."),
-            ));
-        }
-        vec![Line::new(
-            Kind::Session,
-            &["ended", &n_s, &other],
-            format!("Chat ended (session {n} with {other})."),
-        )]
+        self.apply(|s| sessions::end(s, me, id))
     }
 
     /// `snum`: the current session number.
     pub fn session_number(&self, me: &str) -> Line {
-        let state = self.shared.state.lock();
-        match state.online.get(me).and_then(|o| o.session) {
-            Some(n) => {
-                let s = &state.sessions[&n];
-                let other = if s.from == me { &s.to } else { &s.from };
-                Line::ok(
-                    "snum",
-                    format!("Current chat session ID: {n} (with {other})"),
-                )
-            }
-            None => Line::info("no-session", "You are not in a chat session."),
-        }
+        self.apply_one(|s| sessions::number(s, me))
     }
 
     /// Whether someone is waiting for `me` to accept or decline.
     pub fn has_pending(&self, me: &str) -> bool {
-        let state = self.shared.state.lock();
-        state.sessions.values().any(|s| !s.started && s.to == me)
-            || state.addr_requests.keys().any(|(_, to)| to == me)
+        sessions::has_pending(&self.shared.state.lock(), me)
     }
 
     /// `p2p PORT`: where `me`'s client takes direct messages.
     pub fn set_p2p_port(&self, me: &str, port: u16) -> Line {
-        if let Some(o) = self.shared.state.lock().online.get_mut(me) {
-            o.p2p_port = Some(port);
-        }
-        ok(
-            "p2p",
-            format!("Direct messages will be accepted on port {port}."),
-        )
+        self.apply_one(|s| addresses::set_p2p_port(s, me, port))
     }
 
     /// `getaddress USER` (seed 002): asks USER to exchange addresses with `me`.
     pub fn get_address(&self, me: &str, with: &str) -> Vec<Line> {
-        if with == me {
-            return vec![err("self", "You cannot exchange addresses with yourself.")];
-        }
-        if !self.is_registered(with) {
-            return vec![err("unknown-user", format!("No such user: {with}"))];
-        }
-        let now = self.now();
-        let target = {
-            let mut state = self.shared.state.lock();
-            if state.blocks(with, me) {
-                return vec![err(
-                    "blocked",
-                    format!("{with} has blocked you; you cannot exchange addresses."),
-                )];
-            }
-            let Some(target) = state
-                .online
-                .get(with)
-                .filter(|_| state.visible_to(with, me))
-            else {
-                return vec![err("unreachable", format!("{with} is not online."))];
-            };
-            if target.p2p_port.is_none() {
-                return vec![err(
-                    "no-p2p",
-                    format!(
-                        "{with}'s client does not take direct messages (only lanchat-client does)."
-                    ),
-                )];
-            }
-            if state.online.get(me).and_then(|o| o.p2p_port).is_none() {
-                return vec![err(
-                    "no-p2p",
-                    "Your client does not take direct messages; use lanchat-client for them.",
-                )];
-            }
-            if state.pairs.contains(&pair_key(me, with)) {
-                return vec![err(
-                    "already-paired",
-                    format!("{with} is already in your address book."),
-                )];
-            }
-            let target = Arc::clone(&target.conn);
-            state.requests += 1;
-            let asked = state.requests;
-            state
-                .addr_requests
-                .insert((me.to_string(), with.to_string()), (asked, now));
-            target
-        };
-        target.send(&Line::new(
-            Kind::Addr,
-            &["request", me, "", ""],
-            format!("User {me} wants to exchange private messages with you. Would you like to accept? [y/N]"),
-        ));
-        vec![ok(
-            "address-requested",
-            format!("Asked {with} to exchange addresses; waiting for an answer (up to a minute)."),
-        )]
-    }
-
-    /// Answers `requester`'s address request to `me`.
-    fn answer_address(&self, me: &str, requester: &str, accept: bool) -> Vec<Line> {
-        let key = (requester.to_string(), me.to_string());
-        let found = {
-            let mut state = self.shared.state.lock();
-            if state.addr_requests.remove(&key).is_none() {
-                return vec![err(
-                    "nothing-pending",
-                    "There is no request waiting for an answer.",
-                )];
-            }
-            let both = (state.online.get(me), state.online.get(requester));
-            match both {
-                (Some(a), Some(b)) if accept => {
-                    let (Some(port_a), Some(port_b)) = (a.p2p_port, b.p2p_port) else {
-                        return vec![err(
-                            "unreachable",
-                            format!("{requester} no longer takes direct messages."),
-                        )];
-                    };
-                    let mine = direct_address(&a.conn, port_a, &b.conn);
-                    let theirs = direct_address(&b.conn, port_b, &a.conn);
-                    let (conn_a, conn_b) = (Arc::clone(&a.conn), Arc::clone(&b.conn));
-                    state.pairs.insert(pair_key(me, requester));
-                    Some((conn_a, conn_b, mine, theirs))
-                }
-                (_, Some(b)) if !accept => {
-                    b.conn.send(&Line::new(
-                        Kind::Addr,
-                        &["declined", me, "", ""],
-                        format!("{me} declined to exchange addresses with you."),
-                    ));
-                    None
-                }
-                _ => {
-                    return vec![err(
-                        "unreachable",
-                        format!("{requester} is no longer online."),
-                    )]
-                }
-            }
-        };
-        let Some((conn_me, conn_requester, my_addr, their_addr)) = found else {
-            return vec![ok(
-                "declined",
-                format!("You declined {requester}'s request."),
-            )];
-        };
-        let secret = new_pairing_secret();
-        // The accepting side first: the requester may send a direct message at once, and
-        // the accepting client should know the secret by the time it arrives.
-        conn_me.send(&Line::new(
-            Kind::Addr,
-            &["granted", requester, &their_addr, &secret],
-            format!("You and {requester} can now send each other private messages."),
-        ));
-        conn_requester.send(&Line::new(
-            Kind::Addr,
-            &["granted", me, &my_addr, &secret],
-            format!("{me} accepted: you can now send 'private {me} TEXT'."),
-        ));
-        Vec::new()
+        let (registry, now) = (self.registry(), self.now());
+        self.apply(|s| addresses::request(s, registry, now, me, with))
     }
 
     /// `removeaddress USER`: removes the pair on both sides.
     pub fn remove_address(&self, me: &str, with: &str) -> Line {
-        let conn = {
-            let mut state = self.shared.state.lock();
-            if !state.pairs.remove(&pair_key(me, with)) {
-                return err("not-paired", format!("{with} is not in your address book."));
-            }
-            state.conn(with)
-        };
-        if let Some(conn) = conn {
-            conn.send(&Line::new(
-                Kind::Addr,
-                &["removed", me, "", ""],
-                format!("{me} removed you from their address book."),
-            ));
-        }
-        ok(
-            "removed",
-            format!("{with} was removed from your address book."),
-        )
+        self.apply_one(|s| addresses::remove(s, me, with))
     }
 
     /// `addressbook`: who `me` has exchanged addresses with.
     pub fn address_book(&self, me: &str) -> Vec<Line> {
-        let state = self.shared.state.lock();
-        let mut names: Vec<&str> = state
-            .pairs
-            .iter()
-            .filter_map(|(a, b)| {
-                if a == me {
-                    Some(b.as_str())
-                } else if b == me {
-                    Some(a.as_str())
-                } else {
-                    None
-                }
-            })
-            .collect();
-        names.sort_unstable();
-        let title = if names.is_empty() {
-            "Your address book is empty; 'getaddress USER' adds someone."
-        } else {
-            "You can message these users privately:"
-        };
-        Line::entry_list("addressbook", title, names.iter().map(|n| n.to_string()))
+        self.apply(|s| addresses::book(s, me))
     }
 
     /// Declines address requests nobody answered within `max_age_secs` (seed 002's prompt
     /// does not wait forever). Called about once a second by the server.
     pub fn expire_requests(&self, max_age_secs: u64) {
         let now = self.now();
-        let mut notices: Vec<(Arc<Conn>, Line)> = Vec::new();
-        {
-            let mut state = self.shared.state.lock();
-            let expired: Vec<(String, String)> = state
-                .addr_requests
-                .iter()
-                .filter(|(_, (_, at))| now >= at + max_age_secs)
-                .map(|(k, _)| k.clone())
-                .collect();
-            for (from, to) in expired {
-                state.addr_requests.remove(&(from.clone(), to.clone()));
-                if let Some(c) = state.conn(&from) {
-                    notices.push((
-                        c,
-                        Line::new(
-                            Kind::Addr,
-                            &["declined", &to, "", ""],
-                            format!("{to} did not answer within a minute; no addresses exchanged."),
-                        ),
-                    ));
-                }
-                if let Some(c) = state.conn(&to) {
-                    notices.push((
-                        c,
-                        Line::new(
-                            Kind::Addr,
-                            &["expired", &from, "", ""],
-                            format!("{from}'s request to exchange addresses has expired."),
-                        ),
-                    ));
-                }
-            }
-        }
-        send_each(&notices);
+        self.apply(|s| addresses::expire(s, now, max_age_secs));
     }
 
     /// Whether `me` is in a started chat session.
     pub fn in_session(&self, me: &str) -> bool {
-        let state = self.shared.state.lock();
-        state.online.get(me).is_some_and(|o| o.session.is_some())
+        self.shared.state.lock().session_of(me).is_some()
     }
 
     /// A line typed inside a chat session: relayed to the partner and logged.
     pub fn talk(&self, me: &str, text: &str) -> Vec<Line> {
-        let found = {
-            let state = self.shared.state.lock();
-            state.online.get(me).and_then(|o| o.session).and_then(|n| {
-                let s = state.sessions.get(&n)?;
-                let other = if s.from == me { &s.to } else { &s.from };
-                Some((n, other.clone(), state.conn(other)))
-            })
+        let found = sessions::partner(&self.shared.state.lock(), me);
+        let (n, other, conn) = match found {
+            Ok(found) => found,
+            Err(why) => return vec![render::refusal(why)],
         };
-        let Some((n, other, conn)) = found else {
-            return vec![err("no-session", "You are not in a chat session.")];
-        };
-        let unreachable = || {
-            vec![err(
-                "unreachable",
-                format!("{other} is no longer connected."),
-            )]
-        };
+        let unreachable = || vec![render::refusal(Refusal::PartnerGone(other.clone()))];
         let Some(conn) = conn else {
             return unreachable();
         };
@@ -1696,7 +1021,12 @@ impl Hub {
                 text,
             },
         );
-        if !conn.send(&Line::new(Kind::Talk, &[&n.to_string(), me], text)) {
+        let said = ChatEvent::Talk {
+            session: n,
+            from: me.to_string(),
+            text: text.to_string(),
+        };
+        if !conn.send(&render::line(said)) {
             return unreachable();
         }
         Vec::new()
@@ -1704,117 +1034,43 @@ impl Hub {
 
     /// `block USER`
     pub fn block(&self, me: &str, target: &str) -> Line {
-        if target == me {
-            return err("self", "You cannot block yourself.");
-        }
-        if !self.is_registered(target) {
-            return err("unknown-user", format!("No such user: {target}"));
-        }
-        let inserted = {
-            let mut state = self.shared.state.lock();
-            let user = state.users.entry(me.to_string()).or_default();
-            let inserted = user.blocked.insert(target.to_string());
-            state.refresh_seen(me);
-            inserted
-        };
-        if !inserted {
-            return err("already-blocked", format!("{target} is already blocked."));
-        }
-        // Blocking also ends an address exchange: no direct messages from them either.
-        if self
-            .shared
-            .state
-            .lock()
-            .pairs
-            .contains(&pair_key(me, target))
-        {
-            self.remove_address(me, target);
-        }
-        self.record(Event::Block {
-            user: me.to_string(),
-            target: target.to_string(),
-        });
-        ok(
-            "blocked",
-            format!("{target} is blocked: they can no longer message you or see you online."),
-        )
+        let registry = self.registry();
+        self.apply_one(|s| blacklist::block(s, registry, me, target))
     }
 
     /// `unblock USER`
     pub fn unblock(&self, me: &str, target: &str) -> Line {
-        if target == me {
-            return err("self", "You cannot unblock yourself.");
-        }
-        if !self.is_registered(target) {
-            return err("unknown-user", format!("No such user: {target}"));
-        }
-        let removed = {
-            let mut state = self.shared.state.lock();
-            let removed = state
-                .users
-                .get_mut(me)
-                .is_some_and(|u| u.blocked.remove(target));
-            state.refresh_seen(me);
-            removed
-        };
-        if !removed {
-            return err("not-blocked", format!("{target} is not blocked."));
-        }
-        self.record(Event::Unblock {
-            user: me.to_string(),
-            target: target.to_string(),
-        });
-        ok("unblocked", format!("{target} is unblocked."))
+        let registry = self.registry();
+        self.apply_one(|s| blacklist::unblock(s, registry, me, target))
     }
 
     /// `blocked`: `me`'s blacklist.
     pub fn blocked(&self, me: &str) -> Vec<Line> {
-        let state = self.shared.state.lock();
-        let list: Vec<String> = state
-            .users
-            .get(me)
-            .map(|u| u.blocked.iter().cloned().collect())
-            .unwrap_or_default();
-        let title = if list.is_empty() {
-            "You have blocked nobody."
-        } else {
-            "You have blocked:"
-        };
-        Line::entry_list("blocked", title, list)
+        self.apply(|s| blacklist::blocked(s, me))
     }
 
     /// `status [S]`: shows or changes `me`'s status, telling others what they may see.
     pub fn status(&self, me: &str, new: Option<Status>) -> Line {
         let Some(new) = new else {
-            let s = self.shared.state.lock().status_of(me);
-            return ok("status", format!("Your status is {s}."));
+            return self.apply_one(|s| blacklist::status(s, me));
         };
-        let (events, targets) = {
+        let (mut out, targets) = {
             let mut state = self.shared.state.lock();
-            let old = state.status_of(me);
-            state.users.entry(me.to_string()).or_default().status = Some(new.as_str().to_string());
-            state.refresh_seen(me);
-            let events = status_events(old, new);
-            let targets = if events.is_empty() {
+            let out = blacklist::set_status(&mut state, me, new);
+            let words: Vec<&'static str> = out.presence.iter().map(|c| c.word()).collect();
+            let targets = if words.is_empty() {
                 Vec::new()
             } else {
-                self.presence_targets_now(&state, me, &events)
+                self.presence_targets_now(&state, me, &words)
             };
-            (events, targets)
+            (out, targets)
         };
-        self.record(Event::Status {
-            user: me.to_string(),
-            status: new.as_str().to_string(),
-        });
-        for event in events {
-            let text = match event {
-                "logout" => format!("*** {me} has left the chat ***"),
-                "login" => format!("*** {me} has joined the chat ***"),
-                _ => format!("{me} is now {new}."),
-            };
-            send_to(&targets, &Line::new(Kind::Presence, &[me, event], text));
+        let changes = std::mem::take(&mut out.presence);
+        let mut reply = self.finish(out);
+        for change in changes {
+            send_to(&targets, &render::presence(me, change));
         }
-        ok("status", format!("Your status is now {new}."))
+        reply.swap_remove(0)
     }
 
     /// `group ...`
@@ -1828,98 +1084,13 @@ impl Hub {
                         "the server's storage is full: no new group can be made now",
                     )];
                 }
-                {
-                    let mut state = self.shared.state.lock();
-                    if state.groups.contains_key(name) {
-                        return vec![err(
-                            "group-exists",
-                            format!("Group {name} already exists; 'group join {name}' to join it."),
-                        )];
-                    }
-                    if let Some(refused) = self.claim_new_group(&mut state, me, name) {
-                        return vec![refused];
-                    }
-                    let mut group = crate::store::Group {
-                        owner: me.to_string(),
-                        ..Default::default()
-                    };
-                    group.members.insert(me.to_string());
-                    state.groups.insert(name.clone(), group);
-                }
-                self.record(Event::GroupCreate {
-                    group: name.clone(),
-                    owner: me.to_string(),
-                });
-                self.record(Event::GroupJoin {
-                    group: name.clone(),
-                    user: me.to_string(),
-                });
-                vec![ok(
-                    "group-created",
-                    format!("Group {name} created; you are its first member."),
-                )]
+                let cap = open.then_some(self.shared.config.max_groups_per_ip);
+                self.apply(|s| groups::create(s, me, name, cap))
             }
-            GroupAction::Join(name) => {
-                let joined = {
-                    let mut state = self.shared.state.lock();
-                    match state.groups.get_mut(name) {
-                        None => return vec![no_group(name)],
-                        Some(g) => g.members.insert(me.to_string()),
-                    }
-                };
-                if !joined {
-                    return vec![err(
-                        "already-member",
-                        format!("You are already in group {name}."),
-                    )];
-                }
-                self.record(Event::GroupJoin {
-                    group: name.clone(),
-                    user: me.to_string(),
-                });
-                vec![ok("group-joined", format!("You joined group {name}."))]
-            }
-            GroupAction::Leave(name) => {
-                let left = {
-                    let mut state = self.shared.state.lock();
-                    if !state.groups.contains_key(name) {
-                        return vec![no_group(name)];
-                    }
-                    state.leave_group(name, me)
-                };
-                if !left {
-                    return vec![err("not-member", format!("You are not in group {name}."))];
-                }
-                self.record(Event::GroupLeave {
-                    group: name.clone(),
-                    user: me.to_string(),
-                });
-                vec![ok("group-left", format!("You left group {name}."))]
-            }
-            GroupAction::List => {
-                let state = self.shared.state.lock();
-                let title = if state.groups.is_empty() {
-                    "There are no groups yet; 'group create NAME' makes one."
-                } else {
-                    "Groups (members, * = you are in it):"
-                };
-                let items = state.groups.iter().map(|(name, g)| {
-                    let mark = if g.members.contains(me) { " *" } else { "" };
-                    format!("{name} ({} members){mark}", g.members.len())
-                });
-                Line::entry_list("groups", title, items)
-            }
-            GroupAction::Members(name) => {
-                let state = self.shared.state.lock();
-                let Some(g) = state.groups.get(name) else {
-                    return vec![no_group(name)];
-                };
-                let items = g.members.iter().map(|m| {
-                    let online = state.online.contains_key(m) && state.visible_to(m, me);
-                    format!("{m}{}", if online { " (online)" } else { "" })
-                });
-                Line::entry_list("members", format!("Members of {name}:"), items)
-            }
+            GroupAction::Join(name) => self.apply(|s| groups::join(s, me, name)),
+            GroupAction::Leave(name) => self.apply(|s| groups::leave(s, me, name)),
+            GroupAction::List => self.apply(|s| groups::list(s, me)),
+            GroupAction::Members(name) => self.apply(|s| groups::members(s, me, name)),
             GroupAction::Send(name, text) => {
                 // Each recipient with, under one lock, whether they count as offline
                 // (invisible) and their connection if online.
@@ -1994,24 +1165,6 @@ impl Hub {
                 lines
             }
         }
-    }
-
-    /// In open mode, counts a group `me` is about to create against their address
-    /// (`max_groups_per_ip`); the refusal when it has made its share.
-    fn claim_new_group(&self, state: &mut State, me: &str, name: &str) -> Option<Line> {
-        if self.shared.config.auth != AuthMode::Open {
-            return None;
-        }
-        let ip = state.conn(me)?.peer.ip();
-        let cap = self.shared.config.max_groups_per_ip;
-        if !state.groups_made.try_add(ip, cap) {
-            return Some(err(
-                "group-limit",
-                format!("{cap} groups made from your address exist already; join one, or leave one you made"),
-            ));
-        }
-        state.group_origin.insert(name.to_string(), ip);
-        None
     }
 
     /// Every connection, for a shutdown notice.
@@ -2105,10 +1258,7 @@ impl Hub {
 }
 
 fn no_group(name: &str) -> Line {
-    err(
-        "no-such-group",
-        format!("There is no group {name}; 'group list' shows them."),
-    )
+    render::refusal(Refusal::NoSuchGroup(name.to_string()))
 }
 
 fn offline_ack(to: &str) -> Line {
@@ -2157,44 +1307,6 @@ fn opening_lines(mail: &[Mail]) -> Vec<(Line, Option<String>)> {
     )];
     lines.extend(mail.iter().map(|m| (mail_line(m), Some(m.id.clone()))));
     lines
-}
-
-/// `USER <name> <status> <last-seen|-> <intro>`
-fn user_line(state: &State, name: &str, last_seen: Option<u64>) -> Line {
-    let status = if last_seen.is_some() {
-        "offline".to_string()
-    } else {
-        state.status_of(name).as_str().to_string()
-    };
-    let intro = state
-        .users
-        .get(name)
-        .and_then(|u| u.intro.clone())
-        .unwrap_or_default();
-    Line::new(
-        Kind::User,
-        &[
-            name,
-            &status,
-            &last_seen.map(format_utc).unwrap_or_default(),
-        ],
-        intro,
-    )
-}
-
-/// The `PRESENCE` events of a status change from `old` to `new`, in order.
-fn status_events(old: Status, new: Status) -> Vec<&'static str> {
-    if old == new {
-        Vec::new()
-    } else if new == Status::Invisible {
-        vec!["logout"]
-    } else if old == Status::Invisible && new == Status::Available {
-        vec!["login"]
-    } else if old == Status::Invisible {
-        vec!["login", new.as_str()]
-    } else {
-        vec![new.as_str()]
-    }
 }
 
 impl Hub {
@@ -2247,149 +1359,17 @@ fn send_shared(conn: &Arc<Conn>, line: &Line, wire: &str, queue: bool) -> bool {
     }
 }
 
-/// Removes `name`'s started session and pending requests; returns every counterpart to
-/// tell (session number and connection).
-fn end_session_locked(state: &mut State, name: &str) -> Vec<(u32, Arc<Conn>)> {
-    let ids: Vec<u32> = state
-        .sessions
-        .iter()
-        .filter(|(_, s)| s.from == name || s.to == name)
-        .map(|(id, _)| *id)
-        .collect();
-    let mut partners = Vec::new();
-    for id in ids {
-        let s = state.sessions.remove(&id).expect("listed above");
-        let other = if s.from == name { s.to } else { s.from };
-        if let Some(o) = state.online.get_mut(&other) {
-            if o.session == Some(id) {
-                o.session = None;
-            }
-            partners.push((id, Arc::clone(&o.conn)));
-        }
-    }
-    if let Some(o) = state.online.get_mut(name) {
-        o.session = None;
-    }
-    partners
-}
-
-/// A pair of names in a fixed order, for the `pairs` set.
-fn pair_key(a: &str, b: &str) -> (String, String) {
-    if a <= b {
-        (a.to_string(), b.to_string())
-    } else {
-        (b.to_string(), a.to_string())
-    }
-}
-
-/// Where `conn`'s client takes direct messages, as told to `viewer`: the address the server
-/// sees it connect from (so it works across a LAN) and the port it announced. A client on
-/// the server's own machine connects over loopback, which other machines cannot reach: them
-/// we give the server's address on the viewer's own connection, the same machine.
-fn direct_address(conn: &Conn, port: u16, viewer: &Conn) -> String {
-    let ip = conn.peer.ip().to_canonical();
-    let ip = if ip.is_loopback() && !viewer.peer.ip().to_canonical().is_loopback() {
-        viewer.local_ip().unwrap_or(ip)
-    } else {
-        ip
-    };
-    std::net::SocketAddr::new(ip, port).to_string()
-}
-
 /// A fresh random 256-bit pairing secret, as 64 hex digits.
 fn new_pairing_secret() -> String {
     let bytes: [u8; 32] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Removes every address pair and pending address request involving `name`; returns what
-/// to tell the others.
-fn forget_addresses_locked(state: &mut State, name: &str) -> Vec<(Arc<Conn>, Line)> {
-    let mut notices = Vec::new();
-    let pairs: Vec<(String, String)> = state
-        .pairs
-        .iter()
-        .filter(|(a, b)| a == name || b == name)
-        .cloned()
-        .collect();
-    for pair in pairs {
-        state.pairs.remove(&pair);
-        let other = if pair.0 == name { &pair.1 } else { &pair.0 };
-        if let Some(c) = state.conn(other) {
-            notices.push((
-                c,
-                Line::new(
-                    Kind::Addr,
-                    &["gone", name, "", ""],
-                    format!("{name} logged out and left your address book."),
-                ),
-            ));
-        }
+/// Sends each event to its connection.
+fn deliver(deliveries: Vec<(Arc<Conn>, ChatEvent)>) {
+    for (conn, event) in deliveries {
+        conn.send(&render::line(event));
     }
-    let requests: Vec<(String, String)> = state
-        .addr_requests
-        .keys()
-        .filter(|(f, t)| f == name || t == name)
-        .cloned()
-        .collect();
-    for (from, to) in requests {
-        state.addr_requests.remove(&(from.clone(), to.clone()));
-        if to == name {
-            if let Some(c) = state.conn(&from) {
-                notices.push((
-                    c,
-                    Line::new(
-                        Kind::Addr,
-                        &["declined", name, "", ""],
-                        format!("{name} left before answering; no addresses exchanged."),
-                    ),
-                ));
-            }
-        } else if let Some(c) = state.conn(&to) {
-            notices.push((
-                c,
-                Line::new(
-                    Kind::Addr,
-                    &["expired", name, "", ""],
-                    format!("{name} left; their request to exchange addresses is void."),
-                ),
-            ));
-        }
-    }
-    notices
-}
-
-/// Sends each line to its connection.
-fn send_each(notices: &[(Arc<Conn>, Line)]) {
-    for (conn, line) in notices {
-        conn.send(line);
-    }
-}
-
-/// Tells each counterpart of a departed user that their session or request is over.
-fn tell_partners(partners: &[(u32, Arc<Conn>)], name: &str) {
-    for (id, conn) in partners {
-        conn.send(&Line::new(
-            Kind::Session,
-            &["ended", &id.to_string(), name],
-            format!("Chat ended: {name} has left."),
-        ));
-    }
-}
-
-/// A random session number in 1000..=9999 not in use (seed 000's range), or a higher one
-/// when that range is crowded.
-fn new_session_id(state: &State) -> u32 {
-    let mut rng = rand::rng();
-    for _ in 0..64 {
-        let id = rng.random_range(1000..=9999);
-        if !state.sessions.contains_key(&id) {
-            return id;
-        }
-    }
-    (10_000..)
-        .find(|id| !state.sessions.contains_key(id))
-        .unwrap_or(0)
 }
 
 /// Acts on other users for doors whose channels have operators (the IRC door's KICK and
@@ -2398,14 +1378,8 @@ impl Hub {
     /// Removes `target` from `group` (deleting the group if it empties), as if they had
     /// left; false when there is no such group or they were not in it.
     pub fn group_remove_member(&self, group: &str, target: &str) -> bool {
-        let removed = self.shared.state.lock().leave_group(group, target);
-        if removed {
-            self.record(Event::GroupLeave {
-                group: group.to_string(),
-                user: target.to_string(),
-            });
-        }
-        removed
+        let left = groups::remove_member(&mut self.shared.state.lock(), group, target);
+        left.map(|record| self.record(record)).is_some()
     }
 
     /// Sends `line` to `name` if online; whether it was.
