@@ -18,8 +18,8 @@ use super::conn::Conn;
 use super::lockout::{AfterFailure, Lockouts, Reservation};
 use super::render;
 use super::rules::{
-    self, addresses, blacklist, directory, groups, sessions, ChatEvent, Outcome, PresenceChange,
-    Refusal, Registry, UserList,
+    self, addresses, blacklist, directory, groups, messaging, sessions, ChatEvent, Outcome,
+    PresenceChange, Refusal, Registry, UserList,
 };
 use super::verifier::{CheckCount, Verifier};
 use crate::clock::{format_utc, Clock};
@@ -620,22 +620,11 @@ impl Hub {
 
     /// `message USER TEXT`: relayed now, or stored for later if USER is offline.
     pub fn message(&self, me: &str, to: &str, text: String) -> Vec<Line> {
-        if !self.is_registered(to) {
-            return vec![err(
-                "unknown-user",
-                format!("(Input includes a typo on receiver names: {to}, not delivered)"),
-            )];
-        }
-        let (blocked, status) = {
-            let state = self.shared.state.lock();
-            (state.blocks(to, me), state.status_of(to))
+        let registry = self.registry();
+        let status = match messaging::private(&self.shared.state.lock(), registry, me, to) {
+            Ok(status) => status,
+            Err(why) => return vec![render::refusal(why)],
         };
-        if blocked {
-            return vec![err(
-                "blocked",
-                format!("{to} has blocked you; your message was not delivered."),
-            )];
-        }
         let now = self.now();
         let live = Line::new(Kind::Msg, &[me], text.as_str());
         let mail = Arc::new(Mail {
@@ -645,17 +634,13 @@ impl Hub {
             text,
             id: crate::store::new_mail_id(),
         });
-        let mut lines = match self.deliver_or_store_logged(to, &live, &mail, true) {
-            Ok(true) if status == Status::Invisible && to != me => vec![offline_ack(to)],
-            Ok(true) => vec![ok("sent", format!("Your message was sent to {to}."))],
-            Ok(false) => vec![offline_ack(to)],
+        let delivered_now = match self.deliver_or_store_logged(to, &live, &mail, true) {
+            Ok(now) => now,
             Err(e) => return vec![store_error(&e)],
         };
-        if status == Status::Busy && to != me {
-            lines.push(Line::info(
-                "busy",
-                format!("{to} is busy and may answer later."),
-            ));
+        let mut lines = Vec::with_capacity(2);
+        for event in messaging::private_answer(me, to, status, delivered_now) {
+            render::render_into(event, &mut lines);
         }
         lines
     }
@@ -739,42 +724,18 @@ impl Hub {
         let echo = self.shared.config.broadcast_echo;
         match audience {
             Audience::Online => {
-                // Each target with whether it shows in the count: not the sender's own echo,
-                // and not invisible users (who must look offline).
-                let (targets, skipped) = {
-                    let state = self.shared.state.lock();
-                    let mut skipped = 0;
-                    let mut targets: Vec<(Arc<Conn>, bool)> = Vec::new();
-                    for (n, o) in state.online.iter() {
-                        let visible = n != me && state.status_of(n) != Status::Invisible;
-                        if n == me && !echo {
-                            continue;
-                        }
-                        if state.blocks(n, me) {
-                            skipped += usize::from(visible);
-                            continue;
-                        }
-                        targets.push((Arc::clone(&o.conn), visible));
-                    }
-                    (targets, skipped)
-                };
+                let (targets, skipped) =
+                    messaging::online_audience(&self.shared.state.lock(), me, echo);
                 let wire = live.to_wire();
                 let queue = targets.len() >= FAN_OUT_QUEUED;
                 let delivered = targets
                     .iter()
                     .filter(|(c, counted)| send_shared(c, &live, &wire, queue) && *counted)
                     .count();
-                let mut text = format!(
-                    "Your broadcast was sent to {delivered} online user{}.",
-                    if delivered == 1 { "" } else { "s" }
-                );
-                if skipped > 0 {
-                    text.push_str(&format!(
-                        " {skipped} user{} did not receive it because they blocked you.",
-                        if skipped == 1 { "" } else { "s" }
-                    ));
-                }
-                vec![ok("broadcast", text)]
+                vec![render::line(ChatEvent::BroadcastSent {
+                    delivered,
+                    skipped,
+                })]
             }
             Audience::Everyone => {
                 let names = self.registered_users();
@@ -788,16 +749,10 @@ impl Hub {
                 });
                 let (mut live_n, mut stored_n, mut failed) = (0, 0, Vec::new());
                 for to in names.iter().filter(|n| n.as_str() != me) {
-                    let (blocked, invisible) = {
-                        let state = self.shared.state.lock();
-                        (
-                            state.blocks(to, me),
-                            state.status_of(to) == Status::Invisible,
-                        )
-                    };
-                    if blocked {
+                    let Some(invisible) = messaging::reach(&self.shared.state.lock(), me, to)
+                    else {
                         continue;
-                    }
+                    };
                     match self.deliver_or_store(to, &live, &mail) {
                         // Invisible users count as offline, as everywhere else.
                         Ok(true) if invisible => stored_n += 1,
@@ -809,12 +764,10 @@ impl Hub {
                 if echo {
                     self.shared.state.lock().conn(me).map(|c| c.send(&live));
                 }
-                let mut lines = vec![ok(
-                    "broadcast",
-                    format!(
-                        "Your broadcast was sent to {live_n} online user(s) and will be delivered to {stored_n} offline user(s) when they log in."
-                    ),
-                )];
+                let mut lines = vec![render::line(ChatEvent::BroadcastKept {
+                    live: live_n,
+                    stored: stored_n,
+                })];
                 lines.extend(failed);
                 lines
             }
@@ -833,33 +786,18 @@ impl Hub {
                     if !seen.insert(to.as_str()) {
                         continue;
                     }
-                    if !valid_username(to) || !self.is_registered(to) {
-                        lines.push(err(
-                            "unknown-user",
-                            format!(
-                                "(Input includes a typo on receiver names: {}, not delivered)",
-                                crate::protocol::sanitize_text(to)
-                            ),
-                        ));
-                        continue;
-                    }
-                    let (blocked, invisible) = {
-                        let state = self.shared.state.lock();
-                        (
-                            state.blocks(to, me),
-                            state.status_of(to) == Status::Invisible,
-                        )
+                    let registry = self.registry();
+                    let copy = messaging::named_copy(&self.shared.state.lock(), registry, me, to);
+                    let invisible = match copy {
+                        Ok(invisible) => invisible,
+                        Err(why) => {
+                            lines.push(render::refusal(why));
+                            continue;
+                        }
                     };
-                    if blocked {
-                        lines.push(err(
-                            "blocked",
-                            format!("{to} has blocked you; not delivered to {to}."),
-                        ));
-                        continue;
-                    }
                     match self.deliver_or_store(to, &live, &mail) {
                         Ok(true) if invisible => lines.push(offline_ack(to)),
-                        Ok(true) => lines.push(ok("sent", format!("Delivered to {to}."))),
+                        Ok(true) => lines.push(render::line(ChatEvent::Delivered(to.clone()))),
                         Ok(false) => lines.push(offline_ack(to)),
                         Err(e) => lines.push(store_error(&e)),
                     }
@@ -1094,34 +1032,10 @@ impl Hub {
             GroupAction::Send(name, text) => {
                 // Each recipient with, under one lock, whether they count as offline
                 // (invisible) and their connection if online.
-                let members: Vec<(String, bool, Option<Arc<Conn>>)> = {
-                    let state = self.shared.state.lock();
-                    let Some(g) = state.groups.get(name) else {
-                        return vec![no_group(name)];
-                    };
-                    if !g.members.contains(me) {
-                        return vec![err(
-                            "not-member",
-                            format!("Join group {name} before sending to it."),
-                        )];
-                    }
-                    // One look-up of each member's record for both the blacklist and the
-                    // status (a crowd's group costs a cache miss or two per look-up).
-                    g.members
-                        .iter()
-                        .filter(|m| m.as_str() != me)
-                        .filter_map(|m| {
-                            let record = state.users.get(m);
-                            if record.is_some_and(|u| u.blocked.contains(me)) {
-                                return None;
-                            }
-                            let status = record
-                                .and_then(|u| u.status.as_deref())
-                                .and_then(Status::parse);
-                            let invisible = status == Some(Status::Invisible);
-                            Some((m.clone(), invisible, state.conn(m)))
-                        })
-                        .collect()
+                let audience = messaging::group_audience(&self.shared.state.lock(), me, name);
+                let members = match audience {
+                    Ok(members) => members,
+                    Err(why) => return vec![render::refusal(why)],
                 };
                 let live = Line::new(Kind::Group, &[name, me], text.clone());
                 let mail = Arc::new(Mail {
@@ -1155,13 +1069,12 @@ impl Hub {
                         Err(e) => lines.push(store_error(&e)),
                     }
                 }
-                lines.insert(
-                    0,
-                    ok(
-                        "group-sent",
-                        format!("Sent to group {name}: {live_n} online, {stored_n} will get it at their next login."),
-                    ),
-                );
+                let sent = ChatEvent::GroupSent {
+                    group: name.clone(),
+                    live: live_n,
+                    stored: stored_n,
+                };
+                lines.insert(0, render::line(sent));
                 lines
             }
         }
@@ -1255,10 +1168,6 @@ impl Hub {
             .map(|(n, g)| (n.clone(), g.members.len(), g.members.contains(user)))
             .collect()
     }
-}
-
-fn no_group(name: &str) -> Line {
-    render::refusal(Refusal::NoSuchGroup(name.to_string()))
 }
 
 fn offline_ack(to: &str) -> Line {

@@ -101,6 +101,34 @@ pub fn line(event: ChatEvent) -> Line {
     }
     match event {
         ChatEvent::Refused(r) => refusal(r),
+        ChatEvent::Sent(to) => ok("sent", format!("Your message was sent to {to}.")),
+        ChatEvent::Queued(to) => ok(
+            "queued",
+            format!("(Receiver {to} is currently offline, message will be delivered when they log in next time)"),
+        ),
+        ChatEvent::Busy(to) => Line::info("busy", format!("{to} is busy and may answer later.")),
+        ChatEvent::Delivered(to) => ok("sent", format!("Delivered to {to}.")),
+        ChatEvent::BroadcastSent { delivered, skipped } => {
+            let mut text = format!(
+                "Your broadcast was sent to {delivered} online user{}.",
+                if delivered == 1 { "" } else { "s" }
+            );
+            if skipped > 0 {
+                text.push_str(&format!(
+                    " {skipped} user{} did not receive it because they blocked you.",
+                    if skipped == 1 { "" } else { "s" }
+                ));
+            }
+            ok("broadcast", text)
+        }
+        ChatEvent::BroadcastKept { live, stored } => ok(
+            "broadcast",
+            format!("Your broadcast was sent to {live} online user(s) and will be delivered to {stored} offline user(s) when they log in."),
+        ),
+        ChatEvent::GroupSent { group, live, stored } => ok(
+            "group-sent",
+            format!("Sent to group {group}: {live} online, {stored} will get it at their next login."),
+        ),
         ChatEvent::Blocked(t) => ok(
             "blocked",
             format!("{t} is blocked: they can no longer message you or see you online."),
@@ -310,6 +338,22 @@ pub fn refusal(r: Refusal) -> Line {
             .to_string(),
         ),
         Refusal::NoSuchUser(name) => ("unknown-user", format!("No such user: {name}")),
+        Refusal::Typo(to) => (
+            "unknown-user",
+            format!("(Input includes a typo on receiver names: {to}, not delivered)"),
+        ),
+        Refusal::MessageBlocked(to) => (
+            "blocked",
+            format!("{to} has blocked you; your message was not delivered."),
+        ),
+        Refusal::CopyBlocked(to) => (
+            "blocked",
+            format!("{to} has blocked you; not delivered to {to}."),
+        ),
+        Refusal::SendNotMember(name) => (
+            "not-member",
+            format!("Join group {name} before sending to it."),
+        ),
         Refusal::AlreadyBlocked(t) => ("already-blocked", format!("{t} is already blocked.")),
         Refusal::NotBlocked(t) => ("not-blocked", format!("{t} is not blocked.")),
         Refusal::InSession(n) => (

@@ -74,6 +74,12 @@ pub enum Refusal {
     SelfTarget(SelfAction),
     /// No such user.
     NoSuchUser(String),
+    /// A message to a name that is no user (shown as a typo).
+    Typo(String),
+    /// `message USER` to someone who blocked the sender.
+    MessageBlocked(String),
+    /// One of the named users of a broadcast blocked the sender.
+    CopyBlocked(String),
     /// `block` of someone already blocked.
     AlreadyBlocked(String),
     /// `unblock` of someone not blocked.
@@ -130,6 +136,8 @@ pub enum Refusal {
     AlreadyMember(String),
     /// `group leave` of a group the user is not in.
     NotMember(String),
+    /// `group send` to a group the user is not in.
+    SendNotMember(String),
 }
 
 /// One entry of a list of users.
@@ -161,6 +169,37 @@ pub enum UserList {
 pub enum ChatEvent {
     /// The command was refused.
     Refused(Refusal),
+    /// `message USER`: delivered now.
+    Sent(String),
+    /// A message stored for a user who is offline (or looks it).
+    Queued(String),
+    /// The receiver of a message is busy.
+    Busy(String),
+    /// `broadcast USERS`: delivered now to one of them.
+    Delivered(String),
+    /// `broadcast`: how many online users got it, how many were skipped as blocking.
+    BroadcastSent {
+        /// Delivered to.
+        delivered: usize,
+        /// Blocked the sender.
+        skipped: usize,
+    },
+    /// `broadcast all`: delivered now, and stored for later.
+    BroadcastKept {
+        /// Delivered now.
+        live: usize,
+        /// Stored.
+        stored: usize,
+    },
+    /// `group send`: delivered now, and stored for later.
+    GroupSent {
+        /// The group.
+        group: String,
+        /// Delivered now.
+        live: usize,
+        /// Stored.
+        stored: usize,
+    },
     /// `block` done.
     Blocked(String),
     /// `unblock` done.

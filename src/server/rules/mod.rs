@@ -16,6 +16,7 @@ pub mod blacklist;
 pub mod directory;
 mod event;
 pub mod groups;
+pub mod messaging;
 pub mod quota;
 pub mod sessions;
 mod state;
