@@ -18,7 +18,7 @@ use super::conn::Conn;
 use super::lockout::{AfterFailure, Lockouts, Reservation};
 use super::render;
 use super::rules::{
-    self, addresses, blacklist, directory, groups, messaging, sessions, ChatEvent, Outcome,
+    self, addresses, blacklist, directory, groups, login, messaging, sessions, ChatEvent, Outcome,
     PresenceChange, Refusal, Registry, UserList,
 };
 use super::verifier::{CheckCount, Verifier};
@@ -39,6 +39,10 @@ use std::sync::Arc;
 type State = rules::State<Arc<Conn>>;
 
 impl rules::Endpoint for Arc<Conn> {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
     fn peer_ip(&self) -> IpAddr {
         self.peer.ip()
     }
@@ -302,10 +306,7 @@ impl Hub {
         if self.shared.config.duplicate_login == DuplicateLogin::Reject
             && self.shared.state.lock().online.contains_key(name)
         {
-            return NameCheck::Retry(err(
-                "already-online",
-                format!("{name} is already logged in; only one login at a time."),
-            ));
+            return NameCheck::Retry(render::refusal(Refusal::AlreadyOnline(name.to_string())));
         }
         NameCheck::Ok {
             password_needed: false,
@@ -453,63 +454,22 @@ impl Hub {
         ),
         Line,
     > {
+        let policy = login::LoginPolicy {
+            reject_duplicates: self.shared.config.duplicate_login == DuplicateLogin::Reject,
+            new_users_per_address: (self.shared.config.auth == AuthMode::Open)
+                .then_some(self.shared.config.max_new_users_per_ip),
+        };
         let mut state = self.shared.state.lock();
-        let replaced = match state.online.get(name) {
-            Some(_) if self.shared.config.duplicate_login == DuplicateLogin::Reject => {
-                return Err(err(
-                    "already-online",
-                    format!("{name} is already logged in; only one login at a time."),
-                ));
-            }
-            Some(_) => state.online.remove(name).map(|o| o.conn),
-            None => None,
-        };
-        let cap = self.shared.config.max_new_users_per_ip;
-        if self.shared.config.auth == AuthMode::Open
-            && !state.users.contains_key(name)
-            && !state.new_users.try_add(conn.peer.ip(), cap)
-        {
-            return Err(err(
-                "user-limit",
-                format!("{cap} new users were already made from your address; log in with a name used before"),
-            ));
-        }
-        let (partners, book) = if replaced.is_some() {
-            // The new client has an empty address book: the old pairs are gone.
-            (
-                sessions::end_all(&mut state, name),
-                addresses::forget(&mut state, name),
-            )
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        let seen = state.seen_of(name);
-        state.online.insert(
-            name,
-            rules::Online {
-                conn: Arc::clone(conn),
-                session: None,
-                p2p_port: None,
-            },
-            seen,
-        );
-        state.users.entry(name.to_string()).or_default();
-        let mut lines = vec![Line::new(
-            Kind::Welcome,
-            &[name],
-            "Login successful, Welcome to lanchat! Type 'help' for the commands.",
-        )];
+        let arrival =
+            login::arrive(&mut state, name, Arc::clone(conn), policy).map_err(render::refusal)?;
+        let mut lines = vec![render::line(ChatEvent::Welcome(name.to_string()))];
         let mut mail_ids = vec![None];
         for (line, id) in opening {
             lines.push(line.clone());
             mail_ids.push(id.clone());
         }
-        let status = state.status_of(name);
-        if status != Status::Available {
-            lines.push(Line::info(
-                "status",
-                format!("Your status is {status} (change it with 'status available')."),
-            ));
+        if arrival.status != Status::Available {
+            lines.push(render::line(ChatEvent::StatusReminder(arrival.status)));
             mail_ids.push(None);
         }
         if mail_ids.iter().any(Option::is_some) {
@@ -517,14 +477,14 @@ impl Hub {
         } else {
             conn.enqueue_all(&lines);
         }
-        let notify = if replaced.is_none() && status != Status::Invisible {
+        let notify = if arrival.announce {
             self.presence_targets_now(&state, name, &["login"])
         } else {
             Vec::new()
         };
         drop(state);
-        deliver(book);
-        Ok((replaced, notify, partners))
+        deliver(arrival.book);
+        Ok((arrival.replaced, notify, arrival.partners))
     }
 
     /// Takes `name` offline if `conn_id` is still its connection; ends its chat session and
@@ -539,37 +499,29 @@ impl Hub {
             // What was acknowledged by now leaves the mailbox before a new login reads it.
             self.remove_delivered(name, &conn);
         }
-        let (notify, partner, conn) = {
+        let (notify, gone) = {
             let mut state = self.shared.state.lock();
-            if state.online.get(name).map(|o| o.conn.id) != Some(conn_id) {
+            let Some(gone) = login::depart(&mut state, now, name, conn_id, reason) else {
                 return;
-            }
-            let partner = sessions::end_all(&mut state, name);
-            let book = addresses::forget(&mut state, name);
-            let conn = state.online.remove(name).map(|o| o.conn);
-            state.users.entry(name.to_string()).or_default().last_seen = Some(now);
-            let notify =
-                if reason != LogoutReason::Shutdown && state.status_of(name) != Status::Invisible {
-                    self.presence_targets_now(&state, name, &[reason.event()])
-                } else {
-                    Vec::new()
-                };
-            (notify, (partner, book), conn)
+            };
+            let notify = if gone.announce {
+                self.presence_targets_now(&state, name, &[reason.event()])
+            } else {
+                Vec::new()
+            };
+            (notify, gone)
         };
-        let (partner, book) = partner;
         if reason != LogoutReason::Shutdown {
             // At shutdown the pairs stay valid: direct messages go on without the server.
-            deliver(book);
+            deliver(gone.book);
         }
-        if let Some(conn) = conn {
-            // Anything queued between the rescue above and going offline.
-            self.rescue_unsent(name, &conn);
-        }
+        // Anything queued between the rescue above and going offline.
+        self.rescue_unsent(name, &gone.conn);
         self.record(Event::Seen {
             user: name.to_string(),
             at: now,
         });
-        deliver(partner);
+        deliver(gone.partners);
         send_to(
             &notify,
             &render::presence(name, PresenceChange::Left(reason)),

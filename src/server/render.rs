@@ -101,6 +101,15 @@ pub fn line(event: ChatEvent) -> Line {
     }
     match event {
         ChatEvent::Refused(r) => refusal(r),
+        ChatEvent::Welcome(name) => Line::new(
+            Kind::Welcome,
+            &[&name],
+            "Login successful, Welcome to lanchat! Type 'help' for the commands.",
+        ),
+        ChatEvent::StatusReminder(status) => Line::info(
+            "status",
+            format!("Your status is {status} (change it with 'status available')."),
+        ),
         ChatEvent::Sent(to) => ok("sent", format!("Your message was sent to {to}.")),
         ChatEvent::Queued(to) => ok(
             "queued",
@@ -338,6 +347,14 @@ pub fn refusal(r: Refusal) -> Line {
             .to_string(),
         ),
         Refusal::NoSuchUser(name) => ("unknown-user", format!("No such user: {name}")),
+        Refusal::AlreadyOnline(name) => (
+            "already-online",
+            format!("{name} is already logged in; only one login at a time."),
+        ),
+        Refusal::UserLimit(cap) => (
+            "user-limit",
+            format!("{cap} new users were already made from your address; log in with a name used before"),
+        ),
         Refusal::Typo(to) => (
             "unknown-user",
             format!("(Input includes a typo on receiver names: {to}, not delivered)"),

@@ -74,6 +74,10 @@ pub enum Refusal {
     SelfTarget(SelfAction),
     /// No such user.
     NoSuchUser(String),
+    /// A login of a user who is online, with `duplicate_login = "reject"`.
+    AlreadyOnline(String),
+    /// A new user past the address's share (`max_new_users_per_ip`).
+    UserLimit(usize),
     /// A message to a name that is no user (shown as a typo).
     Typo(String),
     /// `message USER` to someone who blocked the sender.
@@ -169,6 +173,10 @@ pub enum UserList {
 pub enum ChatEvent {
     /// The command was refused.
     Refused(Refusal),
+    /// The first line of a login.
+    Welcome(String),
+    /// At login, a status other than available.
+    StatusReminder(Status),
     /// `message USER`: delivered now.
     Sent(String),
     /// A message stored for a user who is offline (or looks it).

@@ -3,10 +3,11 @@
 //! typed values. No lock, no socket, no clock: the hub takes its lock, applies a rule,
 //! releases the lock, and then does the I/O; a test applies a rule to a `State` it built.
 //!
-//! The rules are split by feature: [`blacklist`] (blacklists, status, intro), [`sessions`]
-//! (two-person chat sessions), [`addresses`] (direct-message address exchange),
-//! [`directory`] (who is online, who was) and [`groups`]. Messaging, login and logout are
-//! still in the hub: their delivery is interleaved with the store's mailbox lock.
+//! The rules are split by feature: [`login`] (going online and offline), [`messaging`]
+//! (whom a message may reach, what its sender is told), [`blacklist`] (blacklists, status,
+//! intro), [`sessions`] (two-person chat sessions), [`addresses`] (direct-message address
+//! exchange), [`directory`] (who is online, who was) and [`groups`]. The delivery of messages and
+//! offline mail stays in the hub: it is interleaved with the store's mailbox lock.
 //!
 //! A connection is an opaque handle `C` ([`Endpoint`]): the rules copy it into deliveries
 //! and read its addresses, nothing more. The hub uses `Arc<Conn>`; tests use a plain value.
@@ -16,6 +17,7 @@ pub mod blacklist;
 pub mod directory;
 mod event;
 pub mod groups;
+pub mod login;
 pub mod messaging;
 pub mod quota;
 pub mod sessions;
@@ -32,6 +34,8 @@ use std::net::IpAddr;
 
 /// What the rules need of a connection handle.
 pub trait Endpoint: Clone {
+    /// Which connection it is (unique per server run).
+    fn id(&self) -> u64;
     /// The client's address as the server sees it.
     fn peer_ip(&self) -> IpAddr;
     /// The server's own address on this connection (which interface the client reached).
@@ -145,6 +149,10 @@ pub(crate) mod testing {
     }
 
     impl Endpoint for Fake {
+        fn id(&self) -> u64 {
+            self.id
+        }
+
         fn peer_ip(&self) -> IpAddr {
             self.peer
         }
