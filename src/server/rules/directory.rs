@@ -52,6 +52,50 @@ pub fn last<C: Clone>(state: &State<C>, now: u64, me: &str, minutes: u32) -> Out
     })
 }
 
+/// The online users `viewer` may see (not invisible, not blocking `viewer`), viewer
+/// included, with their status, sorted by name; and how many are online in all.
+pub fn visible_online<C: Clone>(state: &State<C>, viewer: &str) -> (Vec<(String, Status)>, usize) {
+    let users = state
+        .online
+        .names_in_order()
+        .filter(|(n, seen)| {
+            debug_assert_eq!(**seen, state.seen_of(n), "the online list drifted for {n}");
+            state.shown_to(n, seen, viewer)
+        })
+        .map(|(n, seen)| (n.clone(), seen.status))
+        .collect();
+    (users, state.online.len())
+}
+
+/// The online user `viewer` may see whose name is `name`, or equals it ignoring ASCII case
+/// (IRC compares names so, lanchat exactly: the exact name is tried first), with their
+/// status and intro.
+pub fn find_online<C: Clone>(
+    state: &State<C>,
+    viewer: &str,
+    name: &str,
+) -> Option<(String, Status, String)> {
+    let found = if state.online.contains_key(name) {
+        Some(name.to_string())
+    } else {
+        state
+            .online
+            .keys()
+            .find(|n| n.eq_ignore_ascii_case(name))
+            .cloned()
+    }?;
+    if !state.visible_to(&found, viewer) {
+        return None;
+    }
+    let intro = state
+        .users
+        .get(&found)
+        .and_then(|u| u.intro.clone())
+        .unwrap_or_default();
+    let status = state.status_of(&found);
+    Some((found, status, intro))
+}
+
 fn entry<C: Clone>(state: &State<C>, name: &str, last_seen: Option<u64>) -> UserEntry {
     UserEntry {
         name: name.to_string(),
@@ -97,6 +141,27 @@ mod tests {
         assert_eq!(
             names(&out),
             vec![("ann".into(), None), ("dan".into(), None)]
+        );
+    }
+
+    #[test]
+    fn a_door_finds_an_online_user_ignoring_case_unless_hidden_from_the_viewer() {
+        let mut state = with_online(&["Ann", "bob"]);
+        state.users.get_mut("Ann").unwrap().intro = Some("hi".into());
+        assert_eq!(
+            find_online(&state, "bob", "ann"),
+            Some(("Ann".into(), Status::Available, "hi".into()))
+        );
+        state.users.get_mut("Ann").unwrap().status = Some("invisible".into());
+        state.refresh_seen("Ann");
+        assert_eq!(find_online(&state, "bob", "ann"), None);
+        assert_eq!(
+            find_online(&state, "Ann", "Ann").map(|f| f.1),
+            Some(Status::Invisible)
+        );
+        assert_eq!(
+            visible_online(&state, "bob"),
+            (vec![("bob".into(), Status::Available)], 2)
         );
     }
 

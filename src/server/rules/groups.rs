@@ -109,6 +109,40 @@ pub fn members<C: Clone>(state: &State<C>, me: &str, name: &str) -> Outcome<C> {
     })
 }
 
+/// The group called `name`, or equal to it ignoring ASCII case (IRC channel names): its
+/// real name and its members, each with whether `viewer` may see them online.
+pub fn view<C: Clone>(
+    state: &State<C>,
+    viewer: &str,
+    name: &str,
+) -> Option<(String, Vec<(String, bool)>)> {
+    let (real, group) = match state.groups.get_key_value(name) {
+        Some(found) => found,
+        None => state
+            .groups
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))?,
+    };
+    let members = group
+        .members
+        .iter()
+        .map(|m| {
+            let online = state.online.contains_key(m) && state.visible_to(m, viewer);
+            (m.clone(), online)
+        })
+        .collect();
+    Some((real.clone(), members))
+}
+
+/// Every group: its name, its number of members and whether `user` is one of them.
+pub fn all_with<C: Clone>(state: &State<C>, user: &str) -> Vec<(String, usize, bool)> {
+    state
+        .groups
+        .iter()
+        .map(|(n, g)| (n.clone(), g.members.len(), g.members.contains(user)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::online;
@@ -161,6 +195,18 @@ mod tests {
         let _ = leave(&mut state, "ann", "a");
         let out = create(&mut state, "ann", "c", Some(2));
         assert_eq!(out.replies, vec![ChatEvent::GroupCreated("c".into())]);
+    }
+
+    #[test]
+    fn a_channel_name_finds_its_group_ignoring_case() {
+        let mut state = online(&["ann"]);
+        let _ = create(&mut state, "ann", "Team", None);
+        assert_eq!(
+            view(&state, "ann", "team"),
+            Some(("Team".into(), vec![("ann".into(), true)]))
+        );
+        assert_eq!(view(&state, "ann", "other"), None);
+        assert_eq!(all_with(&state, "bob"), vec![("Team".into(), 1, false)]);
     }
 
     #[test]
