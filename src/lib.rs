@@ -10,7 +10,10 @@
 //!    browsers: server::web serves the page, its WebSocket carries the same lines;
 //!    IRC clients: server::irc speaks IRC and calls the same hub operations)
 //!        ─► server::session (one thread per connection: login dialogue, dispatch)
-//!        ─► server::hub (shared state behind one handle; locks never leave it)
+//!        ─► server::hub (shared state behind one handle; locks never leave it):
+//!            lock, apply a server::rules function (pure: state, now, who, command
+//!            -> outcome of typed events, deliveries, records), unlock, then store,
+//!            deliver and render (server::render: typed events -> native lines)
 //!        ─► store (offline mail, last seen: fsync before acknowledging;
 //!                  history: appended by the hub's one history thread)
 //!        ─► server::conn (per-recipient outbox; non-blocking writes, one flusher thread)

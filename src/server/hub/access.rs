@@ -1,0 +1,372 @@
+//! Logging in and out: the name and password checks with their lockouts, going online
+//! with the offline mail, going offline with the rescue of what was not sent. The rules
+//! of who may be online are `rules::login`; this is the I/O around them.
+
+use super::*;
+
+/// Key of the failed-login table: the username and, by policy, the client's IP.
+pub(super) type LockKey = (String, Option<IpAddr>);
+
+/// Why a username is refused before the password is asked.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NameCheck {
+    /// Go on (ask the password, or log in at once when `password_needed` is false).
+    Ok {
+        /// Whether the auth mode asks for a password.
+        password_needed: bool,
+    },
+    /// Refused; try another name. The line says why.
+    Retry(Line),
+    /// Refused; close the connection after this line (a lockout).
+    Close(Line),
+}
+/// The result of a password attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PasswordCheck {
+    /// Correct.
+    Ok,
+    /// Wrong; ask again after this line.
+    Retry(Line),
+    /// Wrong and now locked out; close after this line.
+    Close(Line),
+}
+
+impl Hub {
+    /// Whether logging `name` in would make a new user (open mode only: other modes have
+    /// their users in credentials.txt).
+    fn is_new_user(&self, name: &str) -> bool {
+        self.shared.config.auth == AuthMode::Open
+            && !self.shared.state.lock().users.contains_key(name)
+    }
+
+    fn lock_key(&self, name: &str, ip: IpAddr) -> LockKey {
+        match self.shared.config.lockout_key {
+            LockoutKey::UserIp => (name.to_string(), Some(ip)),
+            LockoutKey::User => (name.to_string(), None),
+        }
+    }
+
+    fn blocked_line(secs: u64) -> Line {
+        Line::bye(
+            "blocked",
+            format!(
+                "Im sorry, you are currently blocked, and you need to wait for another {secs} seconds. Logging off."
+            ),
+        )
+    }
+
+    /// First step of a login: is this name acceptable from this IP?
+    pub fn check_name(&self, name: &str, ip: IpAddr) -> NameCheck {
+        if !valid_username(name) {
+            return NameCheck::Retry(err(
+                "bad-name",
+                "A username is 1-32 letters, digits, '_', '-' or '.', starting with a letter, digit or '_'; please try again.",
+            ));
+        }
+        let mode = self.shared.config.auth;
+        let key = self.lock_key(name, ip);
+        if let Some(secs) = self.shared.lockouts.lock().blocked_for(&key, self.now()) {
+            return NameCheck::Close(Self::blocked_line(secs));
+        }
+        if mode == AuthMode::Password {
+            // Whether the name exists, or is online, is told only after a right password:
+            // an unknown name and a wrong password look the same from outside.
+            return NameCheck::Ok {
+                password_needed: true,
+            };
+        }
+        if mode == AuthMode::Allowlist && !self.shared.credentials.contains(name) {
+            return NameCheck::Retry(err("unknown-user", "Username incorrect, please check."));
+        }
+        if self.shared.config.duplicate_login == DuplicateLogin::Reject
+            && self.shared.state.lock().online.contains_key(name)
+        {
+            return NameCheck::Retry(render::refusal(Refusal::AlreadyOnline(name.to_string())));
+        }
+        NameCheck::Ok {
+            password_needed: false,
+        }
+    }
+
+    /// Second step: the password, with lockout bookkeeping. The try is reserved before the
+    /// password is checked, so checks running at once count against `max_login_attempts`.
+    pub fn check_password(&self, name: &str, password: &str, ip: IpAddr) -> PasswordCheck {
+        let key = self.lock_key(name, ip);
+        match self.shared.lockouts.lock().reserve(&key, self.now()) {
+            Reservation::Granted => {}
+            Reservation::Blocked(secs) => return PasswordCheck::Close(Self::blocked_line(secs)),
+            Reservation::Exhausted => {
+                return PasswordCheck::Close(Line::bye(
+                    "blocked",
+                    "Too many passwords for this name are being checked at once; try again in a minute. Logging off.",
+                ))
+            }
+        }
+        // Same work for unknown users as for known ones, so timing tells nothing either.
+        if self.verify_password(name, password, ip) {
+            self.shared.lockouts.lock().succeed(&key);
+            return PasswordCheck::Ok;
+        }
+        let now = self.now();
+        let outcome = {
+            let mut lockouts = self.shared.lockouts.lock();
+            lockouts.prune(now);
+            lockouts.fail(&key, now)
+        };
+        log::info!("failed login for {name} from {ip}");
+        match outcome {
+            AfterFailure::TriesLeft(n) => PasswordCheck::Retry(err(
+                "bad-login",
+                format!(
+                    "Username or password incorrect. Please try again; if you fail {n} more time{} you will be blocked for a while",
+                    if n == 1 { "" } else { "s" }
+                ),
+            )),
+            AfterFailure::Blocked(secs) => {
+                if self.shared.config.lockout_key == LockoutKey::User {
+                    self.kick(name, "locked", "Your account was locked after repeated failed logins elsewhere.");
+                }
+                PasswordCheck::Close(Line::bye(
+                    "blocked",
+                    format!("Username or password incorrect. You are blocked for {secs} seconds. Logging off."),
+                ))
+            }
+        }
+    }
+
+    /// Checks a password; with argon2 in the file, waits for a free slot in `ip`'s turn (a
+    /// plaintext-only file's comparison needs no slot).
+    fn verify_password(&self, name: &str, password: &str, ip: IpAddr) -> bool {
+        let credentials = &self.shared.credentials;
+        self.shared.verifier.run(ip, credentials.is_costly(), || {
+            credentials.verify_or_dummy(name, password)
+        })
+    }
+
+    /// How many passwords this server has checked (tests count them to prove the lockout).
+    pub fn password_checks(&self) -> CheckCount {
+        self.shared.verifier.count()
+    }
+
+    /// Logs out `name`'s current connection (if any) with a reason line.
+    fn kick(&self, name: &str, reason: &str, text: &str) {
+        let conn = self.shared.state.lock().conn(name);
+        if let Some(conn) = conn {
+            conn.close_with(&Line::bye(reason, text));
+        }
+    }
+
+    /// Last step: puts the user online and queues WELCOME. Returns the lines that follow it
+    /// (offline mail or "no messages"), or a line refusing the login (a lost duplicate race).
+    pub fn login(&self, name: &str, conn: &Arc<Conn>) -> Result<(), Line> {
+        let now = self.now();
+        if self.is_new_user(name) && !self.shared.store.has_room(NEW_RECORD_BYTES) {
+            return Err(err(
+                "storage-full",
+                "the server's storage is full: no new user can be made now; log in with a name used before",
+            ));
+        }
+        // The mailbox is read and the user put online under the store's lock, so a message
+        // sent meanwhile is either in this mail or delivered live after it, never stranded,
+        // and the offline mail comes right after WELCOME, before any live line. The mail
+        // stays in the mailbox until the client's TCP acknowledged it (see `delivery`).
+        let read = self.shared.store.read_mail_with(name, |mail| {
+            let result = self.go_online(name, conn, &opening_lines(mail));
+            (result, !mail.is_empty())
+        });
+        let result = match read {
+            Ok((result, sent_mail)) => {
+                if sent_mail && result.is_ok() {
+                    self.watch_delivery(name, conn);
+                }
+                result
+            }
+            Err(e) => {
+                log::error!("store: could not read {name}'s mailbox: {e}");
+                let failed = err(
+                    "store-failed",
+                    "your offline messages could not be read; they are kept for next time",
+                );
+                self.go_online(name, conn, &[(failed, None)])
+            }
+        };
+        let (replaced, notify, partners) = result?;
+        conn.flush_now();
+        deliver(partners);
+        if let Some(old) = replaced {
+            old.close_with(&Line::bye(
+                "replaced",
+                "another client has logged into your account; logging you out.",
+            ));
+            self.rescue_unsent(name, &old);
+        }
+        if self.shared.config.auth == AuthMode::Open {
+            // Open mode learns users as they come, so they can get mail later.
+            self.record(Event::Seen {
+                user: name.to_string(),
+                at: now,
+            });
+        }
+        send_to(&notify, &render::presence(name, PresenceChange::Joined));
+        Ok(())
+    }
+
+    /// Under the state lock: refuses a duplicate (by policy) or takes over the old session,
+    /// puts `conn` online and queues WELCOME and `opening` (memory only) before anyone else
+    /// can address the user. Returns the replaced connection, who to tell of the login, and
+    /// the old session's chat partners.
+    #[allow(clippy::type_complexity)]
+    fn go_online(
+        &self,
+        name: &str,
+        conn: &Arc<Conn>,
+        opening: &[(Line, Option<String>)],
+    ) -> Result<
+        (
+            Option<Arc<Conn>>,
+            Vec<Arc<Conn>>,
+            Vec<(Arc<Conn>, ChatEvent)>,
+        ),
+        Line,
+    > {
+        let policy = login::LoginPolicy {
+            reject_duplicates: self.shared.config.duplicate_login == DuplicateLogin::Reject,
+            new_users_per_address: (self.shared.config.auth == AuthMode::Open)
+                .then_some(self.shared.config.max_new_users_per_ip),
+        };
+        let mut state = self.shared.state.lock();
+        let arrival =
+            login::arrive(&mut state, name, Arc::clone(conn), policy).map_err(render::refusal)?;
+        let mut lines = vec![render::line(ChatEvent::Welcome(name.to_string()))];
+        let mut mail_ids = vec![None];
+        for (line, id) in opening {
+            lines.push(line.clone());
+            mail_ids.push(id.clone());
+        }
+        if arrival.status != Status::Available {
+            lines.push(render::line(ChatEvent::StatusReminder(arrival.status)));
+            mail_ids.push(None);
+        }
+        if mail_ids.iter().any(Option::is_some) {
+            conn.enqueue_tracked(&lines, &mail_ids);
+        } else {
+            conn.enqueue_all(&lines);
+        }
+        let notify = if arrival.announce {
+            self.presence_targets_now(&state, name, &["login"])
+        } else {
+            Vec::new()
+        };
+        drop(state);
+        deliver(arrival.book);
+        Ok((arrival.replaced, notify, arrival.partners))
+    }
+
+    /// Takes `name` offline if `conn_id` is still its connection; ends its chat session and
+    /// tells the others.
+    pub fn logout(&self, name: &str, conn_id: u64, reason: LogoutReason) {
+        let now = self.now();
+        // Messages that never reached the socket go back to the mailbox while the user still
+        // shows as online, so a new login cannot take the mailbox before they are in it.
+        let conn = self.shared.state.lock().conn(name);
+        if let Some(conn) = conn.filter(|c| c.id == conn_id) {
+            self.rescue_unsent(name, &conn);
+            // What was acknowledged by now leaves the mailbox before a new login reads it.
+            self.remove_delivered(name, &conn);
+        }
+        let (notify, gone) = {
+            let mut state = self.shared.state.lock();
+            let Some(gone) = login::depart(&mut state, now, name, conn_id, reason) else {
+                return;
+            };
+            let notify = if gone.announce {
+                self.presence_targets_now(&state, name, &[reason.event()])
+            } else {
+                Vec::new()
+            };
+            (notify, gone)
+        };
+        if reason != LogoutReason::Shutdown {
+            // At shutdown the pairs stay valid: direct messages go on without the server.
+            deliver(gone.book);
+        }
+        // Anything queued between the rescue above and going offline.
+        self.rescue_unsent(name, &gone.conn);
+        self.record(Event::Seen {
+            user: name.to_string(),
+            at: now,
+        });
+        deliver(gone.partners);
+        send_to(
+            &notify,
+            &render::presence(name, PresenceChange::Left(reason)),
+        );
+    }
+
+    /// Messages that never reached a departed connection's socket: delivered to the user's
+    /// current connection if there is one (a replaced login), else put in the mailbox, past
+    /// its limit if need be (their senders were told they were sent).
+    fn rescue_unsent(&self, name: &str, conn: &Conn) {
+        let unsent = conn.take_unsent_mail();
+        if unsent.is_empty() {
+            return;
+        }
+        log::warn!(
+            "{name}'s connection {} ended with {} undelivered message(s); keeping them",
+            conn.id,
+            unsent.len()
+        );
+        for mail in unsent {
+            let live = live_line(&mail);
+            let mail = Arc::new(mail);
+            let try_live = || {
+                let current = self.shared.state.lock().conn(name);
+                current.is_some_and(|c| c.id != conn.id && c.send_rescuable(&live, &mail))
+            };
+            if let Err(e) = self.shared.store.requeue(name, &mail, try_live) {
+                log::error!("store: could not keep a message for {name}: {e}");
+            }
+        }
+    }
+}
+
+fn mail_line(m: &Mail) -> Line {
+    let kind = match &m.kind {
+        MailKind::Private => "private".to_string(),
+        MailKind::Broadcast => "broadcast".to_string(),
+        MailKind::Group(g) => format!("group:{g}"),
+    };
+    Line::new(
+        Kind::Mail,
+        &[&m.from, &format_utc(m.sent_at), &kind, &m.id],
+        // Escaped again as it is read back, like intros and history: a mailbox may predate
+        // the rule or have been edited by hand.
+        crate::protocol::sanitize_text(&m.text),
+    )
+}
+
+/// How a stored message looks when delivered live.
+fn live_line(m: &Mail) -> Line {
+    match &m.kind {
+        MailKind::Private => Line::new(Kind::Msg, &[&m.from], m.text.clone()),
+        MailKind::Broadcast => Line::new(Kind::Bcast, &[&m.from], m.text.clone()),
+        MailKind::Group(g) => Line::new(Kind::Group, &[g, &m.from], m.text.clone()),
+    }
+}
+
+/// What follows WELCOME: the offline mail (each `MAIL` line with the id of the mail it
+/// carries), or word that there is none.
+fn opening_lines(mail: &[Mail]) -> Vec<(Line, Option<String>)> {
+    if mail.is_empty() {
+        return vec![(
+            Line::info("no-mail", "No messages received while offline."),
+            None,
+        )];
+    }
+    let mut lines = vec![(
+        Line::info("mail", format!("Your offline messages ({}):", mail.len())),
+        None,
+    )];
+    lines.extend(mail.iter().map(|m| (mail_line(m), Some(m.id.clone()))));
+    lines
+}

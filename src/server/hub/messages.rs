@@ -1,0 +1,337 @@
+//! Messages and their delivery: private messages, the three broadcasts, group sends and
+//! the conversation history. Each is delivered live or stored in the mailbox under the
+//! store's lock (see `Store::deliver_or_store`); whom a message may reach and what its
+//! sender is told are `rules::messaging`.
+
+use super::*;
+
+impl Hub {
+    /// `message USER TEXT`: relayed now, or stored for later if USER is offline.
+    pub fn message(&self, me: &str, to: &str, text: String) -> Vec<Line> {
+        let registry = self.registry();
+        let status = match messaging::private(&self.shared.state.lock(), registry, me, to) {
+            Ok(status) => status,
+            Err(why) => return vec![render::refusal(why)],
+        };
+        let now = self.now();
+        let live = Line::new(Kind::Msg, &[me], text.as_str());
+        let mail = Arc::new(Mail {
+            from: me.to_string(),
+            sent_at: now,
+            kind: MailKind::Private,
+            text,
+            id: crate::store::new_mail_id(),
+        });
+        let delivered_now = match self.deliver_or_store_logged(to, &live, &mail, true) {
+            Ok(now) => now,
+            Err(e) => return vec![store_error(&e)],
+        };
+        let mut lines = Vec::with_capacity(2);
+        for event in messaging::private_answer(me, to, status, delivered_now) {
+            render::render_into(event, &mut lines);
+        }
+        lines
+    }
+
+    /// Delivers `live` to `to` if online; otherwise stores `mail` (durably, before returning).
+    /// Ok(true) = delivered now, Ok(false) = stored.
+    pub(super) fn deliver_or_store(
+        &self,
+        to: &str,
+        live: &Line,
+        mail: &Arc<Mail>,
+    ) -> Result<bool, StoreError> {
+        self.deliver_or_store_logged(to, live, mail, false)
+    }
+
+    /// [`Hub::deliver_or_store`] that, if `log`, also appends the private message to the
+    /// sender's history log with `to`, once, and only if it is delivered or stored: just
+    /// before a live send (so a reply is never logged ahead of it) or right after it is
+    /// safely in the mailbox.
+    fn deliver_or_store_logged(
+        &self,
+        to: &str,
+        live: &Line,
+        mail: &Arc<Mail>,
+        log: bool,
+    ) -> Result<bool, StoreError> {
+        let logged = std::cell::Cell::new(false);
+        let log_once = || {
+            if log && !logged.replace(true) {
+                self.append_history(
+                    to,
+                    HistoryRef {
+                        at: mail.sent_at,
+                        session: None,
+                        sender: &mail.from,
+                        text: &mail.text,
+                    },
+                );
+            }
+        };
+        let try_live = || {
+            let conn = self.shared.state.lock().conn(to);
+            conn.is_some_and(|c| {
+                log_once();
+                c.send_rescuable(live, mail)
+            })
+        };
+        if try_live() {
+            return Ok(true);
+        }
+        let stored = self.shared.store.deliver_or_store(to, mail, try_live)?;
+        log_once();
+        Ok(!stored)
+    }
+
+    /// Logs `entry`, which its sender said to `peer`, in their conversation's history.
+    pub(super) fn append_history(&self, peer: &str, entry: HistoryRef<'_>) {
+        // Queued at once, before the line that carries it is in any outbox: whatever is said
+        // after it (a reply) is queued after it, and a `history` read by whoever has seen
+        // the line waits for it. Inside a corked burst the writer is woken at the burst's
+        // end, after its lines left.
+        if self.shared.history.queue(peer, entry) && !crate::server::cork::wake_history_later() {
+            self.wake_history();
+        }
+    }
+
+    /// Returns once every history entry queued so far is in its file (a clean shutdown
+    /// calls it, so the last lines are not left in memory).
+    pub fn flush_history(&self) {
+        self.shared.history.wait_written();
+    }
+
+    /// Wakes the history writer for what a corked burst queued (see `cork`).
+    pub(in crate::server) fn wake_history(&self) {
+        self.shared.history.wake();
+    }
+
+    /// The three broadcasts.
+    pub fn broadcast(&self, me: &str, audience: &Audience, text: &str) -> Vec<Line> {
+        let live = Line::new(Kind::Bcast, &[me], text);
+        let echo = self.shared.config.broadcast_echo;
+        match audience {
+            Audience::Online => {
+                let (targets, skipped) =
+                    messaging::online_audience(&self.shared.state.lock(), me, echo);
+                let wire = live.to_wire();
+                let queue = targets.len() >= FAN_OUT_QUEUED;
+                let delivered = targets
+                    .iter()
+                    .filter(|(c, counted)| send_shared(c, &live, &wire, queue) && *counted)
+                    .count();
+                vec![render::line(ChatEvent::BroadcastSent {
+                    delivered,
+                    skipped,
+                })]
+            }
+            Audience::Everyone => {
+                let names = self.registered_users();
+                let now = self.now();
+                let mail = Arc::new(Mail {
+                    from: me.to_string(),
+                    sent_at: now,
+                    kind: MailKind::Broadcast,
+                    text: text.to_string(),
+                    id: crate::store::new_mail_id(),
+                });
+                let (mut live_n, mut stored_n, mut failed) = (0, 0, Vec::new());
+                for to in names.iter().filter(|n| n.as_str() != me) {
+                    let Some(invisible) = messaging::reach(&self.shared.state.lock(), me, to)
+                    else {
+                        continue;
+                    };
+                    match self.deliver_or_store(to, &live, &mail) {
+                        // Invisible users count as offline, as everywhere else.
+                        Ok(true) if invisible => stored_n += 1,
+                        Ok(true) => live_n += 1,
+                        Ok(false) => stored_n += 1,
+                        Err(e) => failed.push(store_error(&e)),
+                    }
+                }
+                if echo {
+                    self.shared.state.lock().conn(me).map(|c| c.send(&live));
+                }
+                let mut lines = vec![render::line(ChatEvent::BroadcastKept {
+                    live: live_n,
+                    stored: stored_n,
+                })];
+                lines.extend(failed);
+                lines
+            }
+            Audience::Users(users) => {
+                let now = self.now();
+                let mail = Arc::new(Mail {
+                    from: me.to_string(),
+                    sent_at: now,
+                    kind: MailKind::Broadcast,
+                    text: text.to_string(),
+                    id: crate::store::new_mail_id(),
+                });
+                let mut lines = Vec::new();
+                let mut seen = BTreeSet::new();
+                for to in users {
+                    if !seen.insert(to.as_str()) {
+                        continue;
+                    }
+                    let registry = self.registry();
+                    let copy = messaging::named_copy(&self.shared.state.lock(), registry, me, to);
+                    let invisible = match copy {
+                        Ok(invisible) => invisible,
+                        Err(why) => {
+                            lines.push(render::refusal(why));
+                            continue;
+                        }
+                    };
+                    match self.deliver_or_store(to, &live, &mail) {
+                        Ok(true) if invisible => lines.push(offline_ack(to)),
+                        Ok(true) => lines.push(render::line(ChatEvent::Delivered(to.clone()))),
+                        Ok(false) => lines.push(offline_ack(to)),
+                        Err(e) => lines.push(store_error(&e)),
+                    }
+                }
+                lines
+            }
+        }
+    }
+
+    /// `history USER [N]`: the last lines of `me`'s conversation with `with`.
+    pub fn history(&self, me: &str, with: &str, count: usize) -> Vec<Line> {
+        if !self.is_registered(with) {
+            return vec![err("unknown-user", format!("No such user: {with}"))];
+        }
+        let count = if count == 0 {
+            DEFAULT_HISTORY_LINES
+        } else {
+            count
+        };
+        // Everything queued (this thread's burst included) is written before the log is read.
+        self.shared.history.wait_written();
+        match self.shared.store.history_tail(me, with, count) {
+            Ok(entries) if entries.is_empty() => {
+                vec![Line::info(
+                    "no-history",
+                    format!("No history with {with} yet."),
+                )]
+            }
+            Ok(entries) => {
+                let mut lines = vec![Line::new(
+                    Kind::List,
+                    &["history", &entries.len().to_string()],
+                    format!("Your last {} lines with {with}:", entries.len()),
+                )];
+                lines.extend(entries.iter().map(|e| {
+                    Line::new(
+                        Kind::Hist,
+                        &[
+                            &format_utc(e.at),
+                            &e.session.map(|s| s.to_string()).unwrap_or_default(),
+                            &e.sender,
+                        ],
+                        // Escaped again: a line logged before the rule grew reaches no
+                        // terminal raw (idempotent for the rest).
+                        crate::protocol::sanitize_text(&e.text),
+                    )
+                }));
+                lines
+            }
+            Err(e) => {
+                log::error!("store: history {me}/{with}: {e}");
+                vec![err("store-failed", "the history could not be read")]
+            }
+        }
+    }
+
+    /// Whether `name` is a user others can address (registered, or known in open mode).
+    pub(super) fn is_registered(&self, name: &str) -> bool {
+        match self.shared.config.auth {
+            AuthMode::Open => self.shared.state.lock().users.contains_key(name),
+            _ => self.shared.credentials.contains(name),
+        }
+    }
+
+    /// Every user that can receive mail.
+    fn registered_users(&self) -> Vec<String> {
+        match self.shared.config.auth {
+            AuthMode::Open => self.shared.state.lock().users.keys().cloned().collect(),
+            _ => self.shared.credentials.usernames(),
+        }
+    }
+
+    /// `group send NAME TEXT`: delivered to each member online, stored for the others.
+    pub(super) fn group_send(&self, me: &str, name: &str, text: &str) -> Vec<Line> {
+        // Each recipient with, under one lock, whether they count as offline
+        // (invisible) and their connection if online.
+        let audience = messaging::group_audience(&self.shared.state.lock(), me, name);
+        let members = match audience {
+            Ok(members) => members,
+            Err(why) => return vec![render::refusal(why)],
+        };
+        let live = Line::new(Kind::Group, &[name, me], text.to_string());
+        let mail = Arc::new(Mail {
+            from: me.to_string(),
+            sent_at: self.now(),
+            kind: MailKind::Group(name.to_string()),
+            text: text.to_string(),
+            id: crate::store::new_mail_id(),
+        });
+        // Formatted once for the native clients and, for a crowd, queued for the
+        // flusher as broadcasts are; the rescue keeps it if the connection dies
+        // first. A member who was offline (or whose connection just closed) takes
+        // the mailbox path, which also catches a login racing this send.
+        let wire = live.to_wire();
+        let queue = members.len() >= FAN_OUT_QUEUED;
+        let (mut live_n, mut stored_n, mut lines) = (0, 0, Vec::new());
+        for (m, invisible, conn) in &members {
+            let sent = conn
+                .as_ref()
+                .is_some_and(|c| c.send_shared_rescuable(&live, &wire, &mail, queue));
+            let result = if sent {
+                Ok(true)
+            } else {
+                self.deliver_or_store(m, &live, &mail)
+            };
+            match result {
+                // Invisible members count as offline, as everywhere else.
+                Ok(true) if *invisible => stored_n += 1,
+                Ok(true) => live_n += 1,
+                Ok(false) => stored_n += 1,
+                Err(e) => lines.push(store_error(&e)),
+            }
+        }
+        let sent = ChatEvent::GroupSent {
+            group: name.to_string(),
+            live: live_n,
+            stored: stored_n,
+        };
+        lines.insert(0, render::line(sent));
+        lines
+    }
+}
+
+fn store_error(e: &StoreError) -> Line {
+    match e {
+        StoreError::MailboxFull { user, limit } => err(
+            "mailbox-full",
+            format!("{user}'s offline mailbox is full ({limit} messages); not delivered"),
+        ),
+        StoreError::StorageFull { limit } => err(
+            "storage-full",
+            format!("the server's storage is full ({limit} bytes); the message was not stored and will not be delivered"),
+        ),
+        other => {
+            log::error!("store: {other}");
+            err(
+                "store-failed",
+                "the server could not save the message; it was not delivered",
+            )
+        }
+    }
+}
+
+fn offline_ack(to: &str) -> Line {
+    ok(
+        "queued",
+        format!("(Receiver {to} is currently offline, message will be delivered when they log in next time)"),
+    )
+}

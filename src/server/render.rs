@@ -1,0 +1,598 @@
+//! The native door's rendering of the rules' [`ChatEvent`]s: each as the PROTOCOL.md lines
+//! the native protocol has always sent for it. Pure; the tests beside it pin the bytes.
+
+use super::rules::{ChatEvent, LogoutReason, PresenceChange, Refusal, SelfAction, UserList};
+use crate::clock::format_utc;
+use crate::protocol::{Kind, Line};
+
+/// Appends the lines of `event` to `out`.
+pub fn render_into(event: ChatEvent, out: &mut Vec<Line>) {
+    match event {
+        ChatEvent::Blacklist(list) => {
+            let title = if list.is_empty() {
+                "You have blocked nobody."
+            } else {
+                "You have blocked:"
+            };
+            out.extend(Line::entry_list("blocked", title, list));
+        }
+        ChatEvent::AddressBook(names) => {
+            let title = if names.is_empty() {
+                "Your address book is empty; 'getaddress USER' adds someone."
+            } else {
+                "You can message these users privately:"
+            };
+            out.extend(Line::entry_list("addressbook", title, names));
+        }
+        ChatEvent::Groups(groups) => {
+            let title = if groups.is_empty() {
+                "There are no groups yet; 'group create NAME' makes one."
+            } else {
+                "Groups (members, * = you are in it):"
+            };
+            let items = groups.into_iter().map(|(name, members, mine)| {
+                let mark = if mine { " *" } else { "" };
+                format!("{name} ({members} members){mark}")
+            });
+            out.extend(Line::entry_list("groups", title, items));
+        }
+        ChatEvent::Members { group, members } => {
+            let items = members
+                .into_iter()
+                .map(|(m, online)| format!("{m}{}", if online { " (online)" } else { "" }));
+            out.extend(Line::entry_list(
+                "members",
+                format!("Members of {group}:"),
+                items,
+            ));
+        }
+        ChatEvent::Users { list, entries } => {
+            let (name, title) = match list {
+                UserList::WhoElse => ("whoelse", "The currently online users are:".to_string()),
+                UserList::SignedIn => ("list", "Signed in users:".to_string()),
+                UserList::WhoLast(minutes) => (
+                    "wholast",
+                    format!("The users that are online in the last {minutes} minutes are:"),
+                ),
+            };
+            let title = if entries.is_empty() {
+                format!("{title} (Not found)")
+            } else {
+                title
+            };
+            out.push(Line::new(
+                Kind::List,
+                &[name, &entries.len().to_string()],
+                title,
+            ));
+            for e in entries {
+                let status = if e.last_seen.is_some() {
+                    "offline"
+                } else {
+                    e.status.as_str()
+                };
+                out.push(Line::new(
+                    Kind::User,
+                    &[
+                        &e.name,
+                        status,
+                        &e.last_seen.map(format_utc).unwrap_or_default(),
+                    ],
+                    e.intro,
+                ));
+            }
+        }
+        other => out.push(line(other)),
+    }
+}
+
+/// The lines of `event`.
+pub fn render(event: ChatEvent) -> Vec<Line> {
+    let mut out = Vec::new();
+    render_into(event, &mut out);
+    out
+}
+
+/// The one line of an event that renders as one line (a list renders as several: use
+/// [`render_into`]).
+pub fn line(event: ChatEvent) -> Line {
+    fn ok(code: &str, text: impl Into<String>) -> Line {
+        Line::ok(code, text)
+    }
+    match event {
+        ChatEvent::Refused(r) => refusal(r),
+        ChatEvent::Welcome(name) => Line::new(
+            Kind::Welcome,
+            &[&name],
+            "Login successful, Welcome to lanchat! Type 'help' for the commands.",
+        ),
+        ChatEvent::StatusReminder(status) => Line::info(
+            "status",
+            format!("Your status is {status} (change it with 'status available')."),
+        ),
+        ChatEvent::Sent(to) => ok("sent", format!("Your message was sent to {to}.")),
+        ChatEvent::Queued(to) => ok(
+            "queued",
+            format!("(Receiver {to} is currently offline, message will be delivered when they log in next time)"),
+        ),
+        ChatEvent::Busy(to) => Line::info("busy", format!("{to} is busy and may answer later.")),
+        ChatEvent::Delivered(to) => ok("sent", format!("Delivered to {to}.")),
+        ChatEvent::BroadcastSent { delivered, skipped } => {
+            let mut text = format!(
+                "Your broadcast was sent to {delivered} online user{}.",
+                if delivered == 1 { "" } else { "s" }
+            );
+            if skipped > 0 {
+                text.push_str(&format!(
+                    " {skipped} user{} did not receive it because they blocked you.",
+                    if skipped == 1 { "" } else { "s" }
+                ));
+            }
+            ok("broadcast", text)
+        }
+        ChatEvent::BroadcastKept { live, stored } => ok(
+            "broadcast",
+            format!("Your broadcast was sent to {live} online user(s) and will be delivered to {stored} offline user(s) when they log in."),
+        ),
+        ChatEvent::GroupSent { group, live, stored } => ok(
+            "group-sent",
+            format!("Sent to group {group}: {live} online, {stored} will get it at their next login."),
+        ),
+        ChatEvent::Blocked(t) => ok(
+            "blocked",
+            format!("{t} is blocked: they can no longer message you or see you online."),
+        ),
+        ChatEvent::Unblocked(t) => ok("unblocked", format!("{t} is unblocked.")),
+        ChatEvent::IntroSet(true) => ok("intro", "Your personal introduction was saved."),
+        ChatEvent::IntroSet(false) => ok("intro", "Your personal introduction was cleared."),
+        ChatEvent::StatusIs(s) => ok("status", format!("Your status is {s}.")),
+        ChatEvent::StatusSet(s) => ok("status", format!("Your status is now {s}.")),
+        ChatEvent::ChatRequested { with, session } => ok(
+            "chat-requested",
+            format!("Asked {with} to chat (session {session}); waiting for an answer."),
+        ),
+        ChatEvent::SessionRequest { session, from } => Line::new(
+            Kind::Session,
+            &["request", &session.to_string(), &from],
+            format!(
+                "{from} wants to chat with you (session {session}). Type 'accept' or 'decline'."
+            ),
+        ),
+        ChatEvent::SessionStarted { session, with } => Line::new(
+            Kind::Session,
+            &["started", &session.to_string(), &with],
+            format!("Chat started with {with} (session {session}). Lines you type now go to {with}; 'end' to stop."),
+        ),
+        ChatEvent::SessionDeclined { session, by } => Line::new(
+            Kind::Session,
+            &["declined", &session.to_string(), &by],
+            format!("{by} declined your chat request."),
+        ),
+        ChatEvent::ChatDeclined(requester) => ok(
+            "declined",
+            format!("You declined {requester}'s chat request."),
+        ),
+        ChatEvent::SessionEndedBy { session, by } => Line::new(
+            Kind::Session,
+            &["ended", &session.to_string(), &by],
+            format!("Chat ended: {by} ended session {session}."),
+        ),
+        ChatEvent::SessionEnded { session, with } => Line::new(
+            Kind::Session,
+            &["ended", &session.to_string(), &with],
+            format!("Chat ended (session {session} with {with})."),
+        ),
+        ChatEvent::SessionPartnerLeft { session, who } => Line::new(
+            Kind::Session,
+            &["ended", &session.to_string(), &who],
+            format!("Chat ended: {who} has left."),
+        ),
+        ChatEvent::SessionNumber { session, with } => ok(
+            "snum",
+            format!("Current chat session ID: {session} (with {with})"),
+        ),
+        ChatEvent::NotInASession => Line::info("no-session", "You are not in a chat session."),
+        ChatEvent::Talk {
+            session,
+            from,
+            text,
+        } => Line::new(Kind::Talk, &[&session.to_string(), &from], text),
+        ChatEvent::P2pPort(port) => ok(
+            "p2p",
+            format!("Direct messages will be accepted on port {port}."),
+        ),
+        ChatEvent::AddressRequested(with) => ok(
+            "address-requested",
+            format!("Asked {with} to exchange addresses; waiting for an answer (up to a minute)."),
+        ),
+        ChatEvent::AddressRequest(from) => addr(
+            "request",
+            &from,
+            "",
+            "",
+            format!("User {from} wants to exchange private messages with you. Would you like to accept? [y/N]"),
+        ),
+        ChatEvent::AddressDeclined(by) => addr(
+            "declined",
+            &by,
+            "",
+            "",
+            format!("{by} declined to exchange addresses with you."),
+        ),
+        ChatEvent::AddressRequestDeclined(requester) => {
+            ok("declined", format!("You declined {requester}'s request."))
+        }
+        ChatEvent::AddressGranted {
+            with,
+            address,
+            secret,
+        } => addr(
+            "granted",
+            &with,
+            &address,
+            &secret,
+            format!("You and {with} can now send each other private messages."),
+        ),
+        ChatEvent::AddressAccepted {
+            by,
+            address,
+            secret,
+        } => addr(
+            "granted",
+            &by,
+            &address,
+            &secret,
+            format!("{by} accepted: you can now send 'private {by} TEXT'."),
+        ),
+        ChatEvent::AddressRemoved(with) => ok(
+            "removed",
+            format!("{with} was removed from your address book."),
+        ),
+        ChatEvent::AddressRemovedBy(by) => addr(
+            "removed",
+            &by,
+            "",
+            "",
+            format!("{by} removed you from their address book."),
+        ),
+        ChatEvent::AddressUnanswered(to) => addr(
+            "declined",
+            &to,
+            "",
+            "",
+            format!("{to} did not answer within a minute; no addresses exchanged."),
+        ),
+        ChatEvent::AddressExpired(from) => addr(
+            "expired",
+            &from,
+            "",
+            "",
+            format!("{from}'s request to exchange addresses has expired."),
+        ),
+        ChatEvent::AddressGone(who) => addr(
+            "gone",
+            &who,
+            "",
+            "",
+            format!("{who} logged out and left your address book."),
+        ),
+        ChatEvent::AddressLeftUnanswered(who) => addr(
+            "declined",
+            &who,
+            "",
+            "",
+            format!("{who} left before answering; no addresses exchanged."),
+        ),
+        ChatEvent::AddressVoid(who) => addr(
+            "expired",
+            &who,
+            "",
+            "",
+            format!("{who} left; their request to exchange addresses is void."),
+        ),
+        ChatEvent::GroupCreated(name) => ok(
+            "group-created",
+            format!("Group {name} created; you are its first member."),
+        ),
+        ChatEvent::GroupJoined(name) => ok("group-joined", format!("You joined group {name}.")),
+        ChatEvent::GroupLeft(name) => ok("group-left", format!("You left group {name}.")),
+        list @ (ChatEvent::Blacklist(_)
+        | ChatEvent::AddressBook(_)
+        | ChatEvent::Groups(_)
+        | ChatEvent::Members { .. }
+        | ChatEvent::Users { .. }) => {
+            // A list is several lines; its header stands for it here.
+            render(list).swap_remove(0)
+        }
+    }
+}
+
+fn addr(what: &str, who: &str, address: &str, secret: &str, text: String) -> Line {
+    Line::new(Kind::Addr, &[what, who, address, secret], text)
+}
+
+/// A `PRESENCE` line.
+pub fn presence(who: &str, change: PresenceChange) -> Line {
+    let text = match change {
+        PresenceChange::Joined => format!("*** {who} has joined the chat ***"),
+        PresenceChange::Status(s) => format!("{who} is now {s}."),
+        PresenceChange::Left(LogoutReason::Timeout) => {
+            format!("*** {who} has left the chat (timed out) ***")
+        }
+        PresenceChange::Left(LogoutReason::Dropped) => {
+            format!("*** {who} has left the chat (connection lost) ***")
+        }
+        PresenceChange::Left(LogoutReason::Heartbeat) => {
+            format!("*** {who} has left the chat (heartbeat timeout) ***")
+        }
+        PresenceChange::Left(LogoutReason::Flood) => {
+            format!("*** {who} has left the chat (flooding) ***")
+        }
+        PresenceChange::Left(_) => format!("*** {who} has left the chat ***"),
+    };
+    Line::new(Kind::Presence, &[who, change.word()], text)
+}
+
+/// The `ERR` line of a refusal.
+pub fn refusal(r: Refusal) -> Line {
+    let (code, text) = match r {
+        Refusal::SelfTarget(what) => (
+            "self",
+            match what {
+                SelfAction::Block => "You cannot block yourself.",
+                SelfAction::Unblock => "You cannot unblock yourself.",
+                SelfAction::Chat => "You cannot chat with yourself.",
+                SelfAction::Address => "You cannot exchange addresses with yourself.",
+            }
+            .to_string(),
+        ),
+        Refusal::NoSuchUser(name) => ("unknown-user", format!("No such user: {name}")),
+        Refusal::AlreadyOnline(name) => (
+            "already-online",
+            format!("{name} is already logged in; only one login at a time."),
+        ),
+        Refusal::UserLimit(cap) => (
+            "user-limit",
+            format!("{cap} new users were already made from your address; log in with a name used before"),
+        ),
+        Refusal::Typo(to) => (
+            "unknown-user",
+            format!("(Input includes a typo on receiver names: {to}, not delivered)"),
+        ),
+        Refusal::MessageBlocked(to) => (
+            "blocked",
+            format!("{to} has blocked you; your message was not delivered."),
+        ),
+        Refusal::CopyBlocked(to) => (
+            "blocked",
+            format!("{to} has blocked you; not delivered to {to}."),
+        ),
+        Refusal::SendNotMember(name) => (
+            "not-member",
+            format!("Join group {name} before sending to it."),
+        ),
+        Refusal::AlreadyBlocked(t) => ("already-blocked", format!("{t} is already blocked.")),
+        Refusal::NotBlocked(t) => ("not-blocked", format!("{t} is not blocked.")),
+        Refusal::InSession(n) => (
+            "in-session",
+            format!("You are already in chat session {n}; end it first."),
+        ),
+        Refusal::InSessionAccepting { session, requester } => (
+            "in-session",
+            format!(
+                "You are already in chat session {session}; end it before accepting {requester}."
+            ),
+        ),
+        Refusal::ChatUnreachable(with) => (
+            "unreachable",
+            format!("Correspondent unreachable: {with} is offline, busy in another session or not accepting chats."),
+        ),
+        Refusal::NothingPending => (
+            "nothing-pending",
+            "There is no request waiting for an answer.".to_string(),
+        ),
+        Refusal::RequesterGone { requester, session } => (
+            "unreachable",
+            format!("{requester} is no longer available for session {session}."),
+        ),
+        Refusal::NoSession => ("no-session", "You are not in a chat session.".to_string()),
+        Refusal::NotInSession(n) => ("no-session", format!("You are not part of chat session {n}.")),
+        Refusal::PartnerGone(other) => ("unreachable", format!("{other} is no longer connected.")),
+        Refusal::AddressBlocked(with) => (
+            "blocked",
+            format!("{with} has blocked you; you cannot exchange addresses."),
+        ),
+        Refusal::NotOnline(with) => ("unreachable", format!("{with} is not online.")),
+        Refusal::TheirClientNoP2p(with) => (
+            "no-p2p",
+            format!("{with}'s client does not take direct messages (only lanchat-client does)."),
+        ),
+        Refusal::OwnClientNoP2p => (
+            "no-p2p",
+            "Your client does not take direct messages; use lanchat-client for them.".to_string(),
+        ),
+        Refusal::AlreadyPaired(with) => (
+            "already-paired",
+            format!("{with} is already in your address book."),
+        ),
+        Refusal::NoLongerP2p(r) => ("unreachable", format!("{r} no longer takes direct messages.")),
+        Refusal::NoLongerOnline(r) => ("unreachable", format!("{r} is no longer online.")),
+        Refusal::NotPaired(with) => ("not-paired", format!("{with} is not in your address book.")),
+        Refusal::GroupExists(name) => (
+            "group-exists",
+            format!("Group {name} already exists; 'group join {name}' to join it."),
+        ),
+        Refusal::GroupLimit(cap) => (
+            "group-limit",
+            format!("{cap} groups made from your address exist already; join one, or leave one you made"),
+        ),
+        Refusal::NoSuchGroup(name) => (
+            "no-such-group",
+            format!("There is no group {name}; 'group list' shows them."),
+        ),
+        Refusal::AlreadyMember(name) => (
+            "already-member",
+            format!("You are already in group {name}."),
+        ),
+        Refusal::NotMember(name) => ("not-member", format!("You are not in group {name}.")),
+    };
+    Line::err(code, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::rules::{UserEntry, UserList};
+    use super::*;
+    use crate::protocol::Status;
+
+    /// The bytes an event sends to a native client.
+    fn wire(event: ChatEvent) -> String {
+        render(event).iter().map(Line::to_wire).collect()
+    }
+
+    #[test]
+    fn user_lists_are_the_protocol_examples_byte_for_byte() {
+        let entry = |name: &str, status, last_seen, intro: &str| UserEntry {
+            name: name.into(),
+            status,
+            last_seen,
+            intro: intro.into(),
+        };
+        assert_eq!(
+            wire(ChatEvent::Users {
+                list: UserList::WhoElse,
+                entries: vec![
+                    entry("sean", Status::Available, None, ""),
+                    entry("seas", Status::Busy, None, "my intro line"),
+                ]
+            }),
+            "LIST whoelse 2 The currently online users are:\n\
+             USER sean available - \n\
+             USER seas busy - my intro line\n"
+        );
+        assert_eq!(
+            wire(ChatEvent::Users {
+                list: UserList::WhoLast(5),
+                entries: vec![
+                    entry("sean", Status::Available, None, ""),
+                    entry("seas", Status::Busy, Some(1_795_308_814), ""),
+                ]
+            }),
+            "LIST wholast 2 The users that are online in the last 5 minutes are:\n\
+             USER sean available - \n\
+             USER seas offline 2026-11-22T00:53:34Z \n"
+        );
+        assert_eq!(
+            wire(ChatEvent::Users {
+                list: UserList::SignedIn,
+                entries: vec![]
+            }),
+            "LIST list 0 Signed in users: (Not found)\n"
+        );
+    }
+
+    #[test]
+    fn session_events_are_the_protocol_examples_byte_for_byte() {
+        assert_eq!(
+            wire(ChatEvent::SessionPartnerLeft {
+                session: 6387,
+                who: "seas".into()
+            }),
+            "SESSION ended 6387 seas Chat ended: seas has left.\n"
+        );
+        assert_eq!(
+            wire(ChatEvent::SessionNumber {
+                session: 9332,
+                with: "columbia".into()
+            }),
+            "OK snum Current chat session ID: 9332 (with columbia)\n"
+        );
+        assert_eq!(
+            wire(ChatEvent::Talk {
+                session: 9332,
+                from: "sean".into(),
+                text: "hi there".into()
+            }),
+            "TALK 9332 sean hi there\n"
+        );
+    }
+
+    #[test]
+    fn a_presence_change_says_why_someone_left() {
+        assert_eq!(
+            presence("seas", PresenceChange::Left(LogoutReason::Heartbeat)).to_wire(),
+            "PRESENCE seas timeout *** seas has left the chat (heartbeat timeout) ***\n"
+        );
+        assert_eq!(
+            presence("seas", PresenceChange::Joined).to_wire(),
+            "PRESENCE seas login *** seas has joined the chat ***\n"
+        );
+        assert_eq!(
+            presence("seas", PresenceChange::Status(Status::Busy)).to_wire(),
+            "PRESENCE seas busy seas is now busy.\n"
+        );
+        assert_eq!(
+            presence("seas", PresenceChange::Left(LogoutReason::Shutdown)).to_wire(),
+            "PRESENCE seas logout *** seas has left the chat ***\n"
+        );
+    }
+
+    #[test]
+    fn address_lines_fill_empty_fields_as_the_protocol_does() {
+        assert_eq!(
+            wire(ChatEvent::AddressRequest("alice".into())),
+            "ADDR request alice - - User alice wants to exchange private messages with you. Would you like to accept? [y/N]\n"
+        );
+        assert_eq!(
+            wire(ChatEvent::AddressAccepted {
+                by: "seas".into(),
+                address: "10.0.0.2:7002".into(),
+                secret: "ab".into()
+            }),
+            "ADDR granted seas 10.0.0.2:7002 ab seas accepted: you can now send 'private seas TEXT'.\n"
+        );
+    }
+
+    #[test]
+    fn lists_of_names_are_entry_lists() {
+        assert_eq!(
+            wire(ChatEvent::Blacklist(vec![])),
+            "LIST blocked 0 You have blocked nobody.\n"
+        );
+        assert_eq!(
+            wire(ChatEvent::Groups(vec![
+                ("g".into(), 2, true),
+                ("h".into(), 1, false)
+            ])),
+            "LIST groups 2 Groups (members, * = you are in it):\n\
+             ENTRY groups g (2 members) *\n\
+             ENTRY groups h (1 members)\n"
+        );
+        assert_eq!(
+            wire(ChatEvent::Members {
+                group: "g".into(),
+                members: vec![("ann".into(), true), ("bob".into(), false)]
+            }),
+            "LIST members 2 Members of g:\nENTRY members ann (online)\nENTRY members bob\n"
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_an_err_line_with_its_kind() {
+        assert_eq!(
+            wire(ChatEvent::Refused(Refusal::SelfTarget(SelfAction::Chat))),
+            "ERR self You cannot chat with yourself.\n"
+        );
+        assert_eq!(
+            wire(ChatEvent::Refused(Refusal::GroupLimit(3))),
+            "ERR group-limit 3 groups made from your address exist already; join one, or leave one you made\n"
+        );
+        assert_eq!(
+            wire(ChatEvent::Refused(Refusal::RequesterGone {
+                requester: "sean".into(),
+                session: 1234
+            })),
+            "ERR unreachable sean is no longer available for session 1234.\n"
+        );
+    }
+}
