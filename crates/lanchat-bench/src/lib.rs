@@ -15,7 +15,8 @@
 //! crowd     simulated users: bounded logins in flight, keep-alives, payload arrivals
 //! scenario  the workloads (latency, fan-out, pairs, capacity, logins, ping-pong; logins
 //!           and pairs over TLS too)
-//! target    starting each server fresh per scenario; /proc statistics
+//! target    starting each server fresh per scenario
+//! proc_stats what /proc says about a server process (memory, threads, CPU time)
 //! baseline  the echo and relay servers of the loopback limit
 //! ```
 //!
@@ -28,6 +29,7 @@ pub mod baseline;
 pub mod chart;
 pub mod crowd;
 pub mod net;
+pub mod proc_stats;
 pub mod report;
 pub mod saved;
 pub mod scenario;
