@@ -11,7 +11,7 @@
 //! a read when the process exits, which is fine.
 
 use super::charset::Charset;
-use super::{sys, Event};
+use super::{sys, ClientEvent};
 use crossbeam_channel::{Receiver, Sender};
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
@@ -59,7 +59,7 @@ enum Read {
 pub(crate) fn spawn(
     keyboard: Keyboard,
     requests: Receiver<Request>,
-    events: Sender<Event>,
+    events: Sender<ClientEvent>,
 ) -> io::Result<()> {
     std::thread::Builder::new()
         .name("keyboard".into())
@@ -67,7 +67,7 @@ pub(crate) fn spawn(
         .map(drop)
 }
 
-fn run(mut keyboard: Keyboard, requests: Receiver<Request>, events: Sender<Event>) {
+fn run(mut keyboard: Keyboard, requests: Receiver<Request>, events: Sender<ClientEvent>) {
     for request in requests.iter() {
         let (prompt, secret, free) = match request {
             Request::Ask { prompt, secret } => (prompt, secret, false),
@@ -75,11 +75,11 @@ fn run(mut keyboard: Keyboard, requests: Receiver<Request>, events: Sender<Event
         };
         loop {
             let event = match read(&mut keyboard, &prompt, secret, free) {
-                Read::Line(line) => Event::Typed(line),
-                Read::End => Event::EndOfInput,
-                Read::Interrupted => Event::Interrupted,
+                Read::Line(line) => ClientEvent::Typed(line),
+                Read::End => ClientEvent::EndOfInput,
+                Read::Interrupted => ClientEvent::Interrupted,
             };
-            let last = !matches!(event, Event::Typed(_));
+            let last = !matches!(event, ClientEvent::Typed(_));
             if events.send(event).is_err() || last {
                 return;
             }

@@ -6,7 +6,7 @@ use super::conn::{self, Conn};
 use super::door::Door;
 use super::hub::Hub;
 use super::tls_session::TlsSession;
-use super::{irc, memory, session, thread, Core, Shared, PROTOCOL_VERSION};
+use super::{irc, memory, session, thread, Core, ServerShared, PROTOCOL_VERSION};
 use crate::protocol::Line;
 use socket2::{SockRef, TcpKeepalive};
 use std::io::Write;
@@ -153,7 +153,7 @@ fn connection_thread(
     door: Door,
     hub: &Hub,
     conn: &Arc<Conn>,
-    shared: &Shared,
+    shared: &ServerShared,
     irc: &Arc<irc::World>,
 ) {
     let painted = memory::gauge::paint();

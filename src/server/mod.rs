@@ -93,7 +93,7 @@ impl fmt::Display for ServerError {
 impl std::error::Error for ServerError {}
 
 /// State shared by the listener, the connection threads and shutdown handles.
-struct Shared {
+struct ServerShared {
     /// Set once shutdown begins.
     shutting_down: AtomicBool,
     /// Every open connection (logged in or not), for the shutdown notice and `max_clients`.
@@ -149,7 +149,7 @@ struct Core {
     /// Finishes writes that did not fit.
     flusher: Flusher,
     /// Shared with connection threads and handles.
-    shared: Arc<Shared>,
+    shared: Arc<ServerShared>,
     /// Source of connection ids.
     next_id: AtomicU64,
     /// The IRC door's shared state.
@@ -162,7 +162,7 @@ struct Core {
 #[derive(Clone)]
 pub struct ShutdownHandle {
     /// The server's shared state.
-    shared: Arc<Shared>,
+    shared: Arc<ServerShared>,
 }
 
 impl ShutdownHandle {
@@ -298,7 +298,7 @@ impl Server {
                 irc,
                 hub: Hub::new(config, credentials, clock, store, directory),
                 flusher: Flusher::new(),
-                shared: Arc::new(Shared {
+                shared: Arc::new(ServerShared {
                     shutting_down: AtomicBool::new(false),
                     conns: Mutex::new(Connections::default()),
                     conn_ended: Condvar::new(),
@@ -402,7 +402,7 @@ const ADDRESS_REQUEST_SECS: u64 = 60;
 
 /// Until shutdown: every tenth of a second, settles the offline mail clients acknowledged
 /// (`Hub::settle_mail`); once a second, declines address requests nobody answered.
-fn janitor(hub: &Hub, shared: &Shared) {
+fn janitor(hub: &Hub, shared: &ServerShared) {
     let mut last = Instant::now();
     while !shared.shutting_down.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(100));

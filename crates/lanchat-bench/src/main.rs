@@ -7,7 +7,7 @@
 //! `lanchat-bench chart FILE` draws the chart again from a saved JSON.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use lanchat_bench::{self as bench, baseline::Baseline, net, target::Kind, Options};
+use lanchat_bench::{self as bench, baseline::Baseline, net, target::ServerKind, Options};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -155,16 +155,16 @@ fn main() -> ExitCode {
     let mut kinds = Vec::new();
     for t in &targets {
         let kind = match t {
-            Target::Lanchat => Kind::Lanchat,
-            Target::LanchatIrc => Kind::LanchatIrc,
-            Target::Ngircd => Kind::Ngircd,
-            Target::Inspircd => Kind::Inspircd,
-            Target::Limit => Kind::Relay,
-            Target::LimitThreads => Kind::ThreadRelay,
+            Target::Lanchat => ServerKind::Lanchat,
+            Target::LanchatIrc => ServerKind::LanchatIrc,
+            Target::Ngircd => ServerKind::Ngircd,
+            Target::Inspircd => ServerKind::Inspircd,
+            Target::Limit => ServerKind::Relay,
+            Target::LimitThreads => ServerKind::ThreadRelay,
         };
         let program = match kind {
-            Kind::Ngircd => Some("ngircd"),
-            Kind::Inspircd => Some("inspircd"),
+            ServerKind::Ngircd => Some("ngircd"),
+            ServerKind::Inspircd => Some("inspircd"),
             _ => None,
         };
         if program.is_some_and(|p| !on_path(p)) {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 /// A kind of server the benchmark can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub enum ServerKind {
     /// lanchat-server (release binary), its native door.
     Lanchat,
     /// lanchat-server's IRC door (`auth = "open"`, as the IRC peers check no password).
@@ -36,25 +36,25 @@ pub enum Kind {
     Echo,
 }
 
-impl Kind {
+impl ServerKind {
     /// The name in reports.
     pub fn name(self) -> &'static str {
         match self {
-            Kind::Lanchat => "lanchat",
-            Kind::LanchatIrc => "lanchat-irc",
-            Kind::Ngircd => "ngircd",
-            Kind::Inspircd => "inspircd",
-            Kind::Relay | Kind::Echo => "limit",
-            Kind::ThreadRelay => "limit-threads",
+            ServerKind::Lanchat => "lanchat",
+            ServerKind::LanchatIrc => "lanchat-irc",
+            ServerKind::Ngircd => "ngircd",
+            ServerKind::Inspircd => "inspircd",
+            ServerKind::Relay | ServerKind::Echo => "limit",
+            ServerKind::ThreadRelay => "limit-threads",
         }
     }
 
     /// How the generator speaks to it.
     pub fn dialect(self) -> Dialect {
         match self {
-            Kind::Lanchat => Dialect::Lanchat,
-            Kind::LanchatIrc | Kind::Ngircd | Kind::Inspircd => Dialect::Irc,
-            Kind::Relay | Kind::Echo | Kind::ThreadRelay => Dialect::Relay,
+            ServerKind::Lanchat => Dialect::Lanchat,
+            ServerKind::LanchatIrc | ServerKind::Ngircd | ServerKind::Inspircd => Dialect::Irc,
+            ServerKind::Relay | ServerKind::Echo | ServerKind::ThreadRelay => Dialect::Relay,
         }
     }
 
@@ -62,8 +62,8 @@ impl Kind {
     /// registration only on its once-a-second timer, so it needs many in flight.
     pub fn login_window(self) -> usize {
         match self {
-            Kind::Ngircd => 8,
-            Kind::Inspircd => 512,
+            ServerKind::Ngircd => 8,
+            ServerKind::Inspircd => 512,
             _ => 64,
         }
     }
@@ -73,7 +73,7 @@ impl Kind {
 #[derive(Clone, Debug)]
 pub struct Spec {
     /// Which server.
-    pub kind: Kind,
+    pub kind: ServerKind,
     /// The lanchat-server binary.
     pub lanchat_bin: PathBuf,
     /// The bench binary itself (runs the baselines as a separate process).
@@ -175,7 +175,7 @@ impl Running {
 }
 
 /// A fresh private directory under the system temp dir.
-fn temp_dir(kind: Kind) -> io::Result<PathBuf> {
+fn temp_dir(kind: ServerKind) -> io::Result<PathBuf> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
         "lanchat-bench-{}-{}-{}",
@@ -250,10 +250,12 @@ pub fn start(spec: &Spec) -> io::Result<Running> {
         None
     };
     let result = match (spec.kind, spec.tls) {
-        (Kind::Lanchat, _) | (Kind::LanchatIrc, false) => start_lanchat(spec, &dir),
-        (Kind::Ngircd, _) => start_ngircd(spec, &dir),
-        (Kind::Inspircd, false) => start_inspircd(spec, &dir),
-        (Kind::Relay | Kind::Echo | Kind::ThreadRelay, false) => start_baseline(spec, &dir),
+        (ServerKind::Lanchat, _) | (ServerKind::LanchatIrc, false) => start_lanchat(spec, &dir),
+        (ServerKind::Ngircd, _) => start_ngircd(spec, &dir),
+        (ServerKind::Inspircd, false) => start_inspircd(spec, &dir),
+        (ServerKind::Relay | ServerKind::Echo | ServerKind::ThreadRelay, false) => {
+            start_baseline(spec, &dir)
+        }
         (kind, true) => Err(io::Error::other(format!(
             "{} has no TLS door here",
             kind.name()
@@ -350,7 +352,7 @@ pub fn irc_port_in(line: &str) -> Option<u16> {
 }
 
 fn start_lanchat(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
-    let irc = spec.kind == Kind::LanchatIrc;
+    let irc = spec.kind == ServerKind::LanchatIrc;
     let hash = if spec.argon2 {
         // One hash for every user: each login still pays a full argon2id check.
         Some(
@@ -516,8 +518,8 @@ fn start_baseline(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
         .ok_or_else(|| io::Error::other("no bench binary to run the baseline"))?;
     let port = free_port()?;
     let which = match spec.kind {
-        Kind::Echo => "echo",
-        Kind::ThreadRelay => "threads",
+        ServerKind::Echo => "echo",
+        ServerKind::ThreadRelay => "threads",
         _ => "relay",
     };
     let mut child = command(bin, spec.cpu)

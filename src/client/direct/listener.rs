@@ -5,7 +5,7 @@
 //!   accept (0.0.0.0 and [::]) ─► Admission: refused ─► closed at once, a Note
 //!                                 │ admitted (maybe closing an older one to make room)
 //!                                 ▼
-//!                               one thread: greeting, PRIVATE line, MAC ─► Event::Direct
+//!                               one thread: greeting, PRIVATE line, MAC ─► ClientEvent::Direct
 //!                                 │ all within DEADLINE of the accept; refusals, time-outs
 //!                                 ▼
 //!                               Notes ─► reporter thread (Warnings) ─► log::warn!, rate-limited
@@ -22,7 +22,7 @@ use super::wire::{
     greeting, new_nonce, parse_private, read_line, verify, Deadline, LineRead, MAX_LINE_BYTES,
 };
 use super::Book;
-use crate::client::Event;
+use crate::client::ClientEvent;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -61,20 +61,20 @@ struct Slots {
 }
 
 /// What the accept loops and connection threads share.
-struct Shared {
+struct ListenerShared {
     /// This client's user: the `to` of every MAC.
     me: String,
     /// Who may send, and with which secret.
     book: Book,
     /// Where verified messages go.
-    events: Sender<Event>,
+    events: Sender<ClientEvent>,
     /// The connections being served.
     slots: Mutex<Slots>,
     /// Warnings for the reporter thread.
     notes: Sender<Note>,
 }
 
-impl Shared {
+impl ListenerShared {
     /// Queues a warning; dropped when the reporter is far behind.
     fn note(&self, from: SocketAddr, line: String, reason: &'static str) {
         let _ = self.notes.try_send(Note { from, line, reason });
@@ -84,7 +84,7 @@ impl Shared {
 /// Gives a connection's slot back when its thread ends (or was never started).
 struct Slot {
     /// The listener's state.
-    shared: Arc<Shared>,
+    shared: Arc<ListenerShared>,
     /// The connection's ticket.
     ticket: Ticket,
 }
@@ -110,8 +110,13 @@ fn bind_v6(port: u16) -> io::Result<TcpListener> {
 
 /// Starts listening for direct messages to `me` on `port` (0: any free port) on every IPv4
 /// address and, when the system allows, every IPv6 address; returns the port. Verified
-/// messages arrive on `events` as [`Event::Direct`].
-pub(crate) fn listen(port: u16, me: &str, book: &Book, events: &Sender<Event>) -> io::Result<u16> {
+/// messages arrive on `events` as [`ClientEvent::Direct`].
+pub(crate) fn listen(
+    port: u16,
+    me: &str,
+    book: &Book,
+    events: &Sender<ClientEvent>,
+) -> io::Result<u16> {
     let v4 = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))?;
     let port = v4.local_addr()?.port();
     let mut listeners = vec![v4];
@@ -123,7 +128,7 @@ pub(crate) fn listen(port: u16, me: &str, book: &Book, events: &Sender<Event>) -
     std::thread::Builder::new()
         .name("direct-warnings".into())
         .spawn(move || report(&reports))?;
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(ListenerShared {
         me: me.to_string(),
         book: book.clone(),
         events: events.clone(),
@@ -158,7 +163,7 @@ fn report(notes: &Receiver<Note>) {
 }
 
 /// Accepts connections for as long as the process runs; each admitted one gets a thread.
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+fn accept_loop(listener: &TcpListener, shared: &Arc<ListenerShared>) {
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(s) => s,
@@ -190,7 +195,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
 
 /// Asks [`Admission`] about a new connection from `from`: its slot, or `None` when it is
 /// refused (and then closed by the caller). Closes the connection it displaces, if any.
-fn admit(shared: &Arc<Shared>, stream: &TcpStream, from: SocketAddr) -> Option<Slot> {
+fn admit(shared: &Arc<ListenerShared>, stream: &TcpStream, from: SocketAddr) -> Option<Slot> {
     let known = shared.book.has_peer_at(from.ip());
     let mut slots = shared.slots.lock();
     let (ticket, evict) = match slots.admission.admit(from.ip(), known) {
@@ -346,10 +351,12 @@ fn timed_out(e: &io::Error) -> bool {
 
 /// Serves one incoming connection from `from`, which must deliver its message `by`, and
 /// closes it.
-fn serve(stream: TcpStream, shared: &Shared, from: SocketAddr, by: Instant) {
+fn serve(stream: TcpStream, shared: &ListenerShared, from: SocketAddr, by: Instant) {
     match receive(&stream, &shared.me, &shared.book, by) {
         Ok((sender, text)) => {
-            let _ = shared.events.send(Event::Direct { from: sender, text });
+            let _ = shared
+                .events
+                .send(ClientEvent::Direct { from: sender, text });
             if let Err(e) = (&stream).write_all(b"OK delivered\n") {
                 log::debug!("direct message from {from}: answering: {e}");
             }

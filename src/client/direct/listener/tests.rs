@@ -8,7 +8,7 @@ use crate::client::direct::{parse_greeting, send, Peer, Secret, SendError, TIMEO
 const SECRET: Secret = [7u8; 32];
 
 /// A listener on a free port for `me`, with `book`; returns its port and the events.
-fn listener(me: &str, book: &Book) -> (u16, crossbeam_channel::Receiver<Event>) {
+fn listener(me: &str, book: &Book) -> (u16, crossbeam_channel::Receiver<ClientEvent>) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let port = listen(0, me, book, &tx).expect("listen");
     (port, rx)
@@ -29,7 +29,7 @@ fn a_message_goes_from_sender_to_listener() {
     };
     send(&bob, "alice", "bob", "hi \x1b there").expect("delivered");
     match events.recv_timeout(TIMEOUT).expect("an event") {
-        Event::Direct { from, text } => {
+        ClientEvent::Direct { from, text } => {
             assert_eq!(from, "alice");
             assert_eq!(text, "hi \x1b there");
         }
@@ -89,7 +89,7 @@ fn a_captured_message_shows_no_text_and_replayed_it_is_refused() {
     };
     send(&via_relay, "alice", "bob", "the answer is 42").expect("delivered");
     match events.recv_timeout(TIMEOUT).expect("an event") {
-        Event::Direct { text, .. } => assert_eq!(text, "the answer is 42"),
+        ClientEvent::Direct { text, .. } => assert_eq!(text, "the answer is 42"),
         other => panic!("{other:?}"),
     }
     let captured = String::from_utf8(capture.join().unwrap()).unwrap();
@@ -223,7 +223,7 @@ fn when_every_place_is_taken_a_paired_peer_still_gets_through() {
     };
     send(&bob, "alice", "bob", "still here").expect("delivered");
     match events.recv_timeout(TIMEOUT).expect("an event") {
-        Event::Direct { from, text } => {
+        ClientEvent::Direct { from, text } => {
             assert_eq!((from.as_str(), text.as_str()), ("alice", "still here"))
         }
         other => panic!("{other:?}"),
