@@ -10,11 +10,11 @@ mod commands;
 
 use super::connect::open;
 use super::direct::{Book, PeerOutbox};
-use super::input::{self, Keyboard, Request};
+use super::input::{self, Keyboard, ReadRequest};
 use super::reader::spawn_reader;
 use super::render::Renderer;
 use super::screen::{editor, line_editing, Screen};
-use super::sys::Terminal;
+use super::sys::SavedTerminal;
 use super::{secure, seen, Charset, ClientEvent, Ending, Error, Options, PROMPT};
 use crate::protocol::{Kind, Line};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -57,7 +57,7 @@ pub fn run(options: &Options) -> Result<Ending, Error> {
         options.charset.is_utf8(),
         std::env::var_os("TERM").as_deref(),
     );
-    let terminal = Terminal::save(editor_mode);
+    let terminal = SavedTerminal::save(editor_mode);
     let (events_tx, events) = crossbeam_channel::unbounded();
     spawn_reader(socket.reader()?, events_tx.clone())?;
 
@@ -134,9 +134,9 @@ struct Client {
     /// Line to text.
     renderer: Renderer,
     /// Tells the input thread what to read next.
-    requests: Sender<Request>,
+    requests: Sender<ReadRequest>,
     /// Restores the terminal on the way out, whichever way that is.
-    terminal: Terminal,
+    terminal: SavedTerminal,
     /// `WELCOME` has arrived.
     logged_in: bool,
     /// The server asked a question after login (`ASK intro`); the next typed line answers.
@@ -297,7 +297,7 @@ impl Client {
                     // The question as a line of its own, so a transcript reads well.
                     self.show(&text);
                 }
-                let _ = self.requests.send(Request::Ask {
+                let _ = self.requests.send(ReadRequest::Ask {
                     prompt: format!("{text} "),
                     secret: line.arg(0) == "password",
                 });
@@ -330,7 +330,7 @@ impl Client {
                 self.start_direct();
                 self.show(&text);
                 self.next_heartbeat = Some(Instant::now() + self.heartbeat_every);
-                let _ = self.requests.send(Request::Free {
+                let _ = self.requests.send(ReadRequest::Free {
                     prompt: PROMPT.to_string(),
                 });
             }

@@ -126,7 +126,7 @@ pub struct Line {
     /// What the line is.
     pub kind: Kind,
     /// Exactly `kind.arity()` arguments, none empty or containing whitespace.
-    args: Args,
+    args: LineArgs,
     /// Free text for people; may be empty.
     pub text: String,
 }
@@ -138,7 +138,7 @@ const INLINE_ARGS_BYTES: usize = 46;
 
 /// A line's arguments, each followed by one space, in one buffer: inline when short.
 #[derive(Clone, PartialEq, Eq)]
-enum Args {
+enum LineArgs {
     Inline {
         len: u8,
         bytes: [u8; INLINE_ARGS_BYTES],
@@ -146,10 +146,10 @@ enum Args {
     Heap(String),
 }
 
-impl Args {
+impl LineArgs {
     /// No arguments yet.
-    fn new() -> Args {
-        Args::Inline {
+    fn new() -> LineArgs {
+        LineArgs::Inline {
             len: 0,
             bytes: [0; INLINE_ARGS_BYTES],
         }
@@ -159,7 +159,7 @@ impl Args {
     fn push(&mut self, arg: &str) {
         debug_assert!(!arg.is_empty() && !arg.contains(' '));
         match self {
-            Args::Inline { len, bytes } => {
+            LineArgs::Inline { len, bytes } => {
                 let at = usize::from(*len);
                 let end = at + arg.len() + 1;
                 if end <= INLINE_ARGS_BYTES {
@@ -171,10 +171,10 @@ impl Args {
                     heap.push_str(self.spaced());
                     heap.push_str(arg);
                     heap.push(' ');
-                    *self = Args::Heap(heap);
+                    *self = LineArgs::Heap(heap);
                 }
             }
-            Args::Heap(heap) => {
+            LineArgs::Heap(heap) => {
                 heap.push_str(arg);
                 heap.push(' ');
             }
@@ -196,10 +196,10 @@ impl Args {
     fn spaced(&self) -> &str {
         match self {
             // Only whole `str`s and ASCII spaces are ever copied in.
-            Args::Inline { len, bytes } => {
+            LineArgs::Inline { len, bytes } => {
                 std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
             }
-            Args::Heap(heap) => heap,
+            LineArgs::Heap(heap) => heap,
         }
     }
 
@@ -208,7 +208,7 @@ impl Args {
     }
 }
 
-impl fmt::Debug for Args {
+impl fmt::Debug for LineArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.iter()).finish()
     }
@@ -219,7 +219,7 @@ impl Line {
     /// `_` so that the line always parses back.
     pub fn new(kind: Kind, args: &[&str], text: impl Into<String>) -> Line {
         debug_assert_eq!(args.len(), kind.arity(), "{kind:?}");
-        let mut spaced = Args::new();
+        let mut spaced = LineArgs::new();
         for a in args {
             spaced.push_cleaned(a);
         }
@@ -316,7 +316,7 @@ impl Line {
         let mut parts = raw.splitn(2, ' ');
         let kind = Kind::parse(parts.next()?)?;
         let mut rest = parts.next().unwrap_or("");
-        let mut args = Args::new();
+        let mut args = LineArgs::new();
         for _ in 0..kind.arity() {
             let (arg, tail) = match rest.split_once(' ') {
                 Some((a, t)) => (a, t),

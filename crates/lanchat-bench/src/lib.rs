@@ -163,7 +163,7 @@ impl Workload {
     }
 
     /// How to start `kind`'s server for this workload.
-    pub fn spec(&self, kind: ServerKind, opts: &Options) -> Spec {
+    pub fn spec(&self, kind: ServerKind, opts: &RunOptions) -> Spec {
         let users = self.users();
         Spec {
             kind: match self {
@@ -290,7 +290,7 @@ pub fn workloads(quick: bool, users: usize, secs: Option<f64>) -> Vec<Workload> 
 
 /// What to run.
 #[derive(Clone, Debug)]
-pub struct Options {
+pub struct RunOptions {
     /// Short runs (`make bench-quick`).
     pub quick: bool,
     /// Repetitions of each scenario (medians are reported).
@@ -311,7 +311,7 @@ pub struct Options {
 
 /// Runs every workload `runs` times against every server, one after the other, each on a
 /// fresh server; progress goes to `log`.
-pub fn run(opts: &Options, workloads: &[Workload], log: &mut dyn FnMut(&str)) -> Report {
+pub fn run(opts: &RunOptions, workloads: &[Workload], log: &mut dyn FnMut(&str)) -> Report {
     let mut report = Report {
         command: opts.command.clone(),
         runs: opts.runs,

@@ -7,7 +7,7 @@
 //! `lanchat-bench chart FILE` draws the chart again from a saved JSON.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use lanchat_bench::{self as bench, baseline::Baseline, net, target::ServerKind, Options};
+use lanchat_bench::{self as bench, baseline::Baseline, net, target::ServerKind, RunOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -173,7 +173,7 @@ fn main() -> ExitCode {
         }
         kinds.push(kind);
     }
-    let opts = Options {
+    let opts = RunOptions {
         quick: args.quick,
         runs: args.runs.max(1),
         kinds,

@@ -16,7 +16,7 @@
 //! caps on how many are served at once, per address and in all. The accept loop never
 //! waits on a connection.
 
-use super::admission::{Admission, Limits, Ticket, Verdict};
+use super::admission::{Admission, AdmissionLimits, Ticket, Verdict};
 use super::warnings::Warnings;
 use super::wire::{
     greeting, new_nonce, parse_private, read_line, verify, Deadline, LineRead, MAX_LINE_BYTES,
@@ -82,14 +82,14 @@ impl ListenerShared {
 }
 
 /// Gives a connection's slot back when its thread ends (or was never started).
-struct Slot {
+struct ConnectionSlot {
     /// The listener's state.
     shared: Arc<ListenerShared>,
     /// The connection's ticket.
     ticket: Ticket,
 }
 
-impl Drop for Slot {
+impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         let mut slots = self.shared.slots.lock();
         slots.admission.finished(self.ticket);
@@ -133,7 +133,7 @@ pub(crate) fn listen(
         book: book.clone(),
         events: events.clone(),
         slots: Mutex::new(Slots {
-            admission: Admission::new(Limits::DEFAULT),
+            admission: Admission::new(AdmissionLimits::DEFAULT),
             streams: HashMap::new(),
         }),
         notes,
@@ -195,7 +195,11 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<ListenerShared>) {
 
 /// Asks [`Admission`] about a new connection from `from`: its slot, or `None` when it is
 /// refused (and then closed by the caller). Closes the connection it displaces, if any.
-fn admit(shared: &Arc<ListenerShared>, stream: &TcpStream, from: SocketAddr) -> Option<Slot> {
+fn admit(
+    shared: &Arc<ListenerShared>,
+    stream: &TcpStream,
+    from: SocketAddr,
+) -> Option<ConnectionSlot> {
     let known = shared.book.has_peer_at(from.ip());
     let mut slots = shared.slots.lock();
     let (ticket, evict) = match slots.admission.admit(from.ip(), known) {
@@ -235,14 +239,14 @@ fn admit(shared: &Arc<ListenerShared>, stream: &TcpStream, from: SocketAddr) -> 
             );
         }
     }
-    admitted.then(|| Slot {
+    admitted.then(|| ConnectionSlot {
         shared: Arc::clone(shared),
         ticket,
     })
 }
 
 /// Why an incoming message was not accepted.
-enum Refusal {
+enum DirectRefusal {
     /// Answer `ERR <code> <reply>`; warn with `why`.
     Refuse {
         code: &'static str,
@@ -253,9 +257,9 @@ enum Refusal {
     Io(io::Error),
 }
 
-impl Refusal {
-    fn refuse(code: &'static str, reply: &'static str, why: impl Into<String>) -> Refusal {
-        Refusal::Refuse {
+impl DirectRefusal {
+    fn refuse(code: &'static str, reply: &'static str, why: impl Into<String>) -> DirectRefusal {
+        DirectRefusal::Refuse {
             code,
             reply,
             why: why.into(),
@@ -270,29 +274,31 @@ fn receive(
     me: &str,
     book: &Book,
     by: Instant,
-) -> Result<(String, String), Refusal> {
+) -> Result<(String, String), DirectRefusal> {
     let left = by
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(1));
-    stream.set_write_timeout(Some(left)).map_err(Refusal::Io)?;
+    stream
+        .set_write_timeout(Some(left))
+        .map_err(DirectRefusal::Io)?;
     let nonce = new_nonce();
     (&*stream)
         .write_all(greeting(&nonce).as_bytes())
-        .map_err(Refusal::Io)?;
+        .map_err(DirectRefusal::Io)?;
     let mut input = Deadline { stream, by };
-    let bytes = match read_line(&mut input, MAX_LINE_BYTES).map_err(Refusal::Io)? {
+    let bytes = match read_line(&mut input, MAX_LINE_BYTES).map_err(DirectRefusal::Io)? {
         LineRead::Line(bytes) => bytes,
         LineRead::TooLong => {
-            return Err(Refusal::refuse(
+            return Err(DirectRefusal::refuse(
                 "too-long",
                 "the line is too long",
                 "a line over the size limit",
             ))
         }
-        LineRead::Closed => return Err(Refusal::Io(io::ErrorKind::UnexpectedEof.into())),
+        LineRead::Closed => return Err(DirectRefusal::Io(io::ErrorKind::UnexpectedEof.into())),
     };
     let bad = || {
-        Refusal::refuse(
+        DirectRefusal::refuse(
             "bad-request",
             "expected PRIVATE FROM MAC TEXT",
             "a malformed line",
@@ -311,7 +317,7 @@ fn receive(
         known = book.get(private.from);
     }
     let Some(peer) = known else {
-        return Err(Refusal::refuse(
+        return Err(DirectRefusal::refuse(
             "refused",
             refused,
             format!("{} is not in the address book", private.from),
@@ -325,14 +331,14 @@ fn receive(
         private.text,
         &private.mac,
     ) {
-        return Err(Refusal::refuse(
+        return Err(DirectRefusal::refuse(
             "refused",
             refused,
             format!("a wrong MAC for {}", private.from),
         ));
     }
     let Some(text) = super::seal::open(&peer.secret, &nonce, private.from, me, private.text) else {
-        return Err(Refusal::refuse(
+        return Err(DirectRefusal::refuse(
             "refused",
             refused,
             format!("a message from {} that does not open", private.from),
@@ -361,12 +367,12 @@ fn serve(stream: TcpStream, shared: &ListenerShared, from: SocketAddr, by: Insta
                 log::debug!("direct message from {from}: answering: {e}");
             }
         }
-        Err(Refusal::Refuse { code, reply, why }) => {
+        Err(DirectRefusal::Refuse { code, reply, why }) => {
             let line = format!("refused a direct message from {from}: {why}");
             shared.note(from, line, "messages refused");
             let _ = (&stream).write_all(format!("ERR {code} {reply}\n").as_bytes());
         }
-        Err(Refusal::Io(e)) if timed_out(&e) => {
+        Err(DirectRefusal::Io(e)) if timed_out(&e) => {
             let reason = "no message within the time allowed";
             let line = format!(
                 "closed a direct connection from {from}: {reason} ({} s)",
@@ -374,7 +380,7 @@ fn serve(stream: TcpStream, shared: &ListenerShared, from: SocketAddr, by: Insta
             );
             shared.note(from, line, reason);
         }
-        Err(Refusal::Io(e)) => log::debug!("direct connection from {from}: {e}"),
+        Err(DirectRefusal::Io(e)) => log::debug!("direct connection from {from}: {e}"),
     }
     drain(&stream);
 }

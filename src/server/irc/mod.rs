@@ -182,9 +182,9 @@ impl IrcEncoder {
 
 /// The world as [`People`] for the translation; a connection refused before its session
 /// started has none, and shows users by name.
-struct Directory<'a>(Option<&'a World>);
+struct WorldPeople<'a>(Option<&'a World>);
 
-impl People for Directory<'_> {
+impl People for WorldPeople<'_> {
     fn mask(&self, name: &str) -> String {
         match self.0 {
             Some(w) => w.mask(name),
@@ -245,7 +245,7 @@ impl Encoder for IrcEncoder {
             today: &today[..10.min(today.len())],
             notice: SENDING_NOTICE.with(Cell::get),
         };
-        let people = Directory(world);
+        let people = WorldPeople(world);
         let Some(w) = world else {
             translate::translate(line, &view, &people, out);
             return;

@@ -209,10 +209,10 @@ fn when_every_place_is_taken_a_paired_peer_still_gets_through() {
     };
     book.insert("alice", alice.clone());
     let (port, events) = listener("bob", &book);
-    let Limits {
+    let AdmissionLimits {
         max_open,
         per_address,
-    } = Limits::DEFAULT;
+    } = AdmissionLimits::DEFAULT;
     // Eight other addresses take every place.
     let crowd: Vec<TcpStream> = (0..max_open)
         .map(|i| served_from([127, 0, 0, 2 + (i / per_address) as u8], port))
@@ -236,7 +236,7 @@ fn when_every_place_is_taken_a_paired_peer_still_gets_through() {
 #[test]
 fn connections_past_one_addresss_share_are_closed_at_once() {
     let (port, _events) = listener("bob", &Book::default());
-    let per_address = Limits::DEFAULT.per_address;
+    let per_address = AdmissionLimits::DEFAULT.per_address;
     let held: Vec<TcpStream> = (0..per_address)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
         .collect();

@@ -1,7 +1,7 @@
 //! Channels as lanchat groups: JOIN, PART, TOPIC and NAMES, and the lines a client gets on
 //! joining.
 
-use super::{Online, Session, LOBBY_TOPIC};
+use super::{Session, VisibleOnline, LOBBY_TOPIC};
 use crate::protocol::{sanitize_text, valid_username, GroupAction, Kind};
 use crate::server::irc::message::{format, Message, MAX_LINE};
 use crate::server::irc::numeric::*;
@@ -20,7 +20,7 @@ impl Session<'_> {
         &self,
         channel: &str,
         group: Option<&str>,
-        online: Option<Online>,
+        online: Option<VisibleOnline>,
     ) -> String {
         let mut out = format(None, Some(&self.my_mask()), "JOIN", &[channel], false);
         out += &self.topic_lines(channel, group, false);
@@ -58,7 +58,7 @@ impl Session<'_> {
         &self,
         channel: &str,
         group: Option<&str>,
-        online: Option<Online>,
+        online: Option<VisibleOnline>,
     ) -> String {
         let names: Vec<String> = match group {
             None => {

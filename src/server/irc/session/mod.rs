@@ -24,7 +24,7 @@ use crate::protocol::{sanitize_text, GroupAction, Status};
 use crate::server::conn::Conn;
 use crate::server::cork::Cork;
 use crate::server::hub::{Hub, LogoutReason};
-use crate::server::policy::{Expiry, Heard, Limits, Pace, Silence, Take, Timers};
+use crate::server::policy::{Expiry, Heard, Pace, SessionLimits, Silence, Take, Timers};
 use crate::server::reader::{Input, LineReader, ReadLines};
 use crate::server::session::{drain_unread, pause, SessionContext};
 use std::collections::BTreeSet;
@@ -42,7 +42,7 @@ const LOBBY_TOPIC: &str = "Everyone online. What you say here is a broadcast to 
 
 /// What [`Hub::visible_online`] answers: the online users this user may see, and how many
 /// are online in all.
-type Online = (Vec<(String, Status)>, usize);
+type VisibleOnline = (Vec<(String, Status)>, usize);
 
 /// Why the command loop ended: the hub's logout reason, the QUIT text others see and the
 /// ERROR text the client gets (none at shutdown: the server already said goodbye).
@@ -168,7 +168,7 @@ impl Session<'_> {
     }
 
     fn command_loop(&mut self) -> Exit {
-        let limits = Limits::of(self.hub.config());
+        let limits = SessionLimits::of(self.hub.config());
         let mut timers = Timers::new(limits, self.ctx.connected);
         // A silent client is pinged after `heartbeat_timeout_secs`; after as long again of
         // silence it is gone.

@@ -1,7 +1,7 @@
 //! Questions about users and the server: WHO, WHOIS, ISON, USERHOST, AWAY, MOTD, LUSERS and
 //! LIST, answered with numerics.
 
-use super::{Online, Session, LOBBY_TOPIC};
+use super::{Session, VisibleOnline, LOBBY_TOPIC};
 use crate::protocol::{sanitize_text, Status};
 use crate::server::irc::message::{mask_match, Message};
 use crate::server::irc::numeric::*;
@@ -186,7 +186,7 @@ impl Session<'_> {
     }
 
     /// [`Session::lusers`] for the users `visible_online` gave.
-    pub(super) fn lusers_of(&self, (visible, total): &Online, registering: bool) -> String {
+    pub(super) fn lusers_of(&self, (visible, total): &VisibleOnline, registering: bool) -> String {
         let r = self.replies();
         let (visible, total) = (visible, *total);
         let me = usize::from(registering);

@@ -8,7 +8,7 @@ use crate::server::hub::{LogoutReason, NameCheck, PasswordCheck};
 use crate::server::irc::message::{format, parse, same_name, Message};
 use crate::server::irc::numeric::*;
 use crate::server::irc::world::{unix_now, IrcUser};
-use crate::server::policy::{Expiry, Limits, Timers};
+use crate::server::policy::{Expiry, SessionLimits, Timers};
 use crate::server::reader::{Input, ReadLines};
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -18,7 +18,7 @@ use std::time::Instant;
 impl Session<'_> {
     /// Reads lines until the client is registered (true) or gone (false).
     pub(super) fn register(&mut self) -> bool {
-        let timers = Timers::new(Limits::of(self.hub.config()), self.ctx.connected);
+        let timers = Timers::new(SessionLimits::of(self.hub.config()), self.ctx.connected);
         let mut pass: Option<String> = None;
         let mut nick: Option<String> = None;
         let mut user: Option<(String, String)> = None;
