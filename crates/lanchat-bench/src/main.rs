@@ -14,7 +14,7 @@ use std::process::ExitCode;
 /// Load generator and benchmark for lanchat.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
-struct Args {
+struct BenchArgs {
     /// Run a baseline server, or draw a saved report, instead of measuring.
     #[command(subcommand)]
     command: Option<Sub>,
@@ -95,7 +95,7 @@ enum Target {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = BenchArgs::parse();
     if let Some(Sub::Chart { file, out, note }) = &args.command {
         let out = out.clone().unwrap_or_else(|| file.with_extension("svg"));
         return redraw(file, &out, note.as_deref());
