@@ -8,6 +8,8 @@
 //! [`Server::bind`] opens the store and the sockets; [`Server::run`] accepts until
 //! [`ShutdownHandle::shutdown`] is called, then tells every client the server is going
 //! down, closes their sockets, waits for their threads and returns.
+//! The accepting itself (the loop per door, refusals, socket options, the connection thread,
+//! the goodbye at shutdown) is in `accept.rs`.
 
 mod accept;
 mod conn;

@@ -6,7 +6,8 @@
 //! - [`translate`]: what each line the hub pushes becomes for an IRC client (pure).
 //! - [`world`]: what this door keeps beside the hub (USER details, away texts, channel
 //!   operators and topics).
-//! - [`session`]: registration and the command loop of one connection, on the hub's rules.
+//! - [`session`]: registration and the command loop of one connection, on the hub's rules;
+//!   one file per family of commands (register, messages, channel, queries, modes).
 //!
 //! PROTOCOL.md's section on the IRC door describes the mapping.
 

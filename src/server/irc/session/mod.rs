@@ -9,6 +9,11 @@
 //!   registered ──> 001-005, LUSERS, MOTD, JOIN #lobby + NAMES, offline mail, own channels
 //!   commands ... ──> QUIT, EOF, ping or idle timeout, flood, shutdown ──> ERROR, close
 //! ```
+//!
+//! This file holds the connection's state, the command loop and dispatch; the commands live
+//! beside it by family: `register` (CAP, PASS, NICK, USER, PING), `messages` (PRIVMSG,
+//! NOTICE, the `*lanchat` service), `channel` (JOIN, PART, TOPIC, NAMES), `queries` (WHO,
+//! WHOIS, ISON, USERHOST, AWAY, MOTD, LUSERS, LIST) and `modes` (MODE, KICK, INVITE).
 
 mod channel;
 mod messages;
