@@ -20,7 +20,7 @@ use std::path::Path;
 
 /// What a credentials line holds after the username.
 #[derive(Clone)]
-enum Secret {
+enum StoredSecret {
     /// A plaintext password, as written.
     Plain(String),
     /// A parsed argon2 PHC string; its parameters and salt drive verification. Boxed: a
@@ -28,12 +28,12 @@ enum Secret {
     Hash(Box<PasswordHash>),
 }
 
-impl Secret {
+impl StoredSecret {
     /// Reads the second word of a line: a PHC string if it starts with `$argon2`, else a
     /// plaintext password.
-    fn parse(word: &str) -> Result<Secret, String> {
+    fn parse(word: &str) -> Result<StoredSecret, String> {
         if !word.starts_with("$argon2") {
-            return Ok(Secret::Plain(word.to_string()));
+            return Ok(StoredSecret::Plain(word.to_string()));
         }
         let hash = PasswordHash::new(word).map_err(|e| format!("not a valid PHC string ({e})"))?;
         argon2::Algorithm::try_from(hash.algorithm.as_str())
@@ -45,7 +45,7 @@ impl Secret {
         if hash.salt.is_none() || hash.hash.is_none() {
             return Err("the PHC string has no salt or no hash".into());
         }
-        Ok(Secret::Hash(Box::new(hash)))
+        Ok(StoredSecret::Hash(Box::new(hash)))
     }
 }
 
@@ -53,7 +53,7 @@ impl Secret {
 #[derive(Clone, Default)]
 pub struct Credentials {
     /// username -> secret, as written in the file.
-    users: HashMap<String, Secret>,
+    users: HashMap<String, StoredSecret>,
     /// The first argon2 hash of the file, if any: an unknown user's password is verified
     /// against it (and the result ignored) so that a miss costs as much as a hit.
     dummy: Option<Box<PasswordHash>>,
@@ -159,9 +159,9 @@ impl Credentials {
                     i + 1
                 ));
             }
-            let secret = Secret::parse(password)
+            let secret = StoredSecret::parse(password)
                 .map_err(|e| format!("line {}: `{name}`'s password hash: {e}", i + 1))?;
-            if let (None, Secret::Hash(h)) = (&dummy, &secret) {
+            if let (None, StoredSecret::Hash(h)) = (&dummy, &secret) {
                 dummy = Some(h.clone());
             }
             if users.insert(name.to_string(), secret).is_some() {
@@ -178,8 +178,9 @@ impl Credentials {
         let users = pairs
             .into_iter()
             .map(|(u, p)| {
-                let secret = Secret::parse(p).unwrap_or_else(|_| Secret::Plain(p.to_string()));
-                if let (None, Secret::Hash(h)) = (&dummy, &secret) {
+                let secret =
+                    StoredSecret::parse(p).unwrap_or_else(|_| StoredSecret::Plain(p.to_string()));
+                if let (None, StoredSecret::Hash(h)) = (&dummy, &secret) {
                     dummy = Some(h.clone());
                 }
                 (u.to_string(), secret)
@@ -210,8 +211,8 @@ impl Credentials {
     /// costs a comparison whoever asks.
     pub fn verify_or_dummy(&self, name: &str, password: &str) -> bool {
         let expected = match self.users.get(name) {
-            Some(Secret::Hash(hash)) => return argon2_matches(hash, password),
-            Some(Secret::Plain(expected)) => Some(expected.as_str()),
+            Some(StoredSecret::Hash(hash)) => return argon2_matches(hash, password),
+            Some(StoredSecret::Plain(expected)) => Some(expected.as_str()),
             None => None,
         };
         if let Some(dummy) = &self.dummy {
@@ -236,7 +237,7 @@ impl Credentials {
     pub fn plaintext_count(&self) -> usize {
         self.users
             .values()
-            .filter(|s| matches!(s, Secret::Plain(_)))
+            .filter(|s| matches!(s, StoredSecret::Plain(_)))
             .count()
     }
 

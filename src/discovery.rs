@@ -12,7 +12,7 @@
 
 pub mod budget;
 
-use budget::{AnswerBudget, Limits};
+use budget::{AnswerBudget, AnswerLimits};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -267,7 +267,7 @@ impl Drop for Responder {
 /// `stop`.
 fn answer_requests(socket: &UdpSocket, bind: IpAddr, answer: &str, stop: &AtomicBool) {
     let mut buf = [0u8; MAX_DATAGRAM];
-    let mut budget = AnswerBudget::new(Limits::DEFAULT, Instant::now());
+    let mut budget = AnswerBudget::new(AnswerLimits::DEFAULT, Instant::now());
     while !stop.load(Ordering::Acquire) {
         let (n, from) = match socket.recv_from(&mut buf) {
             Ok(got) => got,

@@ -57,7 +57,7 @@ Exit status:
      none was chosen
   2  usage error"
 )]
-struct Args {
+struct ClientArgs {
     /// Server address: IPv4, IPv6 or a host name (none: look for servers on the LAN).
     host: Option<String>,
     /// Server TCP port [default: 4119, or what the server found announces].
@@ -112,7 +112,7 @@ fn parse_fingerprint(text: &str) -> Result<String, String> {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let args = Args::parse_from(lanchat::cli::single_dash_long_flags(
+    let args = ClientArgs::parse_from(lanchat::cli::single_dash_long_flags(
         std::env::args_os(),
         &["sip", "sp"],
     ));
@@ -177,7 +177,7 @@ fn say(charset: Charset, text: &str) {
 }
 
 /// Asks for the discovery answers (nothing found when the sockets fail).
-fn servers(args: &Args) -> Vec<Found> {
+fn servers(args: &ClientArgs) -> Vec<Found> {
     let targets: Vec<SocketAddr> = if args.discovery_targets.is_empty() {
         discover::default_targets(args.discovery_port)
     } else {
@@ -207,7 +207,7 @@ fn servers(args: &Args) -> Vec<Found> {
 }
 
 /// `--scan`: lists the servers; exit status 1 when none answered.
-fn scan(args: &Args, charset: Charset) -> ExitCode {
+fn scan(args: &ClientArgs, charset: Charset) -> ExitCode {
     let found = servers(args);
     if found.is_empty() {
         say(
@@ -232,7 +232,7 @@ fn scan(args: &Args, charset: Charset) -> ExitCode {
 /// Several servers answered and the input ended before one was chosen: no server, and the
 /// exit status to leave with.
 fn find_server(
-    args: &Args,
+    args: &ClientArgs,
     port: Option<u16>,
     charset: Charset,
 ) -> Result<(String, u16, Option<u16>), ExitCode> {

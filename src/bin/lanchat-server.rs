@@ -21,7 +21,7 @@ use std::process::ExitCode;
 /// The lanchat server: a LAN chat server for classrooms.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
-struct Args {
+struct ServerArgs {
     /// Password tools instead of running the server.
     #[command(subcommand)]
     command: Option<Tool>,
@@ -98,7 +98,7 @@ enum Failure {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse_from(lanchat::cli::single_dash_long_flags(
+    let args = ServerArgs::parse_from(lanchat::cli::single_dash_long_flags(
         std::env::args_os(),
         &["sp"],
     ));
@@ -129,7 +129,7 @@ fn main() -> ExitCode {
 }
 
 /// Runs the server until Ctrl-C.
-fn serve(args: &Args) -> ExitCode {
+fn serve(args: &ServerArgs) -> ExitCode {
     let config = match load_config(args) {
         Ok(c) => c,
         Err(e) => {
@@ -199,7 +199,7 @@ fn base_config(path: Option<&Path>) -> Result<Config, String> {
     }
 }
 
-fn load_config(args: &Args) -> Result<Config, String> {
+fn load_config(args: &ServerArgs) -> Result<Config, String> {
     let mut config = base_config(args.config.as_deref())?;
     if let Some(p) = args.port.or(args.port_flag) {
         config.port = p;

@@ -28,7 +28,7 @@
 //! short-lived thread, which must get a verified message within [`listener::DEADLINE`] and
 //! hands it to the main loop as `Event::Direct`; warnings about refused connections are
 //! rate-limited ([`warnings`]). Sending happens on one worker thread per peer
-//! (`Outbox`), so messages to one peer arrive in order, a peer that does not answer delays
+//! (`PeerOutbox`), so messages to one peer arrive in order, a peer that does not answer delays
 //! no one else, and the main loop never waits; each outcome comes back as `Event::Sent`.
 //!
 //! What it does not do: encrypt (anyone on the path can read a private message; the MAC only
@@ -53,7 +53,7 @@ pub use book::{reachable_address, Book, Peer};
 pub use command::{parse_local, Local};
 pub(crate) use listener::listen;
 pub use sender::send;
-pub(crate) use sender::Outbox;
+pub(crate) use sender::PeerOutbox;
 pub use wire::{
     check_text, format_private, from_hex, greeting, mac, new_nonce, parse_greeting, parse_private,
     parse_reply, to_hex, verify, Private, SendError, GREETING, MAX_TEXT_BYTES, TIMEOUT,

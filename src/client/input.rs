@@ -1,6 +1,6 @@
 //! The keyboard thread: reads what the user types and hands it to the main loop as events.
 //!
-//! During the login dialogue it reads one line per [`Request::Ask`] from the main loop (so a
+//! During the login dialogue it reads one line per [`ReadRequest::Ask`] from the main loop (so a
 //! password is read with echo off only when the server asked for a password, and piped
 //! input is consumed in step with the server's questions); after login it reads lines
 //! freely until end of input or Ctrl-C.
@@ -11,7 +11,7 @@
 //! a read when the process exits, which is fine.
 
 use super::charset::Charset;
-use super::{sys, Event};
+use super::{sys, ClientEvent};
 use crossbeam_channel::{Receiver, Sender};
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
@@ -19,7 +19,7 @@ use std::io::{self, BufRead};
 
 /// What the main loop wants read next.
 #[derive(Debug)]
-pub(crate) enum Request {
+pub(crate) enum ReadRequest {
     /// One answer to a server question (`ASK`). `prompt` is shown by the editor; in plain
     /// mode the main loop has printed the question already.
     Ask {
@@ -58,8 +58,8 @@ enum Read {
 /// Starts the keyboard thread.
 pub(crate) fn spawn(
     keyboard: Keyboard,
-    requests: Receiver<Request>,
-    events: Sender<Event>,
+    requests: Receiver<ReadRequest>,
+    events: Sender<ClientEvent>,
 ) -> io::Result<()> {
     std::thread::Builder::new()
         .name("keyboard".into())
@@ -67,19 +67,19 @@ pub(crate) fn spawn(
         .map(drop)
 }
 
-fn run(mut keyboard: Keyboard, requests: Receiver<Request>, events: Sender<Event>) {
+fn run(mut keyboard: Keyboard, requests: Receiver<ReadRequest>, events: Sender<ClientEvent>) {
     for request in requests.iter() {
         let (prompt, secret, free) = match request {
-            Request::Ask { prompt, secret } => (prompt, secret, false),
-            Request::Free { prompt } => (prompt, false, true),
+            ReadRequest::Ask { prompt, secret } => (prompt, secret, false),
+            ReadRequest::Free { prompt } => (prompt, false, true),
         };
         loop {
             let event = match read(&mut keyboard, &prompt, secret, free) {
-                Read::Line(line) => Event::Typed(line),
-                Read::End => Event::EndOfInput,
-                Read::Interrupted => Event::Interrupted,
+                Read::Line(line) => ClientEvent::Typed(line),
+                Read::End => ClientEvent::EndOfInput,
+                Read::Interrupted => ClientEvent::Interrupted,
             };
-            let last = !matches!(event, Event::Typed(_));
+            let last = !matches!(event, ClientEvent::Typed(_));
             if events.send(event).is_err() || last {
                 return;
             }

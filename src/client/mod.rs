@@ -1,13 +1,13 @@
 //! The terminal client: `lanchat-client [HOST] [PORT]`.
 //!
-//! Threads feed one channel of [`Event`]s, and one main loop does everything else:
+//! Threads feed one channel of [`ClientEvent`]s, and one main loop does everything else:
 //!
 //! ```text
 //!   socket   ─► reader thread (Line::parse)                    ─┐
 //!   keyboard ─► input thread (line editor / plain lines /       │
 //!               hidden password)                                ├─► events ─► main loop:
 //!   peers    ─► direct listener (one thread per connection)     │   render, print, send,
-//!   direct::Outbox workers (outcomes of direct sends)           │   decide when to leave
+//!   direct::PeerOutbox workers (outcomes of direct sends)       │   decide when to leave
 //!   Ctrl-C, SIGTERM, SIGHUP ─► signal handler                  ─┘
 //! ```
 //!
@@ -223,7 +223,7 @@ impl From<io::Error> for Error {
 
 /// Something the main loop reacts to; every thread and the signal handler produce these.
 #[derive(Debug)]
-pub(crate) enum Event {
+pub(crate) enum ClientEvent {
     /// A line from the server.
     Server(Line),
     /// A line from the server of a kind this client does not know, as received.

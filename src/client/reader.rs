@@ -1,9 +1,9 @@
-//! The socket reader thread: turns the server's bytes into [`Event`]s, one per line, and
-//! ends with [`Event::Disconnected`]. A line longer than [`MAX_LINE_BYTES`] comes in pieces.
+//! The socket reader thread: turns the server's bytes into [`ClientEvent`]s, one per line, and
+//! ends with [`ClientEvent::Disconnected`]. A line longer than [`MAX_LINE_BYTES`] comes in pieces.
 //!
 //! What it does not do: act on a line (the main loop does) or write to the server.
 
-use super::Event;
+use super::ClientEvent;
 use crate::protocol::Line;
 use crossbeam_channel::Sender;
 use std::io::{self, BufRead, BufReader, Read};
@@ -14,10 +14,13 @@ const MAX_LINE_BYTES: u64 = 1 << 20;
 /// The most lines of prose before `HELLO` kept, to be shown if the server closes before it.
 const MAX_PROSE_LINES: usize = 20;
 
-/// Starts the thread that turns the server's bytes into [`Event`]s, ending with
-/// [`Event::Disconnected`]. What comes before the first `HELLO` is the prose greeting for
+/// Starts the thread that turns the server's bytes into [`ClientEvent`]s, ending with
+/// [`ClientEvent::Disconnected`]. What comes before the first `HELLO` is the prose greeting for
 /// people: skipped, unless the server closes before `HELLO` (a refusal), when it is shown.
-pub(super) fn spawn_reader(socket: Box<dyn Read + Send>, events: Sender<Event>) -> io::Result<()> {
+pub(super) fn spawn_reader(
+    socket: Box<dyn Read + Send>,
+    events: Sender<ClientEvent>,
+) -> io::Result<()> {
     std::thread::Builder::new()
         .name("socket".into())
         .spawn(move || {
@@ -32,9 +35,9 @@ pub(super) fn spawn_reader(socket: Box<dyn Read + Send>, events: Sender<Event>) 
                 {
                     Ok(0) => {
                         for text in prose.take().unwrap_or_default() {
-                            let _ = events.send(Event::Unknown(text));
+                            let _ = events.send(ClientEvent::Unknown(text));
                         }
-                        Event::Disconnected(None)
+                        ClientEvent::Disconnected(None)
                     }
                     Ok(_) => {
                         let text = trim_line_end(String::from_utf8_lossy(&buf).into_owned());
@@ -51,14 +54,14 @@ pub(super) fn spawn_reader(socket: Box<dyn Read + Send>, events: Sender<Event>) 
                             continue;
                         }
                         match Line::parse(&text) {
-                            Some(line) => Event::Server(line),
-                            None => Event::Unknown(text),
+                            Some(line) => ClientEvent::Server(line),
+                            None => ClientEvent::Unknown(text),
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => Event::Disconnected(Some(e)),
+                    Err(e) => ClientEvent::Disconnected(Some(e)),
                 };
-                let last = matches!(event, Event::Disconnected(_));
+                let last = matches!(event, ClientEvent::Disconnected(_));
                 if events.send(event).is_err() || last {
                     return;
                 }

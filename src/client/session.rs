@@ -1,5 +1,5 @@
 //! The main loop: one thread that owns the connection's write half, the screen and the
-//! login state, and reacts to every [`Event`] the other threads send (see the module doc
+//! login state, and reacts to every [`ClientEvent`] the other threads send (see the module doc
 //! of `client` for the picture). The server's lines are handled here; what the user types
 //! that the client handles itself (direct messages, the address book) is `commands`.
 //!
@@ -9,13 +9,13 @@
 mod commands;
 
 use super::connect::open;
-use super::direct::{Book, Outbox};
-use super::input::{self, Keyboard, Request};
+use super::direct::{Book, PeerOutbox};
+use super::input::{self, Keyboard, ReadRequest};
 use super::reader::spawn_reader;
 use super::render::Renderer;
 use super::screen::{editor, line_editing, Screen};
-use super::sys::Terminal;
-use super::{secure, seen, Charset, Ending, Error, Event, Options, PROMPT};
+use super::sys::SavedTerminal;
+use super::{secure, seen, Charset, ClientEvent, Ending, Error, Options, PROMPT};
 use crate::protocol::{Kind, Line};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::{HashMap, VecDeque};
@@ -57,13 +57,13 @@ pub fn run(options: &Options) -> Result<Ending, Error> {
         options.charset.is_utf8(),
         std::env::var_os("TERM").as_deref(),
     );
-    let terminal = Terminal::save(editor_mode);
+    let terminal = SavedTerminal::save(editor_mode);
     let (events_tx, events) = crossbeam_channel::unbounded();
     spawn_reader(socket.reader()?, events_tx.clone())?;
 
     let signals = events_tx.clone();
     if let Err(e) = ctrlc::set_handler(move || {
-        let _ = signals.send(Event::Interrupted);
+        let _ = signals.send(ClientEvent::Interrupted);
     }) {
         log::debug!("signal handler not installed: {e}");
     }
@@ -110,7 +110,7 @@ pub fn run(options: &Options) -> Result<Ending, Error> {
         heartbeat_every: options.heartbeat,
         me: String::new(),
         book: Book::default(),
-        outbox: Outbox::new(events_tx.clone()),
+        outbox: PeerOutbox::new(events_tx.clone()),
         events: events_tx,
         p2p_port: options.p2p_port,
         p2p_reply_due: false,
@@ -134,9 +134,9 @@ struct Client {
     /// Line to text.
     renderer: Renderer,
     /// Tells the input thread what to read next.
-    requests: Sender<Request>,
+    requests: Sender<ReadRequest>,
     /// Restores the terminal on the way out, whichever way that is.
-    terminal: Terminal,
+    terminal: SavedTerminal,
     /// `WELCOME` has arrived.
     logged_in: bool,
     /// The server asked a question after login (`ASK intro`); the next typed line answers.
@@ -159,9 +159,9 @@ struct Client {
     /// Who direct messages can go to; shared with the direct listener's threads.
     book: Book,
     /// Sends direct messages on worker threads.
-    outbox: Outbox,
+    outbox: PeerOutbox,
     /// For the direct listener, started at login.
-    events: Sender<Event>,
+    events: Sender<ClientEvent>,
     /// The port to listen on for direct messages (0: any).
     p2p_port: u16,
     /// `p2p PORT` was sent; its `OK p2p` is not shown.
@@ -185,7 +185,7 @@ struct Client {
 }
 
 impl Client {
-    fn run(&mut self, events: &Receiver<Event>) -> Result<Ending, Error> {
+    fn run(&mut self, events: &Receiver<ClientEvent>) -> Result<Ending, Error> {
         loop {
             let wake = match (self.deadline, self.next_heartbeat) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -225,27 +225,27 @@ impl Client {
         }
     }
 
-    fn handle(&mut self, event: Event) -> Result<Option<Ending>, Error> {
+    fn handle(&mut self, event: ClientEvent) -> Result<Option<Ending>, Error> {
         match event {
-            Event::Server(line) if self.server_down => {
+            ClientEvent::Server(line) if self.server_down => {
                 // `BYE` is the server's last word; a line after it (a peer's `ADDR gone` as
                 // the server logs everyone out) must not empty the address book.
                 log::debug!("ignored after the server's goodbye: {line}");
             }
-            Event::Unknown(_) if self.server_down => {}
-            Event::Server(line) => return Ok(self.on_line(&line)),
-            Event::Unknown(raw) => {
+            ClientEvent::Unknown(_) if self.server_down => {}
+            ClientEvent::Server(line) => return Ok(self.on_line(&line)),
+            ClientEvent::Unknown(raw) => {
                 let text = self.renderer.render_unknown(&raw);
                 self.show(&text);
             }
-            Event::Disconnected(e) => {
+            ClientEvent::Disconnected(e) => {
                 if let Some(e) = e {
                     log::debug!("reading from the server: {e}");
                 }
                 return self.lost();
             }
-            Event::Typed(line) if self.server_down => return Ok(self.typed_offline(&line)),
-            Event::Typed(line) => {
+            ClientEvent::Typed(line) if self.server_down => return Ok(self.typed_offline(&line)),
+            ClientEvent::Typed(line) => {
                 if std::mem::take(&mut self.answering) || !self.logged_in {
                     // An answer to the server's question, whatever it looks like.
                     self.send(&line);
@@ -253,18 +253,18 @@ impl Client {
                     self.typed(&line);
                 }
             }
-            Event::Direct { from, text } => {
+            ClientEvent::Direct { from, text } => {
                 let text = self.renderer.private(&from, &text);
                 self.show(&text);
             }
-            Event::Sent { to, result } => match result {
+            ClientEvent::Sent { to, result } => match result {
                 Ok(()) => self.show(&format!(
                     "Your private message was delivered to {}.",
                     crate::protocol::sanitize_text(&to)
                 )),
                 Err(e) => self.error(&format!("private message to {to} not delivered: {e}")),
             },
-            Event::EndOfInput | Event::Interrupted => {
+            ClientEvent::EndOfInput | ClientEvent::Interrupted => {
                 if !self.logged_in || self.leaving || self.server_down {
                     return Ok(Some(Ending::Quit));
                 }
@@ -297,7 +297,7 @@ impl Client {
                     // The question as a line of its own, so a transcript reads well.
                     self.show(&text);
                 }
-                let _ = self.requests.send(Request::Ask {
+                let _ = self.requests.send(ReadRequest::Ask {
                     prompt: format!("{text} "),
                     secret: line.arg(0) == "password",
                 });
@@ -330,7 +330,7 @@ impl Client {
                 self.start_direct();
                 self.show(&text);
                 self.next_heartbeat = Some(Instant::now() + self.heartbeat_every);
-                let _ = self.requests.send(Request::Free {
+                let _ = self.requests.send(ReadRequest::Free {
                     prompt: PROMPT.to_string(),
                 });
             }

@@ -29,20 +29,20 @@ pub(crate) fn utc_offset_at(secs: u64) -> Option<i64> {
 }
 
 /// The terminal settings standard input had when the client started, put back when this is
-/// dropped (or by [`Terminal::restore_and_wipe`]): after a hidden password read, or when the process
+/// dropped (or by [`SavedTerminal::restore_and_wipe`]): after a hidden password read, or when the process
 /// leaves while the line editor has the terminal in raw mode on another thread.
-pub(crate) struct Terminal {
+pub(crate) struct SavedTerminal {
     /// What to put back; `None` when standard input is not a terminal.
     saved: Option<Settings>,
     /// Whether a line editor draws prompts (standard output is a terminal too).
     editor: bool,
 }
 
-impl Terminal {
+impl SavedTerminal {
     /// Remembers standard input's settings, if it is a terminal. `editor` says whether a
     /// line editor will draw prompts, which the way out then has to deal with.
-    pub(crate) fn save(editor: bool) -> Terminal {
-        Terminal {
+    pub(crate) fn save(editor: bool) -> SavedTerminal {
+        SavedTerminal {
             saved: Settings::of_stdin().ok(),
             editor,
         }
@@ -70,7 +70,7 @@ impl Terminal {
     }
 }
 
-impl Drop for Terminal {
+impl Drop for SavedTerminal {
     /// Leaves whatever prompt or typing is on screen and starts a new line for anything
     /// printed after (an error, the shell's prompt).
     fn drop(&mut self) {
@@ -80,7 +80,7 @@ impl Drop for Terminal {
 
 /// Reads one line from standard input (a terminal) with echo off: for passwords. The user's
 /// Enter is still echoed (ECHONL) so the next output starts on a new line. The settings are
-/// put back before returning; if the process is interrupted meanwhile, [`Terminal`] puts
+/// put back before returning; if the process is interrupted meanwhile, [`SavedTerminal`] puts
 /// them back. Returns `None` at end of input (Ctrl-D).
 pub(crate) fn read_hidden_line(charset: super::charset::Charset) -> io::Result<Option<String>> {
     let echo = EchoOff::on_stdin()?;

@@ -9,11 +9,11 @@
 //!
 //! Why a sender's share is not smaller: whoever forges requests *from a victim's address*
 //! spends the victim's bucket, and the victim's own client then hears nothing (or only an
-//! impostor). With [`Limits::sender_per_sec`] at 200 that costs 200 forged datagrams a
+//! impostor). With [`AnswerLimits::sender_per_sec`] at 200 that costs 200 forged datagrams a
 //! second, what silencing everyone cost before there were per-sender buckets; at a few a
 //! second it would be nearly free. 200 answers a second to one spoofed victim is no flood.
 //!
-//! The table of senders is bounded ([`Limits::max_senders`]): senders whose bucket has
+//! The table of senders is bounded ([`AnswerLimits::max_senders`]): senders whose bucket has
 //! filled up again are forgotten (a fresh bucket is the same thing), and while the table is
 //! still full, unknown senders share one overflow bucket. A flood whose forged source
 //! changes with every datagram still competes for the global budget; only keys (a later
@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 /// The numbers behind the budget.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Limits {
+pub struct AnswerLimits {
     /// Answers one sender gets at once.
     pub sender_burst: f64,
     /// Answers one sender gets per second after its burst.
@@ -40,9 +40,9 @@ pub struct Limits {
     pub max_senders: usize,
 }
 
-impl Limits {
+impl AnswerLimits {
     /// The server's limits (PROTOCOL.md section 10).
-    pub const DEFAULT: Limits = Limits {
+    pub const DEFAULT: AnswerLimits = AnswerLimits {
         sender_burst: 200.0,
         sender_per_sec: 200.0,
         global_burst: 2000.0,
@@ -93,7 +93,7 @@ impl Bucket {
 #[derive(Debug)]
 pub struct AnswerBudget {
     /// The numbers.
-    limits: Limits,
+    limits: AnswerLimits,
     /// Everyone's answers together.
     global: Bucket,
     /// Each remembered sender's answers.
@@ -110,7 +110,7 @@ const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
 impl AnswerBudget {
     /// A budget with every bucket full.
-    pub fn new(limits: Limits, now: Instant) -> AnswerBudget {
+    pub fn new(limits: AnswerLimits, now: Instant) -> AnswerBudget {
         AnswerBudget {
             limits,
             global: Bucket::full(limits.global_burst, now),
@@ -122,7 +122,7 @@ impl AnswerBudget {
 
     /// Whether a request from `from` gets an answer at `now`; if so, the answer is counted.
     pub fn allow(&mut self, from: IpAddr, now: Instant) -> bool {
-        let Limits {
+        let AnswerLimits {
             sender_burst,
             sender_per_sec,
             global_burst,
@@ -171,7 +171,7 @@ impl AnswerBudget {
 mod tests {
     use super::*;
 
-    const SMALL: Limits = Limits {
+    const SMALL: AnswerLimits = AnswerLimits {
         sender_burst: 4.0,
         sender_per_sec: 2.0,
         global_burst: 10.0,
@@ -219,7 +219,7 @@ mod tests {
     #[test]
     fn the_global_budget_caps_many_senders_together() {
         let t0 = Instant::now();
-        let limits = Limits {
+        let limits = AnswerLimits {
             max_senders: 1000,
             ..SMALL
         };
@@ -236,7 +236,7 @@ mod tests {
     #[test]
     fn the_sender_table_is_bounded_and_forgets_idle_senders() {
         let t0 = Instant::now();
-        let limits = Limits {
+        let limits = AnswerLimits {
             global_burst: 100.0,
             ..SMALL
         };
@@ -263,7 +263,7 @@ mod tests {
         // silenced every client before per-sender budgets) leave the victim's own
         // requests answered, and the rest of the LAN's.
         let t0 = Instant::now();
-        let mut budget = AnswerBudget::new(Limits::DEFAULT, t0);
+        let mut budget = AnswerBudget::new(AnswerLimits::DEFAULT, t0);
         let victim = ip(7);
         for tick in 0..500u64 {
             let now = t0 + Duration::from_millis(tick * 10);

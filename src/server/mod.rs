@@ -8,7 +8,10 @@
 //! [`Server::bind`] opens the store and the sockets; [`Server::run`] accepts until
 //! [`ShutdownHandle::shutdown`] is called, then tells every client the server is going
 //! down, closes their sockets, waits for their threads and returns.
+//! The accepting itself (the loop per door, refusals, socket options, the connection thread,
+//! the goodbye at shutdown) is in `accept.rs`.
 
+mod accept;
 mod conn;
 mod cork;
 mod door;
@@ -41,31 +44,21 @@ pub use verifier::CheckCount;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::credentials::Credentials;
-use crate::protocol::Line;
 use crate::store::{Store, StoreError};
 use crate::tls::{Fingerprint, Identity, IdentityError};
 use conn::{Conn, Flusher};
 use hub::Hub;
 use parking_lot::{Condvar, Mutex};
-use socket2::{SockRef, TcpKeepalive};
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{self, Write};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tls_session::TlsSession;
 
-/// Stack of each connection thread: enough for the session code, small enough that ten
-/// thousand users cost little memory.
-const CONNECTION_STACK_BYTES: usize = 256 * 1024;
-/// Kernel send buffer per connection (Linux doubles it for bookkeeping).
-const SEND_BUFFER_BYTES: usize = 128 * 1024;
 /// The protocol version announced in HELLO.
 pub const PROTOCOL_VERSION: &str = "lanchat/1";
-/// How long shutdown waits for connection threads to finish.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Why the server could not start or run.
 #[derive(Debug)]
@@ -104,7 +97,7 @@ impl fmt::Display for ServerError {
 impl std::error::Error for ServerError {}
 
 /// State shared by the listener, the connection threads and shutdown handles.
-struct Shared {
+struct ServerShared {
     /// Set once shutdown begins.
     shutting_down: AtomicBool,
     /// Every open connection (logged in or not), for the shutdown notice and `max_clients`.
@@ -160,7 +153,7 @@ struct Core {
     /// Finishes writes that did not fit.
     flusher: Flusher,
     /// Shared with connection threads and handles.
-    shared: Arc<Shared>,
+    shared: Arc<ServerShared>,
     /// Source of connection ids.
     next_id: AtomicU64,
     /// The IRC door's shared state.
@@ -173,7 +166,7 @@ struct Core {
 #[derive(Clone)]
 pub struct ShutdownHandle {
     /// The server's shared state.
-    shared: Arc<Shared>,
+    shared: Arc<ServerShared>,
 }
 
 impl ShutdownHandle {
@@ -259,7 +252,7 @@ impl Server {
             // Linux gives every accepted socket the listener's options: set once here,
             // they cost no syscalls per connection.
             #[cfg(target_os = "linux")]
-            set_connection_options(&SockRef::from(&listener));
+            accept::set_connection_options(&socket2::SockRef::from(&listener));
             let local = listener
                 .local_addr()
                 .map_err(|e| ServerError::Bind(addr, e))?;
@@ -309,7 +302,7 @@ impl Server {
                 irc,
                 hub: Hub::new(config, credentials, clock, store, directory),
                 flusher: Flusher::new(),
-                shared: Arc::new(Shared {
+                shared: Arc::new(ServerShared {
                     shutting_down: AtomicBool::new(false),
                     conns: Mutex::new(Connections::default()),
                     conn_ended: Condvar::new(),
@@ -408,160 +401,12 @@ impl Server {
     }
 }
 
-impl Core {
-    /// Accepts connections on one door until shutdown.
-    fn accept_loop(&self, door: Door, listener: &TcpListener) {
-        loop {
-            // accept() hands back the peer's address: no getpeername per connection.
-            let accepted = listener.accept();
-            if self.shared.shutting_down.load(Ordering::Acquire) {
-                break;
-            }
-            match accepted {
-                Ok((stream, peer)) => self.start_connection(door, stream, peer),
-                Err(e) => {
-                    // Out of descriptors or similar: back off instead of spinning.
-                    log::warn!("accept failed: {e}");
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-        }
-    }
-
-    fn start_connection(&self, door: Door, stream: TcpStream, peer: SocketAddr) {
-        #[cfg(not(target_os = "linux"))]
-        set_connection_options(&SockRef::from(&stream));
-        let config = self.hub.config();
-        let (total, from_ip) = {
-            let conns = self.shared.conns.lock();
-            let from_ip = conns.per_ip.get(&peer.ip()).copied().unwrap_or(0);
-            (conns.by_id.len(), from_ip)
-        };
-        if total >= config.max_clients {
-            log::warn!(
-                "refusing {peer}: max_clients ({}) reached",
-                config.max_clients
-            );
-            refuse(
-                stream,
-                &door.refusal("full", "The server is full; please try again later."),
-            );
-            return;
-        }
-        if from_ip >= config.max_clients_per_ip {
-            log::warn!(
-                "refusing {peer}: max_clients_per_ip ({}) reached",
-                config.max_clients_per_ip
-            );
-            refuse(
-                stream,
-                &door.refusal(
-                    "full",
-                    "Too many connections from your address; please try again later.",
-                ),
-            );
-            return;
-        }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let limits = conn::Limits {
-            outbox_bytes: config.max_outbox_bytes,
-            stall: Duration::from_secs(config.slow_reader_timeout_secs),
-        };
-        let tls = match (door.is_tls(), &self.identity) {
-            (true, Some(identity)) => {
-                match TlsSession::new(Arc::clone(&identity.config), limits.outbox_bytes) {
-                    Ok(session) => Some(session),
-                    Err(e) => {
-                        log::warn!("refusing {peer}: cannot start TLS: {e}");
-                        return;
-                    }
-                }
-            }
-            _ => None,
-        };
-        let encoder = door.encoder();
-        let conn = Conn::new_tls(id, stream, peer, &self.flusher, limits, encoder, tls);
-        self.shared.conns.lock().insert(Arc::clone(&conn));
-        let hub = self.hub.clone();
-        let shared = Arc::clone(&self.shared);
-        let irc = Arc::clone(&self.irc);
-        let spawned = thread::spawn_detached(&format!("conn-{id}"), CONNECTION_STACK_BYTES, {
-            let conn = Arc::clone(&conn);
-            move || connection_thread(door, &hub, &conn, &shared, &irc)
-        });
-        if let Err(e) = spawned {
-            log::error!("cannot start a thread for {peer}: {e}");
-            self.shared.conns.lock().remove(id);
-            conn.close_with(&Line::bye(
-                "busy",
-                "The server cannot take more users right now.",
-            ));
-        }
-    }
-
-    /// Tells every connection the server is going down and waits for their threads.
-    fn stop_all(&self) {
-        let conns: Vec<Arc<Conn>> = self.shared.conns.lock().by_id.values().cloned().collect();
-        log::info!("shutting down: notifying {} connection(s)", conns.len());
-        let bye = Line::bye("shutdown", "The server is going down. Goodbye!");
-        for c in &conns {
-            c.send(&bye);
-        }
-        for c in &conns {
-            c.wait_flushed(Duration::from_millis(200));
-            c.close();
-        }
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
-        let mut guard = self.shared.conns.lock();
-        while !guard.by_id.is_empty() {
-            if self
-                .shared
-                .conn_ended
-                .wait_until(&mut guard, deadline)
-                .timed_out()
-            {
-                log::warn!(
-                    "{} connection thread(s) still running at exit",
-                    guard.by_id.len()
-                );
-                break;
-            }
-        }
-    }
-}
-
-/// The body of a connection's thread: serves it, then forgets it. Not inlined into the
-/// thread's start, so that the frames under a waiting connection stay small (see
-/// [`memory`]).
-#[inline(never)]
-fn connection_thread(
-    door: Door,
-    hub: &Hub,
-    conn: &Arc<Conn>,
-    shared: &Shared,
-    irc: &Arc<irc::World>,
-) {
-    let painted = memory::gauge::paint();
-    let ctx = session::SessionContext {
-        connected: Instant::now(),
-        shutting_down: &shared.shutting_down,
-        version: PROTOCOL_VERSION,
-        irc,
-    };
-    door.serve(hub, conn, &ctx);
-    if let Some(painted) = painted {
-        painted.finish();
-    }
-    shared.conns.lock().remove(conn.id);
-    shared.conn_ended.notify_all();
-}
-
 /// How long an address-exchange request waits for an answer (seed 002 asked at a prompt).
 const ADDRESS_REQUEST_SECS: u64 = 60;
 
 /// Until shutdown: every tenth of a second, settles the offline mail clients acknowledged
 /// (`Hub::settle_mail`); once a second, declines address requests nobody answered.
-fn janitor(hub: &Hub, shared: &Shared) {
+fn janitor(hub: &Hub, shared: &ServerShared) {
     let mut last = Instant::now();
     while !shared.shutting_down.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(100));
@@ -572,37 +417,6 @@ fn janitor(hub: &Hub, shared: &Shared) {
             memory::release_free_memory();
         }
     }
-}
-
-/// TCP_NODELAY, keepalive, and a fixed kernel send buffer: bounded memory per user
-/// (autotuning could give each stuck client megabytes), and a client that stops reading
-/// shows up in its outbox quickly, where the slow-reader rules can see it.
-fn set_connection_options(sock: &SockRef<'_>) {
-    let _ = sock.set_nodelay(true);
-    let keepalive = TcpKeepalive::new()
-        .with_time(Duration::from_secs(60))
-        .with_interval(Duration::from_secs(10));
-    let _ = sock.set_tcp_keepalive(&keepalive);
-    let _ = sock.set_send_buffer_size(SEND_BUFFER_BYTES);
-}
-
-/// Writes a refusal to a connection that will not get a thread, and closes it. What the
-/// client sent already (a program's `protocol lanchat/1`, sent as it connects) is read
-/// first: closing with it unread would reset the connection, which can destroy the refusal
-/// before the client has read it.
-fn refuse(mut stream: TcpStream, refusal: &[u8]) {
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-    let _ = stream.write_all(refusal);
-    if stream.set_nonblocking(true).is_ok() {
-        let mut buf = [0u8; 1024];
-        for _ in 0..4 {
-            match std::io::Read::read(&mut stream, &mut buf) {
-                Ok(n) if n > 0 => continue,
-                _ => break,
-            }
-        }
-    }
-    let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
 #[cfg(test)]
@@ -627,34 +441,5 @@ mod tests {
         assert!(!warning.contains("bobpw"), "{warning}");
         let hashed = Credentials::from_pairs([("alice", phc.as_str())]);
         assert_eq!(plaintext_warning(path, &hashed), None);
-    }
-
-    #[test]
-    fn accepted_connections_have_the_connection_options() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            port: 0,
-            web_port: crate::config::OptionalPort::Off,
-            irc_port: crate::config::OptionalPort::Off,
-            discovery: false,
-            bind: IpAddr::from([127, 0, 0, 1]),
-            data_dir: dir.path().join("data"),
-            ..Config::default()
-        };
-        let server =
-            Server::bind_with(config, Credentials::default(), Arc::new(SystemClock)).unwrap();
-        let addr = server.local_addr();
-        let (_, listener) = &server.listeners[0];
-        let _client = TcpStream::connect(addr).unwrap();
-        let (stream, _) = listener.accept().unwrap();
-        #[cfg(not(target_os = "linux"))]
-        set_connection_options(&SockRef::from(&stream));
-        let sock = SockRef::from(&stream);
-        assert!(sock.nodelay().unwrap());
-        assert!(sock.keepalive().unwrap());
-        assert_eq!(sock.keepalive_time().unwrap(), Duration::from_secs(60));
-        // Linux reports twice the size asked (its bookkeeping).
-        #[cfg(target_os = "linux")]
-        assert_eq!(sock.send_buffer_size().unwrap(), 2 * SEND_BUFFER_BYTES);
     }
 }

@@ -17,7 +17,7 @@
 //! client.
 
 use super::conn::{Conn, Encoder};
-use super::prose::{self, Ending};
+use super::prose::{self, ProseEnd};
 use super::reader::{ByteSource, Input, LineReader, ReadLines};
 use super::telnet::Telnet;
 use crate::protocol::Line;
@@ -102,8 +102,8 @@ impl Encoder for Terminal {
             out.push(b'\n');
         }
         match prose::write(line, out) {
-            Ending::Prompt => self.state.fetch_or(AT_PROMPT, Ordering::AcqRel),
-            Ending::Line => self.state.fetch_and(!AT_PROMPT, Ordering::AcqRel),
+            ProseEnd::Prompt => self.state.fetch_or(AT_PROMPT, Ordering::AcqRel),
+            ProseEnd::Line => self.state.fetch_and(!AT_PROMPT, Ordering::AcqRel),
         };
     }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 /// The configured limits; `None` means no limit.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
+pub struct SessionLimits {
     /// From accepting the connection to a finished login.
     pub login: Option<Duration>,
     /// From the last line that counts as activity to logging out.
@@ -41,10 +41,10 @@ fn secs_limit(secs: u64) -> Option<Duration> {
     (secs > 0).then(|| Duration::from_secs(secs))
 }
 
-impl Limits {
+impl SessionLimits {
     /// The limits `config` sets.
-    pub fn of(config: &Config) -> Limits {
-        Limits {
+    pub fn of(config: &Config) -> SessionLimits {
+        SessionLimits {
             login: secs_limit(config.login_timeout_secs),
             idle: secs_limit(config.idle_timeout_secs),
             silence: secs_limit(config.heartbeat_timeout_secs),
@@ -110,13 +110,13 @@ enum Phase {
 /// One connection's deadlines.
 #[derive(Clone, Copy, Debug)]
 pub struct Timers {
-    limits: Limits,
+    limits: SessionLimits,
     phase: Phase,
 }
 
 impl Timers {
     /// A connection accepted at `connected`, not logged in yet.
-    pub fn new(limits: Limits, connected: Instant) -> Timers {
+    pub fn new(limits: SessionLimits, connected: Instant) -> Timers {
         Timers {
             limits,
             phase: Phase::LoggingIn { connected },
@@ -255,7 +255,7 @@ pub struct Pace {
 
 impl Pace {
     /// A full budget at `now`.
-    pub fn new(limits: &Limits, now: Instant) -> Pace {
+    pub fn new(limits: &SessionLimits, now: Instant) -> Pace {
         Pace {
             bucket: TokenBucket::new(limits.rate, limits.burst),
             start: now,
@@ -290,8 +290,8 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    fn limits() -> Limits {
-        Limits {
+    fn limits() -> SessionLimits {
+        SessionLimits {
             login: Some(ms(1000)),
             idle: Some(ms(5000)),
             silence: Some(ms(2000)),
@@ -313,7 +313,7 @@ mod tests {
         t.heard(t0 + ms(900), Heard::Activity);
         assert_eq!(t.deadline(), Some(t0 + ms(1000)));
         let unlimited = Timers::new(
-            Limits {
+            SessionLimits {
                 login: None,
                 ..limits()
             },
@@ -358,7 +358,7 @@ mod tests {
     fn an_irc_client_is_pinged_then_dropped_and_any_line_answers_the_ping() {
         let t0 = Instant::now();
         let mut t = Timers::new(
-            Limits {
+            SessionLimits {
                 idle: None,
                 ..limits()
             },
@@ -422,7 +422,7 @@ mod tests {
         assert!(waited >= ms(1000), "slowed {waited:?} first");
         // An unlimited flood limit never disconnects; no rate never slows.
         let mut patient = Pace::new(
-            &Limits {
+            &SessionLimits {
                 flood: None,
                 ..limits()
             },
@@ -430,7 +430,7 @@ mod tests {
         );
         assert!((0..1000).all(|i| patient.take(t0 + ms(i)) != Take::Flood));
         let mut free = Pace::new(
-            &Limits {
+            &SessionLimits {
                 rate: 0,
                 ..limits()
             },

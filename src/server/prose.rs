@@ -19,7 +19,7 @@ use crate::protocol::{sanitize, Kind, Line};
 
 /// How the prose of one line ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ending {
+pub enum ProseEnd {
     /// With a line end.
     Line,
     /// With `": "` and no line end: a prompt, the answer is typed after it.
@@ -27,13 +27,13 @@ pub enum Ending {
 }
 
 /// Appends the prose for `line` to `out`; says whether it left a prompt open.
-pub fn write(line: &Line, out: &mut Vec<u8>) -> Ending {
+pub fn write(line: &Line, out: &mut Vec<u8>) -> ProseEnd {
     let text = line.text.as_str();
     let shown = match line.kind {
         Kind::Ask => {
             out.extend_from_slice(sanitize(text.trim_end()).as_bytes());
             out.push(b' ');
-            return Ending::Prompt;
+            return ProseEnd::Prompt;
         }
         Kind::Msg => message(line.arg(0), text, " <private message>"),
         Kind::Bcast => message(line.arg(0), text, " <broadcast message>"),
@@ -81,7 +81,7 @@ pub fn write(line: &Line, out: &mut Vec<u8>) -> Ending {
     };
     out.extend_from_slice(sanitize(&shown).as_bytes());
     out.push(b'\n');
-    Ending::Line
+    ProseEnd::Line
 }
 
 /// The prose for `line` as a string, line end or prompt space included.
@@ -140,7 +140,7 @@ mod tests {
         );
         let mut out = Vec::new();
         let ask = Line::ask("username", "Username:");
-        assert_eq!(write(&ask, &mut out), Ending::Prompt);
+        assert_eq!(write(&ask, &mut out), ProseEnd::Prompt);
         assert_eq!(out, b"Username: ");
         assert_eq!(show("ASK password Password:"), "Password: ");
         assert_eq!(
@@ -149,7 +149,7 @@ mod tests {
         );
         assert_eq!(
             write(&Line::ok("sent", "Sent."), &mut Vec::new()),
-            Ending::Line
+            ProseEnd::Line
         );
     }
 
@@ -278,10 +278,13 @@ mod tests {
             let text = String::from_utf8(out).unwrap();
             assert!(!text.starts_with(kind.as_str()), "{kind:?}: {text:?}");
             match ending {
-                Ending::Line => assert_eq!(text.matches('\n').count(), 1, "{text:?}"),
-                Ending::Prompt => assert!(!text.contains('\n'), "{text:?}"),
+                ProseEnd::Line => assert_eq!(text.matches('\n').count(), 1, "{text:?}"),
+                ProseEnd::Prompt => assert!(!text.contains('\n'), "{text:?}"),
             }
-            assert!(text.ends_with('\n') == (ending == Ending::Line), "{text:?}");
+            assert!(
+                text.ends_with('\n') == (ending == ProseEnd::Line),
+                "{text:?}"
+            );
         }
     }
 

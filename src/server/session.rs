@@ -17,7 +17,7 @@ use super::conn::Conn;
 use super::cork::Cork;
 use super::hub::{Hub, LogoutReason, NameCheck, PasswordCheck};
 use super::native::{self, protocol_request, unknown_protocol, ProtocolRequest, Switch};
-use super::policy::{Expiry, Heard, Limits, Pace, Silence, Take, Timers};
+use super::policy::{Expiry, Heard, Pace, SessionLimits, Silence, Take, Timers};
 use super::reader::{Input, ReadLines};
 use crate::protocol::{is_session_command, parse_command, sanitize_text, Command, Kind, Line};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -113,7 +113,7 @@ fn login(
 ) -> Option<String> {
     let ip = conn.peer.ip();
     // A slowloris of half-finished logins must not hold threads for long.
-    let timers = Timers::new(Limits::of(hub.config()), ctx.connected);
+    let timers = Timers::new(SessionLimits::of(hub.config()), ctx.connected);
     let mut pending_name: Option<String> = None;
     // A client that sent its name and password at once gets ASK password, WELCOME and its
     // mail in one send (see `cork`); one that waits for each prompt, each prompt at once.
@@ -241,7 +241,7 @@ fn command_loop(
     name: &str,
     ctx: &SessionContext<'_>,
 ) -> (LogoutReason, Option<Line>) {
-    let limits = Limits::of(hub.config());
+    let limits = SessionLimits::of(hub.config());
     let mut timers = Timers::new(limits, ctx.connected);
     // Heartbeats are checked only for clients that send them (telnet users do not).
     timers.logged_in(Instant::now(), Silence::Heartbeats { promised: false });
@@ -435,7 +435,7 @@ fn closed_reason(ctx: &SessionContext<'_>) -> LogoutReason {
 }
 
 /// What a client disconnected as a flood is told (`BYE flood`, or IRC's `ERROR`).
-fn flood_reason(limits: &Limits) -> String {
+fn flood_reason(limits: &SessionLimits) -> String {
     format!(
         "You kept sending faster than {} lines a second for {} seconds; disconnecting.",
         limits.rate,

@@ -56,7 +56,7 @@ pub const ECHO: u8 = 1;
 
 /// Where the filter is in the input, between two reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
+enum FilterState {
     /// Plain data.
     Data,
     /// After an IAC.
@@ -90,7 +90,7 @@ pub struct Telnet {
     /// Whether the peer speaks telnet: its first byte was IAC (see the module's rule).
     active: bool,
     /// The position inside a command split across reads.
-    state: State,
+    state: FilterState,
     /// The ECHO option.
     echo: Echo,
 }
@@ -100,7 +100,7 @@ impl Default for Telnet {
         Telnet {
             decided: false,
             active: false,
-            state: State::Data,
+            state: FilterState::Data,
             echo: Echo::Off,
         }
     }
@@ -130,43 +130,43 @@ impl Telnet {
     pub fn filter(&mut self, input: &[u8], data: &mut Vec<u8>, replies: &mut Vec<u8>) {
         for &b in input {
             self.state = match self.state {
-                State::Data => self.data(b, data),
-                State::Cr if b == 0 => State::Data,
-                State::Cr => self.data(b, data),
-                State::Iac => match b {
+                FilterState::Data => self.data(b, data),
+                FilterState::Cr if b == 0 => FilterState::Data,
+                FilterState::Cr => self.data(b, data),
+                FilterState::Iac => match b {
                     IAC => {
                         data.push(IAC);
-                        State::Data
+                        FilterState::Data
                     }
-                    WILL | WONT | DO | DONT => State::Option(b),
-                    SB => State::Sub,
-                    SE..=IAC => State::Data,
+                    WILL | WONT | DO | DONT => FilterState::Option(b),
+                    SB => FilterState::Sub,
+                    SE..=IAC => FilterState::Data,
                     // Not a command: the IAC is dropped, the byte kept.
                     _ => self.data(b, data),
                 },
-                State::Option(command) => {
+                FilterState::Option(command) => {
                     self.negotiate(command, b, replies);
-                    State::Data
+                    FilterState::Data
                 }
-                State::Sub if b == IAC => State::SubIac,
-                State::Sub => State::Sub,
-                State::SubIac if b == SE => State::Data,
+                FilterState::Sub if b == IAC => FilterState::SubIac,
+                FilterState::Sub => FilterState::Sub,
+                FilterState::SubIac if b == SE => FilterState::Data,
                 // An escaped 0xFF inside the subnegotiation, or a malformed one: still in it.
-                State::SubIac => State::Sub,
+                FilterState::SubIac => FilterState::Sub,
             };
         }
     }
 
-    fn data(&mut self, b: u8, data: &mut Vec<u8>) -> State {
+    fn data(&mut self, b: u8, data: &mut Vec<u8>) -> FilterState {
         match b {
-            IAC => State::Iac,
+            IAC => FilterState::Iac,
             b'\r' => {
                 data.push(b);
-                State::Cr
+                FilterState::Cr
             }
             _ => {
                 data.push(b);
-                State::Data
+                FilterState::Data
             }
         }
     }

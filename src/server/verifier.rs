@@ -116,7 +116,7 @@ struct Waiter {
 }
 
 /// What the blocking driver keeps under its lock.
-struct State {
+struct DriverState {
     /// The schedule.
     queue: FairQueue<Waiter>,
     /// Tickets admitted but whose thread has not noticed yet.
@@ -129,7 +129,7 @@ struct State {
 /// addresses (see the module doc).
 pub struct Verifier {
     /// The schedule and its bookkeeping.
-    state: Mutex<State>,
+    state: Mutex<DriverState>,
     /// Every check run, costly or not.
     count: CheckCount,
 }
@@ -138,7 +138,7 @@ impl Verifier {
     /// A verifier allowing `slots` costly checks at once.
     pub fn new(slots: usize) -> Verifier {
         Verifier {
-            state: Mutex::new(State {
+            state: Mutex::new(DriverState {
                 queue: FairQueue::new(slots),
                 admitted: Vec::new(),
                 next_ticket: 0,

@@ -86,7 +86,7 @@ pub struct Store {
     dir: PathBuf,
     /// Mailbox counts, the directory copy and the journal size. One lock so a
     /// send racing with the recipient's login can never strand a message.
-    inner: Mutex<Inner>,
+    inner: Mutex<StoreState>,
     /// History files already checked for a torn tail in this process, and the
     /// ones open for appending. A separate lock so history logging never waits
     /// behind a mail fsync; held only to look a file up, never across a write.
@@ -96,7 +96,7 @@ pub struct Store {
 }
 
 /// What the store's main lock guards.
-struct Inner {
+struct StoreState {
     /// Maximum number of messages one mailbox may hold.
     mailbox_limit: usize,
     /// Number of messages waiting per user (absent = 0).
@@ -194,7 +194,7 @@ impl Store {
 
         let store = Store {
             dir: dir.to_path_buf(),
-            inner: Mutex::new(Inner {
+            inner: Mutex::new(StoreState {
                 mailbox_limit,
                 mail_counts,
                 directory: directory.clone(),

@@ -33,7 +33,7 @@ pub enum Baseline {
 /// Token of the listening socket.
 const LISTENER: u64 = u64::MAX;
 
-struct Client {
+struct EpollClient {
     stream: TcpStream,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
@@ -51,7 +51,7 @@ pub fn serve(kind: Baseline, listener: TcpListener, stop: &AtomicBool) -> io::Re
     listener.set_nonblocking(true)?;
     let poller = Poller::new()?;
     poller.add(listener.as_raw_fd(), LISTENER, IN)?;
-    let mut clients: Vec<Option<Client>> = Vec::new();
+    let mut clients: Vec<Option<EpollClient>> = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut events = event_buffer(1024);
     let mut chunk = vec![0u8; 64 * 1024];
@@ -113,7 +113,7 @@ pub fn serve(kind: Baseline, listener: TcpListener, stop: &AtomicBool) -> io::Re
     Ok(())
 }
 
-fn mark(c: &mut Client, idx: usize, dirty: &mut Vec<usize>) {
+fn mark(c: &mut EpollClient, idx: usize, dirty: &mut Vec<usize>) {
     if !c.dirty {
         c.dirty = true;
         dirty.push(idx);
@@ -123,7 +123,7 @@ fn mark(c: &mut Client, idx: usize, dirty: &mut Vec<usize>) {
 fn accept_all(
     listener: &TcpListener,
     poller: &Poller,
-    clients: &mut Vec<Option<Client>>,
+    clients: &mut Vec<Option<EpollClient>>,
 ) -> io::Result<()> {
     loop {
         match listener.accept() {
@@ -135,7 +135,7 @@ fn accept_all(
                     .position(Option::is_none)
                     .unwrap_or(clients.len());
                 poller.add(stream.as_raw_fd(), idx as u64, IN)?;
-                let client = Client {
+                let client = EpollClient {
                     stream,
                     rbuf: Vec::new(),
                     wbuf: Vec::new(),
@@ -158,7 +158,7 @@ fn accept_all(
 
 fn drop_client(
     poller: &Poller,
-    clients: &mut [Option<Client>],
+    clients: &mut [Option<EpollClient>],
     names: &mut HashMap<String, usize>,
     idx: usize,
 ) {
@@ -176,7 +176,7 @@ fn drop_client(
 fn relay_lines(
     data: &[u8],
     idx: usize,
-    clients: &mut [Option<Client>],
+    clients: &mut [Option<EpollClient>],
     names: &mut HashMap<String, usize>,
     dirty: &mut Vec<usize>,
 ) {
@@ -199,7 +199,7 @@ fn relay_lines(
 fn relay_one(
     line: &str,
     idx: usize,
-    clients: &mut [Option<Client>],
+    clients: &mut [Option<EpollClient>],
     names: &mut HashMap<String, usize>,
     dirty: &mut Vec<usize>,
 ) {
@@ -238,7 +238,7 @@ fn relay_one(
 }
 
 /// One client of the thread-per-client relay, as the other clients' threads see it.
-struct Peer {
+struct ThreadPeer {
     /// Read by the client's own thread, written by any (one descriptor per client, as in
     /// lanchat: a `try_clone` would halve the users the open-files limit allows).
     stream: TcpStream,
@@ -246,14 +246,14 @@ struct Peer {
     writing: parking_lot::Mutex<()>,
 }
 
-impl Peer {
+impl ThreadPeer {
     fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
         let _one_at_a_time = self.writing.lock();
         (&self.stream).write_all(bytes)
     }
 }
 
-type Peers = std::sync::Arc<parking_lot::Mutex<HashMap<String, std::sync::Arc<Peer>>>>;
+type Peers = std::sync::Arc<parking_lot::Mutex<HashMap<String, std::sync::Arc<ThreadPeer>>>>;
 
 /// The acknowledgement of every relayed line, about as long as lanchat's
 /// `OK sent Your message was sent to u2.`
@@ -291,7 +291,7 @@ pub fn serve_threads(listener: TcpListener, stop: &AtomicBool) -> io::Result<()>
 
 /// One client's thread: reads until end of file, relays, unregisters.
 fn serve_thread_client(stream: TcpStream, peers: &Peers) {
-    let me = std::sync::Arc::new(Peer {
+    let me = std::sync::Arc::new(ThreadPeer {
         stream,
         writing: parking_lot::Mutex::new(()),
     });
@@ -299,7 +299,7 @@ fn serve_thread_client(stream: TcpStream, peers: &Peers) {
     let mut have = 0;
     let mut name: Option<String> = None;
     // What one read produced for each recipient, and for the sender itself.
-    let mut out: Vec<(std::sync::Arc<Peer>, Vec<u8>)> = Vec::new();
+    let mut out: Vec<(std::sync::Arc<ThreadPeer>, Vec<u8>)> = Vec::new();
     let mut own = Vec::new();
     loop {
         if have == buf.len() {
@@ -329,7 +329,7 @@ fn serve_thread_client(stream: TcpStream, peers: &Peers) {
             let Some((to, text)) = line.split_once(' ') else {
                 continue;
             };
-            let recipients: Vec<std::sync::Arc<Peer>> = {
+            let recipients: Vec<std::sync::Arc<ThreadPeer>> = {
                 let peers = peers.lock();
                 if to == "*" {
                     peers

@@ -34,7 +34,7 @@ const LEFT_OUT: [&str; 4] = [
 
 /// One group of bars: one metric of one workload.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Group {
+pub struct BarGroup {
     /// The metric's name in the report, e.g. `p99_us`.
     pub metric: String,
     /// Whether more is better (rates) or less (latency, CPU, memory).
@@ -54,7 +54,7 @@ pub struct Panel {
     /// Relative to ngircd (true), or absolute medians because ngircd did not run it.
     pub relative: bool,
     /// The metrics, in the report's order.
-    pub groups: Vec<Group>,
+    pub groups: Vec<BarGroup>,
 }
 
 /// Whether more of `metric` is better.
@@ -141,7 +141,7 @@ fn panel(report: &Report, scenario: &str) -> Panel {
                 // Absolute: whoever ran it (ngircd did not), limits included as bars.
                 TARGETS.iter().copied().filter(|t| *t != "ngircd").collect()
             };
-            Group {
+            BarGroup {
                 metric: metric.clone(),
                 higher_is_better: higher,
                 bars: pick(&bar_targets),

@@ -2,7 +2,7 @@
 //! answers the server's keep-alives, and hands every benchmark payload that arrives to the
 //! scenario with its arrival time.
 
-use super::net::{Event, Fleet, Outgoing};
+use super::net::{Fleet, FleetEvent, Outgoing};
 use super::wire::{self, Dialect, Incoming, LoginState, LoginStep, Stamp, User};
 use rustls::ClientConfig;
 use std::io;
@@ -198,8 +198,8 @@ impl Crowd {
         let lines = self.fleet.poll(timeout, &mut out, |idx, event, at, out| {
             let member = &mut members[idx];
             let line = match event {
-                Event::Line(l) => l,
-                Event::Closed => {
+                FleetEvent::Line(l) => l,
+                FleetEvent::Closed => {
                     closed += 1;
                     if !matches!(member.state, LoginState::Done | LoginState::Failed) {
                         member.state = LoginState::Failed;

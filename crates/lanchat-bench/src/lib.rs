@@ -15,7 +15,8 @@
 //! crowd     simulated users: bounded logins in flight, keep-alives, payload arrivals
 //! scenario  the workloads (latency, fan-out, pairs, capacity, logins, ping-pong; logins
 //!           and pairs over TLS too)
-//! target    starting each server fresh per scenario; /proc statistics
+//! target    starting each server fresh per scenario
+//! proc_stats what /proc says about a server process (memory, threads, CPU time)
 //! baseline  the echo and relay servers of the loopback limit
 //! ```
 //!
@@ -28,6 +29,7 @@ pub mod baseline;
 pub mod chart;
 pub mod crowd;
 pub mod net;
+pub mod proc_stats;
 pub mod report;
 pub mod saved;
 pub mod scenario;
@@ -40,7 +42,7 @@ use scenario::Outcome;
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
-use target::{Kind, Running, Spec};
+use target::{Running, ServerKind, Spec};
 
 /// One workload.
 #[derive(Clone, Debug, PartialEq)]
@@ -134,13 +136,13 @@ impl Workload {
     }
 
     /// Whether it applies to a server.
-    pub fn applies_to(&self, kind: Kind) -> bool {
+    pub fn applies_to(&self, kind: ServerKind) -> bool {
         match self {
-            Workload::Argon2 { .. } => kind == Kind::Lanchat,
-            Workload::PingPong { .. } => kind == Kind::Relay,
+            Workload::Argon2 { .. } => kind == ServerKind::Lanchat,
+            Workload::PingPong { .. } => kind == ServerKind::Relay,
             // The servers with a TLS door here: lanchat's native one, ngircd's SSL port.
             Workload::TlsLogins { .. } | Workload::TlsPairs { .. } => {
-                matches!(kind, Kind::Lanchat | Kind::Ngircd)
+                matches!(kind, ServerKind::Lanchat | ServerKind::Ngircd)
             }
             _ => true,
         }
@@ -161,11 +163,11 @@ impl Workload {
     }
 
     /// How to start `kind`'s server for this workload.
-    pub fn spec(&self, kind: Kind, opts: &Options) -> Spec {
+    pub fn spec(&self, kind: ServerKind, opts: &RunOptions) -> Spec {
         let users = self.users();
         Spec {
             kind: match self {
-                Workload::PingPong { .. } => Kind::Echo,
+                Workload::PingPong { .. } => ServerKind::Echo,
                 _ => kind,
             },
             lanchat_bin: opts.lanchat_bin.clone(),
@@ -182,7 +184,7 @@ impl Workload {
     }
 
     /// Runs it against a started server.
-    pub fn run(&self, server: &Running, kind: Kind) -> io::Result<Outcome> {
+    pub fn run(&self, server: &Running, kind: ServerKind) -> io::Result<Outcome> {
         match *self {
             Workload::Latency {
                 background,
@@ -288,13 +290,13 @@ pub fn workloads(quick: bool, users: usize, secs: Option<f64>) -> Vec<Workload> 
 
 /// What to run.
 #[derive(Clone, Debug)]
-pub struct Options {
+pub struct RunOptions {
     /// Short runs (`make bench-quick`).
     pub quick: bool,
     /// Repetitions of each scenario (medians are reported).
     pub runs: usize,
     /// The servers, in order.
-    pub kinds: Vec<Kind>,
+    pub kinds: Vec<ServerKind>,
     /// lanchat-server's binary.
     pub lanchat_bin: PathBuf,
     /// This binary (to run the baselines as their own process).
@@ -309,7 +311,7 @@ pub struct Options {
 
 /// Runs every workload `runs` times against every server, one after the other, each on a
 /// fresh server; progress goes to `log`.
-pub fn run(opts: &Options, workloads: &[Workload], log: &mut dyn FnMut(&str)) -> Report {
+pub fn run(opts: &RunOptions, workloads: &[Workload], log: &mut dyn FnMut(&str)) -> Report {
     let mut report = Report {
         command: opts.command.clone(),
         runs: opts.runs,
@@ -343,7 +345,7 @@ pub fn run(opts: &Options, workloads: &[Workload], log: &mut dyn FnMut(&str)) ->
 }
 
 /// Adds an outcome to the report; returns a progress line.
-fn record(report: &mut Report, scenario: &str, kind: Kind, outcome: &Outcome) -> String {
+fn record(report: &mut Report, scenario: &str, kind: ServerKind, outcome: &Outcome) -> String {
     let target = kind.name();
     for (metric, value) in &outcome.metrics {
         report.add(scenario, target, metric, *value);

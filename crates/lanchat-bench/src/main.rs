@@ -7,14 +7,14 @@
 //! `lanchat-bench chart FILE` draws the chart again from a saved JSON.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use lanchat_bench::{self as bench, baseline::Baseline, net, target::Kind, Options};
+use lanchat_bench::{self as bench, baseline::Baseline, net, target::ServerKind, RunOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Load generator and benchmark for lanchat.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
-struct Args {
+struct BenchArgs {
     /// Run a baseline server, or draw a saved report, instead of measuring.
     #[command(subcommand)]
     command: Option<Sub>,
@@ -95,7 +95,7 @@ enum Target {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = BenchArgs::parse();
     if let Some(Sub::Chart { file, out, note }) = &args.command {
         let out = out.clone().unwrap_or_else(|| file.with_extension("svg"));
         return redraw(file, &out, note.as_deref());
@@ -155,16 +155,16 @@ fn main() -> ExitCode {
     let mut kinds = Vec::new();
     for t in &targets {
         let kind = match t {
-            Target::Lanchat => Kind::Lanchat,
-            Target::LanchatIrc => Kind::LanchatIrc,
-            Target::Ngircd => Kind::Ngircd,
-            Target::Inspircd => Kind::Inspircd,
-            Target::Limit => Kind::Relay,
-            Target::LimitThreads => Kind::ThreadRelay,
+            Target::Lanchat => ServerKind::Lanchat,
+            Target::LanchatIrc => ServerKind::LanchatIrc,
+            Target::Ngircd => ServerKind::Ngircd,
+            Target::Inspircd => ServerKind::Inspircd,
+            Target::Limit => ServerKind::Relay,
+            Target::LimitThreads => ServerKind::ThreadRelay,
         };
         let program = match kind {
-            Kind::Ngircd => Some("ngircd"),
-            Kind::Inspircd => Some("inspircd"),
+            ServerKind::Ngircd => Some("ngircd"),
+            ServerKind::Inspircd => Some("inspircd"),
             _ => None,
         };
         if program.is_some_and(|p| !on_path(p)) {
@@ -173,7 +173,7 @@ fn main() -> ExitCode {
         }
         kinds.push(kind);
     }
-    let opts = Options {
+    let opts = RunOptions {
         quick: args.quick,
         runs: args.runs.max(1),
         kinds,

@@ -141,7 +141,7 @@ pub fn raise_fd_limit() -> u64 {
 }
 
 /// One client socket of the fleet.
-pub struct Peer {
+pub struct FleetPeer {
     stream: TcpStream,
     /// The TLS session over `stream`, for a TLS connection: plaintext goes in and out of it,
     /// and only its records cross the socket.
@@ -156,7 +156,7 @@ pub struct Peer {
 
 /// What happened on a peer.
 #[derive(Debug)]
-pub enum Event<'a> {
+pub enum FleetEvent<'a> {
     /// A complete line, without LF or CRLF.
     Line(&'a [u8]),
     /// The server closed the connection (or it failed).
@@ -170,7 +170,7 @@ pub type Outgoing = Vec<(usize, String)>;
 pub struct Fleet {
     poller: Poller,
     /// The connections, by index (their epoll token).
-    pub peers: Vec<Peer>,
+    pub peers: Vec<FleetPeer>,
     ready: Vec<libc::epoll_event>,
     chunk: Vec<u8>,
     /// Plaintext decrypted from one read of a TLS peer.
@@ -219,7 +219,7 @@ impl Fleet {
         };
         let idx = self.peers.len();
         self.poller.add(stream.as_raw_fd(), idx as u64, IN)?;
-        self.peers.push(Peer {
+        self.peers.push(FleetPeer {
             stream,
             tls,
             rbuf: Vec::new(),
@@ -326,7 +326,7 @@ impl Fleet {
         &mut self,
         timeout: Duration,
         out: &mut Outgoing,
-        mut on_event: impl FnMut(usize, Event<'_>, Instant, &mut Outgoing),
+        mut on_event: impl FnMut(usize, FleetEvent<'_>, Instant, &mut Outgoing),
     ) -> io::Result<usize> {
         let mut ready = std::mem::take(&mut self.ready);
         let n = self.poller.wait(&mut ready, timeout)?;
@@ -356,12 +356,12 @@ impl Fleet {
         &mut self,
         idx: usize,
         out: &mut Outgoing,
-        on_event: &mut impl FnMut(usize, Event<'_>, Instant, &mut Outgoing),
+        on_event: &mut impl FnMut(usize, FleetEvent<'_>, Instant, &mut Outgoing),
     ) -> usize {
         let n = match (&self.peers[idx].stream).read(&mut self.chunk) {
             Ok(0) => {
                 self.close(idx);
-                on_event(idx, Event::Closed, Instant::now(), out);
+                on_event(idx, FleetEvent::Closed, Instant::now(), out);
                 return 0;
             }
             Ok(n) => n,
@@ -370,7 +370,7 @@ impl Fleet {
             }
             Err(_) => {
                 self.close(idx);
-                on_event(idx, Event::Closed, Instant::now(), out);
+                on_event(idx, FleetEvent::Closed, Instant::now(), out);
                 return 0;
             }
         };
@@ -381,7 +381,7 @@ impl Fleet {
                 Ok(()) => &self.plain[..],
                 Err(_) => {
                     self.close(idx);
-                    on_event(idx, Event::Closed, now, out);
+                    on_event(idx, FleetEvent::Closed, now, out);
                     return 0;
                 }
             }
@@ -396,11 +396,11 @@ impl Fleet {
             start = nl + 1;
             lines += 1;
             if peer.rbuf.is_empty() {
-                on_event(idx, Event::Line(trim_cr(piece)), now, out);
+                on_event(idx, FleetEvent::Line(trim_cr(piece)), now, out);
             } else {
                 let mut whole = std::mem::take(&mut peer.rbuf);
                 whole.extend_from_slice(piece);
-                on_event(idx, Event::Line(trim_cr(&whole)), now, out);
+                on_event(idx, FleetEvent::Line(trim_cr(&whole)), now, out);
             }
         }
         peer.rbuf.extend_from_slice(&data[start..]);

@@ -5,7 +5,7 @@
 
 use super::crowd::Crowd;
 use super::stats::{Delivery, Latencies, SeqCheck};
-use super::target::{Kind, Running};
+use super::target::{Running, ServerKind};
 use super::wire::{self, Stamp, User};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -37,12 +37,12 @@ pub fn users(range: std::ops::Range<usize>) -> Vec<User> {
 }
 
 /// No users yet, for `run`'s server (over TLS when it was started on its TLS door).
-fn crowd(run: &Running, kind: Kind, epoch: Instant) -> io::Result<Crowd> {
+fn crowd(run: &Running, kind: ServerKind, epoch: Instant) -> io::Result<Crowd> {
     Ok(Crowd::new(kind.dialect(), run.addr, epoch)?.with_tls(run.tls.clone()))
 }
 
 /// Logs in `n` users; fails unless all of them got in.
-fn logged_in_crowd(run: &Running, kind: Kind, n: usize, epoch: Instant) -> io::Result<Crowd> {
+fn logged_in_crowd(run: &Running, kind: ServerKind, n: usize, epoch: Instant) -> io::Result<Crowd> {
     let mut crowd = crowd(run, kind, epoch)?;
     let report = crowd.login(users(0..n), kind.login_window(), LOGIN_LIMIT)?;
     if report.ok < n {
@@ -97,7 +97,7 @@ fn cpu(run: &Running) -> f64 {
 /// `rate` messages a second to their partner.
 pub fn latency(
     run: &Running,
-    kind: Kind,
+    kind: ServerKind,
     background: usize,
     rate: f64,
     samples: usize,
@@ -176,7 +176,7 @@ pub fn latency(
 /// not yet delivered to everyone in flight, for `duration`.
 pub fn fanout(
     run: &Running,
-    kind: Kind,
+    kind: ServerKind,
     receivers: usize,
     window: u64,
     duration: Duration,
@@ -283,7 +283,7 @@ fn per_thousand(cpu_secs: f64, deliveries: u64) -> f64 {
 /// messages in flight, for `duration`.
 pub fn pairs(
     run: &Running,
-    kind: Kind,
+    kind: ServerKind,
     pairs: usize,
     window: u64,
     duration: Duration,
@@ -343,7 +343,7 @@ pub fn pairs(
 /// Capacity: logs in `n` users (the server's `max_clients` is `n`), checks every one is
 /// still answered, reads the server's memory and threads, and checks that one more
 /// connection is refused with a line.
-pub fn capacity(run: &Running, kind: Kind, n: usize) -> io::Result<Outcome> {
+pub fn capacity(run: &Running, kind: ServerKind, n: usize) -> io::Result<Outcome> {
     let epoch = Instant::now();
     let mut crowd = crowd(run, kind, epoch)?;
     let report = crowd.login(users(0..n), kind.login_window(), LOGIN_LIMIT)?;
@@ -361,7 +361,7 @@ pub fn capacity(run: &Running, kind: Kind, n: usize) -> io::Result<Outcome> {
         eprintln!("holding {n} users for {secs} s (server pid {:?})", run.pid);
         std::thread::sleep(Duration::from_secs(secs));
     }
-    let refusal = if matches!(kind, Kind::Relay | Kind::ThreadRelay) {
+    let refusal = if matches!(kind, ServerKind::Relay | ServerKind::ThreadRelay) {
         None
     } else {
         Some(one_past_max(run, kind)?)
@@ -394,7 +394,7 @@ pub fn capacity(run: &Running, kind: Kind, n: usize) -> io::Result<Outcome> {
 }
 
 /// Connects once more past `max_clients`; (refused cleanly, the line the server sent).
-fn one_past_max(run: &Running, kind: Kind) -> io::Result<(bool, String)> {
+fn one_past_max(run: &Running, kind: ServerKind) -> io::Result<(bool, String)> {
     let mut stream = TcpStream::connect_timeout(&run.addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let user = User::numbered(usize::MAX / 2);
@@ -451,7 +451,12 @@ fn one_past_max(run: &Running, kind: Kind) -> io::Result<(bool, String)> {
 
 /// Logins per second of `n` users, each with its own password or all with `password` (the
 /// argon2 run), the server's usual number in flight.
-pub fn logins(run: &Running, kind: Kind, n: usize, password: Option<&str>) -> io::Result<Outcome> {
+pub fn logins(
+    run: &Running,
+    kind: ServerKind,
+    n: usize,
+    password: Option<&str>,
+) -> io::Result<Outcome> {
     let mut crowd = crowd(run, kind, Instant::now())?;
     let list = users(0..n)
         .into_iter()

@@ -1,9 +1,10 @@
 //! The servers under test, each started fresh for a scenario on 127.0.0.1 and a free port,
 //! with its own temporary directory and configuration, pinned to a CPU when asked; and what
-//! /proc says about a server process (memory, threads, CPU time).
+//! /proc says about it (read in `proc_stats.rs`).
 
 use super::baseline::{self, Baseline};
 use super::net;
+use super::proc_stats::{read_proc, ProcStats};
 use super::wire::{Dialect, User};
 use lanchat::tls::{Fingerprint, Identity, PinVerifier};
 use rustls::ClientConfig;
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 /// A kind of server the benchmark can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub enum ServerKind {
     /// lanchat-server (release binary), its native door.
     Lanchat,
     /// lanchat-server's IRC door (`auth = "open"`, as the IRC peers check no password).
@@ -35,25 +36,25 @@ pub enum Kind {
     Echo,
 }
 
-impl Kind {
+impl ServerKind {
     /// The name in reports.
     pub fn name(self) -> &'static str {
         match self {
-            Kind::Lanchat => "lanchat",
-            Kind::LanchatIrc => "lanchat-irc",
-            Kind::Ngircd => "ngircd",
-            Kind::Inspircd => "inspircd",
-            Kind::Relay | Kind::Echo => "limit",
-            Kind::ThreadRelay => "limit-threads",
+            ServerKind::Lanchat => "lanchat",
+            ServerKind::LanchatIrc => "lanchat-irc",
+            ServerKind::Ngircd => "ngircd",
+            ServerKind::Inspircd => "inspircd",
+            ServerKind::Relay | ServerKind::Echo => "limit",
+            ServerKind::ThreadRelay => "limit-threads",
         }
     }
 
     /// How the generator speaks to it.
     pub fn dialect(self) -> Dialect {
         match self {
-            Kind::Lanchat => Dialect::Lanchat,
-            Kind::LanchatIrc | Kind::Ngircd | Kind::Inspircd => Dialect::Irc,
-            Kind::Relay | Kind::Echo | Kind::ThreadRelay => Dialect::Relay,
+            ServerKind::Lanchat => Dialect::Lanchat,
+            ServerKind::LanchatIrc | ServerKind::Ngircd | ServerKind::Inspircd => Dialect::Irc,
+            ServerKind::Relay | ServerKind::Echo | ServerKind::ThreadRelay => Dialect::Relay,
         }
     }
 
@@ -61,8 +62,8 @@ impl Kind {
     /// registration only on its once-a-second timer, so it needs many in flight.
     pub fn login_window(self) -> usize {
         match self {
-            Kind::Ngircd => 8,
-            Kind::Inspircd => 512,
+            ServerKind::Ngircd => 8,
+            ServerKind::Inspircd => 512,
             _ => 64,
         }
     }
@@ -72,7 +73,7 @@ impl Kind {
 #[derive(Clone, Debug)]
 pub struct Spec {
     /// Which server.
-    pub kind: Kind,
+    pub kind: ServerKind,
     /// The lanchat-server binary.
     pub lanchat_bin: PathBuf,
     /// The bench binary itself (runs the baselines as a separate process).
@@ -174,7 +175,7 @@ impl Running {
 }
 
 /// A fresh private directory under the system temp dir.
-fn temp_dir(kind: Kind) -> io::Result<PathBuf> {
+fn temp_dir(kind: ServerKind) -> io::Result<PathBuf> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
         "lanchat-bench-{}-{}-{}",
@@ -249,10 +250,12 @@ pub fn start(spec: &Spec) -> io::Result<Running> {
         None
     };
     let result = match (spec.kind, spec.tls) {
-        (Kind::Lanchat, _) | (Kind::LanchatIrc, false) => start_lanchat(spec, &dir),
-        (Kind::Ngircd, _) => start_ngircd(spec, &dir),
-        (Kind::Inspircd, false) => start_inspircd(spec, &dir),
-        (Kind::Relay | Kind::Echo | Kind::ThreadRelay, false) => start_baseline(spec, &dir),
+        (ServerKind::Lanchat, _) | (ServerKind::LanchatIrc, false) => start_lanchat(spec, &dir),
+        (ServerKind::Ngircd, _) => start_ngircd(spec, &dir),
+        (ServerKind::Inspircd, false) => start_inspircd(spec, &dir),
+        (ServerKind::Relay | ServerKind::Echo | ServerKind::ThreadRelay, false) => {
+            start_baseline(spec, &dir)
+        }
         (kind, true) => Err(io::Error::other(format!(
             "{} has no TLS door here",
             kind.name()
@@ -349,7 +352,7 @@ pub fn irc_port_in(line: &str) -> Option<u16> {
 }
 
 fn start_lanchat(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
-    let irc = spec.kind == Kind::LanchatIrc;
+    let irc = spec.kind == ServerKind::LanchatIrc;
     let hash = if spec.argon2 {
         // One hash for every user: each login still pays a full argon2id check.
         Some(
@@ -515,8 +518,8 @@ fn start_baseline(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
         .ok_or_else(|| io::Error::other("no bench binary to run the baseline"))?;
     let port = free_port()?;
     let which = match spec.kind {
-        Kind::Echo => "echo",
-        Kind::ThreadRelay => "threads",
+        ServerKind::Echo => "echo",
+        ServerKind::ThreadRelay => "threads",
         _ => "relay",
     };
     let mut child = command(bin, spec.cpu)
@@ -539,60 +542,9 @@ pub fn run_baseline(kind: Baseline, port: u16) -> io::Result<()> {
     baseline::serve(kind, listener, &AtomicBool::new(false))
 }
 
-/// What /proc says about a process.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct ProcStats {
-    /// Resident memory, KiB.
-    pub rss_kib: u64,
-    /// Threads.
-    pub threads: u64,
-    /// User + system CPU time, seconds.
-    pub cpu_secs: f64,
-}
-
-/// Reads /proc/PID/status and /proc/PID/stat.
-pub fn read_proc(pid: u32) -> io::Result<ProcStats> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    Ok(parse_proc(&status, &stat, net::clock_ticks()))
-}
-
-/// Parses /proc/PID/status (VmRSS, Threads) and /proc/PID/stat (utime, stime).
-pub fn parse_proc(status: &str, stat: &str, ticks_per_sec: u64) -> ProcStats {
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // Fields after the command name (which is in parentheses and may hold spaces):
-    // state is field 3, utime field 14, stime field 15.
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let nums: Vec<&str> = after.split_whitespace().collect();
-    let tick = |i: usize| nums.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let ticks = tick(11) + tick(12);
-    ProcStats {
-        rss_kib: field("VmRSS:"),
-        threads: field("Threads:"),
-        cpu_secs: ticks as f64 / ticks_per_sec.max(1) as f64,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn proc_files_are_parsed() {
-        let status = "Name:\tlanchat-server\nVmRSS:\t  12345 kB\nThreads:\t42\n";
-        let stat = "1234 (lanchat (x) y) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0";
-        let s = parse_proc(status, stat, 100);
-        assert_eq!(s.rss_kib, 12345);
-        assert_eq!(s.threads, 42);
-        assert!((s.cpu_secs - 3.0).abs() < 1e-9, "{s:?}");
-    }
 
     #[test]
     fn credentials_and_configs() {

@@ -10,8 +10,8 @@ use lanchat::server::{Door, Server};
 use lanchat_bench::baseline::{self, Baseline};
 use lanchat_bench::scenario::{self, Outcome};
 use lanchat_bench::target::{
-    credentials_text, lanchat_config, lanchat_irc_config, lanchat_tls_config, tls_client, Kind,
-    Running,
+    credentials_text, lanchat_config, lanchat_irc_config, lanchat_tls_config, tls_client, Running,
+    ServerKind,
 };
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,20 +97,27 @@ fn lanchat_pairs_fanout_and_latency_deliver_exactly_once() {
     {
         let dir = tempfile::tempdir().unwrap();
         let server = lanchat(&dir, 300);
-        let out = scenario::pairs(&server, Kind::Lanchat, 100, 4, Duration::from_secs(1)).unwrap();
+        let out =
+            scenario::pairs(&server, ServerKind::Lanchat, 100, 4, Duration::from_secs(1)).unwrap();
         assert_exactly_once("pairs", &out);
     }
     {
         let dir = tempfile::tempdir().unwrap();
         let server = lanchat(&dir, 300);
-        let out =
-            scenario::fanout(&server, Kind::Lanchat, 200, 8, Duration::from_millis(700)).unwrap();
+        let out = scenario::fanout(
+            &server,
+            ServerKind::Lanchat,
+            200,
+            8,
+            Duration::from_millis(700),
+        )
+        .unwrap();
         assert_exactly_once("fanout", &out);
     }
     {
         let dir = tempfile::tempdir().unwrap();
         let server = lanchat(&dir, 300);
-        let out = scenario::latency(&server, Kind::Lanchat, 60, 20.0, 200).unwrap();
+        let out = scenario::latency(&server, ServerKind::Lanchat, 60, 20.0, 200).unwrap();
         assert_exactly_once("latency", &out);
         assert!(out.note.is_none(), "{:?}", out.note);
     }
@@ -121,8 +128,14 @@ fn lanchat_irc_door_pairs_fanout_and_latency_deliver_exactly_once() {
     {
         let dir = tempfile::tempdir().unwrap();
         let server = lanchat_irc(&dir);
-        let out =
-            scenario::pairs(&server, Kind::LanchatIrc, 30, 4, Duration::from_millis(700)).unwrap();
+        let out = scenario::pairs(
+            &server,
+            ServerKind::LanchatIrc,
+            30,
+            4,
+            Duration::from_millis(700),
+        )
+        .unwrap();
         assert_exactly_once("irc pairs", &out);
     }
     {
@@ -130,14 +143,20 @@ fn lanchat_irc_door_pairs_fanout_and_latency_deliver_exactly_once() {
         // for the benchmark channel: the fan-out goes to #bench, a lanchat group.
         let dir = tempfile::tempdir().unwrap();
         let server = lanchat_irc(&dir);
-        let out =
-            scenario::fanout(&server, Kind::LanchatIrc, 60, 8, Duration::from_millis(700)).unwrap();
+        let out = scenario::fanout(
+            &server,
+            ServerKind::LanchatIrc,
+            60,
+            8,
+            Duration::from_millis(700),
+        )
+        .unwrap();
         assert_exactly_once("irc fanout", &out);
     }
     {
         let dir = tempfile::tempdir().unwrap();
         let server = lanchat_irc(&dir);
-        let out = scenario::latency(&server, Kind::LanchatIrc, 20, 20.0, 100).unwrap();
+        let out = scenario::latency(&server, ServerKind::LanchatIrc, 20, 20.0, 100).unwrap();
         assert_exactly_once("irc latency", &out);
         assert!(out.note.is_none(), "{:?}", out.note);
     }
@@ -148,7 +167,7 @@ fn lanchat_tls_door_logins_and_pairs_deliver_exactly_once() {
     {
         let dir = tempfile::tempdir().unwrap();
         let server = lanchat_tls(&dir, 200);
-        let out = scenario::logins(&server, Kind::Lanchat, 200, None).unwrap();
+        let out = scenario::logins(&server, ServerKind::Lanchat, 200, None).unwrap();
         assert!(
             out.note.is_none(),
             "not every TLS login went through: {out:?}"
@@ -157,8 +176,14 @@ fn lanchat_tls_door_logins_and_pairs_deliver_exactly_once() {
     {
         let dir = tempfile::tempdir().unwrap();
         let server = lanchat_tls(&dir, 100);
-        let out =
-            scenario::pairs(&server, Kind::Lanchat, 50, 4, Duration::from_millis(700)).unwrap();
+        let out = scenario::pairs(
+            &server,
+            ServerKind::Lanchat,
+            50,
+            4,
+            Duration::from_millis(700),
+        )
+        .unwrap();
         assert_exactly_once("tls pairs", &out);
     }
 }
@@ -174,7 +199,7 @@ fn lanchat_capacity_refuses_the_one_past_max_clients() {
     let handle = server.shutdown_handle();
     let thread = std::thread::spawn(move || server.run().unwrap());
     let server = Running::in_process(addr, Box::new(move || handle.shutdown()), thread);
-    let out = scenario::capacity(&server, Kind::Lanchat, 150).unwrap();
+    let out = scenario::capacity(&server, ServerKind::Lanchat, 150).unwrap();
     let metric = |name: &str| out.metrics.iter().find(|(k, _)| *k == name).unwrap().1;
     assert_eq!(metric("users_held"), 150.0, "{out:?}");
     assert_eq!(metric("refused_past_max"), 1.0, "{out:?}");
@@ -199,7 +224,7 @@ fn thread_relay() -> Running {
 }
 
 /// Pairs and a fan-out through a bare relay, each on a fresh server from `start`.
-fn relay_pairs_and_fanout_deliver_exactly_once(start: fn() -> Running, kind: Kind) {
+fn relay_pairs_and_fanout_deliver_exactly_once(start: fn() -> Running, kind: ServerKind) {
     let quick = Duration::from_millis(500);
     let out = scenario::pairs(&start(), kind, 50, 8, quick).unwrap();
     assert_exactly_once(&format!("{} pairs", kind.name()), &out);
@@ -209,10 +234,10 @@ fn relay_pairs_and_fanout_deliver_exactly_once(start: fn() -> Running, kind: Kin
 
 #[test]
 fn thread_relay_baseline_delivers_exactly_once() {
-    relay_pairs_and_fanout_deliver_exactly_once(thread_relay, Kind::ThreadRelay);
+    relay_pairs_and_fanout_deliver_exactly_once(thread_relay, ServerKind::ThreadRelay);
 }
 
 #[test]
 fn relay_baseline_delivers_exactly_once() {
-    relay_pairs_and_fanout_deliver_exactly_once(relay, Kind::Relay);
+    relay_pairs_and_fanout_deliver_exactly_once(relay, ServerKind::Relay);
 }

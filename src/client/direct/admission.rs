@@ -6,9 +6,9 @@
 //! connections held open by someone else cannot keep a paired peer out:
 //!
 //! - one address (an IPv4 address, or an IPv6 /64, which one host can fill with addresses
-//!   of its own) has at most [`Limits::per_address`] connections at once; more are closed
+//!   of its own) has at most [`AdmissionLimits::per_address`] connections at once; more are closed
 //!   at once, before any thread is started for them;
-//! - at most [`Limits::max_open`] are served at once. When all are taken, a newcomer closes
+//! - at most [`AdmissionLimits::max_open`] are served at once. When all are taken, a newcomer closes
 //!   the oldest connection of the address that holds the most, as long as that address
 //!   then still holds at least as many as the newcomer's: the slots are shared fairly
 //!   between addresses, and a newcomer from a quiet address always gets one;
@@ -24,16 +24,16 @@ use std::net::IpAddr;
 
 /// The numbers behind the rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub struct AdmissionLimits {
     /// Connections served at once.
     pub max_open: usize,
     /// Connections from one address (IPv6: one /64) served at once.
     pub per_address: usize,
 }
 
-impl Limits {
+impl AdmissionLimits {
     /// The client's limits.
-    pub const DEFAULT: Limits = Limits {
+    pub const DEFAULT: AdmissionLimits = AdmissionLimits {
         max_open: 32,
         per_address: 4,
     };
@@ -56,9 +56,9 @@ pub type Ticket = u64;
 /// Why a connection was closed without being served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refused {
-    /// Its address has [`Limits::per_address`] connections open already.
+    /// Its address has [`AdmissionLimits::per_address`] connections open already.
     AddressFull,
-    /// [`Limits::max_open`] are open and none may make room for it.
+    /// [`AdmissionLimits::max_open`] are open and none may make room for it.
     AllFull,
 }
 
@@ -101,7 +101,7 @@ struct Open {
 #[derive(Debug)]
 pub struct Admission {
     /// The numbers.
-    limits: Limits,
+    limits: AdmissionLimits,
     /// Every connection being served, oldest first.
     open: Vec<Open>,
     /// The next ticket.
@@ -110,7 +110,7 @@ pub struct Admission {
 
 impl Admission {
     /// No connections yet.
-    pub fn new(limits: Limits) -> Admission {
+    pub fn new(limits: AdmissionLimits) -> Admission {
         Admission {
             limits,
             open: Vec::new(),
@@ -169,7 +169,7 @@ impl Admission {
 mod tests {
     use super::*;
 
-    const SMALL: Limits = Limits {
+    const SMALL: AdmissionLimits = AdmissionLimits {
         max_open: 6,
         per_address: 3,
     };
@@ -268,7 +268,7 @@ mod tests {
 
     #[test]
     fn a_paired_peers_address_is_never_closed_for_a_stranger_and_always_gets_in() {
-        let limits = Limits {
+        let limits = AdmissionLimits {
             max_open: 4,
             per_address: 1,
         };

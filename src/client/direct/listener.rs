@@ -5,7 +5,7 @@
 //!   accept (0.0.0.0 and [::]) ─► Admission: refused ─► closed at once, a Note
 //!                                 │ admitted (maybe closing an older one to make room)
 //!                                 ▼
-//!                               one thread: greeting, PRIVATE line, MAC ─► Event::Direct
+//!                               one thread: greeting, PRIVATE line, MAC ─► ClientEvent::Direct
 //!                                 │ all within DEADLINE of the accept; refusals, time-outs
 //!                                 ▼
 //!                               Notes ─► reporter thread (Warnings) ─► log::warn!, rate-limited
@@ -16,13 +16,13 @@
 //! caps on how many are served at once, per address and in all. The accept loop never
 //! waits on a connection.
 
-use super::admission::{Admission, Limits, Ticket, Verdict};
+use super::admission::{Admission, AdmissionLimits, Ticket, Verdict};
 use super::warnings::Warnings;
 use super::wire::{
     greeting, new_nonce, parse_private, read_line, verify, Deadline, LineRead, MAX_LINE_BYTES,
 };
 use super::Book;
-use crate::client::Event;
+use crate::client::ClientEvent;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -61,20 +61,20 @@ struct Slots {
 }
 
 /// What the accept loops and connection threads share.
-struct Shared {
+struct ListenerShared {
     /// This client's user: the `to` of every MAC.
     me: String,
     /// Who may send, and with which secret.
     book: Book,
     /// Where verified messages go.
-    events: Sender<Event>,
+    events: Sender<ClientEvent>,
     /// The connections being served.
     slots: Mutex<Slots>,
     /// Warnings for the reporter thread.
     notes: Sender<Note>,
 }
 
-impl Shared {
+impl ListenerShared {
     /// Queues a warning; dropped when the reporter is far behind.
     fn note(&self, from: SocketAddr, line: String, reason: &'static str) {
         let _ = self.notes.try_send(Note { from, line, reason });
@@ -82,14 +82,14 @@ impl Shared {
 }
 
 /// Gives a connection's slot back when its thread ends (or was never started).
-struct Slot {
+struct ConnectionSlot {
     /// The listener's state.
-    shared: Arc<Shared>,
+    shared: Arc<ListenerShared>,
     /// The connection's ticket.
     ticket: Ticket,
 }
 
-impl Drop for Slot {
+impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         let mut slots = self.shared.slots.lock();
         slots.admission.finished(self.ticket);
@@ -110,8 +110,13 @@ fn bind_v6(port: u16) -> io::Result<TcpListener> {
 
 /// Starts listening for direct messages to `me` on `port` (0: any free port) on every IPv4
 /// address and, when the system allows, every IPv6 address; returns the port. Verified
-/// messages arrive on `events` as [`Event::Direct`].
-pub(crate) fn listen(port: u16, me: &str, book: &Book, events: &Sender<Event>) -> io::Result<u16> {
+/// messages arrive on `events` as [`ClientEvent::Direct`].
+pub(crate) fn listen(
+    port: u16,
+    me: &str,
+    book: &Book,
+    events: &Sender<ClientEvent>,
+) -> io::Result<u16> {
     let v4 = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))?;
     let port = v4.local_addr()?.port();
     let mut listeners = vec![v4];
@@ -123,12 +128,12 @@ pub(crate) fn listen(port: u16, me: &str, book: &Book, events: &Sender<Event>) -
     std::thread::Builder::new()
         .name("direct-warnings".into())
         .spawn(move || report(&reports))?;
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(ListenerShared {
         me: me.to_string(),
         book: book.clone(),
         events: events.clone(),
         slots: Mutex::new(Slots {
-            admission: Admission::new(Limits::DEFAULT),
+            admission: Admission::new(AdmissionLimits::DEFAULT),
             streams: HashMap::new(),
         }),
         notes,
@@ -158,7 +163,7 @@ fn report(notes: &Receiver<Note>) {
 }
 
 /// Accepts connections for as long as the process runs; each admitted one gets a thread.
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+fn accept_loop(listener: &TcpListener, shared: &Arc<ListenerShared>) {
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(s) => s,
@@ -190,7 +195,11 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
 
 /// Asks [`Admission`] about a new connection from `from`: its slot, or `None` when it is
 /// refused (and then closed by the caller). Closes the connection it displaces, if any.
-fn admit(shared: &Arc<Shared>, stream: &TcpStream, from: SocketAddr) -> Option<Slot> {
+fn admit(
+    shared: &Arc<ListenerShared>,
+    stream: &TcpStream,
+    from: SocketAddr,
+) -> Option<ConnectionSlot> {
     let known = shared.book.has_peer_at(from.ip());
     let mut slots = shared.slots.lock();
     let (ticket, evict) = match slots.admission.admit(from.ip(), known) {
@@ -230,14 +239,14 @@ fn admit(shared: &Arc<Shared>, stream: &TcpStream, from: SocketAddr) -> Option<S
             );
         }
     }
-    admitted.then(|| Slot {
+    admitted.then(|| ConnectionSlot {
         shared: Arc::clone(shared),
         ticket,
     })
 }
 
 /// Why an incoming message was not accepted.
-enum Refusal {
+enum DirectRefusal {
     /// Answer `ERR <code> <reply>`; warn with `why`.
     Refuse {
         code: &'static str,
@@ -248,9 +257,9 @@ enum Refusal {
     Io(io::Error),
 }
 
-impl Refusal {
-    fn refuse(code: &'static str, reply: &'static str, why: impl Into<String>) -> Refusal {
-        Refusal::Refuse {
+impl DirectRefusal {
+    fn refuse(code: &'static str, reply: &'static str, why: impl Into<String>) -> DirectRefusal {
+        DirectRefusal::Refuse {
             code,
             reply,
             why: why.into(),
@@ -265,29 +274,31 @@ fn receive(
     me: &str,
     book: &Book,
     by: Instant,
-) -> Result<(String, String), Refusal> {
+) -> Result<(String, String), DirectRefusal> {
     let left = by
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(1));
-    stream.set_write_timeout(Some(left)).map_err(Refusal::Io)?;
+    stream
+        .set_write_timeout(Some(left))
+        .map_err(DirectRefusal::Io)?;
     let nonce = new_nonce();
     (&*stream)
         .write_all(greeting(&nonce).as_bytes())
-        .map_err(Refusal::Io)?;
+        .map_err(DirectRefusal::Io)?;
     let mut input = Deadline { stream, by };
-    let bytes = match read_line(&mut input, MAX_LINE_BYTES).map_err(Refusal::Io)? {
+    let bytes = match read_line(&mut input, MAX_LINE_BYTES).map_err(DirectRefusal::Io)? {
         LineRead::Line(bytes) => bytes,
         LineRead::TooLong => {
-            return Err(Refusal::refuse(
+            return Err(DirectRefusal::refuse(
                 "too-long",
                 "the line is too long",
                 "a line over the size limit",
             ))
         }
-        LineRead::Closed => return Err(Refusal::Io(io::ErrorKind::UnexpectedEof.into())),
+        LineRead::Closed => return Err(DirectRefusal::Io(io::ErrorKind::UnexpectedEof.into())),
     };
     let bad = || {
-        Refusal::refuse(
+        DirectRefusal::refuse(
             "bad-request",
             "expected PRIVATE FROM MAC TEXT",
             "a malformed line",
@@ -306,7 +317,7 @@ fn receive(
         known = book.get(private.from);
     }
     let Some(peer) = known else {
-        return Err(Refusal::refuse(
+        return Err(DirectRefusal::refuse(
             "refused",
             refused,
             format!("{} is not in the address book", private.from),
@@ -320,14 +331,14 @@ fn receive(
         private.text,
         &private.mac,
     ) {
-        return Err(Refusal::refuse(
+        return Err(DirectRefusal::refuse(
             "refused",
             refused,
             format!("a wrong MAC for {}", private.from),
         ));
     }
     let Some(text) = super::seal::open(&peer.secret, &nonce, private.from, me, private.text) else {
-        return Err(Refusal::refuse(
+        return Err(DirectRefusal::refuse(
             "refused",
             refused,
             format!("a message from {} that does not open", private.from),
@@ -346,20 +357,22 @@ fn timed_out(e: &io::Error) -> bool {
 
 /// Serves one incoming connection from `from`, which must deliver its message `by`, and
 /// closes it.
-fn serve(stream: TcpStream, shared: &Shared, from: SocketAddr, by: Instant) {
+fn serve(stream: TcpStream, shared: &ListenerShared, from: SocketAddr, by: Instant) {
     match receive(&stream, &shared.me, &shared.book, by) {
         Ok((sender, text)) => {
-            let _ = shared.events.send(Event::Direct { from: sender, text });
+            let _ = shared
+                .events
+                .send(ClientEvent::Direct { from: sender, text });
             if let Err(e) = (&stream).write_all(b"OK delivered\n") {
                 log::debug!("direct message from {from}: answering: {e}");
             }
         }
-        Err(Refusal::Refuse { code, reply, why }) => {
+        Err(DirectRefusal::Refuse { code, reply, why }) => {
             let line = format!("refused a direct message from {from}: {why}");
             shared.note(from, line, "messages refused");
             let _ = (&stream).write_all(format!("ERR {code} {reply}\n").as_bytes());
         }
-        Err(Refusal::Io(e)) if timed_out(&e) => {
+        Err(DirectRefusal::Io(e)) if timed_out(&e) => {
             let reason = "no message within the time allowed";
             let line = format!(
                 "closed a direct connection from {from}: {reason} ({} s)",
@@ -367,7 +380,7 @@ fn serve(stream: TcpStream, shared: &Shared, from: SocketAddr, by: Instant) {
             );
             shared.note(from, line, reason);
         }
-        Err(Refusal::Io(e)) => log::debug!("direct connection from {from}: {e}"),
+        Err(DirectRefusal::Io(e)) => log::debug!("direct connection from {from}: {e}"),
     }
     drain(&stream);
 }

@@ -1,7 +1,7 @@
-//! Sending direct messages: [`send`] makes one connection for one message, and `Outbox`
+//! Sending direct messages: [`send`] makes one connection for one message, and `PeerOutbox`
 //! runs it off the main loop, one worker thread per peer, so a peer's messages arrive in
 //! order, a peer that does not answer delays no one else, and each outcome comes back as
-//! `Event::Sent`.
+//! `ClientEvent::Sent`.
 //!
 //! What it does not do: retry, or keep a message for a peer that cannot be reached.
 
@@ -10,14 +10,14 @@ use super::wire::{
     SendError, MAX_SHORT_LINE, TIMEOUT,
 };
 use super::{seal, Peer};
-use crate::client::Event;
+use crate::client::ClientEvent;
 use crossbeam_channel::Sender;
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 
 /// Sends one direct message: connects to `peer`, answers its nonce and reads its verdict.
-/// Blocks for up to a few [`TIMEOUT`]s; the client calls it on an `Outbox` worker thread.
+/// Blocks for up to a few [`TIMEOUT`]s; the client calls it on a `PeerOutbox` worker thread.
 pub fn send(peer: &Peer, from: &str, to: &str, text: &str) -> Result<(), SendError> {
     check_text(text)?;
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address found");
@@ -51,7 +51,7 @@ pub fn send(peer: &Peer, from: &str, to: &str, text: &str) -> Result<(), SendErr
     parse_reply(&line(&stream)?)
 }
 
-/// One message for an [`Outbox`] worker.
+/// One message for a [`PeerOutbox`] worker.
 struct Job {
     /// Where to send it.
     peer: Peer,
@@ -63,23 +63,23 @@ struct Job {
 
 /// Sends direct messages off the main loop: one worker thread per peer, started on the
 /// first message to that peer, so each peer's messages stay in order.
-pub(crate) struct Outbox {
+pub(crate) struct PeerOutbox {
     /// Each peer's worker queue.
     workers: HashMap<String, Sender<Job>>,
-    /// Where workers report outcomes ([`Event::Sent`]).
-    events: Sender<Event>,
+    /// Where workers report outcomes ([`ClientEvent::Sent`]).
+    events: Sender<ClientEvent>,
 }
 
-impl Outbox {
+impl PeerOutbox {
     /// An outbox that reports to `events`.
-    pub(crate) fn new(events: Sender<Event>) -> Outbox {
-        Outbox {
+    pub(crate) fn new(events: Sender<ClientEvent>) -> PeerOutbox {
+        PeerOutbox {
             workers: HashMap::new(),
             events,
         }
     }
 
-    /// Queues `text` from `from` to `to` at `peer`; the outcome arrives as [`Event::Sent`].
+    /// Queues `text` from `from` to `to` at `peer`; the outcome arrives as [`ClientEvent::Sent`].
     pub(crate) fn send(
         &mut self,
         to: &str,
@@ -106,7 +106,7 @@ impl Outbox {
             .spawn(move || {
                 for job in rx {
                     let result = send(&job.peer, &job.from, &name, &job.text);
-                    let sent = Event::Sent {
+                    let sent = ClientEvent::Sent {
                         to: name.clone(),
                         result: result.map_err(|e| e.to_string()),
                     };

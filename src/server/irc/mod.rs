@@ -6,7 +6,8 @@
 //! - [`translate`]: what each line the hub pushes becomes for an IRC client (pure).
 //! - [`world`]: what this door keeps beside the hub (USER details, away texts, channel
 //!   operators and topics).
-//! - [`session`]: registration and the command loop of one connection, on the hub's rules.
+//! - [`session`]: registration and the command loop of one connection, on the hub's rules;
+//!   one file per family of commands (register, messages, channel, queries, modes).
 //!
 //! PROTOCOL.md's section on the IRC door describes the mapping.
 
@@ -182,9 +183,9 @@ impl IrcEncoder {
 
 /// The world as [`People`] for the translation; a connection refused before its session
 /// started has none, and shows users by name.
-struct Directory<'a>(Option<&'a World>);
+struct WorldPeople<'a>(Option<&'a World>);
 
-impl People for Directory<'_> {
+impl People for WorldPeople<'_> {
     fn mask(&self, name: &str) -> String {
         match self.0 {
             Some(w) => w.mask(name),
@@ -245,7 +246,7 @@ impl Encoder for IrcEncoder {
             today: &today[..10.min(today.len())],
             notice: SENDING_NOTICE.with(Cell::get),
         };
-        let people = Directory(world);
+        let people = WorldPeople(world);
         let Some(w) = world else {
             translate::translate(line, &view, &people, out);
             return;

@@ -13,7 +13,7 @@ pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 
 /// A response status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
+pub enum HttpStatus {
     /// 200
     Ok,
     /// 400
@@ -37,20 +37,20 @@ pub enum Status {
     Unavailable,
 }
 
-impl Status {
+impl HttpStatus {
     /// The code and reason phrase.
     pub fn line(self) -> (u16, &'static str) {
         match self {
-            Status::Ok => (200, "OK"),
-            Status::BadRequest => (400, "Bad Request"),
-            Status::Forbidden => (403, "Forbidden"),
-            Status::NotFound => (404, "Not Found"),
-            Status::MethodNotAllowed => (405, "Method Not Allowed"),
-            Status::RequestTimeout => (408, "Request Timeout"),
-            Status::MisdirectedRequest => (421, "Misdirected Request"),
-            Status::UpgradeRequired => (426, "Upgrade Required"),
-            Status::HeadTooLarge => (431, "Request Header Fields Too Large"),
-            Status::Unavailable => (503, "Service Unavailable"),
+            HttpStatus::Ok => (200, "OK"),
+            HttpStatus::BadRequest => (400, "Bad Request"),
+            HttpStatus::Forbidden => (403, "Forbidden"),
+            HttpStatus::NotFound => (404, "Not Found"),
+            HttpStatus::MethodNotAllowed => (405, "Method Not Allowed"),
+            HttpStatus::RequestTimeout => (408, "Request Timeout"),
+            HttpStatus::MisdirectedRequest => (421, "Misdirected Request"),
+            HttpStatus::UpgradeRequired => (426, "Upgrade Required"),
+            HttpStatus::HeadTooLarge => (431, "Request Header Fields Too Large"),
+            HttpStatus::Unavailable => (503, "Service Unavailable"),
         }
     }
 }
@@ -86,17 +86,17 @@ impl Request {
 }
 
 /// Where a head of at most [`MAX_HEAD_BYTES`] (its blank line included) ends in `buf`;
-/// `Ok(None)` while it may still come, [`Status::HeadTooLarge`] once it cannot fit. Bytes
+/// `Ok(None)` while it may still come, [`HttpStatus::HeadTooLarge`] once it cannot fit. Bytes
 /// after the head (a WebSocket client's first frame) do not count. `searched`: how much
 /// of `buf` an earlier call already found no end in, so that a head trickling in a byte
 /// at a time is scanned once, not once per byte.
-pub fn complete_head(buf: &[u8], searched: usize) -> Result<Option<usize>, Status> {
+pub fn complete_head(buf: &[u8], searched: usize) -> Result<Option<usize>, HttpStatus> {
     // An end straddling the old boundary starts at most 3 bytes before it.
     let from = searched.saturating_sub(3).min(buf.len());
     let window = &buf[..buf.len().min(MAX_HEAD_BYTES)];
     match head_end(window.get(from..).unwrap_or_default()).map(|end| from + end) {
         Some(end) => Ok(Some(end)),
-        None if buf.len() >= MAX_HEAD_BYTES => Err(Status::HeadTooLarge),
+        None if buf.len() >= MAX_HEAD_BYTES => Err(HttpStatus::HeadTooLarge),
         None => Ok(None),
     }
 }
@@ -115,33 +115,33 @@ pub fn head_end(buf: &[u8]) -> Option<usize> {
 /// space between the parts of the request line, HTTP/1.0 or 1.1, header names that are
 /// tokens with no space before the colon, no obsolete line folding), the head must be UTF-8,
 /// the method upper case and the target a path (`/...`).
-pub fn parse_request(head: &[u8]) -> Result<Request, Status> {
-    std::str::from_utf8(head).map_err(|_| Status::BadRequest)?;
+pub fn parse_request(head: &[u8]) -> Result<Request, HttpStatus> {
+    std::str::from_utf8(head).map_err(|_| HttpStatus::BadRequest)?;
     // The shortest header line is 3 bytes (`a:` and LF): room for every one the head holds.
     let mut slots = vec![httparse::EMPTY_HEADER; head.len() / 3 + 1];
     let mut parsed = httparse::Request::new(&mut slots);
     match parsed.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) | Err(_) => return Err(Status::BadRequest),
+        Ok(httparse::Status::Partial) | Err(_) => return Err(HttpStatus::BadRequest),
     }
     let (Some(method), Some(target)) = (parsed.method, parsed.path) else {
-        return Err(Status::BadRequest);
+        return Err(HttpStatus::BadRequest);
     };
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(Status::BadRequest);
+        return Err(HttpStatus::BadRequest);
     }
     if !target.starts_with('/') {
-        return Err(Status::BadRequest);
+        return Err(HttpStatus::BadRequest);
     }
     let path = target.split(['?', '#']).next().unwrap_or("/").to_string();
     let headers = parsed
         .headers
         .iter()
         .map(|h| {
-            let value = std::str::from_utf8(h.value).map_err(|_| Status::BadRequest)?;
+            let value = std::str::from_utf8(h.value).map_err(|_| HttpStatus::BadRequest)?;
             Ok((h.name.to_string(), value.trim().to_string()))
         })
-        .collect::<Result<_, Status>>()?;
+        .collect::<Result<_, HttpStatus>>()?;
     Ok(Request {
         method: method.to_string(),
         path,
@@ -176,7 +176,7 @@ pub enum Route<'a> {
         key: &'a str,
     },
     /// An error response.
-    Error(Status),
+    Error(HttpStatus),
 }
 
 /// The path of the WebSocket.
@@ -193,7 +193,7 @@ pub fn route<'a>(request: &'a Request, assets: &'a [Asset]) -> Route<'a> {
         request.path.as_str()
     };
     let Some(asset) = assets.iter().find(|a| a.path == path) else {
-        return Route::Error(Status::NotFound);
+        return Route::Error(HttpStatus::NotFound);
     };
     match request.method.as_str() {
         "GET" => Route::Asset {
@@ -204,29 +204,29 @@ pub fn route<'a>(request: &'a Request, assets: &'a [Asset]) -> Route<'a> {
             asset,
             head_only: true,
         },
-        _ => Route::Error(Status::MethodNotAllowed),
+        _ => Route::Error(HttpStatus::MethodNotAllowed),
     }
 }
 
 /// Checks a WebSocket handshake request (RFC 6455 section 4.2.1).
 fn upgrade(request: &Request) -> Route<'_> {
     if request.method != "GET" {
-        return Route::Error(Status::MethodNotAllowed);
+        return Route::Error(HttpStatus::MethodNotAllowed);
     }
     if !request.has_token("Upgrade", "websocket") || !request.has_token("Connection", "upgrade") {
-        return Route::Error(Status::UpgradeRequired);
+        return Route::Error(HttpStatus::UpgradeRequired);
     }
     if request.header("Sec-WebSocket-Version") != Some("13") {
-        return Route::Error(Status::UpgradeRequired);
+        return Route::Error(HttpStatus::UpgradeRequired);
     }
     let Some(key) = request
         .header("Sec-WebSocket-Key")
         .filter(|k| ws::valid_key(k))
     else {
-        return Route::Error(Status::BadRequest);
+        return Route::Error(HttpStatus::BadRequest);
     };
     if !same_origin(request) {
-        return Route::Error(Status::Forbidden);
+        return Route::Error(HttpStatus::Forbidden);
     }
     Route::Upgrade { key }
 }
@@ -257,7 +257,7 @@ Referrer-Policy: no-referrer\r\n\
 Cache-Control: no-cache\r\n";
 
 /// A complete response that closes the connection.
-pub fn response(status: Status, content_type: &str, body: &[u8], head_only: bool) -> Vec<u8> {
+pub fn response(status: HttpStatus, content_type: &str, body: &[u8], head_only: bool) -> Vec<u8> {
     let (code, reason) = status.line();
     let mut out = format!(
         "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
@@ -265,8 +265,8 @@ pub fn response(status: Status, content_type: &str, body: &[u8], head_only: bool
         body.len()
     );
     match status {
-        Status::MethodNotAllowed => out.push_str("Allow: GET, HEAD\r\n"),
-        Status::UpgradeRequired => {
+        HttpStatus::MethodNotAllowed => out.push_str("Allow: GET, HEAD\r\n"),
+        HttpStatus::UpgradeRequired => {
             out.push_str("Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n")
         }
         _ => {}
@@ -280,27 +280,27 @@ pub fn response(status: Status, content_type: &str, body: &[u8], head_only: bool
 }
 
 /// A short plain-text error response.
-pub fn error_response(status: Status, detail: &str) -> Vec<u8> {
+pub fn error_response(status: HttpStatus, detail: &str) -> Vec<u8> {
     let (code, reason) = status.line();
     let body = format!("{code} {reason}: {detail}\n");
     response(status, "text/plain; charset=utf-8", body.as_bytes(), false)
 }
 
 /// What each error status says to a person.
-pub fn error_detail(status: Status) -> &'static str {
+pub fn error_detail(status: HttpStatus) -> &'static str {
     match status {
-        Status::NotFound => "no such page here; the chat is at /",
-        Status::MethodNotAllowed => "only GET (and HEAD) are served",
-        Status::UpgradeRequired => "/ws is the chat's WebSocket (version 13)",
-        Status::Forbidden => "a page of another site may not open this chat",
-        Status::RequestTimeout => "the request did not arrive in time",
-        Status::MisdirectedRequest => {
+        HttpStatus::NotFound => "no such page here; the chat is at /",
+        HttpStatus::MethodNotAllowed => "only GET (and HEAD) are served",
+        HttpStatus::UpgradeRequired => "/ws is the chat's WebSocket (version 13)",
+        HttpStatus::Forbidden => "a page of another site may not open this chat",
+        HttpStatus::RequestTimeout => "the request did not arrive in time",
+        HttpStatus::MisdirectedRequest => {
             "this server does not answer to that name; use its address, or ask its \
              administrator to add the name to web_host_names"
         }
-        Status::HeadTooLarge => "the request head is too large",
-        Status::Unavailable => "the server is full; please try again later",
-        Status::Ok | Status::BadRequest => "malformed request",
+        HttpStatus::HeadTooLarge => "the request head is too large",
+        HttpStatus::Unavailable => "the server is full; please try again later",
+        HttpStatus::Ok | HttpStatus::BadRequest => "malformed request",
     }
 }
 
@@ -364,11 +364,11 @@ mod tests {
         with_frame.extend_from_slice(&[0x81; 3000]);
         assert_eq!(complete_head(&with_frame, 0), Ok(Some(MAX_HEAD_BYTES)));
         let over = head(MAX_HEAD_BYTES + 1);
-        assert_eq!(complete_head(&over, 0), Err(Status::HeadTooLarge));
+        assert_eq!(complete_head(&over, 0), Err(HttpStatus::HeadTooLarge));
         assert_eq!(complete_head(&over[..MAX_HEAD_BYTES - 1], 0), Ok(None));
         assert_eq!(
             complete_head(&over[..MAX_HEAD_BYTES], 0),
-            Err(Status::HeadTooLarge)
+            Err(HttpStatus::HeadTooLarge)
         );
     }
 
@@ -411,13 +411,13 @@ mod tests {
         ] {
             assert_eq!(
                 parse_request(bad.as_bytes()),
-                Err(Status::BadRequest),
+                Err(HttpStatus::BadRequest),
                 "{bad:?}"
             );
         }
         assert_eq!(
             parse_request(b"GET / HTTP/1.1\r\n\xff\r\n\r\n"),
-            Err(Status::BadRequest)
+            Err(HttpStatus::BadRequest)
         );
         // An empty line before the request line is ignored (RFC 9112 section 2.2).
         assert_eq!(request("\nGET / HTTP/1.0\n\n").path, "/");
@@ -443,11 +443,11 @@ mod tests {
         );
         assert_eq!(
             route(&get("/etc/passwd"), ASSETS),
-            Route::Error(Status::NotFound)
+            Route::Error(HttpStatus::NotFound)
         );
         assert_eq!(
             route(&get("/../app.js"), ASSETS),
-            Route::Error(Status::NotFound)
+            Route::Error(HttpStatus::NotFound)
         );
         let head = request("HEAD / HTTP/1.1\n\n");
         assert!(matches!(
@@ -458,11 +458,14 @@ mod tests {
             }
         ));
         let post = request("POST / HTTP/1.1\n\n");
-        assert_eq!(route(&post, ASSETS), Route::Error(Status::MethodNotAllowed));
+        assert_eq!(
+            route(&post, ASSETS),
+            Route::Error(HttpStatus::MethodNotAllowed)
+        );
         // A plain GET of the socket's path is not a handshake.
         assert_eq!(
             route(&get("/ws"), ASSETS),
-            Route::Error(Status::UpgradeRequired)
+            Route::Error(HttpStatus::UpgradeRequired)
         );
     }
 
@@ -481,26 +484,30 @@ mod tests {
             (
                 "Origin: http://10.0.0.5:8080",
                 "Origin: http://evil.example",
-                Status::Forbidden,
+                HttpStatus::Forbidden,
             ),
             (
                 "Origin: http://10.0.0.5:8080",
                 "Origin: null",
-                Status::Forbidden,
+                HttpStatus::Forbidden,
             ),
-            ("Version: 13", "Version: 8", Status::UpgradeRequired),
+            ("Version: 13", "Version: 8", HttpStatus::UpgradeRequired),
             (
                 "Upgrade: websocket",
                 "Upgrade: h2c",
-                Status::UpgradeRequired,
+                HttpStatus::UpgradeRequired,
             ),
-            ("keep-alive, Upgrade", "keep-alive", Status::UpgradeRequired),
+            (
+                "keep-alive, Upgrade",
+                "keep-alive",
+                HttpStatus::UpgradeRequired,
+            ),
             (
                 "Key: dGhlIHNhbXBsZSBub25jZQ==",
                 "Key: short",
-                Status::BadRequest,
+                HttpStatus::BadRequest,
             ),
-            ("GET /ws", "POST /ws", Status::MethodNotAllowed),
+            ("GET /ws", "POST /ws", HttpStatus::MethodNotAllowed),
         ];
         for (from, to, status) in cases {
             let r = request(&UPGRADE.replace(from, to));
@@ -510,15 +517,15 @@ mod tests {
 
     #[test]
     fn responses_carry_length_security_headers_and_close() {
-        let text = String::from_utf8(response(Status::Ok, "text/html", b"<p>", false)).unwrap();
+        let text = String::from_utf8(response(HttpStatus::Ok, "text/html", b"<p>", false)).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
         assert!(text.contains("Content-Length: 3\r\n"));
         assert!(text.contains("Connection: close\r\n"));
         assert!(text.contains("script-src 'self'"));
         assert!(text.ends_with("\r\n\r\n<p>"));
-        let head = response(Status::Ok, "text/html", b"<p>", true);
+        let head = response(HttpStatus::Ok, "text/html", b"<p>", true);
         assert!(head.ends_with(b"\r\n\r\n"));
-        let e = String::from_utf8(error_response(Status::MethodNotAllowed, "x")).unwrap();
+        let e = String::from_utf8(error_response(HttpStatus::MethodNotAllowed, "x")).unwrap();
         assert!(e.starts_with("HTTP/1.1 405 ") && e.contains("Allow: GET, HEAD\r\n"));
         let up = String::from_utf8(upgrade_response("dGhlIHNhbXBsZSBub25jZQ==")).unwrap();
         assert!(up.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));

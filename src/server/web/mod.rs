@@ -21,7 +21,7 @@ use super::conn::{Conn, Encoder};
 use super::hub::Hub;
 use super::session::{self, SessionContext};
 use crate::protocol::{Kind, Line};
-use http::{Asset, Route, Status};
+use http::{Asset, HttpStatus, Route};
 use std::io::ErrorKind;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -81,7 +81,7 @@ impl Encoder for WsEncoder {
 
 /// What a browser gets when the server is full: a 503 page (or a failed WebSocket).
 pub fn refusal(text: &str) -> Vec<u8> {
-    http::error_response(Status::Unavailable, text)
+    http::error_response(HttpStatus::Unavailable, text)
 }
 
 /// Serves one connection of the web door until it ends.
@@ -96,7 +96,7 @@ pub fn serve(hub: &Hub, conn: &Arc<Conn>, ctx: &SessionContext<'_>) {
                     conn.peer,
                     request.header("Host").unwrap_or_default().escape_debug(),
                 );
-                let status = Status::MisdirectedRequest;
+                let status = HttpStatus::MisdirectedRequest;
                 http::error_response(status, http::error_detail(status))
             }
             Ok(request) => match http::route(&request, ASSETS) {
@@ -113,7 +113,7 @@ pub fn serve(hub: &Hub, conn: &Arc<Conn>, ctx: &SessionContext<'_>) {
                     return;
                 }
                 Route::Asset { asset, head_only } => {
-                    http::response(Status::Ok, asset.content_type, asset.body, head_only)
+                    http::response(HttpStatus::Ok, asset.content_type, asset.body, head_only)
                 }
                 Route::Error(status) => {
                     log::debug!(
@@ -157,7 +157,7 @@ fn finish(conn: &Arc<Conn>) {
 /// Reads until the request head is complete; returns where it ends in `buf`. `Err(None)`:
 /// the client left (nothing to answer); `Err(Some(status))`: answer with that error.
 #[inline(never)] // its buffer must not sit under the whole session (see `memory`)
-fn read_head(conn: &Arc<Conn>, buf: &mut Vec<u8>) -> Result<usize, Option<Status>> {
+fn read_head(conn: &Arc<Conn>, buf: &mut Vec<u8>) -> Result<usize, Option<HttpStatus>> {
     let deadline = Instant::now() + HEAD_TIMEOUT;
     let stream = conn.stream();
     let mut searched = 0;
@@ -169,7 +169,7 @@ fn read_head(conn: &Arc<Conn>, buf: &mut Vec<u8>) -> Result<usize, Option<Status
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(Some(Status::RequestTimeout));
+            return Err(Some(HttpStatus::RequestTimeout));
         }
         let _ = stream.set_read_timeout(Some(left));
         // Through the connection: on an HTTPS door it decrypts.
@@ -178,7 +178,7 @@ fn read_head(conn: &Arc<Conn>, buf: &mut Vec<u8>) -> Result<usize, Option<Status
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Err(Some(Status::RequestTimeout))
+                return Err(Some(HttpStatus::RequestTimeout))
             }
             Err(_) => return Err(None),
         }

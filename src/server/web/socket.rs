@@ -2,7 +2,7 @@
 //! pings and closes itself, and hands each line of each text message to the session, so a
 //! browser is served by exactly the same login dialogue and command loop as `nc`.
 
-use super::ws::{self, close_code, Decoder, Event, Opcode};
+use super::ws::{self, close_code, Decoder, Opcode, WsEvent};
 use crate::protocol::Line;
 use crate::server::conn::Conn;
 use crate::server::memory::IdleStack;
@@ -43,26 +43,26 @@ impl WsReader {
     }
 
     /// Acts on one decoded event: lines are queued, control frames answered.
-    fn handle(&mut self, conn: &Arc<Conn>, event: Event) {
+    fn handle(&mut self, conn: &Arc<Conn>, event: WsEvent) {
         match event {
-            Event::Text(text) => self.ready.extend(lines_of(&text, self.max_line)),
-            Event::TooLong(n) => self
+            WsEvent::Text(text) => self.ready.extend(lines_of(&text, self.max_line)),
+            WsEvent::TooLong(n) => self
                 .ready
                 .push_back(Input::TooLong(usize::try_from(n).unwrap_or(usize::MAX))),
-            Event::BadUtf8 => self.ready.push_back(Input::BadUtf8),
-            Event::Binary(n) => {
+            WsEvent::BadUtf8 => self.ready.push_back(Input::BadUtf8),
+            WsEvent::Binary(n) => {
                 conn.send(&Line::err(
                     "binary-frame",
                     format!("That was a binary WebSocket message ({n} bytes); lines are text messages. It was not sent."),
                 ));
             }
-            Event::Ping(payload) => {
+            WsEvent::Ping(payload) => {
                 let mut pong = Vec::with_capacity(payload.len() + 2);
                 ws::encode_frame(Opcode::Pong, &payload, &mut pong);
                 conn.send_bytes(&pong);
             }
-            Event::Pong => {}
-            Event::Close(code) => {
+            WsEvent::Pong => {}
+            WsEvent::Close(code) => {
                 // Echo the close (RFC 6455 section 5.5.1; the decoder let only valid codes
                 // through); the session then ends as a drop. After a `BYE` the server's own
                 // close already went out, and this is the browser's answer to it: a second
@@ -73,7 +73,7 @@ impl WsReader {
                 }
                 self.ended = true;
             }
-            Event::Violation(why) => {
+            WsEvent::Violation(why) => {
                 log::debug!("conn {} ({}): websocket: {why}", conn.id, conn.peer);
                 conn.send_bytes(&ws::close_frame(close_code::PROTOCOL_ERROR, why));
                 self.ended = true;

@@ -35,18 +35,18 @@ pub fn valid_close_code(code: u16) -> bool {
 /// A client's close frame: no payload (no code), or a valid code and a UTF-8 reason
 /// (section 5.5.1). A one-byte payload, an invalid code or a reason that is not UTF-8
 /// breaks the rules, and is answered with 1002 instead of being echoed.
-fn close_event(payload: &[u8]) -> Event {
+fn close_event(payload: &[u8]) -> WsEvent {
     match payload {
-        [] => Event::Close(None),
-        [_] => Event::Violation("close frame with a one-byte payload"),
+        [] => WsEvent::Close(None),
+        [_] => WsEvent::Violation("close frame with a one-byte payload"),
         [high, low, reason @ ..] => {
             let code = u16::from_be_bytes([*high, *low]);
             if !valid_close_code(code) {
-                Event::Violation("invalid close code")
+                WsEvent::Violation("invalid close code")
             } else if std::str::from_utf8(reason).is_err() {
-                Event::Violation("close reason is not UTF-8")
+                WsEvent::Violation("close reason is not UTF-8")
             } else {
-                Event::Close(Some(code))
+                WsEvent::Close(Some(code))
             }
         }
     }
@@ -205,7 +205,7 @@ pub fn unmask(payload: &mut [u8], mask: [u8; 4]) {
 
 /// What the client sent, a message or control frame at a time.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Event {
+pub enum WsEvent {
     /// A whole text message.
     Text(String),
     /// A text message longer than the limit, thrown away; its length in bytes.
@@ -236,7 +236,7 @@ struct Partial {
     discarding: bool,
 }
 
-/// Reassembles client frames into [`Event`]s. Feed it bytes as they arrive and take events
+/// Reassembles client frames into [`WsEvent`]s. Feed it bytes as they arrive and take events
 /// until it returns `None`; after `Close` or `Violation` the connection is over.
 pub struct Decoder {
     /// Received bytes not yet decoded.
@@ -275,7 +275,7 @@ impl Decoder {
     }
 
     /// The next event, or `None` when more bytes are needed.
-    pub fn next_event(&mut self) -> Option<Event> {
+    pub fn next_event(&mut self) -> Option<WsEvent> {
         loop {
             if self.skip > 0 {
                 let n = self
@@ -295,7 +295,7 @@ impl Decoder {
             let header = match parse_header(&self.buf) {
                 Ok(Some(h)) => h,
                 Ok(None) => return None,
-                Err(why) => return Some(Event::Violation(why)),
+                Err(why) => return Some(WsEvent::Violation(why)),
             };
             if header.opcode.is_control() {
                 let end = header.size + header.len as usize;
@@ -306,17 +306,17 @@ impl Decoder {
                 self.consume(end);
                 unmask(&mut payload, header.mask);
                 return Some(match header.opcode {
-                    Opcode::Ping => Event::Ping(payload),
-                    Opcode::Pong => Event::Pong,
+                    Opcode::Ping => WsEvent::Ping(payload),
+                    Opcode::Pong => WsEvent::Pong,
                     _ => close_event(&payload),
                 });
             }
             match (header.opcode, self.message.is_some()) {
                 (Opcode::Continuation, false) => {
-                    return Some(Event::Violation("continuation frame without a message"))
+                    return Some(WsEvent::Violation("continuation frame without a message"))
                 }
                 (Opcode::Text | Opcode::Binary, true) => {
-                    return Some(Event::Violation("new message inside a fragmented one"))
+                    return Some(WsEvent::Violation("new message inside a fragmented one"))
                 }
                 _ => {}
             }
@@ -369,14 +369,14 @@ impl Decoder {
     }
 
     /// The event for the message that just ended.
-    fn finish(&mut self) -> Event {
+    fn finish(&mut self) -> WsEvent {
         let message = self.message.take().expect("a message in progress");
         match (message.text, message.discarding) {
-            (false, _) => Event::Binary(message.len),
-            (true, true) => Event::TooLong(message.len),
+            (false, _) => WsEvent::Binary(message.len),
+            (true, true) => WsEvent::TooLong(message.len),
             (true, false) => match String::from_utf8(message.data) {
-                Ok(text) => Event::Text(text),
-                Err(_) => Event::BadUtf8,
+                Ok(text) => WsEvent::Text(text),
+                Err(_) => WsEvent::BadUtf8,
             },
         }
     }
@@ -415,7 +415,7 @@ mod tests {
         out
     }
 
-    fn events(decoder: &mut Decoder) -> Vec<Event> {
+    fn events(decoder: &mut Decoder) -> Vec<WsEvent> {
         std::iter::from_fn(|| decoder.next_event()).collect()
     }
 
@@ -464,7 +464,10 @@ mod tests {
         }
         assert_eq!(
             got,
-            [Event::Text("whoelse".into()), Event::Text("héllo".into())]
+            [
+                WsEvent::Text("whoelse".into()),
+                WsEvent::Text("héllo".into())
+            ]
         );
         assert_eq!(d.buffered(), 0);
     }
@@ -479,8 +482,8 @@ mod tests {
         assert_eq!(
             events(&mut d),
             [
-                Event::Ping(b"hb".to_vec()),
-                Event::Text("message bob hi".into())
+                WsEvent::Ping(b"hb".to_vec()),
+                WsEvent::Text("message bob hi".into())
             ]
         );
     }
@@ -501,7 +504,7 @@ mod tests {
         d2.feed(&client_frame(true, 1, b"ok"));
         assert_eq!(
             events(&mut d2),
-            [Event::TooLong(100_000), Event::Text("ok".into())]
+            [WsEvent::TooLong(100_000), WsEvent::Text("ok".into())]
         );
         // Over the limit only once the fragments add up.
         let mut d3 = Decoder::new(10);
@@ -512,7 +515,7 @@ mod tests {
         d3.feed(&client_frame(true, 1, b"\xff\xfe"));
         assert_eq!(
             events(&mut d3),
-            [Event::TooLong(15), Event::Binary(3), Event::BadUtf8]
+            [WsEvent::TooLong(15), WsEvent::Binary(3), WsEvent::BadUtf8]
         );
     }
 
@@ -524,7 +527,11 @@ mod tests {
         d.feed(&client_frame(true, 10, b"x"));
         assert_eq!(
             events(&mut d),
-            [Event::Close(Some(1001)), Event::Close(None), Event::Pong]
+            [
+                WsEvent::Close(Some(1001)),
+                WsEvent::Close(None),
+                WsEvent::Pong
+            ]
         );
     }
 
@@ -537,16 +544,16 @@ mod tests {
         };
         for code in [999u16, 0, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
             assert!(
-                matches!(close(&code.to_be_bytes()), Event::Violation(_)),
+                matches!(close(&code.to_be_bytes()), WsEvent::Violation(_)),
                 "{code}"
             );
         }
         for code in [1000u16, 1001, 1003, 1007, 1011, 1014, 3000, 4999] {
-            assert_eq!(close(&code.to_be_bytes()), Event::Close(Some(code)));
+            assert_eq!(close(&code.to_be_bytes()), WsEvent::Close(Some(code)));
         }
-        assert!(matches!(close(&[0x03]), Event::Violation(_)));
-        assert!(matches!(close(&[0x03, 0xe8, 0xff]), Event::Violation(_)));
-        assert_eq!(close(&[0x03, 0xe8, b'o', b'k']), Event::Close(Some(1000)));
+        assert!(matches!(close(&[0x03]), WsEvent::Violation(_)));
+        assert!(matches!(close(&[0x03, 0xe8, 0xff]), WsEvent::Violation(_)));
+        assert_eq!(close(&[0x03, 0xe8, b'o', b'k']), WsEvent::Close(Some(1000)));
     }
 
     #[test]
@@ -562,16 +569,16 @@ mod tests {
             let mut d = Decoder::new(10);
             d.feed(wire);
             match d.next_event() {
-                Some(Event::Violation(reason)) => assert!(reason.contains(why), "{reason}"),
+                Some(WsEvent::Violation(reason)) => assert!(reason.contains(why), "{reason}"),
                 other => panic!("{wire:?}: {other:?}"),
             }
         }
         let mut d = Decoder::new(10);
         d.feed(&client_frame(false, 1, b"a"));
         d.feed(&client_frame(true, 1, b"b"));
-        assert!(matches!(d.next_event(), Some(Event::Violation(_))));
+        assert!(matches!(d.next_event(), Some(WsEvent::Violation(_))));
         let mut d = Decoder::new(10);
         d.feed(&client_frame(true, 9, &[0; 126]));
-        assert!(matches!(d.next_event(), Some(Event::Violation(_))));
+        assert!(matches!(d.next_event(), Some(WsEvent::Violation(_))));
     }
 }

@@ -8,7 +8,7 @@ use crate::client::direct::{parse_greeting, send, Peer, Secret, SendError, TIMEO
 const SECRET: Secret = [7u8; 32];
 
 /// A listener on a free port for `me`, with `book`; returns its port and the events.
-fn listener(me: &str, book: &Book) -> (u16, crossbeam_channel::Receiver<Event>) {
+fn listener(me: &str, book: &Book) -> (u16, crossbeam_channel::Receiver<ClientEvent>) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let port = listen(0, me, book, &tx).expect("listen");
     (port, rx)
@@ -29,7 +29,7 @@ fn a_message_goes_from_sender_to_listener() {
     };
     send(&bob, "alice", "bob", "hi \x1b there").expect("delivered");
     match events.recv_timeout(TIMEOUT).expect("an event") {
-        Event::Direct { from, text } => {
+        ClientEvent::Direct { from, text } => {
             assert_eq!(from, "alice");
             assert_eq!(text, "hi \x1b there");
         }
@@ -89,7 +89,7 @@ fn a_captured_message_shows_no_text_and_replayed_it_is_refused() {
     };
     send(&via_relay, "alice", "bob", "the answer is 42").expect("delivered");
     match events.recv_timeout(TIMEOUT).expect("an event") {
-        Event::Direct { text, .. } => assert_eq!(text, "the answer is 42"),
+        ClientEvent::Direct { text, .. } => assert_eq!(text, "the answer is 42"),
         other => panic!("{other:?}"),
     }
     let captured = String::from_utf8(capture.join().unwrap()).unwrap();
@@ -209,10 +209,10 @@ fn when_every_place_is_taken_a_paired_peer_still_gets_through() {
     };
     book.insert("alice", alice.clone());
     let (port, events) = listener("bob", &book);
-    let Limits {
+    let AdmissionLimits {
         max_open,
         per_address,
-    } = Limits::DEFAULT;
+    } = AdmissionLimits::DEFAULT;
     // Eight other addresses take every place.
     let crowd: Vec<TcpStream> = (0..max_open)
         .map(|i| served_from([127, 0, 0, 2 + (i / per_address) as u8], port))
@@ -223,7 +223,7 @@ fn when_every_place_is_taken_a_paired_peer_still_gets_through() {
     };
     send(&bob, "alice", "bob", "still here").expect("delivered");
     match events.recv_timeout(TIMEOUT).expect("an event") {
-        Event::Direct { from, text } => {
+        ClientEvent::Direct { from, text } => {
             assert_eq!((from.as_str(), text.as_str()), ("alice", "still here"))
         }
         other => panic!("{other:?}"),
@@ -236,7 +236,7 @@ fn when_every_place_is_taken_a_paired_peer_still_gets_through() {
 #[test]
 fn connections_past_one_addresss_share_are_closed_at_once() {
     let (port, _events) = listener("bob", &Book::default());
-    let per_address = Limits::DEFAULT.per_address;
+    let per_address = AdmissionLimits::DEFAULT.per_address;
     let held: Vec<TcpStream> = (0..per_address)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
         .collect();
