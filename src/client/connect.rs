@@ -37,9 +37,9 @@ pub(super) fn open(options: &Options) -> Result<secure::Link, Error> {
         })
     })
     .map_err(|refusal| match (refusal, plain_error.take()) {
-        (secure::Refusal::Untrusted(why), _) => Error::Untrusted(why),
-        (secure::Refusal::Io(_), Some(plain)) => plain,
-        (secure::Refusal::Io(source), None) => Error::Connect {
+        (secure::TlsRefusal::Untrusted(why), _) => Error::Untrusted(why),
+        (secure::TlsRefusal::Io(_), Some(plain)) => plain,
+        (secure::TlsRefusal::Io(source), None) => Error::Connect {
             target: secure::pin_key(&options.host, options.tls.port),
             source,
         },

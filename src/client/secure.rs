@@ -64,7 +64,7 @@ pub struct Secured {
 
 /// Why no connection was made.
 #[derive(Debug)]
-pub enum Refusal {
+pub enum TlsRefusal {
     /// The server's key is not the one pinned or given: the explanation.
     Untrusted(String),
     /// The network failed.
@@ -79,9 +79,9 @@ pub fn secure(
     tls_addr: Option<SocketAddr>,
     options: &TlsOptions,
     plain: impl FnOnce() -> io::Result<TcpStream>,
-) -> Result<Secured, Refusal> {
+) -> Result<Secured, TlsRefusal> {
     let known = match (&options.known_servers, tls_addr) {
-        (Some(path), Some(_)) => Some(KnownServers::load(path).map_err(Refusal::Untrusted)?),
+        (Some(path), Some(_)) => Some(KnownServers::load(path).map_err(TlsRefusal::Untrusted)?),
         _ => None,
     };
     let pinned_key = tls_addr.map(|a| pin_key(host, a.port()));
@@ -98,12 +98,12 @@ pub fn secure(
                         Some(Err(e)) => e.to_string(),
                         _ => "no TLS port".to_string(),
                     };
-                    return Err(Refusal::Untrusted(format!(
+                    return Err(TlsRefusal::Untrusted(format!(
                     "{host}'s TLS door does not answer ({why}), and this server's key is pinned \
                      (or --fingerprint was given): refusing to fall back to the unencrypted port."
                 )));
                 }
-                let socket = plain().map_err(Refusal::Io)?;
+                let socket = plain().map_err(TlsRefusal::Io)?;
                 // Said when TLS was tried: a server on a port of its own was not asked.
                 let notice = tls_addr.map(|a| {
                     format!(
@@ -121,35 +121,35 @@ pub fn secure(
     let verifier = PinVerifier::new(options.fingerprint.as_deref());
     let name = ServerName::try_from("lanchat").expect("a valid name");
     let mut conn = ClientConnection::new(verifier.client_config(), name)
-        .map_err(|e| Refusal::Io(io::Error::other(e)))?;
+        .map_err(|e| TlsRefusal::Io(io::Error::other(e)))?;
     let _ = socket.set_read_timeout(Some(super::connect::CONNECT_TIMEOUT));
     let mut handshake = &socket;
     while conn.is_handshaking() {
         if let Err(e) = conn.complete_io(&mut handshake) {
             return Err(match (verifier.seen(), &options.fingerprint) {
                 (Some(seen), Some(expected)) if !seen.matches(expected) => {
-                    Refusal::Untrusted(format!(
+                    TlsRefusal::Untrusted(format!(
                         "Refusing {host}: it showed fingerprint {}, not the {expected} given \
                          with --fingerprint. Someone on the network may be pretending to be \
                          the server; check the fingerprint the server printed at start.",
                         seen.short()
                     ))
                 }
-                _ => Refusal::Io(e),
+                _ => TlsRefusal::Io(e),
             });
         }
     }
     let _ = socket.set_read_timeout(None);
     let seen = verifier
         .seen()
-        .ok_or_else(|| Refusal::Untrusted(format!("{host} presented no certificate")))?;
+        .ok_or_else(|| TlsRefusal::Untrusted(format!("{host} presented no certificate")))?;
     let key = pinned_key.unwrap_or_default();
     let notice = match known {
         None => None,
         Some(mut known) => match known.check(&key, &seen) {
             Trust::Known => None,
             Trust::Changed { pinned, line } => {
-                return Err(Refusal::Untrusted(known::changed_explanation(
+                return Err(TlsRefusal::Untrusted(known::changed_explanation(
                     &key,
                     &pinned,
                     line,

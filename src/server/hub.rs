@@ -49,7 +49,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 /// The rules' state, with connections as the hub's handles.
-type State = rules::State<Arc<Conn>>;
+type ChatState = rules::State<Arc<Conn>>;
 
 impl rules::Endpoint for Arc<Conn> {
     fn id(&self) -> u64 {
@@ -78,7 +78,7 @@ struct Shared {
     /// Appends conversation history off the session threads (see `history`).
     history: history::HistoryWriter,
     /// Online users, directory, sessions, groups.
-    state: Mutex<State>,
+    state: Mutex<ChatState>,
     /// Failed logins.
     lockouts: Mutex<Lockouts<LockKey>>,
     /// Runs password checks: a few at once (an argon2 check takes ~19 MiB and a CPU for
@@ -142,10 +142,10 @@ impl Hub {
                 clock,
                 store,
                 history,
-                state: Mutex::new(State {
+                state: Mutex::new(ChatState {
                     users: directory.users.into_iter().collect(),
                     groups: directory.groups,
-                    ..State::default()
+                    ..ChatState::default()
                 }),
                 lockouts: Mutex::new(lockouts),
                 verifier: Verifier::new(max_concurrent_verifies()),
@@ -182,13 +182,13 @@ impl Hub {
 
     /// Applies `rule` under the state lock; then, with the lock released, stores, delivers
     /// and renders the answer.
-    fn apply(&self, rule: impl FnOnce(&mut State) -> Outcome<Arc<Conn>>) -> Vec<Line> {
+    fn apply(&self, rule: impl FnOnce(&mut ChatState) -> Outcome<Arc<Conn>>) -> Vec<Line> {
         let out = rule(&mut self.shared.state.lock());
         self.finish(out)
     }
 
     /// [`Hub::apply`] for a rule that always answers in one line.
-    fn apply_one(&self, rule: impl FnOnce(&mut State) -> Outcome<Arc<Conn>>) -> Line {
+    fn apply_one(&self, rule: impl FnOnce(&mut ChatState) -> Outcome<Arc<Conn>>) -> Line {
         self.apply(rule).swap_remove(0)
     }
 
@@ -446,7 +446,7 @@ impl Hub {
     /// nobody when they are left for a summary (in a crowd, see [`presence`]).
     fn presence_targets_now(
         &self,
-        state: &State,
+        state: &ChatState,
         subject: &str,
         events: &[&'static str],
     ) -> Vec<Arc<Conn>> {
@@ -459,7 +459,7 @@ impl Hub {
 }
 
 /// The online users who may see `subject`'s presence changes.
-fn presence_targets(state: &State, subject: &str) -> Vec<Arc<Conn>> {
+fn presence_targets(state: &ChatState, subject: &str) -> Vec<Arc<Conn>> {
     state
         .online
         .iter()

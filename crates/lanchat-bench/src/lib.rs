@@ -38,7 +38,7 @@ pub mod target;
 pub mod wire;
 
 use report::Report;
-use scenario::Outcome;
+use scenario::Measured;
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -184,7 +184,7 @@ impl Workload {
     }
 
     /// Runs it against a started server.
-    pub fn run(&self, server: &Running, kind: ServerKind) -> io::Result<Outcome> {
+    pub fn run(&self, server: &Running, kind: ServerKind) -> io::Result<Measured> {
         match *self {
             Workload::Latency {
                 background,
@@ -345,7 +345,7 @@ pub fn run(opts: &RunOptions, workloads: &[Workload], log: &mut dyn FnMut(&str))
 }
 
 /// Adds an outcome to the report; returns a progress line.
-fn record(report: &mut Report, scenario: &str, kind: ServerKind, outcome: &Outcome) -> String {
+fn record(report: &mut Report, scenario: &str, kind: ServerKind, outcome: &Measured) -> String {
     let target = kind.name();
     for (metric, value) in &outcome.metrics {
         report.add(scenario, target, metric, *value);

@@ -28,7 +28,7 @@ struct BenchArgs {
     /// lanchat,lanchat-irc,ngircd,inspircd,limit,limit-threads; with --quick,
     /// lanchat,ngircd,inspircd,limit, to stay under a minute].
     #[arg(long, value_delimiter = ',')]
-    targets: Vec<Target>,
+    targets: Vec<TargetChoice>,
     /// Users in the capacity scenario (default 10000, 1000 with --quick).
     #[arg(long)]
     users: Option<usize>,
@@ -83,7 +83,7 @@ enum Which {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum Target {
+enum TargetChoice {
     Lanchat,
     /// lanchat's IRC door.
     LanchatIrc,
@@ -137,30 +137,30 @@ fn main() -> ExitCode {
         args.targets.clone()
     } else if args.quick {
         vec![
-            Target::Lanchat,
-            Target::Ngircd,
-            Target::Inspircd,
-            Target::Limit,
+            TargetChoice::Lanchat,
+            TargetChoice::Ngircd,
+            TargetChoice::Inspircd,
+            TargetChoice::Limit,
         ]
     } else {
         vec![
-            Target::Lanchat,
-            Target::LanchatIrc,
-            Target::Ngircd,
-            Target::Inspircd,
-            Target::Limit,
-            Target::LimitThreads,
+            TargetChoice::Lanchat,
+            TargetChoice::LanchatIrc,
+            TargetChoice::Ngircd,
+            TargetChoice::Inspircd,
+            TargetChoice::Limit,
+            TargetChoice::LimitThreads,
         ]
     };
     let mut kinds = Vec::new();
     for t in &targets {
         let kind = match t {
-            Target::Lanchat => ServerKind::Lanchat,
-            Target::LanchatIrc => ServerKind::LanchatIrc,
-            Target::Ngircd => ServerKind::Ngircd,
-            Target::Inspircd => ServerKind::Inspircd,
-            Target::Limit => ServerKind::Relay,
-            Target::LimitThreads => ServerKind::ThreadRelay,
+            TargetChoice::Lanchat => ServerKind::Lanchat,
+            TargetChoice::LanchatIrc => ServerKind::LanchatIrc,
+            TargetChoice::Ngircd => ServerKind::Ngircd,
+            TargetChoice::Inspircd => ServerKind::Inspircd,
+            TargetChoice::Limit => ServerKind::Relay,
+            TargetChoice::LimitThreads => ServerKind::ThreadRelay,
         };
         let program = match kind {
             ServerKind::Ngircd => Some("ngircd"),

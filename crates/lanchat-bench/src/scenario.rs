@@ -22,7 +22,7 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// What a scenario measured.
 #[derive(Clone, Debug, Default)]
-pub struct Outcome {
+pub struct Measured {
     /// Named numbers (units in the names).
     pub metrics: Vec<(&'static str, f64)>,
     /// The exactly-once check.
@@ -101,7 +101,7 @@ pub fn latency(
     background: usize,
     rate: f64,
     samples: usize,
-) -> io::Result<Outcome> {
+) -> io::Result<Measured> {
     let epoch = Instant::now();
     let total = 2 + background / 2 * 2;
     let mut crowd = logged_in_crowd(run, kind, total, epoch)?;
@@ -165,7 +165,7 @@ pub fn latency(
     if background > 0 {
         metrics.push(("background_msgs_per_s", bg_sent as f64 / secs));
     }
-    Ok(Outcome {
+    Ok(Measured {
         metrics,
         delivery: check.counts,
         note: (s.count < samples).then(|| format!("only {} of {samples} samples", s.count)),
@@ -180,7 +180,7 @@ pub fn fanout(
     receivers: usize,
     window: u64,
     duration: Duration,
-) -> io::Result<Outcome> {
+) -> io::Result<Measured> {
     let epoch = Instant::now();
     let mut crowd = logged_in_crowd(run, kind, receivers + 1, epoch)?;
     if !crowd.join_all(Duration::from_secs(60))? {
@@ -213,7 +213,7 @@ pub fn fanout(
             crowd.send(0, &line);
         }
         crowd.pump(Duration::from_millis(2), |rx, s, at| {
-            if check.arrive(rx, s.stream, s.seq) == super::stats::Arrival::InOrder {
+            if check.arrive(rx, s.stream, s.seq) == super::stats::ArrivalVerdict::InOrder {
                 if let Some(n) = arrived.get_mut(s.seq as usize) {
                     *n += 1;
                 }
@@ -234,7 +234,7 @@ pub fn fanout(
     drain(&mut crowd, &mut check, sent * receivers as u64)?;
     let s = lat.summary();
     let rate = in_window as f64 / span.secs();
-    Ok(Outcome {
+    Ok(Measured {
         metrics: vec![
             ("deliveries_per_s", rate),
             ("p99_us", s.p99_us),
@@ -287,7 +287,7 @@ pub fn pairs(
     pairs: usize,
     window: u64,
     duration: Duration,
-) -> io::Result<Outcome> {
+) -> io::Result<Measured> {
     let epoch = Instant::now();
     let total = pairs * 2;
     let mut crowd = logged_in_crowd(run, kind, total, epoch)?;
@@ -325,7 +325,7 @@ pub fn pairs(
     let cpu1 = cpu(run);
     drain(&mut crowd, &mut check, seq.iter().sum())?;
     let s = lat.summary();
-    Ok(Outcome {
+    Ok(Measured {
         metrics: vec![
             ("msgs_per_s", in_window as f64 / span.secs()),
             ("p50_us", s.p50_us),
@@ -343,7 +343,7 @@ pub fn pairs(
 /// Capacity: logs in `n` users (the server's `max_clients` is `n`), checks every one is
 /// still answered, reads the server's memory and threads, and checks that one more
 /// connection is refused with a line.
-pub fn capacity(run: &Running, kind: ServerKind, n: usize) -> io::Result<Outcome> {
+pub fn capacity(run: &Running, kind: ServerKind, n: usize) -> io::Result<Measured> {
     let epoch = Instant::now();
     let mut crowd = crowd(run, kind, epoch)?;
     let report = crowd.login(users(0..n), kind.login_window(), LOGIN_LIMIT)?;
@@ -386,7 +386,7 @@ pub fn capacity(run: &Running, kind: ServerKind, n: usize) -> io::Result<Outcome
         ));
     }
     crowd.fleet.close_all();
-    Ok(Outcome {
+    Ok(Measured {
         metrics,
         delivery: Delivery::default(),
         note,
@@ -456,7 +456,7 @@ pub fn logins(
     kind: ServerKind,
     n: usize,
     password: Option<&str>,
-) -> io::Result<Outcome> {
+) -> io::Result<Measured> {
     let mut crowd = crowd(run, kind, Instant::now())?;
     let list = users(0..n)
         .into_iter()
@@ -468,7 +468,7 @@ pub fn logins(
         })
         .collect();
     let report = crowd.login(list, kind.login_window(), LOGIN_LIMIT)?;
-    Ok(Outcome {
+    Ok(Measured {
         metrics: vec![("logins_per_s", report.per_sec())],
         delivery: Delivery::default(),
         note: (report.ok < n).then(|| {
@@ -482,7 +482,7 @@ pub fn logins(
 }
 
 /// Bare TCP ping-pong against the echo server: the round trip the loopback allows.
-pub fn pingpong(run: &Running, samples: usize) -> io::Result<Outcome> {
+pub fn pingpong(run: &Running, samples: usize) -> io::Result<Measured> {
     let mut stream = TcpStream::connect_timeout(&run.addr, Duration::from_secs(5))?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -503,7 +503,7 @@ pub fn pingpong(run: &Running, samples: usize) -> io::Result<Outcome> {
         lat.push(t.elapsed().as_nanos() as u64);
     }
     let s = lat.summary();
-    Ok(Outcome {
+    Ok(Measured {
         metrics: vec![
             ("p50_us", s.p50_us),
             ("p99_us", s.p99_us),

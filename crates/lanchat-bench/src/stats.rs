@@ -91,7 +91,7 @@ impl Delivery {
 
 /// What one arrival was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arrival {
+pub enum ArrivalVerdict {
     /// The next number of its stream: counted.
     InOrder,
     /// A number already seen.
@@ -111,7 +111,7 @@ pub struct SeqCheck {
 
 impl SeqCheck {
     /// Records that `receiver` got sequence number `seq` of `stream` (numbers start at 1).
-    pub fn arrive(&mut self, receiver: usize, stream: u32, seq: u64) -> Arrival {
+    pub fn arrive(&mut self, receiver: usize, stream: u32, seq: u64) -> ArrivalVerdict {
         if self.next.len() <= receiver {
             self.next.resize_with(receiver + 1, Vec::new);
         }
@@ -125,13 +125,13 @@ impl SeqCheck {
         };
         if seq < *slot {
             self.counts.duplicates += 1;
-            Arrival::Duplicate
+            ArrivalVerdict::Duplicate
         } else {
             let arrival = if seq == *slot {
-                Arrival::InOrder
+                ArrivalVerdict::InOrder
             } else {
                 self.counts.gaps += 1;
-                Arrival::Gap
+                ArrivalVerdict::Gap
             };
             *slot = seq + 1;
             self.counts.received += 1;
@@ -176,12 +176,12 @@ mod tests {
     #[test]
     fn sequence_check_finds_duplicates_and_gaps() {
         let mut c = SeqCheck::default();
-        assert_eq!(c.arrive(0, 5, 1), Arrival::InOrder);
-        assert_eq!(c.arrive(0, 5, 2), Arrival::InOrder);
-        assert_eq!(c.arrive(0, 5, 2), Arrival::Duplicate);
-        assert_eq!(c.arrive(0, 6, 1), Arrival::InOrder);
-        assert_eq!(c.arrive(3, 5, 1), Arrival::InOrder);
-        assert_eq!(c.arrive(0, 5, 4), Arrival::Gap);
+        assert_eq!(c.arrive(0, 5, 1), ArrivalVerdict::InOrder);
+        assert_eq!(c.arrive(0, 5, 2), ArrivalVerdict::InOrder);
+        assert_eq!(c.arrive(0, 5, 2), ArrivalVerdict::Duplicate);
+        assert_eq!(c.arrive(0, 6, 1), ArrivalVerdict::InOrder);
+        assert_eq!(c.arrive(3, 5, 1), ArrivalVerdict::InOrder);
+        assert_eq!(c.arrive(0, 5, 4), ArrivalVerdict::Gap);
         c.counts.expected = 6;
         assert_eq!(c.counts.received, 5);
         assert_eq!(c.counts.duplicates, 1);

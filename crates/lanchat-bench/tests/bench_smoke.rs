@@ -8,7 +8,7 @@ use lanchat::config::Config;
 use lanchat::credentials::Credentials;
 use lanchat::server::{Door, Server};
 use lanchat_bench::baseline::{self, Baseline};
-use lanchat_bench::scenario::{self, Outcome};
+use lanchat_bench::scenario::{self, Measured};
 use lanchat_bench::target::{
     credentials_text, lanchat_config, lanchat_irc_config, lanchat_tls_config, tls_client, Running,
     ServerKind,
@@ -86,7 +86,7 @@ fn relay() -> Running {
     )
 }
 
-fn assert_exactly_once(what: &str, outcome: &Outcome) {
+fn assert_exactly_once(what: &str, outcome: &Measured) {
     let d = outcome.delivery;
     assert!(d.expected > 0, "{what}: nothing was sent: {outcome:?}");
     assert!(d.exactly_once(), "{what}: {d:?} ({:?})", outcome.note);

@@ -39,23 +39,23 @@ struct Round {
     /// in LF).
     bytes: String,
     /// Where each entry's parts lie in `bytes`.
-    entries: Vec<Entry>,
+    entries: Vec<EntrySpan>,
 }
 
 /// One entry's place in [`Round::bytes`]: names `start..a_end` and `a_end..b_end`, record
 /// `b_end..end`.
 #[derive(Clone, Copy)]
-struct Entry {
+struct EntrySpan {
     start: usize,
     a_end: usize,
     b_end: usize,
     end: usize,
 }
 
-impl Entry {
+impl EntrySpan {
     /// The entry written from `start` to `end`, its names `names` bytes long.
-    fn at(start: usize, (a_len, b_len): (usize, usize), end: usize) -> Entry {
-        Entry {
+    fn at(start: usize, (a_len, b_len): (usize, usize), end: usize) -> EntrySpan {
+        EntrySpan {
             start,
             a_end: start + a_len,
             b_end: start + a_len + b_len,
@@ -96,21 +96,23 @@ impl Round {
     fn push(&mut self, peer: &str, entry: HistoryRef<'_>) {
         let start = self.bytes.len();
         let names = encode_entry(&mut self.bytes, peer, entry);
-        self.entries.push(Entry::at(start, names, self.bytes.len()));
+        self.entries
+            .push(EntrySpan::at(start, names, self.bytes.len()));
     }
 
     /// Appends an entry [`encode_entry`] wrote, whose names are `names` bytes long.
     fn push_encoded(&mut self, encoded: &str, names: (usize, usize)) {
         let start = self.bytes.len();
         self.bytes.push_str(encoded);
-        self.entries.push(Entry::at(start, names, self.bytes.len()));
+        self.entries
+            .push(EntrySpan::at(start, names, self.bytes.len()));
     }
 
-    fn names(&self, e: &Entry) -> (&str, &str) {
+    fn names(&self, e: &EntrySpan) -> (&str, &str) {
         (&self.bytes[e.start..e.a_end], &self.bytes[e.a_end..e.b_end])
     }
 
-    fn record(&self, e: &Entry) -> &str {
+    fn record(&self, e: &EntrySpan) -> &str {
         &self.bytes[e.b_end..e.end]
     }
 

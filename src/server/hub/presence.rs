@@ -32,33 +32,33 @@ const NAMED_IN_TEXT: usize = 20;
 
 /// What others see of a user.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Seen {
+enum Visibility {
     Off,
     Available,
     Busy,
 }
 
 /// One user's changes in the open window.
-struct Entry {
+struct UserChanges {
     name: String,
     /// Whether others saw the user online before the window.
     was_online: bool,
     /// What they see now.
-    now: Seen,
+    now: Visibility,
     /// The last way the user left (`logout`, `timeout`, `dropped`), if they did.
     left: Option<&'static str>,
 }
 
-impl Entry {
+impl UserChanges {
     /// The net change: `login`, `login-busy`, `busy`, `available`, or how they left.
     fn change(&self) -> Option<&'static str> {
         match (self.was_online, self.now) {
-            (false, Seen::Off) => None,
-            (false, Seen::Available) => Some("login"),
-            (false, Seen::Busy) => Some("login-busy"),
-            (true, Seen::Off) => Some(self.left.unwrap_or("logout")),
-            (true, Seen::Available) => Some("available"),
-            (true, Seen::Busy) => Some("busy"),
+            (false, Visibility::Off) => None,
+            (false, Visibility::Available) => Some("login"),
+            (false, Visibility::Busy) => Some("login-busy"),
+            (true, Visibility::Off) => Some(self.left.unwrap_or("logout")),
+            (true, Visibility::Available) => Some("available"),
+            (true, Visibility::Busy) => Some("busy"),
         }
     }
 }
@@ -66,7 +66,7 @@ impl Entry {
 #[derive(Default)]
 struct Pending {
     /// Changes of the open window, in the order of each user's first event.
-    entries: Vec<Entry>,
+    entries: Vec<UserChanges>,
     /// Index into `entries` by name.
     index: HashMap<String, usize>,
     /// When the window opened.
@@ -118,13 +118,13 @@ impl Hub {
             Some(&i) => i,
             None => {
                 let was_online = !matches!(events.first(), Some(&"login") | None);
-                p.entries.push(Entry {
+                p.entries.push(UserChanges {
                     name: user.to_string(),
                     was_online,
                     now: if was_online {
-                        Seen::Available
+                        Visibility::Available
                     } else {
-                        Seen::Off
+                        Visibility::Off
                     },
                     left: None,
                 });
@@ -136,10 +136,10 @@ impl Hub {
         let entry = &mut p.entries[i];
         for &event in events {
             match event {
-                "login" | "available" => entry.now = Seen::Available,
-                "busy" => entry.now = Seen::Busy,
+                "login" | "available" => entry.now = Visibility::Available,
+                "busy" => entry.now = Visibility::Busy,
                 left => {
-                    entry.now = Seen::Off;
+                    entry.now = Visibility::Off;
                     entry.left = Some(left);
                 }
             }
@@ -373,20 +373,23 @@ mod tests {
 
     #[test]
     fn net_changes() {
-        let e = |was_online, now, left| Entry {
+        let e = |was_online, now, left| UserChanges {
             name: "x".into(),
             was_online,
             now,
             left,
         };
-        assert_eq!(e(false, Seen::Off, Some("logout")).change(), None);
-        assert_eq!(e(false, Seen::Busy, None).change(), Some("login-busy"));
+        assert_eq!(e(false, Visibility::Off, Some("logout")).change(), None);
         assert_eq!(
-            e(true, Seen::Off, Some("dropped")).change(),
+            e(false, Visibility::Busy, None).change(),
+            Some("login-busy")
+        );
+        assert_eq!(
+            e(true, Visibility::Off, Some("dropped")).change(),
             Some("dropped")
         );
         assert_eq!(
-            e(true, Seen::Available, Some("logout")).change(),
+            e(true, Visibility::Available, Some("logout")).change(),
             Some("available")
         );
     }
