@@ -22,7 +22,11 @@ fn read(relative: &str) -> String {
 
 /// Every markdown file of the documentation, relative to the repository root.
 fn documentation_files() -> Vec<String> {
-    let mut files = vec!["README.md".to_string(), "PROTOCOL.md".to_string()];
+    let mut files = vec![
+        "README.md".to_string(),
+        "PROTOCOL.md".to_string(),
+        "ARCHITECTURE.md".to_string(),
+    ];
     files.extend(docs_dir_files());
     files
 }
@@ -248,4 +252,36 @@ fn the_configuration_reference_lists_every_key_with_the_default_configuration_to
             "default of `{key}`: docs/configuration.md against configuration.toml"
         );
     }
+}
+
+/// The paths ARCHITECTURE.md names in backticks (`src/...`, `crates/...`, `tests/...`,
+/// `docs/...`), each up to its first space.
+fn architecture_paths() -> Vec<String> {
+    let text = read("ARCHITECTURE.md");
+    let mut paths = Vec::new();
+    for quoted in text.split('`').skip(1).step_by(2) {
+        for word in quoted.split([' ', ',']) {
+            if ["src/", "crates/", "tests/", "docs/"]
+                .iter()
+                .any(|top| word.starts_with(top))
+            {
+                paths.push(word.to_string());
+            }
+        }
+    }
+    paths
+}
+
+#[test]
+fn every_path_the_architecture_map_names_exists() {
+    let paths = architecture_paths();
+    assert!(paths.len() >= 20, "too few paths found: {paths:?}");
+    let missing: Vec<&String> = paths
+        .iter()
+        .filter(|path| !root().join(path.as_str()).exists())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md names paths that do not exist: {missing:?}"
+    );
 }
