@@ -5,14 +5,10 @@
 //!
 //! What it does not do: find a server on the LAN (`discover` does, before this), or log in.
 
-use super::{secure, Error, Options};
+use super::secure::{self, CONNECT_TIMEOUT};
+use super::{Error, Options};
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
-
-/// How long one connection attempt may take (an absent LAN host would otherwise take
-/// minutes to fail).
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connects over TLS when the server's TLS door answers (see `secure`), else to the plain
 /// port; prints what the user must know first (a new fingerprint, an unencrypted link).

@@ -14,6 +14,11 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long one connection attempt may take, TLS door or plain port (an absent LAN host
+/// would otherwise take minutes to fail).
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The TLS door's port when nothing else is said (the server's `tls_port` default).
 pub const DEFAULT_TLS_PORT: u16 = 4129;
@@ -89,40 +94,39 @@ pub fn secure(
         (Some(k), Some(key)) => k.is_pinned(key),
         _ => false,
     };
-    let socket =
-        match tls_addr.map(|a| TcpStream::connect_timeout(&a, super::connect::CONNECT_TIMEOUT)) {
-            Some(Ok(socket)) => socket,
-            result => {
-                if pinned || options.fingerprint.is_some() {
-                    let why = match result {
-                        Some(Err(e)) => e.to_string(),
-                        _ => "no TLS port".to_string(),
-                    };
-                    return Err(TlsRefusal::Untrusted(format!(
+    let socket = match tls_addr.map(|a| TcpStream::connect_timeout(&a, CONNECT_TIMEOUT)) {
+        Some(Ok(socket)) => socket,
+        result => {
+            if pinned || options.fingerprint.is_some() {
+                let why = match result {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "no TLS port".to_string(),
+                };
+                return Err(TlsRefusal::Untrusted(format!(
                     "{host}'s TLS door does not answer ({why}), and this server's key is pinned \
                      (or --fingerprint was given): refusing to fall back to the unencrypted port."
                 )));
-                }
-                let socket = plain().map_err(TlsRefusal::Io)?;
-                // Said when TLS was tried: a server on a port of its own was not asked.
-                let notice = tls_addr.map(|a| {
-                    format!(
-                        "Warning: this connection is NOT encrypted (no TLS door answered on port \
-                     {}): anyone on the network can read your password and messages.",
-                        a.port()
-                    )
-                });
-                return Ok(Secured {
-                    link: Link::Plain(Arc::new(socket)),
-                    notice,
-                });
             }
-        };
+            let socket = plain().map_err(TlsRefusal::Io)?;
+            // Said when TLS was tried: a server on a port of its own was not asked.
+            let notice = tls_addr.map(|a| {
+                format!(
+                    "Warning: this connection is NOT encrypted (no TLS door answered on port \
+                     {}): anyone on the network can read your password and messages.",
+                    a.port()
+                )
+            });
+            return Ok(Secured {
+                link: Link::Plain(Arc::new(socket)),
+                notice,
+            });
+        }
+    };
     let verifier = PinVerifier::new(options.fingerprint.as_deref());
     let name = ServerName::try_from("lanchat").expect("a valid name");
     let mut conn = ClientConnection::new(verifier.client_config(), name)
         .map_err(|e| TlsRefusal::Io(io::Error::other(e)))?;
-    let _ = socket.set_read_timeout(Some(super::connect::CONNECT_TIMEOUT));
+    let _ = socket.set_read_timeout(Some(CONNECT_TIMEOUT));
     let mut handshake = &socket;
     while conn.is_handshaking() {
         if let Err(e) = conn.complete_io(&mut handshake) {

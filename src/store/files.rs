@@ -5,12 +5,20 @@
 //! What it does not do: know what the files hold (the records are `record`'s, their
 //! meaning each room's own).
 
-use super::{repair, StoreError};
+use super::StoreError;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
 const PROBE_FILE: &str = ".write-probe";
+
+/// An I/O error on `path`, with the path in its message.
+pub fn at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |error| StoreError::File {
+        path: path.to_path_buf(),
+        error,
+    }
+}
 
 /// Refuses names that are not a single safe path component. Names are
 /// validated by the protocol layer; this only guards the file system.
@@ -82,7 +90,7 @@ pub(super) fn remove_leftover(path: &Path) -> Result<(), StoreError> {
             Ok(())
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(repair::at(path)(e)),
+        Err(e) => Err(at(path)(e)),
     }
 }
 

@@ -8,7 +8,7 @@
 //! journal (`repair`, at open).
 
 use super::directory::{Directory, Event};
-use super::files::{append_line, sync_dir};
+use super::files::{self, append_line, sync_dir};
 use super::{record, repair, Store, StoreError};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -193,7 +193,7 @@ impl Store {
         let line = encode_event(event);
         let mut inner = self.inner.lock();
         let path = self.dir.join(USERS_LOG);
-        append_line(&path, &line, durable).map_err(repair::at(&path))?;
+        append_line(&path, &line, durable).map_err(files::at(&path))?;
         self.usage.add(line.len() as u64);
         inner.directory.apply(event);
         inner.journal_records += 1;

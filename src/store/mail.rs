@@ -6,12 +6,9 @@
 //! What it does not do: read or remove delivered mail (`mailbox`), or decide who gets what
 //! (the chat rules do).
 
-use super::files::{append_line, check_name, remove_leftover};
-use super::mailbox::{self, is_mail_id};
-use super::{record, repair, Store, StoreError, MAIL_DIR};
-use std::collections::HashMap;
-use std::fs;
-use std::path::{Path, PathBuf};
+use super::files::{self, append_line, check_name};
+use super::{record, Store, StoreError, MAIL_DIR};
+use std::path::PathBuf;
 
 /// How a stored message was addressed, so it can be shown the same way when
 /// it is delivered later.
@@ -40,6 +37,23 @@ pub struct Mail {
     /// was never acknowledged by the client's TCP) carries the same id, so clients can drop
     /// the repeat. Empty only for a record written before ids existed (see `mailbox`).
     pub id: String,
+}
+
+/// Longest id accepted from a mailbox file (the server makes 16 hex digits).
+const MAX_ID_LEN: usize = 32;
+
+/// A fresh mail id: 16 hex digits from the thread's random generator, so ids are unique
+/// across restarts without a counter on disk (a collision needs about 2^32 mails for one
+/// user).
+pub fn new_mail_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Whether `id` can be a mail id: 1 to 32 ASCII letters, digits or `-`, so it is one
+/// argument on the wire whatever a hand-edited file holds.
+pub fn is_mail_id(id: &str) -> bool {
+    (1..=MAX_ID_LEN).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 pub(super) fn encode_mail(mail: &Mail) -> String {
@@ -79,40 +93,6 @@ pub(super) fn decode_mail(f: &[String]) -> Option<Mail> {
         }),
         _ => None,
     }
-}
-
-/// Counts the mail waiting in each mailbox of `mail_dir` at open, repairing each file first
-/// (see [`repair::load_and_repair`]) and removing rewrites a crash left unfinished.
-pub(super) fn count_mailboxes(mail_dir: &Path) -> Result<HashMap<String, usize>, StoreError> {
-    let mut mail_counts = HashMap::new();
-    for entry in fs::read_dir(mail_dir).map_err(repair::at(mail_dir))? {
-        let path = entry.map_err(repair::at(mail_dir))?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.ends_with(".log.repair") || name.ends_with(".log.tmp") {
-            remove_leftover(&path)?;
-            continue;
-        }
-        let Some(user) = name.strip_suffix(".log") else {
-            continue;
-        };
-        if !path.is_file() {
-            log::warn!(
-                "{}: not a regular file; mail for {user} cannot be stored until it is moved away",
-                path.display()
-            );
-            continue;
-        }
-        // Every intact record stays: what a mailbox record means is the mailbox
-        // reader's business (it skips what it does not know); only damage moves.
-        if let Some(scan) = repair::load_and_repair(&path, |_| true)? {
-            // Mails listed as delivered are not waiting (see `mailbox`).
-            let waiting = mailbox::waiting_count(&scan.records);
-            if waiting > 0 {
-                mail_counts.insert(user.to_owned(), waiting);
-            }
-        }
-    }
-    Ok(mail_counts)
 }
 
 impl Store {
@@ -179,7 +159,7 @@ impl Store {
         let path = self.mail_path(to);
         if let Err(e) = append_line(&path, &line, true) {
             self.usage.sub(len);
-            return Err(repair::at(&path)(e));
+            return Err(files::at(&path)(e));
         }
         inner.mail_counts.insert(to.to_owned(), count + 1);
         Ok(true)
@@ -199,8 +179,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::new_mail_id;
     use crate::store::test_support::{append_raw, capture_logs, mail, my_warnings};
+    use std::fs;
 
     #[test]
     fn mail_append_and_take_in_order() {
@@ -338,7 +318,7 @@ mod tests {
         append_raw(&path, encode_mail(&a).as_bytes());
         let (store, _) = Store::open(tmp.path(), 10).unwrap();
         assert_eq!(store.mailbox_len("bob"), 2);
-        let side = repair::side_path(&path);
+        let side = crate::store::repair::side_path(&path);
         let named = |w: &String| {
             w.contains(&*path.to_string_lossy()) && w.contains(&*side.to_string_lossy())
         };

@@ -14,36 +14,19 @@
 //! What it does not do: decide when a mail is delivered (the connection knows), or repair a
 //! damaged mailbox (`Store::open` does).
 
-use super::files::{append_line, check_name, sync_dir};
-use super::mail::{decode_mail, encode_mail};
-use super::{record, Mail, Store, StoreError};
-use std::collections::HashSet;
+use super::files::{self, append_line, check_name, remove_leftover, sync_dir};
+use super::mail::{decode_mail, encode_mail, is_mail_id, new_mail_id};
+use super::{record, repair, Mail, Store, StoreError};
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
-
-/// Longest id accepted from a mailbox file (the server makes 16 hex digits).
-const MAX_ID_LEN: usize = 32;
 
 /// Tag of a record listing the ids of mails delivered since the mailbox was last rewritten.
 const DELIVERED: &str = "delivered";
 
 /// Most ids in one `delivered` record (a long delivery appends several).
 const IDS_PER_RECORD: usize = 256;
-
-/// A fresh mail id: 16 hex digits from the thread's random generator, so ids are unique
-/// across restarts without a counter on disk (a collision needs about 2^32 mails for one
-/// user).
-pub fn new_mail_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
-}
-
-/// Whether `id` can be a mail id: 1 to 32 ASCII letters, digits or `-`, so it is one
-/// argument on the wire whatever a hand-edited file holds.
-pub fn is_mail_id(id: &str) -> bool {
-    (1..=MAX_ID_LEN).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
 
 /// One line of a mailbox file as the rewrite sees it.
 enum MailboxLine<'a> {
@@ -115,6 +98,40 @@ pub(super) fn waiting_count(records: &[Vec<String>]) -> usize {
         .filter_map(|f| decode_mail(f))
         .filter(|m| m.id.is_empty() || !delivered.contains(&m.id))
         .count()
+}
+
+/// Counts the mail waiting in each mailbox of `mail_dir` at open, repairing each file first
+/// (see [`repair::load_and_repair`]) and removing rewrites a crash left unfinished.
+pub(super) fn count_mailboxes(mail_dir: &Path) -> Result<HashMap<String, usize>, StoreError> {
+    let mut mail_counts = HashMap::new();
+    for entry in fs::read_dir(mail_dir).map_err(files::at(mail_dir))? {
+        let path = entry.map_err(files::at(mail_dir))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.ends_with(".log.repair") || name.ends_with(".log.tmp") {
+            remove_leftover(&path)?;
+            continue;
+        }
+        let Some(user) = name.strip_suffix(".log") else {
+            continue;
+        };
+        if !path.is_file() {
+            log::warn!(
+                "{}: not a regular file; mail for {user} cannot be stored until it is moved away",
+                path.display()
+            );
+            continue;
+        }
+        // Every intact record stays: what a mailbox record means is the mailbox
+        // reader's business (it skips what it does not know); only damage moves.
+        if let Some(scan) = repair::load_and_repair(&path, |_| true)? {
+            // Mails listed as delivered are not waiting (see `mailbox`).
+            let waiting = waiting_count(&scan.records);
+            if waiting > 0 {
+                mail_counts.insert(user.to_owned(), waiting);
+            }
+        }
+    }
+    Ok(mail_counts)
 }
 
 impl Store {

@@ -60,8 +60,8 @@ mod usage;
 
 pub use directory::{Directory, Event, Group, UserRecord};
 pub use history::{encode_history_into, HistoryEntry, HistoryLog, HistoryRef, MAX_OPEN_HISTORY};
+pub use mail::{is_mail_id, new_mail_id};
 pub use mail::{Mail, MailKind};
-pub use mailbox::{is_mail_id, new_mail_id};
 
 use files::{probe, remove_leftover};
 use history::HistoryFiles;
@@ -178,9 +178,9 @@ impl Store {
     /// store and a clone of the replayed Directory.
     pub fn open(dir: &Path, mailbox_limit: usize) -> Result<(Store, Directory), StoreError> {
         for d in [dir.to_path_buf(), dir.join(MAIL_DIR), dir.join(HISTORY_DIR)] {
-            fs::create_dir_all(&d).map_err(repair::at(&d))?;
+            fs::create_dir_all(&d).map_err(files::at(&d))?;
         }
-        probe(dir).map_err(repair::at(dir))?;
+        probe(dir).map_err(files::at(dir))?;
 
         // A leftover temp file is an interrupted compaction or repair: the file it was to
         // replace is intact.
@@ -189,7 +189,7 @@ impl Store {
             remove_leftover(&tmp)?;
         }
 
-        let mail_counts = mail::count_mailboxes(&dir.join(MAIL_DIR))?;
+        let mail_counts = mailbox::count_mailboxes(&dir.join(MAIL_DIR))?;
         let (directory, journal_records) = journal::replay(&users_path)?;
 
         let store = Store {

@@ -10,7 +10,7 @@
 //! The reading rules themselves (CRLF, byte-order mark, hand-written lines, torn tails)
 //! are [`record`]'s; this module only decides what to keep and does the file work.
 
-use super::files::sync_dir;
+use super::files::{at, sync_dir};
 use super::{record, StoreError};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -28,14 +28,6 @@ pub fn repair_tmp(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".repair");
     PathBuf::from(name)
-}
-
-/// An I/O error on `path`, with the path in its message.
-pub fn at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |error| StoreError::File {
-        path: path.to_path_buf(),
-        error,
-    }
 }
 
 /// What [`load_and_repair`] kept of a file.
