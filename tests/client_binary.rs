@@ -5,10 +5,10 @@
 //! timeout (a thread forwards each output line over a channel), and each test has its own
 //! server, directories and port, so the tests run in parallel.
 
-mod common;
+mod support;
 
-use common::{ClientProcess, ServerProcess};
 use std::process::Command;
+use support::{ClientProcess, ServerProcess};
 
 /// A `lanchat-server` on 127.0.0.1 and a free port, with its own credentials and data.
 struct TestServer {

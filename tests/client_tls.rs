@@ -4,9 +4,8 @@
 //! discovery, it uses no answer that contradicts a pin. Every client keeps its pins in a
 //! temporary directory (`LANCHAT_CONFIG_DIR`).
 
-mod common;
+mod support;
 
-use common::{fixed_port, ClientProcess, ServerProcess};
 use lanchat::client::discover;
 use lanchat::discovery::{Announcement, MAX_DATAGRAM};
 use lanchat::tls::Fingerprint;
@@ -14,6 +13,7 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use support::{fixed_port, ClientProcess, ServerProcess};
 
 /// A server with its TLS door on `tls_port` and its own data (so its own key).
 fn server(dir: &std::path::Path, tls_port: u16) -> (ServerProcess, String) {

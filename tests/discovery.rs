@@ -5,9 +5,8 @@
 //! loopback's broadcast address): a test must not broadcast onto the network it runs on.
 //! The namespace test (tests/netns.rs) covers real broadcasts across a bridge.
 
-mod common;
+mod support;
 
-use common::{ClientProcess, ServerProcess};
 use lanchat::client::discover::scan;
 use lanchat::discovery::{Announcement, Responder, MAX_DATAGRAM, REQUEST};
 use lanchat::protocol::sanitize_text;
@@ -15,6 +14,7 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{ClientProcess, ServerProcess};
 
 /// A UDP port free right now, for the servers' `discovery_port`.
 fn free_udp_port() -> u16 {

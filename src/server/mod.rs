@@ -17,6 +17,7 @@ mod irc;
 pub mod lockout;
 pub mod memory;
 mod native;
+mod panics;
 mod policy;
 pub mod ports;
 mod prose;
@@ -32,6 +33,7 @@ mod verifier;
 mod web;
 
 pub use door::Door;
+pub use panics::PanicCount;
 pub use ports::ListenFailure;
 pub use session::HELP;
 pub use verifier::CheckCount;
@@ -113,6 +115,8 @@ struct Shared {
     doors: Vec<(Door, SocketAddr)>,
     /// Tells the flusher thread to stop.
     flusher_stop: Arc<AtomicBool>,
+    /// Panics caught on this server's threads.
+    panics: PanicCount,
 }
 
 /// The open connections, counted per IP for `max_clients_per_ip`.
@@ -278,6 +282,9 @@ impl Server {
         if let Some((_, tls)) = doors.iter().find(|(door, _)| *door == Door::NativeTls) {
             config.tls_port = crate::config::OptionalPort::Port(tls.port());
         }
+        if let Some((_, ircs)) = doors.iter().find(|(door, _)| *door == Door::IrcTls) {
+            config.irc_tls_port = crate::config::OptionalPort::Port(ircs.port());
+        }
         let identity = if doors.iter().any(|(door, _)| door.is_tls()) {
             let configured = config.tls_cert.as_deref().zip(config.tls_key.as_deref());
             let identity = Identity::load_or_create(&config.data_dir, configured)
@@ -313,6 +320,7 @@ impl Server {
                     conn_ended: Condvar::new(),
                     doors,
                     flusher_stop: Arc::new(AtomicBool::new(false)),
+                    panics: PanicCount::default(),
                 }),
                 next_id: AtomicU64::new(1),
                 identity,
@@ -348,6 +356,11 @@ impl Server {
         self.core.hub.password_checks()
     }
 
+    /// A live count of the panics caught on this server's threads (for tests).
+    pub fn panics(&self) -> PanicCount {
+        self.core.shared.panics.clone()
+    }
+
     /// A handle that stops `run`.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
@@ -366,7 +379,10 @@ impl Server {
             let (hub, shared) = (core.hub.clone(), Arc::clone(&core.shared));
             std::thread::Builder::new()
                 .name("lanchat-janitor".into())
-                .spawn(move || janitor(&hub, &shared))
+                .spawn(move || {
+                    let _watch = shared.panics.watch();
+                    janitor(&hub, &shared)
+                })
                 .map_err(ServerError::Spawn)?
         };
         let mut listeners = self.listeners.into_iter();
@@ -376,7 +392,10 @@ impl Server {
             let door_core = Arc::clone(&core);
             let spawned = std::thread::Builder::new()
                 .name(format!("lanchat-listen-{}", door.name()))
-                .spawn(move || door_core.accept_loop(door, &listener));
+                .spawn(move || {
+                    let _watch = door_core.shared.panics.watch();
+                    door_core.accept_loop(door, &listener)
+                });
             match spawned {
                 Ok(handle) => other_doors.push(handle),
                 Err(e) => {
@@ -485,7 +504,10 @@ impl Core {
         let irc = Arc::clone(&self.irc);
         let spawned = thread::spawn_detached(&format!("conn-{id}"), CONNECTION_STACK_BYTES, {
             let conn = Arc::clone(&conn);
-            move || connection_thread(door, &hub, &conn, &shared, &irc)
+            move || {
+                let _watch = shared.panics.watch();
+                connection_thread(door, &hub, &conn, &shared, &irc)
+            }
         });
         if let Err(e) = spawned {
             log::error!("cannot start a thread for {peer}: {e}");

@@ -386,13 +386,13 @@ fn irc_until(reader: &mut impl BufRead, what: &str) -> String {
 
 #[test]
 fn irc_over_tls_registers_and_plain_irc_under_require_tls_is_told_the_tls_port() {
-    let irc_tls_port = crate::support::free_port();
     let server = TestServer::start_with(|c| {
         c.tls_port = OptionalPort::Any;
         c.irc_port = OptionalPort::Any;
-        c.irc_tls_port = irc_tls_port;
+        c.irc_tls_port = OptionalPort::Any;
         c.require_tls = true;
     });
+    let irc_tls_port = server.irc_tls.expect("the IRC TLS door is open").port();
     let fingerprint = server.fingerprint.unwrap().short();
     let relay = Relay::to(SocketAddr::new(server.addr.ip(), irc_tls_port));
     let mut secure = TlsClient::connect(relay.addr, &fingerprint).unwrap();
