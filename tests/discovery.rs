@@ -14,7 +14,7 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{ClientProcess, ServerProcess};
+use support::{local_discovery, ClientProcess, ServerProcess};
 
 /// A UDP port free right now, for the servers' `discovery_port`.
 fn free_udp_port() -> u16 {
@@ -35,18 +35,6 @@ fn server(discovery_port: u16) -> (ServerProcess, tempfile::TempDir) {
         .stdout
         .expect(&format!("Answering discovery on UDP port {discovery_port}"));
     (server, dir)
-}
-
-/// Client arguments that look for servers on this machine only.
-fn local_discovery(discovery_port: &str) -> Vec<&str> {
-    vec![
-        "--discovery-port",
-        discovery_port,
-        "--discovery-target",
-        "127.0.0.1",
-        "--discovery-target",
-        "127.255.255.255",
-    ]
 }
 
 #[test]

@@ -4,18 +4,21 @@
 //!
 //! - [`server`]: the server in the test's process ([`TestServer`]), every door on port 0.
 //! - [`client`]: native-door clients ([`TestClient`] for tagged lines, [`Prose`] for `nc`).
+//! - [`irc`]: a raw IRC client of the IRC door ([`IrcClient`]).
 //! - [`process`]: the real binaries as child processes ([`ServerProcess`], [`ClientProcess`]).
 //! - [`tmux`]: a real terminal ([`Tmux`]).
 //! - [`needs`]: a missing tool fails the test ([`require`]; tests/needs.sh).
 #![allow(dead_code, unused_imports)] // each test binary uses a different part
 
 pub mod client;
+pub mod irc;
 pub mod needs;
 pub mod process;
 pub mod server;
 pub mod tmux;
 
 pub use client::*;
+pub use irc::*;
 pub use needs::*;
 pub use process::*;
 pub use server::*;

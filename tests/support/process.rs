@@ -357,6 +357,18 @@ impl ClientProcess {
     }
 }
 
+/// Client arguments that look for servers on this machine only.
+pub fn local_discovery(discovery_port: &str) -> Vec<&str> {
+    vec![
+        "--discovery-port",
+        discovery_port,
+        "--discovery-target",
+        "127.0.0.1",
+        "--discovery-target",
+        "127.255.255.255",
+    ]
+}
+
 /// `program`, or `prefix[0] prefix[1..] program` when a prefix is given.
 fn command(prefix: &[&str], program: &str) -> Command {
     match prefix.split_first() {
