@@ -422,7 +422,7 @@ fn irc_over_tls_registers_and_plain_irc_under_require_tls_is_told_the_tls_port()
 }
 
 /// TLS to `addr` trusting only `fingerprint`, handshake done, as a boxed stream.
-fn tls_stream(addr: SocketAddr, fingerprint: &str) -> Box<dyn crate::web::Duplex> {
+fn tls_stream(addr: SocketAddr, fingerprint: &str) -> Box<dyn crate::support::Duplex> {
     let client = TlsClient::connect(addr, fingerprint).unwrap();
     Box::new(client.stream.into_inner())
 }
@@ -463,8 +463,8 @@ fn web_tls_serves_the_page_over_https_and_logs_in_over_wss_through_a_blind_relay
     );
 
     let relay = Relay::to(web);
-    let ws = crate::web::WsClient::connect_over(tls_stream(relay.addr, &fingerprint), web);
-    let mut alice = crate::web::WsClient::login_on(ws, "alice", "pw-alice");
+    let ws = crate::support::WsClient::connect_over(tls_stream(relay.addr, &fingerprint), web);
+    let mut alice = crate::support::WsClient::login_on(ws, "alice", "pw-alice");
     alice.send(&format!("message bob {SECRET}"));
     alice.expect(Kind::Ok, "sent");
     assert_eq!(bob.expect(Kind::Msg).text, SECRET);

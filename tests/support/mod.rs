@@ -5,6 +5,7 @@
 //! - [`server`]: the server in the test's process ([`TestServer`]), every door on port 0.
 //! - [`client`]: native-door clients ([`TestClient`] for tagged lines, [`Prose`] for `nc`).
 //! - [`irc`]: a raw IRC client of the IRC door ([`IrcClient`]).
+//! - [`web`]: a WebSocket client of the web door ([`WsClient`]).
 //! - [`process`]: the real binaries as child processes ([`ServerProcess`], [`ClientProcess`]).
 //! - [`tmux`]: a real terminal ([`Tmux`]).
 //! - [`needs`]: a missing tool fails the test ([`require`]; tests/needs.sh).
@@ -16,6 +17,7 @@ pub mod needs;
 pub mod process;
 pub mod server;
 pub mod tmux;
+pub mod web;
 
 pub use client::*;
 pub use irc::*;
@@ -23,3 +25,4 @@ pub use needs::*;
 pub use process::*;
 pub use server::*;
 pub use tmux::*;
+pub use web::{Duplex, WsClient};
