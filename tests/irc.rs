@@ -9,11 +9,10 @@
 mod support;
 
 use lanchat::config::{AuthMode, Config, OptionalPort};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use lanchat::protocol::Kind;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 use support::TestServer;
 
 /// The users of every test server.
@@ -116,55 +115,6 @@ fn password_mode_pass_is_the_users_password_with_lockout() {
     suite("password", AuthMode::Password);
 }
 
-/// A native client on a raw socket.
-struct NativeClient {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    seen: Vec<String>,
-}
-
-impl NativeClient {
-    fn login(addr: SocketAddr, name: &str) -> NativeClient {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let mut c = NativeClient {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-            seen: Vec::new(),
-        };
-        c.send("protocol lanchat/1");
-        c.expect("ASK username");
-        c.send(name);
-        c.expect("WELCOME");
-        c
-    }
-
-    fn send(&mut self, line: &str) {
-        self.writer
-            .write_all(format!("{line}\n").as_bytes())
-            .unwrap();
-    }
-
-    fn expect(&mut self, needle: &str) -> String {
-        loop {
-            let mut line = String::new();
-            match self.reader.read_line(&mut line) {
-                Ok(n) if n > 0 => {}
-                other => panic!(
-                    "native client: no {needle:?} ({other:?}); saw:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-            self.seen.push(line.clone());
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-}
-
 #[test]
 fn irssi_in_tmux_talks_with_a_native_client() {
     let have = |tool: &str, flag: &str| {
@@ -193,25 +143,27 @@ fn irssi_in_tmux_talks_with_a_native_client() {
         irc_addr(&server).port()
     );
     tmux.start(&command, 160, 50);
-    let mut native = NativeClient::login(server.addr, "nate");
-    native.expect("PRESENCE irssiuser login");
+    let native = server.connect();
+    native.send("nate");
+    native.expect(Kind::Welcome);
+    native.expect_text("PRESENCE irssiuser login");
     // irssi is in the lobby: a native broadcast shows there.
     tmux.wait_for("#lanchat");
     native.send("broadcast hello lobby from native");
     tmux.wait_for("hello lobby from native");
     // Private messages both ways.
     native.send("message irssiuser hello from native");
-    native.expect("OK sent");
+    native.expect_text("OK sent");
     tmux.wait_for("hello from native");
     tmux.type_line("/msg nate hello from irssi");
-    native.expect("MSG irssiuser hello from irssi");
+    native.expect_text("MSG irssiuser hello from irssi");
     // A group joined from irssi is a lanchat group.
     tmux.type_line("/join #cs101");
     tmux.wait_for("has joined #cs101");
     native.send("group join cs101");
-    native.expect("OK group-joined");
+    native.expect_text("OK group-joined");
     native.send("group send cs101 to the group");
     tmux.wait_for("to the group");
     tmux.type_line("/quit leaving now");
-    native.expect("PRESENCE irssiuser logout");
+    native.expect_text("PRESENCE irssiuser logout");
 }

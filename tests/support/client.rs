@@ -207,6 +207,11 @@ impl TestClient {
         }
     }
 
+    /// Skips lines (presence notices too) until one whose wire form contains `needle`.
+    pub fn expect_text(&self, needle: &str) -> Line {
+        self.wait_for(needle, |l| l.to_string().contains(needle))
+    }
+
     /// Reads a `LIST` header and its items.
     pub fn expect_list(&self, name: &str) -> (Line, Vec<Line>) {
         let header = self.expect_code(Kind::List, name);
