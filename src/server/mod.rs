@@ -33,6 +33,7 @@ mod verifier;
 mod web;
 
 pub use door::Door;
+pub use memory::gauge::StackGauge;
 pub use panics::PanicCount;
 pub use ports::ListenFailure;
 pub use session::HELP;
@@ -117,6 +118,8 @@ struct Shared {
     flusher_stop: Arc<AtomicBool>,
     /// Panics caught on this server's threads.
     panics: PanicCount,
+    /// Whether connection threads measure their stack use, and the deepest.
+    stack_gauge: StackGauge,
 }
 
 /// The open connections, counted per IP for `max_clients_per_ip`.
@@ -321,6 +324,7 @@ impl Server {
                     doors,
                     flusher_stop: Arc::new(AtomicBool::new(false)),
                     panics: PanicCount::default(),
+                    stack_gauge: StackGauge::default(),
                 }),
                 next_id: AtomicU64::new(1),
                 identity,
@@ -359,6 +363,12 @@ impl Server {
     /// A live count of the panics caught on this server's threads (for tests).
     pub fn panics(&self) -> PanicCount {
         self.core.shared.panics.clone()
+    }
+
+    /// This server's stack gauge: enable it before clients connect to measure how deep
+    /// their connection threads go (tests and diagnostics).
+    pub fn stack_gauge(&self) -> StackGauge {
+        self.core.shared.stack_gauge.clone()
     }
 
     /// A handle that stops `run`.
@@ -561,7 +571,7 @@ fn connection_thread(
     shared: &Shared,
     irc: &Arc<irc::World>,
 ) {
-    let painted = memory::gauge::paint();
+    let painted = memory::gauge::paint(&shared.stack_gauge);
     let ctx = session::SessionContext {
         connected: Instant::now(),
         shutting_down: &shared.shutting_down,
@@ -570,7 +580,7 @@ fn connection_thread(
     };
     door.serve(hub, conn, &ctx);
     if let Some(painted) = painted {
-        painted.finish();
+        shared.stack_gauge.record(painted.finish());
     }
     shared.conns.lock().remove(conn.id);
     shared.conn_ended.notify_all();

@@ -1,6 +1,6 @@
 //! Issue 7 (capacity): a connection thread's stack is small (ten thousand of them fit in
 //! little memory), so the deepest thing any connection does must stay far from its end: an
-//! overflow would abort the whole server. Every connection here paints its free stack and
+//! overflow would abort the whole server. Every connection of this test's server paints its free stack and
 //! reports how deep it went, over an argon2 login, every kind of command, the IRC door and
 //! the web door (in a debug build, whose frames are larger than a release build's).
 
@@ -9,7 +9,6 @@ use lanchat::clock::SystemClock;
 use lanchat::config::OptionalPort;
 use lanchat::credentials::{hash_password, Credentials};
 use lanchat::protocol::Kind;
-use lanchat::server::memory::gauge;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -34,7 +33,6 @@ fn irc_expect(reader: &mut impl BufRead, needle: &str) {
 
 #[test]
 fn the_deepest_paths_of_a_connection_use_a_small_part_of_its_stack() {
-    gauge::enable();
     let hash = hash_password("hashed-pw").unwrap();
     let creds = Credentials::from_pairs(USERS.iter().copied().chain([("hashy", hash.as_str())]));
     let mut server = TestServer::start_full(
@@ -46,6 +44,8 @@ fn the_deepest_paths_of_a_connection_use_a_small_part_of_its_stack() {
         Arc::new(SystemClock),
         None,
     );
+    // This server's connection threads only: no other test's server paints its stacks.
+    server.stack_gauge.enable();
 
     // Native: an argon2 login, then a command of every kind.
     let bob = server.login("bob");
@@ -121,11 +121,30 @@ fn the_deepest_paths_of_a_connection_use_a_small_part_of_its_stack() {
     assert!(body.starts_with(b"HTTP/1.1 200"));
 
     server.stop();
-    let deepest = gauge::deepest();
+    let deepest = server.stack_gauge.deepest();
     assert!(deepest > 0, "no connection measured its stack");
     assert!(
         deepest < STACK_BYTES / 2,
         "a connection used {deepest} bytes of its {STACK_BYTES}-byte stack"
     );
     eprintln!("deepest connection stack use: {deepest} bytes");
+}
+
+#[test]
+fn a_stack_gauge_measures_the_connections_of_its_own_server_only() {
+    let mut measured = TestServer::start();
+    let mut other = TestServer::start();
+    measured.stack_gauge.enable();
+    for server in [&measured, &other] {
+        server.login("alice").logout();
+    }
+    // Stopping waits for the connection threads, which record their depth as they end.
+    measured.stop();
+    other.stop();
+    assert!(measured.stack_gauge.deepest() > 0, "nothing measured");
+    assert_eq!(
+        other.stack_gauge.deepest(),
+        0,
+        "the other server was measured"
+    );
 }

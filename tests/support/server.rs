@@ -6,7 +6,7 @@ use lanchat::clock::{Clock, ManualClock, SystemClock};
 use lanchat::config::{Config, OptionalPort};
 use lanchat::credentials::Credentials;
 use lanchat::protocol::Kind;
-use lanchat::server::{CheckCount, Door, PanicCount, Server, ShutdownHandle};
+use lanchat::server::{CheckCount, Door, PanicCount, Server, ShutdownHandle, StackGauge};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,6 +43,8 @@ pub struct TestServer {
     pub password_checks: CheckCount,
     /// How many of its threads panicked so far.
     pub panics: PanicCount,
+    /// Its connection threads' stack use, once enabled.
+    pub stack_gauge: StackGauge,
     /// The server thread.
     thread: Option<JoinHandle<()>>,
     /// The data directory (kept for restarts).
@@ -140,6 +142,7 @@ impl TestServer {
         let handle = server.shutdown_handle();
         let password_checks = server.password_checks();
         let panics = server.panics();
+        let stack_gauge = server.stack_gauge();
         let thread = std::thread::spawn(move || server.run().unwrap());
         TestServer {
             addr,
@@ -151,6 +154,7 @@ impl TestServer {
             handle,
             password_checks,
             panics,
+            stack_gauge,
             thread: Some(thread),
             data_dir,
             _tmp: tmp,
