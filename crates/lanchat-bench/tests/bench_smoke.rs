@@ -4,7 +4,7 @@
 //! only the deliveries.
 
 use lanchat::clock::SystemClock;
-use lanchat::config::{Config, OptionalPort};
+use lanchat::config::Config;
 use lanchat::credentials::Credentials;
 use lanchat::server::{Door, Server};
 use lanchat_bench::baseline::{self, Baseline};
@@ -33,9 +33,7 @@ fn lanchat(dir: &tempfile::TempDir, users: usize) -> Running {
 /// A lanchat server in this process with its IRC door open (`auth = "open"`); the returned
 /// address is the IRC door's. Stopped when dropped.
 fn lanchat_irc(dir: &tempfile::TempDir) -> Running {
-    let mut config = Config::parse(&lanchat_irc_config(2000, 6667)).unwrap();
-    // Any free port, bound by the server itself: nothing can take it in between.
-    config.irc_port = OptionalPort::Any;
+    let mut config = Config::parse(&lanchat_irc_config(2000)).unwrap();
     config.data_dir = dir.path().join("data");
     let credentials = Credentials::parse(&credentials_text(1, None)).unwrap();
     let server = Server::bind_with(config, credentials, Arc::new(SystemClock)).unwrap();
@@ -48,8 +46,7 @@ fn lanchat_irc(dir: &tempfile::TempDir) -> Running {
 /// A lanchat server in this process with `users` benchmark users and its native TLS door
 /// open; the returned server is reached through that door, trusting its key alone.
 fn lanchat_tls(dir: &tempfile::TempDir, users: usize) -> Running {
-    let mut config = Config::parse(&lanchat_tls_config(2000, 4129)).unwrap();
-    config.tls_port = OptionalPort::Any;
+    let mut config = Config::parse(&lanchat_tls_config(2000)).unwrap();
     config.data_dir = dir.path().join("data");
     let credentials = Credentials::parse(&credentials_text(users, None)).unwrap();
     let server = Server::bind_with(config, credentials, Arc::new(SystemClock)).unwrap();
