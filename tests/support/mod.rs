@@ -6,6 +6,7 @@
 //! - [`client`]: native-door clients ([`TestClient`] for tagged lines, [`Prose`] for `nc`).
 //! - [`irc`]: a raw IRC client of the IRC door ([`IrcClient`]).
 //! - [`web`]: a WebSocket client of the web door ([`WsClient`]).
+//! - [`tls`]: a client of the TLS doors pinned to one key ([`TlsClient`]).
 //! - [`process`]: the real binaries as child processes ([`ServerProcess`], [`ClientProcess`]).
 //! - [`tmux`]: a real terminal ([`Tmux`]).
 //! - [`needs`]: a missing tool fails the test ([`require`]; tests/needs.sh).
@@ -16,6 +17,7 @@ pub mod irc;
 pub mod needs;
 pub mod process;
 pub mod server;
+pub mod tls;
 pub mod tmux;
 pub mod web;
 
@@ -24,5 +26,6 @@ pub use irc::*;
 pub use needs::*;
 pub use process::*;
 pub use server::*;
+pub use tls::*;
 pub use tmux::*;
 pub use web::{Duplex, WsClient};
