@@ -41,8 +41,8 @@ pub enum DuplicateLogin {
     Replace,
 }
 
-/// Where an optional door listens (`web_port`, `irc_port`, `tls_port`): nowhere, a fixed
-/// port, or any free port.
+/// Where an optional door listens (`web_port`, `irc_port`, `tls_port`, `irc_tls_port`):
+/// nowhere, a fixed port, or any free port.
 ///
 /// In `configuration.toml` it is a port number (`0` = off) or the string `"any"`; on the
 /// command line the same, as text. "Any free port" lets several servers (and tests) share a
@@ -64,6 +64,17 @@ impl OptionalPort {
             OptionalPort::Off => None,
             OptionalPort::Port(p) => Some(p),
             OptionalPort::Any => Some(0),
+        }
+    }
+}
+
+/// The port as a person types it: the number, `0` (off) or `any`.
+impl fmt::Display for OptionalPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptionalPort::Off => f.write_str("0"),
+            OptionalPort::Port(p) => write!(f, "{p}"),
+            OptionalPort::Any => f.write_str("any"),
         }
     }
 }
@@ -212,8 +223,9 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Whether the web door speaks HTTPS and WSS (with the TLS identity) instead of HTTP.
     pub web_tls: bool,
-    /// Port of IRC over TLS, open with the IRC door (`irc_port` not off); 0 closes it.
-    pub irc_tls_port: u16,
+    /// Port of IRC over TLS, open with the IRC door (`irc_port` not off); off with 0, any
+    /// free port with "any".
+    pub irc_tls_port: OptionalPort,
     /// Whether a password is refused on a door without TLS (the client is told where to
     /// connect instead).
     pub require_tls: bool,
@@ -262,7 +274,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             web_tls: false,
-            irc_tls_port: 6697,
+            irc_tls_port: OptionalPort::Port(6697),
             require_tls: false,
         }
     }
@@ -384,13 +396,15 @@ impl Config {
                 bad("tls_port", "must differ from `port` and `irc_port`")?;
             }
         }
-        if self.irc_port != OptionalPort::Off && self.irc_tls_port != 0 {
+        if let (true, OptionalPort::Port(p)) =
+            (self.irc_port != OptionalPort::Off, self.irc_tls_port)
+        {
             let taken = [
                 Some(self.port),
                 self.irc_port.to_bind(),
                 self.tls_port.to_bind(),
             ];
-            if taken.contains(&Some(self.irc_tls_port)) {
+            if taken.contains(&Some(p)) {
                 bad(
                     "irc_tls_port",
                     "must differ from `port`, `irc_port` and `tls_port`",
@@ -508,6 +522,10 @@ mod tests {
         assert!(err.contains("require_tls"), "{err}");
         let err = Config::parse("irc_tls_port = 6667\n").unwrap_err();
         assert!(err.contains("irc_tls_port"), "{err}");
+        let any = Config::parse("irc_tls_port = \"any\"\n").unwrap();
+        assert_eq!(any.irc_tls_port, OptionalPort::Any);
+        let off = Config::parse("irc_tls_port = 0\n").unwrap();
+        assert_eq!(off.irc_tls_port, OptionalPort::Off);
         let err = Config::parse("port = 5000\ntls_port = 5000\n").unwrap_err();
         assert!(err.contains("tls_port") && err.contains("line 2"), "{err}");
     }

@@ -7,12 +7,12 @@
 //! `npm ci` in tests/browser; `make test-deps` installs them. Without them the test fails
 //! (and `make test` reports it as skipped: tests/needs.sh).
 
-mod common;
+mod support;
 
-use common::{Proc, ServerProcess};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{Proc, ServerProcess};
 
 /// The whole browser run may take this long (Chromium's start is the slow part).
 const BROWSER_PATIENCE: Duration = Duration::from_secs(180);
@@ -60,7 +60,7 @@ fn run_e2e(toml: &str, tls: bool, shots_subdir: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let browser_dir = root.join("tests/browser");
     if let Some((what, install)) = missing(&browser_dir) {
-        common::require(false, &what, &install);
+        support::require(false, &what, &install);
     }
     let tmp = tempfile::tempdir().unwrap();
     // A crowd from the fourth user online on (the presence step logs in dave and erin).

@@ -4,14 +4,14 @@
 //! on a pipe, as a script would send them; the terminal (hidden-input) path needs a TTY and
 //! is checked by hand.
 
-mod common;
+mod support;
 
-use common::{ClientProcess, Lines, Proc, ServerProcess};
 use lanchat::credentials::Credentials;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
+use support::{ClientProcess, Lines, Proc, ServerProcess};
 
 /// The server binary Cargo built for these tests.
 const BIN: &str = env!("CARGO_BIN_EXE_lanchat-server");

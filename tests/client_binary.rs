@@ -5,60 +5,60 @@
 //! timeout (a thread forwards each output line over a channel), and each test has its own
 //! server, directories and port, so the tests run in parallel.
 
-mod common;
+mod support;
 
-use common::{ClientProcess, ServerProcess};
 use std::process::Command;
+use support::{ClientProcess, ServerProcess};
 
 /// A `lanchat-server` on 127.0.0.1 and a free port, with its own credentials and data.
-struct TestServer {
+struct ServerInDir {
     /// The process, its port and its log.
     server: ServerProcess,
     /// Working directory (configuration.toml, credentials and data).
     _dir: tempfile::TempDir,
 }
 
-impl std::ops::Deref for TestServer {
+impl std::ops::Deref for ServerInDir {
     type Target = ServerProcess;
     fn deref(&self) -> &ServerProcess {
         &self.server
     }
 }
 
-impl std::ops::DerefMut for TestServer {
+impl std::ops::DerefMut for ServerInDir {
     fn deref_mut(&mut self) -> &mut ServerProcess {
         &mut self.server
     }
 }
 
-impl TestServer {
-    fn start() -> TestServer {
-        TestServer::start_with_config("")
+impl ServerInDir {
+    fn start() -> ServerInDir {
+        ServerInDir::start_with_config("")
     }
 
     /// A server whose working directory holds a `configuration.toml` with `config`.
-    fn start_with_config(config: &str) -> TestServer {
+    fn start_with_config(config: &str) -> ServerInDir {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("configuration.toml"), config).expect("config");
         let server = ServerProcess::start(&[], "127.0.0.1", dir.path());
-        TestServer { server, _dir: dir }
+        ServerInDir { server, _dir: dir }
     }
 
     /// A client connected to this server, not logged in yet.
-    fn client(&self, name: &str) -> TestClient {
+    fn client(&self, name: &str) -> ClientProcess {
         self.client_with(name, &[])
     }
 
     /// A client with extra command-line options.
-    fn client_with(&self, name: &str, extra: &[&str]) -> TestClient {
+    fn client_with(&self, name: &str, extra: &[&str]) -> ClientProcess {
         let port = self.port.to_string();
         let mut args = vec!["127.0.0.1", port.as_str()];
         args.extend_from_slice(extra);
-        TestClient::start(name, &[], &args)
+        ClientProcess::start(name, &[], &args)
     }
 
     /// A client that has logged in as `user` (password `<user>pw`).
-    fn logged_in(&self, user: &str) -> TestClient {
+    fn logged_in(&self, user: &str) -> ClientProcess {
         let mut c = self.client(user);
         c.send(user);
         c.send(&format!("{user}pw"));
@@ -76,12 +76,9 @@ impl TestServer {
     }
 }
 
-/// A `lanchat-client` process with piped standard streams.
-type TestClient = ClientProcess;
-
 #[test]
 fn private_message_reaches_the_other_client() {
-    let server = TestServer::start();
+    let server = ServerInDir::start();
     let mut alice = server.logged_in("alice");
     let mut bob = server.logged_in("bob");
     alice.out.expect("*** bob has joined the chat ***");
@@ -99,7 +96,7 @@ fn private_message_reaches_the_other_client() {
 
 #[test]
 fn login_dialogue_is_readable_when_piped() {
-    let server = TestServer::start();
+    let server = ServerInDir::start();
     let mut alice = server.client("alice");
     alice.out.expect("Welcome to lanchat");
     alice.out.expect("Username:");
@@ -124,7 +121,7 @@ fn connection_refused_is_one_error_line_and_status_1() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let mut client = TestClient::start("client", &[], &["127.0.0.1", &port.to_string()]);
+    let mut client = ClientProcess::start("client", &[], &["127.0.0.1", &port.to_string()]);
     assert_eq!(client.exit_code(), Some(1));
     let err = client.err.rest();
     assert_eq!(err.len(), 1, "{err:?}");
@@ -150,7 +147,7 @@ fn a_refusal_before_hello_is_shown_as_the_server_wrote_it() {
         BufReader::new(&stream).read_line(&mut asked).unwrap();
         assert_eq!(asked, "protocol lanchat/1\n");
     });
-    let mut client = TestClient::start("client", &[], &["127.0.0.1", &port.to_string()]);
+    let mut client = ClientProcess::start("client", &[], &["127.0.0.1", &port.to_string()]);
     assert_eq!(client.exit_code(), Some(1));
     let out = client.out.rest();
     assert!(
@@ -163,11 +160,11 @@ fn a_refusal_before_hello_is_shown_as_the_server_wrote_it() {
 
 #[test]
 fn usage_errors_exit_with_status_2() {
-    let mut client = TestClient::start("client", &[], &["--color", "sometimes"]);
+    let mut client = ClientProcess::start("client", &[], &["--color", "sometimes"]);
     assert_eq!(client.exit_code(), Some(2));
-    let mut client = TestClient::start("client", &[], &["127.0.0.1", "not-a-port"]);
+    let mut client = ClientProcess::start("client", &[], &["127.0.0.1", "not-a-port"]);
     assert_eq!(client.exit_code(), Some(2));
-    let mut help = TestClient::start("client", &[], &["--help"]);
+    let mut help = ClientProcess::start("client", &[], &["--help"]);
     assert_eq!(help.exit_code(), Some(0));
     let text = help.out.rest().join("\n");
     assert!(text.contains("Exit status"), "{text}");
@@ -175,7 +172,7 @@ fn usage_errors_exit_with_status_2() {
 
 #[test]
 fn end_of_input_logs_out_cleanly() {
-    let mut server = TestServer::start();
+    let mut server = ServerInDir::start();
     let mut alice = server.logged_in("alice");
     let mut bob = server.logged_in("bob");
     alice.close_stdin();
@@ -190,7 +187,7 @@ fn end_of_input_logs_out_cleanly() {
 
 #[test]
 fn server_shutdown_reaches_every_client() {
-    let server = TestServer::start();
+    let server = ServerInDir::start();
     let mut alice = server.logged_in("alice");
     let mut bob = server.logged_in("bob");
     server.terminate();
@@ -202,9 +199,9 @@ fn server_shutdown_reaches_every_client() {
 
 #[test]
 fn lost_connection_is_an_error() {
-    let server = TestServer::start();
+    let server = ServerInDir::start();
     let mut alice = server.logged_in("alice");
-    let TestServer { server, .. } = server;
+    let ServerInDir { server, .. } = server;
     drop(server.proc); // SIGKILL: no goodbye
     assert_eq!(alice.exit_code(), Some(1));
     let err = alice.err.rest();
@@ -213,7 +210,7 @@ fn lost_connection_is_an_error() {
 
 #[test]
 fn heartbeats_keep_a_quiet_client_logged_in_without_showing_anything() {
-    let server = TestServer::start_with_config("heartbeat_timeout_secs = 1\n");
+    let server = ServerInDir::start_with_config("heartbeat_timeout_secs = 1\n");
     let mut alice = server.client_with("alice", &["--heartbeat", "0.2"]);
     alice.send("alice");
     alice.send("alicepw");
@@ -246,7 +243,7 @@ fn heartbeats_keep_a_quiet_client_logged_in_without_showing_anything() {
 
 #[test]
 fn a_killed_client_process_is_logged_out_at_once() {
-    let server = TestServer::start();
+    let server = ServerInDir::start();
     let mut alice = server.logged_in("alice");
     let bob = server.logged_in("bob");
     alice.out.expect("*** bob has joined the chat ***");
@@ -297,7 +294,7 @@ fn a_mail_delivered_again_with_the_same_id_is_shown_once() {
         // Until the client hangs up.
         while reader.read_line(&mut line).is_ok_and(|n| n > 0) {}
     });
-    let mut bob = TestClient::start("bob", &[], &["127.0.0.1", &port]);
+    let mut bob = ClientProcess::start("bob", &[], &["127.0.0.1", &port]);
     bob.send("bob");
     bob.send("pw");
     bob.out.expect("third note");

@@ -4,9 +4,8 @@
 //! discovery, it uses no answer that contradicts a pin. Every client keeps its pins in a
 //! temporary directory (`LANCHAT_CONFIG_DIR`).
 
-mod common;
+mod support;
 
-use common::{fixed_port, ClientProcess, ServerProcess};
 use lanchat::client::discover;
 use lanchat::discovery::{Announcement, MAX_DATAGRAM};
 use lanchat::tls::Fingerprint;
@@ -14,14 +13,32 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use support::{fixed_port, local_discovery, ClientProcess, ServerProcess};
 
 /// A server with its TLS door on `tls_port` and its own data (so its own key).
 fn server(dir: &std::path::Path, tls_port: u16) -> (ServerProcess, String) {
-    let port = tls_port.to_string();
-    let mut server = ServerProcess::start_with_args("127.0.0.1", dir, &["--tls-port", &port]);
+    let (server, port, short) = server_on(dir, &tls_port.to_string());
+    assert_eq!(port, tls_port);
+    (server, short)
+}
+
+/// A server with its TLS door on `port` (a number or "any"): the server, the TLS port its
+/// banner names, and its short fingerprint.
+fn server_on(dir: &std::path::Path, port: &str) -> (ServerProcess, u16, String) {
+    let mut server = ServerProcess::start_with_args("127.0.0.1", dir, &["--tls-port", port]);
+    let tls_port = tls_port_in(&server.stdout.expect("Encrypted (TLS): port "));
     let line = server.stdout.expect("Server fingerprint: ");
     let short = line.rsplit(' ').next().unwrap().trim().to_string();
-    (server, short)
+    (server, tls_port, short)
+}
+
+/// The port in the banner's `Encrypted (TLS): port N; ...` line.
+fn tls_port_in(line: &str) -> u16 {
+    line.split("Encrypted (TLS): port ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no TLS port in {line:?}"))
 }
 
 fn client(
@@ -48,6 +65,8 @@ fn first_use_pins_and_shows_the_fingerprint_then_another_key_on_that_address_is_
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
+    // The impostor must take the very address the client pinned once the real server is
+    // gone: a port told in advance (below the range port-0 sockets come from).
     let tls_port = fixed_port();
     let (mut real, fingerprint) = server(dir_a.path(), tls_port);
     let mut c = client(&real, tls_port, pins.path(), &[]);
@@ -91,8 +110,7 @@ fn first_use_pins_and_shows_the_fingerprint_then_another_key_on_that_address_is_
 #[test]
 fn a_wrong_fingerprint_is_refused_and_the_right_one_logs_in() {
     let (dir, pins) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let tls_port = fixed_port();
-    let (server, fingerprint) = server(dir.path(), tls_port);
+    let (server, tls_port, fingerprint) = server_on(dir.path(), "any");
     let wrong = "aaaa-bbbb-cccc-dddd";
     let mut refused = client(&server, tls_port, pins.path(), &["--fingerprint", wrong]);
     let why = refused.err.expect("Refusing");
@@ -172,18 +190,6 @@ impl Drop for FakeResponder {
     }
 }
 
-/// Client arguments that look for servers on this machine only.
-fn local_discovery(discovery_port: &str) -> Vec<&str> {
-    vec![
-        "--discovery-port",
-        discovery_port,
-        "--discovery-target",
-        "127.0.0.1",
-        "--discovery-target",
-        "127.255.255.255",
-    ]
-}
-
 #[test]
 fn a_spoofed_discovery_answer_for_a_pinned_server_is_not_used_and_the_real_one_is() {
     let (dir, pins) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -194,16 +200,15 @@ fn a_spoofed_discovery_answer_for_a_pinned_server_is_not_used_and_the_real_one_i
         .port();
     let config = dir.path().join("configuration.toml");
     std::fs::write(&config, format!("discovery_port = {dport}\n")).unwrap();
-    let tls_port = fixed_port();
-    let (config, tls) = (config.to_str().unwrap(), tls_port.to_string());
     let mut server = ServerProcess::start_with_args(
         "127.0.0.1",
         dir.path(),
-        &["--config", config, "--tls-port", &tls],
+        &["--config", config.to_str().unwrap(), "--tls-port", "any"],
     );
     server
         .stdout
         .expect(&format!("Answering discovery on UDP port {dport}"));
+    let tls_port = tls_port_in(&server.stdout.expect("Encrypted (TLS): port "));
 
     // The first connection, by address, pins the server's key.
     let mut first = client(&server, tls_port, pins.path(), &[]);

@@ -5,9 +5,8 @@
 //! loopback's broadcast address): a test must not broadcast onto the network it runs on.
 //! The namespace test (tests/netns.rs) covers real broadcasts across a bridge.
 
-mod common;
+mod support;
 
-use common::{ClientProcess, ServerProcess};
 use lanchat::client::discover::scan;
 use lanchat::discovery::{Announcement, Responder, MAX_DATAGRAM, REQUEST};
 use lanchat::protocol::sanitize_text;
@@ -15,6 +14,7 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{local_discovery, ClientProcess, ServerProcess};
 
 /// A UDP port free right now, for the servers' `discovery_port`.
 fn free_udp_port() -> u16 {
@@ -35,18 +35,6 @@ fn server(discovery_port: u16) -> (ServerProcess, tempfile::TempDir) {
         .stdout
         .expect(&format!("Answering discovery on UDP port {discovery_port}"));
     (server, dir)
-}
-
-/// Client arguments that look for servers on this machine only.
-fn local_discovery(discovery_port: &str) -> Vec<&str> {
-    vec![
-        "--discovery-port",
-        discovery_port,
-        "--discovery-target",
-        "127.0.0.1",
-        "--discovery-target",
-        "127.255.255.255",
-    ]
 }
 
 #[test]

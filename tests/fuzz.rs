@@ -10,12 +10,11 @@
 //! Case counts are fixed (no `PROPTEST_CASES` needed) and sized to keep this file under
 //! ~20 s in a debug build.
 
-use lanchat::clock::SystemClock;
+mod support;
+
 use lanchat::config::Config;
-use lanchat::credentials::Credentials;
 use lanchat::protocol::{is_unsafe_char, parse_command, sanitize_text, valid_username};
 use lanchat::protocol::{Audience, Command, GroupAction, Kind, Line};
-use lanchat::server::Server;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -25,8 +24,8 @@ use proptest::test_runner::{
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
+use support::TestServer;
 
 /// The line a program sends first on the native door for tagged lines (PROTOCOL.md 1).
 const ASK_TAGGED: &[u8] = b"protocol lanchat/1\n";
@@ -335,30 +334,6 @@ const USERS: &[(&str, &str)] = &[
     ("zz_final_check", "final-pw"),
 ];
 
-/// Panics seen on threads other than the test harness's (the server's accept and connection
-/// threads).
-static SERVER_PANICS: AtomicUsize = AtomicUsize::new(0);
-
-/// Counts panics on server threads (named `conn-N`, `lanchat-…`, or unnamed) in
-/// [`SERVER_PANICS`], then reports them as usual.
-fn count_server_panics() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let thread = std::thread::current();
-            let server_thread = match thread.name() {
-                None => true,
-                Some(n) => n.starts_with("conn-") || n.starts_with("lanchat"),
-            };
-            if server_thread {
-                SERVER_PANICS.fetch_add(1, Ordering::SeqCst);
-            }
-            default(info);
-        }));
-    });
-}
-
 /// Bytes that are not valid UTF-8 on their own.
 const INVALID_UTF8: &[&[u8]] = &[
     &[0xff],
@@ -558,29 +533,14 @@ fn login_and_whoelse(addr: SocketAddr, user: &str, password: &str) {
 
 #[test]
 fn login_dialogue_survives_hostile_input() {
-    count_server_panics();
-    let tmp = tempfile::tempdir().unwrap();
-    let config = Config {
-        port: 0,
-        web_port: lanchat::config::OptionalPort::Off,
-        tls_port: lanchat::config::OptionalPort::Off,
-        bind: "127.0.0.1".parse().unwrap(),
-        data_dir: tmp.path().join("data"),
-        irc_port: lanchat::config::OptionalPort::Off,
-        ..Config::default()
-    };
-    let server = Server::bind_with(
-        config,
-        Credentials::from_pairs(USERS.iter().copied()),
-        Arc::new(SystemClock),
-    )
-    .unwrap();
-    let addr = server.local_addr();
-    let handle = server.shutdown_handle();
-    let thread = std::thread::Builder::new()
-        .name("lanchat-fuzz-server".into())
-        .spawn(move || server.run())
-        .unwrap();
+    // The test servers' defaults, but with the shipped rate limit: hostile input meets the
+    // flood control a real server has.
+    let server = TestServer::start_with_users(USERS, |c| {
+        c.max_messages_per_sec = Config::default().max_messages_per_sec;
+    });
+    let addr = server.addr;
+    // Panics on this server's threads only (caught and logged there, so the test sees none).
+    let panics = server.panics.clone();
 
     let started = Instant::now();
     let tried = AtomicUsize::new(0);
@@ -599,7 +559,7 @@ fn login_dialogue_survives_hostile_input() {
     let result = runner.run(&(hostile_input(), 0u8..8), |(input, open)| {
         tried.fetch_add(1, Ordering::SeqCst);
         bytes_sent.fetch_add(input.len(), Ordering::SeqCst);
-        let panics_before = SERVER_PANICS.load(Ordering::SeqCst);
+        let panics_before = panics.get();
         let received = converse(addr, &input, open != 0)?;
         let replies = check_replies(&received)?;
         if replies.iter().any(|l| l.kind == Kind::Welcome) {
@@ -610,11 +570,7 @@ fn login_dialogue_survives_hostile_input() {
             .filter(|l| l.kind == Kind::Err && matches!(l.arg(0), "bad-utf8" | "line-too-long"))
             .count();
         refused_lines.fetch_add(refused, Ordering::SeqCst);
-        prop_assert_eq!(
-            SERVER_PANICS.load(Ordering::SeqCst),
-            panics_before,
-            "a server thread panicked"
-        );
+        prop_assert_eq!(panics.get(), panics_before, "a server thread panicked");
         Ok(())
     });
     let tried = tried.load(Ordering::SeqCst);
@@ -627,19 +583,10 @@ fn login_dialogue_survives_hostile_input() {
         started.elapsed()
     );
     if let Err(e) = result {
-        handle.shutdown();
-        let _ = thread.join();
         panic!("{e}");
     }
 
     // The server neither panicked nor stalled: a normal user still gets in and is answered.
     login_and_whoelse(addr, "zz_final_check", "final-pw");
-    assert_eq!(
-        SERVER_PANICS.load(Ordering::SeqCst),
-        0,
-        "a server thread panicked"
-    );
-
-    handle.shutdown();
-    thread.join().unwrap().unwrap();
+    assert_eq!(panics.get(), 0, "a server thread panicked");
 }

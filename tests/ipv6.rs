@@ -2,13 +2,13 @@
 //! messages, and a server on `::` that takes IPv4 and IPv6 clients on one port. Where this
 //! machine has no IPv6 loopback, the tests fail (`make test` reports them as skipped).
 
-mod common;
+mod support;
 
-use common::{ClientProcess, ServerProcess};
+use support::{ClientProcess, ServerProcess};
 
 /// Fails the test where `::1` does not work (`make test` skips these there instead).
 fn require_ipv6() {
-    common::require(
+    support::require(
         std::net::TcpListener::bind("[::1]:0").is_ok(),
         "an IPv6 loopback (::1)",
         "sysctl -w net.ipv6.conf.lo.disable_ipv6=0",

@@ -6,19 +6,14 @@
 //! command; `make test-deps` installs them and `make test` reports the tests as skipped
 //! where it could not (tests/needs.sh).
 
-mod common;
+mod support;
 
-use lanchat::clock::SystemClock;
 use lanchat::config::{AuthMode, Config, OptionalPort};
-use lanchat::credentials::Credentials;
-use lanchat::server::{Door, Server, ShutdownHandle};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use lanchat::protocol::Kind;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
+use support::TestServer;
 
 /// The users of every test server.
 const USERS: &[(&str, &str)] = &[
@@ -27,60 +22,18 @@ const USERS: &[(&str, &str)] = &[
     ("carol", "pw-carol"),
 ];
 
-/// A server with its IRC door open, stopped on drop.
-struct IrcServer {
-    native: SocketAddr,
-    irc: SocketAddr,
-    handle: ShutdownHandle,
-    thread: Option<JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+/// A server with its IRC door open (on any free port), stopped on drop.
+fn irc_server(auth: AuthMode, tweak: impl FnOnce(&mut Config)) -> TestServer {
+    TestServer::start_with_users(USERS, |c| {
+        c.irc_port = OptionalPort::Any;
+        c.auth = auth;
+        tweak(c);
+    })
 }
 
-impl Drop for IrcServer {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl IrcServer {
-    fn start(auth: AuthMode) -> IrcServer {
-        IrcServer::start_with(auth, |_| {})
-    }
-
-    fn start_with(auth: AuthMode, tweak: impl Fn(&mut Config)) -> IrcServer {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config {
-            port: 0,
-            // Any free port, bound by the server itself: nothing can take it in between.
-            irc_port: OptionalPort::Any,
-            web_port: OptionalPort::Off,
-            tls_port: OptionalPort::Off,
-            irc_tls_port: 0,
-            bind: "127.0.0.1".parse().unwrap(),
-            data_dir: dir.path().join("data"),
-            auth,
-            max_messages_per_sec: 0,
-            ..Config::default()
-        };
-        tweak(&mut config);
-        let credentials = Credentials::from_pairs(USERS.iter().copied());
-        let server = Server::bind_with(config, credentials, Arc::new(SystemClock))
-            .unwrap_or_else(|e| panic!("cannot start a server: {e}"));
-        let native = server.local_addr();
-        let irc = server.door_addr(Door::Irc).expect("the IRC door is open");
-        let handle = server.shutdown_handle();
-        let thread = std::thread::spawn(move || server.run().unwrap());
-        IrcServer {
-            native,
-            irc,
-            handle,
-            thread: Some(thread),
-            _dir: dir,
-        }
-    }
+/// Where its IRC door listens.
+fn irc_addr(server: &TestServer) -> SocketAddr {
+    server.irc.expect("the IRC door is open")
 }
 
 fn have_python_irc() -> bool {
@@ -96,18 +49,18 @@ fn suite(group: &str, auth: AuthMode) {
 }
 
 fn suite_with(group: &str, auth: AuthMode, tweak: impl Fn(&mut Config)) {
-    common::require(
+    support::require(
         have_python_irc(),
         "python3's `irc` package",
         "python3 -m pip install irc",
     );
-    let server = IrcServer::start_with(auth, tweak);
+    let server = irc_server(auth, tweak);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/irc/suite.py");
     let out = Command::new("python3")
         .arg(script)
         .arg(group)
-        .args(["--irc", &server.irc.port().to_string()])
-        .args(["--native", &server.native.port().to_string()])
+        .args(["--irc", &irc_addr(&server).port().to_string()])
+        .args(["--native", &server.addr.port().to_string()])
         .output()
         .expect("run python3");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -162,55 +115,6 @@ fn password_mode_pass_is_the_users_password_with_lockout() {
     suite("password", AuthMode::Password);
 }
 
-/// A native client on a raw socket.
-struct NativeClient {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    seen: Vec<String>,
-}
-
-impl NativeClient {
-    fn login(addr: SocketAddr, name: &str) -> NativeClient {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let mut c = NativeClient {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-            seen: Vec::new(),
-        };
-        c.send("protocol lanchat/1");
-        c.expect("ASK username");
-        c.send(name);
-        c.expect("WELCOME");
-        c
-    }
-
-    fn send(&mut self, line: &str) {
-        self.writer
-            .write_all(format!("{line}\n").as_bytes())
-            .unwrap();
-    }
-
-    fn expect(&mut self, needle: &str) -> String {
-        loop {
-            let mut line = String::new();
-            match self.reader.read_line(&mut line) {
-                Ok(n) if n > 0 => {}
-                other => panic!(
-                    "native client: no {needle:?} ({other:?}); saw:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-            self.seen.push(line.clone());
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-}
-
 #[test]
 fn irssi_in_tmux_talks_with_a_native_client() {
     let have = |tool: &str, flag: &str| {
@@ -219,12 +123,12 @@ fn irssi_in_tmux_talks_with_a_native_client() {
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    common::require(
+    support::require(
         have("irssi", "--version") && have("tmux", "-V"),
         "irssi or tmux",
         "apt-get install irssi tmux",
     );
-    let server = IrcServer::start(AuthMode::Open);
+    let server = irc_server(AuthMode::Open, |_| {});
     let home = tempfile::tempdir().unwrap();
     // One window for everything (channels and queries), so the screen shows it all.
     std::fs::write(
@@ -232,32 +136,34 @@ fn irssi_in_tmux_talks_with_a_native_client() {
         "settings = { \"fe-common/core\" = { autocreate_windows = \"no\"; }; };\n",
     )
     .unwrap();
-    let tmux = common::Tmux::new(home.path(), "irssi");
+    let tmux = support::Tmux::new(home.path(), "irssi");
     let command = format!(
         "irssi --home={} -n irssiuser -c 127.0.0.1 -p {}",
         home.path().display(),
-        server.irc.port()
+        irc_addr(&server).port()
     );
     tmux.start(&command, 160, 50);
-    let mut native = NativeClient::login(server.native, "nate");
-    native.expect("PRESENCE irssiuser login");
+    let native = server.connect();
+    native.send("nate");
+    native.expect(Kind::Welcome);
+    native.expect_text("PRESENCE irssiuser login");
     // irssi is in the lobby: a native broadcast shows there.
     tmux.wait_for("#lanchat");
     native.send("broadcast hello lobby from native");
     tmux.wait_for("hello lobby from native");
     // Private messages both ways.
     native.send("message irssiuser hello from native");
-    native.expect("OK sent");
+    native.expect_text("OK sent");
     tmux.wait_for("hello from native");
     tmux.type_line("/msg nate hello from irssi");
-    native.expect("MSG irssiuser hello from irssi");
+    native.expect_text("MSG irssiuser hello from irssi");
     // A group joined from irssi is a lanchat group.
     tmux.type_line("/join #cs101");
     tmux.wait_for("has joined #cs101");
     native.send("group join cs101");
-    native.expect("OK group-joined");
+    native.expect_text("OK group-joined");
     native.send("group send cs101 to the group");
     tmux.wait_for("to the group");
     tmux.type_line("/quit leaving now");
-    native.expect("PRESENCE irssiuser logout");
+    native.expect_text("PRESENCE irssiuser logout");
 }

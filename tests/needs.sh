@@ -10,7 +10,7 @@
 #                               (CI=true) nothing is skipped: a missing need fails its tests.
 #
 # A test whose need is missing fails with the install command when run some other way
-# (tests/common/mod.rs, `require`); it never passes without running.
+# (tests/support/needs.rs, `require`); it never passes without running.
 set -u
 cd "$(dirname "$0")/.."
 

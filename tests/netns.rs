@@ -9,10 +9,10 @@
 //! broadcast, login, messages both ways, broadcast, presence, the failed-login lockout keyed
 //! by the real client IP, and a host whose cable is pulled.
 
-mod common;
+mod support;
 
-use common::{ClientProcess, ServerProcess};
 use std::process::Command;
+use support::{ClientProcess, ServerProcess};
 
 /// Why a lab cannot be built; `make test` skips these tests where that is so.
 const NO_NETNS: &str = "cannot create network namespaces here: these tests need root and \

@@ -7,15 +7,15 @@
 //! Each test has its own server, directory and ports, so the tests run in parallel; every
 //! process is killed when its guard drops and every read has a timeout (`common`).
 
-mod common;
+mod support;
 
-use common::{fixed_port, ClientProcess, ServerProcess};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{fixed_port, ClientProcess, ServerProcess};
 
 /// A server with the users alice, bob and carol.
 struct Net {

@@ -2,17 +2,17 @@
 //! server binary: a person reads prose, and a telnet that negotiates does not show the
 //! password as it is typed (issue 26 item 1).
 
-mod common;
+mod support;
 
-use common::{ServerProcess, Tmux};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::Command;
+use support::{ServerProcess, Tmux};
 
 /// Logs `name` in on a raw socket as a program does (tagged lines); returns the stream.
 fn program_login(port: u16, name: &str, password: &str) -> TcpStream {
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    stream.set_read_timeout(Some(support::PATIENCE)).unwrap();
     (&stream)
         .write_all(format!("protocol lanchat/1\n{name}\n{password}\n").as_bytes())
         .unwrap();
@@ -42,7 +42,7 @@ fn telnet_in_tmux_reads_prose_and_a_negotiating_telnet_hides_the_password() {
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    common::require(
+    support::require(
         have("telnet", "--version") && have("tmux", "-V"),
         "telnet or tmux",
         "apt-get install telnet tmux",

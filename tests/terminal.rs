@@ -2,9 +2,9 @@
 //! Latin-1 locale) with a pipe for a keyboard, against a UTF-8 user. The wire is UTF-8
 //! either way.
 
-mod common;
+mod support;
 
-use common::{ClientProcess, ServerProcess};
+use support::{ClientProcess, ServerProcess};
 
 #[test]
 fn a_latin1_terminal_sends_and_receives_non_ascii_text() {

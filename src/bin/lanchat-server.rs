@@ -57,9 +57,9 @@ struct ServerArgs {
     /// "any".
     #[arg(long, value_name = "PORT")]
     tls_port: Option<OptionalPort>,
-    /// TCP port of IRC over TLS (overrides `irc_tls_port`; 0 closes it).
+    /// Port of IRC over TLS (overrides `irc_tls_port`): a number, 0 (off) or "any".
     #[arg(long, value_name = "PORT")]
-    irc_tls_port: Option<u16>,
+    irc_tls_port: Option<OptionalPort>,
 }
 
 /// The password tools.

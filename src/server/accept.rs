@@ -102,7 +102,10 @@ impl Core {
         let irc = Arc::clone(&self.irc);
         let spawned = thread::spawn_detached(&format!("conn-{id}"), CONNECTION_STACK_BYTES, {
             let conn = Arc::clone(&conn);
-            move || connection_thread(door, &hub, &conn, &shared, &irc)
+            move || {
+                let _watch = shared.panics.watch();
+                connection_thread(door, &hub, &conn, &shared, &irc)
+            }
         });
         if let Err(e) = spawned {
             log::error!("cannot start a thread for {peer}: {e}");
@@ -156,7 +159,7 @@ fn connection_thread(
     shared: &ServerShared,
     irc: &Arc<irc::World>,
 ) {
-    let painted = memory::gauge::paint();
+    let painted = memory::gauge::paint(&shared.stack_gauge);
     let ctx = session::SessionContext {
         connected: Instant::now(),
         shutting_down: &shared.shutting_down,
@@ -165,7 +168,7 @@ fn connection_thread(
     };
     door.serve(hub, conn, &ctx);
     if let Some(painted) = painted {
-        painted.finish();
+        shared.stack_gauge.record(painted.finish());
     }
     shared.conns.lock().remove(conn.id);
     shared.conn_ended.notify_all();

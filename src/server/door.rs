@@ -55,8 +55,13 @@ impl Door {
     pub(crate) fn configured(config: &Config) -> Vec<(Door, u16)> {
         let mut doors = vec![(Door::Native, config.port)];
         doors.extend(config.irc_port.to_bind().map(|port| (Door::Irc, port)));
-        if config.irc_port != OptionalPort::Off && config.irc_tls_port != 0 {
-            doors.push((Door::IrcTls, config.irc_tls_port));
+        if config.irc_port != OptionalPort::Off {
+            doors.extend(
+                config
+                    .irc_tls_port
+                    .to_bind()
+                    .map(|port| (Door::IrcTls, port)),
+            );
         }
         let web = if config.web_tls {
             Door::WebTls

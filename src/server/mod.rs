@@ -20,6 +20,7 @@ mod irc;
 pub mod lockout;
 pub mod memory;
 mod native;
+mod panics;
 mod policy;
 pub mod ports;
 mod prose;
@@ -37,6 +38,8 @@ mod verifier;
 mod web;
 
 pub use door::Door;
+pub use memory::gauge::StackGauge;
+pub use panics::PanicCount;
 pub use ports::ListenFailure;
 pub use session::HELP;
 pub use verifier::CheckCount;
@@ -108,6 +111,10 @@ struct ServerShared {
     doors: Vec<(Door, SocketAddr)>,
     /// Tells the flusher thread to stop.
     flusher_stop: Arc<AtomicBool>,
+    /// Panics caught on this server's threads.
+    panics: PanicCount,
+    /// Whether connection threads measure their stack use, and the deepest.
+    stack_gauge: StackGauge,
 }
 
 /// The open connections, counted per IP for `max_clients_per_ip`.
@@ -273,6 +280,9 @@ impl Server {
         if let Some((_, tls)) = doors.iter().find(|(door, _)| *door == Door::NativeTls) {
             config.tls_port = crate::config::OptionalPort::Port(tls.port());
         }
+        if let Some((_, ircs)) = doors.iter().find(|(door, _)| *door == Door::IrcTls) {
+            config.irc_tls_port = crate::config::OptionalPort::Port(ircs.port());
+        }
         let identity = if doors.iter().any(|(door, _)| door.is_tls()) {
             let configured = config.tls_cert.as_deref().zip(config.tls_key.as_deref());
             let identity = Identity::load_or_create(&config.data_dir, configured)
@@ -308,6 +318,8 @@ impl Server {
                     conn_ended: Condvar::new(),
                     doors,
                     flusher_stop: Arc::new(AtomicBool::new(false)),
+                    panics: PanicCount::default(),
+                    stack_gauge: StackGauge::default(),
                 }),
                 next_id: AtomicU64::new(1),
                 identity,
@@ -343,6 +355,17 @@ impl Server {
         self.core.hub.password_checks()
     }
 
+    /// A live count of the panics caught on this server's threads (for tests).
+    pub fn panics(&self) -> PanicCount {
+        self.core.shared.panics.clone()
+    }
+
+    /// This server's stack gauge: enable it before clients connect to measure how deep
+    /// their connection threads go (tests and diagnostics).
+    pub fn stack_gauge(&self) -> StackGauge {
+        self.core.shared.stack_gauge.clone()
+    }
+
     /// A handle that stops `run`.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
@@ -361,7 +384,10 @@ impl Server {
             let (hub, shared) = (core.hub.clone(), Arc::clone(&core.shared));
             std::thread::Builder::new()
                 .name("lanchat-janitor".into())
-                .spawn(move || janitor(&hub, &shared))
+                .spawn(move || {
+                    let _watch = shared.panics.watch();
+                    janitor(&hub, &shared)
+                })
                 .map_err(ServerError::Spawn)?
         };
         let mut listeners = self.listeners.into_iter();
@@ -371,7 +397,10 @@ impl Server {
             let door_core = Arc::clone(&core);
             let spawned = std::thread::Builder::new()
                 .name(format!("lanchat-listen-{}", door.name()))
-                .spawn(move || door_core.accept_loop(door, &listener));
+                .spawn(move || {
+                    let _watch = door_core.shared.panics.watch();
+                    door_core.accept_loop(door, &listener)
+                });
             match spawned {
                 Ok(handle) => other_doors.push(handle),
                 Err(e) => {

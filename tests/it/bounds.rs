@@ -4,9 +4,7 @@
 use crate::support::*;
 use lanchat::config::{AuthMode, Config, OptionalPort};
 use lanchat::protocol::Kind;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Instant;
+use std::net::SocketAddr;
 
 /// A server with its IRC door open on any free port.
 fn start_with_irc(tweak: impl Fn(&mut Config)) -> (TestServer, SocketAddr) {
@@ -16,61 +14,6 @@ fn start_with_irc(tweak: impl Fn(&mut Config)) -> (TestServer, SocketAddr) {
     });
     let irc = server.irc.expect("the IRC door is open");
     (server, irc)
-}
-
-/// A raw IRC connection whose reads time out.
-struct Irc {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Irc {
-    /// Connects from the loopback address `from`; sends NICK and USER (open mode: no PASS).
-    fn start(addr: SocketAddr, from: &str, nick: &str) -> Irc {
-        let stream = TestClient::connect_from(addr, from).into_stream();
-        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-        let mut irc = Irc {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        };
-        irc.send(&format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}"));
-        irc
-    }
-
-    /// Registers `nick` and waits for the end of the welcome (the lobby's NAMES).
-    fn register(addr: SocketAddr, nick: &str) -> Irc {
-        let mut irc = Irc::start(addr, "127.0.0.1", nick);
-        irc.expect(" 366 ");
-        irc
-    }
-
-    fn send(&mut self, line: &str) {
-        self.writer
-            .write_all(format!("{line}\r\n").as_bytes())
-            .unwrap();
-    }
-
-    /// Reads lines until one contains `needle`; returns it.
-    fn expect(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        let mut line = String::new();
-        while Instant::now() < deadline {
-            line.clear();
-            match self.reader.read_line(&mut line) {
-                Ok(0) => panic!("closed while waiting for {needle:?}"),
-                Ok(_) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("waiting for {needle:?}: {e}"),
-            }
-        }
-        panic!("no {needle:?} in time")
-    }
-
-    /// QUIT, and waits for the server to close the connection.
-    fn quit(mut self) {
-        self.send("QUIT :bye");
-        self.expect("ERROR");
-    }
 }
 
 /// The members of `group` as `client` lists them.
@@ -98,13 +41,13 @@ fn an_irc_quit_leaves_the_channels_joined_over_irc_and_keeps_native_memberships(
     bob.expect_ok("group-joined");
     bob.logout();
 
-    let mut ian = Irc::register(irc, "ian");
+    let mut ian = IrcClient::register(irc, "ian", "ian");
     ian.send("JOIN #proj");
     ian.expect(" 366 ");
     ian.send("JOIN #scratch");
     ian.expect(" 366 ");
     // bob comes over IRC: proj is joined again for him, and left alone at his QUIT.
-    let bob_irc = Irc::register(irc, "bob");
+    let bob_irc = IrcClient::register(irc, "bob", "bob");
     assert_eq!(
         members(&alice, "proj"),
         ["alice (online)", "bob (online)", "ian (online)"]
@@ -123,7 +66,7 @@ fn an_irc_quit_leaves_the_channels_joined_over_irc_and_keeps_native_memberships(
     alice.expect_err("no-such-group");
 
     // An open-mode nick change ends the old nick's IRC membership: the new nick has it.
-    let mut jo = Irc::register(irc, "jo");
+    let mut jo = IrcClient::register(irc, "jo", "jo");
     jo.send("JOIN #proj");
     jo.expect(" 366 ");
     jo.send("NICK joanna");
@@ -213,7 +156,7 @@ fn in_open_mode_one_address_makes_a_bounded_number_of_users_and_groups() {
     assert!(refusal.text.contains("name used before"), "{refusal}");
     c.expect_ask("username");
     // The IRC door tells the same, with 432 so that the client may try another nick.
-    let mut over_irc = Irc::start(irc, "127.0.0.2", "n5");
+    let mut over_irc = IrcClient::start(irc, "127.0.0.2", "n5", "n5");
     let refusal = over_irc.expect(" 432 ");
     assert!(refusal.contains("name used before"), "{refusal}");
     // A name made before still logs in from there, and another address makes its own.

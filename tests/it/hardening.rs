@@ -1,7 +1,7 @@
 use crate::support::*;
 use lanchat::protocol::{Kind, Line};
 use std::io::Read;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -54,27 +54,23 @@ fn half_finished_logins_are_closed_at_the_login_deadline() {
     }
 }
 
-fn connect_from(addr: SocketAddr, from: &str) -> TestClient {
-    TestClient::connect_from(addr, from)
-}
-
 #[test]
 fn connections_past_the_per_ip_cap_are_refused() {
     let s = TestServer::start_with(|c| c.max_clients_per_ip = 2);
-    let a = connect_from(s.addr, "127.0.0.1");
-    let b = connect_from(s.addr, "127.0.0.1");
+    let a = TestClient::connect_from(s.addr, "127.0.0.1");
+    let b = TestClient::connect_from(s.addr, "127.0.0.1");
     a.expect(Kind::Hello);
     b.expect(Kind::Hello);
-    let c = connect_from(s.addr, "127.0.0.1");
+    let c = TestClient::connect_from(s.addr, "127.0.0.1");
     // Refused before HELLO: the prose of BYE full, then the close.
     assert!(c.try_next(TIMEOUT).is_none(), "no HELLO when refused");
-    let other = connect_from(s.addr, "127.0.0.3");
+    let other = TestClient::connect_from(s.addr, "127.0.0.3");
     other.expect(Kind::Hello);
     drop(a);
     // A freed slot can be used again.
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let d = connect_from(s.addr, "127.0.0.1");
+        let d = TestClient::connect_from(s.addr, "127.0.0.1");
         if d.try_next(TIMEOUT).is_some_and(|l| l.kind == Kind::Hello) {
             break;
         }
@@ -355,7 +351,7 @@ fn a_group_member_who_never_reads_loses_no_group_message() {
 fn a_password_guesser_is_locked_out_and_the_real_user_still_logs_in() {
     let clock = lanchat::clock::ManualClock::new(5_000_000);
     let s = TestServer::start_with_clock(&clock, |_| {});
-    let guesser = connect_from(s.addr, "127.0.0.5");
+    let guesser = TestClient::connect_from(s.addr, "127.0.0.5");
     guesser.expect(Kind::Hello);
     guesser.expect_ask("username");
     let mut tried = 0;
@@ -379,14 +375,14 @@ fn a_password_guesser_is_locked_out_and_the_real_user_still_logs_in() {
     assert_eq!(tried, 3, "three guesses, then blocked");
     // Reconnecting does not buy more guesses: refused at the username until the block ends.
     for _ in 0..5 {
-        let again = connect_from(s.addr, "127.0.0.5");
+        let again = TestClient::connect_from(s.addr, "127.0.0.5");
         again.expect(Kind::Hello);
         again.expect_ask("username");
         again.send("alice");
         again.expect_code(Kind::Bye, "blocked");
     }
     // The real alice, from her own machine, is not affected.
-    let real = connect_from(s.addr, "127.0.0.6");
+    let real = TestClient::connect_from(s.addr, "127.0.0.6");
     real.expect(Kind::Hello);
     real.expect_ask("username");
     real.send("alice");
@@ -394,7 +390,7 @@ fn a_password_guesser_is_locked_out_and_the_real_user_still_logs_in() {
     real.send("pw-alice");
     real.expect(Kind::Welcome);
     clock.advance(61);
-    let after = connect_from(s.addr, "127.0.0.5");
+    let after = TestClient::connect_from(s.addr, "127.0.0.5");
     after.expect(Kind::Hello);
     after.expect_ask("username");
     after.send("alice");

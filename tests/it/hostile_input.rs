@@ -2,11 +2,10 @@
 //! a few milliseconds (IRC wildcard masks), and nothing one user sends reaches another's
 //! terminal raw (control characters, bidirectional overrides, zero-width characters).
 
-use crate::support::{TestServer, TIMEOUT};
+use crate::support::{IrcClient, TestServer, TIMEOUT};
 use lanchat::config::{AuthMode, OptionalPort};
 use lanchat::protocol::Kind;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// A server in open mode (any nick logs in) with the IRC door on a free port.
@@ -19,61 +18,6 @@ fn irc_server() -> (TestServer, SocketAddr) {
     (server, irc)
 }
 
-/// A raw IRC client whose every read has a deadline.
-struct Irc {
-    /// Reading half.
-    reader: BufReader<TcpStream>,
-    /// Writing half.
-    stream: TcpStream,
-}
-
-impl Irc {
-    /// Connects and registers as `nick` with `realname`; the welcome burst is consumed.
-    fn register(addr: SocketAddr, nick: &str, realname: &str) -> Irc {
-        let stream = TcpStream::connect(addr).unwrap();
-        let mut irc = Irc {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            stream,
-        };
-        irc.send(&format!("NICK {nick}\r\nUSER {nick} 0 * :{realname}"));
-        irc.until(" 001 ", TIMEOUT);
-        // The end of the burst: the lobby's NAMES.
-        irc.until(" 366 ", TIMEOUT);
-        irc
-    }
-
-    /// Sends one line (CR LF added).
-    fn send(&mut self, line: &str) {
-        self.stream
-            .write_all(format!("{line}\r\n").as_bytes())
-            .unwrap();
-    }
-
-    /// The lines up to and including the first that contains `needle`; a panic if it does
-    /// not arrive within `limit`.
-    fn until(&mut self, needle: &str, limit: Duration) -> Vec<String> {
-        let deadline = Instant::now() + limit;
-        let mut lines = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no {needle:?} within {limit:?}: {lines:?}");
-            self.stream.set_read_timeout(Some(left)).unwrap();
-            let mut raw = Vec::new();
-            match self.reader.read_until(b'\n', &mut raw) {
-                Ok(0) => panic!("closed before {needle:?}: {lines:?}"),
-                Ok(_) => {}
-                Err(e) => panic!("no {needle:?} within {limit:?} ({e}): {lines:?}"),
-            }
-            let line = String::from_utf8(raw).expect("the server sends UTF-8");
-            let done = line.contains(needle);
-            lines.push(line);
-            if done {
-                return lines;
-            }
-        }
-    }
-}
-
 /// A mask whose every `*` the old backtracking matcher tried at every position: seconds of
 /// CPU against a name of 30 `a`s.
 const BAD_MASK: &str = "*a*a*a*a*a*a*a*a*a*a*b";
@@ -82,10 +26,10 @@ const BAD_MASK: &str = "*a*a*a*a*a*a*a*a*a*a*b";
 fn wildcard_masks_in_list_and_who_answer_at_once() {
     let (_server, irc) = irc_server();
     let long = "a".repeat(30);
-    let mut owner = Irc::register(irc, &format!("a{long}"), "owner");
+    let mut owner = IrcClient::register(irc, &format!("a{long}"), "owner");
     owner.send(&format!("JOIN #{long}"));
     owner.until(" 366 ", TIMEOUT);
-    let mut prober = Irc::register(irc, "prober", "prober");
+    let mut prober = IrcClient::register(irc, "prober", "prober");
     // Each answer takes milliseconds; the bound leaves room for a loaded machine. The old
     // matcher took seconds for the first LIST alone (in a debug build, tens of seconds).
     let bound = Duration::from_secs(2);
@@ -168,8 +112,8 @@ fn the_line<'a>(lines: &'a [String], needle: &str) -> &'a str {
 fn nothing_a_user_sends_reaches_another_terminal_raw_on_any_door() {
     let (server, irc) = irc_server();
     // An IRC realname with ESC, BEL, CTCP, a C1 control and bidi/zero-width characters.
-    let mut mallory = Irc::register(irc, "mallory", &hostile("\x01VERSION\x01 "));
-    let mut viewer = Irc::register(irc, "viewer", "viewer");
+    let mut mallory = IrcClient::register(irc, "mallory", &hostile("\x01VERSION\x01 "));
+    let mut viewer = IrcClient::register(irc, "viewer", "viewer");
     let bob = server.connect();
     bob.send("bob");
     bob.expect(Kind::Welcome);

@@ -2,8 +2,8 @@
 //! and with either kind of credentials; a wrong password costs the same whoever the name; one
 //! address's flood of argon2 logins does not starve another address's login.
 
+use crate::support::WsClient;
 use crate::support::{credentials, TestClient, TestServer, TIMEOUT, USERS};
-use crate::web::WsClient;
 use lanchat::clock::SystemClock;
 use lanchat::config::{Config, OptionalPort};
 use lanchat::credentials::{hash_password_with, Credentials, HashParams};

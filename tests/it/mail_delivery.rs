@@ -1,4 +1,4 @@
-use crate::store::{login_with_mail, raw_login, ServerProcess};
+use crate::store::{login_with_mail, raw_login, server_process};
 use crate::support::*;
 use lanchat::protocol::{Kind, Line};
 use rand::rngs::StdRng;
@@ -233,15 +233,15 @@ fn a_server_killed_at_random_points_of_deliveries_loses_no_acknowledged_mail() {
     let mut cut_short = 0;
     let started = Instant::now();
     for round in 0..ROUNDS {
-        let mut server = ServerProcess::start(tmp.path());
-        let alice = raw_login(server.addr(), "alice", "pw-alice");
+        let mut server = server_process(tmp.path());
+        let alice = raw_login(server.addr, "alice", "pw-alice");
         alice.next();
         let first = acknowledged.len();
         let count = if round == 0 { BACKLOG } else { PER_ROUND };
         acknowledged.extend(queue_for_bob(&alice, first..first + count, 1000));
 
         // Bob reads slowly; the server is killed at a random moment of his delivery.
-        let stream = connect_with_small_window(server.addr());
+        let stream = connect_with_small_window(server.addr);
         stream
             .set_read_timeout(Some(Duration::from_millis(5)))
             .unwrap();
@@ -253,8 +253,8 @@ fn a_server_killed_at_random_points_of_deliveries_loses_no_acknowledged_mail() {
         let mut chunk = [0u8; 512];
         loop {
             if !killed && Instant::now() >= kill_at {
-                server.child.kill().unwrap();
-                server.child.wait().unwrap();
+                server.proc.0.kill().unwrap();
+                server.proc.0.wait().unwrap();
                 killed = true;
             }
             // After the kill, its kernel still sends what the server had handed it, then
@@ -280,8 +280,8 @@ fn a_server_killed_at_random_points_of_deliveries_loses_no_acknowledged_mail() {
         drop(server);
     }
 
-    let server = ServerProcess::start(tmp.path());
-    let bob = raw_login(server.addr(), "bob", "pw-bob");
+    let server = server_process(tmp.path());
+    let bob = raw_login(server.addr, "bob", "pw-bob");
     shown.login(&bob.read_mail());
     let missing = shown.missing(&acknowledged);
     assert!(

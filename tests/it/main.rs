@@ -1,7 +1,8 @@
 //! Integration tests: a real server on 127.0.0.1:0 per test, spoken to over TCP the way
 //! telnet or the client would.
 
-/// TestServer / TestClient helpers shared by every module.
+/// TestServer / TestClient and the rest shared by every test binary (docs/testing.md).
+#[path = "../support/mod.rs"]
 mod support;
 
 /// Issue 2: login, lockout, presence, messages, broadcasts, intros, limits, shutdown.

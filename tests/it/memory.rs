@@ -1,40 +1,23 @@
 //! Issue 7 (capacity): a connection thread's stack is small (ten thousand of them fit in
 //! little memory), so the deepest thing any connection does must stay far from its end: an
-//! overflow would abort the whole server. Every connection here paints its free stack and
+//! overflow would abort the whole server. Every connection of this test's server paints its free stack and
 //! reports how deep it went, over an argon2 login, every kind of command, the IRC door and
 //! the web door (in a debug build, whose frames are larger than a release build's).
 
-use crate::support::{TestServer, TIMEOUT, USERS};
+use crate::support::{IrcClient, TestServer, TIMEOUT, USERS};
 use lanchat::clock::SystemClock;
 use lanchat::config::OptionalPort;
 use lanchat::credentials::{hash_password, Credentials};
 use lanchat::protocol::Kind;
-use lanchat::server::memory::gauge;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 
 /// A connection thread's stack (`CONNECTION_STACK_BYTES` in src/server/mod.rs).
 const STACK_BYTES: usize = 256 * 1024;
 
-/// Reads IRC lines until one contains `needle`.
-fn irc_expect(reader: &mut impl BufRead, needle: &str) {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            reader.read_line(&mut line).unwrap() > 0,
-            "closed before {needle}"
-        );
-        if line.contains(needle) {
-            return;
-        }
-    }
-}
-
 #[test]
 fn the_deepest_paths_of_a_connection_use_a_small_part_of_its_stack() {
-    gauge::enable();
     let hash = hash_password("hashed-pw").unwrap();
     let creds = Credentials::from_pairs(USERS.iter().copied().chain([("hashy", hash.as_str())]));
     let mut server = TestServer::start_full(
@@ -46,6 +29,8 @@ fn the_deepest_paths_of_a_connection_use_a_small_part_of_its_stack() {
         Arc::new(SystemClock),
         None,
     );
+    // This server's connection threads only: no other test's server paints its stacks.
+    server.stack_gauge.enable();
 
     // Native: an argon2 login, then a command of every kind.
     let bob = server.login("bob");
@@ -94,21 +79,14 @@ fn the_deepest_paths_of_a_connection_use_a_small_part_of_its_stack() {
     bob.logout();
 
     // IRC: registration, the lobby, a channel, a message, queries.
-    let irc = TcpStream::connect(server.irc.expect("the IRC door is open")).unwrap();
-    irc.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let mut reader = BufReader::new(irc.try_clone().unwrap());
-    let mut w = &irc;
-    w.write_all(b"PASS pw-carol\r\nNICK carol\r\nUSER carol 0 * :Carol\r\n")
-        .unwrap();
-    irc_expect(&mut reader, " 001 ");
-    w.write_all(
-        b"JOIN #stack\r\nPRIVMSG #stack :hi\r\nWHO #stack\r\nWHOIS carol\r\nLIST\r\nNAMES #stack\r\nMODE #stack\r\nTOPIC #stack :deep\r\nPING :x\r\n",
-    )
-    .unwrap();
-    irc_expect(&mut reader, "PONG");
-    w.write_all(b"QUIT :bye\r\n").unwrap();
-    let mut rest = Vec::new();
-    let _ = reader.read_to_end(&mut rest);
+    let mut irc = IrcClient::connect(server.irc.expect("the IRC door is open"));
+    irc.send("PASS pw-carol\r\nNICK carol\r\nUSER carol 0 * :Carol");
+    irc.expect(" 001 ");
+    irc.send(
+        "JOIN #stack\r\nPRIVMSG #stack :hi\r\nWHO #stack\r\nWHOIS carol\r\nLIST\r\nNAMES #stack\r\nMODE #stack\r\nTOPIC #stack :deep\r\nPING :x",
+    );
+    irc.expect("PONG");
+    irc.quit();
 
     // Web: the page over HTTP.
     let web = server.web.expect("the web door is open");
@@ -121,11 +99,30 @@ fn the_deepest_paths_of_a_connection_use_a_small_part_of_its_stack() {
     assert!(body.starts_with(b"HTTP/1.1 200"));
 
     server.stop();
-    let deepest = gauge::deepest();
+    let deepest = server.stack_gauge.deepest();
     assert!(deepest > 0, "no connection measured its stack");
     assert!(
         deepest < STACK_BYTES / 2,
         "a connection used {deepest} bytes of its {STACK_BYTES}-byte stack"
     );
     eprintln!("deepest connection stack use: {deepest} bytes");
+}
+
+#[test]
+fn a_stack_gauge_measures_the_connections_of_its_own_server_only() {
+    let mut measured = TestServer::start();
+    let mut other = TestServer::start();
+    measured.stack_gauge.enable();
+    for server in [&measured, &other] {
+        server.login("alice").logout();
+    }
+    // Stopping waits for the connection threads, which record their depth as they end.
+    measured.stop();
+    other.stop();
+    assert!(measured.stack_gauge.deepest() > 0, "nothing measured");
+    assert_eq!(
+        other.stack_gauge.deepest(),
+        0,
+        "the other server was measured"
+    );
 }

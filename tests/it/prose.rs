@@ -224,7 +224,7 @@ fn a_telnet_client_gets_its_password_hidden_and_nc_never_a_telnet_byte() {
 #[test]
 fn the_web_door_speaks_tagged_lines_from_the_start_and_a_switch_there_changes_nothing() {
     let s = TestServer::start_with(|c| c.web_port = lanchat::config::OptionalPort::Any);
-    let mut page = crate::web::WsClient::connect(s.web.unwrap());
+    let mut page = crate::support::WsClient::connect(s.web.unwrap());
     page.expect(Kind::Hello, "lanchat/1");
     page.expect(Kind::Ask, "username");
     page.send("protocol lanchat/1");

@@ -2,8 +2,6 @@ use crate::support::*;
 use lanchat::clock::SystemClock;
 use lanchat::protocol::{Kind, Line};
 use lanchat::server::Server;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -151,66 +149,14 @@ fn a_failed_store_write_is_reported_to_the_sender() {
     a.expect_ok("queued");
 }
 
-/// The real server binary, killed with SIGKILL on drop if still running.
-pub(crate) struct ServerProcess {
-    pub(crate) child: Child,
-    port: u16,
-    /// Kept open so the server's later prints never hit a closed pipe.
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl ServerProcess {
-    pub(crate) fn start(dir: &std::path::Path) -> ServerProcess {
-        let creds = dir.join("credentials.txt");
-        std::fs::write(&creds, "alice pw-alice\nbob pw-bob\n").unwrap();
-        // The stream below is faster than a person types: no rate limit here.
-        std::fs::write(
-            dir.join("configuration.toml"),
-            "max_messages_per_sec = 0\nweb_port = 0\n",
-        )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lanchat-server"))
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "0",
-                "--irc-port",
-                "0",
-                // The TLS door's fixed default (4129) would clash between parallel tests.
-                "--tls-port",
-                "0",
-                "--credentials",
-            ])
-            .arg(&creds)
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .current_dir(dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut first).unwrap();
-        let port = first.trim().rsplit(':').next().unwrap().parse().unwrap();
-        ServerProcess {
-            child,
-            port,
-            _stdout: stdout,
-        }
-    }
-
-    pub(crate) fn addr(&self) -> std::net::SocketAddr {
-        ([127, 0, 0, 1], self.port).into()
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The real server binary (killed with SIGKILL on drop if still running), knowing alice and
+/// bob, with no rate limit: the streams below are faster than a person types.
+pub(crate) fn server_process(dir: &std::path::Path) -> ServerProcess {
+    ServerProcess::start_with_users(
+        dir,
+        "alice pw-alice\nbob pw-bob\n",
+        "max_messages_per_sec = 0\n",
+    )
 }
 
 pub(crate) fn raw_login(addr: std::net::SocketAddr, name: &str, password: &str) -> TestClient {
@@ -227,8 +173,8 @@ pub(crate) fn raw_login(addr: std::net::SocketAddr, name: &str, password: &str) 
 #[test]
 fn sigkill_mid_stream_loses_no_acknowledged_message() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(tmp.path());
-    let a = raw_login(server.addr(), "alice", "pw-alice");
+    let server = server_process(tmp.path());
+    let a = raw_login(server.addr, "alice", "pw-alice");
     a.expect_code(Kind::Info, "no-mail");
     const SENT: usize = 2000;
     const KILL_AFTER: usize = 150;
@@ -247,16 +193,16 @@ fn sigkill_mid_stream_loses_no_acknowledged_message() {
             assert_eq!((l.kind, l.arg(0)), (Kind::Ok, "queued"), "{l}");
             acked += 1;
             if acked == KILL_AFTER {
-                server.child.kill().unwrap();
-                server.child.wait().unwrap();
+                server.proc.0.kill().unwrap();
+                server.proc.0.wait().unwrap();
             }
         }
     });
     assert!(acked >= KILL_AFTER, "only {acked} acknowledged");
     drop(server);
 
-    let server = ServerProcess::start(tmp.path());
-    let b = raw_login(server.addr(), "bob", "pw-bob");
+    let server = server_process(tmp.path());
+    let b = raw_login(server.addr, "bob", "pw-bob");
     let header = b.next();
     assert_eq!(header.arg(0), "mail", "{header}");
     let mut got = Vec::new();

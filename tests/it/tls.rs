@@ -2,12 +2,9 @@
 //! and messages over the plain door and nothing over the TLS door; `openssl s_client` logs
 //! in; a client pinned to another fingerprint is refused; the identity survives a restart.
 
-use crate::support::{TestClient, TestServer, ASK_TAGGED, TIMEOUT};
+use crate::support::{tls_stream, TestClient, TestServer, TlsClient, TIMEOUT};
 use lanchat::config::OptionalPort;
-use lanchat::protocol::{Kind, Line};
-use lanchat::tls::PinVerifier;
-use rustls::pki_types::ServerName;
-use rustls::{ClientConnection, StreamOwned};
+use lanchat::protocol::Kind;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
@@ -17,84 +14,6 @@ use std::time::{Duration, Instant};
 
 fn start_with_tls() -> TestServer {
     TestServer::start_with(|c| c.tls_port = OptionalPort::Any)
-}
-
-/// A line client over TLS that trusts only the key `fingerprint` names.
-struct TlsClient {
-    stream: BufReader<StreamOwned<ClientConnection, TcpStream>>,
-    /// The `HELLO` read by [`TlsClient::connect_native`], not yet returned.
-    hello: Option<Line>,
-}
-
-impl TlsClient {
-    fn connect(addr: SocketAddr, fingerprint: &str) -> Result<TlsClient, String> {
-        let verifier = PinVerifier::new(Some(fingerprint));
-        let name = ServerName::try_from("lanchat").unwrap();
-        let conn = ClientConnection::new(verifier.client_config(), name).unwrap();
-        let tcp = TcpStream::connect(addr).unwrap();
-        tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
-        let mut stream = StreamOwned::new(conn, tcp);
-        while stream.conn.is_handshaking() {
-            stream
-                .conn
-                .complete_io(&mut stream.sock)
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(TlsClient {
-            stream: BufReader::new(stream),
-            hello: None,
-        })
-    }
-
-    /// Connects to the native TLS door as a program does: asks for tagged lines and skips
-    /// the prose before `HELLO` (which the next read returns).
-    fn connect_native(addr: SocketAddr, fingerprint: &str) -> Result<TlsClient, String> {
-        let mut client = TlsClient::connect(addr, fingerprint)?;
-        client.send(ASK_TAGGED.trim_end());
-        loop {
-            let mut raw = String::new();
-            if client
-                .stream
-                .read_line(&mut raw)
-                .map_err(|e| e.to_string())?
-                == 0
-            {
-                return Err("closed before HELLO".into());
-            }
-            if raw.starts_with("HELLO ") {
-                client.hello = Line::parse(&raw);
-                return Ok(client);
-            }
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        let stream = self.stream.get_mut();
-        stream.write_all(format!("{line}\n").as_bytes()).unwrap();
-        stream.flush().unwrap();
-    }
-
-    /// The next line that is not a presence notice.
-    fn next(&mut self) -> Line {
-        if let Some(hello) = self.hello.take() {
-            return hello;
-        }
-        loop {
-            let mut raw = String::new();
-            let n = self.stream.read_line(&mut raw).expect("a line over TLS");
-            assert!(n > 0, "the server closed the TLS connection");
-            let line = Line::parse(&raw).unwrap_or_else(|| panic!("unparseable {raw:?}"));
-            if !matches!(line.kind, Kind::Presence | Kind::Presences) {
-                return line;
-            }
-        }
-    }
-
-    fn expect(&mut self, kind: Kind) -> Line {
-        let line = self.next();
-        assert_eq!(line.kind, kind, "{line}");
-        line
-    }
 }
 
 /// A TCP relay for one connection that keeps a copy of every byte either way: what a
@@ -386,13 +305,13 @@ fn irc_until(reader: &mut impl BufRead, what: &str) -> String {
 
 #[test]
 fn irc_over_tls_registers_and_plain_irc_under_require_tls_is_told_the_tls_port() {
-    let irc_tls_port = crate::support::free_port();
     let server = TestServer::start_with(|c| {
         c.tls_port = OptionalPort::Any;
         c.irc_port = OptionalPort::Any;
-        c.irc_tls_port = irc_tls_port;
+        c.irc_tls_port = OptionalPort::Any;
         c.require_tls = true;
     });
+    let irc_tls_port = server.irc_tls.expect("the IRC TLS door is open").port();
     let fingerprint = server.fingerprint.unwrap().short();
     let relay = Relay::to(SocketAddr::new(server.addr.ip(), irc_tls_port));
     let mut secure = TlsClient::connect(relay.addr, &fingerprint).unwrap();
@@ -419,12 +338,6 @@ fn irc_over_tls_registers_and_plain_irc_under_require_tls_is_told_the_tls_port()
         refusal.contains(&format!("port {irc_tls_port}")),
         "{refusal}"
     );
-}
-
-/// TLS to `addr` trusting only `fingerprint`, handshake done, as a boxed stream.
-fn tls_stream(addr: SocketAddr, fingerprint: &str) -> Box<dyn crate::web::Duplex> {
-    let client = TlsClient::connect(addr, fingerprint).unwrap();
-    Box::new(client.stream.into_inner())
 }
 
 #[test]
@@ -463,8 +376,8 @@ fn web_tls_serves_the_page_over_https_and_logs_in_over_wss_through_a_blind_relay
     );
 
     let relay = Relay::to(web);
-    let ws = crate::web::WsClient::connect_over(tls_stream(relay.addr, &fingerprint), web);
-    let mut alice = crate::web::WsClient::login_on(ws, "alice", "pw-alice");
+    let ws = crate::support::WsClient::connect_over(tls_stream(relay.addr, &fingerprint), web);
+    let mut alice = crate::support::WsClient::login_on(ws, "alice", "pw-alice");
     alice.send(&format!("message bob {SECRET}"));
     alice.expect(Kind::Ok, "sent");
     assert_eq!(bob.expect(Kind::Msg).text, SECRET);

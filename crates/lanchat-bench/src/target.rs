@@ -318,18 +318,19 @@ pub fn lanchat_config(max_clients: usize) -> String {
 }
 
 /// lanchat's configuration for a benchmark of its IRC door: [`lanchat_config`] with the IRC
-/// door on `irc_port` and `auth = "open"` (any nick registers without `PASS`, as on ngircd and
-/// inspircd, which check no password either).
-pub fn lanchat_irc_config(max_clients: usize, irc_port: u16) -> String {
+/// door on any free port (the banner names it) and `auth = "open"` (any nick registers
+/// without `PASS`, as on ngircd and inspircd, which check no password either).
+pub fn lanchat_irc_config(max_clients: usize) -> String {
     lanchat_config(max_clients)
-        .replace("irc_port = 0\n", &format!("irc_port = {irc_port}\n"))
+        .replace("irc_port = 0\n", "irc_port = \"any\"\n")
         .replace("auth = \"password\"", "auth = \"open\"")
 }
 
 /// lanchat's configuration for a benchmark of its native TLS door: [`lanchat_config`] with
-/// the TLS door on `tls_port` (its key in `data`, made there on first start).
-pub fn lanchat_tls_config(max_clients: usize, tls_port: u16) -> String {
-    lanchat_config(max_clients).replace("tls_port = 0\n", &format!("tls_port = {tls_port}\n"))
+/// the TLS door on any free port (the banner names it; its key in `data`, made there on
+/// first start).
+pub fn lanchat_tls_config(max_clients: usize) -> String {
+    lanchat_config(max_clients).replace("tls_port = 0\n", "tls_port = \"any\"\n")
 }
 
 /// The generator's TLS: trusts the key with `fingerprint` alone (as a pinned lanchat-client
@@ -340,6 +341,15 @@ pub fn tls_client(fingerprint: &Fingerprint) -> Arc<ClientConfig> {
     let mut config = (*pinned).clone();
     config.resumption = rustls::client::Resumption::disabled();
     Arc::new(config)
+}
+
+/// The TLS door's port in lanchat-server's `Encrypted (TLS): port N; ...` line.
+pub fn tls_port_in(line: &str) -> Option<u16> {
+    line.strip_prefix("Encrypted (TLS): port ")?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The IRC door's port in lanchat-server's `IRC clients connect to port N (...)` line.
@@ -365,11 +375,11 @@ fn start_lanchat(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
     // The argon2 run logs in with the same password for every user.
     let text = credentials_text(spec.users, hash.as_deref());
     std::fs::write(dir.join("credentials.txt"), text)?;
-    let tls_port = if spec.tls { Some(free_port()?) } else { None };
-    let config = match (irc, tls_port) {
-        (true, _) => lanchat_irc_config(spec.max_clients, free_port()?),
-        (false, Some(port)) => lanchat_tls_config(spec.max_clients, port),
-        (false, None) => lanchat_config(spec.max_clients),
+    let tls = spec.tls && !irc;
+    let config = match (irc, tls) {
+        (true, _) => lanchat_irc_config(spec.max_clients),
+        (false, true) => lanchat_tls_config(spec.max_clients),
+        (false, false) => lanchat_config(spec.max_clients),
     };
     std::fs::write(dir.join("configuration.toml"), config)?;
     let mut child = command(&spec.lanchat_bin, spec.cpu)
@@ -392,20 +402,22 @@ fn start_lanchat(spec: &Spec, dir: &Path) -> io::Result<(Child, SocketAddr)> {
         .next()
         .and_then(|a| a.parse().ok())
         .ok_or_else(|| io::Error::other(format!("no address in {first:?}")))?;
-    if irc {
-        // The IRC door's line follows the native door's addresses.
+    // The IRC door's line, or the TLS door's, follows the native door's addresses.
+    if irc || tls {
+        let (name, port_in): (_, fn(&str) -> Option<u16>) = if irc {
+            ("IRC", irc_port_in)
+        } else {
+            ("TLS", tls_port_in)
+        };
         let port = loop {
             let line = lines
                 .next()
                 .transpose()?
-                .ok_or_else(|| io::Error::other("lanchat-server named no IRC port"))?;
-            if let Some(port) = irc_port_in(&line) {
+                .ok_or_else(|| io::Error::other(format!("lanchat-server named no {name} port")))?;
+            if let Some(port) = port_in(&line) {
                 break port;
             }
         };
-        addr = SocketAddr::from(([127, 0, 0, 1], port));
-    }
-    if let Some(port) = tls_port {
         addr = SocketAddr::from(([127, 0, 0, 1], port));
     }
     // Keep draining its stdout so it never blocks on a full pipe.
@@ -554,12 +566,12 @@ mod tests {
         assert_eq!(c.max_clients, 10_000);
         assert_eq!(c.max_messages_per_sec, 0);
         assert!(!c.discovery && c.irc_port == lanchat::config::OptionalPort::Off);
-        let c = lanchat::config::Config::parse(&lanchat_irc_config(10, 7001)).unwrap();
+        let c = lanchat::config::Config::parse(&lanchat_irc_config(10)).unwrap();
         assert_eq!(
             (c.irc_port, c.max_clients),
-            (lanchat::config::OptionalPort::Port(7001), 10)
+            (lanchat::config::OptionalPort::Any, 10)
         );
-        assert!(lanchat_irc_config(10, 7001).contains("auth = \"open\""));
+        assert!(lanchat_irc_config(10).contains("auth = \"open\""));
         assert_eq!(
             irc_port_in("IRC clients connect to port 6697 (e.g. irssi -c HOST -p 6697)."),
             Some(6697)
@@ -567,8 +579,12 @@ mod tests {
         assert_eq!(irc_port_in("Press Ctrl-C to stop the server."), None);
         let n = ngircd_config(6667, 10, Path::new("/tmp/x"), None);
         assert!(!n.contains("[SSL]"));
-        let c = lanchat::config::Config::parse(&lanchat_tls_config(10, 7002)).unwrap();
-        assert_eq!(c.tls_port, lanchat::config::OptionalPort::Port(7002));
+        let c = lanchat::config::Config::parse(&lanchat_tls_config(10)).unwrap();
+        assert_eq!(c.tls_port, lanchat::config::OptionalPort::Any);
+        assert_eq!(
+            tls_port_in("Encrypted (TLS): port 4130; lanchat-client uses it by itself."),
+            Some(4130)
+        );
         let s = ngircd_config(6667, 10, Path::new("/tmp/x"), Some(6697));
         assert!(s.contains("[SSL]\nPorts = 6697\nCertFile = /tmp/x/data/tls-cert.pem\n"));
         assert!(n.contains("MaxPenaltyTime = 0") && n.contains("DefaultUserModes = F"));

@@ -33,12 +33,7 @@ fn lanchat(dir: &tempfile::TempDir, users: usize) -> Running {
 /// A lanchat server in this process with its IRC door open (`auth = "open"`); the returned
 /// address is the IRC door's. Stopped when dropped.
 fn lanchat_irc(dir: &tempfile::TempDir) -> Running {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut config = Config::parse(&lanchat_irc_config(2000, port)).unwrap();
+    let mut config = Config::parse(&lanchat_irc_config(2000)).unwrap();
     config.data_dir = dir.path().join("data");
     let credentials = Credentials::parse(&credentials_text(1, None)).unwrap();
     let server = Server::bind_with(config, credentials, Arc::new(SystemClock)).unwrap();
@@ -51,12 +46,7 @@ fn lanchat_irc(dir: &tempfile::TempDir) -> Running {
 /// A lanchat server in this process with `users` benchmark users and its native TLS door
 /// open; the returned server is reached through that door, trusting its key alone.
 fn lanchat_tls(dir: &tempfile::TempDir, users: usize) -> Running {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut config = Config::parse(&lanchat_tls_config(2000, port)).unwrap();
+    let mut config = Config::parse(&lanchat_tls_config(2000)).unwrap();
     config.data_dir = dir.path().join("data");
     let credentials = Credentials::parse(&credentials_text(users, None)).unwrap();
     let server = Server::bind_with(config, credentials, Arc::new(SystemClock)).unwrap();

@@ -1,6 +1,5 @@
-//! Helpers shared by the tests that run the real binaries: child processes that are killed
-//! when dropped, output read line by line with timeouts, and a server started on a free port.
-#![allow(dead_code)] // each test binary uses a different part
+//! The real binaries as child processes: killed when dropped, their output read line by line
+//! with timeouts; the server on port 0 with its ports read from its banner.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -8,7 +7,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 /// How long anything may take before a test gives up.
-pub const PATIENCE: Duration = Duration::from_secs(10);
+pub const PATIENCE: Duration = super::client::TIMEOUT;
 
 /// A child process that is killed and reaped when dropped.
 pub struct Proc(pub Child);
@@ -162,10 +161,16 @@ pub fn fixed_port() -> u16 {
     }
 }
 
+/// The users of [`ServerProcess::start`] and the like, as credentials.txt lines.
+pub const PROCESS_USERS: &str = "alice alicepw\nbob bobpw\ncarol carolpw\n";
+
 /// A `lanchat-server` process; `prefix` runs it inside something (e.g. `ip netns exec NS`).
+/// Every door it opens is on a port it picks itself (0 or "any"); the banner names them.
 pub struct ServerProcess {
     /// The process.
     pub proc: Proc,
+    /// Where its native door listens (from the banner).
+    pub addr: std::net::SocketAddr,
     /// The TCP port it got.
     pub port: u16,
     /// The web door's port, when it was asked for.
@@ -198,16 +203,26 @@ impl ServerProcess {
         let config = dir.join("configuration.toml");
         std::fs::write(&config, toml).unwrap();
         let config = config.to_string_lossy().into_owned();
-        ServerProcess::start_full(&[], &["--config", &config], bind, dir, true, extra)
+        let users = format!("{PROCESS_USERS}{extra}");
+        ServerProcess::start_full(&[], &["--config", &config], bind, dir, true, &users)
+    }
+
+    /// On 127.0.0.1 without the web door, knowing only `users` (credentials.txt lines), with
+    /// a configuration file (`toml`).
+    pub fn start_with_users(dir: &std::path::Path, users: &str, toml: &str) -> ServerProcess {
+        let config = dir.join("configuration.toml");
+        std::fs::write(&config, toml).unwrap();
+        let config = config.to_string_lossy().into_owned();
+        ServerProcess::start_full(&[], &["--config", &config], "127.0.0.1", dir, false, users)
     }
 
     /// With extra command-line options (`--tls-port P` opens the TLS door, closed otherwise).
     pub fn start_with_args(bind: &str, dir: &std::path::Path, args: &[&str]) -> ServerProcess {
-        ServerProcess::start_full(&[], args, bind, dir, false, "")
+        ServerProcess::start_full(&[], args, bind, dir, false, PROCESS_USERS)
     }
 
     fn start_doors(prefix: &[&str], bind: &str, dir: &std::path::Path, web: bool) -> ServerProcess {
-        ServerProcess::start_full(prefix, &[], bind, dir, web, "")
+        ServerProcess::start_full(prefix, &[], bind, dir, web, PROCESS_USERS)
     }
 
     fn start_full(
@@ -216,10 +231,9 @@ impl ServerProcess {
         bind: &str,
         dir: &std::path::Path,
         web: bool,
-        extra: &str,
+        users: &str,
     ) -> ServerProcess {
         let credentials = dir.join("credentials.txt");
-        let users = format!("alice alicepw\nbob bobpw\ncarol carolpw\n{extra}");
         std::fs::write(&credentials, users).unwrap();
         let mut command = command(prefix, env!("CARGO_BIN_EXE_lanchat-server"));
         let mut child = command
@@ -253,9 +267,16 @@ impl ServerProcess {
                 .unwrap_or_else(|| panic!("no port in {line:?}"))
         };
         let port = port_of(&first);
+        let addr = first
+            .trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {first:?}"));
         let web_port = web.then(|| port_of(&stdout.expect("lanchat web client listening on ")));
         ServerProcess {
             proc,
+            addr,
             port,
             web_port,
             stdout,
@@ -336,6 +357,18 @@ impl ClientProcess {
     }
 }
 
+/// Client arguments that look for servers on this machine only.
+pub fn local_discovery(discovery_port: &str) -> Vec<&str> {
+    vec![
+        "--discovery-port",
+        discovery_port,
+        "--discovery-target",
+        "127.0.0.1",
+        "--discovery-target",
+        "127.255.255.255",
+    ]
+}
+
 /// `program`, or `prefix[0] prefix[1..] program` when a prefix is given.
 fn command(prefix: &[&str], program: &str) -> Command {
     match prefix.split_first() {
@@ -345,97 +378,5 @@ fn command(prefix: &[&str], program: &str) -> Command {
             c.args(rest).arg(program);
             c
         }
-    }
-}
-
-/// Fails the test, naming what is missing and how to install it, unless `present`. A test
-/// that cannot run must not pass: `make test` installs what it can (`make test-deps`) and
-/// reports tests whose needs are still missing as skipped (tests/needs.sh), so this fires
-/// only when a test is run some other way on a machine without `what`.
-pub fn require(present: bool, what: &str, install: &str) {
-    assert!(
-        present,
-        "{what} is missing, so this test cannot run. Install it with `{install}` (or \
-         `make test-deps`); `make test` reports such tests as skipped instead."
-    );
-}
-
-/// A tmux server of its own (its socket in a test's temp dir, so the default server and
-/// other tests' are never touched), with one session: a real terminal for a program.
-pub struct Tmux {
-    /// The server's socket.
-    socket: std::path::PathBuf,
-    /// The session's name.
-    target: String,
-}
-
-impl Tmux {
-    /// A tmux whose socket is in `dir`, for a session named `target` (not started yet).
-    pub fn new(dir: &std::path::Path, target: &str) -> Tmux {
-        Tmux {
-            socket: dir.join("tmux.sock"),
-            target: target.to_string(),
-        }
-    }
-
-    /// Starts the session running `command` in a `width` x `height` terminal.
-    pub fn start(&self, command: &str, width: u16, height: u16) {
-        let (w, h) = (width.to_string(), height.to_string());
-        self.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            &self.target,
-            "-x",
-            &w,
-            "-y",
-            &h,
-            command,
-        ]);
-    }
-
-    /// Runs a tmux command on this server; its standard output.
-    pub fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run tmux");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// What the session's window shows (and its scrollback).
-    pub fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-J", "-S", "-200", "-t", &self.target])
-    }
-
-    /// Waits until the window shows `needle`; returns the screen.
-    pub fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let screen = self.screen();
-            if screen.contains(needle) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} never showed {needle:?}; screen:\n{screen}",
-                self.target
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Types `line` and Enter.
-    pub fn type_line(&self, line: &str) {
-        self.run(&["send-keys", "-t", &self.target, "-l", line]);
-        self.run(&["send-keys", "-t", &self.target, "Enter"]);
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        self.run(&["kill-server"]);
     }
 }
