@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Bytes a waiting read takes at once, in a buffer on the stack: small, because the frames
-/// under a waiting connection thread are what ten thousand idle users keep resident.
-pub const WAIT_READ_BYTES: usize = 512;
+/// under a waiting connection thread are what ten thousand idle users keep resident (the
+/// native door's waiting chain must stay within two stack pages: docs/performance.md).
+pub const WAIT_READ_BYTES: usize = 256;
 /// Bytes read without waiting, into the heap buffer, when a waiting read came back full
 /// (pipelined input): a busy client still gets few read calls.
 pub const MORE_READ_BYTES: usize = 4096;
