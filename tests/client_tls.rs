@@ -290,3 +290,23 @@ fn a_spoofed_discovery_answer_for_a_pinned_server_is_not_used_and_the_real_one_i
         assert!(socket.accept().is_err(), "a client connected to the spoof");
     }
 }
+
+#[test]
+fn a_client_that_knows_no_tls_port_says_its_connection_is_not_encrypted() {
+    let (dir, pins) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // The server on a port of its own (not 4119), the client told no TLS port: it does not
+    // guess one, and says what that means and how to ask for TLS.
+    let (server, _, _) = server_on(dir.path(), "any");
+    let port = server.port.to_string();
+    let mut plain = ClientProcess::start_with_env(
+        "client",
+        &[],
+        &["127.0.0.1", port.as_str()],
+        &[("LANCHAT_CONFIG_DIR", pins.path().to_str().unwrap())],
+    );
+    let warning = plain.err.expect("NOT encrypted");
+    assert!(warning.contains("--tls-port"), "{warning}");
+    plain.send("alice");
+    plain.send("alicepw");
+    plain.out.expect("Login successful");
+}

@@ -108,14 +108,18 @@ pub fn secure(
                 )));
             }
             let socket = plain().map_err(TlsRefusal::Io)?;
-            // Said when TLS was tried: a server on a port of its own was not asked.
-            let notice = tls_addr.map(|a| {
-                format!(
-                    "Warning: this connection is NOT encrypted (no TLS door answered on port \
-                     {}): anyone on the network can read your password and messages.",
-                    a.port()
-                )
-            });
+            let why = match tls_addr {
+                Some(a) => format!("no TLS door answered on port {}", a.port()),
+                // A server on a port of its own was not asked (a guessed port could be
+                // another server's): say how to ask.
+                None => "no TLS port is known for this server; give it with --tls-port \
+                         (make run-client TLS_PORT=...)"
+                    .to_string(),
+            };
+            let notice = Some(format!(
+                "Warning: this connection is NOT encrypted ({why}): anyone on the network can \
+                 read your password and messages."
+            ));
             return Ok(Secured {
                 link: Link::Plain(Arc::new(socket)),
                 notice,
