@@ -165,6 +165,7 @@ fn connection_thread(
         shutting_down: &shared.shutting_down,
         version: PROTOCOL_VERSION,
         irc,
+        door,
     };
     door.serve(hub, conn, &ctx);
     if let Some(painted) = painted {

@@ -35,6 +35,8 @@ pub struct SessionContext<'a> {
     pub version: &'a str,
     /// The IRC door's shared state (channels, USER details).
     pub irc: &'a Arc<super::irc::World>,
+    /// The door the connection came through (what a refusal tells its user to do).
+    pub door: super::door::Door,
 }
 
 /// Serves one connection until it ends, reading its lines from `reader`.
@@ -171,7 +173,7 @@ fn login(
                     NameCheck::Ok {
                         password_needed: true,
                     } if hub.config().require_tls && !conn.is_tls() => {
-                        conn.send(&tls_required(hub.config()));
+                        conn.send(&tls_required(hub.config(), ctx.door));
                         return None;
                     }
                     NameCheck::Ok {
@@ -519,19 +521,24 @@ fn help() -> Vec<Line> {
 }
 
 /// The goodbye of a plain door under `require_tls`, before the password is typed: where to
-/// connect instead.
-fn tls_required(config: &crate::config::Config) -> Line {
-    let port = config
-        .tls_port
-        .to_bind()
-        .map_or("the TLS port".to_string(), |p| format!("port {p}"));
-    Line::bye(
-        "tls-required",
+/// connect instead (a browser user is not sent to openssl).
+fn tls_required(config: &crate::config::Config, door: super::door::Door) -> Line {
+    let text = if door == super::door::Door::Web {
+        "This server takes passwords only encrypted, and this page is not: ask the instructor \
+         to turn on web_tls and open the page with https://, or use lanchat-client (it uses \
+         TLS by itself)."
+            .to_string()
+    } else {
+        let port = config
+            .tls_port
+            .to_bind()
+            .map_or("the TLS port".to_string(), |p| format!("port {p}"));
         format!(
             "This server takes passwords only encrypted. Connect with lanchat-client (it uses \
              TLS by itself), or to {port} with TLS (openssl s_client -connect HOST:PORT)."
-        ),
-    )
+        )
+    };
+    Line::bye("tls-required", text)
 }
 
 /// Reads and discards whatever the client sent that was never read, so closing the socket

@@ -290,6 +290,28 @@ fn require_tls_refuses_a_password_on_the_plain_door_and_says_where_to_go() {
     secure.expect(Kind::Welcome);
 }
 
+#[test]
+fn require_tls_on_the_plain_web_page_sends_its_user_to_https_not_to_openssl() {
+    let server = TestServer::start_with(|c| {
+        c.tls_port = OptionalPort::Any;
+        c.web_port = OptionalPort::Any;
+        c.require_tls = true;
+    });
+    let mut page = crate::support::WsClient::connect(server.web.expect("the web door is open"));
+    page.send("alice");
+    let bye = loop {
+        let line = page.next();
+        if line.kind == Kind::Bye {
+            break line;
+        }
+    };
+    assert_eq!(bye.arg(0), "tls-required", "{bye}");
+    assert!(
+        bye.text.contains("https://") && !bye.text.contains("openssl"),
+        "{bye}"
+    );
+}
+
 /// Reads IRC lines until one contains `what` (bounded by the stream's read timeout).
 fn irc_until(reader: &mut impl BufRead, what: &str) -> String {
     let mut seen = Vec::new();
