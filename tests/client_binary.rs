@@ -8,7 +8,7 @@
 mod support;
 
 use std::process::Command;
-use support::{ClientProcess, ServerProcess};
+use support::{without_unencrypted_warning, ClientProcess, ServerProcess};
 
 /// A `lanchat-server` on 127.0.0.1 and a free port, with its own credentials and data.
 struct ServerInDir {
@@ -91,7 +91,11 @@ fn private_message_reaches_the_other_client() {
     bob.out.expect("Logging off. Goodbye!");
     assert_eq!(bob.exit_code(), Some(0));
     alice.out.expect("*** bob has left the chat ***");
-    assert_eq!(bob.err.rest(), Vec::<String>::new(), "bob wrote to stderr");
+    assert_eq!(
+        without_unencrypted_warning(bob.err.rest()),
+        Vec::<String>::new(),
+        "bob wrote to stderr"
+    );
 }
 
 #[test]
@@ -204,7 +208,7 @@ fn lost_connection_is_an_error() {
     let ServerInDir { server, .. } = server;
     drop(server.proc); // SIGKILL: no goodbye
     assert_eq!(alice.exit_code(), Some(1));
-    let err = alice.err.rest();
+    let err = without_unencrypted_warning(alice.err.rest());
     assert_eq!(err, ["error: connection to the server was lost"]);
 }
 

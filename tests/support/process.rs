@@ -380,3 +380,12 @@ fn command(prefix: &[&str], program: &str) -> Command {
         }
     }
 }
+
+/// `lines` without lanchat-client's warning that its connection is not encrypted: a
+/// client of a server without a TLS door prints it first, whatever the test is about.
+pub fn without_unencrypted_warning(lines: Vec<String>) -> Vec<String> {
+    lines
+        .into_iter()
+        .filter(|line| !line.starts_with("Warning: this connection is NOT encrypted"))
+        .collect()
+}
