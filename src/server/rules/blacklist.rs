@@ -7,6 +7,23 @@ use super::{
 };
 use crate::protocol::Status;
 
+/// Whom `block` and `unblock` may name: another user others can address.
+fn blacklist_target<C: Clone>(
+    state: &State<C>,
+    registry: Registry<'_>,
+    me: &str,
+    target: &str,
+    action: SelfAction,
+) -> Result<(), Refusal> {
+    if target == me {
+        return Err(Refusal::SelfTarget(action));
+    }
+    if !state.is_registered(registry, target) {
+        return Err(Refusal::NoSuchUser(target.to_string()));
+    }
+    Ok(())
+}
+
 /// `block USER`: `target` can no longer message `me` or see them online; an address pair
 /// between them ends.
 pub fn block<C: Clone>(
@@ -15,11 +32,8 @@ pub fn block<C: Clone>(
     me: &str,
     target: &str,
 ) -> Outcome<C> {
-    if target == me {
-        return Outcome::refuse(Refusal::SelfTarget(SelfAction::Block));
-    }
-    if !state.is_registered(registry, target) {
-        return Outcome::refuse(Refusal::NoSuchUser(target.to_string()));
+    if let Err(refusal) = blacklist_target(state, registry, me, target, SelfAction::Block) {
+        return Outcome::refuse(refusal);
     }
     let user = state.users.entry(me.to_string()).or_default();
     let inserted = user.blocked.insert(target.to_string());
@@ -47,11 +61,8 @@ pub fn unblock<C: Clone>(
     me: &str,
     target: &str,
 ) -> Outcome<C> {
-    if target == me {
-        return Outcome::refuse(Refusal::SelfTarget(SelfAction::Unblock));
-    }
-    if !state.is_registered(registry, target) {
-        return Outcome::refuse(Refusal::NoSuchUser(target.to_string()));
+    if let Err(refusal) = blacklist_target(state, registry, me, target, SelfAction::Unblock) {
+        return Outcome::refuse(refusal);
     }
     let removed = state
         .users

@@ -111,7 +111,7 @@ fn entry<C: Clone>(state: &State<C>, name: &str, last_seen: Option<u64>) -> User
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::online as with_online;
+    use super::super::testing::{blocks, online as with_online};
     use super::*;
 
     fn names(out: &Outcome<impl Clone>) -> Vec<(String, Option<u64>)> {
@@ -128,13 +128,7 @@ mod tests {
     fn whoelse_hides_me_the_invisible_and_those_blocking_me() {
         let mut state = with_online(&["dan", "ann", "bob", "cid"]);
         state.users.get_mut("bob").unwrap().status = Some("invisible".into());
-        state
-            .users
-            .get_mut("cid")
-            .unwrap()
-            .blocked
-            .insert("ann".into());
-        state.refresh_seen("cid");
+        blocks(&mut state, "cid", "ann");
         let out = online(&state, "ann", UserList::WhoElse);
         assert_eq!(names(&out), vec![("dan".into(), None)]);
         let out = online(&state, "ann", UserList::SignedIn);

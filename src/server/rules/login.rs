@@ -2,7 +2,7 @@
 //! and whether others are told. The password, the lockouts and the offline mail are the
 //! hub's (they are I/O or policy outside the state).
 
-use super::{addresses, sessions, ChatEvent, Endpoint, LogoutReason, Online, Refusal, State};
+use super::{addresses, sessions, ChatEvent, Endpoint, LogoutReason, Refusal, State};
 use crate::protocol::Status;
 
 /// The limits a login is checked against.
@@ -57,17 +57,7 @@ pub fn arrive<C: Endpoint>(
     } else {
         (Vec::new(), Vec::new())
     };
-    let seen = state.seen_of(name);
-    state.online.insert(
-        name,
-        Online {
-            conn,
-            session: None,
-            p2p_port: None,
-        },
-        seen,
-    );
-    state.users.entry(name.to_string()).or_default();
+    state.put_online(name, conn);
     let status = state.status_of(name);
     let announce = replaced.is_none() && status != Status::Invisible;
     Ok(Arrival {

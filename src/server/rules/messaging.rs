@@ -116,7 +116,7 @@ pub fn group_audience<C: Clone>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{conn, online};
+    use super::super::testing::{blocks, conn, online};
     use super::*;
 
     #[test]
@@ -126,12 +126,7 @@ mod tests {
             private(&state, Registry::Open, "ann", "zed"),
             Err(Refusal::Typo("zed".into()))
         );
-        state
-            .users
-            .get_mut("bob")
-            .unwrap()
-            .blocked
-            .insert("ann".into());
+        blocks(&mut state, "bob", "ann");
         assert_eq!(
             private(&state, Registry::Open, "ann", "bob"),
             Err(Refusal::MessageBlocked("bob".into()))
@@ -165,12 +160,7 @@ mod tests {
     fn a_broadcast_skips_blockers_and_counts_only_the_visible() {
         let mut state = online(&["ann", "bob", "cid", "dan"]);
         state.users.get_mut("bob").unwrap().status = Some("invisible".into());
-        state
-            .users
-            .get_mut("cid")
-            .unwrap()
-            .blocked
-            .insert("ann".into());
+        blocks(&mut state, "cid", "ann");
         let (mut targets, skipped) = online_audience(&state, "ann", true);
         targets.sort_by_key(|(c, _)| c.id);
         assert_eq!(skipped, 1);
@@ -189,12 +179,7 @@ mod tests {
     #[test]
     fn a_named_copy_checks_the_name_before_the_blacklist() {
         let mut state = online(&["ann", "bob"]);
-        state
-            .users
-            .get_mut("bob")
-            .unwrap()
-            .blocked
-            .insert("ann".into());
+        blocks(&mut state, "bob", "ann");
         assert_eq!(
             named_copy(&state, Registry::Open, "ann", "a\u{7}b"),
             Err(Refusal::Typo(sanitize_text("a\u{7}b")))

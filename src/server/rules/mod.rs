@@ -26,7 +26,7 @@ mod state;
 pub use event::{
     ChatEvent, LogoutReason, PresenceChange, Refusal, SelfAction, UserEntry, UserList,
 };
-pub use state::{ChatSession, Online, State};
+pub use state::{ChatSession, State};
 
 use crate::credentials::Credentials;
 use crate::store::Event as Record;
@@ -134,7 +134,7 @@ pub fn pair_key(a: &str, b: &str) -> (String, String) {
 pub(crate) mod testing {
     //! A `State` to apply rules to, with users online on made-up addresses.
 
-    use super::{Endpoint, Online, State};
+    use super::{Endpoint, State};
     use std::net::{IpAddr, Ipv4Addr};
 
     /// A connection handle: a number and the addresses it claims.
@@ -178,17 +178,18 @@ pub(crate) mod testing {
             peer: IpAddr::V4(Ipv4Addr::new(10, 0, 0, id as u8)),
             local: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 254)),
         };
-        state.users.entry(name.to_string()).or_default();
-        let seen = state.seen_of(name);
-        state.online.insert(
-            name,
-            Online {
-                conn,
-                session: None,
-                p2p_port: None,
-            },
-            seen,
-        );
+        state.put_online(name, conn);
+    }
+
+    /// Makes `owner` block `other` (as `block` would, without its checks).
+    pub fn blocks(state: &mut State<Fake>, owner: &str, other: &str) {
+        state
+            .users
+            .entry(owner.to_string())
+            .or_default()
+            .blocked
+            .insert(other.to_string());
+        state.refresh_seen(owner);
     }
 
     /// The connection of `name`, who must be online.

@@ -248,7 +248,7 @@ fn new_session_id<C>(state: &State<C>, mut draw: impl FnMut() -> u32) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{conn, online};
+    use super::super::testing::{blocks, conn, online};
     use super::*;
 
     fn always(n: u32) -> impl FnMut() -> u32 {
@@ -330,12 +330,7 @@ mod tests {
         let out = request(&mut state, Registry::Open, "ann", "bob", always(1000));
         assert_eq!(out.replies, unreachable);
         state.users.get_mut("bob").unwrap().status = None;
-        state
-            .users
-            .get_mut("bob")
-            .unwrap()
-            .blocked
-            .insert("ann".into());
+        blocks(&mut state, "bob", "ann");
         let out = request(&mut state, Registry::Open, "ann", "bob", always(1000));
         assert_eq!(out.replies, unreachable);
         state.users.get_mut("bob").unwrap().blocked.clear();

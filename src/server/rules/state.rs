@@ -191,6 +191,22 @@ impl<C: Clone> State<C> {
             .is_some_and(|u| u.blocked.contains(other))
     }
 
+    /// Puts `name` online on `conn`, with no chat session or direct-message port yet, and
+    /// gives them a directory record if they had none.
+    pub fn put_online(&mut self, name: &str, conn: C) {
+        self.users.entry(name.to_string()).or_default();
+        let seen = self.seen_of(name);
+        self.online.insert(
+            name,
+            Online {
+                conn,
+                session: None,
+                p2p_port: None,
+            },
+            seen,
+        );
+    }
+
     /// What others may see of `name`, from their record.
     pub fn seen_of(&self, name: &str) -> Seen {
         let record = self.users.get(name);
