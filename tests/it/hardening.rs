@@ -1,7 +1,6 @@
 use crate::support::*;
 use lanchat::protocol::{Kind, Line};
 use std::io::Read;
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -115,10 +114,7 @@ fn a_client_that_never_reads_stalls_nobody_and_loses_no_private_message() {
         c.slow_reader_timeout_secs = 2;
     });
     // The stuck client: a tiny receive buffer, and it never reads.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&s.addr.into()).unwrap();
-    let mut stuck = TcpStream::from(socket);
+    let mut stuck = connect_with_small_window(s.addr);
     use std::io::Write;
     stuck
         .write_all(format!("{ASK_TAGGED}dave\npw-dave\n").as_bytes())
@@ -256,10 +252,7 @@ fn a_group_member_who_never_reads_loses_no_group_message() {
             c
         })
         .collect();
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&s.addr.into()).unwrap();
-    let mut stuck = TcpStream::from(socket);
+    let mut stuck = connect_with_small_window(s.addr);
     use std::io::Write;
     stuck
         .write_all(format!("{ASK_TAGGED}dave\npw-dave\ngroup join cs101\n").as_bytes())

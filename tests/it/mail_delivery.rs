@@ -5,7 +5,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 /// Queues mails `range` for bob from `alice` (pipelined) and returns the numbers the server
@@ -76,16 +76,6 @@ impl Shown {
             .filter(|n| !self.ids.contains_key(n))
             .collect()
     }
-}
-
-/// A connection whose receive buffer is a few KiB, so the server's writes soon wait on it.
-fn connect_with_small_window(addr: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let stream = TcpStream::from(socket);
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream
 }
 
 /// Sends the login of `name` on a raw stream; the lines that answer it are left unread.

@@ -37,13 +37,7 @@ impl TestClient {
     /// Connects from a chosen loopback address (127.0.0.2 etc. all reach 127.0.0.1 on
     /// Linux), to test rules keyed by the client's IP. Asks for tagged lines; reads nothing.
     pub fn connect_from(addr: SocketAddr, from: &str) -> TestClient {
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        socket
-            .bind(&SocketAddr::new(from.parse().unwrap(), 0).into())
-            .unwrap();
-        socket.connect(&addr.into()).unwrap();
-        TestClient::tagged(TcpStream::from(socket))
+        TestClient::tagged(tcp_from(addr, from))
     }
 
     /// Wraps a new connection to the native door: sends `protocol lanchat/1` and skips what
@@ -330,4 +324,25 @@ impl Prose {
 /// Where `needle` first occurs in `hay`.
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len().max(1)).position(|w| w == needle)
+}
+
+/// A TCP connection to `addr` from the local address `from` (127.0.0.2 etc. all reach
+/// 127.0.0.1 on Linux), for rules keyed by the client's IP.
+pub fn tcp_from(addr: SocketAddr, from: &str) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::new(from.parse().unwrap(), 0).into())
+        .unwrap();
+    socket.connect(&addr.into()).unwrap();
+    TcpStream::from(socket)
+}
+
+/// A connection whose receive buffer is a few KiB, so the server's writes soon wait on it.
+pub fn connect_with_small_window(addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream
 }

@@ -21,13 +21,7 @@ impl IrcClient {
 
     /// Connects from a chosen loopback address (127.0.0.2 etc.), for rules keyed by the IP.
     pub fn connect_from(addr: SocketAddr, from: &str) -> IrcClient {
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        socket
-            .bind(&SocketAddr::new(from.parse().unwrap(), 0).into())
-            .unwrap();
-        socket.connect(&addr.into()).unwrap();
-        IrcClient::from_stream(TcpStream::from(socket))
+        IrcClient::from_stream(super::client::tcp_from(addr, from))
     }
 
     fn from_stream(stream: TcpStream) -> IrcClient {
