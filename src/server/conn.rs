@@ -16,6 +16,7 @@
 //! Each connection owns exactly one file descriptor (the `TcpStream` inside an `Arc<Conn>`,
 //! never `try_clone`d) and the only per-connection thread is its reader.
 
+use super::encoder::Encoder;
 use super::receipts::{self, Receipts};
 use super::tls_session::{Opened, TlsSession};
 use crate::protocol::{Kind, Line};
@@ -156,41 +157,6 @@ impl Outbox {
                 self.buf = Vec::new();
             }
         }
-    }
-}
-
-/// Turns protocol lines into the bytes one kind of client reads.
-pub trait Encoder: Send + Sync {
-    /// Appends the bytes that carry `line` to `out` (nothing, if this client has no use for
-    /// it).
-    fn encode(&self, line: &Line, out: &mut Vec<u8>);
-
-    /// Whether [`Encoder::encode`] is exactly [`Line::to_wire`], so that one formatted line
-    /// can be shared by many recipients (broadcasts).
-    fn is_native(&self) -> bool {
-        false
-    }
-
-    /// The encoder as `Any`, for a door whose session keeps state in its encoder (the IRC
-    /// door's nick and capabilities).
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        None
-    }
-}
-
-/// The tagged lines as PROTOCOL.md spells them, always (the native door itself starts in
-/// prose: see `native::Terminal`); for tests of connections.
-#[cfg(test)]
-pub struct NativeEncoder;
-
-#[cfg(test)]
-impl Encoder for NativeEncoder {
-    fn encode(&self, line: &Line, out: &mut Vec<u8>) {
-        line.write_wire(out);
-    }
-
-    fn is_native(&self) -> bool {
-        true
     }
 }
 
@@ -1035,6 +1001,7 @@ fn wait_writable(conns: &[Arc<Conn>], wake: Option<&std::os::fd::OwnedFd>, timeo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::encoder::NativeEncoder;
 
     fn mail(text: &str) -> Arc<Mail> {
         Arc::new(Mail {

@@ -189,7 +189,8 @@ fn set_active(active: bool) {
 mod tests {
     use super::*;
     use crate::protocol::{Kind, Line};
-    use crate::server::conn::{Flusher, Limits, NativeEncoder};
+    use crate::server::conn::{Flusher, Limits};
+    use crate::server::encoder::NativeEncoder;
     use std::io::{ErrorKind, Read};
     use std::net::{TcpListener, TcpStream};
     use std::time::Duration;

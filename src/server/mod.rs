@@ -15,6 +15,7 @@ mod accept;
 mod conn;
 mod cork;
 mod door;
+mod encoder;
 pub mod hub;
 mod irc;
 pub mod lockout;

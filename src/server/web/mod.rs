@@ -17,7 +17,8 @@ mod http;
 mod socket;
 mod ws;
 
-use super::conn::{Conn, Encoder};
+use super::conn::Conn;
+use super::encoder::Encoder;
 use super::hub::Hub;
 use super::session::{self, SessionContext};
 use crate::protocol::{Kind, Line};
