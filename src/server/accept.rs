@@ -2,9 +2,9 @@
 //! gets a thread, the socket options every connection has, the connection thread itself, and
 //! the goodbye at shutdown.
 
-use super::conn::{self, Conn};
 use super::door::Door;
 use super::hub::Hub;
+use super::outbox::{self, Conn};
 use super::tls_session::TlsSession;
 use super::{irc, memory, session, thread, Core, ServerShared, PROTOCOL_VERSION};
 use crate::protocol::Line;
@@ -78,7 +78,7 @@ impl Core {
             return;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let limits = conn::Limits {
+        let limits = outbox::Limits {
             outbox_bytes: config.max_outbox_bytes,
             stall: Duration::from_secs(config.slow_reader_timeout_secs),
         };

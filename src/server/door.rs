@@ -2,11 +2,11 @@
 //! kind of wire format; every door leads to the same hub, so users who came in through
 //! different doors see and message each other as if they had used the same one.
 
-use super::conn::Conn;
 use super::encoder::Encoder;
 use super::hub::Hub;
 use super::irc::{self, IrcEncoder};
 use super::native::{NativeReader, Terminal};
+use super::outbox::Conn;
 use super::session::{self, SessionContext};
 use super::web;
 use crate::config::{Config, OptionalPort};

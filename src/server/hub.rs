@@ -27,8 +27,8 @@ mod presence;
 use access::LockKey;
 pub use access::{NameCheck, PasswordCheck};
 
-use super::conn::Conn;
 use super::lockout::{AfterFailure, Lockouts, Reservation};
+use super::outbox::{AfterBurst, Conn, FAN_OUT_QUEUED};
 use super::render;
 use super::rules::{
     self, addresses, blacklist, directory, groups, login, messaging, sessions, ChatEvent, Outcome,
@@ -308,7 +308,10 @@ impl Hub {
 
     /// A line typed inside a chat session: relayed to the partner and logged.
     pub fn talk(&self, me: &str, text: &str) -> Vec<Line> {
-        let found = sessions::partner(&self.shared.state.lock(), me);
+        let (found, from) = {
+            let state = self.shared.state.lock();
+            (sessions::partner(&state, me), state.conn(me))
+        };
         let (n, other, conn) = match found {
             Ok(found) => found,
             Err(why) => return vec![render::refusal(why)],
@@ -326,13 +329,14 @@ impl Hub {
                 sender: me,
                 text,
             },
+            from.as_ref(),
         );
         let said = ChatEvent::Talk {
             session: n,
             from: me.to_string(),
             text: text.to_string(),
         };
-        if !conn.send(&render::line(said)) {
+        if !conn.deliver(&render::line(said), from.as_ref()) {
             return unreachable();
         }
         Vec::new()
@@ -468,26 +472,29 @@ fn presence_targets(state: &ChatState, subject: &str) -> Vec<Arc<Conn>> {
         .collect()
 }
 
+/// A line for many from no session's burst (a presence notice): written now, or queued for
+/// the flusher for a crowd.
 fn send_to(conns: &[Arc<Conn>], line: &Line) {
     let wire = line.to_wire();
     let queue = conns.len() >= FAN_OUT_QUEUED;
     for c in conns {
-        send_shared(c, line, &wire, queue);
+        send_shared(c, line, &wire, queue, None);
     }
 }
 
-/// From this many recipients on, a line for many (a broadcast to everyone online, a
-/// presence notice) is queued for the flusher thread instead of written by the sender:
-/// lines bound for one client then share a `send`. Fewer recipients are written at once,
-/// which is quicker for each of them.
-pub(super) const FAN_OUT_QUEUED: usize = 8;
-
-/// One recipient of a line for many: written now, or `queue`d for the flusher.
-fn send_shared(conn: &Arc<Conn>, line: &Line, wire: &str, queue: bool) -> bool {
+/// One recipient of a line for many: written now, or `queue`d for the flusher; held by
+/// the burst of the sender (`from`) if it is open.
+fn send_shared(
+    conn: &Arc<Conn>,
+    line: &Line,
+    wire: &str,
+    queue: bool,
+    from: Option<&Arc<Conn>>,
+) -> bool {
     if queue {
-        conn.queue_shared(line, wire)
+        conn.queue_shared(line, wire, from)
     } else {
-        conn.send_shared(line, wire)
+        conn.send_shared(line, wire, from)
     }
 }
 
@@ -501,6 +508,13 @@ fn new_pairing_secret() -> String {
 fn deliver(deliveries: Vec<(Arc<Conn>, ChatEvent)>) {
     for (conn, event) in deliveries {
         conn.send(&render::line(event));
+    }
+}
+
+/// The end of a session's burst wakes the history writer for the entries it queued.
+impl AfterBurst for Hub {
+    fn wake_history(&self) {
+        self.shared.history.wake();
     }
 }
 

@@ -12,8 +12,6 @@
 //! the goodbye at shutdown) is in `accept.rs`.
 
 mod accept;
-mod conn;
-mod cork;
 mod door;
 mod encoder;
 pub mod hub;
@@ -21,6 +19,7 @@ mod irc;
 pub mod lockout;
 pub mod memory;
 mod native;
+mod outbox;
 mod panics;
 mod policy;
 pub mod ports;
@@ -50,8 +49,8 @@ use crate::config::Config;
 use crate::credentials::Credentials;
 use crate::store::{Store, StoreError};
 use crate::tls::{Fingerprint, Identity, IdentityError};
-use conn::{Conn, Flusher};
 use hub::Hub;
+use outbox::{Conn, Flusher};
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::fmt;

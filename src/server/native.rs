@@ -16,8 +16,8 @@
 //! telnet commands out of the input (see `telnet`) and hides a typed password from a telnet
 //! client.
 
-use super::conn::Conn;
 use super::encoder::Encoder;
+use super::outbox::Conn;
 use super::prose::{self, ProseEnd};
 use super::reader::{ByteSource, Input, LineReader, ReadLines};
 use super::telnet::Telnet;

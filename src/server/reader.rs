@@ -2,8 +2,8 @@
 //! one line: a longer line is discarded as it arrives and reported once it ends, and the
 //! connection stays usable.
 
-use super::conn::Conn;
 use super::memory::IdleStack;
+use super::outbox::Conn;
 use std::io::{self, ErrorKind, Read};
 use std::net::TcpStream;
 use std::sync::Arc;

@@ -13,10 +13,10 @@
 //! own client when that client is over its rate (see `policy`); everything it writes (to
 //! itself or to others) goes through non-blocking outboxes, so a slow peer never stalls it.
 
-use super::conn::Conn;
-use super::cork::Cork;
 use super::hub::{Hub, LogoutReason, NameCheck, PasswordCheck};
 use super::native::{self, protocol_request, unknown_protocol, ProtocolRequest, Switch};
+use super::outbox::Burst;
+use super::outbox::Conn;
 use super::policy::{Expiry, Heard, Pace, SessionLimits, Silence, Take, Timers};
 use super::reader::{Input, ReadLines};
 use crate::protocol::{is_session_command, parse_command, sanitize_text, Command, Kind, Line};
@@ -119,7 +119,7 @@ fn login(
     let mut pending_name: Option<String> = None;
     // A client that sent its name and password at once gets ASK password, WELCOME and its
     // mail in one send (see `cork`); one that waits for each prompt, each prompt at once.
-    let mut cork = Cork::begin(hub, conn);
+    let mut cork = Burst::begin(hub, conn);
     loop {
         cork.before_read();
         let input = reader.next_line(conn, timers.deadline());
@@ -250,7 +250,7 @@ fn command_loop(
     let mut pace = Pace::new(&limits, Instant::now());
     let mut awaiting_intro = false;
     // Replies and deliveries of a burst of pipelined lines go out together (see `cork`).
-    let mut cork = Cork::begin(hub, conn);
+    let mut cork = Burst::begin(hub, conn);
     loop {
         cork.before_read();
         let input = reader.next_line(conn, timers.deadline());

@@ -15,7 +15,7 @@
 //! it all again next time).
 
 use super::Hub;
-use crate::server::conn::Conn;
+use crate::server::outbox::Conn;
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -9,7 +9,11 @@ impl Hub {
     /// `message USER TEXT`: relayed now, or stored for later if USER is offline.
     pub fn message(&self, me: &str, to: &str, text: String) -> Vec<Line> {
         let registry = self.registry();
-        let status = match messaging::private(&self.shared.state.lock(), registry, me, to) {
+        let (allowed, from) = {
+            let state = self.shared.state.lock();
+            (messaging::private(&state, registry, me, to), state.conn(me))
+        };
+        let status = match allowed {
             Ok(status) => status,
             Err(why) => return vec![render::refusal(why)],
         };
@@ -22,10 +26,11 @@ impl Hub {
             text,
             id: crate::store::new_mail_id(),
         });
-        let delivered_now = match self.deliver_or_store_logged(to, &live, &mail, true) {
-            Ok(now) => now,
-            Err(e) => return vec![store_error(&e)],
-        };
+        let delivered_now =
+            match self.deliver_or_store_logged(to, &live, &mail, true, from.as_ref()) {
+                Ok(now) => now,
+                Err(e) => return vec![store_error(&e)],
+            };
         let mut lines = Vec::with_capacity(2);
         for event in messaging::private_answer(me, to, status, delivered_now) {
             render::render_into(event, &mut lines);
@@ -34,14 +39,16 @@ impl Hub {
     }
 
     /// Delivers `live` to `to` if online; otherwise stores `mail` (durably, before returning).
-    /// Ok(true) = delivered now, Ok(false) = stored.
+    /// Ok(true) = delivered now, Ok(false) = stored. `from`: the sender's connection (its
+    /// burst holds the live line, see `outbox::burst`).
     pub(super) fn deliver_or_store(
         &self,
         to: &str,
         live: &Line,
         mail: &Arc<Mail>,
+        from: Option<&Arc<Conn>>,
     ) -> Result<bool, StoreError> {
-        self.deliver_or_store_logged(to, live, mail, false)
+        self.deliver_or_store_logged(to, live, mail, false, from)
     }
 
     /// [`Hub::deliver_or_store`] that, if `log`, also appends the private message to the
@@ -54,6 +61,7 @@ impl Hub {
         live: &Line,
         mail: &Arc<Mail>,
         log: bool,
+        from: Option<&Arc<Conn>>,
     ) -> Result<bool, StoreError> {
         let logged = std::cell::Cell::new(false);
         let log_once = || {
@@ -66,6 +74,7 @@ impl Hub {
                         sender: &mail.from,
                         text: &mail.text,
                     },
+                    from,
                 );
             }
         };
@@ -73,7 +82,7 @@ impl Hub {
             let conn = self.shared.state.lock().conn(to);
             conn.is_some_and(|c| {
                 log_once();
-                c.send_rescuable(live, mail)
+                c.send_rescuable(live, mail, from)
             })
         };
         if try_live() {
@@ -85,13 +94,21 @@ impl Hub {
     }
 
     /// Logs `entry`, which its sender said to `peer`, in their conversation's history.
-    pub(super) fn append_history(&self, peer: &str, entry: HistoryRef<'_>) {
+    /// `from`: the sender's connection.
+    pub(super) fn append_history(
+        &self,
+        peer: &str,
+        entry: HistoryRef<'_>,
+        from: Option<&Arc<Conn>>,
+    ) {
         // Queued at once, before the line that carries it is in any outbox: whatever is said
         // after it (a reply) is queued after it, and a `history` read by whoever has seen
-        // the line waits for it. Inside a corked burst the writer is woken at the burst's
-        // end, after its lines left.
-        if self.shared.history.queue(peer, entry) && !crate::server::cork::wake_history_later() {
-            self.wake_history();
+        // the line waits for it. Inside the sender's burst the writer is woken at the
+        // burst's end, after its lines left.
+        if self.shared.history.queue(peer, entry)
+            && !from.is_some_and(|f| f.wake_history_after_burst())
+        {
+            self.shared.history.wake();
         }
     }
 
@@ -101,24 +118,23 @@ impl Hub {
         self.shared.history.wait_written();
     }
 
-    /// Wakes the history writer for what a corked burst queued (see `cork`).
-    pub(in crate::server) fn wake_history(&self) {
-        self.shared.history.wake();
-    }
-
     /// The three broadcasts.
     pub fn broadcast(&self, me: &str, audience: &Audience, text: &str) -> Vec<Line> {
         let live = Line::new(Kind::Bcast, &[me], text);
         let echo = self.shared.config.broadcast_echo;
         match audience {
             Audience::Online => {
-                let (targets, skipped) =
-                    messaging::online_audience(&self.shared.state.lock(), me, echo);
+                let ((targets, skipped), from) = {
+                    let state = self.shared.state.lock();
+                    (messaging::online_audience(&state, me, echo), state.conn(me))
+                };
                 let wire = live.to_wire();
                 let queue = targets.len() >= FAN_OUT_QUEUED;
                 let delivered = targets
                     .iter()
-                    .filter(|(c, counted)| send_shared(c, &live, &wire, queue) && *counted)
+                    .filter(|(c, counted)| {
+                        send_shared(c, &live, &wire, queue, from.as_ref()) && *counted
+                    })
                     .count();
                 vec![render::line(ChatEvent::BroadcastSent {
                     delivered,
@@ -136,12 +152,13 @@ impl Hub {
                     id: crate::store::new_mail_id(),
                 });
                 let (mut live_n, mut stored_n, mut failed) = (0, 0, Vec::new());
+                let from = self.shared.state.lock().conn(me);
                 for to in names.iter().filter(|n| n.as_str() != me) {
                     let Some(invisible) = messaging::reach(&self.shared.state.lock(), me, to)
                     else {
                         continue;
                     };
-                    match self.deliver_or_store(to, &live, &mail) {
+                    match self.deliver_or_store(to, &live, &mail, from.as_ref()) {
                         // Invisible users count as offline, as everywhere else.
                         Ok(true) if invisible => stored_n += 1,
                         Ok(true) => live_n += 1,
@@ -170,6 +187,7 @@ impl Hub {
                 });
                 let mut lines = Vec::new();
                 let mut seen = BTreeSet::new();
+                let from = self.shared.state.lock().conn(me);
                 for to in users {
                     if !seen.insert(to.as_str()) {
                         continue;
@@ -183,7 +201,7 @@ impl Hub {
                             continue;
                         }
                     };
-                    match self.deliver_or_store(to, &live, &mail) {
+                    match self.deliver_or_store(to, &live, &mail, from.as_ref()) {
                         Ok(true) if invisible => lines.push(offline_ack(to)),
                         Ok(true) => lines.push(render::line(ChatEvent::Delivered(to.clone()))),
                         Ok(false) => lines.push(offline_ack(to)),
@@ -262,7 +280,11 @@ impl Hub {
     pub(super) fn group_send(&self, me: &str, name: &str, text: &str) -> Vec<Line> {
         // Each recipient with, under one lock, whether they count as offline
         // (invisible) and their connection if online.
-        let audience = messaging::group_audience(&self.shared.state.lock(), me, name);
+        let (audience, from) = {
+            let state = self.shared.state.lock();
+            (messaging::group_audience(&state, me, name), state.conn(me))
+        };
+        let from = from.as_ref();
         let members = match audience {
             Ok(members) => members,
             Err(why) => return vec![render::refusal(why)],
@@ -285,11 +307,11 @@ impl Hub {
         for (m, invisible, conn) in &members {
             let sent = conn
                 .as_ref()
-                .is_some_and(|c| c.send_shared_rescuable(&live, &wire, &mail, queue));
+                .is_some_and(|c| c.send_shared_rescuable(&live, &wire, &mail, queue, from));
             let result = if sent {
                 Ok(true)
             } else {
-                self.deliver_or_store(m, &live, &mail)
+                self.deliver_or_store(m, &live, &mail, from)
             };
             match result {
                 // Invisible members count as offline, as everywhere else.

@@ -20,8 +20,8 @@ mod world;
 pub use session::serve;
 pub use world::World;
 
-use super::conn::Conn;
 use super::encoder::Encoder;
+use super::outbox::Conn;
 use crate::protocol::{Kind, Line};
 use parking_lot::Mutex;
 use std::cell::{Cell, RefCell};
@@ -286,8 +286,8 @@ impl Encoder for IrcEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::conn::{Flusher, Limits};
     use crate::server::encoder::NativeEncoder;
+    use crate::server::outbox::{Flusher, Limits};
     use std::net::{TcpListener, TcpStream};
     use std::sync::atomic::AtomicU64;
     use std::time::Duration;

@@ -8,8 +8,8 @@
 //! is a leaf: nothing here calls the hub or writes to a connection while holding it
 //! (encoders read it while a hub method queues lines).
 
-use super::super::conn::Conn;
 use super::message::same_name;
+use crate::server::outbox::Conn;
 use parking_lot::RwLock;
 // Maps keyed by user and channel names hash with foldhash, as the hub's do.
 use foldhash::HashMap;

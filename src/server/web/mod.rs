@@ -17,9 +17,9 @@ mod http;
 mod socket;
 mod ws;
 
-use super::conn::Conn;
 use super::encoder::Encoder;
 use super::hub::Hub;
+use super::outbox::Conn;
 use super::session::{self, SessionContext};
 use crate::protocol::{Kind, Line};
 use http::{Asset, HttpStatus, Route};

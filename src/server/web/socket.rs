@@ -4,8 +4,8 @@
 
 use super::ws::{self, close_code, Decoder, Opcode, WsEvent};
 use crate::protocol::Line;
-use crate::server::conn::Conn;
 use crate::server::memory::IdleStack;
+use crate::server::outbox::Conn;
 use crate::server::reader::{Input, ReadLines};
 use std::collections::VecDeque;
 use std::io::ErrorKind;
@@ -139,7 +139,7 @@ pub fn lines_of(text: &str, max_line: usize) -> Vec<Input> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::conn::{Flusher, Limits};
+    use crate::server::outbox::{Flusher, Limits};
     use crate::server::web::WsEncoder;
     use std::io::{ErrorKind, Read, Write};
     use std::net::{TcpListener, TcpStream};

@@ -26,9 +26,9 @@ use super::numeric::*;
 use super::world::{unix_now, World};
 use super::IrcEncoder;
 use crate::protocol::{sanitize_text, GroupAction, Status};
-use crate::server::conn::Conn;
-use crate::server::cork::Cork;
 use crate::server::hub::{Hub, LogoutReason};
+use crate::server::outbox::Burst;
+use crate::server::outbox::Conn;
 use crate::server::policy::{Expiry, Heard, Pace, SessionLimits, Silence, Take, Timers};
 use crate::server::reader::{Input, LineReader, ReadLines};
 use crate::server::session::{drain_unread, pause, SessionContext};
@@ -180,7 +180,7 @@ impl Session<'_> {
         timers.logged_in(Instant::now(), Silence::Ping { sent: false });
         let mut pace = Pace::new(&limits, Instant::now());
         // Replies and deliveries of a burst of pipelined lines go out together (see `cork`).
-        let mut cork = Cork::begin(self.hub, self.conn);
+        let mut cork = Burst::begin(self.hub, self.conn);
         loop {
             cork.before_read();
             let input = self.reader.next_line(self.conn, timers.deadline());

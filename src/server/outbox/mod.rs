@@ -17,15 +17,21 @@
 //! never `try_clone`d) and the only per-connection thread is its reader.
 
 use super::encoder::Encoder;
+mod burst;
+mod flusher;
+mod queue;
+
+pub use burst::{AfterBurst, Burst};
+pub use flusher::Flusher;
+
 use super::receipts::{self, Receipts};
 use super::tls_session::{Opened, TlsSession};
 use crate::protocol::{Kind, Line};
 use crate::store::Mail;
-use crossbeam_channel::{Receiver, Sender};
+use flusher::HandOver;
 use parking_lot::{Mutex, MutexGuard};
+use queue::Queue;
 use socket2::SockRef;
-use std::borrow::Cow;
-use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,8 +47,11 @@ pub struct Limits {
     pub stall: Duration,
 }
 
-/// The most an emptied outbox keeps for its next line.
-const KEPT_OUTBOX_BYTES: usize = 256;
+/// From this many recipients on, a line for many (a broadcast to everyone online, a
+/// presence notice) is queued for the flusher thread instead of written by the sender:
+/// lines bound for one client then share a `send`. Fewer recipients are written at once,
+/// which is quicker for each of them.
+pub const FAN_OUT_QUEUED: usize = 8;
 
 /// The most a thread's encoding buffer keeps between sends: a chat line or two fit, while
 /// ten thousand idle connection threads keep at most this much each.
@@ -54,112 +63,6 @@ thread_local! {
     static ENCODE_SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// Bytes waiting to be written to one socket.
-#[derive(Default)]
-struct Outbox {
-    /// Unwritten bytes; `buf[start..]` is what is left.
-    buf: Vec<u8>,
-    /// How much of `buf` has been written already.
-    start: usize,
-    /// Bytes taken out by a thread that is sending them now, without the lock (see
-    /// [`Conn::flush_some`]); 0 when nobody is.
-    in_flight: usize,
-    /// Whether a thread is sending this outbox's bytes now: the outbox then counts as not
-    /// empty, so nobody else writes (lines stay in order) and that thread writes what is
-    /// appended meanwhile.
-    writing: bool,
-    /// When the outbox last made progress while non-empty (for the stall deadline).
-    stalled_since: Option<Instant>,
-    /// Bytes ever handed to the kernel (absolute offsets for `rescue`).
-    written: u64,
-    /// Bytes ever queued.
-    queued: u64,
-    /// Messages that must not be lost, with the absolute offset where each one's line ends:
-    /// if the connection dies before that offset is written, the message goes back to the
-    /// user's offline mailbox.
-    rescue: VecDeque<(u64, Arc<Mail>)>,
-    /// Mailbox mails sent on this connection, until the peer's TCP acknowledged their lines
-    /// (`None` until the first one: most connections never send any).
-    receipts: Option<Receipts>,
-    /// A TLS door's record layer: what is queued is encrypted on its way in, so the outbox
-    /// holds ciphertext (see `tls_session`).
-    tls: Option<Box<TlsSession>>,
-}
-
-impl Outbox {
-    /// Bytes not yet handed to the kernel, those being sent now included.
-    fn pending_len(&self) -> usize {
-        self.buf.len() - self.start + self.in_flight
-    }
-
-    fn is_empty(&self) -> bool {
-        self.start == self.buf.len() && !self.writing
-    }
-
-    /// The bytes that carry `plain` on the wire: itself, or its TLS records. `None` if the
-    /// TLS layer would not take it (too much queued before the handshake ended).
-    fn seal<'a>(&mut self, plain: &'a [u8]) -> Option<Cow<'a, [u8]>> {
-        match self.tls.as_mut() {
-            None => Some(Cow::Borrowed(plain)),
-            Some(tls) => {
-                let mut out = Vec::with_capacity(plain.len() + 64);
-                tls.seal(plain, &mut out).then_some(Cow::Owned(out))
-            }
-        }
-    }
-
-    fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-        self.queued += bytes.len() as u64;
-    }
-
-    /// Takes the pending bytes out for a send without the lock: `(buffer, start)`.
-    fn take_for_send(&mut self) -> (Vec<u8>, usize) {
-        let chunk = std::mem::take(&mut self.buf);
-        let start = std::mem::take(&mut self.start);
-        self.in_flight = chunk.len() - start;
-        self.writing = true;
-        (chunk, start)
-    }
-
-    /// Puts a taken buffer back after `sent` of its bytes went out: its unsent rest goes in
-    /// front of whatever was appended meanwhile, and the rescues now written are dropped.
-    fn put_back(&mut self, mut chunk: Vec<u8>, start: usize, sent: usize) {
-        self.writing = false;
-        self.in_flight = 0;
-        let appended = std::mem::take(&mut self.buf);
-        let rest = start + sent;
-        if rest == chunk.len() {
-            chunk.clear();
-            // Keep whichever buffer holds bytes (or the one with room, if neither does).
-            self.buf = if appended.is_empty() { chunk } else { appended };
-            self.start = 0;
-        } else {
-            chunk.extend_from_slice(&appended);
-            self.buf = chunk;
-            self.start = rest;
-        }
-        self.written += sent as u64;
-        while self
-            .rescue
-            .front()
-            .is_some_and(|(end, _)| *end <= self.written)
-        {
-            self.rescue.pop_front();
-        }
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-            // An emptied outbox gives its memory back: a burst (the presence notices of a
-            // class logging in) must not leave ten thousand idle users holding buffers
-            // (it did at 4 KiB: 3.4 KiB each of 3,000 users held theirs after a login).
-            if self.buf.capacity() > KEPT_OUTBOX_BYTES {
-                self.buf = Vec::new();
-            }
-        }
-    }
-}
-
 /// A connected client: its socket, address and outbox.
 pub struct Conn {
     /// Unique per server run; lets a logout ignore a connection that was already replaced.
@@ -169,7 +72,7 @@ pub struct Conn {
     /// The one descriptor of this connection, read by its thread and written by anyone.
     stream: TcpStream,
     /// Bytes that could not be written yet.
-    outbox: Mutex<Outbox>,
+    outbox: Mutex<Queue>,
     /// Set once the connection is being torn down; later sends are refused.
     closed: AtomicBool,
     /// Set once a `BYE` line was queued: the web door's encoder follows it with a WebSocket
@@ -214,9 +117,9 @@ impl Conn {
             peer,
             stream,
             tls: tls.is_some(),
-            outbox: Mutex::new(Outbox {
+            outbox: Mutex::new(Queue {
                 tls: tls.map(Box::new),
-                ..Outbox::default()
+                ..Queue::default()
             }),
             closed: AtomicBool::new(false),
             said_bye: AtomicBool::new(false),
@@ -316,13 +219,23 @@ impl Conn {
     }
 
     /// Queues one line that many recipients get, given its native wire form already
-    /// formatted once by the caller.
-    pub fn send_shared(self: &Arc<Self>, line: &Line, native_wire: &str) -> bool {
-        if self.encoder.is_native() {
-            self.send_bytes(native_wire.as_bytes())
-        } else {
-            self.send(line)
-        }
+    /// formatted once by the caller; `from`: the connection whose client's line caused it
+    /// (its open burst holds the write, see `burst`).
+    pub fn send_shared(
+        self: &Arc<Self>,
+        line: &Line,
+        native_wire: &str,
+        from: Option<&Arc<Conn>>,
+    ) -> bool {
+        self.with_shared(line, native_wire, |b| self.send_inner(b, None, from))
+    }
+
+    /// Queues one line delivered on behalf of `from`'s client (its open burst holds the
+    /// write, see `burst`); false if the connection is closed.
+    pub fn deliver(self: &Arc<Self>, line: &Line, from: Option<&Arc<Conn>>) -> bool {
+        self.with_encoded(std::slice::from_ref(line), |b| {
+            self.send_inner(b, None, from)
+        })
     }
 
     /// Queues several lines with one write attempt.
@@ -332,10 +245,16 @@ impl Conn {
 
     /// Queues a message line that must not be lost: if the connection dies before the line
     /// is written, [`Conn::take_unsent_mail`] hands `mail` back for the offline mailbox.
-    pub fn send_rescuable(self: &Arc<Self>, line: &Line, mail: &Arc<Mail>) -> bool {
+    /// `from`: the sender's connection (its open burst holds the write, see `burst`).
+    pub fn send_rescuable(
+        self: &Arc<Self>,
+        line: &Line,
+        mail: &Arc<Mail>,
+        from: Option<&Arc<Conn>>,
+    ) -> bool {
         let mail = Arc::clone(mail);
         self.with_encoded(std::slice::from_ref(line), |b| {
-            self.send_inner(b, Some(mail))
+            self.send_inner(b, Some(mail), from)
         })
     }
 
@@ -353,13 +272,21 @@ impl Conn {
 
     /// Queues raw bytes, already in this client's wire format (no encoder applied).
     pub fn send_bytes(self: &Arc<Self>, bytes: &[u8]) -> bool {
-        self.send_inner(bytes, None)
+        self.send_inner(bytes, None, None)
     }
 
-    fn send_inner(self: &Arc<Self>, bytes: &[u8], mail: Option<Arc<Mail>>) -> bool {
+    /// Queues bytes, written at once unless a burst holds them: this connection's own (its
+    /// thread writes them at its end) or, for a delivery, the sender's (`from`).
+    fn send_inner(
+        self: &Arc<Self>,
+        bytes: &[u8],
+        mail: Option<Arc<Mail>>,
+        from: Option<&Arc<Conn>>,
+    ) -> bool {
         if bytes.is_empty() {
             return !self.is_closed();
         }
+        let from = from.filter(|f| f.id != self.id && f.burst_open());
         let mut outbox = self.outbox.lock();
         if self.is_closed() {
             return false;
@@ -369,10 +296,14 @@ impl Conn {
             self.drop_non_reader();
             return false;
         };
-        // Inside a burst (see `cork`), the write waits for the end of the burst.
-        let corked = super::cork::is_active();
+        // Inside a burst, the write waits for the end of the burst.
+        let hold = match from {
+            _ if outbox.burst.open => Hold::Own,
+            Some(from) => Hold::Sender(from),
+            None => Hold::None,
+        };
         let mut rest = &*sealed;
-        if outbox.is_empty() && !corked {
+        if outbox.is_empty() && matches!(hold, Hold::None) {
             match send_nonblocking(&self.stream, rest) {
                 Ok(n) if n == rest.len() => {
                     outbox.written += n as u64;
@@ -398,20 +329,20 @@ impl Conn {
             self.drop_non_reader();
             return false;
         }
-        self.append_locked(outbox, rest, mail, corked);
+        self.append_locked(outbox, rest, mail, hold);
         true
     }
 
     /// Appends bytes to the locked outbox (with the message to rescue if they are never
     /// written) and, if it was empty, hands the connection to whoever finishes the write:
-    /// this thread's cork if `corked`, else the flusher (if the flusher is gone, the server
-    /// is stopping).
+    /// as `hold` says: this connection's own burst, the sender's, or the flusher (if the
+    /// flusher is gone, the server is stopping).
     fn append_locked(
         self: &Arc<Self>,
-        mut outbox: MutexGuard<'_, Outbox>,
+        mut outbox: MutexGuard<'_, Queue>,
         bytes: &[u8],
         mail: Option<Arc<Mail>>,
-        corked: bool,
+        hold: Hold<'_>,
     ) {
         let was_empty = outbox.is_empty();
         outbox.push(bytes);
@@ -422,8 +353,14 @@ impl Conn {
         if was_empty {
             outbox.stalled_since = Some(Instant::now());
             drop(outbox);
-            if !(corked && super::cork::hold_conn(self)) {
-                self.flusher.hand_over(self);
+            match hold {
+                Hold::Own => {}
+                Hold::Sender(from) => {
+                    if !from.hold_for_burst(self) {
+                        self.flusher.hand_over(self);
+                    }
+                }
+                Hold::None => self.flusher.hand_over(self),
             }
         }
     }
@@ -444,8 +381,16 @@ impl Conn {
     /// a broadcaster pays a memory copy per recipient instead of a syscall, and many
     /// broadcasts in flight cost a syscall per recipient per flusher round, not per line.
     /// The outbox limit applies as for [`Conn::send`]. False if the connection is closed.
-    pub fn queue_shared(self: &Arc<Self>, line: &Line, native_wire: &str) -> bool {
-        self.with_shared(line, native_wire, |bytes| self.queue_bytes(bytes, None))
+    /// `from`: the sender's connection (its open burst holds the fan-out, see `burst`).
+    pub fn queue_shared(
+        self: &Arc<Self>,
+        line: &Line,
+        native_wire: &str,
+        from: Option<&Arc<Conn>>,
+    ) -> bool {
+        self.with_shared(line, native_wire, |bytes| {
+            self.queue_bytes(bytes, None, from)
+        })
     }
 
     /// A line for many that must not be lost (a group message): like
@@ -457,13 +402,14 @@ impl Conn {
         native_wire: &str,
         mail: &Arc<Mail>,
         queue: bool,
+        from: Option<&Arc<Conn>>,
     ) -> bool {
         let mail = Some(Arc::clone(mail));
         self.with_shared(line, native_wire, |bytes| {
             if queue {
-                self.queue_bytes(bytes, mail)
+                self.queue_bytes(bytes, mail, from)
             } else {
-                self.send_inner(bytes, mail)
+                self.send_inner(bytes, mail, from)
             }
         })
     }
@@ -480,12 +426,20 @@ impl Conn {
     }
 
     /// Appends bytes for the flusher to write (see [`Conn::queue_shared`]), or for the end
-    /// of the burst if more of it is waiting (see `cork::holds_fan_out`).
-    fn queue_bytes(self: &Arc<Self>, bytes: &[u8], mail: Option<Arc<Mail>>) -> bool {
+    /// of the sender's burst if more of it is waiting (see `burst`).
+    fn queue_bytes(
+        self: &Arc<Self>,
+        bytes: &[u8],
+        mail: Option<Arc<Mail>>,
+        from: Option<&Arc<Conn>>,
+    ) -> bool {
         if bytes.is_empty() {
             return !self.is_closed();
         }
-        let corked = super::cork::holds_fan_out();
+        let hold = match from {
+            Some(from) if from.id != self.id && from.burst_holds_fan_out() => Hold::Sender(from),
+            _ => Hold::None,
+        };
         let mut outbox = self.outbox.lock();
         if self.is_closed() {
             return false;
@@ -498,7 +452,7 @@ impl Conn {
             self.drop_non_reader();
             return false;
         };
-        self.append_locked(outbox, &sealed, mail, corked);
+        self.append_locked(outbox, &sealed, mail, hold);
         true
     }
 
@@ -506,7 +460,6 @@ impl Conn {
     /// thread sends afterwards. Only memory is touched: safe to call under the hub's lock.
     /// [`Conn::flush_now`] (or the flusher) writes it.
     pub fn enqueue_all(self: &Arc<Self>, lines: &[Line]) {
-        let corked = super::cork::is_active();
         self.with_encoded(lines, |bytes| {
             let mut outbox = self.outbox.lock();
             if self.is_closed() {
@@ -517,9 +470,10 @@ impl Conn {
                 self.drop_non_reader();
                 return;
             };
-            // Inside a corked burst (a login) the burst's end writes it, if nobody did
-            // before: no wake-up of the flusher for lines the caller is about to write.
-            self.append_locked(outbox, &sealed, None, corked);
+            // Inside its burst (a login) the burst's end writes it, if nobody did before:
+            // no wake-up of the flusher for lines the caller is about to write.
+            let hold = outbox.own_burst_hold();
+            self.append_locked(outbox, &sealed, None, hold);
         });
     }
 
@@ -530,7 +484,6 @@ impl Conn {
     /// kernel's count of the socket's bytes stands).
     pub fn enqueue_tracked(self: &Arc<Self>, lines: &[Line], mail_ids: &[Option<String>]) {
         debug_assert_eq!(lines.len(), mail_ids.len());
-        let corked = super::cork::is_active();
         let mut ends = Vec::with_capacity(lines.len());
         let mut out = Vec::new();
         let mut outbox = self.outbox.lock();
@@ -561,7 +514,8 @@ impl Conn {
                     .expect(base + end, id.clone());
             }
         }
-        self.append_locked(outbox, &out, None, corked);
+        let hold = outbox.own_burst_hold();
+        self.append_locked(outbox, &out, None, hold);
     }
 
     /// Asks the kernel how much of the stream the peer's TCP has acknowledged, and counts
@@ -742,6 +696,85 @@ impl Conn {
     }
 }
 
+/// Who writes bytes appended to an empty outbox.
+enum Hold<'a> {
+    /// This connection's own thread, at the end of its open burst.
+    Own,
+    /// The sender's thread, at the end of the sender's open burst.
+    Sender(&'a Arc<Conn>),
+    /// The flusher.
+    None,
+}
+
+impl Queue {
+    /// How bytes queued now for this connection's own client wait: for its open burst's
+    /// end, or for the flusher.
+    fn own_burst_hold(&self) -> Hold<'static> {
+        if self.burst.open {
+            Hold::Own
+        } else {
+            Hold::None
+        }
+    }
+}
+
+/// The burst of a connection, as its own session thread drives it (see `burst`).
+impl Conn {
+    /// Opens (`open`) or closes this connection's burst; `more_coming`: another line of
+    /// its client's is already received.
+    fn set_burst(&self, open: bool, more_coming: bool) {
+        let mut outbox = self.outbox.lock();
+        outbox.burst.open = open;
+        outbox.burst.more_coming = more_coming;
+    }
+
+    /// Whether this connection's burst is open.
+    fn burst_open(&self) -> bool {
+        self.outbox.lock().burst.open
+    }
+
+    /// Whether another line of the burst was already received when this one was read.
+    fn burst_more_coming(&self) -> bool {
+        self.outbox.lock().burst.more_coming
+    }
+
+    /// Whether a fan-out this connection's client causes now waits for its burst's end.
+    fn burst_holds_fan_out(&self) -> bool {
+        let outbox = self.outbox.lock();
+        outbox.burst.open && outbox.burst.more_coming
+    }
+
+    /// Remembers `other`, whose outbox a delivery of this burst left waiting, for the end of
+    /// the burst.
+    /// False if the burst is no longer open (its release may be over: the caller hands
+    /// `other` to the flusher instead).
+    fn hold_for_burst(&self, other: &Arc<Conn>) -> bool {
+        let mut outbox = self.outbox.lock();
+        if outbox.burst.open {
+            outbox.burst.held.push(Arc::clone(other));
+        }
+        outbox.burst.open
+    }
+
+    /// Takes what the burst held: the outboxes it left waiting, and whether the history
+    /// writer is owed a wake-up.
+    fn take_burst_held(&self) -> (Vec<Arc<Conn>>, bool) {
+        let mut outbox = self.outbox.lock();
+        (
+            std::mem::take(&mut outbox.burst.held),
+            std::mem::take(&mut outbox.burst.wake_history),
+        )
+    }
+
+    /// Leaves the history writer's wake-up to the end of this connection's burst; false if
+    /// the burst is not open (the caller wakes it now).
+    pub fn wake_history_after_burst(&self) -> bool {
+        let mut outbox = self.outbox.lock();
+        outbox.burst.wake_history |= outbox.burst.open;
+        outbox.burst.open
+    }
+}
+
 /// A send that never blocks, whatever mode the socket is in.
 fn send_nonblocking(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
     loop {
@@ -753,410 +786,5 @@ fn send_nonblocking(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
     }
 }
 
-/// How a connection hands its outbox to the flusher.
-#[derive(Clone)]
-struct HandOver {
-    sender: Sender<Arc<Conn>>,
-    /// Interrupts the flusher's wait on full sockets (`None` if no eventfd could be made).
-    wake: Option<Arc<FlusherWake>>,
-}
-
-impl HandOver {
-    fn hand_over(&self, conn: &Arc<Conn>) {
-        let _ = self.sender.send(Arc::clone(conn));
-        if let Some(wake) = &self.wake {
-            wake.notify();
-        }
-    }
-}
-
-/// An eventfd in the flusher's `poll` set, written when work is handed over while it waits
-/// for full sockets to drain: without it, one client that stopped reading (a laptop on bad
-/// Wi-Fi) kept the flusher in a 50 ms `poll` on its socket, and every other client's
-/// fan-out waited for that `poll` to end.
-struct FlusherWake {
-    fd: std::os::fd::OwnedFd,
-    /// Set while the flusher is (about to be) in `poll`; only then is the eventfd written.
-    polling: AtomicBool,
-}
-
-impl FlusherWake {
-    #[allow(unsafe_code)]
-    fn new() -> Option<Arc<FlusherWake>> {
-        use std::os::fd::FromRawFd;
-        // SAFETY: eventfd takes no pointers; a non-negative result is a new descriptor
-        // that nothing else owns.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            log::warn!(
-                "flusher: no eventfd ({}); a stalled client may delay others' writes by 50 ms",
-                io::Error::last_os_error()
-            );
-            return None;
-        }
-        Some(Arc::new(FlusherWake {
-            // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
-            fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
-            polling: AtomicBool::new(false),
-        }))
-    }
-
-    /// Called after a hand-over: ends the flusher's `poll` if it is in one; only the first
-    /// of a fan-out's thousand hand-overs pays the `write`. (SeqCst pairs with the
-    /// flusher's store before it checks its queue: either it sees the new work or this sees
-    /// it polling.)
-    #[allow(unsafe_code)]
-    fn notify(&self) {
-        if self.polling.swap(false, Ordering::SeqCst) {
-            let one = 1u64.to_ne_bytes();
-            // SAFETY: writes 8 bytes from a live local array to a descriptor this owns. A
-            // full counter (EAGAIN) means the flusher is being woken already.
-            unsafe {
-                libc::write(
-                    std::os::fd::AsRawFd::as_raw_fd(&self.fd),
-                    one.as_ptr().cast(),
-                    8,
-                )
-            };
-        }
-    }
-
-    /// Resets the counter after a `poll`; true if it was written (work was handed over).
-    #[allow(unsafe_code)]
-    fn clear(&self) -> bool {
-        let mut count = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into a live local array from a descriptor this
-        // owns; non-blocking, so an unset counter just fails with EAGAIN.
-        let n = unsafe {
-            libc::read(
-                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
-                count.as_mut_ptr().cast(),
-                8,
-            )
-        };
-        n == 8
-    }
-}
-
-/// The shared thread that finishes writes which did not fit in a socket's buffer.
-pub struct Flusher {
-    /// What each connection is given to send its outbox here (and end the flusher's wait
-    /// on full sockets).
-    hand_over: HandOver,
-    /// Taken by the flusher thread when it starts.
-    receiver: Mutex<Option<Receiver<Arc<Conn>>>>,
-    /// The longest it waits on full sockets before trying them again.
-    poll_timeout: Duration,
-}
-
-impl Default for Flusher {
-    fn default() -> Self {
-        Flusher::new()
-    }
-}
-
-impl Flusher {
-    /// A flusher whose thread has not started yet.
-    pub fn new() -> Flusher {
-        Flusher::with_poll_timeout(Duration::from_millis(50))
-    }
-
-    /// A flusher that waits at most `poll_timeout` on full sockets (tests make it long, so
-    /// that only a wake-up can end the wait early).
-    fn with_poll_timeout(poll_timeout: Duration) -> Flusher {
-        let (sender, receiver) = crossbeam_channel::unbounded();
-        Flusher {
-            hand_over: HandOver {
-                sender,
-                wake: FlusherWake::new(),
-            },
-            receiver: Mutex::new(Some(receiver)),
-            poll_timeout,
-        }
-    }
-
-    /// Starts the flusher thread. It runs until `stop` is set and the queue is empty.
-    pub fn spawn(&self, stop: Arc<AtomicBool>) -> io::Result<std::thread::JoinHandle<()>> {
-        let receiver = self
-            .receiver
-            .lock()
-            .take()
-            .ok_or_else(|| io::Error::other("flusher already started"))?;
-        let wake = self.hand_over.wake.clone();
-        let poll_timeout = self.poll_timeout;
-        std::thread::Builder::new()
-            .name("lanchat-flusher".into())
-            .spawn(move || flush_loop(&receiver, &stop, wake.as_deref(), poll_timeout))
-    }
-}
-
-fn flush_loop(
-    receiver: &Receiver<Arc<Conn>>,
-    stop: &AtomicBool,
-    wake: Option<&FlusherWake>,
-    poll_timeout: Duration,
-) {
-    let mut waiting: Vec<Arc<Conn>> = Vec::new();
-    loop {
-        if waiting.is_empty() {
-            if stop.load(Ordering::Acquire) {
-                return;
-            }
-            match receiver.try_recv() {
-                Ok(c) => waiting.push(c),
-                Err(_) => match receiver.recv_timeout(Duration::from_millis(200)) {
-                    Ok(c) => waiting.push(c),
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
-                },
-            }
-            // A new round: let the threads that queued lines finish the ones they have
-            // already read (on a busy core they would wait behind this round), so each
-            // client gets them in one send instead of one send per line.
-            std::thread::yield_now();
-        }
-        waiting.extend(receiver.try_iter());
-        waiting.sort_by_key(|c| c.id);
-        waiting.dedup_by_key(|c| c.id);
-        // Write first; wait only for the sockets that did not take everything.
-        waiting.retain(|conn| {
-            if conn.is_closed() {
-                return false;
-            }
-            match conn.flush_some() {
-                Ok(true) => false,
-                Ok(false) if conn.stalled() => {
-                    log::warn!(
-                        "conn {} ({}): no write progress for {:?}; dropping it",
-                        conn.id,
-                        conn.peer,
-                        conn.limits.stall
-                    );
-                    conn.close();
-                    false
-                }
-                Ok(false) => true,
-                Err(e) => {
-                    log::debug!("conn {} ({}): flush failed: {e}", conn.id, conn.peer);
-                    conn.close();
-                    false
-                }
-            }
-        });
-        if waiting.is_empty() {
-            continue;
-        }
-        if stop.load(Ordering::Acquire) && waiting.iter().all(|c| c.is_closed()) {
-            return;
-        }
-        if let Some(wake) = wake {
-            wake.polling.store(true, Ordering::SeqCst);
-            if receiver.is_empty() {
-                wait_writable(&waiting, Some(&wake.fd), poll_timeout);
-            }
-            wake.polling.store(false, Ordering::SeqCst);
-            if wake.clear() {
-                // As at a new round: let the thread handing work over finish queueing
-                // (a fan-out queues for each member in turn) before this round starts.
-                std::thread::yield_now();
-            }
-        } else {
-            wait_writable(&waiting, None, poll_timeout);
-        }
-    }
-}
-
-/// Waits until one of the sockets is writable, `wake` is readable, or the timeout passes.
-#[allow(unsafe_code)]
-fn wait_writable(conns: &[Arc<Conn>], wake: Option<&std::os::fd::OwnedFd>, timeout: Duration) {
-    use std::os::fd::AsRawFd;
-    let mut fds: Vec<libc::pollfd> = conns
-        .iter()
-        .map(|c| libc::pollfd {
-            fd: c.stream.as_raw_fd(),
-            events: libc::POLLOUT,
-            revents: 0,
-        })
-        .chain(wake.map(|fd| libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }))
-        .collect();
-    // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfd structs
-    // for the duration of the call, and every descriptor stays open because `conns` holds
-    // an `Arc` to each connection and the flusher holds its eventfd.
-    let rc = unsafe {
-        libc::poll(
-            fds.as_mut_ptr(),
-            fds.len() as libc::nfds_t,
-            timeout.as_millis() as libc::c_int,
-        )
-    };
-    if rc < 0 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::server::encoder::NativeEncoder;
-
-    fn mail(text: &str) -> Arc<Mail> {
-        Arc::new(Mail {
-            from: "alice".into(),
-            sent_at: 0,
-            kind: crate::store::MailKind::Private,
-            text: text.into(),
-            id: crate::store::new_mail_id(),
-        })
-    }
-
-    #[test]
-    fn a_send_in_flight_keeps_order_with_what_is_appended_meanwhile() {
-        let mut outbox = Outbox::default();
-        outbox.push(b"one\n");
-        outbox.rescue.push_back((outbox.queued, mail("one")));
-        outbox.push(b"two\n");
-        outbox.rescue.push_back((outbox.queued, mail("two")));
-        let (chunk, start) = outbox.take_for_send();
-        assert!(!outbox.is_empty(), "a send in flight counts as pending");
-        assert_eq!(outbox.pending_len(), 8);
-        // Appended while the bytes are out: goes behind them.
-        outbox.push(b"three\n");
-        // Only "one\n" and half of "two\n" made it.
-        outbox.put_back(chunk, start, 6);
-        assert_eq!(&outbox.buf[outbox.start..], b"o\nthree\n");
-        assert_eq!(outbox.written, 6);
-        let left: Vec<&str> = outbox.rescue.iter().map(|(_, m)| &*m.text).collect();
-        assert_eq!(
-            left,
-            ["two"],
-            "the message fully written is no longer rescued"
-        );
-
-        // The rest goes out whole: the outbox is empty and its rescues gone.
-        let (chunk, start) = outbox.take_for_send();
-        let n = chunk.len() - start;
-        outbox.put_back(chunk, start, n);
-        assert!(outbox.is_empty());
-        assert!(outbox.rescue.is_empty());
-        assert_eq!(outbox.written, outbox.queued);
-    }
-
-    #[test]
-    fn a_client_that_stopped_reading_does_not_hold_up_the_flusher_for_the_others() {
-        use std::io::Read;
-        use std::net::TcpListener;
-        // The flusher waits a minute on full sockets here: only its wake-up ends it sooner.
-        let flusher = Flusher::with_poll_timeout(Duration::from_secs(60));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = flusher.spawn(Arc::clone(&stop)).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let limits = Limits {
-            outbox_bytes: 64 << 20,
-            stall: Duration::from_secs(120),
-        };
-        let connect = |id| {
-            let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-            let (server, peer) = listener.accept().unwrap();
-            let _ = SockRef::from(&server).set_send_buffer_size(4096);
-            let conn = Conn::new(id, server, peer, &flusher, limits, Box::new(NativeEncoder));
-            (conn, client)
-        };
-        let (stalled, _never_read) = connect(1);
-        let (other, mut other_client) = connect(2);
-        // Far more than the sockets hold: the flusher is left waiting on this one.
-        let big = Line::info("n", "x".repeat(4000));
-        for _ in 0..1000 {
-            assert!(stalled.queue_shared(&big, &big.to_wire()));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        assert!(
-            stalled.outbox.lock().pending_len() > 0,
-            "the socket is full"
-        );
-
-        let line = Line::info("n", "for the others");
-        assert!(other.queue_shared(&line, &line.to_wire()));
-        other_client
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut got = vec![0u8; 64];
-        let n = other_client
-            .read(&mut got)
-            .expect("written long before the flusher's minute-long wait ends");
-        assert_eq!(&got[..n], b"INFO n for the others\n");
-
-        stalled.close();
-        stop.store(true, Ordering::Release);
-        thread.join().unwrap();
-    }
-
-    #[test]
-    fn many_threads_queueing_while_the_flusher_sends_lose_and_reorder_nothing() {
-        use std::io::{BufRead, BufReader};
-        use std::net::TcpListener;
-        let flusher = Flusher::new();
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = flusher.spawn(Arc::clone(&stop)).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, peer) = listener.accept().unwrap();
-        // A small send buffer, so sends are partial and would block now and then.
-        let _ = SockRef::from(&server).set_send_buffer_size(4096);
-        let limits = Limits {
-            outbox_bytes: 64 << 20,
-            stall: Duration::from_secs(10),
-        };
-        let conn = Conn::new(9, server, peer, &flusher, limits, Box::new(NativeEncoder));
-        const SENDERS: usize = 4;
-        const LINES: usize = 3000;
-        let senders: Vec<_> = (0..SENDERS)
-            .map(|t| {
-                let conn = Arc::clone(&conn);
-                std::thread::spawn(move || {
-                    for i in 0..LINES {
-                        let line = Line::info("n", format!("{t} {i}"));
-                        // Every path: written at once when nothing waits, queued for the
-                        // flusher, or queued and flushed by this thread (as a login does).
-                        match i % 3 {
-                            0 => assert!(conn.send(&line)),
-                            1 => assert!(conn.queue_shared(&line, &line.to_wire())),
-                            _ => {
-                                conn.enqueue_all(std::slice::from_ref(&line));
-                                conn.flush_now();
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        let mut reader = BufReader::new(client);
-        reader
-            .get_mut()
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut next = [0usize; SENDERS];
-        let mut line = String::new();
-        for _ in 0..SENDERS * LINES {
-            line.clear();
-            reader.read_line(&mut line).unwrap();
-            let mut words = line.split_whitespace().skip(2);
-            let t: usize = words.next().unwrap().parse().unwrap();
-            let i: usize = words.next().unwrap().parse().unwrap();
-            assert_eq!(
-                i, next[t],
-                "sender {t}'s lines in order, none lost or repeated"
-            );
-            next[t] += 1;
-        }
-        for s in senders {
-            s.join().unwrap();
-        }
-        assert_eq!(next, [LINES; SENDERS]);
-        stop.store(true, Ordering::Release);
-        thread.join().unwrap();
-    }
-}
+mod tests;
