@@ -73,7 +73,7 @@ impl Encoder for WsEncoder {
     fn encode(&self, line: &Line, out: &mut Vec<u8>) {
         let wire = line.to_wire();
         let text = wire.strip_suffix('\n').unwrap_or(&wire);
-        ws::encode_frame(ws::Opcode::Text, text.as_bytes(), out);
+        ws::text_frame(text, out);
         if line.kind == Kind::Bye {
             out.extend_from_slice(&ws::close_frame(ws::close_code::NORMAL, ""));
         }

@@ -2,7 +2,7 @@
 //! pings and closes itself, and hands each line of each text message to the session, so a
 //! browser is served by exactly the same login dialogue and command loop as `nc`.
 
-use super::ws::{self, close_code, Decoder, Opcode, WsEvent};
+use super::ws::{self, close_code, Decoder, WsEvent};
 use crate::protocol::Line;
 use crate::server::memory::IdleStack;
 use crate::server::outbox::Conn;
@@ -58,7 +58,7 @@ impl WsReader {
             }
             WsEvent::Ping(payload) => {
                 let mut pong = Vec::with_capacity(payload.len() + 2);
-                ws::encode_frame(Opcode::Pong, &payload, &mut pong);
+                ws::pong_frame(&payload, &mut pong);
                 conn.send_bytes(&pong);
             }
             WsEvent::Pong => {}

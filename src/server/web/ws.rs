@@ -1,14 +1,25 @@
-//! WebSocket framing (RFC 6455), as pure functions over bytes: the handshake's accept key,
-//! server frames, and a [`Decoder`] that turns what a client sends into whole messages and
-//! control frames. It never holds more than one message of the allowed size: a longer
-//! message (or any binary one) is thrown away as it arrives and only its length reported.
+//! WebSocket framing (RFC 6455) for the web door. Frame headers go through tungstenite's codec;
+//! message assembly, limits and close codes stay ours, since tungstenite's reader owns a socket.
 //!
-//! Hand-written rather than `tungstenite`: the server writes through each connection's
-//! non-blocking outbox (`Conn`), so only the codec would be used, and this codec is a
-//! page of code with no dependency beyond SHA-1 for the handshake.
+//! Pure functions over bytes: the handshake's accept key, server frames, and a [`Decoder`]
+//! that turns what a client sends into whole messages and control frames. It never holds
+//! more than one message of the allowed size: a longer message (or any binary one) is thrown
+//! away as it arrives and only its length reported.
+//!
+//! tungstenite's `FrameHeader::parse` and `FrameHeader::format` are used over our own
+//! buffers. Its `WebSocket` and `FrameSocket` are not: they read and write the stream
+//! themselves, while every byte this server sends goes through the connection's outbox
+//! (`Conn`, the only writer of its socket); they also keep a 128 KiB read buffer per
+//! connection and end the connection on a message over the limit, where an over-long line
+//! here is an error the session survives. The accept key stays a few lines over SHA-1:
+//! tungstenite's helper needs its `handshake` feature (three more crates for one hash).
 
 use base64ct::{Base64, Encoding};
 use sha1::{Digest, Sha1};
+use std::io::Cursor;
+use tungstenite::error::{Error, ProtocolError};
+use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+use tungstenite::protocol::frame::FrameHeader;
 
 /// Appended to the client's key before hashing (RFC 6455 section 1.3).
 const HANDSHAKE_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -27,7 +38,8 @@ pub mod close_code {
 /// Whether a peer may send `code` in a close frame (RFC 6455 section 7.4 and the IANA
 /// registry): the defined codes, less 1004 (reserved) and 1005, 1006 and 1015 (which name
 /// situations and must never be sent), and the ranges for libraries (3000-3999) and
-/// applications (4000-4999). Anything else is a protocol error.
+/// applications (4000-4999). Anything else is a protocol error. Not tungstenite's
+/// `CloseCode::is_allowed`, which also turns away 1014 (Bad Gateway), a registered code.
 pub fn valid_close_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
@@ -66,66 +78,31 @@ pub fn valid_key(key: &str) -> bool {
     key.len() == 24 && matches!(Base64::decode(key, &mut out), Ok(b) if b.len() == 16)
 }
 
-/// A frame's kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Opcode {
-    /// More of the message the previous frame started.
-    Continuation,
-    /// A UTF-8 text message (here: lines of the native protocol).
-    Text,
-    /// A binary message (not part of the protocol).
-    Binary,
-    /// The peer is closing.
-    Close,
-    /// Asks for a pong with the same payload.
-    Ping,
-    /// The answer to a ping.
-    Pong,
-}
-
-impl Opcode {
-    fn from_bits(bits: u8) -> Option<Opcode> {
-        Some(match bits {
-            0x0 => Opcode::Continuation,
-            0x1 => Opcode::Text,
-            0x2 => Opcode::Binary,
-            0x8 => Opcode::Close,
-            0x9 => Opcode::Ping,
-            0xA => Opcode::Pong,
-            _ => return None,
-        })
-    }
-
-    fn bits(self) -> u8 {
-        match self {
-            Opcode::Continuation => 0x0,
-            Opcode::Text => 0x1,
-            Opcode::Binary => 0x2,
-            Opcode::Close => 0x8,
-            Opcode::Ping => 0x9,
-            Opcode::Pong => 0xA,
-        }
-    }
-
-    fn is_control(self) -> bool {
-        matches!(self, Opcode::Close | Opcode::Ping | Opcode::Pong)
-    }
-}
-
-/// Appends one unfragmented, unmasked (server-to-client) frame to `out`.
-pub fn encode_frame(opcode: Opcode, payload: &[u8], out: &mut Vec<u8>) {
-    out.push(0x80 | opcode.bits());
-    let len = payload.len();
-    if len < 126 {
-        out.push(len as u8);
-    } else if let Ok(len) = u16::try_from(len) {
-        out.push(126);
-        out.extend_from_slice(&len.to_be_bytes());
-    } else {
-        out.push(127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
+/// Appends one unfragmented, unmasked (server-to-client) frame to `out`; tungstenite picks
+/// the shortest length form, as RFC 6455 section 5.2 asks.
+fn encode_frame(opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
+    let header = FrameHeader {
+        is_final: true,
+        opcode,
+        mask: None,
+        ..FrameHeader::default()
+    };
+    let len = payload.len() as u64;
+    out.reserve(header.len(len) + payload.len());
+    header
+        .format(len, out)
+        .expect("writing to a Vec does not fail");
     out.extend_from_slice(payload);
+}
+
+/// Appends a text frame carrying `text` to `out`.
+pub fn text_frame(text: &str, out: &mut Vec<u8>) {
+    encode_frame(OpCode::Data(Data::Text), text.as_bytes(), out);
+}
+
+/// Appends the pong that answers a ping carrying `payload` to `out`.
+pub fn pong_frame(payload: &[u8], out: &mut Vec<u8>) {
+    encode_frame(OpCode::Control(Control::Pong), payload, out);
 }
 
 /// A close frame with `code` and a short reason (cut to fit a control frame).
@@ -137,67 +114,60 @@ pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {
     }
     payload.extend_from_slice(&reason.as_bytes()[..end]);
     let mut out = Vec::with_capacity(payload.len() + 2);
-    encode_frame(Opcode::Close, &payload, &mut out);
+    encode_frame(OpCode::Control(Control::Close), &payload, &mut out);
     out
 }
 
-/// A frame header as read from the client.
+/// A frame header as read from the client, once it has passed the server's rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Header {
+struct Header {
     /// Last frame of its message.
-    pub fin: bool,
+    fin: bool,
     /// What the frame is.
-    pub opcode: Opcode,
+    opcode: OpCode,
     /// The masking key; every client frame must have one.
-    pub mask: [u8; 4],
+    mask: [u8; 4],
     /// Payload length in bytes.
-    pub len: u64,
+    len: u64,
     /// Bytes the header itself takes.
-    pub size: usize,
+    size: usize,
 }
 
 /// Parses the frame header at the start of `buf`: `Ok(None)` if more bytes are needed,
-/// `Err` with a reason if the client broke the framing rules.
-pub fn parse_header(buf: &[u8]) -> Result<Option<Header>, &'static str> {
-    let [b0, b1, ..] = *buf else { return Ok(None) };
-    if b0 & 0x70 != 0 {
+/// `Err` with a reason if the client broke the framing rules (an unknown opcode, reserved
+/// bits, no mask, a fragmented or oversized control frame).
+fn parse_header(buf: &[u8]) -> Result<Option<Header>, &'static str> {
+    let mut cursor = Cursor::new(buf);
+    let (header, len) = match FrameHeader::parse(&mut cursor) {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) => return Ok(None),
+        Err(Error::Protocol(ProtocolError::InvalidOpcode(_))) => return Err("unknown opcode"),
+        Err(_) => return Err("malformed frame header"),
+    };
+    if header.rsv1 || header.rsv2 || header.rsv3 {
         return Err("reserved bits set");
     }
-    let opcode = Opcode::from_bits(b0 & 0x0F).ok_or("unknown opcode")?;
-    let fin = b0 & 0x80 != 0;
-    if b1 & 0x80 == 0 {
+    let Some(mask) = header.mask else {
         return Err("client frames must be masked");
-    }
-    let (len, mut size) = match b1 & 0x7F {
-        126 => match buf.get(2..4) {
-            Some(b) => (u64::from(u16::from_be_bytes([b[0], b[1]])), 4),
-            None => return Ok(None),
-        },
-        127 => match buf.get(2..10) {
-            Some(b) => (u64::from_be_bytes(b.try_into().expect("8 bytes")), 10),
-            None => return Ok(None),
-        },
-        n => (u64::from(n), 2),
     };
-    if opcode.is_control() && (!fin || len > MAX_CONTROL_PAYLOAD) {
+    if matches!(header.opcode, OpCode::Control(_))
+        && (!header.is_final || len > MAX_CONTROL_PAYLOAD)
+    {
         return Err("fragmented or oversized control frame");
     }
-    let Some(mask) = buf.get(size..size + 4) else {
-        return Ok(None);
-    };
-    let mask = mask.try_into().expect("4 bytes");
-    size += 4;
     Ok(Some(Header {
-        fin,
-        opcode,
+        fin: header.is_final,
+        opcode: header.opcode,
         mask,
         len,
-        size,
+        // At most 14 bytes: what the parser read.
+        size: cursor.position() as usize,
     }))
 }
 
-/// XORs `payload` with the masking key (masking and unmasking are the same operation).
-pub fn unmask(payload: &mut [u8], mask: [u8; 4]) {
+/// XORs `payload` with the masking key (masking and unmasking are the same operation;
+/// tungstenite keeps its own to itself).
+fn unmask(payload: &mut [u8], mask: [u8; 4]) {
     for (i, b) in payload.iter_mut().enumerate() {
         *b ^= mask[i % 4];
     }
@@ -297,25 +267,32 @@ impl Decoder {
                 Ok(None) => return None,
                 Err(why) => return Some(WsEvent::Violation(why)),
             };
-            if header.opcode.is_control() {
-                let end = header.size + header.len as usize;
-                if self.buf.len() < end {
-                    return None;
+            let data = match header.opcode {
+                OpCode::Control(control) => {
+                    let end = header.size + header.len as usize;
+                    if self.buf.len() < end {
+                        return None;
+                    }
+                    let mut payload = self.buf[header.size..end].to_vec();
+                    self.consume(end);
+                    unmask(&mut payload, header.mask);
+                    return Some(match control {
+                        Control::Ping => WsEvent::Ping(payload),
+                        Control::Pong => WsEvent::Pong,
+                        Control::Close => close_event(&payload),
+                        Control::Reserved(_) => WsEvent::Violation("unknown opcode"),
+                    });
                 }
-                let mut payload = self.buf[header.size..end].to_vec();
-                self.consume(end);
-                unmask(&mut payload, header.mask);
-                return Some(match header.opcode {
-                    Opcode::Ping => WsEvent::Ping(payload),
-                    Opcode::Pong => WsEvent::Pong,
-                    _ => close_event(&payload),
-                });
-            }
-            match (header.opcode, self.message.is_some()) {
-                (Opcode::Continuation, false) => {
+                OpCode::Data(Data::Reserved(_)) => {
+                    return Some(WsEvent::Violation("unknown opcode"))
+                }
+                OpCode::Data(data) => data,
+            };
+            match (data, self.message.is_some()) {
+                (Data::Continue, false) => {
                     return Some(WsEvent::Violation("continuation frame without a message"))
                 }
-                (Opcode::Text | Opcode::Binary, true) => {
+                (Data::Text | Data::Binary, true) => {
                     return Some(WsEvent::Violation("new message inside a fragmented one"))
                 }
                 _ => {}
@@ -323,15 +300,13 @@ impl Decoder {
             let (so_far, discarding) = self
                 .message
                 .as_ref()
-                .map_or((0, header.opcode == Opcode::Binary), |m| {
-                    (m.len, m.discarding)
-                });
+                .map_or((0, data == Data::Binary), |m| (m.len, m.discarding));
             let total = so_far.saturating_add(header.len);
             if discarding || total > self.max_message as u64 {
                 // Drop this frame's payload as it arrives, never holding it.
                 self.consume(header.size);
                 let message = self.message.get_or_insert_with(|| Partial {
-                    text: header.opcode == Opcode::Text,
+                    text: data == Data::Text,
                     data: Vec::new(),
                     len: 0,
                     discarding: true,
@@ -355,7 +330,7 @@ impl Decoder {
             self.consume(end);
             unmask(&mut payload, header.mask);
             let message = self.message.get_or_insert_with(|| Partial {
-                text: header.opcode == Opcode::Text,
+                text: data == Data::Text,
                 data: Vec::new(),
                 len: 0,
                 discarding: false,
@@ -431,20 +406,30 @@ mod tests {
     }
 
     #[test]
-    fn server_frames_use_the_shortest_length_form() {
-        for (len, header) in [
-            (0usize, 2usize),
-            (125, 2),
-            (126, 4),
-            (65535, 4),
-            (65536, 10),
-        ] {
-            let mut out = Vec::new();
-            encode_frame(Opcode::Text, &vec![b'a'; len], &mut out);
-            assert_eq!(out.len(), header + len, "length {len}");
-            assert_eq!(out[0], 0x81);
-            assert_eq!(out[1] & 0x80, 0, "server frames are not masked");
+    fn server_frames_use_the_shortest_length_form_byte_for_byte() {
+        // The exact header bytes a browser gets, for each length form and its edges.
+        let cases: [(usize, &[u8]); 6] = [
+            (0, &[0x81, 0]),
+            (125, &[0x81, 125]),
+            (126, &[0x81, 126, 0, 126]),
+            (65535, &[0x81, 126, 0xFF, 0xFF]),
+            (65536, &[0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
+            (70000, &[0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]),
+        ];
+        for (len, header) in cases {
+            let text = "a".repeat(len);
+            let mut out = b"before".to_vec();
+            text_frame(&text, &mut out);
+            assert_eq!(&out[6..6 + header.len()], header, "length {len}");
+            assert_eq!(&out[6 + header.len()..], text.as_bytes(), "length {len}");
         }
+        let mut pong = Vec::new();
+        pong_frame(b"hb", &mut pong);
+        assert_eq!(pong, [0x8A, 2, b'h', b'b']);
+        assert_eq!(
+            close_frame(1002, "bad"),
+            [0x88, 5, 0x03, 0xEA, b'b', b'a', b'd']
+        );
         let close = close_frame(1000, &"é".repeat(100));
         assert_eq!(close[0], 0x88);
         assert!(close[1] as usize <= 125);
