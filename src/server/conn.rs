@@ -16,8 +16,9 @@
 //! Each connection owns exactly one file descriptor (the `TcpStream` inside an `Arc<Conn>`,
 //! never `try_clone`d) and the only per-connection thread is its reader.
 
-use super::encoder::Encoder;
+use super::encoder::{Encoder, FanOut};
 use super::receipts::{self, Receipts};
+use super::rules::ChatEvent;
 use super::tls_session::{Opened, TlsSession};
 use crate::protocol::{Kind, Line};
 use crate::store::Mail;
@@ -292,15 +293,31 @@ impl Conn {
     }
 
     /// Calls `then` with the bytes that carry `lines` to this client, encoded into this
-    /// thread's scratch buffer (a fresh `Vec` per send was one more allocation per message).
+    /// thread's scratch buffer.
     fn with_encoded<R>(&self, lines: &[Line], then: impl FnOnce(&[u8]) -> R) -> R {
+        self.with_bytes(
+            |encoder, out| {
+                for line in lines {
+                    if line.kind == Kind::Bye {
+                        self.said_bye.store(true, Ordering::Release);
+                    }
+                    encoder.encode(line, out);
+                }
+            },
+            then,
+        )
+    }
+
+    /// Calls `then` with the bytes `encode` appends with this client's encoder, in this
+    /// thread's scratch buffer (a fresh `Vec` per send was one more allocation per message,
+    /// and a fan-out to a thousand IRC clients grew a buffer per member).
+    fn with_bytes<R>(
+        &self,
+        encode: impl FnOnce(&dyn Encoder, &mut Vec<u8>),
+        then: impl FnOnce(&[u8]) -> R,
+    ) -> R {
         let mut out = ENCODE_SCRATCH.with(|s| s.take());
-        for line in lines {
-            if line.kind == Kind::Bye {
-                self.said_bye.store(true, Ordering::Release);
-            }
-            self.encoder.encode(line, &mut out);
-        }
+        encode(&*self.encoder, &mut out);
         let result = then(&out);
         out.clear();
         // A thread that once sent a long list does not keep its buffer.
@@ -315,14 +332,34 @@ impl Conn {
         self.with_encoded(std::slice::from_ref(line), |b| self.send_bytes(b))
     }
 
-    /// Queues one line that many recipients get, given its native wire form already
-    /// formatted once by the caller.
-    pub fn send_shared(self: &Arc<Self>, line: &Line, native_wire: &str) -> bool {
-        if self.encoder.is_native() {
-            self.send_bytes(native_wire.as_bytes())
-        } else {
-            self.send(line)
-        }
+    /// Queues what `event` is for this client; false if the connection is closed.
+    pub fn send_event(self: &Arc<Self>, event: &ChatEvent) -> bool {
+        self.with_bytes(|e, out| e.encode_event(event, out), |b| self.send_bytes(b))
+    }
+
+    /// Queues one event of a fan-out (rendered once per distinct view, see [`FanOut`]); if
+    /// `mail`, it must not be lost (as [`Conn::send_event_rescuable`]); if `queue`, the
+    /// write is left to the flusher thread: lines that reach one client while its flush is
+    /// pending then go out in one `send`, so a broadcaster pays a memory copy per recipient
+    /// instead of a syscall, and many broadcasts in flight cost a syscall per recipient per
+    /// flusher round, not per line. False if the connection is closed.
+    pub fn send_fan_out(
+        self: &Arc<Self>,
+        fan_out: &FanOut<'_>,
+        mail: Option<&Arc<Mail>>,
+        queue: bool,
+    ) -> bool {
+        let mail = mail.map(Arc::clone);
+        self.with_bytes(
+            |e, out| e.encode_fan_out(fan_out, out),
+            |bytes| {
+                if queue {
+                    self.queue_bytes(bytes, mail)
+                } else {
+                    self.send_inner(bytes, mail)
+                }
+            },
+        )
     }
 
     /// Queues several lines with one write attempt.
@@ -337,6 +374,15 @@ impl Conn {
         self.with_encoded(std::slice::from_ref(line), |b| {
             self.send_inner(b, Some(mail))
         })
+    }
+
+    /// Queues a message that must not be lost (as [`Conn::send_rescuable`]).
+    pub fn send_event_rescuable(self: &Arc<Self>, event: &ChatEvent, mail: &Arc<Mail>) -> bool {
+        let mail = Arc::clone(mail);
+        self.with_bytes(
+            |e, out| e.encode_event(event, out),
+            |b| self.send_inner(b, Some(mail)),
+        )
     }
 
     /// Messages queued with [`Conn::send_rescuable`] whose lines were never written.
@@ -439,47 +485,16 @@ impl Conn {
         self.close();
     }
 
-    /// Like [`Conn::send_shared`], but leaves the write to the flusher thread: for fan-out.
-    /// Lines that reach one client while its flush is pending then go out in one `send`, so
-    /// a broadcaster pays a memory copy per recipient instead of a syscall, and many
-    /// broadcasts in flight cost a syscall per recipient per flusher round, not per line.
-    /// The outbox limit applies as for [`Conn::send`]. False if the connection is closed.
-    pub fn queue_shared(self: &Arc<Self>, line: &Line, native_wire: &str) -> bool {
-        self.with_shared(line, native_wire, |bytes| self.queue_bytes(bytes, None))
-    }
-
-    /// A line for many that must not be lost (a group message): like
-    /// [`Conn::send_rescuable`], but given its native wire form formatted once by the
-    /// caller, and left to the flusher if `queue` (as [`Conn::queue_shared`] does).
-    pub fn send_shared_rescuable(
-        self: &Arc<Self>,
-        line: &Line,
-        native_wire: &str,
-        mail: &Arc<Mail>,
-        queue: bool,
-    ) -> bool {
-        let mail = Some(Arc::clone(mail));
-        self.with_shared(line, native_wire, |bytes| {
-            if queue {
-                self.queue_bytes(bytes, mail)
-            } else {
-                self.send_inner(bytes, mail)
-            }
+    /// Queues a line for the flusher to write, as a fan-out with `queue` does (tests of
+    /// the flusher and of corking).
+    #[cfg(test)]
+    pub fn queue_shared(self: &Arc<Self>, line: &Line, _native_wire: &str) -> bool {
+        self.with_encoded(std::slice::from_ref(line), |bytes| {
+            self.queue_bytes(bytes, None)
         })
     }
 
-    /// Calls `then` with this client's bytes for a line whose native form is `native_wire`
-    /// (another door's are encoded into the thread's scratch buffer: a fan-out to a thousand
-    /// IRC clients allocated and grew a buffer per member).
-    fn with_shared<R>(&self, line: &Line, native_wire: &str, then: impl FnOnce(&[u8]) -> R) -> R {
-        if self.encoder.is_native() {
-            then(native_wire.as_bytes())
-        } else {
-            self.with_encoded(std::slice::from_ref(line), then)
-        }
-    }
-
-    /// Appends bytes for the flusher to write (see [`Conn::queue_shared`]), or for the end
+    /// Appends bytes for the flusher to write (see [`Conn::send_fan_out`]), or for the end
     /// of the burst if more of it is waiting (see `cork::holds_fan_out`).
     fn queue_bytes(self: &Arc<Self>, bytes: &[u8], mail: Option<Arc<Mail>>) -> bool {
         if bytes.is_empty() {

@@ -28,6 +28,7 @@ use access::LockKey;
 pub use access::{NameCheck, PasswordCheck};
 
 use super::conn::Conn;
+use super::encoder::FanOut;
 use super::lockout::{AfterFailure, Lockouts, Reservation};
 use super::render;
 use super::rules::{
@@ -308,6 +309,11 @@ impl Hub {
 
     /// A line typed inside a chat session: relayed to the partner and logged.
     pub fn talk(&self, me: &str, text: &str) -> Vec<Line> {
+        self.talk_as(me, text, false)
+    }
+
+    /// [`Hub::talk`], as an IRC NOTICE if `notice`.
+    pub fn talk_as(&self, me: &str, text: &str, notice: bool) -> Vec<Line> {
         let found = sessions::partner(&self.shared.state.lock(), me);
         let (n, other, conn) = match found {
             Ok(found) => found,
@@ -331,8 +337,9 @@ impl Hub {
             session: n,
             from: me.to_string(),
             text: text.to_string(),
+            notice,
         };
-        if !conn.send(&render::line(said)) {
+        if !conn.send_event(&said) {
             return unreachable();
         }
         Vec::new()
@@ -374,7 +381,7 @@ impl Hub {
         let changes = std::mem::take(&mut out.presence);
         let mut reply = self.finish(out);
         for change in changes {
-            send_to(&targets, &render::presence(me, change));
+            send_to(&targets, &ChatEvent::presence(me, change));
         }
         reply.swap_remove(0)
     }
@@ -468,28 +475,20 @@ fn presence_targets(state: &ChatState, subject: &str) -> Vec<Arc<Conn>> {
         .collect()
 }
 
-fn send_to(conns: &[Arc<Conn>], line: &Line) {
-    let wire = line.to_wire();
+/// Sends `event` to each of `conns`, rendered once per distinct view.
+fn send_to(conns: &[Arc<Conn>], event: &ChatEvent) {
+    let fan_out = FanOut::new(event);
     let queue = conns.len() >= FAN_OUT_QUEUED;
     for c in conns {
-        send_shared(c, line, &wire, queue);
+        c.send_fan_out(&fan_out, None, queue);
     }
 }
 
-/// From this many recipients on, a line for many (a broadcast to everyone online, a
+/// From this many recipients on, an event for many (a broadcast to everyone online, a
 /// presence notice) is queued for the flusher thread instead of written by the sender:
 /// lines bound for one client then share a `send`. Fewer recipients are written at once,
 /// which is quicker for each of them.
 pub(super) const FAN_OUT_QUEUED: usize = 8;
-
-/// One recipient of a line for many: written now, or `queue`d for the flusher.
-fn send_shared(conn: &Arc<Conn>, line: &Line, wire: &str, queue: bool) -> bool {
-    if queue {
-        conn.queue_shared(line, wire)
-    } else {
-        conn.send_shared(line, wire)
-    }
-}
 
 /// A fresh random 256-bit pairing secret, as 64 hex digits.
 fn new_pairing_secret() -> String {
@@ -500,7 +499,7 @@ fn new_pairing_secret() -> String {
 /// Sends each event to its connection.
 fn deliver(deliveries: Vec<(Arc<Conn>, ChatEvent)>) {
     for (conn, event) in deliveries {
-        conn.send(&render::line(event));
+        conn.send_event(&event);
     }
 }
 

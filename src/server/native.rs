@@ -17,7 +17,7 @@
 //! client.
 
 use super::conn::Conn;
-use super::encoder::Encoder;
+use super::encoder::{Encoder, FanOut, NATIVE_VIEW};
 use super::prose::{self, ProseEnd};
 use super::reader::{ByteSource, Input, LineReader, ReadLines};
 use super::telnet::Telnet;
@@ -108,8 +108,15 @@ impl Encoder for Terminal {
         };
     }
 
-    fn is_native(&self) -> bool {
-        self.is_tagged()
+    fn encode_fan_out(&self, fan_out: &FanOut<'_>, out: &mut Vec<u8>) {
+        if self.is_tagged() {
+            fan_out.shared(NATIVE_VIEW, out, |out| {
+                self.encode_event(fan_out.event(), out)
+            });
+        } else {
+            // Prose depends on where this person's cursor is: not shared.
+            self.encode_event(fan_out.event(), out);
+        }
     }
 
     fn as_any(&self) -> Option<&dyn std::any::Any> {
@@ -282,13 +289,13 @@ mod tests {
     fn prose_until_the_switch_then_tagged_on_a_fresh_line() {
         let t = Terminal::new();
         let mut out = Vec::new();
-        assert!(!t.is_native());
+        assert!(!t.is_tagged());
         t.encode(&Line::new(Kind::Hello, &["lanchat/1"], "Hi."), &mut out);
         t.encode(&Line::ask("username", "Username:"), &mut out);
         assert_eq!(out, b"Hi.\nUsername: ");
         assert_eq!(t.switch_to_tagged(), Switch::Switched { open_prompt: true });
         assert_eq!(t.switch_to_tagged(), Switch::Already);
-        assert!(t.is_native());
+        assert!(t.is_tagged());
         out.clear();
         t.encode(&Line::ask("username", "Username:"), &mut out);
         assert_eq!(out, b"ASK username Username:\n");

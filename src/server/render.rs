@@ -86,6 +86,27 @@ pub fn render_into(event: ChatEvent, out: &mut Vec<Line>) {
     }
 }
 
+/// The line of a live event (a message, a chat-session line, a presence change); `None`
+/// for the others.
+pub fn live_line(event: &ChatEvent) -> Option<Line> {
+    Some(match event {
+        ChatEvent::Talk {
+            session,
+            from,
+            text,
+            notice: _,
+        } => Line::new(Kind::Talk, &[&session.to_string(), from], text.as_str()),
+        ChatEvent::Message { from, text, .. } => Line::new(Kind::Msg, &[from], text.as_str()),
+        ChatEvent::Broadcast { from, text, .. } => Line::new(Kind::Bcast, &[from], text.as_str()),
+        ChatEvent::GroupMessage {
+            group, from, text, ..
+        } => Line::new(Kind::Group, &[group, from], text.as_str()),
+        ChatEvent::Presence { who, change } => presence(who, *change),
+        ChatEvent::PresenceSummary { changes, more } => summary(changes, *more),
+        _ => return None,
+    })
+}
+
 /// The lines of `event`.
 pub fn render(event: ChatEvent) -> Vec<Line> {
     let mut out = Vec::new();
@@ -192,11 +213,14 @@ pub fn line(event: ChatEvent) -> Line {
             format!("Current chat session ID: {session} (with {with})"),
         ),
         ChatEvent::NotInASession => Line::info("no-session", "You are not in a chat session."),
-        ChatEvent::Talk {
-            session,
-            from,
-            text,
-        } => Line::new(Kind::Talk, &[&session.to_string(), &from], text),
+        live @ (ChatEvent::Talk { .. }
+        | ChatEvent::Message { .. }
+        | ChatEvent::Broadcast { .. }
+        | ChatEvent::GroupMessage { .. }
+        | ChatEvent::Presence { .. }
+        | ChatEvent::PresenceSummary { .. }) => {
+            live_line(&live).expect("a live event renders without cloning")
+        }
         ChatEvent::P2pPort(port) => ok(
             "p2p",
             format!("Direct messages will be accepted on port {port}."),
@@ -312,7 +336,7 @@ fn addr(what: &str, who: &str, address: &str, secret: &str, text: String) -> Lin
 }
 
 /// A `PRESENCE` line.
-pub fn presence(who: &str, change: PresenceChange) -> Line {
+fn presence(who: &str, change: PresenceChange) -> Line {
     let text = match change {
         PresenceChange::Joined => format!("*** {who} has joined the chat ***"),
         PresenceChange::Status(s) => format!("{who} is now {s}."),
@@ -331,6 +355,70 @@ pub fn presence(who: &str, change: PresenceChange) -> Line {
         PresenceChange::Left(_) => format!("*** {who} has left the chat ***"),
     };
     Line::new(Kind::Presence, &[who, change.word()], text)
+}
+
+/// Most names in a summary's text for people (its arguments name every change listed).
+const NAMED_IN_TEXT: usize = 20;
+
+/// `PRESENCES <user:change,...|-> <more> <text>`
+fn summary(changes: &[(String, &'static str)], more: usize) -> Line {
+    let items: Vec<String> = changes
+        .iter()
+        .map(|(name, change)| format!("{name}:{change}"))
+        .collect();
+    let items = if items.is_empty() {
+        "-".to_string()
+    } else {
+        items.join(",")
+    };
+    Line::new(
+        Kind::Presences,
+        &[&items, &more.to_string()],
+        summary_text(changes, more),
+    )
+}
+
+/// For people: `*** Joined: ann, bob (busy). Left: cy (timed out). Now busy: dan. 3 more
+/// changes; 'whoelse' lists who is online. ***`
+fn summary_text(changes: &[(String, &'static str)], more: usize) -> String {
+    let mut groups: [(&str, Vec<String>); 4] = [
+        ("Joined", Vec::new()),
+        ("Left", Vec::new()),
+        ("Now busy", Vec::new()),
+        ("Now available", Vec::new()),
+    ];
+    let mut unnamed = more;
+    for (k, (name, change)) in changes.iter().enumerate() {
+        if k >= NAMED_IN_TEXT {
+            unnamed += 1;
+            continue;
+        }
+        let (group, text) = match *change {
+            "login" => (0, name.clone()),
+            "login-busy" => (0, format!("{name} (busy)")),
+            "logout" => (1, name.clone()),
+            "timeout" => (1, format!("{name} (timed out)")),
+            "dropped" => (1, format!("{name} (connection lost)")),
+            "busy" => (2, name.clone()),
+            _ => (3, name.clone()),
+        };
+        groups[group].1.push(text);
+    }
+    let mut text = String::from("***");
+    for (title, names) in &groups {
+        if !names.is_empty() {
+            text.push_str(&format!(" {title}: {}.", names.join(", ")));
+        }
+    }
+    if unnamed > 0 {
+        let s = if unnamed == 1 { "" } else { "s" };
+        let and = if changes.is_empty() { "" } else { " more" };
+        text.push_str(&format!(
+            " {unnamed}{and} change{s}; 'whoelse' lists who is online."
+        ));
+    }
+    text.push_str(" ***");
+    text
 }
 
 /// The `ERR` line of a refusal.
@@ -511,7 +599,8 @@ mod tests {
             wire(ChatEvent::Talk {
                 session: 9332,
                 from: "sean".into(),
-                text: "hi there".into()
+                text: "hi there".into(),
+                notice: false
             }),
             "TALK 9332 sean hi there\n"
         );

@@ -8,13 +8,22 @@ use super::*;
 impl Hub {
     /// `message USER TEXT`: relayed now, or stored for later if USER is offline.
     pub fn message(&self, me: &str, to: &str, text: String) -> Vec<Line> {
+        self.message_as(me, to, text, false)
+    }
+
+    /// [`Hub::message`], as an IRC NOTICE if `notice` (a live message shows it).
+    pub fn message_as(&self, me: &str, to: &str, text: String, notice: bool) -> Vec<Line> {
         let registry = self.registry();
         let status = match messaging::private(&self.shared.state.lock(), registry, me, to) {
             Ok(status) => status,
             Err(why) => return vec![render::refusal(why)],
         };
         let now = self.now();
-        let live = Line::new(Kind::Msg, &[me], text.as_str());
+        let live = ChatEvent::Message {
+            from: me.to_string(),
+            text: text.clone(),
+            notice,
+        };
         let mail = Arc::new(Mail {
             from: me.to_string(),
             sent_at: now,
@@ -38,7 +47,7 @@ impl Hub {
     pub(super) fn deliver_or_store(
         &self,
         to: &str,
-        live: &Line,
+        live: &ChatEvent,
         mail: &Arc<Mail>,
     ) -> Result<bool, StoreError> {
         self.deliver_or_store_logged(to, live, mail, false)
@@ -51,7 +60,7 @@ impl Hub {
     fn deliver_or_store_logged(
         &self,
         to: &str,
-        live: &Line,
+        live: &ChatEvent,
         mail: &Arc<Mail>,
         log: bool,
     ) -> Result<bool, StoreError> {
@@ -73,7 +82,7 @@ impl Hub {
             let conn = self.shared.state.lock().conn(to);
             conn.is_some_and(|c| {
                 log_once();
-                c.send_rescuable(live, mail)
+                c.send_event_rescuable(live, mail)
             })
         };
         if try_live() {
@@ -108,17 +117,32 @@ impl Hub {
 
     /// The three broadcasts.
     pub fn broadcast(&self, me: &str, audience: &Audience, text: &str) -> Vec<Line> {
-        let live = Line::new(Kind::Bcast, &[me], text);
+        self.broadcast_as(me, audience, text, false)
+    }
+
+    /// [`Hub::broadcast`], as an IRC NOTICE if `notice`.
+    pub fn broadcast_as(
+        &self,
+        me: &str,
+        audience: &Audience,
+        text: &str,
+        notice: bool,
+    ) -> Vec<Line> {
+        let live = ChatEvent::Broadcast {
+            from: me.to_string(),
+            text: text.to_string(),
+            notice,
+        };
         let echo = self.shared.config.broadcast_echo;
         match audience {
             Audience::Online => {
                 let (targets, skipped) =
                     messaging::online_audience(&self.shared.state.lock(), me, echo);
-                let wire = live.to_wire();
+                let fan_out = FanOut::new(&live);
                 let queue = targets.len() >= FAN_OUT_QUEUED;
                 let delivered = targets
                     .iter()
-                    .filter(|(c, counted)| send_shared(c, &live, &wire, queue) && *counted)
+                    .filter(|(c, counted)| c.send_fan_out(&fan_out, None, queue) && *counted)
                     .count();
                 vec![render::line(ChatEvent::BroadcastSent {
                     delivered,
@@ -150,7 +174,11 @@ impl Hub {
                     }
                 }
                 if echo {
-                    self.shared.state.lock().conn(me).map(|c| c.send(&live));
+                    self.shared
+                        .state
+                        .lock()
+                        .conn(me)
+                        .map(|c| c.send_event(&live));
                 }
                 let mut lines = vec![render::line(ChatEvent::BroadcastKept {
                     live: live_n,
@@ -260,6 +288,11 @@ impl Hub {
 
     /// `group send NAME TEXT`: delivered to each member online, stored for the others.
     pub(super) fn group_send(&self, me: &str, name: &str, text: &str) -> Vec<Line> {
+        self.group_send_as(me, name, text, false)
+    }
+
+    /// `group send NAME TEXT`, as an IRC NOTICE if `notice`.
+    pub fn group_send_as(&self, me: &str, name: &str, text: &str, notice: bool) -> Vec<Line> {
         // Each recipient with, under one lock, whether they count as offline
         // (invisible) and their connection if online.
         let audience = messaging::group_audience(&self.shared.state.lock(), me, name);
@@ -267,7 +300,12 @@ impl Hub {
             Ok(members) => members,
             Err(why) => return vec![render::refusal(why)],
         };
-        let live = Line::new(Kind::Group, &[name, me], text.to_string());
+        let live = ChatEvent::GroupMessage {
+            group: name.to_string(),
+            from: me.to_string(),
+            text: text.to_string(),
+            notice,
+        };
         let mail = Arc::new(Mail {
             from: me.to_string(),
             sent_at: self.now(),
@@ -275,17 +313,17 @@ impl Hub {
             text: text.to_string(),
             id: crate::store::new_mail_id(),
         });
-        // Formatted once for the native clients and, for a crowd, queued for the
-        // flusher as broadcasts are; the rescue keeps it if the connection dies
-        // first. A member who was offline (or whose connection just closed) takes
-        // the mailbox path, which also catches a login racing this send.
-        let wire = live.to_wire();
+        // Rendered once per view and, for a crowd, queued for the flusher as
+        // broadcasts are; the rescue keeps it if the connection dies first. A member
+        // who was offline (or whose connection just closed) takes the mailbox path,
+        // which also catches a login racing this send.
+        let fan_out = FanOut::new(&live);
         let queue = members.len() >= FAN_OUT_QUEUED;
         let (mut live_n, mut stored_n, mut lines) = (0, 0, Vec::new());
         for (m, invisible, conn) in &members {
             let sent = conn
                 .as_ref()
-                .is_some_and(|c| c.send_shared_rescuable(&live, &wire, &mail, queue));
+                .is_some_and(|c| c.send_fan_out(&fan_out, Some(&mail), queue));
             let result = if sent {
                 Ok(true)
             } else {

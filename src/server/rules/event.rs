@@ -295,6 +295,51 @@ pub enum ChatEvent {
         from: String,
         /// What.
         text: String,
+        /// Sent as an IRC NOTICE (a door that has notices shows it as one).
+        notice: bool,
+    },
+    /// A private message, delivered live.
+    Message {
+        /// Who sent it.
+        from: String,
+        /// What.
+        text: String,
+        /// Sent as an IRC NOTICE (a door that has notices shows it as one).
+        notice: bool,
+    },
+    /// A broadcast, delivered live.
+    Broadcast {
+        /// Who sent it.
+        from: String,
+        /// What.
+        text: String,
+        /// Sent as an IRC NOTICE.
+        notice: bool,
+    },
+    /// A message to a group, delivered live.
+    GroupMessage {
+        /// The group.
+        group: String,
+        /// Who sent it.
+        from: String,
+        /// What.
+        text: String,
+        /// Sent as an IRC NOTICE.
+        notice: bool,
+    },
+    /// Someone's presence changed.
+    Presence {
+        /// Whose.
+        who: String,
+        /// How.
+        change: PresenceChange,
+    },
+    /// A crowd's presence changes, summed up (see `hub::presence`).
+    PresenceSummary {
+        /// The changes named, each a user and a presence word (`login-busy`: joined busy).
+        changes: Vec<(String, &'static str)>,
+        /// How many more changes it only counts.
+        more: usize,
     },
     /// `p2p PORT` noted.
     P2pPort(u16),
@@ -355,4 +400,14 @@ pub enum ChatEvent {
         /// Its members, in order.
         members: Vec<(String, bool)>,
     },
+}
+
+impl ChatEvent {
+    /// `who`'s presence changed.
+    pub fn presence(who: &str, change: PresenceChange) -> ChatEvent {
+        ChatEvent::Presence {
+            who: who.to_string(),
+            change,
+        }
+    }
 }

@@ -2,10 +2,8 @@
 //! native commands.
 
 use crate::protocol::{
-    parse_command, sanitize_text, valid_username, Audience, Command, GroupAction, Kind, Line,
-    Status,
+    parse_command, sanitize_text, valid_username, Audience, Command, Kind, Line, Status,
 };
-use crate::server::irc::as_notice;
 use crate::server::irc::message::{same_name, Message};
 use crate::server::irc::numeric::*;
 use crate::server::irc::translate::SERVICE;
@@ -56,7 +54,7 @@ impl Session<'_> {
                     "Cannot send to channel (join it first)",
                 ));
             }
-            let replies = as_notice(notice, || self.hub.broadcast(&me, &Audience::Online, text));
+            let replies = self.hub.broadcast_as(&me, &Audience::Online, text, notice);
             return quiet(self.problems(&replies));
         }
         if let Some(group) = target.strip_prefix('#') {
@@ -65,12 +63,10 @@ impl Session<'_> {
             }
             // The exact name first (one hub call, as for a native `gsend`); a channel
             // named in another case is looked up only when that fails.
-            let mut send = GroupAction::Send(group.to_string(), text.to_string());
-            let mut replies = as_notice(notice, || self.hub.group(&me, &send));
+            let mut replies = self.hub.group_send_as(&me, group, text, notice);
             if replies.first().is_some_and(|l| l.arg(0) == "no-such-group") {
                 if let Some((real, _)) = self.hub.group_view(&me, group) {
-                    send = GroupAction::Send(real, text.to_string());
-                    replies = as_notice(notice, || self.hub.group(&me, &send));
+                    replies = self.hub.group_send_as(&me, &real, text, notice);
                 }
             }
             return quiet(match replies.first().map(|l| l.arg(0)) {
@@ -94,7 +90,7 @@ impl Session<'_> {
             return quiet(r.num(ERR_NOSUCHNICK, &[target], "No such nick/channel"));
         }
         if let Some(partner) = self.enc.partner().filter(|p| same_name(p, target)) {
-            let replies = as_notice(notice, || self.hub.talk(&me, text));
+            let replies = self.hub.talk_as(&me, text, notice);
             match replies.first() {
                 None => return String::new(),
                 Some(l) if l.arg(0) == "no-session" => self.enc.clear_partner(),
@@ -104,12 +100,12 @@ impl Session<'_> {
             }
         }
         let mut to = target.to_string();
-        let mut replies = as_notice(notice, || self.hub.message(&me, &to, text.to_string()));
+        let mut replies = self.hub.message_as(&me, &to, text.to_string(), notice);
         if replies.first().is_some_and(|l| l.arg(0) == "unknown-user") {
             if let Some((real, _, _)) = self.hub.find_online(&me, target).filter(|f| f.0 != target)
             {
                 to = real;
-                replies = as_notice(notice, || self.hub.message(&me, &to, text.to_string()));
+                replies = self.hub.message_as(&me, &to, text.to_string(), notice);
             }
         }
         if notice {
