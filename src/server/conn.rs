@@ -287,11 +287,6 @@ impl Conn {
         &self.stream
     }
 
-    /// How lines become bytes for this client.
-    pub fn encoder(&self) -> &dyn Encoder {
-        &*self.encoder
-    }
-
     /// Calls `then` with the bytes that carry `lines` to this client, encoded into this
     /// thread's scratch buffer.
     fn with_encoded<R>(&self, lines: &[Line], then: impl FnOnce(&[u8]) -> R) -> R {

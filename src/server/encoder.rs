@@ -36,11 +36,22 @@ pub trait Encoder: Send + Sync {
     fn encode_fan_out(&self, fan_out: &FanOut<'_>, out: &mut Vec<u8>) {
         self.encode_event(fan_out.event(), out);
     }
+}
 
-    /// The encoder as `Any`, for a door whose session keeps state in its encoder (the IRC
-    /// door's nick and capabilities).
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        None
+/// A door whose session keeps state in its encoder (the native door's prose or tagged
+/// mode, the IRC door's nick and capabilities) keeps an `Arc` of it, and gives the
+/// connection another.
+impl<T: Encoder + ?Sized> Encoder for std::sync::Arc<T> {
+    fn encode(&self, line: &Line, out: &mut Vec<u8>) {
+        (**self).encode(line, out);
+    }
+
+    fn encode_event(&self, event: &ChatEvent, out: &mut Vec<u8>) {
+        (**self).encode_event(event, out);
+    }
+
+    fn encode_fan_out(&self, fan_out: &FanOut<'_>, out: &mut Vec<u8>) {
+        (**self).encode_fan_out(fan_out, out);
     }
 }
 

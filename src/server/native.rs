@@ -118,15 +118,6 @@ impl Encoder for Terminal {
             self.encode_event(fan_out.event(), out);
         }
     }
-
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
-    }
-}
-
-/// The native door's encoder of `conn`, if it came through the native door.
-pub fn terminal(conn: &Conn) -> Option<&Terminal> {
-    conn.encoder().as_any()?.downcast_ref::<Terminal>()
 }
 
 /// What a `protocol ...` line asks for.
@@ -181,14 +172,17 @@ pub struct NativeReader {
     lines: LineReader,
     /// The telnet state; borrowed by [`Filtered`] during a read.
     telnet: RefCell<Telnet>,
+    /// The connection's encoder: a person's Enter ends an open prompt.
+    terminal: Arc<Terminal>,
 }
 
 impl NativeReader {
-    /// A reader accepting lines up to `max` bytes.
-    pub fn new(max: usize) -> NativeReader {
+    /// A reader accepting lines up to `max` bytes, for the connection `terminal` encodes.
+    pub fn new(max: usize, terminal: Arc<Terminal>) -> NativeReader {
         NativeReader {
             lines: LineReader::new(max),
             telnet: RefCell::new(Telnet::default()),
+            terminal,
         }
     }
 }
@@ -202,14 +196,14 @@ impl ReadLines for NativeReader {
         let input = self.lines.next(&source, deadline);
         // In prose, every line ends with the person's Enter, except the switch, which a
         // program sends.
-        if let Some(terminal) = terminal(conn).filter(|t| !t.is_tagged()) {
+        if !self.terminal.is_tagged() {
             let entered = match &input {
                 Input::Line(line) => protocol_request(line) != Some(ProtocolRequest::Tagged),
                 Input::TooLong(_) | Input::BadUtf8 => true,
                 Input::TimedOut | Input::Closed => false,
             };
             if entered {
-                terminal.heard_line();
+                self.terminal.heard_line();
             }
         }
         input

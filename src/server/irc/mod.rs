@@ -20,7 +20,6 @@ mod world;
 pub use session::serve;
 pub use world::World;
 
-use super::conn::Conn;
 use super::encoder::Encoder;
 use super::encoder::FanOut;
 use super::rules::ChatEvent;
@@ -70,11 +69,6 @@ pub struct IrcEncoder {
 }
 
 impl IrcEncoder {
-    /// The IRC encoder of a connection of the IRC door.
-    fn of(conn: &Conn) -> Option<&IrcEncoder> {
-        conn.encoder().as_any()?.downcast_ref::<IrcEncoder>()
-    }
-
     fn set_nick(&self, nick: &str) {
         self.client.lock().nick = nick.to_string();
     }
@@ -244,17 +238,13 @@ impl Encoder for IrcEncoder {
             },
         });
     }
-
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::protocol::Status;
-    use crate::server::conn::{Flusher, Limits};
+    use crate::server::conn::{Conn, Flusher, Limits};
     use crate::server::encoder::NativeEncoder;
     use crate::server::rules::PresenceChange;
     use std::net::{TcpListener, TcpStream};
