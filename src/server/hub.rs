@@ -108,10 +108,6 @@ pub struct Hub {
 
 pub use super::rules::LogoutReason;
 
-fn ok(code: &str, text: impl Into<String>) -> Line {
-    Line::ok(code, text)
-}
-
 fn err(code: &str, text: impl Into<String>) -> Line {
     Line::err(code, text)
 }
@@ -309,17 +305,16 @@ impl Hub {
 
     /// A line typed inside a chat session: relayed to the partner and logged.
     pub fn talk(&self, me: &str, text: &str) -> Vec<Line> {
-        self.talk_as(me, text, false)
+        match self.talk_as(me, text, false) {
+            Ok(()) => Vec::new(),
+            Err(why) => vec![render::refusal(why)],
+        }
     }
 
-    /// [`Hub::talk`], as an IRC NOTICE if `notice`.
-    pub fn talk_as(&self, me: &str, text: &str, notice: bool) -> Vec<Line> {
-        let found = sessions::partner(&self.shared.state.lock(), me);
-        let (n, other, conn) = match found {
-            Ok(found) => found,
-            Err(why) => return vec![render::refusal(why)],
-        };
-        let unreachable = || vec![render::refusal(Refusal::PartnerGone(other.clone()))];
+    /// [`Hub::talk`], as an IRC NOTICE if `notice`; why it was not relayed, if it was not.
+    pub fn talk_as(&self, me: &str, text: &str, notice: bool) -> Result<(), Refusal> {
+        let (n, other, conn) = sessions::partner(&self.shared.state.lock(), me)?;
+        let unreachable = || Err(Refusal::PartnerGone(other.clone()));
         let Some(conn) = conn else {
             return unreachable();
         };
@@ -342,7 +337,7 @@ impl Hub {
         if !conn.send_event(&said) {
             return unreachable();
         }
-        Vec::new()
+        Ok(())
     }
 
     /// `block USER`

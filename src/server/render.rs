@@ -1,7 +1,9 @@
 //! The native door's rendering of the rules' [`ChatEvent`]s: each as the PROTOCOL.md lines
 //! the native protocol has always sent for it. Pure; the tests beside it pin the bytes.
 
-use super::rules::{ChatEvent, LogoutReason, PresenceChange, Refusal, SelfAction, UserList};
+use super::rules::{
+    ChatEvent, LogoutReason, NotKept, PresenceChange, Refusal, SelfAction, UserList,
+};
 use crate::clock::format_utc;
 use crate::protocol::{Kind, Line};
 
@@ -105,6 +107,15 @@ pub fn live_line(event: &ChatEvent) -> Option<Line> {
         ChatEvent::PresenceSummary { changes, more } => summary(changes, *more),
         _ => return None,
     })
+}
+
+/// The lines of `events`, in order.
+pub fn render_all(events: Vec<ChatEvent>) -> Vec<Line> {
+    let mut out = Vec::with_capacity(events.len());
+    for event in events {
+        render_into(event, &mut out);
+    }
+    out
 }
 
 /// The lines of `event`.
@@ -523,6 +534,18 @@ pub fn refusal(r: Refusal) -> Line {
             format!("You are already in group {name}."),
         ),
         Refusal::NotMember(name) => ("not-member", format!("You are not in group {name}.")),
+        Refusal::NotKept(NotKept::MailboxFull { user, limit }) => (
+            "mailbox-full",
+            format!("{user}'s offline mailbox is full ({limit} messages); not delivered"),
+        ),
+        Refusal::NotKept(NotKept::StorageFull { limit }) => (
+            "storage-full",
+            format!("the server's storage is full ({limit} bytes); the message was not stored and will not be delivered"),
+        ),
+        Refusal::NotKept(NotKept::Failed) => (
+            "store-failed",
+            "the server could not save the message; it was not delivered".to_string(),
+        ),
     };
     Line::err(code, text)
 }
@@ -682,6 +705,17 @@ mod tests {
                 session: 1234
             })),
             "ERR unreachable sean is no longer available for session 1234.\n"
+        );
+        assert_eq!(
+            wire(ChatEvent::Refused(Refusal::NotKept(NotKept::MailboxFull {
+                user: "bob".into(),
+                limit: 500
+            }))),
+            "ERR mailbox-full bob's offline mailbox is full (500 messages); not delivered\n"
+        );
+        assert_eq!(
+            wire(ChatEvent::Refused(Refusal::NotKept(NotKept::StorageFull { limit: 9 }))),
+            "ERR storage-full the server's storage is full (9 bytes); the message was not stored and will not be delivered\n"
         );
     }
 }

@@ -4,19 +4,21 @@
 //! sender is told are `rules::messaging`.
 
 use super::*;
+use crate::server::rules::NotKept;
 
 impl Hub {
     /// `message USER TEXT`: relayed now, or stored for later if USER is offline.
     pub fn message(&self, me: &str, to: &str, text: String) -> Vec<Line> {
-        self.message_as(me, to, text, false)
+        render::render_all(self.message_as(me, to, text, false))
     }
 
-    /// [`Hub::message`], as an IRC NOTICE if `notice` (a live message shows it).
-    pub fn message_as(&self, me: &str, to: &str, text: String, notice: bool) -> Vec<Line> {
+    /// [`Hub::message`], as an IRC NOTICE if `notice` (a live message shows it); the answer
+    /// as events.
+    pub fn message_as(&self, me: &str, to: &str, text: String, notice: bool) -> Vec<ChatEvent> {
         let registry = self.registry();
         let status = match messaging::private(&self.shared.state.lock(), registry, me, to) {
             Ok(status) => status,
-            Err(why) => return vec![render::refusal(why)],
+            Err(why) => return vec![ChatEvent::Refused(why)],
         };
         let now = self.now();
         let live = ChatEvent::Message {
@@ -33,13 +35,9 @@ impl Hub {
         });
         let delivered_now = match self.deliver_or_store_logged(to, &live, &mail, true) {
             Ok(now) => now,
-            Err(e) => return vec![store_error(&e)],
+            Err(e) => return vec![not_kept(&e)],
         };
-        let mut lines = Vec::with_capacity(2);
-        for event in messaging::private_answer(me, to, status, delivered_now) {
-            render::render_into(event, &mut lines);
-        }
-        lines
+        messaging::private_answer(me, to, status, delivered_now)
     }
 
     /// Delivers `live` to `to` if online; otherwise stores `mail` (durably, before returning).
@@ -117,17 +115,17 @@ impl Hub {
 
     /// The three broadcasts.
     pub fn broadcast(&self, me: &str, audience: &Audience, text: &str) -> Vec<Line> {
-        self.broadcast_as(me, audience, text, false)
+        render::render_all(self.broadcast_as(me, audience, text, false))
     }
 
-    /// [`Hub::broadcast`], as an IRC NOTICE if `notice`.
+    /// [`Hub::broadcast`], as an IRC NOTICE if `notice`; the answer as events.
     pub fn broadcast_as(
         &self,
         me: &str,
         audience: &Audience,
         text: &str,
         notice: bool,
-    ) -> Vec<Line> {
+    ) -> Vec<ChatEvent> {
         let live = ChatEvent::Broadcast {
             from: me.to_string(),
             text: text.to_string(),
@@ -144,10 +142,7 @@ impl Hub {
                     .iter()
                     .filter(|(c, counted)| c.send_fan_out(&fan_out, None, queue) && *counted)
                     .count();
-                vec![render::line(ChatEvent::BroadcastSent {
-                    delivered,
-                    skipped,
-                })]
+                vec![ChatEvent::BroadcastSent { delivered, skipped }]
             }
             Audience::Everyone => {
                 let names = self.registered_users();
@@ -170,7 +165,7 @@ impl Hub {
                         Ok(true) if invisible => stored_n += 1,
                         Ok(true) => live_n += 1,
                         Ok(false) => stored_n += 1,
-                        Err(e) => failed.push(store_error(&e)),
+                        Err(e) => failed.push(not_kept(&e)),
                     }
                 }
                 if echo {
@@ -180,12 +175,12 @@ impl Hub {
                         .conn(me)
                         .map(|c| c.send_event(&live));
                 }
-                let mut lines = vec![render::line(ChatEvent::BroadcastKept {
+                let mut answer = vec![ChatEvent::BroadcastKept {
                     live: live_n,
                     stored: stored_n,
-                })];
-                lines.extend(failed);
-                lines
+                }];
+                answer.extend(failed);
+                answer
             }
             Audience::Users(users) => {
                 let now = self.now();
@@ -196,7 +191,7 @@ impl Hub {
                     text: text.to_string(),
                     id: crate::store::new_mail_id(),
                 });
-                let mut lines = Vec::new();
+                let mut answer = Vec::new();
                 let mut seen = BTreeSet::new();
                 for to in users {
                     if !seen.insert(to.as_str()) {
@@ -207,18 +202,19 @@ impl Hub {
                     let invisible = match copy {
                         Ok(invisible) => invisible,
                         Err(why) => {
-                            lines.push(render::refusal(why));
+                            answer.push(ChatEvent::Refused(why));
                             continue;
                         }
                     };
-                    match self.deliver_or_store(to, &live, &mail) {
-                        Ok(true) if invisible => lines.push(offline_ack(to)),
-                        Ok(true) => lines.push(render::line(ChatEvent::Delivered(to.clone()))),
-                        Ok(false) => lines.push(offline_ack(to)),
-                        Err(e) => lines.push(store_error(&e)),
-                    }
+                    answer.push(match self.deliver_or_store(to, &live, &mail) {
+                        // Invisible users count as offline, as everywhere else.
+                        Ok(true) if invisible => ChatEvent::Queued(to.clone()),
+                        Ok(true) => ChatEvent::Delivered(to.clone()),
+                        Ok(false) => ChatEvent::Queued(to.clone()),
+                        Err(e) => not_kept(&e),
+                    });
                 }
-                lines
+                answer
             }
         }
     }
@@ -288,17 +284,17 @@ impl Hub {
 
     /// `group send NAME TEXT`: delivered to each member online, stored for the others.
     pub(super) fn group_send(&self, me: &str, name: &str, text: &str) -> Vec<Line> {
-        self.group_send_as(me, name, text, false)
+        render::render_all(self.group_send_as(me, name, text, false))
     }
 
-    /// `group send NAME TEXT`, as an IRC NOTICE if `notice`.
-    pub fn group_send_as(&self, me: &str, name: &str, text: &str, notice: bool) -> Vec<Line> {
+    /// `group send NAME TEXT`, as an IRC NOTICE if `notice`; the answer as events.
+    pub fn group_send_as(&self, me: &str, name: &str, text: &str, notice: bool) -> Vec<ChatEvent> {
         // Each recipient with, under one lock, whether they count as offline
         // (invisible) and their connection if online.
         let audience = messaging::group_audience(&self.shared.state.lock(), me, name);
         let members = match audience {
             Ok(members) => members,
-            Err(why) => return vec![render::refusal(why)],
+            Err(why) => return vec![ChatEvent::Refused(why)],
         };
         let live = ChatEvent::GroupMessage {
             group: name.to_string(),
@@ -319,7 +315,7 @@ impl Hub {
         // which also catches a login racing this send.
         let fan_out = FanOut::new(&live);
         let queue = members.len() >= FAN_OUT_QUEUED;
-        let (mut live_n, mut stored_n, mut lines) = (0, 0, Vec::new());
+        let (mut live_n, mut stored_n, mut failed) = (0, 0, Vec::new());
         for (m, invisible, conn) in &members {
             let sent = conn
                 .as_ref()
@@ -334,42 +330,30 @@ impl Hub {
                 Ok(true) if *invisible => stored_n += 1,
                 Ok(true) => live_n += 1,
                 Ok(false) => stored_n += 1,
-                Err(e) => lines.push(store_error(&e)),
+                Err(e) => failed.push(not_kept(&e)),
             }
         }
-        let sent = ChatEvent::GroupSent {
+        let mut answer = vec![ChatEvent::GroupSent {
             group: name.to_string(),
             live: live_n,
             stored: stored_n,
-        };
-        lines.insert(0, render::line(sent));
-        lines
+        }];
+        answer.extend(failed);
+        answer
     }
 }
 
-fn store_error(e: &StoreError) -> Line {
-    match e {
-        StoreError::MailboxFull { user, limit } => err(
-            "mailbox-full",
-            format!("{user}'s offline mailbox is full ({limit} messages); not delivered"),
-        ),
-        StoreError::StorageFull { limit } => err(
-            "storage-full",
-            format!("the server's storage is full ({limit} bytes); the message was not stored and will not be delivered"),
-        ),
+/// What the sender of a message the store could not keep is told.
+fn not_kept(e: &StoreError) -> ChatEvent {
+    ChatEvent::Refused(Refusal::NotKept(match e {
+        StoreError::MailboxFull { user, limit } => NotKept::MailboxFull {
+            user: user.clone(),
+            limit: *limit,
+        },
+        StoreError::StorageFull { limit } => NotKept::StorageFull { limit: *limit },
         other => {
             log::error!("store: {other}");
-            err(
-                "store-failed",
-                "the server could not save the message; it was not delivered",
-            )
+            NotKept::Failed
         }
-    }
-}
-
-fn offline_ack(to: &str) -> Line {
-    ok(
-        "queued",
-        format!("(Receiver {to} is currently offline, message will be delivered when they log in next time)"),
-    )
+    }))
 }

@@ -142,6 +142,27 @@ pub enum Refusal {
     NotMember(String),
     /// `group send` to a group the user is not in.
     SendNotMember(String),
+    /// A message for someone offline that could not be kept for them.
+    NotKept(NotKept),
+}
+
+/// Why a message for someone offline could not be kept (the store's answer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotKept {
+    /// Their mailbox holds `limit` messages already.
+    MailboxFull {
+        /// Whose.
+        user: String,
+        /// The mailbox limit.
+        limit: usize,
+    },
+    /// The data directory is at its bound (`limit` bytes).
+    StorageFull {
+        /// The bound.
+        limit: u64,
+    },
+    /// The store failed (logged where it happened).
+    Failed,
 }
 
 /// One entry of a list of users.
