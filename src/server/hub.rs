@@ -192,15 +192,25 @@ impl Hub {
     /// Does what an outcome asks, in order: stores its records, delivers its events, and
     /// returns its answer as native lines. Called without the state lock.
     fn finish(&self, out: Outcome<Arc<Conn>>) -> Vec<Line> {
+        render::render_all(self.finish_events(out))
+    }
+
+    /// [`Hub::finish`], returning the answer as events.
+    fn finish_events(&self, out: Outcome<Arc<Conn>>) -> Vec<ChatEvent> {
         for record in out.records {
             self.record(record);
         }
         deliver(out.deliveries);
-        let mut lines = Vec::with_capacity(out.replies.len());
-        for reply in out.replies {
-            render::render_into(reply, &mut lines);
-        }
-        lines
+        out.replies
+    }
+
+    /// [`Hub::apply`], returning the answer as events.
+    fn apply_events(
+        &self,
+        rule: impl FnOnce(&mut ChatState) -> Outcome<Arc<Conn>>,
+    ) -> Vec<ChatEvent> {
+        let out = rule(&mut self.shared.state.lock());
+        self.finish_events(out)
     }
 
     /// `whoelse`: the other online users visible to `me`, with status and intro.
@@ -383,23 +393,25 @@ impl Hub {
 
     /// `group ...`
     pub fn group(&self, me: &str, action: &GroupAction) -> Vec<Line> {
+        render::render_all(self.group_events(me, action))
+    }
+
+    /// [`Hub::group`], the answer as events.
+    pub fn group_events(&self, me: &str, action: &GroupAction) -> Vec<ChatEvent> {
         match action {
             GroupAction::Create(name) => {
                 let open = self.shared.config.auth == AuthMode::Open;
                 if open && !self.shared.store.has_room(NEW_RECORD_BYTES) {
-                    return vec![err(
-                        "storage-full",
-                        "the server's storage is full: no new group can be made now",
-                    )];
+                    return vec![ChatEvent::Refused(Refusal::NoRoomForGroup)];
                 }
                 let cap = open.then_some(self.shared.config.max_groups_per_ip);
-                self.apply(|s| groups::create(s, me, name, cap))
+                self.apply_events(|s| groups::create(s, me, name, cap))
             }
-            GroupAction::Join(name) => self.apply(|s| groups::join(s, me, name)),
-            GroupAction::Leave(name) => self.apply(|s| groups::leave(s, me, name)),
-            GroupAction::List => self.apply(|s| groups::list(s, me)),
-            GroupAction::Members(name) => self.apply(|s| groups::members(s, me, name)),
-            GroupAction::Send(name, text) => self.group_send(me, name, text),
+            GroupAction::Join(name) => self.apply_events(|s| groups::join(s, me, name)),
+            GroupAction::Leave(name) => self.apply_events(|s| groups::leave(s, me, name)),
+            GroupAction::List => self.apply_events(|s| groups::list(s, me)),
+            GroupAction::Members(name) => self.apply_events(|s| groups::members(s, me, name)),
+            GroupAction::Send(name, text) => self.group_send_as(me, name, text, false),
         }
     }
 

@@ -542,6 +542,10 @@ pub fn refusal(r: Refusal) -> Line {
             "storage-full",
             format!("the server's storage is full ({limit} bytes); the message was not stored and will not be delivered"),
         ),
+        Refusal::NoRoomForGroup => (
+            "storage-full",
+            "the server's storage is full: no new group can be made now".to_string(),
+        ),
         Refusal::NotKept(NotKept::Failed) => (
             "store-failed",
             "the server could not save the message; it was not delivered".to_string(),
@@ -716,6 +720,10 @@ mod tests {
         assert_eq!(
             wire(ChatEvent::Refused(Refusal::NotKept(NotKept::StorageFull { limit: 9 }))),
             "ERR storage-full the server's storage is full (9 bytes); the message was not stored and will not be delivered\n"
+        );
+        assert_eq!(
+            wire(ChatEvent::Refused(Refusal::NoRoomForGroup)),
+            "ERR storage-full the server's storage is full: no new group can be made now\n"
         );
     }
 }

@@ -282,12 +282,8 @@ impl Hub {
         }
     }
 
-    /// `group send NAME TEXT`: delivered to each member online, stored for the others.
-    pub(super) fn group_send(&self, me: &str, name: &str, text: &str) -> Vec<Line> {
-        render::render_all(self.group_send_as(me, name, text, false))
-    }
-
-    /// `group send NAME TEXT`, as an IRC NOTICE if `notice`; the answer as events.
+    /// `group send NAME TEXT`: delivered to each member online, stored for the others; as
+    /// an IRC NOTICE if `notice`. The answer as events.
     pub fn group_send_as(&self, me: &str, name: &str, text: &str, notice: bool) -> Vec<ChatEvent> {
         // Each recipient with, under one lock, whether they count as offline
         // (invisible) and their connection if online.

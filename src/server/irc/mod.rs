@@ -3,7 +3,8 @@
 //!
 //! - [`message`]: parsing and formatting IRC lines (pure).
 //! - [`numeric`]: the numeric replies.
-//! - [`translate`]: what each line the hub pushes becomes for an IRC client (pure).
+//! - [`translate`]: what each event (or native line) the hub pushes becomes for an IRC
+//!   client (pure).
 //! - [`world`]: what this door keeps beside the hub (USER details, away texts, channel
 //!   operators and topics).
 //! - [`session`]: registration and the command loop of one connection, on the hub's rules;
@@ -20,8 +21,7 @@ mod world;
 pub use session::serve;
 pub use world::World;
 
-use super::encoder::Encoder;
-use super::encoder::FanOut;
+use super::encoder::{Encoder, FanOut};
 use super::rules::ChatEvent;
 use crate::protocol::{Kind, Line};
 use parking_lot::Mutex;
@@ -59,7 +59,7 @@ struct ClientState {
     partner: Option<String>,
 }
 
-/// Turns the hub's lines into IRC lines for one client.
+/// Turns what the hub pushes into IRC lines for one client.
 #[derive(Default)]
 pub struct IrcEncoder {
     /// The server's IRC state, attached when the session starts.

@@ -144,6 +144,8 @@ pub enum Refusal {
     SendNotMember(String),
     /// A message for someone offline that could not be kept for them.
     NotKept(NotKept),
+    /// `group create` while the data directory is at its bound.
+    NoRoomForGroup,
 }
 
 /// Why a message for someone offline could not be kept (the store's answer).

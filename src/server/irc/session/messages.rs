@@ -2,7 +2,7 @@
 //! native commands.
 
 use crate::protocol::{
-    parse_command, sanitize_text, valid_username, Audience, Command, Kind, Line, Status,
+    parse_command, sanitize_text, valid_username, Audience, Command, Line, Status,
 };
 use crate::server::irc::message::{same_name, Message};
 use crate::server::irc::numeric::*;
@@ -148,15 +148,6 @@ impl Session<'_> {
                 Refused(why) => Some(render::refusal(why.clone())),
                 _ => None,
             })
-            .map(|l| self.replies().notice(&format!("error: {}", l.text)))
-            .collect()
-    }
-
-    /// What went wrong in a hub reply, as server notices (successes say nothing).
-    pub(super) fn problems(&self, replies: &[Line]) -> String {
-        replies
-            .iter()
-            .filter(|l| l.kind == Kind::Err)
             .map(|l| self.replies().notice(&format!("error: {}", l.text)))
             .collect()
     }
