@@ -2,7 +2,7 @@
 //! gets a thread, the socket options every connection has, the connection thread itself, and
 //! the goodbye at shutdown.
 
-use super::door::Door;
+use super::door::{Door, DoorEncoder};
 use super::hub::Hub;
 use super::outbox::{self, Conn};
 use super::tls_session::TlsSession;
@@ -95,7 +95,15 @@ impl Core {
             _ => None,
         };
         let encoder = door.encoder();
-        let conn = Conn::new_tls(id, stream, peer, &self.flusher, limits, encoder, tls);
+        let conn = Conn::new_tls(
+            id,
+            stream,
+            peer,
+            &self.flusher,
+            limits,
+            encoder.for_conn(),
+            tls,
+        );
         self.shared.conns.lock().insert(Arc::clone(&conn));
         let hub = self.hub.clone();
         let shared = Arc::clone(&self.shared);
@@ -104,7 +112,7 @@ impl Core {
             let conn = Arc::clone(&conn);
             move || {
                 let _watch = shared.panics.watch();
-                connection_thread(door, &hub, &conn, &shared, &irc)
+                connection_thread(door, &encoder, &hub, &conn, &shared, &irc)
             }
         });
         if let Err(e) = spawned {
@@ -154,6 +162,7 @@ impl Core {
 #[inline(never)]
 fn connection_thread(
     door: Door,
+    encoder: &DoorEncoder,
     hub: &Hub,
     conn: &Arc<Conn>,
     shared: &ServerShared,
@@ -166,8 +175,9 @@ fn connection_thread(
         version: PROTOCOL_VERSION,
         irc,
         door,
+        terminal: encoder.terminal(),
     };
-    door.serve(hub, conn, &ctx);
+    door.serve(hub, conn, &ctx, encoder);
     if let Some(painted) = painted {
         shared.stack_gauge.record(painted.finish());
     }

@@ -13,6 +13,37 @@ use crate::config::{Config, OptionalPort};
 use crate::protocol::Line;
 use std::sync::Arc;
 
+/// A connection's encoder as its door's session keeps it: the session changes what the
+/// encoder does (the native door's switch to tagged lines, the IRC door's nick and
+/// capabilities), so it holds the same encoder the connection writes with.
+pub(crate) enum DoorEncoder {
+    /// The native door's prose or tagged lines.
+    Native(Arc<Terminal>),
+    /// The IRC door's lines.
+    Irc(Arc<IrcEncoder>),
+    /// The web door's WebSocket frames (no state).
+    Web,
+}
+
+impl DoorEncoder {
+    /// The encoder for the connection.
+    pub(crate) fn for_conn(&self) -> Box<dyn Encoder> {
+        match self {
+            DoorEncoder::Native(terminal) => Box::new(Arc::clone(terminal)),
+            DoorEncoder::Irc(encoder) => Box::new(Arc::clone(encoder)),
+            DoorEncoder::Web => Box::new(web::WsEncoder),
+        }
+    }
+
+    /// The native door's encoder, if it is one.
+    pub(crate) fn terminal(&self) -> Option<&Terminal> {
+        match self {
+            DoorEncoder::Native(terminal) => Some(terminal),
+            _ => None,
+        }
+    }
+}
+
 /// One kind of listening port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -79,24 +110,32 @@ impl Door {
         doors
     }
 
-    /// How lines are written to a client of this door.
-    pub(crate) fn encoder(self) -> Box<dyn Encoder> {
+    /// How lines are written to a new client of this door.
+    pub(crate) fn encoder(self) -> DoorEncoder {
         match self {
-            Door::Native | Door::NativeTls => Box::new(Terminal::new()),
-            Door::Irc | Door::IrcTls => Box::new(IrcEncoder::default()),
-            Door::Web | Door::WebTls => Box::new(web::WsEncoder),
+            Door::Native | Door::NativeTls => DoorEncoder::Native(Arc::new(Terminal::new())),
+            Door::Irc | Door::IrcTls => DoorEncoder::Irc(Arc::new(IrcEncoder::default())),
+            Door::Web | Door::WebTls => DoorEncoder::Web,
         }
     }
 
-    /// Serves one accepted connection of this door until it ends.
-    pub(crate) fn serve(self, hub: &Hub, conn: &Arc<Conn>, ctx: &SessionContext<'_>) {
-        match self {
-            Door::Native | Door::NativeTls => {
-                let mut reader = NativeReader::new(hub.config().max_line_bytes);
+    /// Serves one accepted connection of this door until it ends; `encoder` is the one
+    /// its connection was given.
+    pub(crate) fn serve(
+        self,
+        hub: &Hub,
+        conn: &Arc<Conn>,
+        ctx: &SessionContext<'_>,
+        encoder: &DoorEncoder,
+    ) {
+        match encoder {
+            DoorEncoder::Native(terminal) => {
+                let max = hub.config().max_line_bytes;
+                let mut reader = NativeReader::new(max, Arc::clone(terminal));
                 session::serve(hub, conn, &mut reader, ctx);
             }
-            Door::Irc | Door::IrcTls => irc::serve(hub, conn, ctx, ctx.irc),
-            Door::Web | Door::WebTls => web::serve(hub, conn, ctx),
+            DoorEncoder::Irc(encoder) => irc::serve(hub, conn, ctx, ctx.irc, encoder),
+            DoorEncoder::Web => web::serve(hub, conn, ctx),
         }
     }
 

@@ -27,6 +27,7 @@ mod presence;
 use access::LockKey;
 pub use access::{NameCheck, PasswordCheck};
 
+use super::encoder::FanOut;
 use super::lockout::{AfterFailure, Lockouts, Reservation};
 use super::outbox::{AfterBurst, Conn, FAN_OUT_QUEUED};
 use super::render;
@@ -106,10 +107,6 @@ pub struct Hub {
 }
 
 pub use super::rules::LogoutReason;
-
-fn ok(code: &str, text: impl Into<String>) -> Line {
-    Line::ok(code, text)
-}
 
 fn err(code: &str, text: impl Into<String>) -> Line {
     Line::err(code, text)
@@ -195,15 +192,25 @@ impl Hub {
     /// Does what an outcome asks, in order: stores its records, delivers its events, and
     /// returns its answer as native lines. Called without the state lock.
     fn finish(&self, out: Outcome<Arc<Conn>>) -> Vec<Line> {
+        render::render_all(self.finish_events(out))
+    }
+
+    /// [`Hub::finish`], returning the answer as events.
+    fn finish_events(&self, out: Outcome<Arc<Conn>>) -> Vec<ChatEvent> {
         for record in out.records {
             self.record(record);
         }
         deliver(out.deliveries);
-        let mut lines = Vec::with_capacity(out.replies.len());
-        for reply in out.replies {
-            render::render_into(reply, &mut lines);
-        }
-        lines
+        out.replies
+    }
+
+    /// [`Hub::apply`], returning the answer as events.
+    fn apply_events(
+        &self,
+        rule: impl FnOnce(&mut ChatState) -> Outcome<Arc<Conn>>,
+    ) -> Vec<ChatEvent> {
+        let out = rule(&mut self.shared.state.lock());
+        self.finish_events(out)
     }
 
     /// `whoelse`: the other online users visible to `me`, with status and intro.
@@ -308,15 +315,20 @@ impl Hub {
 
     /// A line typed inside a chat session: relayed to the partner and logged.
     pub fn talk(&self, me: &str, text: &str) -> Vec<Line> {
+        match self.talk_as(me, text, false) {
+            Ok(()) => Vec::new(),
+            Err(why) => vec![render::refusal(why)],
+        }
+    }
+
+    /// [`Hub::talk`], as an IRC NOTICE if `notice`; why it was not relayed, if it was not.
+    pub fn talk_as(&self, me: &str, text: &str, notice: bool) -> Result<(), Refusal> {
         let (found, from) = {
             let state = self.shared.state.lock();
             (sessions::partner(&state, me), state.conn(me))
         };
-        let (n, other, conn) = match found {
-            Ok(found) => found,
-            Err(why) => return vec![render::refusal(why)],
-        };
-        let unreachable = || vec![render::refusal(Refusal::PartnerGone(other.clone()))];
+        let (n, other, conn) = found?;
+        let unreachable = || Err(Refusal::PartnerGone(other.clone()));
         let Some(conn) = conn else {
             return unreachable();
         };
@@ -335,11 +347,12 @@ impl Hub {
             session: n,
             from: me.to_string(),
             text: text.to_string(),
+            notice,
         };
-        if !conn.deliver(&render::line(said), from.as_ref()) {
+        if !conn.send_event(&said, from.as_ref()) {
             return unreachable();
         }
-        Vec::new()
+        Ok(())
     }
 
     /// `block USER`
@@ -378,30 +391,32 @@ impl Hub {
         let changes = std::mem::take(&mut out.presence);
         let mut reply = self.finish(out);
         for change in changes {
-            send_to(&targets, &render::presence(me, change));
+            send_to(&targets, &ChatEvent::presence(me, change));
         }
         reply.swap_remove(0)
     }
 
     /// `group ...`
     pub fn group(&self, me: &str, action: &GroupAction) -> Vec<Line> {
+        render::render_all(self.group_events(me, action))
+    }
+
+    /// [`Hub::group`], the answer as events.
+    pub fn group_events(&self, me: &str, action: &GroupAction) -> Vec<ChatEvent> {
         match action {
             GroupAction::Create(name) => {
                 let open = self.shared.config.auth == AuthMode::Open;
                 if open && !self.shared.store.has_room(NEW_RECORD_BYTES) {
-                    return vec![err(
-                        "storage-full",
-                        "the server's storage is full: no new group can be made now",
-                    )];
+                    return vec![ChatEvent::Refused(Refusal::NoRoomForGroup)];
                 }
                 let cap = open.then_some(self.shared.config.max_groups_per_ip);
-                self.apply(|s| groups::create(s, me, name, cap))
+                self.apply_events(|s| groups::create(s, me, name, cap))
             }
-            GroupAction::Join(name) => self.apply(|s| groups::join(s, me, name)),
-            GroupAction::Leave(name) => self.apply(|s| groups::leave(s, me, name)),
-            GroupAction::List => self.apply(|s| groups::list(s, me)),
-            GroupAction::Members(name) => self.apply(|s| groups::members(s, me, name)),
-            GroupAction::Send(name, text) => self.group_send(me, name, text),
+            GroupAction::Join(name) => self.apply_events(|s| groups::join(s, me, name)),
+            GroupAction::Leave(name) => self.apply_events(|s| groups::leave(s, me, name)),
+            GroupAction::List => self.apply_events(|s| groups::list(s, me)),
+            GroupAction::Members(name) => self.apply_events(|s| groups::members(s, me, name)),
+            GroupAction::Send(name, text) => self.group_send_as(me, name, text, false),
         }
     }
 
@@ -472,29 +487,13 @@ fn presence_targets(state: &ChatState, subject: &str) -> Vec<Arc<Conn>> {
         .collect()
 }
 
-/// A line for many from no session's burst (a presence notice): written now, or queued for
-/// the flusher for a crowd.
-fn send_to(conns: &[Arc<Conn>], line: &Line) {
-    let wire = line.to_wire();
+/// An event for many from no session's burst (a presence notice), rendered once per
+/// distinct view: written now, or queued for the flusher for a crowd.
+fn send_to(conns: &[Arc<Conn>], event: &ChatEvent) {
+    let fan_out = FanOut::new(event);
     let queue = conns.len() >= FAN_OUT_QUEUED;
     for c in conns {
-        send_shared(c, line, &wire, queue, None);
-    }
-}
-
-/// One recipient of a line for many: written now, or `queue`d for the flusher; held by
-/// the burst of the sender (`from`) if it is open.
-fn send_shared(
-    conn: &Arc<Conn>,
-    line: &Line,
-    wire: &str,
-    queue: bool,
-    from: Option<&Arc<Conn>>,
-) -> bool {
-    if queue {
-        conn.queue_shared(line, wire, from)
-    } else {
-        conn.send_shared(line, wire, from)
+        c.send_fan_out(&fan_out, None, queue, None);
     }
 }
 
@@ -507,7 +506,7 @@ fn new_pairing_secret() -> String {
 /// Sends each event to its connection.
 fn deliver(deliveries: Vec<(Arc<Conn>, ChatEvent)>) {
     for (conn, event) in deliveries {
-        conn.send(&render::line(event));
+        conn.send_event(&event, None);
     }
 }
 

@@ -16,7 +16,7 @@
 //! telnet commands out of the input (see `telnet`) and hides a typed password from a telnet
 //! client.
 
-use super::encoder::Encoder;
+use super::encoder::{Encoder, FanOut, NATIVE_VIEW};
 use super::outbox::Conn;
 use super::prose::{self, ProseEnd};
 use super::reader::{ByteSource, Input, LineReader, ReadLines};
@@ -108,18 +108,16 @@ impl Encoder for Terminal {
         };
     }
 
-    fn is_native(&self) -> bool {
-        self.is_tagged()
+    fn encode_fan_out(&self, fan_out: &FanOut<'_>, out: &mut Vec<u8>) {
+        if self.is_tagged() {
+            fan_out.shared(NATIVE_VIEW, out, |out| {
+                self.encode_event(fan_out.event(), out)
+            });
+        } else {
+            // Prose depends on where this person's cursor is: not shared.
+            self.encode_event(fan_out.event(), out);
+        }
     }
-
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
-    }
-}
-
-/// The native door's encoder of `conn`, if it came through the native door.
-pub fn terminal(conn: &Conn) -> Option<&Terminal> {
-    conn.encoder().as_any()?.downcast_ref::<Terminal>()
 }
 
 /// What a `protocol ...` line asks for.
@@ -174,14 +172,17 @@ pub struct NativeReader {
     lines: LineReader,
     /// The telnet state; borrowed by [`Filtered`] during a read.
     telnet: RefCell<Telnet>,
+    /// The connection's encoder: a person's Enter ends an open prompt.
+    terminal: Arc<Terminal>,
 }
 
 impl NativeReader {
-    /// A reader accepting lines up to `max` bytes.
-    pub fn new(max: usize) -> NativeReader {
+    /// A reader accepting lines up to `max` bytes, for the connection `terminal` encodes.
+    pub fn new(max: usize, terminal: Arc<Terminal>) -> NativeReader {
         NativeReader {
             lines: LineReader::new(max),
             telnet: RefCell::new(Telnet::default()),
+            terminal,
         }
     }
 }
@@ -195,14 +196,14 @@ impl ReadLines for NativeReader {
         let input = self.lines.next(&source, deadline);
         // In prose, every line ends with the person's Enter, except the switch, which a
         // program sends.
-        if let Some(terminal) = terminal(conn).filter(|t| !t.is_tagged()) {
+        if !self.terminal.is_tagged() {
             let entered = match &input {
                 Input::Line(line) => protocol_request(line) != Some(ProtocolRequest::Tagged),
                 Input::TooLong(_) | Input::BadUtf8 => true,
                 Input::TimedOut | Input::Closed => false,
             };
             if entered {
-                terminal.heard_line();
+                self.terminal.heard_line();
             }
         }
         input
@@ -282,13 +283,13 @@ mod tests {
     fn prose_until_the_switch_then_tagged_on_a_fresh_line() {
         let t = Terminal::new();
         let mut out = Vec::new();
-        assert!(!t.is_native());
+        assert!(!t.is_tagged());
         t.encode(&Line::new(Kind::Hello, &["lanchat/1"], "Hi."), &mut out);
         t.encode(&Line::ask("username", "Username:"), &mut out);
         assert_eq!(out, b"Hi.\nUsername: ");
         assert_eq!(t.switch_to_tagged(), Switch::Switched { open_prompt: true });
         assert_eq!(t.switch_to_tagged(), Switch::Already);
-        assert!(t.is_native());
+        assert!(t.is_tagged());
         out.clear();
         t.encode(&Line::ask("username", "Username:"), &mut out);
         assert_eq!(out, b"ASK username Username:\n");

@@ -1,7 +1,9 @@
 //! The native door's rendering of the rules' [`ChatEvent`]s: each as the PROTOCOL.md lines
 //! the native protocol has always sent for it. Pure; the tests beside it pin the bytes.
 
-use super::rules::{ChatEvent, LogoutReason, PresenceChange, Refusal, SelfAction, UserList};
+use super::rules::{
+    ChatEvent, LogoutReason, NotKept, PresenceChange, Refusal, SelfAction, UserList,
+};
 use crate::clock::format_utc;
 use crate::protocol::{Kind, Line};
 
@@ -84,6 +86,36 @@ pub fn render_into(event: ChatEvent, out: &mut Vec<Line>) {
         }
         other => out.push(line(other)),
     }
+}
+
+/// The line of a live event (a message, a chat-session line, a presence change); `None`
+/// for the others.
+pub fn live_line(event: &ChatEvent) -> Option<Line> {
+    Some(match event {
+        ChatEvent::Talk {
+            session,
+            from,
+            text,
+            notice: _,
+        } => Line::new(Kind::Talk, &[&session.to_string(), from], text.as_str()),
+        ChatEvent::Message { from, text, .. } => Line::new(Kind::Msg, &[from], text.as_str()),
+        ChatEvent::Broadcast { from, text, .. } => Line::new(Kind::Bcast, &[from], text.as_str()),
+        ChatEvent::GroupMessage {
+            group, from, text, ..
+        } => Line::new(Kind::Group, &[group, from], text.as_str()),
+        ChatEvent::Presence { who, change } => presence(who, *change),
+        ChatEvent::PresenceSummary { changes, more } => summary(changes, *more),
+        _ => return None,
+    })
+}
+
+/// The lines of `events`, in order.
+pub fn render_all(events: Vec<ChatEvent>) -> Vec<Line> {
+    let mut out = Vec::with_capacity(events.len());
+    for event in events {
+        render_into(event, &mut out);
+    }
+    out
 }
 
 /// The lines of `event`.
@@ -192,11 +224,14 @@ pub fn line(event: ChatEvent) -> Line {
             format!("Current chat session ID: {session} (with {with})"),
         ),
         ChatEvent::NotInASession => Line::info("no-session", "You are not in a chat session."),
-        ChatEvent::Talk {
-            session,
-            from,
-            text,
-        } => Line::new(Kind::Talk, &[&session.to_string(), &from], text),
+        live @ (ChatEvent::Talk { .. }
+        | ChatEvent::Message { .. }
+        | ChatEvent::Broadcast { .. }
+        | ChatEvent::GroupMessage { .. }
+        | ChatEvent::Presence { .. }
+        | ChatEvent::PresenceSummary { .. }) => {
+            live_line(&live).expect("a live event renders without cloning")
+        }
         ChatEvent::P2pPort(port) => ok(
             "p2p",
             format!("Direct messages will be accepted on port {port}."),
@@ -312,7 +347,7 @@ fn addr(what: &str, who: &str, address: &str, secret: &str, text: String) -> Lin
 }
 
 /// A `PRESENCE` line.
-pub fn presence(who: &str, change: PresenceChange) -> Line {
+fn presence(who: &str, change: PresenceChange) -> Line {
     let text = match change {
         PresenceChange::Joined => format!("*** {who} has joined the chat ***"),
         PresenceChange::Status(s) => format!("{who} is now {s}."),
@@ -331,6 +366,70 @@ pub fn presence(who: &str, change: PresenceChange) -> Line {
         PresenceChange::Left(_) => format!("*** {who} has left the chat ***"),
     };
     Line::new(Kind::Presence, &[who, change.word()], text)
+}
+
+/// Most names in a summary's text for people (its arguments name every change listed).
+const NAMED_IN_TEXT: usize = 20;
+
+/// `PRESENCES <user:change,...|-> <more> <text>`
+fn summary(changes: &[(String, &'static str)], more: usize) -> Line {
+    let items: Vec<String> = changes
+        .iter()
+        .map(|(name, change)| format!("{name}:{change}"))
+        .collect();
+    let items = if items.is_empty() {
+        "-".to_string()
+    } else {
+        items.join(",")
+    };
+    Line::new(
+        Kind::Presences,
+        &[&items, &more.to_string()],
+        summary_text(changes, more),
+    )
+}
+
+/// For people: `*** Joined: ann, bob (busy). Left: cy (timed out). Now busy: dan. 3 more
+/// changes; 'whoelse' lists who is online. ***`
+fn summary_text(changes: &[(String, &'static str)], more: usize) -> String {
+    let mut groups: [(&str, Vec<String>); 4] = [
+        ("Joined", Vec::new()),
+        ("Left", Vec::new()),
+        ("Now busy", Vec::new()),
+        ("Now available", Vec::new()),
+    ];
+    let mut unnamed = more;
+    for (k, (name, change)) in changes.iter().enumerate() {
+        if k >= NAMED_IN_TEXT {
+            unnamed += 1;
+            continue;
+        }
+        let (group, text) = match *change {
+            "login" => (0, name.clone()),
+            "login-busy" => (0, format!("{name} (busy)")),
+            "logout" => (1, name.clone()),
+            "timeout" => (1, format!("{name} (timed out)")),
+            "dropped" => (1, format!("{name} (connection lost)")),
+            "busy" => (2, name.clone()),
+            _ => (3, name.clone()),
+        };
+        groups[group].1.push(text);
+    }
+    let mut text = String::from("***");
+    for (title, names) in &groups {
+        if !names.is_empty() {
+            text.push_str(&format!(" {title}: {}.", names.join(", ")));
+        }
+    }
+    if unnamed > 0 {
+        let s = if unnamed == 1 { "" } else { "s" };
+        let and = if changes.is_empty() { "" } else { " more" };
+        text.push_str(&format!(
+            " {unnamed}{and} change{s}; 'whoelse' lists who is online."
+        ));
+    }
+    text.push_str(" ***");
+    text
 }
 
 /// The `ERR` line of a refusal.
@@ -435,164 +534,25 @@ pub fn refusal(r: Refusal) -> Line {
             format!("You are already in group {name}."),
         ),
         Refusal::NotMember(name) => ("not-member", format!("You are not in group {name}.")),
+        Refusal::NotKept(NotKept::MailboxFull { user, limit }) => (
+            "mailbox-full",
+            format!("{user}'s offline mailbox is full ({limit} messages); not delivered"),
+        ),
+        Refusal::NotKept(NotKept::StorageFull { limit }) => (
+            "storage-full",
+            format!("the server's storage is full ({limit} bytes); the message was not stored and will not be delivered"),
+        ),
+        Refusal::NoRoomForGroup => (
+            "storage-full",
+            "the server's storage is full: no new group can be made now".to_string(),
+        ),
+        Refusal::NotKept(NotKept::Failed) => (
+            "store-failed",
+            "the server could not save the message; it was not delivered".to_string(),
+        ),
     };
     Line::err(code, text)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::rules::{UserEntry, UserList};
-    use super::*;
-    use crate::protocol::Status;
-
-    /// The bytes an event sends to a native client.
-    fn wire(event: ChatEvent) -> String {
-        render(event).iter().map(Line::to_wire).collect()
-    }
-
-    #[test]
-    fn user_lists_are_the_protocol_examples_byte_for_byte() {
-        let entry = |name: &str, status, last_seen, intro: &str| UserEntry {
-            name: name.into(),
-            status,
-            last_seen,
-            intro: intro.into(),
-        };
-        assert_eq!(
-            wire(ChatEvent::Users {
-                list: UserList::WhoElse,
-                entries: vec![
-                    entry("sean", Status::Available, None, ""),
-                    entry("seas", Status::Busy, None, "my intro line"),
-                ]
-            }),
-            "LIST whoelse 2 The currently online users are:\n\
-             USER sean available - \n\
-             USER seas busy - my intro line\n"
-        );
-        assert_eq!(
-            wire(ChatEvent::Users {
-                list: UserList::WhoLast(5),
-                entries: vec![
-                    entry("sean", Status::Available, None, ""),
-                    entry("seas", Status::Busy, Some(1_795_308_814), ""),
-                ]
-            }),
-            "LIST wholast 2 The users that are online in the last 5 minutes are:\n\
-             USER sean available - \n\
-             USER seas offline 2026-11-22T00:53:34Z \n"
-        );
-        assert_eq!(
-            wire(ChatEvent::Users {
-                list: UserList::SignedIn,
-                entries: vec![]
-            }),
-            "LIST list 0 Signed in users: (Not found)\n"
-        );
-    }
-
-    #[test]
-    fn session_events_are_the_protocol_examples_byte_for_byte() {
-        assert_eq!(
-            wire(ChatEvent::SessionPartnerLeft {
-                session: 6387,
-                who: "seas".into()
-            }),
-            "SESSION ended 6387 seas Chat ended: seas has left.\n"
-        );
-        assert_eq!(
-            wire(ChatEvent::SessionNumber {
-                session: 9332,
-                with: "columbia".into()
-            }),
-            "OK snum Current chat session ID: 9332 (with columbia)\n"
-        );
-        assert_eq!(
-            wire(ChatEvent::Talk {
-                session: 9332,
-                from: "sean".into(),
-                text: "hi there".into()
-            }),
-            "TALK 9332 sean hi there\n"
-        );
-    }
-
-    #[test]
-    fn a_presence_change_says_why_someone_left() {
-        assert_eq!(
-            presence("seas", PresenceChange::Left(LogoutReason::Heartbeat)).to_wire(),
-            "PRESENCE seas timeout *** seas has left the chat (heartbeat timeout) ***\n"
-        );
-        assert_eq!(
-            presence("seas", PresenceChange::Joined).to_wire(),
-            "PRESENCE seas login *** seas has joined the chat ***\n"
-        );
-        assert_eq!(
-            presence("seas", PresenceChange::Status(Status::Busy)).to_wire(),
-            "PRESENCE seas busy seas is now busy.\n"
-        );
-        assert_eq!(
-            presence("seas", PresenceChange::Left(LogoutReason::Shutdown)).to_wire(),
-            "PRESENCE seas logout *** seas has left the chat ***\n"
-        );
-    }
-
-    #[test]
-    fn address_lines_fill_empty_fields_as_the_protocol_does() {
-        assert_eq!(
-            wire(ChatEvent::AddressRequest("alice".into())),
-            "ADDR request alice - - User alice wants to exchange private messages with you. Would you like to accept? [y/N]\n"
-        );
-        assert_eq!(
-            wire(ChatEvent::AddressAccepted {
-                by: "seas".into(),
-                address: "10.0.0.2:7002".into(),
-                secret: "ab".into()
-            }),
-            "ADDR granted seas 10.0.0.2:7002 ab seas accepted: you can now send 'private seas TEXT'.\n"
-        );
-    }
-
-    #[test]
-    fn lists_of_names_are_entry_lists() {
-        assert_eq!(
-            wire(ChatEvent::Blacklist(vec![])),
-            "LIST blocked 0 You have blocked nobody.\n"
-        );
-        assert_eq!(
-            wire(ChatEvent::Groups(vec![
-                ("g".into(), 2, true),
-                ("h".into(), 1, false)
-            ])),
-            "LIST groups 2 Groups (members, * = you are in it):\n\
-             ENTRY groups g (2 members) *\n\
-             ENTRY groups h (1 members)\n"
-        );
-        assert_eq!(
-            wire(ChatEvent::Members {
-                group: "g".into(),
-                members: vec![("ann".into(), true), ("bob".into(), false)]
-            }),
-            "LIST members 2 Members of g:\nENTRY members ann (online)\nENTRY members bob\n"
-        );
-    }
-
-    #[test]
-    fn a_refusal_is_an_err_line_with_its_kind() {
-        assert_eq!(
-            wire(ChatEvent::Refused(Refusal::SelfTarget(SelfAction::Chat))),
-            "ERR self You cannot chat with yourself.\n"
-        );
-        assert_eq!(
-            wire(ChatEvent::Refused(Refusal::GroupLimit(3))),
-            "ERR group-limit 3 groups made from your address exist already; join one, or leave one you made\n"
-        );
-        assert_eq!(
-            wire(ChatEvent::Refused(Refusal::RequesterGone {
-                requester: "sean".into(),
-                session: 1234
-            })),
-            "ERR unreachable sean is no longer available for session 1234.\n"
-        );
-    }
-}
+mod tests;

@@ -14,7 +14,7 @@
 //! itself or to others) goes through non-blocking outboxes, so a slow peer never stalls it.
 
 use super::hub::{Hub, LogoutReason, NameCheck, PasswordCheck};
-use super::native::{self, protocol_request, unknown_protocol, ProtocolRequest, Switch};
+use super::native::{protocol_request, unknown_protocol, ProtocolRequest, Switch, Terminal};
 use super::outbox::Burst;
 use super::outbox::Conn;
 use super::policy::{Expiry, Heard, Pace, SessionLimits, Silence, Take, Timers};
@@ -37,6 +37,9 @@ pub struct SessionContext<'a> {
     pub irc: &'a Arc<super::irc::World>,
     /// The door the connection came through (what a refusal tells its user to do).
     pub door: super::door::Door,
+    /// The native door's encoder of this connection (prose until the client switches);
+    /// `None` on the web door, which speaks tagged lines from the start.
+    pub terminal: Option<&'a Terminal>,
 }
 
 /// Serves one connection until it ends, reading its lines from `reader`.
@@ -402,7 +405,7 @@ fn switch_protocol(
     asking: Option<Line>,
     logging_in: bool,
 ) {
-    match native::terminal(conn).map(|t| t.switch_to_tagged()) {
+    match ctx.terminal.map(|t| t.switch_to_tagged()) {
         Some(Switch::Switched { open_prompt }) => {
             if open_prompt {
                 conn.send_bytes(b"\n");

@@ -207,7 +207,7 @@ impl Hub {
                 at: now,
             });
         }
-        send_to(&notify, &render::presence(name, PresenceChange::Joined));
+        send_to(&notify, &ChatEvent::presence(name, PresenceChange::Joined));
         Ok(())
     }
 
@@ -299,7 +299,7 @@ impl Hub {
         deliver(gone.partners);
         send_to(
             &notify,
-            &render::presence(name, PresenceChange::Left(reason)),
+            &ChatEvent::presence(name, PresenceChange::Left(reason)),
         );
     }
 

@@ -4,10 +4,17 @@
 //! sender is told are `rules::messaging`.
 
 use super::*;
+use crate::server::rules::NotKept;
 
 impl Hub {
     /// `message USER TEXT`: relayed now, or stored for later if USER is offline.
     pub fn message(&self, me: &str, to: &str, text: String) -> Vec<Line> {
+        render::render_all(self.message_as(me, to, text, false))
+    }
+
+    /// [`Hub::message`], as an IRC NOTICE if `notice` (a live message shows it); the answer
+    /// as events.
+    pub fn message_as(&self, me: &str, to: &str, text: String, notice: bool) -> Vec<ChatEvent> {
         let registry = self.registry();
         let (allowed, from) = {
             let state = self.shared.state.lock();
@@ -15,10 +22,14 @@ impl Hub {
         };
         let status = match allowed {
             Ok(status) => status,
-            Err(why) => return vec![render::refusal(why)],
+            Err(why) => return vec![ChatEvent::Refused(why)],
         };
         let now = self.now();
-        let live = Line::new(Kind::Msg, &[me], text.as_str());
+        let live = ChatEvent::Message {
+            from: me.to_string(),
+            text: text.clone(),
+            notice,
+        };
         let mail = Arc::new(Mail {
             from: me.to_string(),
             sent_at: now,
@@ -29,13 +40,9 @@ impl Hub {
         let delivered_now =
             match self.deliver_or_store_logged(to, &live, &mail, true, from.as_ref()) {
                 Ok(now) => now,
-                Err(e) => return vec![store_error(&e)],
+                Err(e) => return vec![not_kept(&e)],
             };
-        let mut lines = Vec::with_capacity(2);
-        for event in messaging::private_answer(me, to, status, delivered_now) {
-            render::render_into(event, &mut lines);
-        }
-        lines
+        messaging::private_answer(me, to, status, delivered_now)
     }
 
     /// Delivers `live` to `to` if online; otherwise stores `mail` (durably, before returning).
@@ -44,7 +51,7 @@ impl Hub {
     pub(super) fn deliver_or_store(
         &self,
         to: &str,
-        live: &Line,
+        live: &ChatEvent,
         mail: &Arc<Mail>,
         from: Option<&Arc<Conn>>,
     ) -> Result<bool, StoreError> {
@@ -58,7 +65,7 @@ impl Hub {
     fn deliver_or_store_logged(
         &self,
         to: &str,
-        live: &Line,
+        live: &ChatEvent,
         mail: &Arc<Mail>,
         log: bool,
         from: Option<&Arc<Conn>>,
@@ -82,7 +89,7 @@ impl Hub {
             let conn = self.shared.state.lock().conn(to);
             conn.is_some_and(|c| {
                 log_once();
-                c.send_rescuable(live, mail, from)
+                c.send_event_rescuable(live, mail, from)
             })
         };
         if try_live() {
@@ -120,7 +127,22 @@ impl Hub {
 
     /// The three broadcasts.
     pub fn broadcast(&self, me: &str, audience: &Audience, text: &str) -> Vec<Line> {
-        let live = Line::new(Kind::Bcast, &[me], text);
+        render::render_all(self.broadcast_as(me, audience, text, false))
+    }
+
+    /// [`Hub::broadcast`], as an IRC NOTICE if `notice`; the answer as events.
+    pub fn broadcast_as(
+        &self,
+        me: &str,
+        audience: &Audience,
+        text: &str,
+        notice: bool,
+    ) -> Vec<ChatEvent> {
+        let live = ChatEvent::Broadcast {
+            from: me.to_string(),
+            text: text.to_string(),
+            notice,
+        };
         let echo = self.shared.config.broadcast_echo;
         match audience {
             Audience::Online => {
@@ -128,18 +150,15 @@ impl Hub {
                     let state = self.shared.state.lock();
                     (messaging::online_audience(&state, me, echo), state.conn(me))
                 };
-                let wire = live.to_wire();
+                let fan_out = FanOut::new(&live);
                 let queue = targets.len() >= FAN_OUT_QUEUED;
                 let delivered = targets
                     .iter()
                     .filter(|(c, counted)| {
-                        send_shared(c, &live, &wire, queue, from.as_ref()) && *counted
+                        c.send_fan_out(&fan_out, None, queue, from.as_ref()) && *counted
                     })
                     .count();
-                vec![render::line(ChatEvent::BroadcastSent {
-                    delivered,
-                    skipped,
-                })]
+                vec![ChatEvent::BroadcastSent { delivered, skipped }]
             }
             Audience::Everyone => {
                 let names = self.registered_users();
@@ -163,18 +182,22 @@ impl Hub {
                         Ok(true) if invisible => stored_n += 1,
                         Ok(true) => live_n += 1,
                         Ok(false) => stored_n += 1,
-                        Err(e) => failed.push(store_error(&e)),
+                        Err(e) => failed.push(not_kept(&e)),
                     }
                 }
                 if echo {
-                    self.shared.state.lock().conn(me).map(|c| c.send(&live));
+                    self.shared
+                        .state
+                        .lock()
+                        .conn(me)
+                        .map(|c| c.send_event(&live, None));
                 }
-                let mut lines = vec![render::line(ChatEvent::BroadcastKept {
+                let mut answer = vec![ChatEvent::BroadcastKept {
                     live: live_n,
                     stored: stored_n,
-                })];
-                lines.extend(failed);
-                lines
+                }];
+                answer.extend(failed);
+                answer
             }
             Audience::Users(users) => {
                 let now = self.now();
@@ -185,7 +208,7 @@ impl Hub {
                     text: text.to_string(),
                     id: crate::store::new_mail_id(),
                 });
-                let mut lines = Vec::new();
+                let mut answer = Vec::new();
                 let mut seen = BTreeSet::new();
                 let from = self.shared.state.lock().conn(me);
                 for to in users {
@@ -197,18 +220,21 @@ impl Hub {
                     let invisible = match copy {
                         Ok(invisible) => invisible,
                         Err(why) => {
-                            lines.push(render::refusal(why));
+                            answer.push(ChatEvent::Refused(why));
                             continue;
                         }
                     };
-                    match self.deliver_or_store(to, &live, &mail, from.as_ref()) {
-                        Ok(true) if invisible => lines.push(offline_ack(to)),
-                        Ok(true) => lines.push(render::line(ChatEvent::Delivered(to.clone()))),
-                        Ok(false) => lines.push(offline_ack(to)),
-                        Err(e) => lines.push(store_error(&e)),
-                    }
+                    answer.push(
+                        match self.deliver_or_store(to, &live, &mail, from.as_ref()) {
+                            // Invisible users count as offline, as everywhere else.
+                            Ok(true) if invisible => ChatEvent::Queued(to.clone()),
+                            Ok(true) => ChatEvent::Delivered(to.clone()),
+                            Ok(false) => ChatEvent::Queued(to.clone()),
+                            Err(e) => not_kept(&e),
+                        },
+                    );
                 }
-                lines
+                answer
             }
         }
     }
@@ -276,8 +302,9 @@ impl Hub {
         }
     }
 
-    /// `group send NAME TEXT`: delivered to each member online, stored for the others.
-    pub(super) fn group_send(&self, me: &str, name: &str, text: &str) -> Vec<Line> {
+    /// `group send NAME TEXT`: delivered to each member online, stored for the others; as
+    /// an IRC NOTICE if `notice`. The answer as events.
+    pub fn group_send_as(&self, me: &str, name: &str, text: &str, notice: bool) -> Vec<ChatEvent> {
         // Each recipient with, under one lock, whether they count as offline
         // (invisible) and their connection if online.
         let (audience, from) = {
@@ -287,9 +314,14 @@ impl Hub {
         let from = from.as_ref();
         let members = match audience {
             Ok(members) => members,
-            Err(why) => return vec![render::refusal(why)],
+            Err(why) => return vec![ChatEvent::Refused(why)],
         };
-        let live = Line::new(Kind::Group, &[name, me], text.to_string());
+        let live = ChatEvent::GroupMessage {
+            group: name.to_string(),
+            from: me.to_string(),
+            text: text.to_string(),
+            notice,
+        };
         let mail = Arc::new(Mail {
             from: me.to_string(),
             sent_at: self.now(),
@@ -297,17 +329,17 @@ impl Hub {
             text: text.to_string(),
             id: crate::store::new_mail_id(),
         });
-        // Formatted once for the native clients and, for a crowd, queued for the
-        // flusher as broadcasts are; the rescue keeps it if the connection dies
-        // first. A member who was offline (or whose connection just closed) takes
-        // the mailbox path, which also catches a login racing this send.
-        let wire = live.to_wire();
+        // Rendered once per view and, for a crowd, queued for the flusher as
+        // broadcasts are; the rescue keeps it if the connection dies first. A member
+        // who was offline (or whose connection just closed) takes the mailbox path,
+        // which also catches a login racing this send.
+        let fan_out = FanOut::new(&live);
         let queue = members.len() >= FAN_OUT_QUEUED;
-        let (mut live_n, mut stored_n, mut lines) = (0, 0, Vec::new());
+        let (mut live_n, mut stored_n, mut failed) = (0, 0, Vec::new());
         for (m, invisible, conn) in &members {
             let sent = conn
                 .as_ref()
-                .is_some_and(|c| c.send_shared_rescuable(&live, &wire, &mail, queue, from));
+                .is_some_and(|c| c.send_fan_out(&fan_out, Some(&mail), queue, from));
             let result = if sent {
                 Ok(true)
             } else {
@@ -318,42 +350,30 @@ impl Hub {
                 Ok(true) if *invisible => stored_n += 1,
                 Ok(true) => live_n += 1,
                 Ok(false) => stored_n += 1,
-                Err(e) => lines.push(store_error(&e)),
+                Err(e) => failed.push(not_kept(&e)),
             }
         }
-        let sent = ChatEvent::GroupSent {
+        let mut answer = vec![ChatEvent::GroupSent {
             group: name.to_string(),
             live: live_n,
             stored: stored_n,
-        };
-        lines.insert(0, render::line(sent));
-        lines
+        }];
+        answer.extend(failed);
+        answer
     }
 }
 
-fn store_error(e: &StoreError) -> Line {
-    match e {
-        StoreError::MailboxFull { user, limit } => err(
-            "mailbox-full",
-            format!("{user}'s offline mailbox is full ({limit} messages); not delivered"),
-        ),
-        StoreError::StorageFull { limit } => err(
-            "storage-full",
-            format!("the server's storage is full ({limit} bytes); the message was not stored and will not be delivered"),
-        ),
+/// What the sender of a message the store could not keep is told.
+fn not_kept(e: &StoreError) -> ChatEvent {
+    ChatEvent::Refused(Refusal::NotKept(match e {
+        StoreError::MailboxFull { user, limit } => NotKept::MailboxFull {
+            user: user.clone(),
+            limit: *limit,
+        },
+        StoreError::StorageFull { limit } => NotKept::StorageFull { limit: *limit },
         other => {
             log::error!("store: {other}");
-            err(
-                "store-failed",
-                "the server could not save the message; it was not delivered",
-            )
+            NotKept::Failed
         }
-    }
-}
-
-fn offline_ack(to: &str) -> Line {
-    ok(
-        "queued",
-        format!("(Receiver {to} is currently offline, message will be delivered when they log in next time)"),
-    )
+    }))
 }

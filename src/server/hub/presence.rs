@@ -19,7 +19,7 @@
 //! state lock, where the online count is known); the sender takes them one at a time.
 
 use super::{send_to, Hub, Shared};
-use crate::protocol::{Kind, Line};
+use crate::server::rules::ChatEvent;
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -27,8 +27,6 @@ use std::time::{Duration, Instant};
 
 /// Most changes named in one `PRESENCES` line; the others are only counted.
 pub const LISTED: usize = 100;
-/// Most names in the text for people (the arguments name up to [`LISTED`]).
-const NAMED_IN_TEXT: usize = 20;
 
 /// What others see of a user.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -245,79 +243,25 @@ impl Hub {
         }
         let all: Vec<usize> = (0..listed).collect();
         if !common.is_empty() {
-            send_to(&common, &summary_line(changes, &all, more));
+            send_to(&common, &summary_event(changes, &all, more));
         }
         if !unlisted_self.is_empty() {
-            send_to(&unlisted_self, &summary_line(changes, &all, more - 1));
+            send_to(&unlisted_self, &summary_event(changes, &all, more - 1));
         }
         for (shown, more, conns) in own {
             if !shown.is_empty() || more > 0 {
-                send_to(&conns, &summary_line(changes, &shown, more));
+                send_to(&conns, &summary_event(changes, &shown, more));
             }
         }
     }
 }
 
-/// `PRESENCES <user:change,...|-> <more> <text>`
-fn summary_line(changes: &[(String, &'static str)], shown: &[usize], more: usize) -> Line {
-    let items: Vec<String> = shown
-        .iter()
-        .map(|&i| format!("{}:{}", changes[i].0, changes[i].1))
-        .collect();
-    let items = if items.is_empty() {
-        "-".to_string()
-    } else {
-        items.join(",")
-    };
-    Line::new(
-        Kind::Presences,
-        &[&items, &more.to_string()],
-        summary_text(changes, shown, more),
-    )
-}
-
-/// For people: `*** Joined: ann, bob (busy). Left: cy (timed out). Now busy: dan. 3 more
-/// changes; 'whoelse' lists who is online. ***`
-fn summary_text(changes: &[(String, &'static str)], shown: &[usize], more: usize) -> String {
-    let mut groups: [(&str, Vec<String>); 4] = [
-        ("Joined", Vec::new()),
-        ("Left", Vec::new()),
-        ("Now busy", Vec::new()),
-        ("Now available", Vec::new()),
-    ];
-    let mut unnamed = more;
-    for (k, &i) in shown.iter().enumerate() {
-        if k >= NAMED_IN_TEXT {
-            unnamed += 1;
-            continue;
-        }
-        let (name, change) = (&changes[i].0, changes[i].1);
-        let (group, text) = match change {
-            "login" => (0, name.clone()),
-            "login-busy" => (0, format!("{name} (busy)")),
-            "logout" => (1, name.clone()),
-            "timeout" => (1, format!("{name} (timed out)")),
-            "dropped" => (1, format!("{name} (connection lost)")),
-            "busy" => (2, name.clone()),
-            _ => (3, name.clone()),
-        };
-        groups[group].1.push(text);
+/// The summary of the `shown` changes, with `more` counted only.
+fn summary_event(changes: &[(String, &'static str)], shown: &[usize], more: usize) -> ChatEvent {
+    ChatEvent::PresenceSummary {
+        changes: shown.iter().map(|&i| changes[i].clone()).collect(),
+        more,
     }
-    let mut text = String::from("***");
-    for (title, names) in &groups {
-        if !names.is_empty() {
-            text.push_str(&format!(" {title}: {}.", names.join(", ")));
-        }
-    }
-    if unnamed > 0 {
-        let s = if unnamed == 1 { "" } else { "s" };
-        let and = if shown.is_empty() { "" } else { " more" };
-        text.push_str(&format!(
-            " {unnamed}{and} change{s}; 'whoelse' lists who is online."
-        ));
-    }
-    text.push_str(" ***");
-    text
 }
 
 /// The sender thread: waits for a window to open, sends its summary when it closes; ends
@@ -354,17 +298,17 @@ mod tests {
     #[test]
     fn a_summary_names_each_change_once_and_counts_the_rest() {
         let c = changes(&[("ann", "login"), ("bob", "timeout"), ("cy", "login-busy")]);
-        let line = summary_line(&c, &[0, 1, 2], 0);
+        let line = crate::server::render::line(summary_event(&c, &[0, 1, 2], 0));
         assert_eq!(
             line.to_wire(),
             "PRESENCES ann:login,bob:timeout,cy:login-busy 0 *** Joined: ann, cy (busy). Left: bob (timed out). ***\n"
         );
-        let line = summary_line(&c, &[1], 4);
+        let line = crate::server::render::line(summary_event(&c, &[1], 4));
         assert_eq!(
             line.to_wire(),
             "PRESENCES bob:timeout 4 *** Left: bob (timed out). 4 more changes; 'whoelse' lists who is online. ***\n"
         );
-        let line = summary_line(&c, &[], 1);
+        let line = crate::server::render::line(summary_event(&c, &[], 1));
         assert_eq!(
             line.to_wire(),
             "PRESENCES - 1 *** 1 change; 'whoelse' lists who is online. ***\n"

@@ -3,7 +3,8 @@
 //!
 //! - [`message`]: parsing and formatting IRC lines (pure).
 //! - [`numeric`]: the numeric replies.
-//! - [`translate`]: what each line the hub pushes becomes for an IRC client (pure).
+//! - [`translate`]: what each event (or native line) the hub pushes becomes for an IRC
+//!   client (pure).
 //! - [`world`]: what this door keeps beside the hub (USER details, away texts, channel
 //!   operators and topics).
 //! - [`session`]: registration and the command loop of one connection, on the hub's rules;
@@ -20,101 +21,23 @@ mod world;
 pub use session::serve;
 pub use world::World;
 
-use super::encoder::Encoder;
-use super::outbox::Conn;
+use super::encoder::{Encoder, FanOut};
+use super::rules::ChatEvent;
 use crate::protocol::{Kind, Line};
 use parking_lot::Mutex;
-use std::cell::{Cell, RefCell};
 use std::sync::{Arc, OnceLock};
 use translate::{People, View};
 
-thread_local! {
-    /// Set while this thread hands the hub an IRC NOTICE: the hub knows only messages, and
-    /// delivers live ones from the sender's own thread, so the recipients' IRC encoders,
-    /// called meanwhile on this thread, can still write NOTICE rather than PRIVMSG.
-    static SENDING_NOTICE: Cell<bool> = const { Cell::new(false) };
-
-    /// The IRC bytes of the last line for many that this thread translated: a group
-    /// message or broadcast reaching a crowd is translated once, not once per member.
-    static SHARED: RefCell<SharedCache> = RefCell::new(SharedCache::default());
-}
-
-/// A line for many (see [`translate::shared_source`]) as translated for each distinct view,
-/// valid while the world's generation stays the same. A fan-out's recipients come one after
-/// the other, so one line is kept, with a few views (clients differ in capabilities).
-#[derive(Default)]
-struct SharedCache {
-    generation: u64,
-    line: Option<Line>,
-    views: Vec<(ViewKey, Vec<u8>)>,
-}
-
-/// What of a client's view the translation of a line for many depends on.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct ViewKey {
-    is_source: bool,
-    in_lobby: bool,
-    server_time: bool,
-    away_notify: bool,
-    notice: bool,
-}
-
-/// Most views kept per line.
-const SHARED_VIEWS: usize = 4;
-
-impl SharedCache {
-    /// The bytes cached for this line, generation and view.
-    fn get(&self, generation: u64, line: &Line, key: ViewKey) -> Option<&[u8]> {
-        if self.generation != generation || self.line.as_ref() != Some(line) {
-            return None;
-        }
-        self.views
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, b)| b.as_slice())
-    }
-
-    fn put(&mut self, generation: u64, line: &Line, key: ViewKey, bytes: &[u8]) {
-        if self.generation != generation || self.line.as_ref() != Some(line) {
-            self.generation = generation;
-            self.line = Some(line.clone());
-            self.views.clear();
-        }
-        if self.views.len() < SHARED_VIEWS {
-            self.views.push((key, bytes.to_vec()));
-        }
-    }
-}
-
-/// Appends the bytes `translate` appends for `line` in a view like `key`, translating only
-/// if this thread has not just done so for another client of this generation of the world.
-fn shared(
-    w: &World,
-    line: &Line,
-    key: ViewKey,
-    out: &mut Vec<u8>,
-    translate: impl FnOnce(&mut Vec<u8>),
-) {
-    // Read before translating: a change to the world meanwhile moves it past what is
-    // cached, so nothing older than the world is ever reused.
-    let generation = w.generation();
-    SHARED.with(|cache| {
-        if let Some(bytes) = cache.borrow().get(generation, line, key) {
-            out.extend_from_slice(bytes);
-            return;
-        }
-        let start = out.len();
-        translate(out);
-        cache.borrow_mut().put(generation, line, key, &out[start..]);
-    });
-}
-
-/// Runs `f` (a hub call delivering a user's text) with NOTICE semantics if `notice`.
-fn as_notice<T>(notice: bool, f: impl FnOnce() -> T) -> T {
-    SENDING_NOTICE.with(|n| n.set(notice));
-    let result = f();
-    SENDING_NOTICE.with(|n| n.set(false));
-    result
+/// The key of a client's view of an event for many, for a [`FanOut`]: everything of the
+/// view the translation depends on besides the nick (see [`translate::shared_source`]), and
+/// the world's generation, so that what is reused never outlives a change to the world.
+fn view_key(generation: u64, is_source: bool, view: &View<'_>) -> u64 {
+    let flags = u64::from(is_source)
+        | u64::from(view.in_lobby) << 1
+        | u64::from(view.server_time) << 2
+        | u64::from(view.away_notify) << 3;
+    // Generations count changes to the world: far below 2^59.
+    (generation << 4) | flags
 }
 
 /// What an IRC connection's encoder knows about its client: set by the session at
@@ -136,7 +59,7 @@ struct ClientState {
     partner: Option<String>,
 }
 
-/// Turns the hub's lines into IRC lines for one client.
+/// Turns what the hub pushes into IRC lines for one client.
 #[derive(Default)]
 pub struct IrcEncoder {
     /// The server's IRC state, attached when the session starts.
@@ -146,11 +69,6 @@ pub struct IrcEncoder {
 }
 
 impl IrcEncoder {
-    /// The IRC encoder of a connection of the IRC door.
-    fn of(conn: &Conn) -> Option<&IrcEncoder> {
-        conn.encoder().as_any()?.downcast_ref::<IrcEncoder>()
-    }
-
     fn set_nick(&self, nick: &str) {
         self.client.lock().nick = nick.to_string();
     }
@@ -207,6 +125,49 @@ impl People for WorldPeople<'_> {
     }
 }
 
+impl IrcEncoder {
+    /// Calls `f` with the client's view (as of now) and the world's people, under the
+    /// client's lock; `today` is for stored messages only (empty for the rest).
+    fn with_view<R>(
+        &self,
+        client: &ClientState,
+        today: &str,
+        f: impl FnOnce(&View<'_>, &WorldPeople<'_>) -> R,
+    ) -> R {
+        let world = self.world.get().map(Arc::as_ref);
+        let view = View {
+            nick: if client.nick.is_empty() {
+                "*"
+            } else {
+                &client.nick
+            },
+            server: world.map_or("lanchat", |w| &w.server_name),
+            lobby: world.map_or("#lanchat", |w| &w.lobby),
+            in_lobby: client.in_lobby,
+            server_time: client.server_time,
+            away_notify: client.away_notify,
+            today,
+        };
+        f(&view, &WorldPeople(world))
+    }
+}
+
+/// Follows the client's chat session from the events that start and end it.
+fn follow_session(client: &mut ClientState, event: &ChatEvent) {
+    match event {
+        ChatEvent::SessionStarted { with, .. } => client.partner = Some(with.clone()),
+        ChatEvent::SessionDeclined { by: other, .. }
+        | ChatEvent::SessionEndedBy { by: other, .. }
+        | ChatEvent::SessionEnded { with: other, .. }
+        | ChatEvent::SessionPartnerLeft { who: other, .. }
+            if client.partner.as_ref() == Some(other) =>
+        {
+            client.partner = None;
+        }
+        _ => {}
+    }
+}
+
 impl Encoder for IrcEncoder {
     fn encode(&self, line: &Line, out: &mut Vec<u8>) {
         let mut client = self.client.lock();
@@ -217,6 +178,7 @@ impl Encoder for IrcEncoder {
                 }
                 return;
             }
+            // The replies to the client's own `accept`, `end` and `decline`.
             Kind::Session => match line.arg(0) {
                 "started" => client.partner = Some(line.arg(2).to_string()),
                 "ended" | "declined" if client.partner.as_deref() == Some(line.arg(2)) => {
@@ -226,68 +188,65 @@ impl Encoder for IrcEncoder {
             },
             _ => {}
         }
-        let world = self.world.get().map(Arc::as_ref);
         let today = if line.kind == Kind::Mail {
             crate::clock::format_utc(world::unix_now())
         } else {
             String::new()
         };
-        let nick = if client.nick.is_empty() {
-            "*"
-        } else {
-            &client.nick
-        };
-        let view = View {
-            nick,
-            server: world.map_or("lanchat", |w| &w.server_name),
-            lobby: world.map_or("#lanchat", |w| &w.lobby),
-            in_lobby: client.in_lobby,
-            server_time: client.server_time,
-            away_notify: client.away_notify,
-            today: &today[..10.min(today.len())],
-            notice: SENDING_NOTICE.with(Cell::get),
-        };
-        let people = WorldPeople(world);
-        let Some(w) = world else {
-            translate::translate(line, &view, &people, out);
-            return;
-        };
-        let key = |is_source| ViewKey {
-            is_source,
-            in_lobby: view.in_lobby,
-            server_time: view.server_time,
-            away_notify: view.away_notify,
-            notice: view.notice,
-        };
-        if line.kind == Kind::Presences && !translate::summary_names(line, view.nick) {
-            // A crowd's summary goes to everyone online: its changes are translated once
-            // (a mask looked up and formatted per change per client was a quarter of the
-            // server's time in the IRC login ramp), the NOTICE naming the client is not.
-            shared(w, line, key(false), out, |out| {
-                translate::presences_changes(line, &view, &people, out);
-            });
-            translate::presences_notice(line, &view, out);
-            return;
-        }
-        let Some(source) = translate::shared_source(line) else {
-            translate::translate(line, &view, &people, out);
-            return;
-        };
-        shared(w, line, key(view.nick == source), out, |out| {
-            translate::translate(line, &view, &people, out);
+        self.with_view(&client, &today[..10.min(today.len())], |view, people| {
+            translate::line(line, view, people, out);
         });
     }
 
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
+    fn encode_event(&self, event: &ChatEvent, out: &mut Vec<u8>) {
+        let mut client = self.client.lock();
+        follow_session(&mut client, event);
+        self.with_view(&client, "", |view, people| {
+            translate::event(event, view, people, out);
+        });
+    }
+
+    fn encode_fan_out(&self, fan_out: &FanOut<'_>, out: &mut Vec<u8>) {
+        let event = fan_out.event();
+        let Some(w) = self.world.get() else {
+            return self.encode_event(event, out);
+        };
+        let mut client = self.client.lock();
+        follow_session(&mut client, event);
+        // Read before translating: a change to the world meanwhile moves it past what is
+        // kept, so nothing older than the world is ever reused.
+        let generation = w.generation();
+        self.with_view(&client, "", |view, people| match event {
+            ChatEvent::PresenceSummary { changes, more }
+                if !translate::summary_names(changes, view.nick) =>
+            {
+                // A crowd's summary goes to everyone online: its changes are translated
+                // once (a mask looked up and formatted per change per client was a
+                // quarter of the server's time in the IRC login ramp), the NOTICE naming
+                // the client is not.
+                fan_out.shared(view_key(generation, false, view), out, |out| {
+                    translate::summary_changes(changes, view, people, out);
+                });
+                translate::summary_notice(*more, view, out);
+            }
+            _ => match translate::shared_source(event) {
+                Some(source) => {
+                    let key = view_key(generation, view.nick == source, view);
+                    fan_out.shared(key, out, |out| translate::event(event, view, people, out));
+                }
+                None => translate::event(event, view, people, out),
+            },
+        });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Status;
     use crate::server::encoder::NativeEncoder;
-    use crate::server::outbox::{Flusher, Limits};
+    use crate::server::outbox::{Conn, Flusher, Limits};
+    use crate::server::rules::PresenceChange;
     use std::net::{TcpListener, TcpStream};
     use std::sync::atomic::AtomicU64;
     use std::time::Duration;
@@ -301,9 +260,10 @@ mod tests {
         e
     }
 
-    fn encode(e: &IrcEncoder, line: &Line) -> String {
+    /// What `e`'s client gets of an event for many.
+    fn encode(e: &IrcEncoder, fan_out: &FanOut<'_>) -> String {
         let mut out = Vec::new();
-        e.encode(line, &mut out);
+        e.encode_fan_out(fan_out, &mut out);
         String::from_utf8(out).unwrap()
     }
 
@@ -352,7 +312,11 @@ mod tests {
             client(&world, "ben", true),
             client(&world, "cy", true),
         );
-        let summary = Line::new(Kind::Presences, &["cy:login,dan:logout", "5"], "*** ***");
+        let summary = ChatEvent::PresenceSummary {
+            changes: vec![("cy".into(), "login"), ("dan".into(), "logout")],
+            more: 5,
+        };
+        let summary = FanOut::new(&summary);
         let changes = ":cy!cy@srv JOIN #lanchat\r\n:dan!dan@srv QUIT :Left the chat\r\n";
         let notice = |to: &str| {
             format!(
@@ -368,6 +332,7 @@ mod tests {
             encode(&ben, &summary),
             format!("{changes}{}", notice("ben"))
         );
+        assert_eq!(summary.kept(), 1, "translated once for ann and ben");
         assert_eq!(
             encode(&cy, &summary),
             format!(":dan!dan@srv QUIT :Left the chat\r\n{}", notice("cy"))
@@ -404,14 +369,21 @@ mod tests {
             client(&world, "ben", false),
             client(&world, "bob", true),
         );
-        let group = Line::new(Kind::Group, &["cs101", "bob"], "hi");
+        let group = |notice| ChatEvent::GroupMessage {
+            group: "cs101".into(),
+            from: "bob".into(),
+            text: "hi".into(),
+            notice,
+        };
+        let (said, noticed) = (group(false), group(true));
+        let group = FanOut::new(&said);
         let native = ":bob!bob@srv PRIVMSG #cs101 :hi\r\n";
         assert_eq!(encode(&ann, &group), native);
         assert_eq!(encode(&ben, &group), native);
         assert_eq!(encode(&bob, &group), "", "not to its sender");
         assert_eq!(encode(&ann, &group), native);
         assert_eq!(
-            as_notice(true, || encode(&ben, &group)),
+            encode(&ben, &FanOut::new(&noticed)),
             ":bob!bob@srv NOTICE #cs101 :hi\r\n"
         );
 
@@ -423,7 +395,12 @@ mod tests {
         assert_eq!(encode(&ben, &group), irc);
 
         // Broadcasts reach the lobby only.
-        let bcast = Line::new(Kind::Bcast, &["bob"], "all");
+        let bcast = ChatEvent::Broadcast {
+            from: "bob".into(),
+            text: "all".into(),
+            notice: false,
+        };
+        let bcast = FanOut::new(&bcast);
         let said = ":bob!robert@10.0.0.9 PRIVMSG #lanchat :all\r\n";
         assert_eq!(encode(&ann, &bcast), said);
         assert_eq!(encode(&ben, &bcast), "");
@@ -431,7 +408,8 @@ mod tests {
 
         // Away texts, for away-notify, follow their changes.
         ann.set_caps(false, true);
-        let busy = Line::new(Kind::Presence, &["bob", "busy"], "*** ***");
+        let busy = ChatEvent::presence("bob", PresenceChange::Status(Status::Busy));
+        let busy = FanOut::new(&busy);
         world.update("bob", 7, |u| u.away = Some("lunch".into()));
         assert_eq!(encode(&ann, &busy), ":bob!robert@10.0.0.9 AWAY :lunch\r\n");
         assert_eq!(encode(&ben, &busy), "", "no away-notify");

@@ -1,22 +1,26 @@
-//! What an IRC client receives for each line the hub pushes to a user, as a pure function
-//! of the line, the client's view (its nick, lobby, negotiated capabilities) and a way to
-//! name other users ([`People`]).
+//! What an IRC client receives for what the hub pushes to a user, as a pure function of
+//! it, the client's view (its nick, lobby, negotiated capabilities) and a way to name
+//! other users ([`People`]). The hub pushes typed events ([`event`]: messages, presence,
+//! chat-session news) and, for the replies to a user's own commands and the login, native
+//! lines ([`line`]), which become notices from the lanchat service.
 //!
-//! | lanchat line | IRC |
+//! | what | IRC |
 //! |---|---|
-//! | `MSG from text`, `TALK id from text` | `:from PRIVMSG me :text` |
-//! | `BCAST from text` | `:from PRIVMSG #lobby :text` |
-//! | `GROUP g from text` | `:from PRIVMSG #g :text` |
+//! | a message, a chat-session line (or `MSG`, `TALK`) | `:from PRIVMSG me :text` (NOTICE if sent as one) |
+//! | a broadcast (`BCAST`) | `:from PRIVMSG #lobby :text` |
+//! | a group message (`GROUP`) | `:from PRIVMSG #g :text` |
 //! | `MAIL from time kind id text` | `:from PRIVMSG me :[time] text` (or `@time=` with server-time) |
-//! | `PRESENCE u login` | `:u JOIN #lobby` |
-//! | `PRESENCE u logout/timeout/dropped` | `:u QUIT :reason` (`:u NICK new` for a nick change) |
-//! | `PRESENCE u busy/available` | `:u AWAY [:text]` with away-notify, else nothing |
-//! | `PRESENCES u:change,... more` (a crowd) | the lines above for each named change; `more` > 0: a NOTICE pointing to NAMES |
+//! | a login | `:u JOIN #lobby` |
+//! | a logout, timeout, drop | `:u QUIT :reason` (`:u NICK new` for a nick change) |
+//! | a status change | `:u AWAY [:text]` with away-notify, else nothing |
+//! | a crowd's summary | the lines above for each named change; more than those: a NOTICE pointing to NAMES |
 //! | `BYE reason text` | `ERROR :text` |
 //! | anything else (replies to `/msg *lanchat`, chat-session notices) | `:*lanchat NOTICE me :text` |
 
 use super::message::{format, overhead, split_text};
 use crate::protocol::{Kind, Line};
+use crate::server::render;
+use crate::server::rules::ChatEvent;
 
 /// The pseudo-user that carries lanchat's own commands and notices: `/msg *lanchat help`.
 pub const SERVICE: &str = "*lanchat";
@@ -51,8 +55,6 @@ pub struct View<'a> {
     pub away_notify: bool,
     /// Today's date (`YYYY-MM-DD`, UTC), to shorten the times of today's stored messages.
     pub today: &'a str,
-    /// The line carries an IRC user's NOTICE (live messages only).
-    pub notice: bool,
 }
 
 /// Control characters that mean something to IRC clients (CTCP, bold, colour, italics,
@@ -160,20 +162,20 @@ fn service_text(line: &Line) -> Option<String> {
     })
 }
 
-/// For a line many clients get (a group message, a broadcast, a presence notice): the user
-/// whose nick is the only part of the view's `nick` that [`translate`] reads, by comparing
+/// For an event many clients get (a group message, a broadcast, a presence change): the
+/// user whose nick is the only part of the view's `nick` that [`event`] reads, by comparing
 /// the two. Clients whose views differ only in a nick that is not this user's get the same
-/// bytes, so a fan-out translates such a line once (lines that name the client, like a
-/// private message or mail, give `None`).
-pub fn shared_source(line: &Line) -> Option<&str> {
-    match line.kind {
-        Kind::Bcast | Kind::Presence => Some(line.arg(0)),
-        Kind::Group => Some(line.arg(1)),
+/// bytes, so a fan-out translates such an event once (events that name the client give
+/// `None`).
+pub fn shared_source(event: &ChatEvent) -> Option<&str> {
+    match event {
+        ChatEvent::Broadcast { from, .. } | ChatEvent::GroupMessage { from, .. } => Some(from),
+        ChatEvent::Presence { who, .. } => Some(who),
         _ => None,
     }
 }
 
-/// Appends what one presence change (`PRESENCE <user> <event>`) becomes for this client.
+/// Appends what one presence change (its presence word) becomes for this client.
 fn presence(user: &str, event: &str, view: &View<'_>, people: &dyn People, out: &mut Vec<u8>) {
     if user == view.nick {
         return;
@@ -205,23 +207,23 @@ fn presence(user: &str, event: &str, view: &View<'_>, people: &dyn People, out: 
     out.extend_from_slice(bytes.as_bytes());
 }
 
-/// Whether a crowd's presence summary names `nick` among its changes (their own change is
-/// left out of what they get, so their bytes differ from everyone else's).
-pub fn summary_names(line: &Line, nick: &str) -> bool {
-    line.arg(0)
-        .split(',')
-        .any(|item| item.split_once(':').map_or(item, |(user, _)| user) == nick)
+/// Whether a crowd's summary names `nick` among its changes (their own change is left out
+/// of what they get, so their bytes differ from everyone else's).
+pub fn summary_names(changes: &[(String, &'static str)], nick: &str) -> bool {
+    changes.iter().any(|(user, _)| user == nick)
 }
 
-/// The changes of a crowd's summary (`PRESENCES`): the JOIN, QUIT and AWAY lines of the
-/// changes it names, in one write (as big IRC networks batch joins). The same for every
-/// client it does not name that shares the view's lobby and away-notify settings.
-pub fn presences_changes(line: &Line, view: &View<'_>, people: &dyn People, out: &mut Vec<u8>) {
-    for item in line.arg(0).split(',') {
-        let Some((user, change)) = item.split_once(':') else {
-            continue;
-        };
-        if change == "login-busy" {
+/// The changes of a crowd's summary: the JOIN, QUIT and AWAY lines of the changes it
+/// names, in one write (as big IRC networks batch joins). The same for every client it
+/// does not name that shares the view's lobby and away-notify settings.
+pub fn summary_changes(
+    changes: &[(String, &'static str)],
+    view: &View<'_>,
+    people: &dyn People,
+    out: &mut Vec<u8>,
+) {
+    for (user, change) in changes {
+        if *change == "login-busy" {
             presence(user, "login", view, people, out);
             presence(user, "busy", view, people, out);
         } else {
@@ -232,9 +234,8 @@ pub fn presences_changes(line: &Line, view: &View<'_>, people: &dyn People, out:
 
 /// The rest of a crowd's summary: the changes it only counts are told in a NOTICE to the
 /// client, and NAMES lists who is there.
-pub fn presences_notice(line: &Line, view: &View<'_>, out: &mut Vec<u8>) {
-    let more = line.arg(1);
-    if more != "0" && view.in_lobby {
+pub fn summary_notice(more: usize, view: &View<'_>, out: &mut Vec<u8>) {
+    if more != 0 && view.in_lobby {
         let source = format!("{SERVICE}!lanchat@{}", view.server);
         let text = format!(
             "{more} more users joined, left or changed status; /names {} lists who is here.",
@@ -244,28 +245,114 @@ pub fn presences_notice(line: &Line, view: &View<'_>, out: &mut Vec<u8>) {
     }
 }
 
-/// Appends what `line` becomes for this client (possibly nothing).
-pub fn translate(line: &Line, view: &View<'_>, people: &dyn People, out: &mut Vec<u8>) {
+/// PRIVMSG, or NOTICE for a text sent as one.
+fn verb(notice: bool) -> &'static str {
+    if notice {
+        "NOTICE"
+    } else {
+        "PRIVMSG"
+    }
+}
+
+/// A message to the client.
+fn private(
+    from: &str,
+    text: &str,
+    notice: bool,
+    view: &View<'_>,
+    people: &dyn People,
+    out: &mut Vec<u8>,
+) {
+    say(out, None, &people.mask(from), verb(notice), view.nick, text);
+}
+
+/// A broadcast: said in the lobby (not to its own sender).
+fn lobby(
+    from: &str,
+    text: &str,
+    notice: bool,
+    view: &View<'_>,
+    people: &dyn People,
+    out: &mut Vec<u8>,
+) {
+    if view.in_lobby && from != view.nick {
+        say(
+            out,
+            None,
+            &people.mask(from),
+            verb(notice),
+            view.lobby,
+            text,
+        );
+    }
+}
+
+/// A group message: said in the group's channel (not to its own sender).
+fn channel(
+    group: &str,
+    from: &str,
+    text: &str,
+    notice: bool,
+    view: &View<'_>,
+    people: &dyn People,
+    out: &mut Vec<u8>,
+) {
+    if from != view.nick {
+        let channel = format!("#{group}");
+        say(out, None, &people.mask(from), verb(notice), &channel, text);
+    }
+}
+
+/// Appends what `event` becomes for this client (possibly nothing). An event with no IRC
+/// form of its own (chat-session and address news) is its native text in a NOTICE from
+/// the service.
+pub fn event(event: &ChatEvent, view: &View<'_>, people: &dyn People, out: &mut Vec<u8>) {
+    match event {
+        ChatEvent::Message { from, text, notice }
+        | ChatEvent::Talk {
+            from, text, notice, ..
+        } => {
+            private(from, text, *notice, view, people, out);
+        }
+        ChatEvent::Broadcast { from, text, notice } => {
+            lobby(from, text, *notice, view, people, out);
+        }
+        ChatEvent::GroupMessage {
+            group,
+            from,
+            text,
+            notice,
+        } => channel(group, from, text, *notice, view, people, out),
+        ChatEvent::Presence { who, change } => presence(who, change.word(), view, people, out),
+        ChatEvent::PresenceSummary { changes, more } => {
+            summary_changes(changes, view, people, out);
+            summary_notice(*more, view, out);
+        }
+        other => {
+            for native in render::render(other.clone()) {
+                line(&native, view, people, out);
+            }
+        }
+    }
+}
+
+/// Appends what a native `line` (a reply, a line of the login) becomes for this client
+/// (possibly nothing).
+pub fn line(line: &Line, view: &View<'_>, people: &dyn People, out: &mut Vec<u8>) {
     let me = view.nick;
-    let verb = if view.notice { "NOTICE" } else { "PRIVMSG" };
     match line.kind {
-        Kind::Msg | Kind::Talk => {
-            let from = line.arg(if line.kind == Kind::Msg { 0 } else { 1 });
-            say(out, None, &people.mask(from), verb, me, &line.text);
-        }
-        Kind::Bcast => {
-            let from = line.arg(0);
-            if view.in_lobby && from != me {
-                say(out, None, &people.mask(from), verb, view.lobby, &line.text);
-            }
-        }
-        Kind::Group => {
-            let from = line.arg(1);
-            if from != me {
-                let channel = format!("#{}", line.arg(0));
-                say(out, None, &people.mask(from), verb, &channel, &line.text);
-            }
-        }
+        Kind::Msg => private(line.arg(0), &line.text, false, view, people, out),
+        Kind::Talk => private(line.arg(1), &line.text, false, view, people, out),
+        Kind::Bcast => lobby(line.arg(0), &line.text, false, view, people, out),
+        Kind::Group => channel(
+            line.arg(0),
+            line.arg(1),
+            &line.text,
+            false,
+            view,
+            people,
+            out,
+        ),
         Kind::Mail => {
             let (from, time, kind) = (line.arg(0), line.arg(1), line.arg(2));
             let place = match kind {
@@ -296,11 +383,6 @@ pub fn translate(line: &Line, view: &View<'_>, people: &dyn People, out: &mut Ve
                 &text,
             );
         }
-        Kind::Presence => presence(line.arg(0), line.arg(1), view, people, out),
-        Kind::Presences => {
-            presences_changes(line, view, people, out);
-            presences_notice(line, view, out);
-        }
         Kind::Bye => {
             let text = format!("Closing Link: {me} ({})", line.text);
             out.extend_from_slice(format(None, None, "ERROR", &[&text], true).as_bytes());
@@ -317,245 +399,4 @@ pub fn translate(line: &Line, view: &View<'_>, people: &dyn People, out: &mut Ve
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    struct Stub;
-
-    impl People for Stub {
-        fn mask(&self, name: &str) -> String {
-            format!("{name}!{name}@h")
-        }
-        fn quit_reason(&self, name: &str) -> Option<String> {
-            (name == "quitter").then(|| "Quit: bye all".to_string())
-        }
-        fn renamed_to(&self, name: &str) -> Option<String> {
-            (name == "old").then(|| "new".to_string())
-        }
-        fn is_renaming(&self, name: &str) -> bool {
-            name == "new"
-        }
-        fn away(&self, _: &str) -> Option<String> {
-            Some("lunch".into())
-        }
-    }
-
-    fn view(in_lobby: bool, caps: bool) -> View<'static> {
-        View {
-            nick: "me",
-            server: "srv",
-            lobby: "#lanchat",
-            in_lobby,
-            server_time: caps,
-            away_notify: caps,
-            today: "2026-11-22",
-            notice: false,
-        }
-    }
-
-    fn run(line: Line, view: &View<'_>) -> String {
-        let mut out = Vec::new();
-        translate(&line, view, &Stub, &mut out);
-        String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn messages_become_privmsgs() {
-        let v = view(true, false);
-        assert_eq!(
-            run(Line::new(Kind::Msg, &["bob"], "hi there"), &v),
-            ":bob!bob@h PRIVMSG me :hi there\r\n"
-        );
-        assert_eq!(
-            run(Line::new(Kind::Talk, &["1234", "bob"], "in session"), &v),
-            ":bob!bob@h PRIVMSG me :in session\r\n"
-        );
-        assert_eq!(
-            run(Line::new(Kind::Bcast, &["bob"], "all"), &v),
-            ":bob!bob@h PRIVMSG #lanchat :all\r\n"
-        );
-        assert_eq!(run(Line::new(Kind::Bcast, &["me"], "echo"), &v), "");
-        let notice = View {
-            notice: true,
-            ..view(true, false)
-        };
-        assert_eq!(
-            run(Line::new(Kind::Msg, &["bob"], "fyi"), &notice),
-            ":bob!bob@h NOTICE me :fyi\r\n"
-        );
-        assert_eq!(
-            run(Line::new(Kind::Bcast, &["bob"], "x"), &view(false, false)),
-            ""
-        );
-        assert_eq!(
-            run(Line::new(Kind::Group, &["cs101", "bob"], "g"), &v),
-            ":bob!bob@h PRIVMSG #cs101 :g\r\n"
-        );
-        assert_eq!(
-            run(
-                Line::new(Kind::Msg, &["bob"], "\\x01ACTION waves\\x01 \\x07"),
-                &v
-            ),
-            ":bob!bob@h PRIVMSG me :\x01ACTION waves\x01 \\x07\r\n"
-        );
-    }
-
-    #[test]
-    fn long_messages_are_split_into_lines_that_fit() {
-        let text = "word ".repeat(300);
-        let out = run(
-            Line::new(Kind::Msg, &["bob"], text.trim_end()),
-            &view(true, false),
-        );
-        let lines: Vec<&str> = out.split_inclusive("\r\n").collect();
-        assert!(lines.len() >= 3, "{}", lines.len());
-        for l in &lines {
-            assert!(
-                l.len() <= 512 && l.starts_with(":bob!bob@h PRIVMSG me :"),
-                "{l}"
-            );
-        }
-    }
-
-    #[test]
-    fn stored_messages_carry_their_time() {
-        let mail = |kind: &str, time: &str| Line::new(Kind::Mail, &["bob", time, kind, "1"], "hey");
-        let v = view(true, false);
-        assert_eq!(
-            run(mail("private", "2026-11-22T10:15:00Z"), &v),
-            ":bob!bob@h PRIVMSG me :[10:15 UTC] hey\r\n"
-        );
-        assert_eq!(
-            run(mail("group:cs101", "2026-11-21T09:05:00Z"), &v),
-            ":bob!bob@h PRIVMSG me :[2026-11-21 09:05 UTC #cs101] hey\r\n"
-        );
-        assert_eq!(
-            run(mail("broadcast", "2026-11-22T10:15:00Z"), &view(true, true)),
-            "@time=2026-11-22T10:15:00.000Z :bob!bob@h PRIVMSG me :[#lanchat] hey\r\n"
-        );
-    }
-
-    #[test]
-    fn presence_becomes_join_quit_nick_and_away() {
-        let p = |u: &str, e: &str| Line::new(Kind::Presence, &[u, e], "*** ***");
-        let v = view(true, false);
-        assert_eq!(run(p("bob", "login"), &v), ":bob!bob@h JOIN #lanchat\r\n");
-        assert_eq!(run(p("bob", "login"), &view(false, false)), "");
-        assert_eq!(run(p("me", "login"), &v), "");
-        assert_eq!(run(p("new", "login"), &v), "");
-        assert_eq!(
-            run(p("bob", "logout"), &v),
-            ":bob!bob@h QUIT :Left the chat\r\n"
-        );
-        assert_eq!(
-            run(p("bob", "timeout"), &v),
-            ":bob!bob@h QUIT :Ping timeout\r\n"
-        );
-        assert_eq!(
-            run(p("quitter", "logout"), &v),
-            ":quitter!quitter@h QUIT :Quit: bye all\r\n"
-        );
-        assert_eq!(run(p("old", "logout"), &v), ":old!old@h NICK new\r\n");
-        assert_eq!(run(p("bob", "busy"), &v), "");
-        assert_eq!(
-            run(p("bob", "busy"), &view(true, true)),
-            ":bob!bob@h AWAY :lunch\r\n"
-        );
-        assert_eq!(
-            run(p("bob", "available"), &view(true, true)),
-            ":bob!bob@h AWAY\r\n"
-        );
-    }
-
-    #[test]
-    fn lines_for_many_read_the_nick_only_to_compare_it_with_their_source() {
-        let p = |u: &str, e: &str| Line::new(Kind::Presence, &[u, e], "*** ***");
-        let lines = [
-            Line::new(Kind::Group, &["cs101", "bob"], "hi all"),
-            Line::new(Kind::Bcast, &["bob"], "to everyone"),
-            p("bob", "login"),
-            p("bob", "logout"),
-            p("quitter", "dropped"),
-            p("old", "logout"),
-            p("bob", "busy"),
-            p("bob", "available"),
-        ];
-        for line in &lines {
-            let source = shared_source(line).expect("a line for many");
-            for (lobby, caps, notice) in [(true, false, false), (false, true, true)] {
-                let as_nick = |nick| {
-                    let v = View {
-                        nick,
-                        notice,
-                        ..view(lobby, caps)
-                    };
-                    run(line.clone(), &v)
-                };
-                assert_eq!(as_nick("me"), as_nick("somebody"), "{line}");
-                assert_eq!(as_nick(source), "", "{line}: not to its own source");
-            }
-        }
-        assert_eq!(shared_source(&Line::new(Kind::Msg, &["bob"], "hi")), None);
-        let mail = Line::new(
-            Kind::Mail,
-            &["bob", "2026-11-22T10:15:00Z", "group:cs101", "1"],
-            "hi",
-        );
-        assert_eq!(shared_source(&mail), None);
-    }
-
-    #[test]
-    fn a_summary_becomes_the_lines_of_its_changes() {
-        let s = |items: &str, more: &str| Line::new(Kind::Presences, &[items, more], "*** ***");
-        assert_eq!(
-            run(s("bob:login,me:login,cy:timeout", "0"), &view(true, false)),
-            ":bob!bob@h JOIN #lanchat\r\n:cy!cy@h QUIT :Ping timeout\r\n"
-        );
-        assert_eq!(
-            run(s("bob:login-busy,cy:available", "0"), &view(true, true)),
-            ":bob!bob@h JOIN #lanchat\r\n:bob!bob@h AWAY :lunch\r\n:cy!cy@h AWAY\r\n"
-        );
-        assert_eq!(
-            run(s("-", "3"), &view(true, false)),
-            ":*lanchat!lanchat@srv NOTICE me :3 more users joined, left or changed status; /names #lanchat lists who is here.\r\n"
-        );
-    }
-
-    #[test]
-    fn other_lines_are_notices_from_the_service() {
-        let v = view(true, false);
-        assert_eq!(
-            run(Line::err("unknown-user", "No such user: zed"), &v),
-            ":*lanchat!lanchat@srv NOTICE me :error: No such user: zed\r\n"
-        );
-        assert_eq!(run(Line::info("no-mail", "none"), &v), "");
-        let request = run(
-            Line::new(
-                Kind::Session,
-                &["request", "1234", "bob"],
-                "bob wants to chat.",
-            ),
-            &v,
-        );
-        assert!(request.contains("/msg *lanchat accept"), "{request}");
-        assert_eq!(
-            run(Line::bye("shutdown", "Server going down"), &v),
-            "ERROR :Closing Link: me (Server going down)\r\n"
-        );
-    }
-
-    #[test]
-    fn irc_controls_are_restored_and_nothing_else() {
-        assert_eq!(irc_text("plain"), "plain");
-        assert_eq!(
-            irc_text("\\x02bold\\x02 \\x0304red"),
-            "\x02bold\x02 \x0304red"
-        );
-        assert_eq!(irc_text("\\x0d\\x0a\\x00"), "\\x0d\\x0a\\x00");
-        assert_eq!(irc_text("C:\\xyz \\x"), "C:\\xyz \\x");
-        assert_eq!(
-            short_time("2026-11-22T10:15:00Z", "2026-11-22"),
-            "[10:15 UTC]"
-        );
-    }
-}
+mod tests;

@@ -16,7 +16,7 @@
 //! Each connection owns exactly one file descriptor (the `TcpStream` inside an `Arc<Conn>`,
 //! never `try_clone`d) and the only per-connection thread is its reader.
 
-use super::encoder::Encoder;
+use super::encoder::{Encoder, FanOut};
 mod burst;
 mod flusher;
 mod queue;
@@ -25,6 +25,7 @@ pub use burst::{AfterBurst, Burst};
 pub use flusher::Flusher;
 
 use super::receipts::{self, Receipts};
+use super::rules::ChatEvent;
 use super::tls_session::{Opened, TlsSession};
 use crate::protocol::{Kind, Line};
 use crate::store::Mail;
@@ -189,21 +190,32 @@ impl Conn {
         &self.stream
     }
 
-    /// How lines become bytes for this client.
-    pub fn encoder(&self) -> &dyn Encoder {
-        &*self.encoder
+    /// Calls `then` with the bytes that carry `lines` to this client, encoded into this
+    /// thread's scratch buffer.
+    fn with_encoded<R>(&self, lines: &[Line], then: impl FnOnce(&[u8]) -> R) -> R {
+        self.with_bytes(
+            |encoder, out| {
+                for line in lines {
+                    if line.kind == Kind::Bye {
+                        self.said_bye.store(true, Ordering::Release);
+                    }
+                    encoder.encode(line, out);
+                }
+            },
+            then,
+        )
     }
 
-    /// Calls `then` with the bytes that carry `lines` to this client, encoded into this
-    /// thread's scratch buffer (a fresh `Vec` per send was one more allocation per message).
-    fn with_encoded<R>(&self, lines: &[Line], then: impl FnOnce(&[u8]) -> R) -> R {
+    /// Calls `then` with the bytes `encode` appends with this client's encoder, in this
+    /// thread's scratch buffer (a fresh `Vec` per send was one more allocation per message,
+    /// and a fan-out to a thousand IRC clients grew a buffer per member).
+    fn with_bytes<R>(
+        &self,
+        encode: impl FnOnce(&dyn Encoder, &mut Vec<u8>),
+        then: impl FnOnce(&[u8]) -> R,
+    ) -> R {
         let mut out = ENCODE_SCRATCH.with(|s| s.take());
-        for line in lines {
-            if line.kind == Kind::Bye {
-                self.said_bye.store(true, Ordering::Release);
-            }
-            self.encoder.encode(line, &mut out);
-        }
+        encode(&*self.encoder, &mut out);
         let result = then(&out);
         out.clear();
         // A thread that once sent a long list does not keep its buffer.
@@ -218,20 +230,46 @@ impl Conn {
         self.with_encoded(std::slice::from_ref(line), |b| self.send_bytes(b))
     }
 
-    /// Queues one line that many recipients get, given its native wire form already
-    /// formatted once by the caller; `from`: the connection whose client's line caused it
-    /// (its open burst holds the write, see `burst`).
-    pub fn send_shared(
-        self: &Arc<Self>,
-        line: &Line,
-        native_wire: &str,
-        from: Option<&Arc<Conn>>,
-    ) -> bool {
-        self.with_shared(line, native_wire, |b| self.send_inner(b, None, from))
+    /// Queues what `event` is for this client; `from`: the connection whose client's line
+    /// caused it (its open burst holds the write, see `burst`). False if the connection is
+    /// closed.
+    pub fn send_event(self: &Arc<Self>, event: &ChatEvent, from: Option<&Arc<Conn>>) -> bool {
+        self.with_bytes(
+            |e, out| e.encode_event(event, out),
+            |b| self.send_inner(b, None, from),
+        )
     }
 
-    /// Queues one line delivered on behalf of `from`'s client (its open burst holds the
-    /// write, see `burst`); false if the connection is closed.
+    /// Queues one event of a fan-out (rendered once per distinct view, see [`FanOut`]); if
+    /// `mail`, it must not be lost (as [`Conn::send_event_rescuable`]); if `queue`, the
+    /// write is left to the flusher thread: lines that reach one client while its flush is
+    /// pending then go out in one `send`, so a broadcaster pays a memory copy per recipient
+    /// instead of a syscall, and many broadcasts in flight cost a syscall per recipient per
+    /// flusher round, not per line. `from`: the sender's connection (its open burst holds
+    /// the write, see `burst`). False if the connection is closed.
+    pub fn send_fan_out(
+        self: &Arc<Self>,
+        fan_out: &FanOut<'_>,
+        mail: Option<&Arc<Mail>>,
+        queue: bool,
+        from: Option<&Arc<Conn>>,
+    ) -> bool {
+        let mail = mail.map(Arc::clone);
+        self.with_bytes(
+            |e, out| e.encode_fan_out(fan_out, out),
+            |bytes| {
+                if queue {
+                    self.queue_bytes(bytes, mail, from)
+                } else {
+                    self.send_inner(bytes, mail, from)
+                }
+            },
+        )
+    }
+
+    /// Queues one line delivered on behalf of `from`'s client, as [`Conn::send_event`]
+    /// does (tests of bursts).
+    #[cfg(test)]
     pub fn deliver(self: &Arc<Self>, line: &Line, from: Option<&Arc<Conn>>) -> bool {
         self.with_encoded(std::slice::from_ref(line), |b| {
             self.send_inner(b, None, from)
@@ -256,6 +294,21 @@ impl Conn {
         self.with_encoded(std::slice::from_ref(line), |b| {
             self.send_inner(b, Some(mail), from)
         })
+    }
+
+    /// Queues a message that must not be lost (as [`Conn::send_rescuable`]).
+    /// `from`: the sender's connection (its open burst holds the write, see `burst`).
+    pub fn send_event_rescuable(
+        self: &Arc<Self>,
+        event: &ChatEvent,
+        mail: &Arc<Mail>,
+        from: Option<&Arc<Conn>>,
+    ) -> bool {
+        let mail = Arc::clone(mail);
+        self.with_bytes(
+            |e, out| e.encode_event(event, out),
+            |b| self.send_inner(b, Some(mail), from),
+        )
     }
 
     /// Messages queued with [`Conn::send_rescuable`] whose lines were never written.
@@ -376,56 +429,21 @@ impl Conn {
         self.close();
     }
 
-    /// Like [`Conn::send_shared`], but leaves the write to the flusher thread: for fan-out.
-    /// Lines that reach one client while its flush is pending then go out in one `send`, so
-    /// a broadcaster pays a memory copy per recipient instead of a syscall, and many
-    /// broadcasts in flight cost a syscall per recipient per flusher round, not per line.
-    /// The outbox limit applies as for [`Conn::send`]. False if the connection is closed.
-    /// `from`: the sender's connection (its open burst holds the fan-out, see `burst`).
+    /// Queues a line for the flusher to write, as a fan-out with `queue` does (tests of
+    /// the flusher and of bursts); `from` as for [`Conn::send_fan_out`].
+    #[cfg(test)]
     pub fn queue_shared(
         self: &Arc<Self>,
         line: &Line,
-        native_wire: &str,
+        _native_wire: &str,
         from: Option<&Arc<Conn>>,
     ) -> bool {
-        self.with_shared(line, native_wire, |bytes| {
+        self.with_encoded(std::slice::from_ref(line), |bytes| {
             self.queue_bytes(bytes, None, from)
         })
     }
 
-    /// A line for many that must not be lost (a group message): like
-    /// [`Conn::send_rescuable`], but given its native wire form formatted once by the
-    /// caller, and left to the flusher if `queue` (as [`Conn::queue_shared`] does).
-    pub fn send_shared_rescuable(
-        self: &Arc<Self>,
-        line: &Line,
-        native_wire: &str,
-        mail: &Arc<Mail>,
-        queue: bool,
-        from: Option<&Arc<Conn>>,
-    ) -> bool {
-        let mail = Some(Arc::clone(mail));
-        self.with_shared(line, native_wire, |bytes| {
-            if queue {
-                self.queue_bytes(bytes, mail, from)
-            } else {
-                self.send_inner(bytes, mail, from)
-            }
-        })
-    }
-
-    /// Calls `then` with this client's bytes for a line whose native form is `native_wire`
-    /// (another door's are encoded into the thread's scratch buffer: a fan-out to a thousand
-    /// IRC clients allocated and grew a buffer per member).
-    fn with_shared<R>(&self, line: &Line, native_wire: &str, then: impl FnOnce(&[u8]) -> R) -> R {
-        if self.encoder.is_native() {
-            then(native_wire.as_bytes())
-        } else {
-            self.with_encoded(std::slice::from_ref(line), then)
-        }
-    }
-
-    /// Appends bytes for the flusher to write (see [`Conn::queue_shared`]), or for the end
+    /// Appends bytes for the flusher to write (see [`Conn::send_fan_out`]), or for the end
     /// of the sender's burst if more of it is waiting (see `burst`).
     fn queue_bytes(
         self: &Arc<Self>,

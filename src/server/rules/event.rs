@@ -142,6 +142,29 @@ pub enum Refusal {
     NotMember(String),
     /// `group send` to a group the user is not in.
     SendNotMember(String),
+    /// A message for someone offline that could not be kept for them.
+    NotKept(NotKept),
+    /// `group create` while the data directory is at its bound.
+    NoRoomForGroup,
+}
+
+/// Why a message for someone offline could not be kept (the store's answer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotKept {
+    /// Their mailbox holds `limit` messages already.
+    MailboxFull {
+        /// Whose.
+        user: String,
+        /// The mailbox limit.
+        limit: usize,
+    },
+    /// The data directory is at its bound (`limit` bytes).
+    StorageFull {
+        /// The bound.
+        limit: u64,
+    },
+    /// The store failed (logged where it happened).
+    Failed,
 }
 
 /// One entry of a list of users.
@@ -295,6 +318,51 @@ pub enum ChatEvent {
         from: String,
         /// What.
         text: String,
+        /// Sent as an IRC NOTICE (a door that has notices shows it as one).
+        notice: bool,
+    },
+    /// A private message, delivered live.
+    Message {
+        /// Who sent it.
+        from: String,
+        /// What.
+        text: String,
+        /// Sent as an IRC NOTICE (a door that has notices shows it as one).
+        notice: bool,
+    },
+    /// A broadcast, delivered live.
+    Broadcast {
+        /// Who sent it.
+        from: String,
+        /// What.
+        text: String,
+        /// Sent as an IRC NOTICE.
+        notice: bool,
+    },
+    /// A message to a group, delivered live.
+    GroupMessage {
+        /// The group.
+        group: String,
+        /// Who sent it.
+        from: String,
+        /// What.
+        text: String,
+        /// Sent as an IRC NOTICE.
+        notice: bool,
+    },
+    /// Someone's presence changed.
+    Presence {
+        /// Whose.
+        who: String,
+        /// How.
+        change: PresenceChange,
+    },
+    /// A crowd's presence changes, summed up (see `hub::presence`).
+    PresenceSummary {
+        /// The changes named, each a user and a presence word (`login-busy`: joined busy).
+        changes: Vec<(String, &'static str)>,
+        /// How many more changes it only counts.
+        more: usize,
     },
     /// `p2p PORT` noted.
     P2pPort(u16),
@@ -355,4 +423,14 @@ pub enum ChatEvent {
         /// Its members, in order.
         members: Vec<(String, bool)>,
     },
+}
+
+impl ChatEvent {
+    /// `who`'s presence changed.
+    pub fn presence(who: &str, change: PresenceChange) -> ChatEvent {
+        ChatEvent::Presence {
+            who: who.to_string(),
+            change,
+        }
+    }
 }

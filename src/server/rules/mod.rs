@@ -24,7 +24,7 @@ pub mod sessions;
 mod state;
 
 pub use event::{
-    ChatEvent, LogoutReason, PresenceChange, Refusal, SelfAction, UserEntry, UserList,
+    ChatEvent, LogoutReason, NotKept, PresenceChange, Refusal, SelfAction, UserEntry, UserList,
 };
 pub use state::{ChatSession, State};
 

@@ -17,7 +17,7 @@ mod http;
 mod socket;
 mod ws;
 
-use super::encoder::Encoder;
+use super::encoder::{Encoder, FanOut, WEB_VIEW};
 use super::hub::Hub;
 use super::outbox::Conn;
 use super::session::{self, SessionContext};
@@ -77,6 +77,10 @@ impl Encoder for WsEncoder {
         if line.kind == Kind::Bye {
             out.extend_from_slice(&ws::close_frame(ws::close_code::NORMAL, ""));
         }
+    }
+
+    fn encode_fan_out(&self, fan_out: &FanOut<'_>, out: &mut Vec<u8>) {
+        fan_out.shared(WEB_VIEW, out, |out| self.encode_event(fan_out.event(), out));
     }
 }
 

@@ -2,10 +2,11 @@
 //! joining.
 
 use super::{Session, VisibleOnline, LOBBY_TOPIC};
-use crate::protocol::{sanitize_text, valid_username, GroupAction, Kind};
+use crate::protocol::{sanitize_text, valid_username, GroupAction};
 use crate::server::irc::message::{format, Message, MAX_LINE};
 use crate::server::irc::numeric::*;
 use crate::server::irc::world::{prefix, unix_now};
+use crate::server::rules::{ChatEvent::Refused, Refusal};
 use std::collections::BTreeSet;
 
 impl Session<'_> {
@@ -173,9 +174,9 @@ impl Session<'_> {
                     return self.joined(&format!("#{real}"), Some(&real));
                 }
                 let first = !members.iter().any(|(n, online)| *online && *n != me);
-                let replies = self.hub.group(&me, &GroupAction::Join(real.clone()));
-                if replies.first().is_some_and(|l| l.kind == Kind::Err) {
-                    return self.problems(&replies);
+                let answer = self.hub.group_events(&me, &GroupAction::Join(real.clone()));
+                if matches!(answer.first(), Some(Refused(_))) {
+                    return self.refusals(&answer);
                 }
                 if first {
                     self.world.update_channel(&real, |c| {
@@ -186,12 +187,14 @@ impl Session<'_> {
                 real
             }
             None => {
-                let replies = self.hub.group(&me, &GroupAction::Create(name.to_string()));
-                match replies.first() {
-                    Some(l) if l.arg(0) == "group-exists" && retry => {
+                let answer = self
+                    .hub
+                    .group_events(&me, &GroupAction::Create(name.to_string()));
+                match answer.first() {
+                    Some(Refused(Refusal::GroupExists(_))) if retry => {
                         return self.join_one(channel, false);
                     }
-                    Some(l) if l.kind == Kind::Err => return self.problems(&replies),
+                    Some(Refused(_)) => return self.refusals(&answer),
                     _ => {}
                 }
                 // A new channel: its creator is its operator.
@@ -251,12 +254,12 @@ impl Session<'_> {
                 let shown = format!("#{group}");
                 let line = self.part_line(&shown, reason);
                 self.announce(&group, &line);
-                let replies = self
+                let answer = self
                     .hub
-                    .group(&self.nick, &GroupAction::Leave(group.clone()));
+                    .group_events(&self.nick, &GroupAction::Leave(group.clone()));
                 self.world.left_channel(&group, &self.nick);
                 self.joined_here.remove(&group);
-                line + &self.problems(&replies)
+                line + &self.refusals(&answer)
             }
         }
     }

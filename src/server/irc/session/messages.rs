@@ -2,14 +2,15 @@
 //! native commands.
 
 use crate::protocol::{
-    parse_command, sanitize_text, valid_username, Audience, Command, GroupAction, Kind, Line,
-    Status,
+    parse_command, sanitize_text, valid_username, Audience, Command, Line, Status,
 };
-use crate::server::irc::as_notice;
 use crate::server::irc::message::{same_name, Message};
 use crate::server::irc::numeric::*;
 use crate::server::irc::translate::SERVICE;
+use crate::server::render;
+use crate::server::rules::{ChatEvent, Refusal};
 use crate::server::session::apply;
+use ChatEvent::Refused;
 
 use super::Session;
 
@@ -56,8 +57,8 @@ impl Session<'_> {
                     "Cannot send to channel (join it first)",
                 ));
             }
-            let replies = as_notice(notice, || self.hub.broadcast(&me, &Audience::Online, text));
-            return quiet(self.problems(&replies));
+            let answer = self.hub.broadcast_as(&me, &Audience::Online, text, notice);
+            return quiet(self.refusals(&answer));
         }
         if let Some(group) = target.strip_prefix('#') {
             if !valid_username(group) {
@@ -65,22 +66,24 @@ impl Session<'_> {
             }
             // The exact name first (one hub call, as for a native `gsend`); a channel
             // named in another case is looked up only when that fails.
-            let mut send = GroupAction::Send(group.to_string(), text.to_string());
-            let mut replies = as_notice(notice, || self.hub.group(&me, &send));
-            if replies.first().is_some_and(|l| l.arg(0) == "no-such-group") {
+            let no_such_group =
+                |a: &[ChatEvent]| matches!(a.first(), Some(Refused(Refusal::NoSuchGroup(_))));
+            let mut answer = self.hub.group_send_as(&me, group, text, notice);
+            if no_such_group(&answer) {
                 if let Some((real, _)) = self.hub.group_view(&me, group) {
-                    send = GroupAction::Send(real, text.to_string());
-                    replies = as_notice(notice, || self.hub.group(&me, &send));
+                    answer = self.hub.group_send_as(&me, &real, text, notice);
                 }
             }
-            return quiet(match replies.first().map(|l| l.arg(0)) {
-                Some("no-such-group") => r.num(ERR_NOSUCHCHANNEL, &[target], "No such channel"),
-                Some("not-member") => r.num(
+            return quiet(match answer.first() {
+                Some(Refused(Refusal::NoSuchGroup(_))) => {
+                    r.num(ERR_NOSUCHCHANNEL, &[target], "No such channel")
+                }
+                Some(Refused(Refusal::SendNotMember(_))) => r.num(
                     ERR_CANNOTSENDTOCHAN,
                     &[target],
                     "Cannot send to channel (join it first)",
                 ),
-                _ => self.problems(&replies),
+                _ => self.refusals(&answer),
             });
         }
         if same_name(target, SERVICE) {
@@ -94,54 +97,57 @@ impl Session<'_> {
             return quiet(r.num(ERR_NOSUCHNICK, &[target], "No such nick/channel"));
         }
         if let Some(partner) = self.enc.partner().filter(|p| same_name(p, target)) {
-            let replies = as_notice(notice, || self.hub.talk(&me, text));
-            match replies.first() {
-                None => return String::new(),
-                Some(l) if l.arg(0) == "no-session" => self.enc.clear_partner(),
-                Some(_) => {
+            match self.hub.talk_as(&me, text, notice) {
+                Ok(()) => return String::new(),
+                Err(Refusal::NoSession | Refusal::NotInSession(_)) => self.enc.clear_partner(),
+                Err(_) => {
                     return quiet(r.num(ERR_NOSUCHNICK, &[&partner], "No such nick/channel"));
                 }
             }
         }
         let mut to = target.to_string();
-        let mut replies = as_notice(notice, || self.hub.message(&me, &to, text.to_string()));
-        if replies.first().is_some_and(|l| l.arg(0) == "unknown-user") {
+        let unknown = |r: &Refusal| matches!(r, Refusal::NoSuchUser(_) | Refusal::Typo(_));
+        let mut answer = self.hub.message_as(&me, &to, text.to_string(), notice);
+        if matches!(answer.first(), Some(Refused(why)) if unknown(why)) {
             if let Some((real, _, _)) = self.hub.find_online(&me, target).filter(|f| f.0 != target)
             {
                 to = real;
-                replies = as_notice(notice, || self.hub.message(&me, &to, text.to_string()));
+                answer = self.hub.message_as(&me, &to, text.to_string(), notice);
             }
         }
         if notice {
             return String::new();
         }
         let mut out = String::new();
-        for line in &replies {
-            out += &match (line.kind, line.arg(0)) {
-                (Kind::Ok, "sent") => String::new(),
-                (Kind::Ok, "queued") => r.notice(&format!(
+        for event in answer {
+            out += &match event {
+                ChatEvent::Sent(_) => String::new(),
+                ChatEvent::Queued(_) => r.notice(&format!(
                     "{to} is not online; they will get your message when they log in."
                 )),
-                (Kind::Info, "busy") => r.num(RPL_AWAY, &[&to], &self.away_text(&to)),
-                (Kind::Err, "unknown-user") => {
+                ChatEvent::Busy(_) => r.num(RPL_AWAY, &[&to], &self.away_text(&to)),
+                Refused(why) if unknown(&why) => {
                     r.num(ERR_NOSUCHNICK, &[target], "No such nick/channel")
                 }
-                (Kind::Err, "blocked") => r.num(
+                Refused(Refusal::MessageBlocked(_)) => r.num(
                     ERR_TARGUMODEG,
                     &[&to],
                     "has blocked you; your message was not delivered",
                 ),
-                _ => r.notice(&line.text),
+                other => r.notice(&render::line(other).text),
             };
         }
         out
     }
 
-    /// What went wrong in a hub reply, as server notices (successes say nothing).
-    pub(super) fn problems(&self, replies: &[Line]) -> String {
-        replies
+    /// The refusals in a hub answer, as server notices (the rest says nothing).
+    pub(super) fn refusals(&self, answer: &[ChatEvent]) -> String {
+        answer
             .iter()
-            .filter(|l| l.kind == Kind::Err)
+            .filter_map(|e| match e {
+                Refused(why) => Some(render::refusal(why.clone())),
+                _ => None,
+            })
             .map(|l| self.replies().notice(&format!("error: {}", l.text)))
             .collect()
     }

@@ -58,12 +58,14 @@ struct Exit {
 }
 
 /// Serves one accepted connection of the IRC door until it ends.
-pub fn serve(hub: &Hub, conn: &Arc<Conn>, ctx: &SessionContext<'_>, world: &Arc<World>) {
-    let Some(encoder) = IrcEncoder::of(conn) else {
-        log::error!("conn {}: IRC session without an IRC encoder", conn.id);
-        conn.close();
-        return;
-    };
+/// `encoder` is the one `conn` writes with.
+pub fn serve(
+    hub: &Hub,
+    conn: &Arc<Conn>,
+    ctx: &SessionContext<'_>,
+    world: &Arc<World>,
+    encoder: &IrcEncoder,
+) {
     let _ = encoder.world.set(Arc::clone(world));
     let max = hub.config().max_line_bytes.max(MAX_LINE);
     let mut session = Session {
