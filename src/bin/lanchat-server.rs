@@ -111,7 +111,7 @@ fn main() -> ExitCode {
         }) => add_user(name, credentials.as_deref(), config.as_deref()),
         None => {
             // Before any thread starts: a thread per user wants glibc's small caches.
-            lanchat::server::memory::restart_with_small_thread_caches();
+            lanchat::server::capacity::memory::restart_with_small_thread_caches();
             return serve(&args);
         }
     };

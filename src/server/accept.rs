@@ -6,7 +6,7 @@ use super::door::{Door, DoorEncoder};
 use super::hub::Hub;
 use super::outbox::{self, Conn};
 use super::tls_session::TlsSession;
-use super::{irc, memory, session, thread, Core, ServerShared, PROTOCOL_VERSION};
+use super::{capacity, irc, session, Core, ServerShared, PROTOCOL_VERSION};
 use crate::protocol::Line;
 use socket2::{SockRef, TcpKeepalive};
 use std::io::Write;
@@ -108,13 +108,14 @@ impl Core {
         let hub = self.hub.clone();
         let shared = Arc::clone(&self.shared);
         let irc = Arc::clone(&self.irc);
-        let spawned = thread::spawn_detached(&format!("conn-{id}"), CONNECTION_STACK_BYTES, {
-            let conn = Arc::clone(&conn);
-            move || {
-                let _watch = shared.panics.watch();
-                connection_thread(door, &encoder, &hub, &conn, &shared, &irc)
-            }
-        });
+        let spawned =
+            capacity::thread::spawn_detached(&format!("conn-{id}"), CONNECTION_STACK_BYTES, {
+                let conn = Arc::clone(&conn);
+                move || {
+                    let _watch = shared.panics.watch();
+                    connection_thread(door, &encoder, &hub, &conn, &shared, &irc)
+                }
+            });
         if let Err(e) = spawned {
             log::error!("cannot start a thread for {peer}: {e}");
             self.shared.conns.lock().remove(id);
@@ -168,7 +169,7 @@ fn connection_thread(
     shared: &ServerShared,
     irc: &Arc<irc::World>,
 ) {
-    let painted = memory::gauge::paint(&shared.stack_gauge);
+    let painted = capacity::gauge::paint(&shared.stack_gauge);
     let ctx = session::SessionContext {
         connected: Instant::now(),
         shutting_down: &shared.shutting_down,

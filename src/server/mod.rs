@@ -12,12 +12,12 @@
 //! the goodbye at shutdown) is in `accept.rs`.
 
 mod accept;
+pub mod capacity;
 mod door;
 mod encoder;
 pub mod hub;
 mod irc;
 pub mod lockout;
-pub mod memory;
 mod native;
 mod outbox;
 mod panics;
@@ -32,13 +32,12 @@ mod room;
 mod rules;
 mod session;
 mod telnet;
-mod thread;
 mod tls_session;
 mod verifier;
 mod web;
 
+pub use capacity::gauge::StackGauge;
 pub use door::Door;
-pub use memory::gauge::StackGauge;
 pub use panics::PanicCount;
 pub use ports::ListenFailure;
 pub use session::HELP;
@@ -443,7 +442,7 @@ fn janitor(hub: &Hub, shared: &ServerShared) {
         if last.elapsed() >= Duration::from_secs(1) {
             last = Instant::now();
             hub.expire_requests(ADDRESS_REQUEST_SECS);
-            memory::release_free_memory();
+            capacity::memory::release_free_memory();
         }
     }
 }

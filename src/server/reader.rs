@@ -2,55 +2,13 @@
 //! one line: a longer line is discarded as it arrives and reported once it ends, and the
 //! connection stays usable.
 
-use super::memory::IdleStack;
+use super::capacity::read::read_some;
+use super::capacity::stack::IdleStack;
 use super::outbox::Conn;
-use std::io::{self, ErrorKind, Read};
+use std::io::{self, ErrorKind};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Bytes a waiting read takes at once, in a buffer on the stack: small, because the frames
-/// under a waiting connection thread are what ten thousand idle users keep resident (the
-/// native door's waiting chain must stay within two stack pages: docs/performance.md).
-pub const WAIT_READ_BYTES: usize = 256;
-/// Bytes read without waiting, into the heap buffer, when a waiting read came back full
-/// (pipelined input): a busy client still gets few read calls.
-pub const MORE_READ_BYTES: usize = 4096;
-
-/// Reads what `stream` has into `buf`, waiting (up to the read timeout) for at least one
-/// byte: a small read on the stack, then, if that came back full, what else is there at
-/// once. Returns the bytes added; 0 at end of file.
-pub fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    let mut chunk = [0u8; WAIT_READ_BYTES];
-    let n = (&*stream).read(&mut chunk)?;
-    buf.extend_from_slice(&chunk[..n]);
-    if n == chunk.len() {
-        return Ok(n + read_more(stream, buf));
-    }
-    Ok(n)
-}
-
-/// Appends what `stream` has right now (at most [`MORE_READ_BYTES`]) without waiting.
-#[inline(never)]
-#[allow(unsafe_code)]
-fn read_more(stream: &TcpStream, buf: &mut Vec<u8>) -> usize {
-    buf.reserve(MORE_READ_BYTES);
-    let spare = &mut buf.spare_capacity_mut()[..MORE_READ_BYTES];
-    let flags = libc::MSG_DONTWAIT;
-    loop {
-        match socket2::SockRef::from(stream).recv_with_flags(spare, flags) {
-            Ok(n) => {
-                // SAFETY: recv initialised the first `n` bytes of the spare capacity, which
-                // directly follow the vector's `len` initialised bytes.
-                unsafe { buf.set_len(buf.len() + n) };
-                return n;
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            // Nothing more now (or an error the next waiting read will see again).
-            Err(_) => return 0,
-        }
-    }
-}
 
 /// Where a session's lines come from: the native socket, or a framing layer (such as a
 /// WebSocket) that unwraps the same lines. The connection is passed so a framing layer can
@@ -278,6 +236,7 @@ impl LineReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::capacity::read::{MORE_READ_BYTES, WAIT_READ_BYTES};
     use std::io::Write;
     use std::net::TcpListener;
 

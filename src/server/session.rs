@@ -47,7 +47,7 @@ pub fn serve(hub: &Hub, conn: &Arc<Conn>, reader: &mut dyn ReadLines, ctx: &Sess
     conn.send_all(&[hello(ctx, true), Line::ask("username", "Username:")]);
     if let Some(name) = login(hub, conn, reader, ctx) {
         // The password check and the welcome went deeper than waiting for a line goes.
-        super::memory::release_unused_stack();
+        super::capacity::stack::release_unused_stack();
         log::info!("{name} logged in from {}", conn.peer);
         let (reason, bye) = command_loop(hub, conn, reader, &name, ctx);
         // Offline first, then BYE: a client that has read BYE knows the others see it gone.

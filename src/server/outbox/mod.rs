@@ -136,16 +136,16 @@ impl Conn {
     }
 
     /// Reads what the socket has (waiting up to its read timeout) and appends the plaintext
-    /// to `buf`: as `reader::read_some` for a plain connection. For TLS, records are
+    /// to `buf`: as `capacity::read::read_some` for a plain connection. For TLS, records are
     /// decrypted and rustls' answers (handshake, alerts) queued; a read that carried no
     /// plaintext yet returns `Interrupted` (read again), end of file `Ok(0)`, a TLS error
     /// `InvalidData` (after its alert was sent).
     pub fn read_plain(self: &Arc<Self>, buf: &mut Vec<u8>) -> io::Result<usize> {
         if !self.tls {
-            return super::reader::read_some(&self.stream, buf);
+            return super::capacity::read::read_some(&self.stream, buf);
         }
         let mut cipher = Vec::new();
-        if super::reader::read_some(&self.stream, &mut cipher)? == 0 {
+        if super::capacity::read::read_some(&self.stream, &mut cipher)? == 0 {
             return Ok(0);
         }
         let before = buf.len();

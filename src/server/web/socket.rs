@@ -4,7 +4,7 @@
 
 use super::ws::{self, close_code, Decoder, WsEvent};
 use crate::protocol::Line;
-use crate::server::memory::IdleStack;
+use crate::server::capacity::stack::IdleStack;
 use crate::server::outbox::Conn;
 use crate::server::reader::{Input, ReadLines};
 use std::collections::VecDeque;

@@ -85,7 +85,7 @@ pub fn serve(
     if session.register() {
         log::info!("{} logged in over IRC from {}", session.nick, conn.peer);
         // Registration (the welcome burst, the lobby's JOIN) went deeper than waiting does.
-        crate::server::memory::release_unused_stack();
+        crate::server::capacity::stack::release_unused_stack();
         let exit = session.command_loop();
         session.leave(exit);
     }

@@ -1,11 +1,5 @@
-//! Keeping ten thousand idle users small: giving freed heap back to the system, and giving
-//! back the stack pages a connection thread touched once (the login) and will not need
-//! while it waits for its user's next line.
-//!
-//! A burst (ten thousand users logging in, each login a presence notice to everyone) fills
-//! outboxes for a few seconds; glibc keeps what was freed in its arenas, so without
-//! [`release_free_memory`] the server's resident memory stays at the burst's peak long
-//! after the outboxes are empty.
+//! Giving back the stack pages a connection thread touched once (the login) and will not
+//! need while it waits for its user's next line.
 //!
 //! A thread's stack pages stay resident once touched, however briefly: the deepest call a
 //! connection ever made (the password check, the welcome and the mail delivered at login)
@@ -13,80 +7,8 @@
 //! [`release_unused_stack`] hands the pages below the caller's frame back (they read as
 //! zeros when touched again). The stack's size, hence its overflow margin, is unchanged.
 
+use super::gauge;
 use std::time::{Duration, Instant};
-
-/// The glibc tunable the server runs with: its per-thread malloc cache (tcache) keeps only
-/// chunks of up to 128 bytes. By default each thread keeps up to seven freed chunks of every
-/// size up to 1 KiB for itself; with a thread per user that was 5 KiB or so of dead heap per
-/// idle user (a third of what the user cost), while the small chunks the hot paths allocate
-/// and free stay as fast as before.
-pub const MALLOC_TUNABLE: &str = "glibc.malloc.tcache_max=128";
-
-/// Starts this program again (same process, arguments and environment) with
-/// [`MALLOC_TUNABLE`] in `GLIBC_TUNABLES`, which glibc reads only at startup; returns
-/// (doing nothing) where that is not glibc on Linux, when the variable already sets the
-/// tcache size (a second start, or the operator's own choice: then the process is named
-/// after the program), or if the exec fails.
-pub fn restart_with_small_thread_caches() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        use std::os::unix::process::CommandExt;
-        let current = std::env::var_os("GLIBC_TUNABLES").unwrap_or_default();
-        if current
-            .to_string_lossy()
-            .contains("glibc.malloc.tcache_max")
-        {
-            name_process_after_program();
-            return;
-        }
-        let mut value = current;
-        if !value.is_empty() {
-            value.push(":");
-        }
-        value.push(MALLOC_TUNABLE);
-        let mut args = std::env::args_os();
-        let Some(argv0) = args.next() else { return };
-        let error = std::process::Command::new("/proc/self/exe")
-            .arg0(argv0)
-            .args(args)
-            .env("GLIBC_TUNABLES", value)
-            .exec();
-        log::debug!("running without {MALLOC_TUNABLE}: cannot restart: {error}");
-    }
-}
-
-/// Names the process after the file it was started as (`lanchat-server`): the kernel names
-/// it after the file executed, and the second start runs `/proc/self/exe`, which `ps`, `top`
-/// and `pkill lanchat-server` would then show as `exe`. Threads started later inherit it.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn name_process_after_program() {
-    use std::os::unix::ffi::OsStrExt;
-    let Some(argv0) = std::env::args_os().next() else {
-        return;
-    };
-    let Some(file) = std::path::Path::new(&argv0).file_name() else {
-        return;
-    };
-    let Some(name) = super::thread::kernel_name(file.as_bytes()) else {
-        return;
-    };
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes, which `name`
-    // is, and keeps no pointer to it.
-    unsafe {
-        libc::prctl(libc::PR_SET_NAME, name.as_ptr());
-    }
-}
-
-/// Returns free heap memory to the system (`malloc_trim`); cheap when there is little.
-#[allow(unsafe_code)]
-pub fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own arenas under their locks.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
 
 /// The usable part of the calling thread's stack, `(low, high)` addresses (the guard page
 /// below `low` excluded); `None` where it cannot be known.
@@ -116,7 +38,7 @@ pub fn stack_bounds() -> Option<(usize, usize)> {
 
 /// An address inside the caller's frame (approximately the stack pointer).
 #[inline(always)]
-fn stack_pointer() -> usize {
+pub(super) fn stack_pointer() -> usize {
     let marker = 0u8;
     std::hint::black_box(&marker) as *const u8 as usize
 }
@@ -153,7 +75,7 @@ thread_local! {
 #[inline(never)]
 #[allow(unsafe_code)]
 fn release_below(low: usize, high: usize) {
-    if gauge::enabled() {
+    if gauge::painted() {
         // Released pages read as zeros: they would look used.
         return;
     }
@@ -206,104 +128,6 @@ impl IdleStack {
         let bounds = *self.bounds.get_or_insert_with(stack_bounds);
         if let Some((low, high)) = bounds {
             release_stack(low, high);
-        }
-    }
-}
-
-/// Measuring how deep connection threads go (tests and diagnostics; off by default, as it
-/// touches every page of every connection's stack), per server ([`StackGauge`]): a thread
-/// paints its free stack with a pattern when it starts and, when it ends, finds the lowest
-/// word that changed.
-///
-/// A page only probed (`or $0`, as a frame larger than a page is entered) keeps its
-/// pattern, so the depth found can be short of the true one by less than a page.
-pub mod gauge {
-    use std::cell::Cell;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    const PATTERN: u64 = 0x5a5a_a5a5_5a5a_a5a5;
-    /// Left unpainted under the painter's own frame.
-    const MARGIN: usize = 512;
-
-    thread_local! {
-        /// Whether this thread's stack is painted (its pages must then stay as they are).
-        static PAINTED: Cell<bool> = const { Cell::new(false) };
-    }
-
-    /// One server's switch and result: whether its connection threads measure their stack
-    /// use, and the deepest use measured so far.
-    #[derive(Clone, Debug, Default)]
-    pub struct StackGauge(Arc<(AtomicBool, AtomicUsize)>);
-
-    impl StackGauge {
-        /// Makes this server's connection threads started from now on measure their stack.
-        pub fn enable(&self) {
-            self.0 .0.store(true, Ordering::Release);
-        }
-
-        /// Whether this server's connection threads measure their stack use.
-        pub fn enabled(&self) -> bool {
-            self.0 .0.load(Ordering::Acquire)
-        }
-
-        /// The deepest stack use of one of this server's connection threads that has ended,
-        /// in bytes from the top of its stack (what the thread library keeps there
-        /// included); 0 if none was measured.
-        pub fn deepest(&self) -> usize {
-            self.0 .1.load(Ordering::Acquire)
-        }
-
-        /// Records one thread's depth.
-        pub(crate) fn record(&self, depth: usize) {
-            self.0 .1.fetch_max(depth, Ordering::AcqRel);
-        }
-    }
-
-    /// Whether the calling thread's stack is painted.
-    pub fn enabled() -> bool {
-        PAINTED.with(Cell::get)
-    }
-
-    /// A painted stack, measured when [`Painted::finish`] is called.
-    pub struct Painted {
-        low: usize,
-        high: usize,
-    }
-
-    /// Paints the calling thread's free stack if `gauge` is enabled.
-    #[inline(never)]
-    #[allow(unsafe_code)]
-    pub fn paint(gauge: &StackGauge) -> Option<Painted> {
-        if !gauge.enabled() {
-            return None;
-        }
-        let (low, high) = super::stack_bounds()?;
-        let low = low.next_multiple_of(8);
-        let end = (super::stack_pointer().checked_sub(MARGIN)?) & !7;
-        let mut at = low;
-        while at < end {
-            // SAFETY: [low, end) is this thread's own stack below this call's frame (and
-            // the margin): unused, writable memory.
-            unsafe { std::ptr::write_volatile(at as *mut u64, PATTERN) };
-            at += 8;
-        }
-        PAINTED.with(|p| p.set(true));
-        Some(Painted { low, high })
-    }
-
-    impl Painted {
-        /// How deep the thread went since it painted.
-        #[allow(unsafe_code)]
-        pub fn finish(self) -> usize {
-            let mut at = self.low;
-            // SAFETY: the same painted range, below the frames still live.
-            while at < self.high && unsafe { std::ptr::read_volatile(at as *const u64) } == PATTERN
-            {
-                at += 8;
-            }
-            PAINTED.with(|p| p.set(false));
-            self.high - at
         }
     }
 }

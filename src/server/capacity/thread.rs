@@ -137,7 +137,7 @@ mod tests {
     fn the_thread_runs_named_with_the_stack_asked_for_and_no_signal_stack() {
         let (tx, rx) = mpsc::channel();
         spawn_detached("conn-a-long-name-cut", 256 * 1024, move || {
-            let bounds = crate::server::memory::stack_bounds();
+            let bounds = crate::server::capacity::stack::stack_bounds();
             tx.send((own_name(), bounds, has_signal_stack())).unwrap();
         })
         .unwrap();
