@@ -157,6 +157,9 @@ impl<'a> Deadline<'a> {
 
     /// How long a blocking read may wait now: until the deadline on the real clock; in
     /// short slices on a manual one (see [`Ticks::recheck_every`]).
+    /// Not inlined: its locals would stay in the frame of every waiting read, under ten
+    /// thousand idle connections (see `server::memory`).
+    #[inline(never)]
     pub fn wait(&self) -> Wait {
         let Some(at) = self.at else {
             return Wait::Forever;
