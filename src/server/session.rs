@@ -63,13 +63,14 @@ pub fn serve(hub: &Hub, conn: &Arc<Conn>, reader: &mut dyn ReadLines, ctx: &Sess
     drain_unread(conn);
 }
 
-/// Waits `wait` on `ticks` before a line over the rate limit is handled, reading nothing
-/// meanwhile so that TCP pushes back on the sender (see `policy`). False if the connection
-/// was closed meanwhile (shutdown, or dropped as a stuck reader).
-pub(super) fn pause(conn: &Conn, ticks: &dyn Ticks, wait: Duration) -> bool {
+/// Waits until `until` on `ticks` before a line over the rate limit is handled, reading
+/// nothing meanwhile so that TCP pushes back on the sender (see `policy`). `until` is the
+/// line's arrival, as the rate limit saw it, plus its wait: what the session wrote in
+/// between does not delay it. False if the connection was closed meanwhile (shutdown, or
+/// dropped as a stuck reader).
+pub(super) fn pause(conn: &Conn, ticks: &dyn Ticks, until: Instant) -> bool {
     /// How often a pause looks whether its connection was closed.
     const LOOK_EVERY: Duration = Duration::from_millis(50);
-    let until = ticks.now() + wait;
     let look_every = ticks
         .recheck_every()
         .map_or(LOOK_EVERY, |r| r.min(LOOK_EVERY));
@@ -317,7 +318,7 @@ fn command_loop(
             Take::After(wait) => {
                 // What the lines before this one produced goes out before the wait.
                 cork.release();
-                if !pause(conn, ctx.ticks, wait) {
+                if !pause(conn, ctx.ticks, now + wait) {
                     return (closed_reason(ctx), None);
                 }
             }

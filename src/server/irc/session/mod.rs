@@ -248,7 +248,7 @@ impl Session<'_> {
                     Take::Now => {}
                     Take::After(wait) => {
                         cork.release();
-                        if !pause(self.conn, ticks, wait) {
+                        if !pause(self.conn, ticks, now + wait) {
                             return self.closed_exit();
                         }
                     }
