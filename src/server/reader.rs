@@ -431,6 +431,30 @@ mod tests {
     }
 
     #[test]
+    fn on_the_real_clock_a_read_waits_for_the_whole_deadline_and_on_a_manual_one_in_slices() {
+        let hour = Duration::from_secs(3600);
+        let (mut tx, rx) = pair();
+        tx.write_all(b"one\n").unwrap();
+        // The real clock: one socket timeout of (nearly) the hour, no extra wake-ups.
+        let mut r = LineReader::new(64);
+        let real = Deadline::new(&SystemTicks, Some(Instant::now() + hour));
+        assert_eq!(r.next(&rx, real), Input::Line("one".into()));
+        let set = r.timeout_set.flatten().expect("a read timeout");
+        assert!(set > hour - Duration::from_secs(60), "{set:?}");
+        // A manual clock: short slices, so a moved clock is seen.
+        let ticks = ManualTicks::new();
+        let mut r = LineReader::new(64);
+        tx.write_all(b"two\n").unwrap();
+        let manual = Deadline::new(&ticks, Some(ticks.now() + hour));
+        assert_eq!(r.next(&rx, manual), Input::Line("two".into()));
+        assert_eq!(
+            r.timeout_set,
+            Some(Some(crate::clock::MANUAL_RECHECK)),
+            "sliced"
+        );
+    }
+
+    #[test]
     fn a_lossy_reader_keeps_non_utf8_lines() {
         let (mut tx, rx) = pair();
         tx.write_all(b"caf\xe9\r\nok\n").unwrap();
