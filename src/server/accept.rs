@@ -171,7 +171,8 @@ fn connection_thread(
 ) {
     let painted = capacity::gauge::paint(&shared.stack_gauge);
     let ctx = session::SessionContext {
-        connected: Instant::now(),
+        ticks: &*shared.ticks,
+        connected: shared.ticks.now(),
         shutting_down: &shared.shutting_down,
         version: PROTOCOL_VERSION,
         irc,

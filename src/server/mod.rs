@@ -43,7 +43,7 @@ pub use ports::ListenFailure;
 pub use session::HELP;
 pub use verifier::CheckCount;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, SystemTicks, Ticks};
 use crate::config::Config;
 use crate::credentials::Credentials;
 use crate::store::{Store, StoreError};
@@ -114,6 +114,9 @@ struct ServerShared {
     panics: PanicCount,
     /// Whether connection threads measure their stack use, and the deepest.
     stack_gauge: StackGauge,
+    /// The monotonic clock every session deadline is read on (login, idle, heartbeat,
+    /// pace): the real one, or one a test moves.
+    ticks: Arc<dyn Ticks>,
 }
 
 /// The open connections, counted per IP for `max_clients_per_ip`.
@@ -230,11 +233,23 @@ impl Server {
         Server::bind_with(config, credentials, Arc::new(SystemClock))
     }
 
-    /// Binds with explicit credentials and clock (tests, embedding).
+    /// Binds with explicit credentials and wall clock (tests, embedding).
     pub fn bind_with(
         config: Config,
         credentials: Credentials,
         clock: Arc<dyn Clock>,
+    ) -> Result<Server, ServerError> {
+        Server::bind_with_clocks(config, credentials, clock, Arc::new(SystemTicks))
+    }
+
+    /// Binds with explicit credentials and both clocks (tests): `clock` is the wall clock of
+    /// the rules (lockouts, last seen), `ticks` the monotonic one of the session deadlines
+    /// and the rate limit.
+    pub fn bind_with_clocks(
+        config: Config,
+        credentials: Credentials,
+        clock: Arc<dyn Clock>,
+        ticks: Arc<dyn Ticks>,
     ) -> Result<Server, ServerError> {
         let mut listeners = Vec::new();
         let mut doors = Vec::new();
@@ -319,6 +334,7 @@ impl Server {
                     flusher_stop: Arc::new(AtomicBool::new(false)),
                     panics: PanicCount::default(),
                     stack_gauge: StackGauge::default(),
+                    ticks,
                 }),
                 next_id: AtomicU64::new(1),
                 identity,

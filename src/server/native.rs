@@ -21,13 +21,13 @@ use super::outbox::Conn;
 use super::prose::{self, ProseEnd};
 use super::reader::{ByteSource, Input, LineReader, ReadLines};
 use super::telnet::Telnet;
+use crate::clock::Deadline;
 use crate::protocol::Line;
 use std::cell::RefCell;
 use std::io;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The one version of the tagged lines, as a client names it in `protocol`.
 pub const TAGGED_VERSION: &str = super::PROTOCOL_VERSION;
@@ -188,7 +188,7 @@ impl NativeReader {
 }
 
 impl ReadLines for NativeReader {
-    fn next_line(&mut self, conn: &Arc<Conn>, deadline: Option<Instant>) -> Input {
+    fn next_line(&mut self, conn: &Arc<Conn>, deadline: Deadline<'_>) -> Input {
         let source = Filtered {
             conn,
             telnet: &self.telnet,

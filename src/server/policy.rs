@@ -11,9 +11,11 @@
 //!   typed is lost. A client slowed without a break for `flood_disconnect_secs` (its lines
 //!   kept coming faster than the rate all that time) is a flood, and is disconnected.
 //!
-//! It does no I/O and reads no clock: a door's read loop passes [`Timers::deadline`] to its
-//! reader, asks [`Timers::expired`] what a timeout meant, asks [`Pace::take`] when to handle
-//! each line, and does the talking itself (BYE or ERROR lines, PING, sleeping).
+//! It does no I/O and reads no clock: a door's read loop reads `now` on the server's
+//! monotonic clock (`clock::Ticks`, which a test moves by hand), passes
+//! [`Timers::deadline`] to its reader, asks [`Timers::expired`] what a timeout meant, asks
+//! [`Pace::take`] when to handle each line, and does the talking itself (BYE or ERROR lines,
+//! PING, pausing).
 
 use super::ratelimit::TokenBucket;
 use crate::config::Config;

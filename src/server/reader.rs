@@ -5,19 +5,21 @@
 use super::capacity::read::read_some;
 use super::capacity::stack::IdleStack;
 use super::outbox::Conn;
+use crate::clock::{Deadline, Wait};
 use std::io::{self, ErrorKind};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Where a session's lines come from: the native socket, or a framing layer (such as a
 /// WebSocket) that unwraps the same lines. The connection is passed so a framing layer can
 /// answer control frames itself.
 pub trait ReadLines {
-    /// Waits until `deadline` (for ever if `None`) for the client's next complete line.
-    /// Returns [`Input::TimedOut`] once the deadline has passed without one, however many
-    /// bytes trickled in meanwhile: a deadline is not a per-read timeout.
-    fn next_line(&mut self, conn: &Arc<Conn>, deadline: Option<Instant>) -> Input;
+    /// Waits until `deadline` (on the server's monotonic clock; maybe never) for the
+    /// client's next complete line. Returns [`Input::TimedOut`] once the deadline has passed
+    /// without one, however many bytes trickled in meanwhile: a deadline is not a per-read
+    /// timeout.
+    fn next_line(&mut self, conn: &Arc<Conn>, deadline: Deadline<'_>) -> Input;
 
     /// Whether a complete line has been received already, so [`ReadLines::next_line`]
     /// returns without waiting (lets a session batch its writes over a burst of input).
@@ -63,7 +65,7 @@ impl ByteSource for Arc<Conn> {
 }
 
 impl ReadLines for LineReader {
-    fn next_line(&mut self, conn: &Arc<Conn>, deadline: Option<Instant>) -> Input {
+    fn next_line(&mut self, conn: &Arc<Conn>, deadline: Deadline<'_>) -> Input {
         self.next(conn, deadline)
     }
 
@@ -141,9 +143,8 @@ impl LineReader {
         self
     }
 
-    /// Waits until `deadline` (for ever if `None`) for the next line; see
-    /// [`ReadLines::next_line`].
-    pub fn next(&mut self, source: &impl ByteSource, deadline: Option<Instant>) -> Input {
+    /// Waits until `deadline` for the next line; see [`ReadLines::next_line`].
+    pub fn next(&mut self, source: &impl ByteSource, deadline: Deadline<'_>) -> Input {
         let stream = source.socket();
         // A line already buffered (pipelined input) needs no read, hence no clock or
         // timeout syscall.
@@ -157,12 +158,10 @@ impl LineReader {
             }
             // Each read may wait only for what is left of the deadline: bytes that do not
             // finish a line must not buy the client more time.
-            let wanted = match deadline {
-                None => None,
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left.max(Duration::from_millis(1))),
-                    _ => return Input::TimedOut,
-                },
+            let wanted = match deadline.wait() {
+                Wait::Forever => None,
+                Wait::Upto(left) => Some(left),
+                Wait::Passed => return Input::TimedOut,
             };
             if !self
                 .timeout_set
@@ -174,8 +173,8 @@ impl LineReader {
                 Ok(0) => return Input::Closed,
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                // A read timeout set a little short (see `TIMEOUT_SLACK`) ends early: the
-                // loop checks the deadline itself.
+                // A read timeout set a little short (see `TIMEOUT_SLACK`), or one slice of
+                // the wait on a manual clock, ends early: the loop checks the deadline itself.
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(_) => return Input::Closed,
             }
@@ -236,13 +235,18 @@ impl LineReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{ManualTicks, SystemTicks, Ticks};
     use crate::server::capacity::read::{MORE_READ_BYTES, WAIT_READ_BYTES};
     use std::io::Write;
     use std::net::TcpListener;
+    use std::time::Instant;
 
-    /// A deadline `ms` milliseconds from now.
-    fn in_ms(ms: u64) -> Option<Instant> {
-        Some(Instant::now() + Duration::from_millis(ms))
+    /// A deadline `ms` milliseconds from now on the real clock.
+    fn in_ms(ms: u64) -> Deadline<'static> {
+        Deadline::new(
+            &SystemTicks,
+            Some(Instant::now() + Duration::from_millis(ms)),
+        )
     }
 
     fn pair() -> (TcpStream, TcpStream) {
@@ -360,6 +364,53 @@ mod tests {
         assert!(took < Duration::from_millis(700), "{took:?}");
         drop(rx);
         trickler.join().unwrap();
+    }
+
+    #[test]
+    fn a_read_waiting_on_a_manual_clock_ends_once_the_clock_is_moved_past_its_deadline() {
+        let (mut tx, rx) = pair();
+        let ticks = ManualTicks::new();
+        let mover = ticks.clone();
+        let at = Some(ticks.now() + Duration::from_secs(3600));
+        let (got, results) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut r = LineReader::new(64);
+            for _ in 0..2 {
+                got.send(r.next(&rx, Deadline::new(&ticks, at))).unwrap();
+            }
+        });
+        // A line before the deadline is a line; bytes that never finish one are not.
+        tx.write_all(b"before\npart").unwrap();
+        let wait = Duration::from_secs(10);
+        assert_eq!(results.recv_timeout(wait), Ok(Input::Line("before".into())));
+        mover.advance(Duration::from_secs(3600));
+        // Without short slices, the read would sleep for the real hour it was first given.
+        assert_eq!(results.recv_timeout(wait), Ok(Input::TimedOut));
+        reader.join().unwrap();
+    }
+
+    #[test]
+    fn on_the_real_clock_a_read_waits_for_the_whole_deadline_and_on_a_manual_one_in_slices() {
+        let hour = Duration::from_secs(3600);
+        let (mut tx, rx) = pair();
+        tx.write_all(b"one\n").unwrap();
+        // The real clock: one socket timeout of (nearly) the hour, no extra wake-ups.
+        let mut r = LineReader::new(64);
+        let real = Deadline::new(&SystemTicks, Some(Instant::now() + hour));
+        assert_eq!(r.next(&rx, real), Input::Line("one".into()));
+        let set = r.timeout_set.flatten().expect("a read timeout");
+        assert!(set > hour - Duration::from_secs(60), "{set:?}");
+        // A manual clock: short slices, so a moved clock is seen.
+        let ticks = ManualTicks::new();
+        let mut r = LineReader::new(64);
+        tx.write_all(b"two\n").unwrap();
+        let manual = Deadline::new(&ticks, Some(ticks.now() + hour));
+        assert_eq!(r.next(&rx, manual), Input::Line("two".into()));
+        assert_eq!(
+            r.timeout_set,
+            Some(Some(crate::clock::MANUAL_RECHECK)),
+            "sliced"
+        );
     }
 
     #[test]

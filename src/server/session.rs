@@ -19,6 +19,7 @@ use super::outbox::Burst;
 use super::outbox::Conn;
 use super::policy::{Expiry, Heard, Pace, SessionLimits, Silence, Take, Timers};
 use super::reader::{Input, ReadLines};
+use crate::clock::{Deadline, Ticks};
 use crate::protocol::{is_session_command, parse_command, sanitize_text, Command, Kind, Line};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,8 +27,11 @@ use std::time::{Duration, Instant};
 
 /// What the session needs besides the hub.
 pub struct SessionContext<'a> {
-    /// When the connection was accepted: the login deadline counts from here, whatever
-    /// the door did first (the web door's HTTP upgrade).
+    /// The server's monotonic clock: every deadline of the session policy (login, idle,
+    /// heartbeat, pace) is read on it.
+    pub ticks: &'a dyn Ticks,
+    /// When the connection was accepted, on `ticks`: the login deadline counts from here,
+    /// whatever the door did first (the web door's HTTP upgrade).
     pub connected: Instant,
     /// Set when the server is shutting down (a dropped read then is not a user's logout).
     pub shutting_down: &'a AtomicBool,
@@ -45,11 +49,11 @@ pub struct SessionContext<'a> {
 /// Serves one connection until it ends, reading its lines from `reader`.
 pub fn serve(hub: &Hub, conn: &Arc<Conn>, reader: &mut dyn ReadLines, ctx: &SessionContext<'_>) {
     conn.send_all(&[hello(ctx, true), Line::ask("username", "Username:")]);
-    if let Some(name) = login(hub, conn, reader, ctx) {
+    if let Some((name, logged_in_at)) = login(hub, conn, reader, ctx) {
         // The password check and the welcome went deeper than waiting for a line goes.
         super::capacity::stack::release_unused_stack();
         log::info!("{name} logged in from {}", conn.peer);
-        let (reason, bye) = command_loop(hub, conn, reader, &name, ctx);
+        let (reason, bye) = command_loop(hub, conn, reader, &name, logged_in_at, ctx);
         // Offline first, then BYE: a client that has read BYE knows the others see it gone.
         hub.logout(&name, conn.id, reason);
         if let Some(bye) = bye {
@@ -62,22 +66,26 @@ pub fn serve(hub: &Hub, conn: &Arc<Conn>, reader: &mut dyn ReadLines, ctx: &Sess
     drain_unread(conn);
 }
 
-/// Waits `wait` before a line over the rate limit is handled, reading nothing meanwhile so
-/// that TCP pushes back on the sender (see `policy`). False if the connection was closed
-/// meanwhile (shutdown, or dropped as a stuck reader).
-pub(super) fn pause(conn: &Conn, wait: Duration) -> bool {
+/// Waits until `until` on `ticks` before a line over the rate limit is handled, reading
+/// nothing meanwhile so that TCP pushes back on the sender (see `policy`). `until` is the
+/// line's arrival, as the rate limit saw it, plus its wait: what the session wrote in
+/// between does not delay it. False if the connection was closed meanwhile (shutdown, or
+/// dropped as a stuck reader).
+pub(super) fn pause(conn: &Conn, ticks: &dyn Ticks, until: Instant) -> bool {
     /// How often a pause looks whether its connection was closed.
     const LOOK_EVERY: Duration = Duration::from_millis(50);
-    let until = Instant::now() + wait;
+    let look_every = ticks
+        .recheck_every()
+        .map_or(LOOK_EVERY, |r| r.min(LOOK_EVERY));
     loop {
         if conn.is_closed() {
             return false;
         }
-        let left = until.saturating_duration_since(Instant::now());
+        let left = until.saturating_duration_since(ticks.now());
         if left.is_zero() {
             return true;
         }
-        std::thread::sleep(left.min(LOOK_EVERY));
+        std::thread::sleep(left.min(look_every));
     }
 }
 
@@ -108,14 +116,15 @@ fn classify(input: Input, limit: usize) -> Result<String, NotALine> {
     }
 }
 
-/// Runs the login dialogue; returns the logged-in name.
+/// Runs the login dialogue; returns the logged-in name, and when (on `ctx.ticks`) the login
+/// finished.
 #[inline(never)]
 fn login(
     hub: &Hub,
     conn: &Arc<Conn>,
     reader: &mut dyn ReadLines,
     ctx: &SessionContext<'_>,
-) -> Option<String> {
+) -> Option<(String, Instant)> {
     let ip = conn.peer.ip();
     // A slowloris of half-finished logins must not hold threads for long.
     let timers = Timers::new(SessionLimits::of(hub.config()), ctx.connected);
@@ -125,7 +134,7 @@ fn login(
     let mut cork = Burst::begin(hub, conn);
     loop {
         cork.before_read();
-        let input = reader.next_line(conn, timers.deadline());
+        let input = reader.next_line(conn, Deadline::new(ctx.ticks, timers.deadline()));
         cork.after_read(reader.has_buffered_line());
         let line = match classify(input, hub.config().max_line_bytes) {
             Ok(l) => l,
@@ -134,7 +143,7 @@ fn login(
                 continue;
             }
             Err(NotALine::TimedOut) => {
-                if timers.expired(Instant::now()) == Some(Expiry::Login) {
+                if timers.expired(ctx.ticks.now()) == Some(Expiry::Login) {
                     conn.send(&Line::bye("timeout", "Login timed out. Logging off."));
                     return None;
                 }
@@ -189,8 +198,8 @@ fn login(
                     NameCheck::Ok {
                         password_needed: false,
                     } => {
-                        if let Some(n) = finish_login(hub, conn, name) {
-                            return Some(n);
+                        if let Some(done) = finish_login(hub, conn, name, ctx.ticks) {
+                            return Some(done);
                         }
                     }
                     NameCheck::Retry(reply) => {
@@ -207,8 +216,8 @@ fn login(
                 reader.show_echo(conn);
                 match hub.check_password(&name, &line, ip) {
                     PasswordCheck::Ok => {
-                        if let Some(n) = finish_login(hub, conn, &name) {
-                            return Some(n);
+                        if let Some(done) = finish_login(hub, conn, &name, ctx.ticks) {
+                            return Some(done);
                         }
                     }
                     PasswordCheck::Retry(reply) => {
@@ -225,10 +234,19 @@ fn login(
     }
 }
 
-/// Puts the user online; on a lost race for the name, asks for a username again.
-fn finish_login(hub: &Hub, conn: &Arc<Conn>, name: &str) -> Option<String> {
+/// Puts the user online; returns the name and when the login finished. On a lost race for
+/// the name, asks for a username again.
+fn finish_login(
+    hub: &Hub,
+    conn: &Arc<Conn>,
+    name: &str,
+    ticks: &dyn Ticks,
+) -> Option<(String, Instant)> {
+    // Read before WELCOME goes out: whatever the client does once it has read it (a test
+    // moving the clock too) comes after the idle clock started.
+    let at = ticks.now();
     match hub.login(name, conn) {
-        Ok(()) => Some(name.to_string()),
+        Ok(()) => Some((name.to_string(), at)),
         Err(reply) => {
             conn.send_all(&[reply, Line::ask("username", "Username:")]);
             None
@@ -244,23 +262,24 @@ fn command_loop(
     conn: &Arc<Conn>,
     reader: &mut dyn ReadLines,
     name: &str,
+    logged_in_at: Instant,
     ctx: &SessionContext<'_>,
 ) -> (LogoutReason, Option<Line>) {
     let limits = SessionLimits::of(hub.config());
     let mut timers = Timers::new(limits, ctx.connected);
     // Heartbeats are checked only for clients that send them (telnet users do not).
-    timers.logged_in(Instant::now(), Silence::Heartbeats { promised: false });
-    let mut pace = Pace::new(&limits, Instant::now());
+    timers.logged_in(logged_in_at, Silence::Heartbeats { promised: false });
+    let mut pace = Pace::new(&limits, logged_in_at);
     let mut awaiting_intro = false;
     // Replies and deliveries of a burst of pipelined lines go out together (see `cork`).
     let mut cork = Burst::begin(hub, conn);
     loop {
         cork.before_read();
-        let input = reader.next_line(conn, timers.deadline());
+        let input = reader.next_line(conn, Deadline::new(ctx.ticks, timers.deadline()));
         cork.after_read(reader.has_buffered_line());
         // One clock reading per line for all of its bookkeeping (a handful of them was 2 %
         // of the server's CPU in pairs 64).
-        let now = Instant::now();
+        let now = ctx.ticks.now();
         let line = match classify(input, hub.config().max_line_bytes) {
             Ok(l) => l,
             Err(NotALine::Reply(l)) => {
@@ -302,7 +321,7 @@ fn command_loop(
             Take::After(wait) => {
                 // What the lines before this one produced goes out before the wait.
                 cork.release();
-                if !pause(conn, wait) {
+                if !pause(conn, ctx.ticks, now + wait) {
                     return (closed_reason(ctx), None);
                 }
             }

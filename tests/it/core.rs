@@ -470,19 +470,19 @@ fn a_client_vanishing_mid_line_is_cleaned_up() {
 
 #[test]
 fn idle_users_are_timed_out_and_others_told() {
-    let s = TestServer::start_with(|c| c.idle_timeout_secs = 1);
+    let ticks = lanchat::clock::ManualTicks::new();
+    let s = TestServer::start_with_ticks(&ticks, |c| c.idle_timeout_secs = 60);
     let a = s.login("alice");
     let b = s.login("bob");
     a.expect(Kind::Presence);
-    // alice keeps typing commands, bob stays silent.
-    let started = Instant::now();
-    let bye = loop {
-        a.send("status");
-        if let Some(l) = b.try_next(Duration::from_millis(300)) {
-            break l;
-        }
-        assert!(started.elapsed() < TIMEOUT);
-    };
+    // alice types a command half way, bob stays silent.
+    ticks.advance(Duration::from_secs(30));
+    a.send("whoelse");
+    a.expect_list("whoelse");
+    ticks.advance(Duration::from_secs(29));
+    b.expect_silence(Duration::from_millis(150));
+    ticks.advance(Duration::from_secs(2));
+    let bye = b.next();
     assert_eq!((bye.kind, bye.arg(0)), (Kind::Bye, "timeout"));
     b.expect_closed();
     let p = a.wait_for("timeout notice", |l| l.kind == Kind::Presence);

@@ -5,13 +5,17 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn a_client_that_stops_heartbeating_is_logged_out_and_others_told() {
-    let s = TestServer::start_with(|c| c.heartbeat_timeout_secs = 1);
+    let ticks = lanchat::clock::ManualTicks::new();
+    let s = TestServer::start_with_ticks(&ticks, |c| c.heartbeat_timeout_secs = 35);
     let a = s.login("alice");
     let b = s.login("bob");
     a.expect(Kind::Presence);
     b.send("heartbeat");
     b.expect_ok("pong");
     // bob's "laptop sleeps": no more heartbeats.
+    ticks.advance(Duration::from_secs(34));
+    b.expect_silence(Duration::from_millis(150));
+    ticks.advance(Duration::from_secs(2));
     let bye = b.expect_code(Kind::Bye, "timeout");
     assert!(bye.text.contains("heartbeat"), "{bye}");
     let p = a.expect(Kind::Presence);
@@ -24,22 +28,21 @@ fn a_client_that_stops_heartbeating_is_logged_out_and_others_told() {
 
 #[test]
 fn heartbeats_do_not_count_as_activity_for_the_idle_timeout() {
-    let s = TestServer::start_with(|c| c.idle_timeout_secs = 1);
+    let ticks = lanchat::clock::ManualTicks::new();
+    let s = TestServer::start_with_ticks(&ticks, |c| c.idle_timeout_secs = 60);
     let a = s.login("alice");
-    let started = Instant::now();
-    let bye = loop {
+    // Heartbeats every 20 s (well within heartbeat_timeout_secs): answered, yet idle at 60 s.
+    for _ in 0..3 {
         a.send("heartbeat");
-        let l = a.next();
-        if l.kind == Kind::Bye {
-            break l;
-        }
-        assert_eq!(l.arg(0), "pong");
-        assert!(started.elapsed() < TIMEOUT);
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    assert_eq!(bye.arg(0), "timeout");
+        a.expect_ok("pong");
+        ticks.advance(Duration::from_secs(20));
+    }
+    let bye = a.expect_code(Kind::Bye, "timeout");
+    assert!(bye.text.contains("idle"), "{bye}");
 }
 
+/// On the real clock, unlike the other deadline tests: the production wiring of the
+/// monotonic clock (a 1 s login deadline, really waited for).
 #[test]
 fn half_finished_logins_are_closed_at_the_login_deadline() {
     let s = TestServer::start_with(|c| c.login_timeout_secs = 1);

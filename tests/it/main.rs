@@ -44,7 +44,8 @@ mod hostile_input;
 mod login;
 /// Issue 26: seed 003's room, seed 002's blank answer, seed 004's `list`, limits named.
 mod newcomer;
-/// Issue 23: deadlines that trickled bytes cannot move, flood control that slows.
+/// Issue 23: deadlines that trickled bytes cannot move, flood control that slows; on the
+/// server's manual monotonic clock (issue 24 item 8), moved instead of slept through.
 mod pace;
 
 // TLS on the native door: what a relay sees, an independent client, pinning (issue 25).

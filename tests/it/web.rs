@@ -221,10 +221,16 @@ fn web_connections_count_against_max_clients() {
 
 #[test]
 fn heartbeat_timeout_and_shutdown_reach_web_users() {
-    let (mut server, web) = web_server(|c| c.heartbeat_timeout_secs = 1);
+    let ticks = lanchat::clock::ManualTicks::new();
+    let mut server = TestServer::start_with_ticks(&ticks, |c| {
+        c.web_port = OptionalPort::Any;
+        c.heartbeat_timeout_secs = 35;
+    });
+    let web = server.web.unwrap();
     let mut quiet = WsClient::login(web, "alice", "pw-alice");
     quiet.send("heartbeat");
     quiet.expect(Kind::Ok, "pong");
+    ticks.advance(Duration::from_secs(36));
     let bye = quiet.expect(Kind::Bye, "timeout");
     assert!(bye.text.contains("heartbeat"), "{bye}");
     quiet.expect_close(1000);

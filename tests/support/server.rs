@@ -2,7 +2,7 @@
 //! stopped on drop.
 
 use super::client::TestClient;
-use lanchat::clock::{Clock, ManualClock, SystemClock};
+use lanchat::clock::{Clock, ManualClock, ManualTicks, SystemClock, SystemTicks, Ticks};
 use lanchat::config::{Config, OptionalPort};
 use lanchat::credentials::Credentials;
 use lanchat::protocol::Kind;
@@ -92,9 +92,22 @@ impl TestServer {
         TestServer::start_full(tweak, credentials(60), Arc::new(SystemClock), None)
     }
 
-    /// A server with a manual clock.
+    /// A server with a manual wall clock (lockouts, last seen, address expiry).
     pub fn start_with_clock(clock: &ManualClock, tweak: impl FnOnce(&mut Config)) -> TestServer {
         TestServer::start_full(tweak, credentials(60), Arc::new(clock.clone()), None)
+    }
+
+    /// A server whose session deadlines (login, idle, heartbeat) and rate limit run on
+    /// `ticks`, which the test moves: a deadline test advances it past the deadline instead
+    /// of sleeping (docs/testing.md).
+    pub fn start_with_ticks(ticks: &ManualTicks, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::start_clocked(
+            tweak,
+            credentials(60),
+            Arc::new(SystemClock),
+            Arc::new(ticks.clone()),
+            None,
+        )
     }
 
     /// A server that knows only `users` (name, password), adjusted by `tweak`.
@@ -113,11 +126,22 @@ impl TestServer {
         )
     }
 
-    /// Everything explicit.
+    /// Everything explicit but the monotonic clock (the real one).
     pub fn start_full(
         tweak: impl FnOnce(&mut Config),
         credentials: Credentials,
         clock: Arc<dyn Clock>,
+        data_dir: Option<PathBuf>,
+    ) -> TestServer {
+        TestServer::start_clocked(tweak, credentials, clock, Arc::new(SystemTicks), data_dir)
+    }
+
+    /// Everything explicit.
+    pub fn start_clocked(
+        tweak: impl FnOnce(&mut Config),
+        credentials: Credentials,
+        clock: Arc<dyn Clock>,
+        ticks: Arc<dyn Ticks>,
         data_dir: Option<PathBuf>,
     ) -> TestServer {
         let (tmp, data_dir) = match data_dir {
@@ -130,7 +154,7 @@ impl TestServer {
         };
         let mut config = test_config(&data_dir);
         tweak(&mut config);
-        let server = Server::bind_with(config, credentials, clock).unwrap();
+        let server = Server::bind_with_clocks(config, credentials, clock, ticks).unwrap();
         let addr = server.local_addr();
         let web = server
             .door_addr(Door::Web)

@@ -3,6 +3,7 @@
 //! browser is served by exactly the same login dialogue and command loop as `nc`.
 
 use super::ws::{self, close_code, Decoder, WsEvent};
+use crate::clock::{Deadline, Wait};
 use crate::protocol::Line;
 use crate::server::capacity::stack::IdleStack;
 use crate::server::outbox::Conn;
@@ -10,7 +11,6 @@ use crate::server::reader::{Input, ReadLines};
 use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// Reads native protocol lines carried in WebSocket text messages.
 pub struct WsReader {
@@ -83,7 +83,7 @@ impl WsReader {
 }
 
 impl ReadLines for WsReader {
-    fn next_line(&mut self, conn: &Arc<Conn>, deadline: Option<Instant>) -> Input {
+    fn next_line(&mut self, conn: &Arc<Conn>, deadline: Deadline<'_>) -> Input {
         loop {
             if let Some(input) = self.ready.pop_front() {
                 self.stack.used();
@@ -96,12 +96,10 @@ impl ReadLines for WsReader {
                 self.handle(conn, event);
                 continue;
             }
-            let left = match deadline {
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left.max(Duration::from_millis(1))),
-                    _ => return Input::TimedOut,
-                },
-                None => None,
+            let left = match deadline.wait() {
+                Wait::Forever => None,
+                Wait::Upto(left) => Some(left),
+                Wait::Passed => return Input::TimedOut,
             };
             self.stack.before_wait();
             let stream = conn.stream();
@@ -111,9 +109,9 @@ impl ReadLines for WsReader {
                 Ok(0) => self.ended = true,
                 Ok(_) => self.decoder.feed(&bytes),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return Input::TimedOut
-                }
+                // The wait ended (or one slice of it, on a manual clock): the loop looks at
+                // the deadline again.
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(_) => self.ended = true,
             }
         }
@@ -139,10 +137,12 @@ pub fn lines_of(text: &str, max_line: usize) -> Vec<Input> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::SystemTicks;
     use crate::server::outbox::{Flusher, Limits};
     use crate::server::web::WsEncoder;
     use std::io::{ErrorKind, Read, Write};
     use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
 
     /// A web-door connection on real loopback sockets: the server's `Conn` and the client.
     fn ws_pair(flusher: &Flusher) -> (Arc<Conn>, TcpStream) {
@@ -199,7 +199,7 @@ mod tests {
         let mut reader = WsReader::new(100, &[]);
         let deadline = Instant::now() + Duration::from_secs(5);
         assert!(matches!(
-            reader.next_line(&conn, Some(deadline)),
+            reader.next_line(&conn, Deadline::new(&SystemTicks, Some(deadline))),
             Input::Closed
         ));
         assert_eq!(close_frames(&received(&mut client)), 1);
@@ -216,7 +216,7 @@ mod tests {
         let mut reader = WsReader::new(100, &[]);
         let deadline = Instant::now() + Duration::from_secs(5);
         assert!(matches!(
-            reader.next_line(&conn, Some(deadline)),
+            reader.next_line(&conn, Deadline::new(&SystemTicks, Some(deadline))),
             Input::Closed
         ));
         // ...and must not get a second close (Chromium: "Close received after close").

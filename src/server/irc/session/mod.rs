@@ -25,6 +25,7 @@ use super::message::{format, parse, Message, MAX_LINE};
 use super::numeric::*;
 use super::world::{unix_now, World};
 use super::IrcEncoder;
+use crate::clock::Deadline;
 use crate::protocol::{sanitize_text, GroupAction, Status};
 use crate::server::hub::{Hub, LogoutReason};
 use crate::server::outbox::Burst;
@@ -82,11 +83,11 @@ pub fn serve(
         active: Arc::new(AtomicU64::new(unix_now())),
         joined_here: BTreeSet::new(),
     };
-    if session.register() {
+    if let Some(registered_at) = session.register() {
         log::info!("{} logged in over IRC from {}", session.nick, conn.peer);
         // Registration (the welcome burst, the lobby's JOIN) went deeper than waiting does.
         crate::server::capacity::stack::release_unused_stack();
-        let exit = session.command_loop();
+        let exit = session.command_loop(registered_at);
         session.leave(exit);
     }
     conn.wait_flushed(Duration::from_secs(1));
@@ -128,7 +129,8 @@ enum NickCheck {
 
 /// How a registration attempt ended.
 enum Registration {
-    Done,
+    /// Logged in; when, on the server's monotonic clock.
+    Done(Instant),
     /// Refused (the reply was sent); wait for another NICK.
     Retry,
     Close,
@@ -174,20 +176,24 @@ impl Session<'_> {
         self.world.mask(&self.nick)
     }
 
-    fn command_loop(&mut self) -> Exit {
+    /// Serves a client registered at `registered_at` until it leaves.
+    fn command_loop(&mut self, registered_at: Instant) -> Exit {
+        let ticks = self.ctx.ticks;
         let limits = SessionLimits::of(self.hub.config());
         let mut timers = Timers::new(limits, self.ctx.connected);
         // A silent client is pinged after `heartbeat_timeout_secs`; after as long again of
         // silence it is gone.
-        timers.logged_in(Instant::now(), Silence::Ping { sent: false });
-        let mut pace = Pace::new(&limits, Instant::now());
+        timers.logged_in(registered_at, Silence::Ping { sent: false });
+        let mut pace = Pace::new(&limits, registered_at);
         // Replies and deliveries of a burst of pipelined lines go out together (see `cork`).
         let mut cork = Burst::begin(self.hub, self.conn);
         loop {
             cork.before_read();
-            let input = self.reader.next_line(self.conn, timers.deadline());
+            let input = self
+                .reader
+                .next_line(self.conn, Deadline::new(ticks, timers.deadline()));
             cork.after_read(self.reader.has_buffered_line());
-            let now = Instant::now();
+            let now = ticks.now();
             let line = match input {
                 Input::Line(l) => l,
                 Input::TooLong(_) => {
@@ -244,7 +250,7 @@ impl Session<'_> {
                     Take::Now => {}
                     Take::After(wait) => {
                         cork.release();
-                        if !pause(self.conn, wait) {
+                        if !pause(self.conn, ticks, now + wait) {
                             return self.closed_exit();
                         }
                     }

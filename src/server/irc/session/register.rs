@@ -2,6 +2,7 @@
 //! what a registered client may still change about itself: capabilities, its nick, PING.
 
 use super::{Exit, NickCheck, Registration, Session, CAPS, VERSION};
+use crate::clock::Deadline;
 use crate::config::AuthMode;
 use crate::protocol::{is_unsafe_char, sanitize_text, valid_username, GroupAction};
 use crate::server::hub::{LogoutReason, NameCheck, PasswordCheck};
@@ -16,14 +17,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 impl Session<'_> {
-    /// Reads lines until the client is registered (true) or gone (false).
-    pub(super) fn register(&mut self) -> bool {
+    /// Reads lines until the client is registered (when, on the server's monotonic clock)
+    /// or gone (`None`).
+    pub(super) fn register(&mut self) -> Option<Instant> {
+        let ticks = self.ctx.ticks;
         let timers = Timers::new(SessionLimits::of(self.hub.config()), self.ctx.connected);
         let mut pass: Option<String> = None;
         let mut nick: Option<String> = None;
         let mut user: Option<(String, String)> = None;
         loop {
-            let line = match self.reader.next_line(self.conn, timers.deadline()) {
+            let deadline = Deadline::new(ticks, timers.deadline());
+            let line = match self.reader.next_line(self.conn, deadline) {
                 Input::Line(l) => l,
                 Input::TooLong(_) => {
                     self.send(&self.replies().num(
@@ -35,20 +39,20 @@ impl Session<'_> {
                 }
                 Input::BadUtf8 => continue,
                 Input::TimedOut => {
-                    if timers.expired(Instant::now()) == Some(Expiry::Login) {
+                    if timers.expired(ticks.now()) == Some(Expiry::Login) {
                         self.send(
                             &self
                                 .replies()
                                 .error("Closing Link: * (Registration timed out)"),
                         );
-                        return false;
+                        return None;
                     }
                     continue;
                 }
-                Input::Closed => return false,
+                Input::Closed => return None,
             };
             if self.ctx.shutting_down.load(Ordering::Acquire) {
-                return false;
+                return None;
             }
             let Some(m) = parse(&line) else { continue };
             let r = self.replies();
@@ -70,7 +74,7 @@ impl Session<'_> {
                         NickCheck::Reply(reply) => self.send(&reply),
                         NickCheck::Close(text) => {
                             self.send(&r.error(&format!("Closing Link: {n} ({text})")));
-                            return false;
+                            return None;
                         }
                     },
                 },
@@ -93,7 +97,7 @@ impl Session<'_> {
                 "PONG" => {}
                 "QUIT" => {
                     self.send(&r.error("Closing Link: * (Quit)"));
-                    return false;
+                    return None;
                 }
                 _ => self.send(&r.num(ERR_NOTREGISTERED, &[], "You have not registered")),
             }
@@ -104,9 +108,9 @@ impl Session<'_> {
                 continue;
             };
             match self.try_register(&n, pass.as_deref(), &u) {
-                Registration::Done => return true,
+                Registration::Done(at) => return Some(at),
                 Registration::Retry => nick = None,
-                Registration::Close => return false,
+                Registration::Close => return None,
             }
         }
     }
@@ -231,6 +235,9 @@ impl Session<'_> {
         // The burst replaces WELCOME, so it precedes the offline mail and any live line.
         let burst = self.welcome_burst(&user.0);
         self.enc.set_welcome(Some(burst.into_bytes()));
+        // Read before the welcome goes out: whatever the client does once it has read it (a
+        // test moving the clock too) comes after the idle clock started.
+        let registered_at = self.ctx.ticks.now();
         if let Err(line) = self.hub.login(nick, self.conn) {
             self.world.unregister(nick, self.conn.id);
             self.enc.set_welcome(None);
@@ -253,7 +260,7 @@ impl Session<'_> {
         }
         self.world.note_users(self.hub.online_count());
         self.rejoin_channels(&BTreeSet::new());
-        Registration::Done
+        Registration::Done(registered_at)
     }
 
     /// 001-005, LUSERS, the MOTD, then the lobby's JOIN, topic and NAMES.
