@@ -333,9 +333,38 @@ pub fn presence(who: &str, change: PresenceChange) -> Line {
     Line::new(Kind::Presence, &[who, change.word()], text)
 }
 
-/// The `ERR` line of a refusal.
+/// The line of a refusal: `ERR`, or `BYE` for one that ends the connection (a lockout).
 pub fn refusal(r: Refusal) -> Line {
+    let bye = |text: String| Line::bye("blocked", text);
     let (code, text) = match r {
+        Refusal::BadName => (
+            "bad-name",
+            "A username is 1-32 letters, digits, '_', '-' or '.', starting with a letter, digit or '_'; please try again.".to_string(),
+        ),
+        Refusal::NotListed => (
+            "unknown-user",
+            "Username incorrect, please check.".to_string(),
+        ),
+        Refusal::LockedOut(secs) => return bye(format!(
+            "Im sorry, you are currently blocked, and you need to wait for another {secs} seconds. Logging off."
+        )),
+        Refusal::TooManyChecks => return bye(
+            "Too many passwords for this name are being checked at once; try again in a minute. Logging off.".to_string(),
+        ),
+        Refusal::WrongPassword { tries_left: n } => (
+            "bad-login",
+            format!(
+                "Username or password incorrect. Please try again; if you fail {n} more time{} you will be blocked for a while",
+                if n == 1 { "" } else { "s" }
+            ),
+        ),
+        Refusal::LockedNow(secs) => return bye(format!(
+            "Username or password incorrect. You are blocked for {secs} seconds. Logging off."
+        )),
+        Refusal::NoRoomForUser => (
+            "storage-full",
+            "the server's storage is full: no new user can be made now; log in with a name used before".to_string(),
+        ),
         Refusal::SelfTarget(what) => (
             "self",
             match what {
@@ -586,6 +615,14 @@ mod tests {
         assert_eq!(
             wire(ChatEvent::Refused(Refusal::GroupLimit(3))),
             "ERR group-limit 3 groups made from your address exist already; join one, or leave one you made\n"
+        );
+        assert_eq!(
+            refusal(Refusal::LockedNow(60)).to_wire(),
+            "BYE blocked Username or password incorrect. You are blocked for 60 seconds. Logging off.\n"
+        );
+        assert_eq!(
+            refusal(Refusal::WrongPassword { tries_left: 1 }).to_wire(),
+            "ERR bad-login Username or password incorrect. Please try again; if you fail 1 more time you will be blocked for a while\n"
         );
         assert_eq!(
             wire(ChatEvent::Refused(Refusal::RequesterGone {

@@ -67,9 +67,28 @@ pub enum SelfAction {
     Address,
 }
 
-/// Why a command was refused: each kind is one error code of PROTOCOL.md.
+/// Why a command, or a login, was refused: each kind is one error code of PROTOCOL.md.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
+    /// A username that is not 1-32 letters, digits, `_`, `-` or `.`.
+    BadName,
+    /// With `auth = "allowlist"`, a name that is not in credentials.txt.
+    NotListed,
+    /// A name locked out after failed passwords, for this many more seconds (the
+    /// connection closes).
+    LockedOut(u64),
+    /// Every try of a name is being checked at once (the connection closes).
+    TooManyChecks,
+    /// A wrong username or password, with this many tries left before a lockout.
+    WrongPassword {
+        /// Tries left.
+        tries_left: u32,
+    },
+    /// A wrong username or password that locked the name out for this many seconds (the
+    /// connection closes).
+    LockedNow(u64),
+    /// In open mode, a new user while the data directory is full (`max_data_bytes`).
+    NoRoomForUser,
     /// The command names its own user.
     SelfTarget(SelfAction),
     /// No such user.
