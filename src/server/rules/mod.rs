@@ -20,6 +20,8 @@ pub mod groups;
 pub mod login;
 pub mod messaging;
 pub mod quota;
+#[cfg(test)]
+mod replay;
 pub mod sessions;
 mod state;
 
