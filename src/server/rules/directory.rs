@@ -25,7 +25,8 @@ pub fn online<C: Clone>(state: &State<C>, me: &str, list: UserList) -> Outcome<C
 }
 
 /// `wholast N` at `now`: users online now (visibly) or who logged out in the last
-/// `minutes`, but not those who blocked `me`.
+/// `minutes`, but not those who blocked `me`. An invisible user shows as offline since
+/// their last logout; one who never logged out (a new user) does not show.
 pub fn last<C: Clone>(state: &State<C>, now: u64, me: &str, minutes: u32) -> Outcome<C> {
     let since = now.saturating_sub(u64::from(minutes) * 60);
     let shown = |name: &String| name != me && !state.blocks(name, me);
@@ -40,6 +41,10 @@ pub fn last<C: Clone>(state: &State<C>, now: u64, me: &str, minutes: u32) -> Out
         .collect();
     for (name, record) in state.directory.users() {
         if !shown(name) || visibly_online(name) {
+            continue;
+        }
+        if state.online.get(name).is_some_and(|o| o.new_user) {
+            // Their last seen is their first login, which invisible users keep to themselves.
             continue;
         }
         if let Some(t) = record.last_seen.filter(|t| *t >= since) {
@@ -114,6 +119,7 @@ fn entry<C: Clone>(state: &State<C>, name: &str, last_seen: Option<u64>) -> User
 mod tests {
     use super::super::testing::{blocks, online as with_online, set_status};
     use super::*;
+    use crate::server::rules::LogoutReason;
     use crate::store::Event as Record;
 
     fn names(out: &Outcome<impl Clone>) -> Vec<(String, Option<u64>)> {
@@ -160,6 +166,21 @@ mod tests {
         assert_eq!(
             visible_online(&state, "bob"),
             (vec![("bob".into(), Status::Available)], 2)
+        );
+    }
+
+    #[test]
+    fn an_invisible_user_shows_offline_since_their_last_logout_and_a_new_one_not_at_all() {
+        // Both log in for the first time at 0 (in open mode: the directory learns them).
+        let mut state = with_online(&["ann", "bob"]);
+        set_status(&mut state, "bob", Status::Invisible);
+        assert_eq!(names(&last(&state, 60, "ann", 5)), vec![]);
+        let id = state.online["bob"].conn.id;
+        let _ = super::super::login::depart(&mut state, 30, "bob", id, LogoutReason::Requested);
+        super::super::testing::put_online(&mut state, "bob", 7);
+        assert_eq!(
+            names(&last(&state, 60, "ann", 5)),
+            vec![("bob".into(), Some(30))]
         );
     }
 

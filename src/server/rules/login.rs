@@ -167,7 +167,7 @@ pub fn arrive<C: Endpoint>(
     } else {
         (Vec::new(), Vec::new())
     };
-    state.put_online(name, conn);
+    state.put_online(name, conn, new_user);
     let status = state.status_of(name);
     let announce = replaced.is_none() && status != Status::Invisible;
     Ok(Arrival {

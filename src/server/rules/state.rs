@@ -21,6 +21,9 @@ pub struct Online<C> {
     pub session: Option<u32>,
     /// The port their client takes direct messages on (`p2p PORT`), if it does.
     pub p2p_port: Option<u16>,
+    /// Whether this login made them a user (open mode): their last seen is then this
+    /// login's time, not a logout's, and `wholast` does not show it while they are online.
+    pub new_user: bool,
 }
 
 /// The logged-in users, by name, in name order and by ASCII-folded name: a lobby's NAMES
@@ -228,8 +231,9 @@ impl<C> State<C> {
 }
 
 impl<C: Clone> State<C> {
-    /// Puts `name` online on `conn`, with no chat session or direct-message port yet.
-    pub fn put_online(&mut self, name: &str, conn: C) {
+    /// Puts `name` online on `conn`, with no chat session or direct-message port yet;
+    /// `new_user` when this login made them a user.
+    pub fn put_online(&mut self, name: &str, conn: C, new_user: bool) {
         let seen = self.seen_of(name);
         self.online.insert(
             name,
@@ -237,6 +241,7 @@ impl<C: Clone> State<C> {
                 conn,
                 session: None,
                 p2p_port: None,
+                new_user,
             },
             seen,
         );
