@@ -1,7 +1,9 @@
 //! The chat rules as a state machine: a [`State`] changed by one function per command, each
-//! returning an [`Outcome`] (what to answer, what to deliver to whom, what to store), as
-//! typed values. No lock, no socket, no clock: the hub takes its lock, applies a rule,
-//! releases the lock, and then does the I/O; a test applies a rule to a `State` it built.
+//! returning an [`Outcome`] (what to answer, what to deliver to whom), as typed values; what
+//! a rule changes in the user directory it changes with [`State::record`], as the journal
+//! event a replay will apply. No lock, no socket, no clock: the hub takes its lock, applies
+//! a rule, releases the lock, and then does the I/O (the journal among it); a test applies a
+//! rule to a `State` it built.
 //!
 //! The rules are split by feature: [`login`] (going online and offline), [`messaging`]
 //! (whom a message may reach, what its sender is told), [`blacklist`] (blacklists, status,
