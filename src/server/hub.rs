@@ -404,14 +404,11 @@ impl Hub {
         match action {
             GroupAction::Create(name) => {
                 let open = self.shared.config.auth == AuthMode::Open;
-                if open && !self.shared.store.has_room(NEW_RECORD_BYTES) {
-                    return vec![err(
-                        "storage-full",
-                        "the server's storage is full: no new group can be made now",
-                    )];
-                }
-                let cap = open.then_some(self.shared.config.max_groups_per_ip);
-                self.apply(|s| groups::create(s, me, name, cap))
+                let bounds = open.then(|| groups::NewGroups {
+                    per_address: self.shared.config.max_groups_per_ip,
+                    room: self.shared.store.has_room(NEW_RECORD_BYTES),
+                });
+                self.apply(|s| groups::create(s, me, name, bounds))
             }
             GroupAction::Join(name) => self.apply(|s| groups::join(s, me, name)),
             GroupAction::Leave(name) => self.apply(|s| groups::leave(s, me, name)),

@@ -455,6 +455,10 @@ pub fn refusal(r: Refusal) -> Line {
             "group-limit",
             format!("{cap} groups made from your address exist already; join one, or leave one you made"),
         ),
+        Refusal::NoRoomForGroup => (
+            "storage-full",
+            "the server's storage is full: no new group can be made now".to_string(),
+        ),
         Refusal::NoSuchGroup(name) => (
             "no-such-group",
             format!("There is no group {name}; 'group list' shows them."),

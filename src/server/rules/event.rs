@@ -153,6 +153,8 @@ pub enum Refusal {
     GroupExists(String),
     /// `group create` past the address's share (`max_groups_per_ip`).
     GroupLimit(usize),
+    /// In open mode, `group create` while the data directory is full (`max_data_bytes`).
+    NoRoomForGroup,
     /// A group that does not exist.
     NoSuchGroup(String),
     /// `group join` of a group the user is in.

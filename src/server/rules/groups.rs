@@ -4,18 +4,30 @@
 
 use super::{ChatEvent, Outcome, Record, Refusal, State};
 
-/// `group create NAME`: `me` makes it and is its first member. `per_address_cap`, in open
-/// mode, caps how many groups existing now were made from one address.
+/// In open mode, the bounds on making a group (anyone may, so a script could fill the disk).
+#[derive(Clone, Copy, Debug)]
+pub struct NewGroups {
+    /// How many groups existing now may have been made from one address
+    /// (`max_groups_per_ip`).
+    pub per_address: usize,
+    /// Whether the data directory has room for a new group's records (`max_data_bytes`).
+    pub room: bool,
+}
+
+/// `group create NAME`: `me` makes it and is its first member, within `bounds` in open mode.
 pub fn create<C: super::Endpoint>(
     state: &mut State<C>,
     me: &str,
     name: &str,
-    per_address_cap: Option<usize>,
+    bounds: Option<NewGroups>,
 ) -> Outcome<C> {
+    if bounds.is_some_and(|b| !b.room) {
+        return Outcome::refuse(Refusal::NoRoomForGroup);
+    }
     if state.directory.group(name).is_some() {
         return Outcome::refuse(Refusal::GroupExists(name.to_string()));
     }
-    if let Some(cap) = per_address_cap {
+    if let Some(cap) = bounds.map(|b| b.per_address) {
         if let Some(ip) = state.conn(me).map(|c| c.peer_ip()) {
             if !state.groups_made.try_add(ip, cap) {
                 return Outcome::refuse(Refusal::GroupLimit(cap));
@@ -151,6 +163,14 @@ mod tests {
     use super::*;
     use crate::protocol::Status;
 
+    /// Open mode's bounds: `cap` groups per address, room on disk.
+    fn capped(cap: usize) -> Option<NewGroups> {
+        Some(NewGroups {
+            per_address: cap,
+            room: true,
+        })
+    }
+
     #[test]
     fn a_group_lives_from_its_creation_to_its_last_member_leaving() {
         let mut state = online(&["ann", "bob"]);
@@ -199,18 +219,26 @@ mod tests {
     #[test]
     fn an_address_makes_groups_up_to_its_cap_and_gets_one_back_when_one_goes() {
         let mut state = online(&["ann"]);
-        let _ = create(&mut state, "ann", "a", Some(2));
-        let _ = create(&mut state, "ann", "b", Some(2));
+        let _ = create(&mut state, "ann", "a", capped(2));
+        let _ = create(&mut state, "ann", "b", capped(2));
         let journal = state.directory.unwritten().len();
-        let out = create(&mut state, "ann", "c", Some(2));
+        let out = create(&mut state, "ann", "c", capped(2));
         assert_eq!(
             out.replies,
             vec![ChatEvent::Refused(Refusal::GroupLimit(2))]
         );
         assert_eq!(state.directory.unwritten().len(), journal);
         let _ = leave(&mut state, "ann", "a");
-        let out = create(&mut state, "ann", "c", Some(2));
+        let out = create(&mut state, "ann", "c", capped(2));
         assert_eq!(out.replies, vec![ChatEvent::GroupCreated("c".into())]);
+        let full = Some(NewGroups {
+            per_address: 2,
+            room: false,
+        });
+        assert_eq!(
+            create(&mut state, "ann", "d", full).replies,
+            vec![ChatEvent::Refused(Refusal::NoRoomForGroup)]
+        );
     }
 
     #[test]

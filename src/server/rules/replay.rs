@@ -68,7 +68,13 @@ fn apply(state: &mut State<Fake>, now: u64, id: u64, command: &Command) {
         Command::Unblock(me, target) => drop(blacklist::unblock(state, open, me, target)),
         Command::Status(me, status) => drop(blacklist::set_status(state, me, status)),
         Command::Intro(me, text) => drop(blacklist::set_intro(state, me, text)),
-        Command::Create(me, group) => drop(groups::create(state, me, group, Some(1))),
+        Command::Create(me, group) => {
+            let bounds = groups::NewGroups {
+                per_address: 1,
+                room: true,
+            };
+            drop(groups::create(state, me, group, Some(bounds)))
+        }
         Command::Join(me, group) => drop(groups::join(state, me, group)),
         Command::Leave(me, group) => drop(groups::leave(state, me, group)),
         Command::Kick(group, target) => drop(groups::remove_member(state, group, target)),
