@@ -43,13 +43,9 @@ impl Hub {
             None
         };
         let reject_duplicates = config.duplicate_login == DuplicateLogin::Reject;
-        login::check_name(
-            &self.shared.state.lock(),
-            name,
-            admission,
-            reject_duplicates,
-            locked_for,
-        )
+        login::check_name(name, admission, reject_duplicates, locked_for, || {
+            self.shared.state.lock().online.contains_key(name)
+        })
     }
 
     /// Second step: the password, with lockout bookkeeping. The try is reserved before the
@@ -135,10 +131,6 @@ impl Hub {
             }
         };
         let joined = result?;
-        if joined.new_user {
-            // Journaled now, out of the store's lock that the mailbox read held.
-            self.write_journal();
-        }
         conn.flush_now();
         deliver(joined.partners);
         if let Some(old) = joined.replaced {
@@ -147,6 +139,11 @@ impl Hub {
                 "another client has logged into your account; logging you out.",
             ));
             self.rescue_unsent(name, &old);
+        }
+        if joined.new_user {
+            // Journaled once WELCOME is on its way, out of the store's lock that the
+            // mailbox read held.
+            self.write_journal();
         }
         send_to(
             &joined.notify,

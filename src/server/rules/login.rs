@@ -48,13 +48,15 @@ pub enum PasswordCheck {
 }
 
 /// First step of a login: may `name` log in? `locked_for`: how many seconds the lockout
-/// table still blocks the name (from this address, by policy), if it does.
-pub fn check_name<C>(
-    state: &State<C>,
+/// table still blocks the name (from this address, by policy), if it does. `online` says
+/// whether the name is online now; it is asked only when a duplicate would be refused
+/// then, so the hub takes its lock for no other login.
+pub fn check_name(
     name: &str,
     admission: Admission<'_>,
     reject_duplicates: bool,
     locked_for: Option<u64>,
+    online: impl FnOnce() -> bool,
 ) -> NameCheck {
     if !valid_username(name) {
         return NameCheck::Retry(Refusal::BadName);
@@ -73,7 +75,7 @@ pub fn check_name<C>(
         }
         Admission::Allowlist(_) | Admission::Open => {}
     }
-    if reject_duplicates && state.online.contains_key(name) {
+    if reject_duplicates && online() {
         return NameCheck::Retry(Refusal::AlreadyOnline(name.to_string()));
     }
     NameCheck::Ok {
@@ -324,8 +326,11 @@ mod tests {
     #[test]
     fn a_name_is_checked_for_form_lockout_list_and_duplicates_in_that_order() {
         let state = online(&["ann"]);
-        let check =
-            |name, admission, reject, locked| check_name(&state, name, admission, reject, locked);
+        let check = |name, admission, reject, locked| {
+            check_name(name, admission, reject, locked, || {
+                state.online.contains_key(name)
+            })
+        };
         let go = |password_needed| NameCheck::Ok { password_needed };
         assert_eq!(
             check("-bad", Admission::Open, false, Some(9)),
