@@ -12,10 +12,12 @@
 //!        ─► server::session (one thread per connection: login dialogue, dispatch)
 //!        ─► server::hub (shared state behind one handle; locks never leave it):
 //!            lock, apply a server::rules function (pure: state, now, who, command
-//!            -> outcome of typed events, deliveries, records), unlock, then store,
-//!            deliver and render (server::render: typed events -> native lines)
-//!        ─► store (offline mail, last seen: fsync before acknowledging;
-//!                  history: appended by the hub's one history thread)
+//!            -> outcome of typed events and deliveries; directory changes as journal
+//!            events), unlock, then journal, deliver and render (server::render: typed
+//!            events -> native lines)
+//!        ─► store (offline mail: fsync before acknowledging; users.log, the journal
+//!                  of the one user directory; history: appended by the hub's one
+//!                  history thread)
 //!        ─► server::conn (per-recipient outbox; non-blocking writes, one flusher thread)
 //! ```
 //!

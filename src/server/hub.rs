@@ -3,8 +3,9 @@
 //! failed-login counts.
 //!
 //! The hub drives the chat rules (`rules`): a command takes the lock, applies its rule to
-//! the state, releases the lock, and then does what the outcome asks: store its records,
-//! deliver its events, answer the caller, each rendered as native lines (`render`). Here:
+//! the state, releases the lock, and then does what the outcome asks: write what the rule
+//! changed in the directory to the journal, deliver its events, answer the caller, each
+//! rendered as native lines (`render`). Here:
 //! that driver and the commands that are only a rule; `access` (login and logout, with the
 //! lockouts and the offline mail), `messages` (delivery of messages, live or to the
 //! mailbox, and the history), `delivery` (mail receipts), `history` (the history writer),
@@ -14,7 +15,8 @@
 //! socket I/O: a method copies what it needs (connections to write to, lines to send) out of
 //! the lock, releases it, and then queues the lines, which never blocks (see `conn`).
 //! Durable changes go to the [`Store`], whose own lock is taken before the hub's when both are
-//! needed (the mailbox path), never after.
+//! needed (the mailbox path, and the journal: the store takes the directory's unwritten
+//! events under both), never after.
 //!
 //! Lock order: `store` (inside `Store`) -> `state` -> `lockouts`.
 
@@ -24,11 +26,11 @@ mod history;
 mod messages;
 mod presence;
 
+pub use super::rules::login::{NameCheck, PasswordCheck};
 use access::LockKey;
-pub use access::{NameCheck, PasswordCheck};
 
 use super::encoder::FanOut;
-use super::lockout::{AfterFailure, Lockouts, Reservation};
+use super::lockout::{AfterFailure, Lockouts};
 use super::outbox::{AfterBurst, Conn, FAN_OUT_QUEUED};
 use super::render;
 use super::rules::{
@@ -42,7 +44,7 @@ use crate::credentials::Credentials;
 use crate::protocol::{
     valid_username, Audience, GroupAction, Kind, Line, Status, DEFAULT_HISTORY_LINES,
 };
-use crate::store::{Directory, Event, HistoryRef, Mail, MailKind, Store, StoreError};
+use crate::store::{Directory, HistoryRef, Mail, MailKind, Store, StoreError};
 use parking_lot::Mutex;
 use rand::Rng;
 use std::collections::BTreeSet;
@@ -78,7 +80,7 @@ struct Shared {
     store: Arc<Store>,
     /// Appends conversation history off the session threads (see `history`).
     history: history::HistoryWriter,
-    /// Online users, directory, sessions, groups.
+    /// Online users, the directory (the only copy: see [`Directory`]), sessions, groups.
     state: Mutex<ChatState>,
     /// Failed logins.
     lockouts: Mutex<Lockouts<LockKey>>,
@@ -116,7 +118,8 @@ fn err(code: &str, text: impl Into<String>) -> Line {
 const NEW_RECORD_BYTES: u64 = 128;
 
 impl Hub {
-    /// Builds the hub from the configuration, the users and the store's replayed directory.
+    /// Builds the hub from the configuration, the users and the store's replayed directory,
+    /// which it keeps (in the rules' state) from then on.
     pub fn new(
         config: Config,
         credentials: Credentials,
@@ -140,8 +143,7 @@ impl Hub {
                 store,
                 history,
                 state: Mutex::new(ChatState {
-                    users: directory.users.into_iter().collect(),
-                    groups: directory.groups,
+                    directory,
                     ..ChatState::default()
                 }),
                 lockouts: Mutex::new(lockouts),
@@ -163,9 +165,23 @@ impl Hub {
         self.shared.clock.now()
     }
 
-    fn record(&self, event: Event) {
-        if let Err(e) = self.shared.store.record(&event, false) {
-            log::error!("store: could not record {event:?}: {e}");
+    /// Writes what the rules changed in the directory to the journal, in the order they
+    /// changed it (the store takes the events from the state under its own lock). Called
+    /// without the state lock, after a rule that changed the directory.
+    fn write_journal(&self) {
+        let state = || parking_lot::MutexGuard::map(self.shared.state.lock(), |s| &mut s.directory);
+        if let Err(e) = self.shared.store.write_journal(state) {
+            log::error!("store: could not write the user journal: {e}");
+        }
+    }
+
+    /// Releases the state lock, then writes the journal if the rule applied under it changed
+    /// the directory.
+    fn release(&self, state: parking_lot::MutexGuard<'_, ChatState>) {
+        let changed = state.directory.has_unwritten();
+        drop(state);
+        if changed {
+            self.write_journal();
         }
     }
 
@@ -177,10 +193,12 @@ impl Hub {
         }
     }
 
-    /// Applies `rule` under the state lock; then, with the lock released, stores, delivers
-    /// and renders the answer.
+    /// Applies `rule` under the state lock; then, with the lock released, journals what it
+    /// changed, delivers and renders the answer.
     fn apply(&self, rule: impl FnOnce(&mut ChatState) -> Outcome<Arc<Conn>>) -> Vec<Line> {
-        let out = rule(&mut self.shared.state.lock());
+        let mut state = self.shared.state.lock();
+        let out = rule(&mut state);
+        self.release(state);
         self.finish(out)
     }
 
@@ -189,17 +207,14 @@ impl Hub {
         self.apply(rule).swap_remove(0)
     }
 
-    /// Does what an outcome asks, in order: stores its records, delivers its events, and
-    /// returns its answer as native lines. Called without the state lock.
+    /// Does what an outcome asks, in order: delivers its events, and returns its answer as
+    /// native lines. Called without the state lock.
     fn finish(&self, out: Outcome<Arc<Conn>>) -> Vec<Line> {
         render::render_all(self.finish_events(out))
     }
 
     /// [`Hub::finish`], returning the answer as events.
     fn finish_events(&self, out: Outcome<Arc<Conn>>) -> Vec<ChatEvent> {
-        for record in out.records {
-            self.record(record);
-        }
         deliver(out.deliveries);
         out.replies
     }
@@ -209,7 +224,9 @@ impl Hub {
         &self,
         rule: impl FnOnce(&mut ChatState) -> Outcome<Arc<Conn>>,
     ) -> Vec<ChatEvent> {
-        let out = rule(&mut self.shared.state.lock());
+        let mut state = self.shared.state.lock();
+        let out = rule(&mut state);
+        self.release(state);
         self.finish_events(out)
     }
 
@@ -386,6 +403,7 @@ impl Hub {
             } else {
                 self.presence_targets_now(&state, me, &words)
             };
+            self.release(state);
             (out, targets)
         };
         let changes = std::mem::take(&mut out.presence);
@@ -406,11 +424,11 @@ impl Hub {
         match action {
             GroupAction::Create(name) => {
                 let open = self.shared.config.auth == AuthMode::Open;
-                if open && !self.shared.store.has_room(NEW_RECORD_BYTES) {
-                    return vec![ChatEvent::Refused(Refusal::NoRoomForGroup)];
-                }
-                let cap = open.then_some(self.shared.config.max_groups_per_ip);
-                self.apply_events(|s| groups::create(s, me, name, cap))
+                let bounds = open.then(|| groups::NewGroups {
+                    per_address: self.shared.config.max_groups_per_ip,
+                    room: self.shared.store.has_room(NEW_RECORD_BYTES),
+                });
+                self.apply_events(|s| groups::create(s, me, name, bounds))
             }
             GroupAction::Join(name) => self.apply_events(|s| groups::join(s, me, name)),
             GroupAction::Leave(name) => self.apply_events(|s| groups::leave(s, me, name)),
@@ -523,8 +541,10 @@ impl Hub {
     /// Removes `target` from `group` (deleting the group if it empties), as if they had
     /// left; false when there is no such group or they were not in it.
     pub fn group_remove_member(&self, group: &str, target: &str) -> bool {
-        let left = groups::remove_member(&mut self.shared.state.lock(), group, target);
-        left.map(|record| self.record(record)).is_some()
+        let mut state = self.shared.state.lock();
+        let left = groups::remove_member(&mut state, group, target);
+        self.release(state);
+        left
     }
 
     /// Sends `line` to `name` if online; whether it was.

@@ -432,9 +432,38 @@ fn summary_text(changes: &[(String, &'static str)], more: usize) -> String {
     text
 }
 
-/// The `ERR` line of a refusal.
+/// The line of a refusal: `ERR`, or `BYE` for one that ends the connection (a lockout).
 pub fn refusal(r: Refusal) -> Line {
+    let bye = |text: String| Line::bye("blocked", text);
     let (code, text) = match r {
+        Refusal::BadName => (
+            "bad-name",
+            "A username is 1-32 letters, digits, '_', '-' or '.', starting with a letter, digit or '_'; please try again.".to_string(),
+        ),
+        Refusal::NotListed => (
+            "unknown-user",
+            "Username incorrect, please check.".to_string(),
+        ),
+        Refusal::LockedOut(secs) => return bye(format!(
+            "Im sorry, you are currently blocked, and you need to wait for another {secs} seconds. Logging off."
+        )),
+        Refusal::TooManyChecks => return bye(
+            "Too many passwords for this name are being checked at once; try again in a minute. Logging off.".to_string(),
+        ),
+        Refusal::WrongPassword { tries_left: n } => (
+            "bad-login",
+            format!(
+                "Username or password incorrect. Please try again; if you fail {n} more time{} you will be blocked for a while",
+                if n == 1 { "" } else { "s" }
+            ),
+        ),
+        Refusal::LockedNow(secs) => return bye(format!(
+            "Username or password incorrect. You are blocked for {secs} seconds. Logging off."
+        )),
+        Refusal::NoRoomForUser => (
+            "storage-full",
+            "the server's storage is full: no new user can be made now; log in with a name used before".to_string(),
+        ),
         Refusal::SelfTarget(what) => (
             "self",
             match what {
@@ -525,6 +554,10 @@ pub fn refusal(r: Refusal) -> Line {
             "group-limit",
             format!("{cap} groups made from your address exist already; join one, or leave one you made"),
         ),
+        Refusal::NoRoomForGroup => (
+            "storage-full",
+            "the server's storage is full: no new group can be made now".to_string(),
+        ),
         Refusal::NoSuchGroup(name) => (
             "no-such-group",
             format!("There is no group {name}; 'group list' shows them."),
@@ -541,10 +574,6 @@ pub fn refusal(r: Refusal) -> Line {
         Refusal::NotKept(NotKept::StorageFull { limit }) => (
             "storage-full",
             format!("the server's storage is full ({limit} bytes); the message was not stored and will not be delivered"),
-        ),
-        Refusal::NoRoomForGroup => (
-            "storage-full",
-            "the server's storage is full: no new group can be made now".to_string(),
         ),
         Refusal::NotKept(NotKept::Failed) => (
             "store-failed",

@@ -19,6 +19,7 @@ use super::outbox::Burst;
 use super::outbox::Conn;
 use super::policy::{Expiry, Heard, Pace, SessionLimits, Silence, Take, Timers};
 use super::reader::{Input, ReadLines};
+use super::render;
 use crate::clock::{Deadline, Ticks};
 use crate::protocol::{is_session_command, parse_command, sanitize_text, Command, Kind, Line};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -202,11 +203,11 @@ fn login(
                             return Some(done);
                         }
                     }
-                    NameCheck::Retry(reply) => {
-                        conn.send_all(&[reply, Line::ask("username", "Username:")]);
+                    NameCheck::Retry(why) => {
+                        conn.send_all(&[render::refusal(why), Line::ask("username", "Username:")]);
                     }
-                    NameCheck::Close(reply) => {
-                        conn.send(&reply);
+                    NameCheck::Close(why) => {
+                        conn.send(&render::refusal(why));
                         return None;
                     }
                 }
@@ -220,12 +221,12 @@ fn login(
                             return Some(done);
                         }
                     }
-                    PasswordCheck::Retry(reply) => {
+                    PasswordCheck::Retry(why) => {
                         // Back to the username: the name itself may have been the typo.
-                        conn.send_all(&[reply, Line::ask("username", "Username:")]);
+                        conn.send_all(&[render::refusal(why), Line::ask("username", "Username:")]);
                     }
-                    PasswordCheck::Close(reply) => {
-                        conn.send(&reply);
+                    PasswordCheck::Close(why) => {
+                        conn.send(&render::refusal(why));
                         return None;
                     }
                 }
@@ -247,8 +248,8 @@ fn finish_login(
     let at = ticks.now();
     match hub.login(name, conn) {
         Ok(()) => Some((name.to_string(), at)),
-        Err(reply) => {
-            conn.send_all(&[reply, Line::ask("username", "Username:")]);
+        Err(why) => {
+            conn.send_all(&[render::refusal(why), Line::ask("username", "Username:")]);
             None
         }
     }

@@ -1,11 +1,18 @@
 //! The user directory: what the server keeps of each user (last seen, intro, blacklist,
-//! status) and of each group, rebuilt by replaying [`Event`]s with [`Directory::apply`], a
-//! pure function, so the journal (`journal`) replays to exactly the state the server had.
+//! status) and of each group. There is one, owned by the store's rules of change: it is
+//! built by replaying `users.log` at open and then lives in the chat rules' state, where the
+//! rules read it through the queries below and change it only with [`Directory::record`].
+//! That applies an [`Event`] with [`Directory::apply`], the pure function replay uses, and
+//! queues it for the journal, so the live directory and a replay of the journal cannot
+//! disagree.
 //!
-//! What it does not do: read or write files (`journal` does), or decide who may change
-//! what (the chat rules do).
+//! What it does not do: read or write files (`journal` does, taking the queued events in
+//! the order they were applied), or decide who may change what (the chat rules do).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+// Users are looked up by name several times per message (blacklists, statuses): foldhash,
+// seeded per process, is a few times cheaper than std's SipHash for short names.
+use foldhash::HashMap;
 
 /// One change to user state, journaled in `users.log` and replayed at open.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +88,16 @@ pub struct UserRecord {
     pub status: Option<String>,
 }
 
+impl UserRecord {
+    /// The events a snapshot of this record takes.
+    fn weight(&self) -> usize {
+        usize::from(self.last_seen.is_some())
+            + usize::from(self.intro.is_some())
+            + usize::from(self.status.is_some())
+            + self.blocked.len()
+    }
+}
+
 /// A chat group.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Group {
@@ -90,23 +107,141 @@ pub struct Group {
     pub members: BTreeSet<String>,
 }
 
-/// All user state, rebuilt by replaying [`Event`]s; the server keeps a copy
-/// in memory and the store keeps its own for compaction.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Directory {
-    /// Per-user state; users whose state is all default are not present.
-    pub users: HashMap<String, UserRecord>,
-    /// Groups by name.
-    pub groups: BTreeMap<String, Group>,
+impl Group {
+    /// The events a snapshot of this group takes: its creation, a join for each member but
+    /// the owner, and the owner's leave if they left.
+    fn weight(&self) -> usize {
+        let owner_in = self.members.contains(&self.owner);
+        1 + self.members.len() - usize::from(owner_in) + usize::from(!owner_in)
+    }
 }
 
+/// All user state, rebuilt by replaying [`Event`]s. Changed only through
+/// [`Directory::record`] (and, at open, the replay), so every change is in the journal.
+#[derive(Clone, Debug, Default)]
+pub struct Directory {
+    /// Per-user state; users whose state is all default are not present.
+    users: HashMap<String, UserRecord>,
+    /// Groups by name, in name order (`group list` shows them so).
+    groups: BTreeMap<String, Group>,
+    /// Events applied but not yet in the journal, in the order they were applied.
+    unwritten: Vec<Event>,
+    /// The number of events a snapshot of this directory takes (see `journal`), kept as
+    /// events apply so the journal can tell when to compact without a walk of every user.
+    live: usize,
+}
+
+/// Two directories are equal when they hold the same users and groups, whatever is still to
+/// be written of them.
+impl PartialEq for Directory {
+    fn eq(&self, other: &Self) -> bool {
+        self.users == other.users && self.groups == other.groups
+    }
+}
+
+impl Eq for Directory {}
+
 impl Directory {
+    /// Changes the directory: applies `event` and queues it for the journal (the store
+    /// writes the queue in order, see `Store::write_journal`).
+    pub fn record(&mut self, event: Event) {
+        self.apply(&event);
+        self.unwritten.push(event);
+    }
+
+    /// Whether events wait to be written to the journal.
+    pub fn has_unwritten(&self) -> bool {
+        !self.unwritten.is_empty()
+    }
+
+    /// The events waiting to be written to the journal, oldest first.
+    pub fn unwritten(&self) -> &[Event] {
+        &self.unwritten
+    }
+
+    /// Takes the events waiting for the journal, oldest first.
+    pub(super) fn take_unwritten(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.unwritten)
+    }
+
+    /// The number of events a snapshot of the directory takes.
+    pub(super) fn live_records(&self) -> usize {
+        self.live
+    }
+
+    /// `name`'s record, if the directory has anything of them.
+    pub fn user(&self, name: &str) -> Option<&UserRecord> {
+        self.users.get(name)
+    }
+
+    /// Whether the directory has anything of `name` (in open mode: whether they are a user).
+    pub fn knows(&self, name: &str) -> bool {
+        self.users.contains_key(name)
+    }
+
+    /// Every user with a record, in no particular order.
+    pub fn users(&self) -> impl Iterator<Item = (&String, &UserRecord)> {
+        self.users.iter()
+    }
+
+    /// `name`'s status as set, if set.
+    pub fn status(&self, name: &str) -> Option<&str> {
+        self.users.get(name)?.status.as_deref()
+    }
+
+    /// `name`'s intro, if set.
+    pub fn intro(&self, name: &str) -> Option<&str> {
+        self.users.get(name)?.intro.as_deref()
+    }
+
+    /// Whether `owner` has blocked `other`.
+    pub fn blocks(&self, owner: &str, other: &str) -> bool {
+        self.users
+            .get(owner)
+            .is_some_and(|u| u.blocked.contains(other))
+    }
+
+    /// Whether `owner` has blocked anyone.
+    pub fn blocks_anyone(&self, owner: &str) -> bool {
+        self.users.get(owner).is_some_and(|u| !u.blocked.is_empty())
+    }
+
+    /// The group called `name`.
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.get(name)
+    }
+
+    /// Every group, in name order.
+    pub fn groups(&self) -> &BTreeMap<String, Group> {
+        &self.groups
+    }
+
     /// Applies one event. Pure and deterministic, so replaying the journal
     /// rebuilds exactly the state the server had. Events that change nothing
     /// (unblocking someone not blocked, joining a missing group, creating an
     /// existing group, leaving a group one is not in) are no-ops, and a user
     /// whose record becomes all default is removed.
-    pub fn apply(&mut self, event: &Event) {
+    pub(super) fn apply(&mut self, event: &Event) {
+        let before = self.weight(event);
+        self.change(event);
+        self.live = self.live + self.weight(event) - before;
+    }
+
+    /// The snapshot events of the one user or group `event` is about.
+    fn weight(&self, event: &Event) -> usize {
+        match event {
+            Event::Seen { user, .. }
+            | Event::Intro { user, .. }
+            | Event::Status { user, .. }
+            | Event::Block { user, .. }
+            | Event::Unblock { user, .. } => self.users.get(user).map_or(0, UserRecord::weight),
+            Event::GroupCreate { group, .. }
+            | Event::GroupJoin { group, .. }
+            | Event::GroupLeave { group, .. } => self.groups.get(group).map_or(0, Group::weight),
+        }
+    }
+
+    fn change(&mut self, event: &Event) {
         match event {
             Event::Seen { user, at } => {
                 self.users.entry(user.clone()).or_default().last_seen = Some(*at);

@@ -7,11 +7,12 @@
 //! What it does not do: decide what an event means (`directory`) or repair a damaged
 //! journal (`repair`, at open).
 
-use super::directory::{Directory, Event};
+use super::directory::{Directory, Event, UserRecord};
 use super::files::{self, append_line, sync_dir};
 use super::{record, repair, Store, StoreError};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
+use std::ops::DerefMut;
 use std::path::Path;
 
 /// The journal's file name in the data directory.
@@ -21,36 +22,12 @@ pub(super) const USERS_TMP: &str = "users.log.tmp";
 /// Slack before the journal is compacted: `records > 2 * live + SLACK`.
 const COMPACT_SLACK: usize = 1000;
 
-/// Number of events [`snapshot_events`] would produce, without allocating.
-fn live_records(dir: &Directory) -> usize {
-    let users: usize = dir
-        .users
-        .values()
-        .map(|r| {
-            usize::from(r.last_seen.is_some())
-                + usize::from(r.intro.is_some())
-                + usize::from(r.status.is_some())
-                + r.blocked.len()
-        })
-        .sum();
-    let groups: usize = dir
-        .groups
-        .values()
-        .map(|g| {
-            let owner_in = g.members.contains(&g.owner);
-            1 + g.members.len() - usize::from(owner_in) + usize::from(!owner_in)
-        })
-        .sum();
-    users + groups
-}
-
 /// The minimal sequence of events that rebuilds `dir` from nothing.
 fn snapshot_events(dir: &Directory) -> Vec<Event> {
-    let mut events = Vec::with_capacity(live_records(dir));
-    let mut names: Vec<&String> = dir.users.keys().collect();
-    names.sort();
-    for name in names {
-        let rec = &dir.users[name];
+    let mut events = Vec::with_capacity(dir.live_records());
+    let mut users: Vec<(&String, &UserRecord)> = dir.users().collect();
+    users.sort_unstable_by_key(|(name, _)| *name);
+    for (name, rec) in users {
         if let Some(at) = rec.last_seen {
             events.push(Event::Seen {
                 user: name.clone(),
@@ -76,7 +53,7 @@ fn snapshot_events(dir: &Directory) -> Vec<Event> {
             });
         }
     }
-    for (name, g) in &dir.groups {
+    for (name, g) in dir.groups() {
         events.push(Event::GroupCreate {
             group: name.clone(),
             owner: g.owner.clone(),
@@ -183,37 +160,60 @@ fn write_journal(tmp: &Path, events: &[Event], dir: &Path) -> io::Result<()> {
 }
 
 impl Store {
-    /// Appends an event to users.log (fsync when `durable` is true), applies
-    /// it to the store's own Directory copy, compacts when the journal is
-    /// more than 2x live + 1000 records.
+    /// Writes the events the live directory has applied since the last call to users.log, in
+    /// the order they were applied, or, when the journal would hold more than
+    /// 2 × (live records) + 1000 records, replaces it with a snapshot of the directory.
     ///
-    /// A failed compaction is logged and retried on a later call, but does
-    /// not fail this call: the event itself was recorded.
-    pub fn record(&self, event: &Event, durable: bool) -> Result<(), StoreError> {
-        let line = encode_event(event);
+    /// `directory` locks the live directory (the chat rules' state, behind the hub's lock);
+    /// it is called after the store's own lock is taken (lock order: store, then state) and
+    /// held only to take the events, or a snapshot, never across a write. Taking and writing
+    /// under the store's lock keeps the journal in the order the events were applied, even
+    /// when two threads changed the directory at once. The events are not fsynced.
+    ///
+    /// A failed compaction is logged and retried on a later call, but does not fail this
+    /// call; a failed append loses the events it held (the live directory has them) and is
+    /// reported.
+    pub fn write_journal<D: DerefMut<Target = Directory>>(
+        &self,
+        directory: impl FnOnce() -> D,
+    ) -> Result<(), StoreError> {
         let mut inner = self.inner.lock();
-        let path = self.dir.join(USERS_LOG);
-        append_line(&path, &line, durable).map_err(files::at(&path))?;
-        self.usage.add(line.len() as u64);
-        inner.directory.apply(event);
-        inner.journal_records += 1;
-        if inner.journal_records > 2 * live_records(&inner.directory) + COMPACT_SLACK {
-            match self.compact(&inner.directory) {
-                Ok(written) => inner.journal_records = written,
+        let (events, snapshot) = {
+            let mut dir = directory();
+            let events = dir.take_unwritten();
+            let records = inner.journal_records + events.len();
+            let snapshot =
+                (records > 2 * dir.live_records() + COMPACT_SLACK).then(|| snapshot_events(&dir));
+            (events, snapshot)
+        };
+        if let Some(snapshot) = snapshot {
+            // The snapshot holds the events just taken: they are written in it.
+            match self.compact(&snapshot) {
+                Ok(()) => {
+                    inner.journal_records = snapshot.len();
+                    return Ok(());
+                }
                 Err(e) => log::warn!("{}: compaction failed: {e}", self.dir.display()),
             }
         }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let lines: String = events.iter().map(encode_event).collect();
+        let path = self.dir.join(USERS_LOG);
+        append_line(&path, &lines, false).map_err(files::at(&path))?;
+        self.usage.add(lines.len() as u64);
+        inner.journal_records += events.len();
         Ok(())
     }
 
-    /// Rewrites users.log as the minimal event set for `directory`, via a
-    /// fsynced temp file renamed into place. Returns the new record count.
-    fn compact(&self, directory: &Directory) -> io::Result<usize> {
+    /// Rewrites users.log as `events`, a snapshot of the directory, via a fsynced temp file
+    /// renamed into place.
+    fn compact(&self, events: &[Event]) -> io::Result<()> {
         let tmp = self.dir.join(USERS_TMP);
-        let events = snapshot_events(directory);
         let size = || fs::metadata(self.dir.join(USERS_LOG)).map_or(0, |m| m.len());
         let before = size();
-        let result = write_journal(&tmp, &events, &self.dir);
+        let result = write_journal(&tmp, events, &self.dir);
         if result.is_ok() {
             self.usage.sub(before);
             self.usage.add(size());
@@ -227,7 +227,6 @@ impl Store {
                 self.dir.display(),
                 events.len()
             );
-            events.len()
         })
     }
 }
@@ -290,7 +289,7 @@ mod tests {
     fn snapshot_rebuilds_directory() {
         let d = sample_directory();
         let events = snapshot_events(&d);
-        assert_eq!(events.len(), live_records(&d));
+        assert_eq!(events.len(), d.live_records());
         let mut rebuilt = Directory::default();
         for e in &events {
             let line = encode_event(e);
@@ -304,7 +303,6 @@ mod tests {
     fn compaction_triggers_and_preserves_directory() {
         let tmp = tempfile::tempdir().unwrap();
         let log_path = tmp.path().join(USERS_LOG);
-        let mut expected = Directory::default();
         let mut events = snapshot_events(&sample_directory());
         for at in 0..3000 {
             events.push(Event::Seen {
@@ -313,29 +311,108 @@ mod tests {
             });
         }
         let mut max_lines = 0;
-        {
-            let (store, _) = Store::open(tmp.path(), 10).unwrap();
-            for e in &events {
-                store.record(e, false).unwrap();
-                expected.apply(e);
-                let lines = fs::read(&log_path)
-                    .unwrap()
-                    .iter()
-                    .filter(|&&b| b == b'\n')
-                    .count();
-                max_lines = max_lines.max(lines);
-                assert_eq!(lines, store.inner.lock().journal_records);
-            }
-            assert_eq!(store.inner.lock().directory, expected);
+        let (store, mut live) = Store::open(tmp.path(), 10).unwrap();
+        for e in &events {
+            live.record(e.clone());
+            store.write_journal(|| &mut live).unwrap();
+            assert!(!live.has_unwritten());
+            let lines = fs::read(&log_path)
+                .unwrap()
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            max_lines = max_lines.max(lines);
+            assert_eq!(lines, store.inner.lock().journal_records);
         }
-        let live = live_records(&expected);
-        assert!(max_lines <= 2 * live + COMPACT_SLACK);
+        drop(store);
+        assert!(max_lines <= 2 * live.live_records() + COMPACT_SLACK);
         let lines = fs::read_to_string(&log_path).unwrap().lines().count();
         assert!(lines < events.len(), "journal was never compacted");
         assert!(!tmp.path().join(USERS_TMP).exists());
         let (_, dir) = Store::open(tmp.path(), 10).unwrap();
-        assert_eq!(dir, expected);
-        assert_eq!(dir.users["al"].last_seen, Some(2999));
+        assert_eq!(dir, live);
+        assert_eq!(dir.user("al").unwrap().last_seen, Some(2999));
+    }
+
+    /// An event about a few users and groups, so that events meet.
+    fn any_event() -> impl proptest::strategy::Strategy<Value = Event> {
+        use proptest::prelude::*;
+        let name = || prop::sample::select(vec!["al", "bo", "cy"]).prop_map(String::from);
+        let text = || prop::sample::select(vec!["", "away", "hi\tthere"]).prop_map(String::from);
+        prop_oneof![
+            (name(), 0..5u64).prop_map(|(user, at)| Event::Seen { user, at }),
+            (name(), text()).prop_map(|(user, text)| Event::Intro { user, text }),
+            (name(), text()).prop_map(|(user, status)| Event::Status { user, status }),
+            (name(), name()).prop_map(|(user, target)| Event::Block { user, target }),
+            (name(), name()).prop_map(|(user, target)| Event::Unblock { user, target }),
+            (name(), name()).prop_map(|(group, owner)| Event::GroupCreate { group, owner }),
+            (name(), name()).prop_map(|(group, user)| Event::GroupJoin { group, user }),
+            (name(), name()).prop_map(|(group, user)| Event::GroupLeave { group, user }),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever the changes, and however they are batched between writes, the journal
+        /// replays to the live directory, and the kept count of live records is a
+        /// snapshot's length.
+        #[test]
+        fn the_journal_replays_to_the_live_directory(
+            batches in proptest::collection::vec(
+                proptest::collection::vec(any_event(), 0..6), 0..40),
+        ) {
+            let tmp = tempfile::tempdir().unwrap();
+            let (store, mut live) = Store::open(tmp.path(), 10).unwrap();
+            for batch in batches {
+                for e in batch {
+                    live.record(e);
+                    proptest::prop_assert_eq!(live.live_records(), snapshot_events(&live).len());
+                }
+                store.write_journal(|| &mut live).unwrap();
+            }
+            drop(store);
+            let (_, replayed) = Store::open(tmp.path(), 10).unwrap();
+            proptest::prop_assert_eq!(replayed, live);
+        }
+    }
+
+    #[test]
+    fn threads_changing_the_directory_at_once_journal_it_in_the_order_applied() {
+        // Group events do not commute (a join after the last leave is lost): the journal must
+        // hold them in the order they were applied, whoever writes them.
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, live) = Store::open(tmp.path(), 10).unwrap();
+        let live = parking_lot::Mutex::new(live);
+        std::thread::scope(|scope| {
+            for who in ["al", "bo"] {
+                let (store, live) = (&store, &live);
+                scope.spawn(move || {
+                    for _ in 0..300 {
+                        for e in [
+                            Event::GroupCreate {
+                                group: "g".into(),
+                                owner: who.into(),
+                            },
+                            Event::GroupLeave {
+                                group: "g".into(),
+                                user: who.into(),
+                            },
+                            Event::GroupJoin {
+                                group: "g".into(),
+                                user: who.into(),
+                            },
+                        ] {
+                            live.lock().record(e);
+                            store.write_journal(|| live.lock()).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        drop(store);
+        let (_, replayed) = Store::open(tmp.path(), 10).unwrap();
+        assert_eq!(replayed, *live.lock());
     }
 
     #[test]
@@ -347,8 +424,8 @@ mod tests {
         journal.push_str(&record::encode(&["status", "al", "here", "extra"]));
         fs::write(tmp.path().join(USERS_LOG), journal).unwrap();
         let (_, dir) = Store::open(tmp.path(), 10).unwrap();
-        assert_eq!(dir.users.len(), 1);
-        assert_eq!(dir.users["al"].last_seen, Some(3));
-        assert_eq!(dir.users["al"].status.as_deref(), Some("here"));
+        assert_eq!(dir.users().count(), 1);
+        assert_eq!(dir.user("al").unwrap().last_seen, Some(3));
+        assert_eq!(dir.status("al"), Some("here"));
     }
 }

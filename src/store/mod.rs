@@ -17,8 +17,9 @@
 //!   before `deliver_or_store` returns, so a message the server acknowledged
 //!   survives a crash or power loss. History is not fsynced: it is never
 //!   acknowledged and losing its last seconds is acceptable (the server appends
-//!   it from one writer thread, a round of entries per write). User events are
-//!   fsynced when the caller asks for it.
+//!   it from one writer thread, a round of entries per write). User events are not
+//!   fsynced either: losing a last-seen time or a status set a moment before a crash is
+//!   acceptable.
 //! - `users.log` is a journal replayed at open. When it holds more than
 //!   2 × (live records) + 1000 records it is compacted by writing the minimal
 //!   set of events to `users.log.tmp`, fsyncing it, renaming it over
@@ -84,8 +85,9 @@ const HISTORY_DIR: &str = "history";
 pub struct Store {
     /// Root data directory; every file the store touches lives under it.
     dir: PathBuf,
-    /// Mailbox counts, the directory copy and the journal size. One lock so a
-    /// send racing with the recipient's login can never strand a message.
+    /// Mailbox counts and the journal size. One lock so a send racing with the
+    /// recipient's login can never strand a message, and so the journal is written in
+    /// the order the directory changed (see [`Store::write_journal`]).
     inner: Mutex<StoreState>,
     /// History files already checked for a torn tail in this process, and the
     /// ones open for appending. A separate lock so history logging never waits
@@ -101,8 +103,6 @@ struct StoreState {
     mailbox_limit: usize,
     /// Number of messages waiting per user (absent = 0).
     mail_counts: HashMap<String, usize>,
-    /// The store's own replayed view of `users.log`, used for compaction.
-    directory: Directory,
     /// Number of records currently in `users.log` (including skipped ones).
     journal_records: usize,
 }
@@ -175,7 +175,8 @@ impl Store {
     /// probe file; error otherwise), truncates torn tails of users.log and
     /// every mail/*.log with a `log::warn!` naming file and byte offset,
     /// counts each mailbox, replays users.log into a Directory. Returns the
-    /// store and a clone of the replayed Directory.
+    /// store and the directory, the one the server keeps (in the chat rules' state) and
+    /// changes through [`Directory::record`]; the store keeps no copy.
     pub fn open(dir: &Path, mailbox_limit: usize) -> Result<(Store, Directory), StoreError> {
         for d in [dir.to_path_buf(), dir.join(MAIL_DIR), dir.join(HISTORY_DIR)] {
             fs::create_dir_all(&d).map_err(files::at(&d))?;
@@ -197,7 +198,6 @@ impl Store {
             inner: Mutex::new(StoreState {
                 mailbox_limit,
                 mail_counts,
-                directory: directory.clone(),
                 journal_records,
             }),
             history: Mutex::new(HistoryFiles::new()),
@@ -279,7 +279,7 @@ mod tests {
         ];
         let mut expected = Directory::default();
         {
-            let (store, dir) = Store::open(tmp.path(), 10).unwrap();
+            let (store, mut dir) = Store::open(tmp.path(), 10).unwrap();
             assert_eq!(dir, Directory::default());
             store.deliver_or_store("bob", &m, || false).unwrap();
             store
@@ -288,14 +288,15 @@ mod tests {
             store
                 .append_history("alice", "bob", &entry(2, "two"))
                 .unwrap();
-            for (i, e) in events.iter().enumerate() {
-                store.record(e, i % 2 == 0).unwrap();
+            for e in &events {
+                dir.record(e.clone());
+                store.write_journal(|| &mut dir).unwrap();
                 expected.apply(e);
             }
         }
         let (store, dir) = Store::open(tmp.path(), 10).unwrap();
         assert_eq!(dir, expected);
-        assert_eq!(dir.users["alice"].last_seen, Some(42));
+        assert_eq!(dir.user("alice").unwrap().last_seen, Some(42));
         assert_eq!(store.mailbox_len("bob"), 1);
         assert_eq!(
             store.history_tail("alice", "bob", 10).unwrap(),

@@ -183,3 +183,49 @@ fn in_open_mode_one_address_makes_a_bounded_number_of_users_and_groups() {
     c.send("group create g3");
     c.expect_ok("group-created");
 }
+
+#[test]
+fn in_open_mode_a_full_data_directory_refuses_new_users_and_groups_but_not_known_users() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    {
+        let (store, mut directory) = lanchat::store::Store::open(&data, 10).unwrap();
+        directory.record(lanchat::store::Event::Seen {
+            user: "ann".into(),
+            at: 1,
+        });
+        store.write_journal(|| &mut directory).unwrap();
+    }
+    let s = TestServer::start_full(
+        |c| {
+            c.auth = AuthMode::Open;
+            c.max_data_bytes = 64;
+            c.irc_port = OptionalPort::Any;
+        },
+        credentials(0),
+        std::sync::Arc::new(lanchat::clock::SystemClock),
+        Some(data),
+    );
+    let c = s.connect();
+    c.send("newcomer");
+    let refusal = c.expect_err("storage-full");
+    assert_eq!(
+        refusal.to_wire(),
+        "ERR storage-full the server's storage is full: no new user can be made now; log in with a name used before\n"
+    );
+    c.expect_ask("username");
+    c.send("ann");
+    c.expect(Kind::Welcome);
+    c.read_mail();
+    c.send("group create g");
+    assert_eq!(
+        c.expect_err("storage-full").to_wire(),
+        "ERR storage-full the server's storage is full: no new group can be made now\n"
+    );
+    let mut irc = IrcClient::start(s.irc.unwrap(), "127.0.0.1", "other", "other");
+    let refusal = irc.expect(" 432 ");
+    assert_eq!(
+        refusal.trim_end(),
+        ":lanchat 432 * other :the server's storage is full: no new user can be made now; log in with a name used before"
+    );
+}

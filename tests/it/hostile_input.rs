@@ -201,12 +201,12 @@ fn an_intro_or_history_stored_raw_on_disk_is_escaped_when_read_back() {
     let tmp = tempfile::tempdir().unwrap();
     let data_dir = tmp.path().join("data");
     {
-        let (store, _) = lanchat::store::Store::open(&data_dir, 1000).unwrap();
-        let intro = lanchat::store::Event::Intro {
+        let (store, mut directory) = lanchat::store::Store::open(&data_dir, 1000).unwrap();
+        directory.record(lanchat::store::Event::Intro {
             user: "bob".into(),
             text: hostile("i"),
-        };
-        store.record(&intro, true).unwrap();
+        });
+        store.write_journal(|| &mut directory).unwrap();
         let said = lanchat::store::HistoryEntry {
             at: 1_700_000_000,
             session: None,

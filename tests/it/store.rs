@@ -333,3 +333,137 @@ fn a_directory_where_a_data_file_should_be_is_named_at_start() {
         "{error}"
     );
 }
+
+/// Logs `name` in on a server in open mode (no password), its mail read.
+fn open_login(s: &TestServer, name: &str) -> TestClient {
+    let c = s.connect();
+    c.send(name);
+    c.expect(Kind::Welcome);
+    c.read_mail();
+    c
+}
+
+#[test]
+fn in_open_mode_the_journal_learns_a_user_at_their_first_login_only() {
+    let s = TestServer::start_with(|c| c.auth = lanchat::config::AuthMode::Open);
+    let seen_records = || {
+        std::fs::read_to_string(s.data_dir.join("users.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("seen\t"))
+            .count()
+    };
+    // A reply to a command proves the login, and what it journaled, is done.
+    let settled = |c: &TestClient| {
+        c.send("status");
+        c.expect_ok("status");
+    };
+    let ann = open_login(&s, "ann");
+    settled(&ann);
+    assert_eq!(
+        seen_records(),
+        1,
+        "a new user is journaled, to get mail later"
+    );
+    ann.logout();
+    assert_eq!(seen_records(), 2, "a logout notes the time");
+    let ann = open_login(&s, "ann");
+    settled(&ann);
+    assert_eq!(seen_records(), 2, "a known user's login journals nothing");
+}
+
+#[test]
+fn what_users_see_of_the_directory_is_the_same_after_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let clock = lanchat::clock::ManualClock::new(1_800_000_000);
+    let start = || {
+        TestServer::start_full(
+            |c| c.auth = lanchat::config::AuthMode::Open,
+            credentials(0),
+            Arc::new(clock.clone()),
+            Some(data.clone()),
+        )
+    };
+    // Everything a user can find of the directory, as observer "obs" and each user see it.
+    let seen = |s: &TestServer| {
+        let mut seen = Vec::new();
+        let obs = open_login(s, "obs");
+        for cmd in [
+            "wholast 60",
+            "group list",
+            "group members g",
+            "group members h",
+        ] {
+            obs.send(cmd);
+            let name = cmd.split(' ').nth(1).filter(|_| cmd.starts_with("group"));
+            let list = match name {
+                Some("list") => "groups",
+                Some(_) => "members",
+                None => "wholast",
+            };
+            let (_, items) = obs.expect_list(list);
+            seen.extend(
+                items
+                    .iter()
+                    .map(|l| format!("{cmd}: {}", l.to_wire().trim_end())),
+            );
+        }
+        obs.logout();
+        for name in ["ann", "bob", "cid"] {
+            let c = open_login(s, name);
+            c.send("status");
+            // A status other than available is recalled at login, before the answer.
+            let mut line = c.next();
+            while line.kind != Kind::Ok {
+                seen.push(format!("{name} at login: {}", line.text));
+                line = c.next();
+            }
+            seen.push(format!("{name}: {}", line.text));
+            c.send("blocked");
+            let (_, items) = c.expect_list("blocked");
+            seen.extend(items.iter().map(|l| format!("{name} blocked: {}", l.text)));
+            c.logout();
+        }
+        seen
+    };
+    let before = {
+        let s = start();
+        let [ann, bob, cid] = ["ann", "bob", "cid"].map(|n| open_login(&s, n));
+        let run = |c: &TestClient, cmd: &str, code: &str| {
+            c.send(cmd);
+            c.expect_ok(code);
+        };
+        run(&ann, "personalintro front row", "intro");
+        run(&ann, "status busy", "status");
+        run(&ann, "block cid", "blocked");
+        run(&bob, "group create g", "group-created");
+        run(&bob, "group create h", "group-created");
+        run(&ann, "group join g", "group-joined");
+        run(&cid, "group join g", "group-joined");
+        run(&cid, "group join h", "group-joined");
+        // The owner leaves; the group stays with its other members.
+        run(&bob, "group leave g", "group-left");
+        run(&cid, "status invisible", "status");
+        run(&cid, "block bob", "blocked");
+        run(&cid, "unblock bob", "unblocked");
+        run(&bob, "group leave h", "group-left");
+        clock.advance(60);
+        for c in [&ann, &bob, &cid] {
+            c.logout();
+        }
+        seen(&s)
+    };
+    assert!(
+        before
+            .iter()
+            .any(|l| l.contains("ann busy") || l.contains("front row")),
+        "{before:#?}"
+    );
+    assert!(
+        before.contains(&"ann blocked: cid".to_string()),
+        "{before:#?}"
+    );
+    let after = seen(&start());
+    assert_eq!(before, after);
+}

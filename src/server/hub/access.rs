@@ -7,38 +7,19 @@ use super::*;
 /// Key of the failed-login table: the username and, by policy, the client's IP.
 pub(super) type LockKey = (String, Option<IpAddr>);
 
-/// Why a username is refused before the password is asked.
-#[derive(Debug, PartialEq, Eq)]
-pub enum NameCheck {
-    /// Go on (ask the password, or log in at once when `password_needed` is false).
-    Ok {
-        /// Whether the auth mode asks for a password.
-        password_needed: bool,
-    },
-    /// Refused; try another name. The line says why.
-    Retry(Line),
-    /// Refused; close the connection after this line (a lockout).
-    Close(Line),
-}
-/// The result of a password attempt.
-#[derive(Debug, PartialEq, Eq)]
-pub enum PasswordCheck {
-    /// Correct.
-    Ok,
-    /// Wrong; ask again after this line.
-    Retry(Line),
-    /// Wrong and now locked out; close after this line.
-    Close(Line),
+/// What going online leaves to do once the locks are released.
+struct Joined {
+    /// The connection the login replaced, to close.
+    replaced: Option<Arc<Conn>>,
+    /// Whom to tell that the user came.
+    notify: Vec<Arc<Conn>>,
+    /// The replaced connection's chat partners, to tell its session ended.
+    partners: Vec<(Arc<Conn>, ChatEvent)>,
+    /// Whether the directory changed (a new user in open mode), to be journaled.
+    new_user: bool,
 }
 
 impl Hub {
-    /// Whether logging `name` in would make a new user (open mode only: other modes have
-    /// their users in credentials.txt).
-    fn is_new_user(&self, name: &str) -> bool {
-        self.shared.config.auth == AuthMode::Open
-            && !self.shared.state.lock().users.contains_key(name)
-    }
-
     fn lock_key(&self, name: &str, ip: IpAddr) -> LockKey {
         match self.shared.config.lockout_key {
             LockoutKey::UserIp => (name.to_string(), Some(ip)),
@@ -46,61 +27,34 @@ impl Hub {
         }
     }
 
-    fn blocked_line(secs: u64) -> Line {
-        Line::bye(
-            "blocked",
-            format!(
-                "Im sorry, you are currently blocked, and you need to wait for another {secs} seconds. Logging off."
-            ),
-        )
-    }
-
-    /// First step of a login: is this name acceptable from this IP?
+    /// First step of a login: is this name acceptable from this IP? (The rule is
+    /// `login::check_name`; here the lockout table is read for it.)
     pub fn check_name(&self, name: &str, ip: IpAddr) -> NameCheck {
-        if !valid_username(name) {
-            return NameCheck::Retry(err(
-                "bad-name",
-                "A username is 1-32 letters, digits, '_', '-' or '.', starting with a letter, digit or '_'; please try again.",
-            ));
-        }
-        let mode = self.shared.config.auth;
-        let key = self.lock_key(name, ip);
-        if let Some(secs) = self.shared.lockouts.lock().blocked_for(&key, self.now()) {
-            return NameCheck::Close(Self::blocked_line(secs));
-        }
-        if mode == AuthMode::Password {
-            // Whether the name exists, or is online, is told only after a right password:
-            // an unknown name and a wrong password look the same from outside.
-            return NameCheck::Ok {
-                password_needed: true,
-            };
-        }
-        if mode == AuthMode::Allowlist && !self.shared.credentials.contains(name) {
-            return NameCheck::Retry(err("unknown-user", "Username incorrect, please check."));
-        }
-        if self.shared.config.duplicate_login == DuplicateLogin::Reject
-            && self.shared.state.lock().online.contains_key(name)
-        {
-            return NameCheck::Retry(render::refusal(Refusal::AlreadyOnline(name.to_string())));
-        }
-        NameCheck::Ok {
-            password_needed: false,
-        }
+        let config = &self.shared.config;
+        let admission = match config.auth {
+            AuthMode::Open => login::Admission::Open,
+            AuthMode::Allowlist => login::Admission::Allowlist(&self.shared.credentials),
+            AuthMode::Password => login::Admission::Password,
+        };
+        let locked_for = if valid_username(name) {
+            let key = self.lock_key(name, ip);
+            self.shared.lockouts.lock().blocked_for(&key, self.now())
+        } else {
+            None
+        };
+        let reject_duplicates = config.duplicate_login == DuplicateLogin::Reject;
+        login::check_name(name, admission, reject_duplicates, locked_for, || {
+            self.shared.state.lock().online.contains_key(name)
+        })
     }
 
     /// Second step: the password, with lockout bookkeeping. The try is reserved before the
     /// password is checked, so checks running at once count against `max_login_attempts`.
     pub fn check_password(&self, name: &str, password: &str, ip: IpAddr) -> PasswordCheck {
         let key = self.lock_key(name, ip);
-        match self.shared.lockouts.lock().reserve(&key, self.now()) {
-            Reservation::Granted => {}
-            Reservation::Blocked(secs) => return PasswordCheck::Close(Self::blocked_line(secs)),
-            Reservation::Exhausted => {
-                return PasswordCheck::Close(Line::bye(
-                    "blocked",
-                    "Too many passwords for this name are being checked at once; try again in a minute. Logging off.",
-                ))
-            }
+        let reservation = self.shared.lockouts.lock().reserve(&key, self.now());
+        if let Err(refused) = login::password_try(reservation) {
+            return refused;
         }
         // Same work for unknown users as for known ones, so timing tells nothing either.
         if self.verify_password(name, password, ip) {
@@ -108,30 +62,22 @@ impl Hub {
             return PasswordCheck::Ok;
         }
         let now = self.now();
-        let outcome = {
+        let after = {
             let mut lockouts = self.shared.lockouts.lock();
             lockouts.prune(now);
             lockouts.fail(&key, now)
         };
         log::info!("failed login for {name} from {ip}");
-        match outcome {
-            AfterFailure::TriesLeft(n) => PasswordCheck::Retry(err(
-                "bad-login",
-                format!(
-                    "Username or password incorrect. Please try again; if you fail {n} more time{} you will be blocked for a while",
-                    if n == 1 { "" } else { "s" }
-                ),
-            )),
-            AfterFailure::Blocked(secs) => {
-                if self.shared.config.lockout_key == LockoutKey::User {
-                    self.kick(name, "locked", "Your account was locked after repeated failed logins elsewhere.");
-                }
-                PasswordCheck::Close(Line::bye(
-                    "blocked",
-                    format!("Username or password incorrect. You are blocked for {secs} seconds. Logging off."),
-                ))
-            }
+        if matches!(after, AfterFailure::Blocked(_))
+            && self.shared.config.lockout_key == LockoutKey::User
+        {
+            self.kick(
+                name,
+                "locked",
+                "Your account was locked after repeated failed logins elsewhere.",
+            );
         }
+        login::wrong_password(after)
     }
 
     /// Checks a password; with argon2 in the file, waits for a free slot in `ip`'s turn (a
@@ -156,16 +102,10 @@ impl Hub {
         }
     }
 
-    /// Last step: puts the user online and queues WELCOME. Returns the lines that follow it
-    /// (offline mail or "no messages"), or a line refusing the login (a lost duplicate race).
-    pub fn login(&self, name: &str, conn: &Arc<Conn>) -> Result<(), Line> {
-        let now = self.now();
-        if self.is_new_user(name) && !self.shared.store.has_room(NEW_RECORD_BYTES) {
-            return Err(err(
-                "storage-full",
-                "the server's storage is full: no new user can be made now; log in with a name used before",
-            ));
-        }
+    /// Last step: puts the user online and queues WELCOME and what follows it (offline mail
+    /// or "no messages"); or says why the login is refused (a lost duplicate race, a bound of
+    /// the data directory in open mode).
+    pub fn login(&self, name: &str, conn: &Arc<Conn>) -> Result<(), Refusal> {
         // The mailbox is read and the user put online under the store's lock, so a message
         // sent meanwhile is either in this mail or delivered live after it, never stranded,
         // and the offline mail comes right after WELCOME, before any live line. The mail
@@ -190,53 +130,47 @@ impl Hub {
                 self.go_online(name, conn, &[(failed, None)])
             }
         };
-        let (replaced, notify, partners) = result?;
+        let joined = result?;
         conn.flush_now();
-        deliver(partners);
-        if let Some(old) = replaced {
+        deliver(joined.partners);
+        if let Some(old) = joined.replaced {
             old.close_with(&Line::bye(
                 "replaced",
                 "another client has logged into your account; logging you out.",
             ));
             self.rescue_unsent(name, &old);
         }
-        if self.shared.config.auth == AuthMode::Open {
-            // Open mode learns users as they come, so they can get mail later.
-            self.record(Event::Seen {
-                user: name.to_string(),
-                at: now,
-            });
+        if joined.new_user {
+            // Journaled once WELCOME is on its way, out of the store's lock that the
+            // mailbox read held.
+            self.write_journal();
         }
-        send_to(&notify, &ChatEvent::presence(name, PresenceChange::Joined));
+        send_to(
+            &joined.notify,
+            &ChatEvent::presence(name, PresenceChange::Joined),
+        );
         Ok(())
     }
 
-    /// Under the state lock: refuses a duplicate (by policy) or takes over the old session,
-    /// puts `conn` online and queues WELCOME and `opening` (memory only) before anyone else
-    /// can address the user. Returns the replaced connection, who to tell of the login, and
-    /// the old session's chat partners.
-    #[allow(clippy::type_complexity)]
+    /// Under the state lock: applies the login rule (which may refuse, or take over the old
+    /// session), and queues WELCOME and `opening` (memory only) before anyone else can
+    /// address the user.
     fn go_online(
         &self,
         name: &str,
         conn: &Arc<Conn>,
         opening: &[(Line, Option<String>)],
-    ) -> Result<
-        (
-            Option<Arc<Conn>>,
-            Vec<Arc<Conn>>,
-            Vec<(Arc<Conn>, ChatEvent)>,
-        ),
-        Line,
-    > {
+    ) -> Result<Joined, Refusal> {
+        let config = &self.shared.config;
+        let open = config.auth == AuthMode::Open;
         let policy = login::LoginPolicy {
-            reject_duplicates: self.shared.config.duplicate_login == DuplicateLogin::Reject,
-            new_users_per_address: (self.shared.config.auth == AuthMode::Open)
-                .then_some(self.shared.config.max_new_users_per_ip),
+            reject_duplicates: config.duplicate_login == DuplicateLogin::Reject,
+            new_users_per_address: open.then_some(config.max_new_users_per_ip),
+            room_for_new_users: open && self.shared.store.has_room(NEW_RECORD_BYTES),
         };
+        let now = self.now();
         let mut state = self.shared.state.lock();
-        let arrival =
-            login::arrive(&mut state, name, Arc::clone(conn), policy).map_err(render::refusal)?;
+        let arrival = login::arrive(&mut state, now, name, Arc::clone(conn), policy)?;
         let mut lines = vec![render::line(ChatEvent::Welcome(name.to_string()))];
         let mut mail_ids = vec![None];
         for (line, id) in opening {
@@ -257,9 +191,15 @@ impl Hub {
         } else {
             Vec::new()
         };
+        let new_user = state.directory.has_unwritten();
         drop(state);
         deliver(arrival.book);
-        Ok((arrival.replaced, notify, arrival.partners))
+        Ok(Joined {
+            replaced: arrival.replaced,
+            notify,
+            partners: arrival.partners,
+            new_user,
+        })
     }
 
     /// Takes `name` offline if `conn_id` is still its connection; ends its chat session and
@@ -284,6 +224,7 @@ impl Hub {
             } else {
                 Vec::new()
             };
+            self.release(state);
             (notify, gone)
         };
         if reason != LogoutReason::Shutdown {
@@ -292,10 +233,6 @@ impl Hub {
         }
         // Anything queued between the rescue above and going offline.
         self.rescue_unsent(name, &gone.conn);
-        self.record(Event::Seen {
-            user: name.to_string(),
-            at: now,
-        });
         deliver(gone.partners);
         send_to(
             &notify,

@@ -289,7 +289,7 @@ impl Hub {
     /// Whether `name` is a user others can address (registered, or known in open mode).
     pub(super) fn is_registered(&self, name: &str) -> bool {
         match self.shared.config.auth {
-            AuthMode::Open => self.shared.state.lock().users.contains_key(name),
+            AuthMode::Open => self.shared.state.lock().directory.knows(name),
             _ => self.shared.credentials.contains(name),
         }
     }
@@ -297,7 +297,10 @@ impl Hub {
     /// Every user that can receive mail.
     fn registered_users(&self) -> Vec<String> {
         match self.shared.config.auth {
-            AuthMode::Open => self.shared.state.lock().users.keys().cloned().collect(),
+            AuthMode::Open => {
+                let state = self.shared.state.lock();
+                state.directory.users().map(|(n, _)| n.clone()).collect()
+            }
             _ => self.shared.credentials.usernames(),
         }
     }

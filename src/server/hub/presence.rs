@@ -204,7 +204,7 @@ impl Hub {
             let state = self.shared.state.lock();
             let mut hidden: HashMap<&str, Vec<usize>> = HashMap::new();
             for (i, (subject, _)) in changes.iter().enumerate() {
-                if let Some(u) = state.users.get(subject) {
+                if let Some(u) = state.directory.user(subject) {
                     for b in &u.blocked {
                         hidden.entry(b.as_str()).or_default().push(i);
                     }

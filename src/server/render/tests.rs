@@ -148,6 +148,14 @@ fn a_refusal_is_an_err_line_with_its_kind() {
         "ERR group-limit 3 groups made from your address exist already; join one, or leave one you made\n"
     );
     assert_eq!(
+        refusal(Refusal::LockedNow(60)).to_wire(),
+        "BYE blocked Username or password incorrect. You are blocked for 60 seconds. Logging off.\n"
+    );
+    assert_eq!(
+        refusal(Refusal::WrongPassword { tries_left: 1 }).to_wire(),
+        "ERR bad-login Username or password incorrect. Please try again; if you fail 1 more time you will be blocked for a while\n"
+    );
+    assert_eq!(
         wire(ChatEvent::Refused(Refusal::RequesterGone {
             requester: "sean".into(),
             session: 1234

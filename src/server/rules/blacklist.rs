@@ -35,23 +35,20 @@ pub fn block<C: Clone>(
     if let Err(refusal) = blacklist_target(state, registry, me, target, SelfAction::Block) {
         return Outcome::refuse(refusal);
     }
-    let user = state.users.entry(me.to_string()).or_default();
-    let inserted = user.blocked.insert(target.to_string());
-    state.refresh_seen(me);
-    if !inserted {
+    if state.blocks(me, target) {
         return Outcome::refuse(Refusal::AlreadyBlocked(target.to_string()));
     }
+    state.record(Record::Block {
+        user: me.to_string(),
+        target: target.to_string(),
+    });
     let mut out = Outcome::default();
     // Blocking also ends an address exchange: no direct messages from them either.
     if state.pairs.contains(&pair_key(me, target)) {
         let removed = addresses::remove(state, me, target);
         out.deliveries.extend(removed.deliveries);
     }
-    out.record(Record::Block {
-        user: me.to_string(),
-        target: target.to_string(),
-    })
-    .with_reply(ChatEvent::Blocked(target.to_string()))
+    out.with_reply(ChatEvent::Blocked(target.to_string()))
 }
 
 /// `unblock USER`.
@@ -64,25 +61,21 @@ pub fn unblock<C: Clone>(
     if let Err(refusal) = blacklist_target(state, registry, me, target, SelfAction::Unblock) {
         return Outcome::refuse(refusal);
     }
-    let removed = state
-        .users
-        .get_mut(me)
-        .is_some_and(|u| u.blocked.remove(target));
-    state.refresh_seen(me);
-    if !removed {
+    if !state.blocks(me, target) {
         return Outcome::refuse(Refusal::NotBlocked(target.to_string()));
     }
-    Outcome::reply(ChatEvent::Unblocked(target.to_string())).record(Record::Unblock {
+    state.record(Record::Unblock {
         user: me.to_string(),
         target: target.to_string(),
-    })
+    });
+    Outcome::reply(ChatEvent::Unblocked(target.to_string()))
 }
 
 /// `blocked`: `me`'s blacklist, in order.
 pub fn blocked<C: Clone>(state: &State<C>, me: &str) -> Outcome<C> {
     let list = state
-        .users
-        .get(me)
+        .directory
+        .user(me)
         .map(|u| u.blocked.iter().cloned().collect())
         .unwrap_or_default();
     Outcome::reply(ChatEvent::Blacklist(list))
@@ -96,24 +89,22 @@ pub fn status<C: Clone>(state: &State<C>, me: &str) -> Outcome<C> {
 /// `status S`: sets `me`'s status; others see them come, go or change as it looks to them.
 pub fn set_status<C: Clone>(state: &mut State<C>, me: &str, new: Status) -> Outcome<C> {
     let old = state.status_of(me);
-    state.users.entry(me.to_string()).or_default().status = Some(new.as_str().to_string());
-    state.refresh_seen(me);
-    let mut out = Outcome::reply(ChatEvent::StatusSet(new)).record(Record::Status {
+    state.record(Record::Status {
         user: me.to_string(),
         status: new.as_str().to_string(),
     });
+    let mut out = Outcome::reply(ChatEvent::StatusSet(new));
     out.presence = status_changes(old, new);
     out
 }
 
 /// `intro TEXT`: sets (or, with an empty text, clears) `me`'s intro.
 pub fn set_intro<C: Clone>(state: &mut State<C>, me: &str, text: &str) -> Outcome<C> {
-    let user = state.users.entry(me.to_string()).or_default();
-    user.intro = (!text.is_empty()).then(|| text.to_string());
-    Outcome::reply(ChatEvent::IntroSet(!text.is_empty())).record(Record::Intro {
+    state.record(Record::Intro {
         user: me.to_string(),
         text: text.to_string(),
-    })
+    });
+    Outcome::reply(ChatEvent::IntroSet(!text.is_empty()))
 }
 
 /// What others see of a status change from `old` to `new`, in order: an invisible user
@@ -143,7 +134,13 @@ mod tests {
         let mut state = online(&["ann", "bob"]);
         let out = block(&mut state, Registry::Open, "ann", "bob");
         assert_eq!(out.replies, vec![ChatEvent::Blocked("bob".into())]);
-        assert_eq!(out.records.len(), 1);
+        assert_eq!(
+            state.directory.unwritten().last(),
+            Some(&Record::Block {
+                user: "ann".into(),
+                target: "bob".into()
+            })
+        );
         assert!(state.blocks("ann", "bob"));
         assert!(!state.visible_to("ann", "bob"));
         assert!(state.visible_to("bob", "ann"));
@@ -153,12 +150,13 @@ mod tests {
     fn blocking_twice_is_refused_and_records_nothing() {
         let mut state = online(&["ann", "bob"]);
         let _ = block(&mut state, Registry::Open, "ann", "bob");
+        let journal = state.directory.unwritten().len();
         let out = block(&mut state, Registry::Open, "ann", "bob");
         assert_eq!(
             out.replies,
             vec![ChatEvent::Refused(Refusal::AlreadyBlocked("bob".into()))]
         );
-        assert!(out.records.is_empty());
+        assert_eq!(state.directory.unwritten().len(), journal);
     }
 
     #[test]
@@ -174,7 +172,7 @@ mod tests {
             out.replies,
             vec![ChatEvent::Refused(Refusal::SelfTarget(SelfAction::Block))]
         );
-        assert!(state.users["ann"].blocked.is_empty());
+        assert!(!state.directory.blocks_anyone("ann"));
     }
 
     #[test]
@@ -207,7 +205,13 @@ mod tests {
         );
         let out = unblock(&mut state, Registry::Open, "ann", "bob");
         assert_eq!(out.replies, vec![ChatEvent::Unblocked("bob".into())]);
-        assert_eq!(out.records.len(), 1);
+        assert_eq!(
+            state.directory.unwritten().last(),
+            Some(&Record::Unblock {
+                user: "ann".into(),
+                target: "bob".into()
+            })
+        );
         assert!(state.visible_to("ann", "bob"));
     }
 
@@ -239,9 +243,9 @@ mod tests {
         let mut state = online(&["ann"]);
         let out = set_intro(&mut state, "ann", "hello");
         assert_eq!(out.replies, vec![ChatEvent::IntroSet(true)]);
-        assert_eq!(state.users["ann"].intro.as_deref(), Some("hello"));
+        assert_eq!(state.directory.intro("ann"), Some("hello"));
         let out = set_intro(&mut state, "ann", "");
         assert_eq!(out.replies, vec![ChatEvent::IntroSet(false)]);
-        assert_eq!(state.users["ann"].intro, None);
+        assert_eq!(state.directory.intro("ann"), None);
     }
 }

@@ -25,19 +25,29 @@ pub fn online<C: Clone>(state: &State<C>, me: &str, list: UserList) -> Outcome<C
 }
 
 /// `wholast N` at `now`: users online now (visibly) or who logged out in the last
-/// `minutes`, but not those who blocked `me`.
+/// `minutes`, but not those who blocked `me`. An invisible user shows as offline since
+/// their last logout; one who never logged out (a new user) does not show.
 pub fn last<C: Clone>(state: &State<C>, now: u64, me: &str, minutes: u32) -> Outcome<C> {
     let since = now.saturating_sub(u64::from(minutes) * 60);
-    let mut found: Vec<(&String, Option<u64>)> = Vec::new();
-    for (name, record) in &state.users {
-        if name == me || state.blocks(name, me) {
+    let shown = |name: &String| name != me && !state.blocks(name, me);
+    let visibly_online =
+        |name: &str| state.online.contains_key(name) && state.status_of(name) != Status::Invisible;
+    // Online users (whom the directory may not know yet), then those gone since `since`.
+    let mut found: Vec<(&String, Option<u64>)> = state
+        .online
+        .keys()
+        .filter(|n| shown(n) && visibly_online(n))
+        .map(|n| (n, None))
+        .collect();
+    for (name, record) in state.directory.users() {
+        if !shown(name) || visibly_online(name) {
             continue;
         }
-        let visibly_online =
-            state.online.contains_key(name) && state.status_of(name) != Status::Invisible;
-        if visibly_online {
-            found.push((name, None));
-        } else if let Some(t) = record.last_seen.filter(|t| *t >= since) {
+        if state.online.get(name).is_some_and(|o| o.new_user) {
+            // Their last seen is their first login, which invisible users keep to themselves.
+            continue;
+        }
+        if let Some(t) = record.last_seen.filter(|t| *t >= since) {
             found.push((name, Some(t)));
         }
     }
@@ -88,10 +98,10 @@ pub fn find_online<C: Clone>(
         return None;
     }
     let intro = state
-        .users
-        .get(&found)
-        .and_then(|u| u.intro.clone())
-        .unwrap_or_default();
+        .directory
+        .intro(&found)
+        .unwrap_or_default()
+        .to_string();
     let status = state.status_of(&found);
     Some((found, status, intro))
 }
@@ -101,18 +111,16 @@ fn entry<C: Clone>(state: &State<C>, name: &str, last_seen: Option<u64>) -> User
         name: name.to_string(),
         status: state.status_of(name),
         last_seen,
-        intro: state
-            .users
-            .get(name)
-            .and_then(|u| u.intro.clone())
-            .unwrap_or_default(),
+        intro: state.directory.intro(name).unwrap_or_default().to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{blocks, online as with_online};
+    use super::super::testing::{blocks, online as with_online, set_status};
     use super::*;
+    use crate::server::rules::LogoutReason;
+    use crate::store::Event as Record;
 
     fn names(out: &Outcome<impl Clone>) -> Vec<(String, Option<u64>)> {
         let ChatEvent::Users { entries, .. } = &out.replies[0] else {
@@ -127,7 +135,7 @@ mod tests {
     #[test]
     fn whoelse_hides_me_the_invisible_and_those_blocking_me() {
         let mut state = with_online(&["dan", "ann", "bob", "cid"]);
-        state.users.get_mut("bob").unwrap().status = Some("invisible".into());
+        set_status(&mut state, "bob", Status::Invisible);
         blocks(&mut state, "cid", "ann");
         let out = online(&state, "ann", UserList::WhoElse);
         assert_eq!(names(&out), vec![("dan".into(), None)]);
@@ -141,13 +149,15 @@ mod tests {
     #[test]
     fn a_door_finds_an_online_user_ignoring_case_unless_hidden_from_the_viewer() {
         let mut state = with_online(&["Ann", "bob"]);
-        state.users.get_mut("Ann").unwrap().intro = Some("hi".into());
+        state.record(Record::Intro {
+            user: "Ann".into(),
+            text: "hi".into(),
+        });
         assert_eq!(
             find_online(&state, "bob", "ann"),
             Some(("Ann".into(), Status::Available, "hi".into()))
         );
-        state.users.get_mut("Ann").unwrap().status = Some("invisible".into());
-        state.refresh_seen("Ann");
+        set_status(&mut state, "Ann", Status::Invisible);
         assert_eq!(find_online(&state, "bob", "ann"), None);
         assert_eq!(
             find_online(&state, "Ann", "Ann").map(|f| f.1),
@@ -160,10 +170,28 @@ mod tests {
     }
 
     #[test]
+    fn an_invisible_user_shows_offline_since_their_last_logout_and_a_new_one_not_at_all() {
+        // Both log in for the first time at 0 (in open mode: the directory learns them).
+        let mut state = with_online(&["ann", "bob"]);
+        set_status(&mut state, "bob", Status::Invisible);
+        assert_eq!(names(&last(&state, 60, "ann", 5)), vec![]);
+        let id = state.online["bob"].conn.id;
+        let _ = super::super::login::depart(&mut state, 30, "bob", id, LogoutReason::Requested);
+        super::super::testing::put_online(&mut state, "bob", 7);
+        assert_eq!(
+            names(&last(&state, 60, "ann", 5)),
+            vec![("bob".into(), Some(30))]
+        );
+    }
+
+    #[test]
     fn wholast_counts_minutes_back_from_now() {
         let mut state = with_online(&["ann"]);
         for (name, at) in [("old", 1_000), ("new", 1_500)] {
-            state.users.entry(name.into()).or_default().last_seen = Some(at);
+            state.record(Record::Seen {
+                user: name.into(),
+                at,
+            });
         }
         let out = last(&state, 1_600, "ann", 2);
         assert_eq!(names(&out), vec![("new".into(), Some(1_500))]);

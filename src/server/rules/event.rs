@@ -67,9 +67,28 @@ pub enum SelfAction {
     Address,
 }
 
-/// Why a command was refused: each kind is one error code of PROTOCOL.md.
+/// Why a command, or a login, was refused: each kind is one error code of PROTOCOL.md.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
+    /// A username that is not 1-32 letters, digits, `_`, `-` or `.`.
+    BadName,
+    /// With `auth = "allowlist"`, a name that is not in credentials.txt.
+    NotListed,
+    /// A name locked out after failed passwords, for this many more seconds (the
+    /// connection closes).
+    LockedOut(u64),
+    /// Every try of a name is being checked at once (the connection closes).
+    TooManyChecks,
+    /// A wrong username or password, with this many tries left before a lockout.
+    WrongPassword {
+        /// Tries left.
+        tries_left: u32,
+    },
+    /// A wrong username or password that locked the name out for this many seconds (the
+    /// connection closes).
+    LockedNow(u64),
+    /// In open mode, a new user while the data directory is full (`max_data_bytes`).
+    NoRoomForUser,
     /// The command names its own user.
     SelfTarget(SelfAction),
     /// No such user.
@@ -134,6 +153,8 @@ pub enum Refusal {
     GroupExists(String),
     /// `group create` past the address's share (`max_groups_per_ip`).
     GroupLimit(usize),
+    /// In open mode, `group create` while the data directory is full (`max_data_bytes`).
+    NoRoomForGroup,
     /// A group that does not exist.
     NoSuchGroup(String),
     /// `group join` of a group the user is in.
@@ -144,8 +165,6 @@ pub enum Refusal {
     SendNotMember(String),
     /// A message for someone offline that could not be kept for them.
     NotKept(NotKept),
-    /// `group create` while the data directory is at its bound.
-    NoRoomForGroup,
 }
 
 /// Why a message for someone offline could not be kept (the store's answer).

@@ -3,20 +3,31 @@
 //! stores for each member under the store's lock.
 
 use super::{ChatEvent, Outcome, Record, Refusal, State};
-use crate::store::Group;
 
-/// `group create NAME`: `me` makes it and is its first member. `per_address_cap`, in open
-/// mode, caps how many groups existing now were made from one address.
+/// In open mode, the bounds on making a group (anyone may, so a script could fill the disk).
+#[derive(Clone, Copy, Debug)]
+pub struct NewGroups {
+    /// How many groups existing now may have been made from one address
+    /// (`max_groups_per_ip`).
+    pub per_address: usize,
+    /// Whether the data directory has room for a new group's records (`max_data_bytes`).
+    pub room: bool,
+}
+
+/// `group create NAME`: `me` makes it and is its first member, within `bounds` in open mode.
 pub fn create<C: super::Endpoint>(
     state: &mut State<C>,
     me: &str,
     name: &str,
-    per_address_cap: Option<usize>,
+    bounds: Option<NewGroups>,
 ) -> Outcome<C> {
-    if state.groups.contains_key(name) {
+    if bounds.is_some_and(|b| !b.room) {
+        return Outcome::refuse(Refusal::NoRoomForGroup);
+    }
+    if state.directory.group(name).is_some() {
         return Outcome::refuse(Refusal::GroupExists(name.to_string()));
     }
-    if let Some(cap) = per_address_cap {
+    if let Some(cap) = bounds.map(|b| b.per_address) {
         if let Some(ip) = state.conn(me).map(|c| c.peer_ip()) {
             if !state.groups_made.try_add(ip, cap) {
                 return Outcome::refuse(Refusal::GroupLimit(cap));
@@ -24,66 +35,70 @@ pub fn create<C: super::Endpoint>(
             state.group_origin.insert(name.to_string(), ip);
         }
     }
-    let mut group = Group {
+    state.record(Record::GroupCreate {
+        group: name.to_string(),
         owner: me.to_string(),
-        ..Default::default()
-    };
-    group.members.insert(me.to_string());
-    state.groups.insert(name.to_string(), group);
+    });
+    // The creation makes the owner a member; the journal has said so in a join of its own
+    // since groups began, which a replay finds changes nothing.
+    state.record(Record::GroupJoin {
+        group: name.to_string(),
+        user: me.to_string(),
+    });
     Outcome::reply(ChatEvent::GroupCreated(name.to_string()))
-        .record(Record::GroupCreate {
-            group: name.to_string(),
-            owner: me.to_string(),
-        })
-        .record(Record::GroupJoin {
-            group: name.to_string(),
-            user: me.to_string(),
-        })
 }
 
 /// `group join NAME`.
 pub fn join<C: Clone>(state: &mut State<C>, me: &str, name: &str) -> Outcome<C> {
-    let Some(g) = state.groups.get_mut(name) else {
+    let Some(g) = state.directory.group(name) else {
         return Outcome::refuse(Refusal::NoSuchGroup(name.to_string()));
     };
-    if !g.members.insert(me.to_string()) {
+    if g.members.contains(me) {
         return Outcome::refuse(Refusal::AlreadyMember(name.to_string()));
     }
-    Outcome::reply(ChatEvent::GroupJoined(name.to_string())).record(Record::GroupJoin {
+    state.record(Record::GroupJoin {
         group: name.to_string(),
         user: me.to_string(),
-    })
+    });
+    Outcome::reply(ChatEvent::GroupJoined(name.to_string()))
 }
 
 /// `group leave NAME`; the group goes with its last member.
 pub fn leave<C: Clone>(state: &mut State<C>, me: &str, name: &str) -> Outcome<C> {
-    if !state.groups.contains_key(name) {
+    let Some(g) = state.directory.group(name) else {
         return Outcome::refuse(Refusal::NoSuchGroup(name.to_string()));
-    }
-    if !state.leave_group(name, me) {
+    };
+    if !g.members.contains(me) {
         return Outcome::refuse(Refusal::NotMember(name.to_string()));
     }
-    Outcome::reply(ChatEvent::GroupLeft(name.to_string())).record(Record::GroupLeave {
+    state.record(Record::GroupLeave {
         group: name.to_string(),
         user: me.to_string(),
-    })
+    });
+    Outcome::reply(ChatEvent::GroupLeft(name.to_string()))
 }
 
-/// Removes `target` from `group` as if they had left; `None` when there is no such group
-/// or they were not in it.
-pub fn remove_member<C: Clone>(state: &mut State<C>, group: &str, target: &str) -> Option<Record> {
-    state
-        .leave_group(group, target)
-        .then(|| Record::GroupLeave {
+/// Removes `target` from `group` as if they had left; false when there is no such group or
+/// they were not in it.
+pub fn remove_member<C: Clone>(state: &mut State<C>, group: &str, target: &str) -> bool {
+    let member = state
+        .directory
+        .group(group)
+        .is_some_and(|g| g.members.contains(target));
+    if member {
+        state.record(Record::GroupLeave {
             group: group.to_string(),
             user: target.to_string(),
-        })
+        });
+    }
+    member
 }
 
 /// `group list`: every group with its size and whether `me` is in it.
 pub fn list<C: Clone>(state: &State<C>, me: &str) -> Outcome<C> {
     let groups = state
-        .groups
+        .directory
+        .groups()
         .iter()
         .map(|(name, g)| (name.clone(), g.members.len(), g.members.contains(me)))
         .collect();
@@ -92,7 +107,7 @@ pub fn list<C: Clone>(state: &State<C>, me: &str) -> Outcome<C> {
 
 /// `group members NAME`: each member, and whether `me` may see them online.
 pub fn members<C: Clone>(state: &State<C>, me: &str, name: &str) -> Outcome<C> {
-    let Some(g) = state.groups.get(name) else {
+    let Some(g) = state.directory.group(name) else {
         return Outcome::refuse(Refusal::NoSuchGroup(name.to_string()));
     };
     let members = g
@@ -116,12 +131,10 @@ pub fn view<C: Clone>(
     viewer: &str,
     name: &str,
 ) -> Option<(String, Vec<(String, bool)>)> {
-    let (real, group) = match state.groups.get_key_value(name) {
+    let groups = state.directory.groups();
+    let (real, group) = match groups.get_key_value(name) {
         Some(found) => found,
-        None => state
-            .groups
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))?,
+        None => groups.iter().find(|(n, _)| n.eq_ignore_ascii_case(name))?,
     };
     let members = group
         .members
@@ -137,7 +150,8 @@ pub fn view<C: Clone>(
 /// Every group: its name, its number of members and whether `user` is one of them.
 pub fn all_with<C: Clone>(state: &State<C>, user: &str) -> Vec<(String, usize, bool)> {
     state
-        .groups
+        .directory
+        .groups()
         .iter()
         .map(|(n, g)| (n.clone(), g.members.len(), g.members.contains(user)))
         .collect()
@@ -145,15 +159,36 @@ pub fn all_with<C: Clone>(state: &State<C>, user: &str) -> Vec<(String, usize, b
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::online;
+    use super::super::testing::{online, set_status};
     use super::*;
+    use crate::protocol::Status;
+
+    /// Open mode's bounds: `cap` groups per address, room on disk.
+    fn capped(cap: usize) -> Option<NewGroups> {
+        Some(NewGroups {
+            per_address: cap,
+            room: true,
+        })
+    }
 
     #[test]
     fn a_group_lives_from_its_creation_to_its_last_member_leaving() {
         let mut state = online(&["ann", "bob"]);
         let out = create(&mut state, "ann", "g", None);
         assert_eq!(out.replies, vec![ChatEvent::GroupCreated("g".into())]);
-        assert_eq!(out.records.len(), 2);
+        assert_eq!(
+            state.directory.unwritten()[2..],
+            [
+                Record::GroupCreate {
+                    group: "g".into(),
+                    owner: "ann".into()
+                },
+                Record::GroupJoin {
+                    group: "g".into(),
+                    user: "ann".into()
+                }
+            ]
+        );
         let out = create(&mut state, "bob", "g", None);
         assert_eq!(
             out.replies,
@@ -172,9 +207,9 @@ mod tests {
             vec![ChatEvent::Groups(vec![("g".into(), 2, true)])]
         );
         let _ = leave(&mut state, "ann", "g");
-        assert!(remove_member(&mut state, "g", "ann").is_none());
-        assert!(remove_member(&mut state, "g", "bob").is_some());
-        assert!(state.groups.is_empty());
+        assert!(!remove_member(&mut state, "g", "ann"));
+        assert!(remove_member(&mut state, "g", "bob"));
+        assert!(state.directory.groups().is_empty());
         assert_eq!(
             leave(&mut state, "bob", "g").replies,
             vec![ChatEvent::Refused(Refusal::NoSuchGroup("g".into()))]
@@ -184,17 +219,26 @@ mod tests {
     #[test]
     fn an_address_makes_groups_up_to_its_cap_and_gets_one_back_when_one_goes() {
         let mut state = online(&["ann"]);
-        let _ = create(&mut state, "ann", "a", Some(2));
-        let _ = create(&mut state, "ann", "b", Some(2));
-        let out = create(&mut state, "ann", "c", Some(2));
+        let _ = create(&mut state, "ann", "a", capped(2));
+        let _ = create(&mut state, "ann", "b", capped(2));
+        let journal = state.directory.unwritten().len();
+        let out = create(&mut state, "ann", "c", capped(2));
         assert_eq!(
             out.replies,
             vec![ChatEvent::Refused(Refusal::GroupLimit(2))]
         );
-        assert!(out.records.is_empty());
+        assert_eq!(state.directory.unwritten().len(), journal);
         let _ = leave(&mut state, "ann", "a");
-        let out = create(&mut state, "ann", "c", Some(2));
+        let out = create(&mut state, "ann", "c", capped(2));
         assert_eq!(out.replies, vec![ChatEvent::GroupCreated("c".into())]);
+        let full = Some(NewGroups {
+            per_address: 2,
+            room: false,
+        });
+        assert_eq!(
+            create(&mut state, "ann", "d", full).replies,
+            vec![ChatEvent::Refused(Refusal::NoRoomForGroup)]
+        );
     }
 
     #[test]
@@ -215,7 +259,7 @@ mod tests {
         let _ = create(&mut state, "ann", "g", None);
         let _ = join(&mut state, "bob", "g");
         let _ = join(&mut state, "zed", "g");
-        state.users.get_mut("bob").unwrap().status = Some("invisible".into());
+        set_status(&mut state, "bob", Status::Invisible);
         assert_eq!(
             members(&state, "ann", "g").replies,
             vec![ChatEvent::Members {

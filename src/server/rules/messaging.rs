@@ -89,7 +89,7 @@ pub fn group_audience<C: Clone>(
     me: &str,
     group: &str,
 ) -> Result<Vec<(String, bool, Option<C>)>, Refusal> {
-    let Some(g) = state.groups.get(group) else {
+    let Some(g) = state.directory.group(group) else {
         return Err(Refusal::NoSuchGroup(group.to_string()));
     };
     if !g.members.contains(me) {
@@ -101,7 +101,7 @@ pub fn group_audience<C: Clone>(
         .iter()
         .filter(|m| m.as_str() != me)
         .filter_map(|m| {
-            let record = state.users.get(m);
+            let record = state.directory.user(m);
             if record.is_some_and(|u| u.blocked.contains(me)) {
                 return None;
             }
@@ -116,7 +116,7 @@ pub fn group_audience<C: Clone>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{blocks, conn, online};
+    use super::super::testing::{blocks, conn, online, set_status};
     use super::*;
 
     #[test]
@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn a_broadcast_skips_blockers_and_counts_only_the_visible() {
         let mut state = online(&["ann", "bob", "cid", "dan"]);
-        state.users.get_mut("bob").unwrap().status = Some("invisible".into());
+        set_status(&mut state, "bob", Status::Invisible);
         blocks(&mut state, "cid", "ann");
         let (mut targets, skipped) = online_audience(&state, "ann", true);
         targets.sort_by_key(|(c, _)| c.id);
@@ -202,12 +202,7 @@ mod tests {
         for m in ["bob", "cid", "dan"] {
             let _ = super::super::groups::join(&mut state, m, "g");
         }
-        state
-            .users
-            .entry("dan".into())
-            .or_default()
-            .blocked
-            .insert("ann".into());
+        blocks(&mut state, "dan", "ann");
         assert_eq!(
             group_audience(&state, "ann", "g"),
             Ok(vec![

@@ -1,7 +1,9 @@
 //! The chat rules as a state machine: a [`State`] changed by one function per command, each
-//! returning an [`Outcome`] (what to answer, what to deliver to whom, what to store), as
-//! typed values. No lock, no socket, no clock: the hub takes its lock, applies a rule,
-//! releases the lock, and then does the I/O; a test applies a rule to a `State` it built.
+//! returning an [`Outcome`] (what to answer, what to deliver to whom), as typed values; what
+//! a rule changes in the user directory it changes with [`State::record`], as the journal
+//! event a replay will apply. No lock, no socket, no clock: the hub takes its lock, applies
+//! a rule, releases the lock, and then does the I/O (the journal among it); a test applies a
+//! rule to a `State` it built.
 //!
 //! The rules are split by feature: [`login`] (going online and offline), [`messaging`]
 //! (whom a message may reach, what its sender is told), [`blacklist`] (blacklists, status,
@@ -20,6 +22,8 @@ pub mod groups;
 pub mod login;
 pub mod messaging;
 pub mod quota;
+#[cfg(test)]
+mod replay;
 pub mod sessions;
 mod state;
 
@@ -56,18 +60,17 @@ impl<C> State<C> {
     /// Whether `name` is a user others can address.
     pub fn is_registered(&self, registry: Registry<'_>, name: &str) -> bool {
         match registry {
-            Registry::Open => self.users.contains_key(name),
+            Registry::Open => self.directory.knows(name),
             Registry::Listed(credentials) => credentials.contains(name),
         }
     }
 }
 
-/// What applying a rule asks the driver to do, in this order: store the records, deliver
-/// to others, answer the caller.
+/// What applying a rule asks the driver to do, in this order: deliver to others, answer
+/// the caller. (What the rule changed in the directory waits in it for the journal, see
+/// [`State::record`].)
 #[must_use]
 pub struct Outcome<C> {
-    /// Changes to the directory to make durable.
-    pub records: Vec<Record>,
     /// Events for other users' connections, in order.
     pub deliveries: Vec<(C, ChatEvent)>,
     /// The caller's own presence changes, for whoever may see them (the driver picks who,
@@ -80,7 +83,6 @@ pub struct Outcome<C> {
 impl<C> Default for Outcome<C> {
     fn default() -> Self {
         Outcome {
-            records: Vec::new(),
             deliveries: Vec::new(),
             presence: Vec::new(),
             replies: Vec::new(),
@@ -113,12 +115,6 @@ impl<C> Outcome<C> {
         self.replies.push(event);
         self
     }
-
-    /// Adds a record to store.
-    pub fn record(mut self, record: Record) -> Self {
-        self.records.push(record);
-        self
-    }
 }
 
 /// A pair of names in a fixed order, for the `pairs` set.
@@ -134,7 +130,8 @@ pub fn pair_key(a: &str, b: &str) -> (String, String) {
 pub(crate) mod testing {
     //! A `State` to apply rules to, with users online on made-up addresses.
 
-    use super::{Endpoint, State};
+    use super::{Endpoint, Record, State};
+    use crate::protocol::Status;
     use std::net::{IpAddr, Ipv4Addr};
 
     /// A connection handle: a number and the addresses it claims.
@@ -171,25 +168,36 @@ pub(crate) mod testing {
         state
     }
 
-    /// Puts `name` online on connection `id` (peer 10.0.0.`id`).
+    /// Logs `name` in on connection `id` (peer 10.0.0.`id`) at time 0, as in open mode:
+    /// the directory knows them from then on.
     pub fn put_online(state: &mut State<Fake>, name: &str, id: u64) {
         let conn = Fake {
             id,
             peer: IpAddr::V4(Ipv4Addr::new(10, 0, 0, id as u8)),
             local: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 254)),
         };
-        state.put_online(name, conn);
+        let open = super::login::LoginPolicy {
+            reject_duplicates: false,
+            new_users_per_address: Some(usize::MAX),
+            room_for_new_users: true,
+        };
+        assert!(super::login::arrive(state, 0, name, conn, open).is_ok());
     }
 
     /// Makes `owner` block `other` (as `block` would, without its checks).
     pub fn blocks(state: &mut State<Fake>, owner: &str, other: &str) {
-        state
-            .users
-            .entry(owner.to_string())
-            .or_default()
-            .blocked
-            .insert(other.to_string());
-        state.refresh_seen(owner);
+        state.record(Record::Block {
+            user: owner.to_string(),
+            target: other.to_string(),
+        });
+    }
+
+    /// Sets `name`'s status (as `status` would, without telling anyone).
+    pub fn set_status(state: &mut State<Fake>, name: &str, status: Status) {
+        state.record(Record::Status {
+            user: name.to_string(),
+            status: status.as_str().to_string(),
+        });
     }
 
     /// The connection of `name`, who must be online.

@@ -248,7 +248,7 @@ fn new_session_id<C>(state: &State<C>, mut draw: impl FnMut() -> u32) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{blocks, conn, online};
+    use super::super::testing::{blocks, conn, online, set_status};
     use super::*;
 
     fn always(n: u32) -> impl FnMut() -> u32 {
@@ -326,14 +326,17 @@ mod tests {
     fn an_invisible_or_blocking_or_offline_user_is_unreachable() {
         let mut state = online(&["ann", "bob"]);
         let unreachable = vec![ChatEvent::Refused(Refusal::ChatUnreachable("bob".into()))];
-        state.users.get_mut("bob").unwrap().status = Some("invisible".into());
+        set_status(&mut state, "bob", Status::Invisible);
         let out = request(&mut state, Registry::Open, "ann", "bob", always(1000));
         assert_eq!(out.replies, unreachable);
-        state.users.get_mut("bob").unwrap().status = None;
+        set_status(&mut state, "bob", Status::Available);
         blocks(&mut state, "bob", "ann");
         let out = request(&mut state, Registry::Open, "ann", "bob", always(1000));
         assert_eq!(out.replies, unreachable);
-        state.users.get_mut("bob").unwrap().blocked.clear();
+        state.record(crate::store::Event::Unblock {
+            user: "bob".into(),
+            target: "ann".into(),
+        });
         state.online.remove("bob");
         let out = request(&mut state, Registry::Open, "ann", "bob", always(1000));
         assert_eq!(out.replies, unreachable);

@@ -1,11 +1,12 @@
 //! What the chat rules change: who is online, the directory (last seen, intros, blacklists,
-//! statuses), chat sessions, groups and pending requests. Plain data with the queries every
-//! rule shares; no lock (the hub holds it) and no socket (a connection is an opaque handle
-//! `C` that the rules only copy into their outcome).
+//! statuses, groups: the store's [`Directory`], the one copy there is), chat sessions and
+//! pending requests. Plain data with the queries every rule shares; no lock (the hub holds
+//! it) and no socket (a connection is an opaque handle `C` that the rules only copy into
+//! their outcome).
 
 use super::quota;
 use crate::protocol::Status;
-use crate::store::{Group, UserRecord};
+use crate::store::{Directory, Event as Record};
 // The maps, keyed by user names, hash with foldhash (seeded per process) instead of std's
 // SipHash, which cost about 160 instructions per name, five names per private message.
 use foldhash::{HashMap, HashSet};
@@ -20,6 +21,9 @@ pub struct Online<C> {
     pub session: Option<u32>,
     /// The port their client takes direct messages on (`p2p PORT`), if it does.
     pub p2p_port: Option<u16>,
+    /// Whether this login made them a user (open mode): their last seen is then this
+    /// login's time, not a logout's, and `wholast` does not show it while they are online.
+    pub new_user: bool,
 }
 
 /// The logged-in users, by name, in name order and by ASCII-folded name: a lobby's NAMES
@@ -47,10 +51,10 @@ impl<C> Default for OnlineUsers<C> {
     }
 }
 
-/// A user's status as their directory record has it (no record, or none set: available).
-pub fn status_in(record: Option<&UserRecord>) -> Status {
-    record
-        .and_then(|u| u.status.as_deref())
+/// A user's status as the directory has it (no record, or none set: available).
+pub fn status_in(directory: &Directory, name: &str) -> Status {
+    directory
+        .status(name)
         .and_then(Status::parse)
         .unwrap_or(Status::Available)
 }
@@ -140,12 +144,11 @@ pub struct ChatSession {
 pub struct State<C> {
     /// Logged-in users by name.
     pub online: OnlineUsers<C>,
-    /// What is known of every user who ever logged in (mirrors the store's journal).
-    pub users: HashMap<String, UserRecord>,
+    /// What is kept of users and groups across restarts. Read it freely; change it only
+    /// with [`State::record`], so every change reaches the journal.
+    pub directory: Directory,
     /// Chat sessions by number, requested or started.
     pub sessions: HashMap<u32, ChatSession>,
-    /// Groups by name.
-    pub groups: BTreeMap<String, Group>,
     /// Counter for [`ChatSession::asked`] and address requests: the order of all requests.
     pub requests: u64,
     /// Address-exchange requests waiting for an answer: (from, to) -> (order, unix time).
@@ -165,9 +168,8 @@ impl<C> Default for State<C> {
     fn default() -> Self {
         State {
             online: OnlineUsers::default(),
-            users: HashMap::default(),
+            directory: Directory::default(),
             sessions: HashMap::default(),
-            groups: BTreeMap::new(),
             requests: 0,
             addr_requests: HashMap::default(),
             pairs: HashSet::default(),
@@ -178,23 +180,60 @@ impl<C> Default for State<C> {
     }
 }
 
-impl<C: Clone> State<C> {
+impl<C> State<C> {
+    /// Changes the directory: applies `event` as a replay of the journal will, queues it for
+    /// the journal (the hub writes it once the lock is released), and keeps what is derived
+    /// from the directory in step (the online list's view of a user, the count of groups an
+    /// address made).
+    pub fn record(&mut self, event: Record) {
+        let (seen, group) = match &event {
+            Record::Status { user, .. }
+            | Record::Block { user, .. }
+            | Record::Unblock { user, .. } => (Some(user.clone()), None),
+            Record::GroupLeave { group, .. } => (None, Some(group.clone())),
+            _ => (None, None),
+        };
+        self.directory.record(event);
+        if let Some(user) = seen {
+            self.refresh_seen(&user);
+        }
+        if let Some(group) = group.filter(|g| self.directory.group(g).is_none()) {
+            if let Some(ip) = self.group_origin.remove(&group) {
+                self.groups_made.remove(ip);
+            }
+        }
+    }
+
     /// `name`'s status (available when unknown or unset).
     pub fn status_of(&self, name: &str) -> Status {
-        status_in(self.users.get(name))
+        status_in(&self.directory, name)
     }
 
     /// Whether `owner` has blocked `other`.
     pub fn blocks(&self, owner: &str, other: &str) -> bool {
-        self.users
-            .get(owner)
-            .is_some_and(|u| u.blocked.contains(other))
+        self.directory.blocks(owner, other)
     }
 
-    /// Puts `name` online on `conn`, with no chat session or direct-message port yet, and
-    /// gives them a directory record if they had none.
-    pub fn put_online(&mut self, name: &str, conn: C) {
-        self.users.entry(name.to_string()).or_default();
+    /// What others may see of `name`, from their record.
+    pub fn seen_of(&self, name: &str) -> Seen {
+        Seen {
+            status: self.status_of(name),
+            blocks_anyone: self.directory.blocks_anyone(name),
+        }
+    }
+
+    /// Copies a change of `name`'s status or blacklist to the online list (a no-op if
+    /// they are offline): [`State::record`] calls it for every change of either.
+    fn refresh_seen(&mut self, name: &str) {
+        let seen = self.seen_of(name);
+        self.online.set_seen(name, seen);
+    }
+}
+
+impl<C: Clone> State<C> {
+    /// Puts `name` online on `conn`, with no chat session or direct-message port yet;
+    /// `new_user` when this login made them a user.
+    pub fn put_online(&mut self, name: &str, conn: C, new_user: bool) {
         let seen = self.seen_of(name);
         self.online.insert(
             name,
@@ -202,18 +241,10 @@ impl<C: Clone> State<C> {
                 conn,
                 session: None,
                 p2p_port: None,
+                new_user,
             },
             seen,
         );
-    }
-
-    /// What others may see of `name`, from their record.
-    pub fn seen_of(&self, name: &str) -> Seen {
-        let record = self.users.get(name);
-        Seen {
-            status: status_in(record),
-            blocks_anyone: record.is_some_and(|u| !u.blocked.is_empty()),
-        }
     }
 
     /// Whether `viewer` may see that `subject`, of whom others see `seen`, is online: the
@@ -222,13 +253,6 @@ impl<C: Clone> State<C> {
         subject == viewer
             || (seen.status != Status::Invisible
                 && !(seen.blocks_anyone && self.blocks(subject, viewer)))
-    }
-
-    /// Copies a change of `name`'s status or blacklist to the online list (a no-op if
-    /// they are offline): every change of either goes through here.
-    pub fn refresh_seen(&mut self, name: &str) {
-        let seen = self.seen_of(name);
-        self.online.set_seen(name, seen);
     }
 
     /// Whether `viewer` may see that `subject` is online.
@@ -244,21 +268,5 @@ impl<C: Clone> State<C> {
     /// `name`'s started chat session, if any.
     pub fn session_of(&self, name: &str) -> Option<u32> {
         self.online.get(name).and_then(|o| o.session)
-    }
-
-    /// Takes `member` out of `group`, deleting the group when it empties (and counting it
-    /// down for the address that made it); whether they were a member.
-    pub fn leave_group(&mut self, group: &str, member: &str) -> bool {
-        let Some(g) = self.groups.get_mut(group) else {
-            return false;
-        };
-        let left = g.members.remove(member);
-        if g.members.is_empty() {
-            self.groups.remove(group);
-            if let Some(ip) = self.group_origin.remove(group) {
-                self.groups_made.remove(ip);
-            }
-        }
-        left
     }
 }

@@ -11,6 +11,8 @@ use crate::server::irc::numeric::*;
 use crate::server::irc::world::{unix_now, IrcUser};
 use crate::server::policy::{Expiry, SessionLimits, Timers};
 use crate::server::reader::{Input, ReadLines};
+use crate::server::render;
+use crate::server::rules::Refusal;
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -127,18 +129,18 @@ impl Session<'_> {
         }
         match self.hub.check_name(nick, self.ip()) {
             NameCheck::Ok { .. } => {}
-            NameCheck::Retry(line) if line.arg(0) == "already-online" => {
+            NameCheck::Retry(Refusal::AlreadyOnline(_)) => {
                 return NickCheck::Reply(r.num(
                     ERR_NICKNAMEINUSE,
                     &[nick],
                     "Nickname is already in use",
                 ));
             }
-            NameCheck::Retry(line) => {
-                let text = format!("Erroneous nickname: {}", line.text);
+            NameCheck::Retry(why) => {
+                let text = format!("Erroneous nickname: {}", said(why));
                 return NickCheck::Reply(r.num(ERR_ERRONEUSNICKNAME, &[nick], &text));
             }
-            NameCheck::Close(line) => return NickCheck::Close(line.text),
+            NameCheck::Close(why) => return NickCheck::Close(said(why)),
         }
         if !same_name(nick, current) && self.hub.online_case_twin(nick) {
             return NickCheck::Reply(r.num(
@@ -182,21 +184,21 @@ impl Session<'_> {
             };
             match self.hub.check_name(nick, self.ip()) {
                 NameCheck::Ok { .. } => {}
-                NameCheck::Retry(line) => {
-                    self.send(&r.num(ERR_ERRONEUSNICKNAME, &[nick], &line.text));
+                NameCheck::Retry(why) => {
+                    self.send(&r.num(ERR_ERRONEUSNICKNAME, &[nick], &said(why)));
                     return Registration::Retry;
                 }
-                NameCheck::Close(line) => {
-                    self.send(&closing(&line.text));
+                NameCheck::Close(why) => {
+                    self.send(&closing(&said(why)));
                     return Registration::Close;
                 }
             }
             match self.hub.check_password(nick, pass, self.ip()) {
                 PasswordCheck::Ok => {}
-                PasswordCheck::Retry(line) | PasswordCheck::Close(line) => {
+                PasswordCheck::Retry(why) | PasswordCheck::Close(why) => {
                     self.send(
                         &(r.num(ERR_PASSWDMISMATCH, &[], "Password incorrect")
-                            + &closing(&line.text)),
+                            + &closing(&said(why))),
                     );
                     return Registration::Close;
                 }
@@ -238,22 +240,21 @@ impl Session<'_> {
         // Read before the welcome goes out: whatever the client does once it has read it (a
         // test moving the clock too) comes after the idle clock started.
         let registered_at = self.ctx.ticks.now();
-        if let Err(line) = self.hub.login(nick, self.conn) {
+        if let Err(why) = self.hub.login(nick, self.conn) {
             self.world.unregister(nick, self.conn.id);
             self.enc.set_welcome(None);
             self.enc.set_nick("");
             self.nick.clear();
-            log::info!("IRC login of {nick} refused: {}", line.text);
-            let reply = match line.arg(0) {
-                "already-online" => {
+            let text = said(why.clone());
+            log::info!("IRC login of {nick} refused: {text}");
+            let reply = match why {
+                Refusal::AlreadyOnline(_) => {
                     self.replies()
                         .num(ERR_NICKNAMEINUSE, &[nick], "Nickname is already in use")
                 }
                 // A bound of the data directory (`user-limit`, `storage-full`): the text
                 // says which, and that a nick used before still works.
-                _ => self
-                    .replies()
-                    .num(ERR_ERRONEUSNICKNAME, &[nick], &line.text),
+                _ => self.replies().num(ERR_ERRONEUSNICKNAME, &[nick], &text),
             };
             self.send(&reply);
             return Registration::Retry;
@@ -509,4 +510,10 @@ fn clean_username(username: &str, nick: &str) -> String {
     } else {
         clean.to_string()
     }
+}
+
+/// What a refused login says, in the words the native door uses (the numeric is the IRC
+/// door's own).
+fn said(why: Refusal) -> String {
+    render::refusal(why).text
 }
