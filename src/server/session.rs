@@ -131,12 +131,12 @@ fn login(
     let timers = Timers::new(SessionLimits::of(hub.config()), ctx.connected);
     let mut pending_name: Option<String> = None;
     // A client that sent its name and password at once gets ASK password, WELCOME and its
-    // mail in one send (see `cork`); one that waits for each prompt, each prompt at once.
-    let mut cork = Burst::begin(hub, conn);
+    // mail in one send (see `outbox::burst`); one that waits for each prompt, each prompt at once.
+    let mut burst = Burst::begin(hub, conn);
     loop {
-        cork.before_read();
+        burst.before_read();
         let input = reader.next_line(conn, Deadline::new(ctx.ticks, timers.deadline()));
-        cork.after_read(reader.has_buffered_line());
+        burst.after_read(reader.has_buffered_line());
         let line = match classify(input, hub.config().max_line_bytes) {
             Ok(l) => l,
             Err(NotALine::Reply(l)) => {
@@ -272,12 +272,12 @@ fn command_loop(
     timers.logged_in(logged_in_at, Silence::Heartbeats { promised: false });
     let mut pace = Pace::new(&limits, logged_in_at);
     let mut awaiting_intro = false;
-    // Replies and deliveries of a burst of pipelined lines go out together (see `cork`).
-    let mut cork = Burst::begin(hub, conn);
+    // Replies and deliveries of a burst of pipelined lines go out together (see `outbox::burst`).
+    let mut burst = Burst::begin(hub, conn);
     loop {
-        cork.before_read();
+        burst.before_read();
         let input = reader.next_line(conn, Deadline::new(ctx.ticks, timers.deadline()));
-        cork.after_read(reader.has_buffered_line());
+        burst.after_read(reader.has_buffered_line());
         // One clock reading per line for all of its bookkeeping (a handful of them was 2 %
         // of the server's CPU in pairs 64).
         let now = ctx.ticks.now();
@@ -321,7 +321,7 @@ fn command_loop(
             _ if is_logout(&line) => {}
             Take::After(wait) => {
                 // What the lines before this one produced goes out before the wait.
-                cork.release();
+                burst.release();
                 if !pause(conn, ctx.ticks, now + wait) {
                     return (closed_reason(ctx), None);
                 }

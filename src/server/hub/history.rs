@@ -214,7 +214,7 @@ impl HistoryWriter {
 
     /// Queues `entry`, which its sender said to `peer`, for their conversation's log
     /// (entries are written in the order queued); true if the writer sleeps and must be
-    /// woken with [`HistoryWriter::wake`]. A corked session thread wakes it only after its
+    /// woken with [`HistoryWriter::wake`]. A session thread in a burst wakes it only after its
     /// lines have left: on a quiet server the writer's wake-up would otherwise run (and
     /// switch the core) between a message and its delivery.
     pub fn queue(&self, peer: &str, entry: HistoryRef<'_>) -> bool {

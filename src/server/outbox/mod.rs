@@ -608,7 +608,7 @@ impl Conn {
     }
 
     /// Writes what is queued now from the calling thread, and hands what the socket does not
-    /// take to the flusher (the end of a corked burst).
+    /// take to the flusher (the end of a burst).
     pub fn flush_or_hand_over(self: &Arc<Self>) {
         match self.flush_some() {
             Ok(true) => {}
@@ -622,7 +622,7 @@ impl Conn {
         }
     }
 
-    /// The end of a corked burst: the outbox is written now by the calling thread, or, for
+    /// The end of a burst: the outbox is written now by the calling thread, or, for
     /// a fan-out's many outboxes (`to_flusher`), left to the flusher so the sender gets back
     /// to its own client at once.
     ///
@@ -706,7 +706,7 @@ impl Conn {
         }
     }
 
-    /// Sends a final line and closes (writing it first even inside a corked burst).
+    /// Sends a final line and closes (writing it first even inside a burst).
     pub fn close_with(self: &Arc<Self>, line: &Line) {
         self.send(line);
         self.flush_now();

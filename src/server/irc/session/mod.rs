@@ -185,14 +185,14 @@ impl Session<'_> {
         // silence it is gone.
         timers.logged_in(registered_at, Silence::Ping { sent: false });
         let mut pace = Pace::new(&limits, registered_at);
-        // Replies and deliveries of a burst of pipelined lines go out together (see `cork`).
-        let mut cork = Burst::begin(self.hub, self.conn);
+        // Replies and deliveries of a burst of pipelined lines go out together (see `outbox::burst`).
+        let mut burst = Burst::begin(self.hub, self.conn);
         loop {
-            cork.before_read();
+            burst.before_read();
             let input = self
                 .reader
                 .next_line(self.conn, Deadline::new(ticks, timers.deadline()));
-            cork.after_read(self.reader.has_buffered_line());
+            burst.after_read(self.reader.has_buffered_line());
             let now = ticks.now();
             let line = match input {
                 Input::Line(l) => l,
@@ -249,7 +249,7 @@ impl Session<'_> {
                 match pace.take(now) {
                     Take::Now => {}
                     Take::After(wait) => {
-                        cork.release();
+                        burst.release();
                         if !pause(self.conn, ticks, now + wait) {
                             return self.closed_exit();
                         }
