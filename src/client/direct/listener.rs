@@ -19,7 +19,7 @@
 use super::admission::{Admission, AdmissionLimits, Ticket, Verdict};
 use super::warnings::Warnings;
 use super::wire::{
-    greeting, new_nonce, parse_private, read_line, verify, Deadline, LineRead, MAX_LINE_BYTES,
+    greeting, new_nonce, parse_private, read_line, verify, LineRead, ReadDeadline, MAX_LINE_BYTES,
 };
 use super::Book;
 use crate::client::ClientEvent;
@@ -285,7 +285,7 @@ fn receive(
     (&*stream)
         .write_all(greeting(&nonce).as_bytes())
         .map_err(DirectRefusal::Io)?;
-    let mut input = Deadline { stream, by };
+    let mut input = ReadDeadline { stream, by };
     let bytes = match read_line(&mut input, MAX_LINE_BYTES).map_err(DirectRefusal::Io)? {
         LineRead::Line(bytes) => bytes,
         LineRead::TooLong => {
@@ -390,7 +390,7 @@ fn serve(stream: TcpStream, shared: &ListenerShared, from: SocketAddr, by: Insta
 /// before the peer reads it.
 fn drain(stream: &TcpStream) {
     let _ = stream.shutdown(Shutdown::Write);
-    let mut input = Deadline {
+    let mut input = ReadDeadline {
         stream,
         by: Instant::now() + DRAIN,
     };

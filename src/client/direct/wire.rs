@@ -266,14 +266,14 @@ pub(super) fn read_line(input: &mut impl Read, limit: usize) -> io::Result<LineR
 
 /// A stream whose reads all end by one deadline, so a peer that trickles bytes cannot hold
 /// a thread for longer than [`TIMEOUT`] per line.
-pub(super) struct Deadline<'a> {
+pub(super) struct ReadDeadline<'a> {
     /// The connection.
     pub(super) stream: &'a TcpStream,
     /// When every read must have ended.
     pub(super) by: Instant,
 }
 
-impl Read for Deadline<'_> {
+impl Read for ReadDeadline<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let left = self.by.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -287,7 +287,7 @@ impl Read for Deadline<'_> {
 /// Reads one line from `stream` within [`TIMEOUT`].
 pub(super) fn read_line_in_time(stream: &TcpStream, limit: usize) -> io::Result<LineRead> {
     read_line(
-        &mut Deadline {
+        &mut ReadDeadline {
             stream,
             by: Instant::now() + TIMEOUT,
         },

@@ -32,9 +32,9 @@ impl Hub {
     pub fn check_name(&self, name: &str, ip: IpAddr) -> NameCheck {
         let config = &self.shared.config;
         let admission = match config.auth {
-            AuthMode::Open => login::Admission::Open,
-            AuthMode::Allowlist => login::Admission::Allowlist(&self.shared.credentials),
-            AuthMode::Password => login::Admission::Password,
+            AuthMode::Open => login::LoginMode::Open,
+            AuthMode::Allowlist => login::LoginMode::Allowlist(&self.shared.credentials),
+            AuthMode::Password => login::LoginMode::Password,
         };
         let locked_for = if valid_username(name) {
             let key = self.lock_key(name, ip);
@@ -258,7 +258,7 @@ impl Hub {
             let mail = Arc::new(mail);
             let try_live = || {
                 let current = self.shared.state.lock().conn(name);
-                current.is_some_and(|c| c.id != conn.id && c.send_rescuable(&live, &mail, None))
+                current.is_some_and(|c| c.id != conn.id && c.send_rescuable(&live, &mail))
             };
             if let Err(e) = self.shared.store.requeue(name, &mail, try_live) {
                 log::error!("store: could not keep a message for {name}: {e}");

@@ -17,7 +17,7 @@ const KEPT_OUTBOX_BYTES: usize = 256;
 
 /// Bytes waiting to be written to one socket.
 #[derive(Default)]
-pub(super) struct Queue {
+pub(super) struct Outbox {
     /// Unwritten bytes; `buf[start..]` is what is left.
     pub(super) buf: Vec<u8>,
     /// How much of `buf` has been written already.
@@ -50,7 +50,7 @@ pub(super) struct Queue {
     pub(super) burst: BurstState,
 }
 
-impl Queue {
+impl Outbox {
     /// Bytes not yet handed to the kernel, those being sent now included.
     pub(super) fn pending_len(&self) -> usize {
         self.buf.len() - self.start + self.in_flight

@@ -11,7 +11,7 @@ use crate::server::lockout::{AfterFailure, Reservation};
 
 /// Which names may log in, and how (`auth`).
 #[derive(Clone, Copy)]
-pub enum Admission<'a> {
+pub enum LoginMode<'a> {
     /// `auth = "open"`: any well-formed name, no password; an unknown one makes a new user.
     Open,
     /// `auth = "allowlist"`: the names of credentials.txt, no password.
@@ -53,7 +53,7 @@ pub enum PasswordCheck {
 /// then, so the hub takes its lock for no other login.
 pub fn check_name(
     name: &str,
-    admission: Admission<'_>,
+    admission: LoginMode<'_>,
     reject_duplicates: bool,
     locked_for: Option<u64>,
     online: impl FnOnce() -> bool,
@@ -65,15 +65,15 @@ pub fn check_name(
         return NameCheck::Close(Refusal::LockedOut(secs));
     }
     match admission {
-        Admission::Password => {
+        LoginMode::Password => {
             return NameCheck::Ok {
                 password_needed: true,
             }
         }
-        Admission::Allowlist(credentials) if !credentials.contains(name) => {
+        LoginMode::Allowlist(credentials) if !credentials.contains(name) => {
             return NameCheck::Retry(Refusal::NotListed);
         }
-        Admission::Allowlist(_) | Admission::Open => {}
+        LoginMode::Allowlist(_) | LoginMode::Open => {}
     }
     if reject_duplicates && online() {
         return NameCheck::Retry(Refusal::AlreadyOnline(name.to_string()));
@@ -333,29 +333,29 @@ mod tests {
         };
         let go = |password_needed| NameCheck::Ok { password_needed };
         assert_eq!(
-            check("-bad", Admission::Open, false, Some(9)),
+            check("-bad", LoginMode::Open, false, Some(9)),
             NameCheck::Retry(Refusal::BadName)
         );
         assert_eq!(
-            check("ann", Admission::Password, true, Some(9)),
+            check("ann", LoginMode::Password, true, Some(9)),
             NameCheck::Close(Refusal::LockedOut(9))
         );
         // A password is asked before anything about the name is told.
-        assert_eq!(check("ann", Admission::Password, true, None), go(true));
+        assert_eq!(check("ann", LoginMode::Password, true, None), go(true));
         let listed = Credentials::from_pairs([("bob", "pw")]);
         assert_eq!(
-            check("ann", Admission::Allowlist(&listed), false, None),
+            check("ann", LoginMode::Allowlist(&listed), false, None),
             NameCheck::Retry(Refusal::NotListed)
         );
         assert_eq!(
-            check("bob", Admission::Allowlist(&listed), true, None),
+            check("bob", LoginMode::Allowlist(&listed), true, None),
             go(false)
         );
         assert_eq!(
-            check("ann", Admission::Open, true, None),
+            check("ann", LoginMode::Open, true, None),
             NameCheck::Retry(Refusal::AlreadyOnline("ann".into()))
         );
-        assert_eq!(check("ann", Admission::Open, false, None), go(false));
+        assert_eq!(check("ann", LoginMode::Open, false, None), go(false));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 /// One command of a session, by one of a few users on one of a few groups.
 #[derive(Clone, Debug)]
-enum Command {
+enum Step {
     Login(&'static str),
     Logout(&'static str),
     Block(&'static str, &'static str),
@@ -23,30 +23,30 @@ enum Command {
     Kick(&'static str, &'static str),
 }
 
-fn any_command() -> impl Strategy<Value = Command> {
+fn any_command() -> impl Strategy<Value = Step> {
     let user = || prop::sample::select(vec!["ann", "bob", "cid"]);
     let group = || prop::sample::select(vec!["g", "h"]);
     let status = prop::sample::select(vec![Status::Available, Status::Busy, Status::Invisible]);
     let text = prop::sample::select(vec!["", "hello", "tab\there"]);
     prop_oneof![
-        user().prop_map(Command::Login),
-        user().prop_map(Command::Logout),
-        (user(), user()).prop_map(|(a, b)| Command::Block(a, b)),
-        (user(), user()).prop_map(|(a, b)| Command::Unblock(a, b)),
-        (user(), status).prop_map(|(a, s)| Command::Status(a, s)),
-        (user(), text).prop_map(|(a, t)| Command::Intro(a, t)),
-        (user(), group()).prop_map(|(a, g)| Command::Create(a, g)),
-        (user(), group()).prop_map(|(a, g)| Command::Join(a, g)),
-        (user(), group()).prop_map(|(a, g)| Command::Leave(a, g)),
-        (group(), user()).prop_map(|(g, a)| Command::Kick(g, a)),
+        user().prop_map(Step::Login),
+        user().prop_map(Step::Logout),
+        (user(), user()).prop_map(|(a, b)| Step::Block(a, b)),
+        (user(), user()).prop_map(|(a, b)| Step::Unblock(a, b)),
+        (user(), status).prop_map(|(a, s)| Step::Status(a, s)),
+        (user(), text).prop_map(|(a, t)| Step::Intro(a, t)),
+        (user(), group()).prop_map(|(a, g)| Step::Create(a, g)),
+        (user(), group()).prop_map(|(a, g)| Step::Join(a, g)),
+        (user(), group()).prop_map(|(a, g)| Step::Leave(a, g)),
+        (group(), user()).prop_map(|(g, a)| Step::Kick(g, a)),
     ]
 }
 
 /// Applies `command` at `now` as the hub would (open mode), with connection `id`.
-fn apply(state: &mut State<Fake>, now: u64, id: u64, command: &Command) {
+fn apply(state: &mut State<Fake>, now: u64, id: u64, command: &Step) {
     let open = Registry::Open;
     match *command {
-        Command::Login(name) => {
+        Step::Login(name) => {
             let conn = Fake {
                 id,
                 peer: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
@@ -59,25 +59,25 @@ fn apply(state: &mut State<Fake>, now: u64, id: u64, command: &Command) {
             };
             let _ = login::arrive(state, now, name, conn, policy);
         }
-        Command::Logout(name) => {
+        Step::Logout(name) => {
             if let Some(id) = state.online.get(name).map(|o| o.conn.id) {
                 let _ = login::depart(state, now, name, id, LogoutReason::Requested);
             }
         }
-        Command::Block(me, target) => drop(blacklist::block(state, open, me, target)),
-        Command::Unblock(me, target) => drop(blacklist::unblock(state, open, me, target)),
-        Command::Status(me, status) => drop(blacklist::set_status(state, me, status)),
-        Command::Intro(me, text) => drop(blacklist::set_intro(state, me, text)),
-        Command::Create(me, group) => {
+        Step::Block(me, target) => drop(blacklist::block(state, open, me, target)),
+        Step::Unblock(me, target) => drop(blacklist::unblock(state, open, me, target)),
+        Step::Status(me, status) => drop(blacklist::set_status(state, me, status)),
+        Step::Intro(me, text) => drop(blacklist::set_intro(state, me, text)),
+        Step::Create(me, group) => {
             let bounds = groups::NewGroups {
                 per_address: 1,
                 room: true,
             };
             drop(groups::create(state, me, group, Some(bounds)))
         }
-        Command::Join(me, group) => drop(groups::join(state, me, group)),
-        Command::Leave(me, group) => drop(groups::leave(state, me, group)),
-        Command::Kick(group, target) => drop(groups::remove_member(state, group, target)),
+        Step::Join(me, group) => drop(groups::join(state, me, group)),
+        Step::Leave(me, group) => drop(groups::leave(state, me, group)),
+        Step::Kick(group, target) => drop(groups::remove_member(state, group, target)),
     }
 }
 
