@@ -31,7 +31,7 @@ use access::LockKey;
 
 use super::encoder::FanOut;
 use super::lockout::{AfterFailure, Lockouts};
-use super::outbox::{Conn, FAN_OUT_QUEUED};
+use super::outbox::{AfterBurst, Conn, FAN_OUT_QUEUED};
 use super::render;
 use super::rules::{
     self, addresses, blacklist, directory, groups, login, messaging, sessions, ChatEvent, Outcome,
@@ -340,7 +340,11 @@ impl Hub {
 
     /// [`Hub::talk`], as an IRC NOTICE if `notice`; why it was not relayed, if it was not.
     pub fn talk_as(&self, me: &str, text: &str, notice: bool) -> Result<(), Refusal> {
-        let (n, other, conn) = sessions::partner(&self.shared.state.lock(), me)?;
+        let (found, from) = {
+            let state = self.shared.state.lock();
+            (sessions::partner(&state, me), state.conn(me))
+        };
+        let (n, other, conn) = found?;
         let unreachable = || Err(Refusal::PartnerGone(other.clone()));
         let Some(conn) = conn else {
             return unreachable();
@@ -354,6 +358,7 @@ impl Hub {
                 sender: me,
                 text,
             },
+            from.as_ref(),
         );
         let said = ChatEvent::Talk {
             session: n,
@@ -361,7 +366,7 @@ impl Hub {
             text: text.to_string(),
             notice,
         };
-        if !conn.send_event(&said) {
+        if !conn.send_event(&said, from.as_ref()) {
             return unreachable();
         }
         Ok(())
@@ -500,13 +505,13 @@ fn presence_targets(state: &ChatState, subject: &str) -> Vec<Arc<Conn>> {
         .collect()
 }
 
-/// An event for many (a presence notice), rendered once per
+/// An event for many from no session's burst (a presence notice), rendered once per
 /// distinct view: written now, or queued for the flusher for a crowd.
 fn send_to(conns: &[Arc<Conn>], event: &ChatEvent) {
     let fan_out = FanOut::new(event);
     let queue = conns.len() >= FAN_OUT_QUEUED;
     for c in conns {
-        c.send_fan_out(&fan_out, None, queue);
+        c.send_fan_out(&fan_out, None, queue, None);
     }
 }
 
@@ -519,7 +524,14 @@ fn new_pairing_secret() -> String {
 /// Sends each event to its connection.
 fn deliver(deliveries: Vec<(Arc<Conn>, ChatEvent)>) {
     for (conn, event) in deliveries {
-        conn.send_event(&event);
+        conn.send_event(&event, None);
+    }
+}
+
+/// The end of a session's burst wakes the history writer for the entries it queued.
+impl AfterBurst for Hub {
+    fn wake_history(&self) {
+        self.shared.history.wake();
     }
 }
 

@@ -132,7 +132,7 @@ fn login(
     let mut pending_name: Option<String> = None;
     // A client that sent its name and password at once gets ASK password, WELCOME and its
     // mail in one send (see `outbox::burst`); one that waits for each prompt, each prompt at once.
-    let mut burst = Burst::begin(conn);
+    let mut burst = Burst::begin(hub, conn);
     loop {
         burst.before_read();
         let input = reader.next_line(conn, Deadline::new(ctx.ticks, timers.deadline()));
@@ -273,7 +273,7 @@ fn command_loop(
     let mut pace = Pace::new(&limits, logged_in_at);
     let mut awaiting_intro = false;
     // Replies and deliveries of a burst of pipelined lines go out together (see `outbox::burst`).
-    let mut burst = Burst::begin(conn);
+    let mut burst = Burst::begin(hub, conn);
     loop {
         burst.before_read();
         let input = reader.next_line(conn, Deadline::new(ctx.ticks, timers.deadline()));

@@ -258,7 +258,7 @@ impl Hub {
             let mail = Arc::new(mail);
             let try_live = || {
                 let current = self.shared.state.lock().conn(name);
-                current.is_some_and(|c| c.id != conn.id && c.send_rescuable(&live, &mail))
+                current.is_some_and(|c| c.id != conn.id && c.send_rescuable(&live, &mail, None))
             };
             if let Err(e) = self.shared.store.requeue(name, &mail, try_live) {
                 log::error!("store: could not keep a message for {name}: {e}");

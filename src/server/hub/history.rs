@@ -168,9 +168,8 @@ struct Queue {
 
 /// How long the writer lets entries gather once the first one is queued: one `write` per
 /// conversation per round, and one wake-up of the writer per round, not per line. A
-/// `history` read does not wait for it. 10 ms rather than 2: pairs 64 spent a tenth of the
-/// server's CPU in this thread, most of it ext4's cost per `write`; side by side, 2.4 % more
-/// messages relayed at 2.2 % less CPU each. A `kill -9` loses at most this much history.
+/// `history` read does not wait for it. Writing at once instead costs pairs 64 much of
+/// its throughput (docs/performance.md). A `kill -9` loses at most this much history.
 const ROUND: Duration = Duration::from_millis(10);
 
 struct Inner {

@@ -16,7 +16,11 @@ impl Hub {
     /// as events.
     pub fn message_as(&self, me: &str, to: &str, text: String, notice: bool) -> Vec<ChatEvent> {
         let registry = self.registry();
-        let status = match messaging::private(&self.shared.state.lock(), registry, me, to) {
+        let (allowed, from) = {
+            let state = self.shared.state.lock();
+            (messaging::private(&state, registry, me, to), state.conn(me))
+        };
+        let status = match allowed {
             Ok(status) => status,
             Err(why) => return vec![ChatEvent::Refused(why)],
         };
@@ -33,22 +37,25 @@ impl Hub {
             text,
             id: crate::store::new_mail_id(),
         });
-        let delivered_now = match self.deliver_or_store_logged(to, &live, &mail, true) {
-            Ok(now) => now,
-            Err(e) => return vec![not_kept(&e)],
-        };
+        let delivered_now =
+            match self.deliver_or_store_logged(to, &live, &mail, true, from.as_ref()) {
+                Ok(now) => now,
+                Err(e) => return vec![not_kept(&e)],
+            };
         messaging::private_answer(me, to, status, delivered_now)
     }
 
     /// Delivers `live` to `to` if online; otherwise stores `mail` (durably, before returning).
-    /// Ok(true) = delivered now, Ok(false) = stored.
+    /// Ok(true) = delivered now, Ok(false) = stored. `from`: the sender's connection (its
+    /// burst holds the live line, see `outbox::burst`).
     pub(super) fn deliver_or_store(
         &self,
         to: &str,
         live: &ChatEvent,
         mail: &Arc<Mail>,
+        from: Option<&Arc<Conn>>,
     ) -> Result<bool, StoreError> {
-        self.deliver_or_store_logged(to, live, mail, false)
+        self.deliver_or_store_logged(to, live, mail, false, from)
     }
 
     /// [`Hub::deliver_or_store`] that, if `log`, also appends the private message to the
@@ -61,6 +68,7 @@ impl Hub {
         live: &ChatEvent,
         mail: &Arc<Mail>,
         log: bool,
+        from: Option<&Arc<Conn>>,
     ) -> Result<bool, StoreError> {
         let logged = std::cell::Cell::new(false);
         let log_once = || {
@@ -73,6 +81,7 @@ impl Hub {
                         sender: &mail.from,
                         text: &mail.text,
                     },
+                    from,
                 );
             }
         };
@@ -80,7 +89,7 @@ impl Hub {
             let conn = self.shared.state.lock().conn(to);
             conn.is_some_and(|c| {
                 log_once();
-                c.send_event_rescuable(live, mail)
+                c.send_event_rescuable(live, mail, from)
             })
         };
         if try_live() {
@@ -92,11 +101,20 @@ impl Hub {
     }
 
     /// Logs `entry`, which its sender said to `peer`, in their conversation's history.
-    pub(super) fn append_history(&self, peer: &str, entry: HistoryRef<'_>) {
+    /// `from`: the sender's connection.
+    pub(super) fn append_history(
+        &self,
+        peer: &str,
+        entry: HistoryRef<'_>,
+        from: Option<&Arc<Conn>>,
+    ) {
         // Queued at once, before the line that carries it is in any outbox: whatever is said
         // after it (a reply) is queued after it, and a `history` read by whoever has seen
-        // the line waits for it.
-        if self.shared.history.queue(peer, entry) {
+        // the line waits for it. Inside the sender's burst the writer is woken at the
+        // burst's end, after its lines left.
+        if self.shared.history.queue(peer, entry)
+            && !from.is_some_and(|f| f.wake_history_after_burst())
+        {
             self.shared.history.wake();
         }
     }
@@ -128,13 +146,17 @@ impl Hub {
         let echo = self.shared.config.broadcast_echo;
         match audience {
             Audience::Online => {
-                let (targets, skipped) =
-                    messaging::online_audience(&self.shared.state.lock(), me, echo);
+                let ((targets, skipped), from) = {
+                    let state = self.shared.state.lock();
+                    (messaging::online_audience(&state, me, echo), state.conn(me))
+                };
                 let fan_out = FanOut::new(&live);
                 let queue = targets.len() >= FAN_OUT_QUEUED;
                 let delivered = targets
                     .iter()
-                    .filter(|(c, counted)| c.send_fan_out(&fan_out, None, queue) && *counted)
+                    .filter(|(c, counted)| {
+                        c.send_fan_out(&fan_out, None, queue, from.as_ref()) && *counted
+                    })
                     .count();
                 vec![ChatEvent::BroadcastSent { delivered, skipped }]
             }
@@ -149,12 +171,13 @@ impl Hub {
                     id: crate::store::new_mail_id(),
                 });
                 let (mut live_n, mut stored_n, mut failed) = (0, 0, Vec::new());
+                let from = self.shared.state.lock().conn(me);
                 for to in names.iter().filter(|n| n.as_str() != me) {
                     let Some(invisible) = messaging::reach(&self.shared.state.lock(), me, to)
                     else {
                         continue;
                     };
-                    match self.deliver_or_store(to, &live, &mail) {
+                    match self.deliver_or_store(to, &live, &mail, from.as_ref()) {
                         // Invisible users count as offline, as everywhere else.
                         Ok(true) if invisible => stored_n += 1,
                         Ok(true) => live_n += 1,
@@ -167,7 +190,7 @@ impl Hub {
                         .state
                         .lock()
                         .conn(me)
-                        .map(|c| c.send_event(&live));
+                        .map(|c| c.send_event(&live, None));
                 }
                 let mut answer = vec![ChatEvent::BroadcastKept {
                     live: live_n,
@@ -187,6 +210,7 @@ impl Hub {
                 });
                 let mut answer = Vec::new();
                 let mut seen = BTreeSet::new();
+                let from = self.shared.state.lock().conn(me);
                 for to in users {
                     if !seen.insert(to.as_str()) {
                         continue;
@@ -200,13 +224,15 @@ impl Hub {
                             continue;
                         }
                     };
-                    answer.push(match self.deliver_or_store(to, &live, &mail) {
-                        // Invisible users count as offline, as everywhere else.
-                        Ok(true) if invisible => ChatEvent::Queued(to.clone()),
-                        Ok(true) => ChatEvent::Delivered(to.clone()),
-                        Ok(false) => ChatEvent::Queued(to.clone()),
-                        Err(e) => not_kept(&e),
-                    });
+                    answer.push(
+                        match self.deliver_or_store(to, &live, &mail, from.as_ref()) {
+                            // Invisible users count as offline, as everywhere else.
+                            Ok(true) if invisible => ChatEvent::Queued(to.clone()),
+                            Ok(true) => ChatEvent::Delivered(to.clone()),
+                            Ok(false) => ChatEvent::Queued(to.clone()),
+                            Err(e) => not_kept(&e),
+                        },
+                    );
                 }
                 answer
             }
@@ -284,7 +310,11 @@ impl Hub {
     pub fn group_send_as(&self, me: &str, name: &str, text: &str, notice: bool) -> Vec<ChatEvent> {
         // Each recipient with, under one lock, whether they count as offline
         // (invisible) and their connection if online.
-        let audience = messaging::group_audience(&self.shared.state.lock(), me, name);
+        let (audience, from) = {
+            let state = self.shared.state.lock();
+            (messaging::group_audience(&state, me, name), state.conn(me))
+        };
+        let from = from.as_ref();
         let members = match audience {
             Ok(members) => members,
             Err(why) => return vec![ChatEvent::Refused(why)],
@@ -312,11 +342,11 @@ impl Hub {
         for (m, invisible, conn) in &members {
             let sent = conn
                 .as_ref()
-                .is_some_and(|c| c.send_fan_out(&fan_out, Some(&mail), queue));
+                .is_some_and(|c| c.send_fan_out(&fan_out, Some(&mail), queue, from));
             let result = if sent {
                 Ok(true)
             } else {
-                self.deliver_or_store(m, &live, &mail)
+                self.deliver_or_store(m, &live, &mail, from)
             };
             match result {
                 // Invisible members count as offline, as everywhere else.

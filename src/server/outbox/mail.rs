@@ -58,8 +58,8 @@ impl Conn {
                     .expect(base + end, id.clone());
             }
         }
-        let held = outbox.burst.open;
-        self.append_locked(outbox, &out, None, held);
+        let hold = outbox.own_burst_hold();
+        self.append_locked(outbox, &out, None, hold);
     }
 
     /// Asks the kernel how much of the stream the peer's TCP has acknowledged, and counts

@@ -21,13 +21,14 @@ mod burst;
 mod flusher;
 mod queue;
 
-pub use burst::Burst;
+pub use burst::{AfterBurst, Burst};
 pub use flusher::Flusher;
 
 use super::rules::ChatEvent;
 use super::tls_session::{Opened, TlsSession};
 use crate::protocol::{Kind, Line};
 use crate::store::Mail;
+use burst::Hold;
 use flusher::HandOver;
 use parking_lot::{Mutex, MutexGuard};
 use queue::Outbox;
@@ -229,11 +230,13 @@ impl Conn {
         self.with_encoded(std::slice::from_ref(line), |b| self.send_bytes(b))
     }
 
-    /// Queues what `event` is for this client; false if the connection is closed.
-    pub fn send_event(self: &Arc<Self>, event: &ChatEvent) -> bool {
+    /// Queues what `event` is for this client; `from`: the connection whose client's line
+    /// caused it (its open burst holds the write, see `burst`). False if the connection is
+    /// closed.
+    pub fn send_event(self: &Arc<Self>, event: &ChatEvent, from: Option<&Arc<Conn>>) -> bool {
         self.with_bytes(
             |e, out| e.encode_event(event, out),
-            |b| self.send_inner(b, None),
+            |b| self.send_inner(b, None, from),
         )
     }
 
@@ -242,24 +245,35 @@ impl Conn {
     /// write is left to the flusher thread: lines that reach one client while its flush is
     /// pending then go out in one `send`, so a broadcaster pays a memory copy per recipient
     /// instead of a syscall, and many broadcasts in flight cost a syscall per recipient per
-    /// flusher round, not per line. False if the connection is closed.
+    /// flusher round, not per line. `from`: the sender's connection (its open burst holds
+    /// the write, see `burst`). False if the connection is closed.
     pub fn send_fan_out(
         self: &Arc<Self>,
         fan_out: &FanOut<'_>,
         mail: Option<&Arc<Mail>>,
         queue: bool,
+        from: Option<&Arc<Conn>>,
     ) -> bool {
         let mail = mail.map(Arc::clone);
         self.with_bytes(
             |e, out| e.encode_fan_out(fan_out, out),
             |bytes| {
                 if queue {
-                    self.queue_bytes(bytes, mail)
+                    self.queue_bytes(bytes, mail, from)
                 } else {
-                    self.send_inner(bytes, mail)
+                    self.send_inner(bytes, mail, from)
                 }
             },
         )
+    }
+
+    /// Queues one line delivered on behalf of `from`'s client, as [`Conn::send_event`]
+    /// does (tests of bursts).
+    #[cfg(test)]
+    pub fn deliver(self: &Arc<Self>, line: &Line, from: Option<&Arc<Conn>>) -> bool {
+        self.with_encoded(std::slice::from_ref(line), |b| {
+            self.send_inner(b, None, from)
+        })
     }
 
     /// Queues several lines with one write attempt.
@@ -269,33 +283,51 @@ impl Conn {
 
     /// Queues a message line that must not be lost: if the connection dies before the line
     /// is written, [`Conn::take_unsent_mail`] hands `mail` back for the offline mailbox.
-    pub fn send_rescuable(self: &Arc<Self>, line: &Line, mail: &Arc<Mail>) -> bool {
+    /// `from`: the sender's connection (its open burst holds the write, see `burst`).
+    pub fn send_rescuable(
+        self: &Arc<Self>,
+        line: &Line,
+        mail: &Arc<Mail>,
+        from: Option<&Arc<Conn>>,
+    ) -> bool {
         let mail = Arc::clone(mail);
         self.with_encoded(std::slice::from_ref(line), |b| {
-            self.send_inner(b, Some(mail))
+            self.send_inner(b, Some(mail), from)
         })
     }
 
     /// Queues a message that must not be lost (as [`Conn::send_rescuable`]).
-    pub fn send_event_rescuable(self: &Arc<Self>, event: &ChatEvent, mail: &Arc<Mail>) -> bool {
+    /// `from`: the sender's connection (its open burst holds the write, see `burst`).
+    pub fn send_event_rescuable(
+        self: &Arc<Self>,
+        event: &ChatEvent,
+        mail: &Arc<Mail>,
+        from: Option<&Arc<Conn>>,
+    ) -> bool {
         let mail = Arc::clone(mail);
         self.with_bytes(
             |e, out| e.encode_event(event, out),
-            |b| self.send_inner(b, Some(mail)),
+            |b| self.send_inner(b, Some(mail), from),
         )
     }
 
     /// Queues raw bytes, already in this client's wire format (no encoder applied).
     pub fn send_bytes(self: &Arc<Self>, bytes: &[u8]) -> bool {
-        self.send_inner(bytes, None)
+        self.send_inner(bytes, None, None)
     }
 
-    /// Queues bytes, written at once unless this connection's burst is open (its own thread
-    /// writes them at the burst's end, see `burst`).
-    fn send_inner(self: &Arc<Self>, bytes: &[u8], mail: Option<Arc<Mail>>) -> bool {
+    /// Queues bytes, written at once unless a burst holds them: this connection's own (its
+    /// thread writes them at its end) or, for a delivery, the sender's (`from`).
+    fn send_inner(
+        self: &Arc<Self>,
+        bytes: &[u8],
+        mail: Option<Arc<Mail>>,
+        from: Option<&Arc<Conn>>,
+    ) -> bool {
         if bytes.is_empty() {
             return !self.is_closed();
         }
+        let from = from.filter(|f| f.id != self.id && f.burst_open());
         let mut outbox = self.outbox.lock();
         if self.is_closed() {
             return false;
@@ -305,9 +337,14 @@ impl Conn {
             self.drop_non_reader();
             return false;
         };
-        let held = outbox.burst.open;
+        // Inside a burst, the write waits for the end of the burst.
+        let hold = match from {
+            _ if outbox.burst.open => Hold::Own,
+            Some(from) => Hold::Sender(from),
+            None => Hold::None,
+        };
         let mut rest = &*sealed;
-        if outbox.is_empty() && !held {
+        if outbox.is_empty() && matches!(hold, Hold::None) {
             match send_nonblocking(&self.stream, rest) {
                 Ok(n) if n == rest.len() => {
                     outbox.written += n as u64;
@@ -333,20 +370,20 @@ impl Conn {
             self.drop_non_reader();
             return false;
         }
-        self.append_locked(outbox, rest, mail, held);
+        self.append_locked(outbox, rest, mail, hold);
         true
     }
 
     /// Appends bytes to the locked outbox (with the message to rescue if they are never
-    /// written) and, if it was empty, hands the connection to the flusher, unless its burst
-    /// is open (`held`: its own thread writes it at the burst's end). If the flusher is
-    /// gone, the server is stopping.
+    /// written) and, if it was empty, hands the connection to whoever finishes the write:
+    /// as `hold` says: this connection's own burst, the sender's, or the flusher (if the
+    /// flusher is gone, the server is stopping).
     fn append_locked(
         self: &Arc<Self>,
         mut outbox: MutexGuard<'_, Outbox>,
         bytes: &[u8],
         mail: Option<Arc<Mail>>,
-        held: bool,
+        hold: Hold<'_>,
     ) {
         let was_empty = outbox.is_empty();
         outbox.push(bytes);
@@ -357,8 +394,14 @@ impl Conn {
         if was_empty {
             outbox.stalled_since = Some(Instant::now());
             drop(outbox);
-            if !held {
-                self.flusher.hand_over(self);
+            match hold {
+                Hold::Own => {}
+                Hold::Sender(from) => {
+                    if !from.hold_for_burst(self) {
+                        self.flusher.hand_over(self);
+                    }
+                }
+                Hold::None => self.flusher.hand_over(self),
             }
         }
     }
@@ -375,19 +418,34 @@ impl Conn {
     }
 
     /// Queues a line for the flusher to write, as a fan-out with `queue` does (tests of
-    /// the flusher).
+    /// the flusher and of bursts); `from` as for [`Conn::send_fan_out`].
     #[cfg(test)]
-    pub fn queue_shared(self: &Arc<Self>, line: &Line, _native_wire: &str) -> bool {
+    pub fn queue_shared(
+        self: &Arc<Self>,
+        line: &Line,
+        _native_wire: &str,
+        from: Option<&Arc<Conn>>,
+    ) -> bool {
         self.with_encoded(std::slice::from_ref(line), |bytes| {
-            self.queue_bytes(bytes, None)
+            self.queue_bytes(bytes, None, from)
         })
     }
 
-    /// Appends bytes for the flusher to write (see [`Conn::send_fan_out`]).
-    fn queue_bytes(self: &Arc<Self>, bytes: &[u8], mail: Option<Arc<Mail>>) -> bool {
+    /// Appends bytes for the flusher to write (see [`Conn::send_fan_out`]), or for the end
+    /// of the sender's burst if more of it is waiting (see `burst`).
+    fn queue_bytes(
+        self: &Arc<Self>,
+        bytes: &[u8],
+        mail: Option<Arc<Mail>>,
+        from: Option<&Arc<Conn>>,
+    ) -> bool {
         if bytes.is_empty() {
             return !self.is_closed();
         }
+        let hold = match from {
+            Some(from) if from.id != self.id && from.burst_holds_fan_out() => Hold::Sender(from),
+            _ => Hold::None,
+        };
         let mut outbox = self.outbox.lock();
         if self.is_closed() {
             return false;
@@ -400,7 +458,7 @@ impl Conn {
             self.drop_non_reader();
             return false;
         };
-        self.append_locked(outbox, &sealed, mail, false);
+        self.append_locked(outbox, &sealed, mail, hold);
         true
     }
 
@@ -420,8 +478,8 @@ impl Conn {
             };
             // Inside its burst (a login) the burst's end writes it, if nobody did before:
             // no wake-up of the flusher for lines the caller is about to write.
-            let held = outbox.burst.open;
-            self.append_locked(outbox, &sealed, None, held);
+            let hold = outbox.own_burst_hold();
+            self.append_locked(outbox, &sealed, None, hold);
         });
     }
 

@@ -69,7 +69,7 @@ fn a_client_that_stopped_reading_does_not_hold_up_the_flusher_for_the_others() {
     // Far more than the sockets hold: the flusher is left waiting on this one.
     let big = Line::info("n", "x".repeat(4000));
     for _ in 0..1000 {
-        assert!(stalled.queue_shared(&big, &big.to_wire()));
+        assert!(stalled.queue_shared(&big, &big.to_wire(), None));
     }
     std::thread::sleep(Duration::from_millis(200));
     assert!(
@@ -78,7 +78,7 @@ fn a_client_that_stopped_reading_does_not_hold_up_the_flusher_for_the_others() {
     );
 
     let line = Line::info("n", "for the others");
-    assert!(other.queue_shared(&line, &line.to_wire()));
+    assert!(other.queue_shared(&line, &line.to_wire(), None));
     other_client
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -122,7 +122,7 @@ fn many_threads_queueing_while_the_flusher_sends_lose_and_reorder_nothing() {
                     // flusher, or queued and flushed by this thread (as a login does).
                     match i % 3 {
                         0 => assert!(conn.send(&line)),
-                        1 => assert!(conn.queue_shared(&line, &line.to_wire())),
+                        1 => assert!(conn.queue_shared(&line, &line.to_wire(), None)),
                         _ => {
                             conn.enqueue_all(std::slice::from_ref(&line));
                             conn.flush_now();

@@ -61,6 +61,23 @@ impl Conn {
         }
     }
 
+    /// The end of a burst: the outbox is written now by the calling thread, or, for
+    /// a fan-out's many outboxes (`to_flusher`), left to the flusher so the sender gets back
+    /// to its own client at once.
+    ///
+    /// A burst for one or a few recipients is always written by its sender: handing it to
+    /// the flusher when the server was busy saved sends but made the one flusher thread,
+    /// which the scheduler gives no more time than any session thread, the queue every
+    /// private message waited in (docs/performance.md, "Writes batched on a busy server,
+    /// then not").
+    pub fn release_burst(self: &Arc<Self>, to_flusher: bool) {
+        if to_flusher {
+            self.flusher.hand_over(self);
+        } else {
+            self.flush_or_hand_over();
+        }
+    }
+
     /// Writes as much of the outbox as the socket takes now. Returns `Ok(true)` when the
     /// outbox is empty, or when another thread is sending it now (that thread also writes
     /// what is appended meanwhile). On `Ok(false)` (the socket is full) the caller must leave

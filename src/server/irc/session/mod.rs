@@ -186,7 +186,7 @@ impl Session<'_> {
         timers.logged_in(registered_at, Silence::Ping { sent: false });
         let mut pace = Pace::new(&limits, registered_at);
         // Replies and deliveries of a burst of pipelined lines go out together (see `outbox::burst`).
-        let mut burst = Burst::begin(self.conn);
+        let mut burst = Burst::begin(self.hub, self.conn);
         loop {
             burst.before_read();
             let input = self
