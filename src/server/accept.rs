@@ -2,11 +2,16 @@
 //! gets a thread, the socket options every connection has, the connection thread itself, and
 //! the goodbye at shutdown.
 
-use super::door::{Door, DoorEncoder};
+use super::door::Door;
+use super::encoder::Encoder;
 use super::hub::Hub;
+use super::irc::IrcEncoder;
+use super::native::{NativeReader, Terminal};
 use super::outbox::{self, Conn};
+use super::session::SessionContext;
 use super::tls_session::TlsSession;
 use super::{capacity, irc, session, Core, ServerShared, PROTOCOL_VERSION};
+use super::{prose, web};
 use crate::protocol::Line;
 use socket2::{SockRef, TcpKeepalive};
 use std::io::Write;
@@ -59,7 +64,7 @@ impl Core {
             );
             refuse(
                 stream,
-                &door.refusal("full", "The server is full; please try again later."),
+                &refusal(door, "full", "The server is full; please try again later."),
             );
             return;
         }
@@ -70,7 +75,8 @@ impl Core {
             );
             refuse(
                 stream,
-                &door.refusal(
+                &refusal(
+                    door,
                     "full",
                     "Too many connections from your address; please try again later.",
                 ),
@@ -94,7 +100,7 @@ impl Core {
             }
             _ => None,
         };
-        let encoder = door.encoder();
+        let encoder = DoorEncoder::for_door(door);
         let conn = Conn::new_tls(
             id,
             stream,
@@ -179,7 +185,7 @@ fn connection_thread(
         door,
         terminal: encoder.terminal(),
     };
-    door.serve(hub, conn, &ctx, encoder);
+    encoder.serve(hub, conn, &ctx);
     if let Some(painted) = painted {
         shared.stack_gauge.record(painted.finish());
     }
@@ -216,6 +222,73 @@ fn refuse(mut stream: TcpStream, refusal: &[u8]) {
         }
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// A connection's encoder as its door's session keeps it: the session changes what the
+/// encoder does (the native door's switch to tagged lines, the IRC door's nick and
+/// capabilities), so it holds the same encoder the connection writes with.
+enum DoorEncoder {
+    /// The native door's prose or tagged lines.
+    Native(Arc<Terminal>),
+    /// The IRC door's lines.
+    Irc(Arc<IrcEncoder>),
+    /// The web door's WebSocket frames (no state).
+    Web,
+}
+
+impl DoorEncoder {
+    /// How lines are written to a new client of this door.
+    fn for_door(door: Door) -> DoorEncoder {
+        match door {
+            Door::Native | Door::NativeTls => DoorEncoder::Native(Arc::new(Terminal::new())),
+            Door::Irc | Door::IrcTls => DoorEncoder::Irc(Arc::new(IrcEncoder::default())),
+            Door::Web | Door::WebTls => DoorEncoder::Web,
+        }
+    }
+
+    /// Serves one accepted connection of this door until it ends (this is the encoder its
+    /// connection was given).
+    fn serve(&self, hub: &Hub, conn: &Arc<Conn>, ctx: &SessionContext<'_>) {
+        match self {
+            DoorEncoder::Native(terminal) => {
+                let max = hub.config().max_line_bytes;
+                let mut reader = NativeReader::new(max, Arc::clone(terminal));
+                session::serve(hub, conn, &mut reader, ctx);
+            }
+            DoorEncoder::Irc(encoder) => irc::serve(hub, conn, ctx, ctx.irc, encoder),
+            DoorEncoder::Web => web::serve(hub, conn, ctx),
+        }
+    }
+
+    /// The encoder for the connection.
+    fn for_conn(&self) -> Box<dyn Encoder> {
+        match self {
+            DoorEncoder::Native(terminal) => Box::new(Arc::clone(terminal)),
+            DoorEncoder::Irc(encoder) => Box::new(Arc::clone(encoder)),
+            DoorEncoder::Web => Box::new(web::WsEncoder),
+        }
+    }
+
+    /// The native door's encoder, if it is one.
+    pub(crate) fn terminal(&self) -> Option<&Terminal> {
+        match self {
+            DoorEncoder::Native(terminal) => Some(terminal),
+            _ => None,
+        }
+    }
+}
+
+/// The bytes that tell a client of this door it was refused (server full), before its
+/// connection is closed.
+fn refusal(door: Door, reason: &str, text: &str) -> Vec<u8> {
+    match door {
+        // Before anyone could ask for tagged lines: what a person at telnet reads.
+        Door::Native => prose::render(&Line::bye(reason, text)).into_bytes(),
+        Door::Irc => format!("ERROR :Closing Link: * ({reason}: {text})\r\n").into_bytes(),
+        Door::Web => web::refusal(text),
+        // Plain bytes would only break the client's handshake: it sees the close.
+        Door::NativeTls | Door::IrcTls | Door::WebTls => Vec::new(),
+    }
 }
 
 #[cfg(test)]

@@ -6,19 +6,13 @@
 //! A page only probed (`or $0`, as a frame larger than a page is entered) keeps its
 //! pattern, so the depth found can be short of the true one by less than a page.
 
-use super::stack::{stack_bounds, stack_pointer};
-use std::cell::Cell;
+use super::stack::{set_painted, stack_bounds, stack_pointer};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 const PATTERN: u64 = 0x5a5a_a5a5_5a5a_a5a5;
 /// Left unpainted under the painter's own frame.
 const MARGIN: usize = 512;
-
-thread_local! {
-    /// Whether this thread's stack is painted (its pages must then stay as they are).
-    static PAINTED: Cell<bool> = const { Cell::new(false) };
-}
 
 /// One server's switch and result: whether its connection threads measure their stack
 /// use, and the deepest use measured so far.
@@ -49,11 +43,6 @@ impl StackGauge {
     }
 }
 
-/// Whether the calling thread's stack is painted.
-pub fn painted() -> bool {
-    PAINTED.with(Cell::get)
-}
-
 /// A painted stack, measured when [`Painted::finish`] is called.
 pub struct Painted {
     low: usize,
@@ -77,7 +66,7 @@ pub fn paint(gauge: &StackGauge) -> Option<Painted> {
         unsafe { std::ptr::write_volatile(at as *mut u64, PATTERN) };
         at += 8;
     }
-    PAINTED.with(|p| p.set(true));
+    set_painted(true);
     Some(Painted { low, high })
 }
 
@@ -90,7 +79,7 @@ impl Painted {
         while at < self.high && unsafe { std::ptr::read_volatile(at as *const u64) } == PATTERN {
             at += 8;
         }
-        PAINTED.with(|p| p.set(false));
+        set_painted(false);
         self.high - at
     }
 }

@@ -7,8 +7,23 @@
 //! [`release_unused_stack`] hands the pages below the caller's frame back (they read as
 //! zeros when touched again). The stack's size, hence its overflow margin, is unchanged.
 
-use super::gauge;
 use std::time::{Duration, Instant};
+
+thread_local! {
+    /// Whether this thread's stack is painted by the stack gauge (its pages must then stay
+    /// as they are: released pages read as zeros and would look used).
+    static PAINTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Records whether the calling thread's stack is painted (`gauge::paint`, `finish`).
+pub(super) fn set_painted(painted: bool) {
+    PAINTED.with(|p| p.set(painted));
+}
+
+/// Whether the calling thread's stack is painted.
+fn painted() -> bool {
+    PAINTED.with(std::cell::Cell::get)
+}
 
 /// The usable part of the calling thread's stack, `(low, high)` addresses (the guard page
 /// below `low` excluded); `None` where it cannot be known.
@@ -75,7 +90,7 @@ thread_local! {
 #[inline(never)]
 #[allow(unsafe_code)]
 fn release_below(low: usize, high: usize) {
-    if gauge::painted() {
+    if painted() {
         // Released pages read as zeros: they would look used.
         return;
     }

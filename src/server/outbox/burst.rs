@@ -28,7 +28,6 @@
 //! undelivered messages back to the mailbox like any other unwritten line (see
 //! `Conn::take_unsent_mail`).
 
-use super::queue::Outbox;
 use super::{Conn, FAN_OUT_QUEUED};
 use std::sync::Arc;
 
@@ -146,18 +145,6 @@ pub(super) enum Hold<'a> {
     Sender(&'a Arc<Conn>),
     /// The flusher.
     None,
-}
-
-impl Outbox {
-    /// How bytes queued now for this connection's own client wait: for its open burst's
-    /// end, or for the flusher.
-    pub(super) fn own_burst_hold(&self) -> Hold<'static> {
-        if self.burst.open {
-            Hold::Own
-        } else {
-            Hold::None
-        }
-    }
 }
 
 /// The burst of a connection, as its own session thread drives it (see `burst`).

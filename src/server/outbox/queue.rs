@@ -3,7 +3,7 @@
 //! peer's acknowledgement, and a TLS door's record layer. Memory only: the socket is
 //! written by [`super::Conn`].
 
-use super::burst::BurstState;
+use super::burst::{BurstState, Hold};
 use crate::server::receipts::Receipts;
 use crate::server::tls_session::TlsSession;
 use crate::store::Mail;
@@ -120,6 +120,18 @@ impl Outbox {
             if self.buf.capacity() > KEPT_OUTBOX_BYTES {
                 self.buf = Vec::new();
             }
+        }
+    }
+}
+
+impl Outbox {
+    /// How bytes queued now for this connection's own client wait: for its open burst's
+    /// end, or for the flusher.
+    pub(super) fn own_burst_hold(&self) -> Hold<'static> {
+        if self.burst.open {
+            Hold::Own
+        } else {
+            Hold::None
         }
     }
 }
