@@ -6,6 +6,7 @@ use super::rules::{
 };
 use crate::clock::format_utc;
 use crate::protocol::{Kind, Line};
+use crate::store::{Mail, MailKind};
 
 /// Appends the lines of `event` to `out`.
 pub fn render_into(event: ChatEvent, out: &mut Vec<Line>) {
@@ -142,6 +143,9 @@ pub fn line(event: ChatEvent) -> Line {
             "status",
             format!("Your status is {status} (change it with 'status available')."),
         ),
+        ChatEvent::OfflineMail(0) => Line::info("no-mail", "No messages received while offline."),
+        ChatEvent::OfflineMail(n) => Line::info("mail", format!("Your offline messages ({n}):")),
+        ChatEvent::Mail(m) => mail_line(&m),
         ChatEvent::Sent(to) => ok("sent", format!("Your message was sent to {to}.")),
         ChatEvent::Queued(to) => ok(
             "queued",
@@ -575,12 +579,32 @@ pub fn refusal(r: Refusal) -> Line {
             "storage-full",
             format!("the server's storage is full ({limit} bytes); the message was not stored and will not be delivered"),
         ),
+        Refusal::MailUnreadable => (
+            "store-failed",
+            "your offline messages could not be read; they are kept for next time".to_string(),
+        ),
         Refusal::NotKept(NotKept::Failed) => (
             "store-failed",
             "the server could not save the message; it was not delivered".to_string(),
         ),
     };
     Line::err(code, text)
+}
+
+/// `MAIL from time kind id text`: a message kept while its receiver was offline.
+fn mail_line(m: &Mail) -> Line {
+    let kind = match &m.kind {
+        MailKind::Private => "private".to_string(),
+        MailKind::Broadcast => "broadcast".to_string(),
+        MailKind::Group(g) => format!("group:{g}"),
+    };
+    Line::new(
+        Kind::Mail,
+        &[&m.from, &format_utc(m.sent_at), &kind, &m.id],
+        // Escaped again as it is read back, like intros and history: a mailbox may predate
+        // the rule or have been edited by hand.
+        crate::protocol::sanitize_text(&m.text),
+    )
 }
 
 #[cfg(test)]

@@ -111,7 +111,7 @@ impl Hub {
         // and the offline mail comes right after WELCOME, before any live line. The mail
         // stays in the mailbox until the client's TCP acknowledged it (see `delivery`).
         let read = self.shared.store.read_mail_with(name, |mail| {
-            let result = self.go_online(name, conn, &opening_lines(mail));
+            let result = self.go_online(name, conn, &opening_events(mail));
             (result, !mail.is_empty())
         });
         let result = match read {
@@ -123,10 +123,7 @@ impl Hub {
             }
             Err(e) => {
                 log::error!("store: could not read {name}'s mailbox: {e}");
-                let failed = err(
-                    "store-failed",
-                    "your offline messages could not be read; they are kept for next time",
-                );
+                let failed = ChatEvent::Refused(Refusal::MailUnreadable);
                 self.go_online(name, conn, &[(failed, None)])
             }
         };
@@ -159,7 +156,7 @@ impl Hub {
         &self,
         name: &str,
         conn: &Arc<Conn>,
-        opening: &[(Line, Option<String>)],
+        opening: &[(ChatEvent, Option<String>)],
     ) -> Result<Joined, Refusal> {
         let config = &self.shared.config;
         let open = config.auth == AuthMode::Open;
@@ -171,20 +168,20 @@ impl Hub {
         let now = self.now();
         let mut state = self.shared.state.lock();
         let arrival = login::arrive(&mut state, now, name, Arc::clone(conn), policy)?;
-        let mut lines = vec![render::line(ChatEvent::Welcome(name.to_string()))];
+        let mut events = vec![ChatEvent::Welcome(name.to_string())];
         let mut mail_ids = vec![None];
-        for (line, id) in opening {
-            lines.push(line.clone());
+        for (event, id) in opening {
+            events.push(event.clone());
             mail_ids.push(id.clone());
         }
         if arrival.status != Status::Available {
-            lines.push(render::line(ChatEvent::StatusReminder(arrival.status)));
+            events.push(ChatEvent::StatusReminder(arrival.status));
             mail_ids.push(None);
         }
         if mail_ids.iter().any(Option::is_some) {
-            conn.enqueue_tracked(&lines, &mail_ids);
+            conn.enqueue_tracked(&events, &mail_ids);
         } else {
-            conn.enqueue_all(&lines);
+            conn.enqueue_all(&events);
         }
         let notify = if arrival.announce {
             self.presence_targets_now(&state, name, &["login"])
@@ -254,11 +251,12 @@ impl Hub {
             unsent.len()
         );
         for mail in unsent {
-            let live = live_line(&mail);
+            let live = live_event(&mail);
             let mail = Arc::new(mail);
             let try_live = || {
                 let current = self.shared.state.lock().conn(name);
-                current.is_some_and(|c| c.id != conn.id && c.send_rescuable(&live, &mail, None))
+                current
+                    .is_some_and(|c| c.id != conn.id && c.send_event_rescuable(&live, &mail, None))
             };
             if let Err(e) = self.shared.store.requeue(name, &mail, try_live) {
                 log::error!("store: could not keep a message for {name}: {e}");
@@ -267,43 +265,36 @@ impl Hub {
     }
 }
 
-fn mail_line(m: &Mail) -> Line {
-    let kind = match &m.kind {
-        MailKind::Private => "private".to_string(),
-        MailKind::Broadcast => "broadcast".to_string(),
-        MailKind::Group(g) => format!("group:{g}"),
-    };
-    Line::new(
-        Kind::Mail,
-        &[&m.from, &format_utc(m.sent_at), &kind, &m.id],
-        // Escaped again as it is read back, like intros and history: a mailbox may predate
-        // the rule or have been edited by hand.
-        crate::protocol::sanitize_text(&m.text),
-    )
-}
-
 /// How a stored message looks when delivered live.
-fn live_line(m: &Mail) -> Line {
+fn live_event(m: &Mail) -> ChatEvent {
+    let (from, text) = (m.from.clone(), m.text.clone());
     match &m.kind {
-        MailKind::Private => Line::new(Kind::Msg, &[&m.from], m.text.clone()),
-        MailKind::Broadcast => Line::new(Kind::Bcast, &[&m.from], m.text.clone()),
-        MailKind::Group(g) => Line::new(Kind::Group, &[g, &m.from], m.text.clone()),
+        MailKind::Private => ChatEvent::Message {
+            from,
+            text,
+            notice: false,
+        },
+        MailKind::Broadcast => ChatEvent::Broadcast {
+            from,
+            text,
+            notice: false,
+        },
+        MailKind::Group(g) => ChatEvent::GroupMessage {
+            group: g.clone(),
+            from,
+            text,
+            notice: false,
+        },
     }
 }
 
-/// What follows WELCOME: the offline mail (each `MAIL` line with the id of the mail it
-/// carries), or word that there is none.
-fn opening_lines(mail: &[Mail]) -> Vec<(Line, Option<String>)> {
-    if mail.is_empty() {
-        return vec![(
-            Line::info("no-mail", "No messages received while offline."),
-            None,
-        )];
-    }
-    let mut lines = vec![(
-        Line::info("mail", format!("Your offline messages ({}):", mail.len())),
-        None,
-    )];
-    lines.extend(mail.iter().map(|m| (mail_line(m), Some(m.id.clone()))));
-    lines
+/// What follows WELCOME: the offline mail (each with the id of the mail it carries), or
+/// word that there is none.
+fn opening_events(mail: &[Mail]) -> Vec<(ChatEvent, Option<String>)> {
+    let mut events = vec![(ChatEvent::OfflineMail(mail.len()), None)];
+    events.extend(
+        mail.iter()
+            .map(|m| (ChatEvent::Mail(m.clone()), Some(m.id.clone()))),
+    );
+    events
 }

@@ -171,37 +171,35 @@ fn follow_session(client: &mut ClientState, event: &ChatEvent) {
 impl Encoder for IrcEncoder {
     fn encode(&self, line: &Line, out: &mut Vec<u8>) {
         let mut client = self.client.lock();
-        match line.kind {
-            Kind::Welcome => {
-                if let Some(burst) = client.welcome.take() {
-                    out.extend_from_slice(&burst);
-                }
-                return;
-            }
-            // The replies to the client's own `accept`, `end` and `decline`.
-            Kind::Session => match line.arg(0) {
+        // The replies to the client's own `accept`, `end` and `decline`.
+        if line.kind == Kind::Session {
+            match line.arg(0) {
                 "started" => client.partner = Some(line.arg(2).to_string()),
                 "ended" | "declined" if client.partner.as_deref() == Some(line.arg(2)) => {
                     client.partner = None;
                 }
                 _ => {}
-            },
-            _ => {}
+            }
         }
-        let today = if line.kind == Kind::Mail {
-            crate::clock::format_utc(world::unix_now())
-        } else {
-            String::new()
-        };
-        self.with_view(&client, &today[..10.min(today.len())], |view, people| {
-            translate::line(line, view, people, out);
-        });
+        self.with_view(&client, "", |view, _| translate::line(line, view, out));
     }
 
     fn encode_event(&self, event: &ChatEvent, out: &mut Vec<u8>) {
         let mut client = self.client.lock();
+        // WELCOME is replaced by the registration burst, which the encoder keeps ready.
+        if let ChatEvent::Welcome(_) = event {
+            if let Some(burst) = client.welcome.take() {
+                out.extend_from_slice(&burst);
+            }
+            return;
+        }
         follow_session(&mut client, event);
-        self.with_view(&client, "", |view, people| {
+        // Today's date shortens the times of today's stored messages.
+        let today = match event {
+            ChatEvent::Mail(_) => crate::clock::format_utc(world::unix_now()),
+            _ => String::new(),
+        };
+        self.with_view(&client, &today[..10.min(today.len())], |view, people| {
             translate::event(event, view, people, out);
         });
     }

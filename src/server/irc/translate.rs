@@ -21,6 +21,7 @@ use super::message::{format, overhead, split_text};
 use crate::protocol::{Kind, Line};
 use crate::server::render;
 use crate::server::rules::ChatEvent;
+use crate::store::MailKind;
 
 /// The pseudo-user that carries lanchat's own commands and notices: `/msg *lanchat help`.
 pub const SERVICE: &str = "*lanchat";
@@ -328,9 +329,42 @@ pub fn event(event: &ChatEvent, view: &View<'_>, people: &dyn People, out: &mut 
             summary_changes(changes, view, people, out);
             summary_notice(*more, view, out);
         }
+        ChatEvent::Mail(mail) => {
+            let time = crate::clock::format_utc(mail.sent_at);
+            let place = match &mail.kind {
+                MailKind::Private => None,
+                MailKind::Broadcast => Some(view.lobby.to_string()),
+                MailKind::Group(g) => Some(format!("#{g}")),
+            };
+            // Escaped again as it is read back (a mailbox may predate the rule); `say`
+            // restores IRC's own control characters, as for a live message.
+            let body = crate::protocol::sanitize_text(&mail.text);
+            let (tags, text) = if view.server_time {
+                let text = match place {
+                    Some(p) => format!("[{p}] {}", body),
+                    None => body.to_string(),
+                };
+                (Some(time_tag(&time)), text)
+            } else {
+                let when = short_time(&time, view.today);
+                let text = match place {
+                    Some(p) => format!("{} {p}] {}", when.trim_end_matches(']'), body),
+                    None => format!("{when} {}", body),
+                };
+                (None, text)
+            };
+            say(
+                out,
+                tags.as_deref(),
+                &people.mask(&mail.from),
+                "PRIVMSG",
+                view.nick,
+                &text,
+            );
+        }
         other => {
             for native in render::render(other.clone()) {
-                line(&native, view, people, out);
+                line(&native, view, out);
             }
         }
     }
@@ -338,51 +372,9 @@ pub fn event(event: &ChatEvent, view: &View<'_>, people: &dyn People, out: &mut 
 
 /// Appends what a native `line` (a reply, a line of the login) becomes for this client
 /// (possibly nothing).
-pub fn line(line: &Line, view: &View<'_>, people: &dyn People, out: &mut Vec<u8>) {
+pub fn line(line: &Line, view: &View<'_>, out: &mut Vec<u8>) {
     let me = view.nick;
     match line.kind {
-        Kind::Msg => private(line.arg(0), &line.text, false, view, people, out),
-        Kind::Talk => private(line.arg(1), &line.text, false, view, people, out),
-        Kind::Bcast => lobby(line.arg(0), &line.text, false, view, people, out),
-        Kind::Group => channel(
-            line.arg(0),
-            line.arg(1),
-            &line.text,
-            false,
-            view,
-            people,
-            out,
-        ),
-        Kind::Mail => {
-            let (from, time, kind) = (line.arg(0), line.arg(1), line.arg(2));
-            let place = match kind {
-                "private" => None,
-                "broadcast" => Some(view.lobby.to_string()),
-                k => Some(format!("#{}", k.strip_prefix("group:").unwrap_or(k))),
-            };
-            let (tags, text) = if view.server_time {
-                let text = match place {
-                    Some(p) => format!("[{p}] {}", line.text),
-                    None => line.text.clone(),
-                };
-                (Some(time_tag(time)), text)
-            } else {
-                let when = short_time(time, view.today);
-                let text = match place {
-                    Some(p) => format!("{} {p}] {}", when.trim_end_matches(']'), line.text),
-                    None => format!("{when} {}", line.text),
-                };
-                (None, text)
-            };
-            say(
-                out,
-                tags.as_deref(),
-                &people.mask(from),
-                "PRIVMSG",
-                me,
-                &text,
-            );
-        }
         Kind::Bye => {
             let text = format!("Closing Link: {me} ({})", line.text);
             out.extend_from_slice(format(None, None, "ERROR", &[&text], true).as_bytes());

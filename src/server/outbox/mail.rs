@@ -3,8 +3,8 @@
 //! acknowledged their line (`receipts`).
 
 use super::Conn;
-use crate::protocol::Line;
 use crate::server::receipts::{self, Receipts};
+use crate::server::rules::ChatEvent;
 use crate::store::Mail;
 use std::sync::Arc;
 
@@ -21,25 +21,25 @@ impl Conn {
             .collect()
     }
 
-    /// [`Conn::enqueue_all`] for lines of which some carry mail from the mailbox:
-    /// `mail_ids[i]` is the id of the mail `lines[i]` carries, if any. Such a mail stays in the
+    /// [`Conn::enqueue_all`] for events of which some carry mail from the mailbox:
+    /// `mail_ids[i]` is the id of the mail `events[i]` carries, if any. Such a mail stays in the
     /// mailbox until [`Conn::delivered_mail`] reports its line acknowledged. Besides memory,
     /// the first tracked mail of a connection costs two non-blocking syscalls (where the
     /// kernel's count of the socket's bytes stands).
-    pub fn enqueue_tracked(self: &Arc<Self>, lines: &[Line], mail_ids: &[Option<String>]) {
-        debug_assert_eq!(lines.len(), mail_ids.len());
-        let mut ends = Vec::with_capacity(lines.len());
+    pub fn enqueue_tracked(self: &Arc<Self>, events: &[ChatEvent], mail_ids: &[Option<String>]) {
+        debug_assert_eq!(events.len(), mail_ids.len());
+        let mut ends = Vec::with_capacity(events.len());
         let mut out = Vec::new();
         let mut outbox = self.outbox.lock();
         if self.is_closed() {
             return;
         }
-        // Each line is sealed on its own on a TLS connection, so that where its bytes end
+        // Each event is sealed on its own on a TLS connection, so that where its bytes end
         // on the wire is known (the receipts count wire bytes).
         let mut plain = Vec::new();
-        for line in lines {
+        for event in events {
             plain.clear();
-            self.encoder.encode(line, &mut plain);
+            self.encoder.encode_event(event, &mut plain);
             let Some(sealed) = outbox.seal(&plain) else {
                 drop(outbox);
                 self.drop_non_reader();

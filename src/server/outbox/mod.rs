@@ -462,11 +462,16 @@ impl Conn {
         true
     }
 
-    /// Queues a line without writing it yet, so that it is ordered before anything another
-    /// thread sends afterwards. Only memory is touched: safe to call under the hub's lock.
-    /// [`Conn::flush_now`] (or the flusher) writes it.
-    pub fn enqueue_all(self: &Arc<Self>, lines: &[Line]) {
-        self.with_encoded(lines, |bytes| {
+    /// Queues events without writing them yet, so that they are ordered before anything
+    /// another thread sends afterwards. Only memory is touched: safe to call under the hub's
+    /// lock. [`Conn::flush_now`] (or the flusher) writes them.
+    pub fn enqueue_all(self: &Arc<Self>, events: &[ChatEvent]) {
+        let encode = |e: &dyn Encoder, out: &mut Vec<u8>| {
+            for event in events {
+                e.encode_event(event, out);
+            }
+        };
+        self.with_bytes(encode, |bytes| {
             let mut outbox = self.outbox.lock();
             if self.is_closed() {
                 return;

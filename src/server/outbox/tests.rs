@@ -124,7 +124,12 @@ fn many_threads_queueing_while_the_flusher_sends_lose_and_reorder_nothing() {
                         0 => assert!(conn.send(&line)),
                         1 => assert!(conn.queue_shared(&line, &line.to_wire(), None)),
                         _ => {
-                            conn.enqueue_all(std::slice::from_ref(&line));
+                            let text = format!("{t} {i}");
+                            conn.enqueue_all(&[crate::server::rules::ChatEvent::Message {
+                                from: "n".into(),
+                                text,
+                                notice: false,
+                            }]);
                             conn.flush_now();
                         }
                     }

@@ -3,6 +3,7 @@
 //! text.
 
 use crate::protocol::Status;
+use crate::store::Mail;
 
 /// Why someone left, as the rules tell others; decides what they are told.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,6 +166,8 @@ pub enum Refusal {
     SendNotMember(String),
     /// A message for someone offline that could not be kept for them.
     NotKept(NotKept),
+    /// At login, the mailbox could not be read (its mail stays there for next time).
+    MailUnreadable,
 }
 
 /// Why a message for someone offline could not be kept (the store's answer).
@@ -219,6 +222,10 @@ pub enum ChatEvent {
     Welcome(String),
     /// At login, a status other than available.
     StatusReminder(Status),
+    /// At login, before the offline mail: how many messages came while offline.
+    OfflineMail(usize),
+    /// At login, one message kept in the mailbox while the user was offline.
+    Mail(Mail),
     /// `message USER`: delivered now.
     Sent(String),
     /// A message stored for a user who is offline (or looks it).

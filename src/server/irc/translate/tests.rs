@@ -37,10 +37,57 @@ fn view(in_lobby: bool, caps: bool) -> View<'static> {
     }
 }
 
+/// What an IRC client gets for what a native client would read as `native`: messages and
+/// mail reach the IRC door as events (the same event renders `native` for a native
+/// client), replies as lines.
 fn run(native: Line, view: &View<'_>) -> String {
     let mut out = Vec::new();
-    line(&native, view, &Stub, &mut out);
+    match as_event(&native) {
+        Some(e) => event(&e, view, &Stub, &mut out),
+        None => line(&native, view, &mut out),
+    }
     String::from_utf8(out).unwrap()
+}
+
+/// The event a message or mail line is the native rendering of.
+fn as_event(l: &Line) -> Option<ChatEvent> {
+    let text = l.text.clone();
+    Some(match l.kind {
+        Kind::Msg => ChatEvent::Message {
+            from: l.arg(0).into(),
+            text,
+            notice: false,
+        },
+        Kind::Talk => ChatEvent::Talk {
+            session: l.arg(0).parse().unwrap(),
+            from: l.arg(1).into(),
+            text,
+            notice: false,
+        },
+        Kind::Bcast => ChatEvent::Broadcast {
+            from: l.arg(0).into(),
+            text,
+            notice: false,
+        },
+        Kind::Group => ChatEvent::GroupMessage {
+            group: l.arg(0).into(),
+            from: l.arg(1).into(),
+            text,
+            notice: false,
+        },
+        Kind::Mail => ChatEvent::Mail(crate::store::Mail {
+            from: l.arg(0).into(),
+            sent_at: crate::clock::parse_utc(l.arg(1)).unwrap(),
+            kind: match l.arg(2) {
+                "private" => crate::store::MailKind::Private,
+                "broadcast" => crate::store::MailKind::Broadcast,
+                g => crate::store::MailKind::Group(g.trim_start_matches("group:").into()),
+            },
+            id: l.arg(3).into(),
+            text,
+        }),
+        _ => return None,
+    })
 }
 
 fn run_event(e: &ChatEvent, view: &View<'_>) -> String {
