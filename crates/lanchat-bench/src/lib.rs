@@ -79,6 +79,13 @@ pub enum Workload {
         /// Users.
         users: usize,
     },
+    /// [`Workload::Capacity`] with argon2id credentials (lanchat only): the password check
+    /// goes deeper into each connection thread's stack than anything else a user does, and
+    /// what an idle user keeps of it shows here.
+    Argon2Capacity {
+        /// Users.
+        users: usize,
+    },
     /// Logins with plaintext credentials (each user its own password).
     Plaintext {
         /// Users.
@@ -121,6 +128,7 @@ impl Workload {
             } => format!("fanout {receivers} x{window}"),
             Workload::Pairs { pairs, .. } => format!("pairs {pairs}"),
             Workload::Capacity { users } => format!("capacity {users}"),
+            Workload::Argon2Capacity { users } => format!("capacity {users} argon2"),
             Workload::Plaintext { users } => format!("logins {users} plaintext"),
             Workload::Argon2 { users } => format!("logins {users} argon2"),
             Workload::TlsLogins { users } => format!("logins {users} tls"),
@@ -132,13 +140,18 @@ impl Workload {
     /// Whether it is measured in every run: the capacity ramp and the argon2 logins take
     /// long and vary little against the gaps they show, so they are measured once.
     pub fn every_run(&self) -> bool {
-        !matches!(self, Workload::Capacity { .. } | Workload::Argon2 { .. })
+        !matches!(
+            self,
+            Workload::Capacity { .. } | Workload::Argon2Capacity { .. } | Workload::Argon2 { .. }
+        )
     }
 
     /// Whether it applies to a server.
     pub fn applies_to(&self, kind: ServerKind) -> bool {
         match self {
-            Workload::Argon2 { .. } => kind == ServerKind::Lanchat,
+            Workload::Argon2 { .. } | Workload::Argon2Capacity { .. } => {
+                kind == ServerKind::Lanchat
+            }
             Workload::PingPong { .. } => kind == ServerKind::Relay,
             // The servers with a TLS door here: lanchat's native one, ngircd's SSL port.
             Workload::TlsLogins { .. } | Workload::TlsPairs { .. } => {
@@ -156,6 +169,7 @@ impl Workload {
             Workload::Pairs { pairs, .. } | Workload::TlsPairs { pairs, .. } => pairs * 2,
             Workload::TlsLogins { users } => *users,
             Workload::Capacity { users }
+            | Workload::Argon2Capacity { users }
             | Workload::Plaintext { users }
             | Workload::Argon2 { users } => *users,
             Workload::PingPong { .. } => 1,
@@ -173,11 +187,14 @@ impl Workload {
             lanchat_bin: opts.lanchat_bin.clone(),
             bench_bin: opts.bench_bin.clone(),
             max_clients: match self {
-                Workload::Capacity { users } => *users,
+                Workload::Capacity { users } | Workload::Argon2Capacity { users } => *users,
                 _ => (users + 64).max(1000),
             },
             users,
-            argon2: matches!(self, Workload::Argon2 { .. }),
+            argon2: matches!(
+                self,
+                Workload::Argon2 { .. } | Workload::Argon2Capacity { .. }
+            ),
             cpu: opts.pin.then_some(0),
             tls: matches!(self, Workload::TlsLogins { .. } | Workload::TlsPairs { .. }),
         }
@@ -212,7 +229,10 @@ impl Workload {
                 window,
                 secs,
             } => scenario::pairs(server, kind, pairs, window, Duration::from_secs_f64(secs)),
-            Workload::Capacity { users } => scenario::capacity(server, kind, users),
+            Workload::Capacity { users } => scenario::capacity(server, kind, users, None),
+            Workload::Argon2Capacity { users } => {
+                scenario::capacity(server, kind, users, Some(ARGON2_PASSWORD))
+            }
             Workload::Plaintext { users } | Workload::TlsLogins { users } => {
                 scenario::logins(server, kind, users, None)
             }
@@ -278,6 +298,9 @@ pub fn workloads(quick: bool, users: usize, secs: Option<f64>) -> Vec<Workload> 
     w.push(Workload::Argon2 {
         users: if quick { 16 } else { 64 },
     });
+    if !quick {
+        w.push(Workload::Argon2Capacity { users: 500 });
+    }
     // The cost of TLS: the same logins and pairs as above, over the TLS doors.
     w.push(Workload::TlsLogins { users: 1000 });
     w.push(Workload::TlsPairs {

@@ -342,11 +342,25 @@ pub fn pairs(
 
 /// Capacity: logs in `n` users (the server's `max_clients` is `n`), checks every one is
 /// still answered, reads the server's memory and threads, and checks that one more
-/// connection is refused with a line.
-pub fn capacity(run: &Running, kind: ServerKind, n: usize) -> io::Result<Measured> {
+/// connection is refused with a line. `password`: every user's, if given (the argon2 run).
+pub fn capacity(
+    run: &Running,
+    kind: ServerKind,
+    n: usize,
+    password: Option<&str>,
+) -> io::Result<Measured> {
     let epoch = Instant::now();
     let mut crowd = crowd(run, kind, epoch)?;
-    let report = crowd.login(users(0..n), kind.login_window(), LOGIN_LIMIT)?;
+    let list = users(0..n)
+        .into_iter()
+        .map(|mut u| {
+            if let Some(p) = password {
+                u.password = p.to_string();
+            }
+            u
+        })
+        .collect();
+    let report = crowd.login(list, kind.login_window(), LOGIN_LIMIT)?;
     crowd.settle(Duration::from_millis(200), Duration::from_secs(120))?;
     let (answered, asked) = crowd.ping_all(Duration::from_secs(60))?;
     // Memory is read once the server has been quiet a moment (what a class logged in sees,

@@ -189,7 +189,7 @@ fn lanchat_capacity_refuses_the_one_past_max_clients() {
     let handle = server.shutdown_handle();
     let thread = std::thread::spawn(move || server.run().unwrap());
     let server = Running::in_process(addr, Box::new(move || handle.shutdown()), thread);
-    let out = scenario::capacity(&server, ServerKind::Lanchat, 150).unwrap();
+    let out = scenario::capacity(&server, ServerKind::Lanchat, 150, None).unwrap();
     let metric = |name: &str| out.metrics.iter().find(|(k, _)| *k == name).unwrap().1;
     assert_eq!(metric("users_held"), 150.0, "{out:?}");
     assert_eq!(metric("refused_past_max"), 1.0, "{out:?}");

@@ -12,10 +12,10 @@
 //!   (`malloc_trim`). They stay as a pair: each alone is worth a little under the issue's
 //!   10 %, together more than the row's noise allows to lose.
 //! - [`stack`]: a connection thread gives back (`madvise`) the stack pages below its waiting
-//!   frame after its login and, at most once a second, after a command. The bench's users
-//!   log in with plaintext passwords and go no deeper than waiting does; an argon2 check
-//!   does, and without this every idle user of a classroom with hashed passwords would keep
-//!   those pages.
+//!   frame after its login and, at most once a second, after a command. The plaintext
+//!   capacity row does not need it (those logins go no deeper than waiting does); an
+//!   argon2 check does, and the `capacity 500 argon2` row shows what every idle user of a
+//!   classroom with hashed passwords would keep without it.
 //! - [`thread`]: connection threads started with `pthread_create`, without std's per-thread
 //!   signal stack: two memory maps per user instead of four, which made the login ramp
 //!   faster (each map call walks the process's tens of thousands of maps) and moved the
