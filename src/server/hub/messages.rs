@@ -241,8 +241,9 @@ impl Hub {
 
     /// `history USER [N]`: the last lines of `me`'s conversation with `with`.
     pub fn history(&self, me: &str, with: &str, count: usize) -> Vec<Line> {
-        if !self.is_registered(with) {
-            return vec![err("unknown-user", format!("No such user: {with}"))];
+        let registry = self.registry();
+        if !self.shared.state.lock().is_registered(registry, with) {
+            return vec![render::refusal(Refusal::NoSuchUser(with.to_string()))];
         }
         let count = if count == 0 {
             DEFAULT_HISTORY_LINES
@@ -283,14 +284,6 @@ impl Hub {
                 log::error!("store: history {me}/{with}: {e}");
                 vec![err("store-failed", "the history could not be read")]
             }
-        }
-    }
-
-    /// Whether `name` is a user others can address (registered, or known in open mode).
-    pub(super) fn is_registered(&self, name: &str) -> bool {
-        match self.shared.config.auth {
-            AuthMode::Open => self.shared.state.lock().directory.knows(name),
-            _ => self.shared.credentials.contains(name),
         }
     }
 
