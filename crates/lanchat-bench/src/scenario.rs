@@ -36,6 +36,17 @@ pub fn users(range: std::ops::Range<usize>) -> Vec<User> {
     range.map(User::numbered).collect()
 }
 
+/// [`users`], all with `password` if given (the argon2 runs: one hash for every user).
+fn users_with_password(range: std::ops::Range<usize>, password: Option<&str>) -> Vec<User> {
+    let mut list = users(range);
+    if let Some(p) = password {
+        for u in &mut list {
+            u.password = p.to_string();
+        }
+    }
+    list
+}
+
 /// No users yet, for `run`'s server (over TLS when it was started on its TLS door).
 fn crowd(run: &Running, kind: ServerKind, epoch: Instant) -> io::Result<Crowd> {
     Ok(Crowd::new(kind.dialect(), run.addr, epoch)?.with_tls(run.tls.clone()))
@@ -351,15 +362,7 @@ pub fn capacity(
 ) -> io::Result<Measured> {
     let epoch = Instant::now();
     let mut crowd = crowd(run, kind, epoch)?;
-    let list = users(0..n)
-        .into_iter()
-        .map(|mut u| {
-            if let Some(p) = password {
-                u.password = p.to_string();
-            }
-            u
-        })
-        .collect();
+    let list = users_with_password(0..n, password);
     let report = crowd.login(list, kind.login_window(), LOGIN_LIMIT)?;
     crowd.settle(Duration::from_millis(200), Duration::from_secs(120))?;
     let (answered, asked) = crowd.ping_all(Duration::from_secs(60))?;
@@ -472,15 +475,7 @@ pub fn logins(
     password: Option<&str>,
 ) -> io::Result<Measured> {
     let mut crowd = crowd(run, kind, Instant::now())?;
-    let list = users(0..n)
-        .into_iter()
-        .map(|mut u| {
-            if let Some(p) = password {
-                u.password = p.to_string();
-            }
-            u
-        })
-        .collect();
+    let list = users_with_password(0..n, password);
     let report = crowd.login(list, kind.login_window(), LOGIN_LIMIT)?;
     Ok(Measured {
         metrics: vec![("logins_per_s", report.per_sec())],
