@@ -24,19 +24,12 @@ impl Hub {
             Ok(status) => status,
             Err(why) => return vec![ChatEvent::Refused(why)],
         };
-        let now = self.now();
         let live = ChatEvent::Message {
             from: me.to_string(),
             text: text.clone(),
             notice,
         };
-        let mail = Arc::new(Mail {
-            from: me.to_string(),
-            sent_at: now,
-            kind: MailKind::Private,
-            text,
-            id: crate::store::new_mail_id(),
-        });
+        let mail = self.new_mail(me, MailKind::Private, text);
         let delivered_now =
             match self.deliver_or_store_logged(to, &live, &mail, true, from.as_ref()) {
                 Ok(now) => now,
@@ -119,6 +112,17 @@ impl Hub {
         }
     }
 
+    /// A message from `from` as the mailbox keeps it, stamped now with a fresh id.
+    fn new_mail(&self, from: &str, kind: MailKind, text: impl Into<String>) -> Arc<Mail> {
+        Arc::new(Mail {
+            from: from.to_string(),
+            sent_at: self.now(),
+            kind,
+            text: text.into(),
+            id: crate::store::new_mail_id(),
+        })
+    }
+
     /// Returns once every history entry queued so far is in its file (a clean shutdown
     /// calls it, so the last lines are not left in memory).
     pub fn flush_history(&self) {
@@ -162,14 +166,7 @@ impl Hub {
             }
             Audience::Everyone => {
                 let names = self.registered_users();
-                let now = self.now();
-                let mail = Arc::new(Mail {
-                    from: me.to_string(),
-                    sent_at: now,
-                    kind: MailKind::Broadcast,
-                    text: text.to_string(),
-                    id: crate::store::new_mail_id(),
-                });
+                let mail = self.new_mail(me, MailKind::Broadcast, text);
                 let (mut live_n, mut stored_n, mut failed) = (0, 0, Vec::new());
                 let from = self.shared.state.lock().conn(me);
                 for to in names.iter().filter(|n| n.as_str() != me) {
@@ -185,12 +182,11 @@ impl Hub {
                         Err(e) => failed.push(not_kept(&e)),
                     }
                 }
+                // The sender's own copy, on the connection looked up for the deliveries.
                 if echo {
-                    self.shared
-                        .state
-                        .lock()
-                        .conn(me)
-                        .map(|c| c.send_event(&live, None));
+                    if let Some(own) = &from {
+                        own.send_event(&live, None);
+                    }
                 }
                 let mut answer = vec![ChatEvent::BroadcastKept {
                     live: live_n,
@@ -200,14 +196,7 @@ impl Hub {
                 answer
             }
             Audience::Users(users) => {
-                let now = self.now();
-                let mail = Arc::new(Mail {
-                    from: me.to_string(),
-                    sent_at: now,
-                    kind: MailKind::Broadcast,
-                    text: text.to_string(),
-                    id: crate::store::new_mail_id(),
-                });
+                let mail = self.new_mail(me, MailKind::Broadcast, text);
                 let mut answer = Vec::new();
                 let mut seen = BTreeSet::new();
                 let from = self.shared.state.lock().conn(me);
@@ -318,13 +307,7 @@ impl Hub {
             text: text.to_string(),
             notice,
         };
-        let mail = Arc::new(Mail {
-            from: me.to_string(),
-            sent_at: self.now(),
-            kind: MailKind::Group(name.to_string()),
-            text: text.to_string(),
-            id: crate::store::new_mail_id(),
-        });
+        let mail = self.new_mail(me, MailKind::Group(name.to_string()), text);
         // Rendered once per view and, for a crowd, queued for the flusher as
         // broadcasts are; the rescue keeps it if the connection dies first. A member
         // who was offline (or whose connection just closed) takes the mailbox path,
