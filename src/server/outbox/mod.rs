@@ -32,6 +32,7 @@ use burst::Hold;
 use flusher::HandOver;
 use parking_lot::{Mutex, MutexGuard};
 use queue::Outbox;
+use std::borrow::Cow;
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -328,13 +329,7 @@ impl Conn {
             return !self.is_closed();
         }
         let from = from.filter(|f| f.id != self.id && f.burst_open());
-        let mut outbox = self.outbox.lock();
-        if self.is_closed() {
-            return false;
-        }
-        let Some(sealed) = outbox.seal(bytes) else {
-            drop(outbox);
-            self.drop_non_reader();
+        let Some((mut outbox, sealed)) = self.lock_sealed(bytes) else {
             return false;
         };
         // Inside a burst, the write waits for the end of the burst.
@@ -406,6 +401,24 @@ impl Conn {
         }
     }
 
+    /// Locks the outbox and seals `bytes` for it (TLS records, or the bytes themselves):
+    /// `None` if the connection is closed, or if the TLS layer would not take them (the
+    /// client is then dropped as one that does not read).
+    fn lock_sealed<'b>(&self, bytes: &'b [u8]) -> Option<(MutexGuard<'_, Outbox>, Cow<'b, [u8]>)> {
+        let mut outbox = self.outbox.lock();
+        if self.is_closed() {
+            return None;
+        }
+        match outbox.seal(bytes) {
+            Some(sealed) => Some((outbox, sealed)),
+            None => {
+                drop(outbox);
+                self.drop_non_reader();
+                None
+            }
+        }
+    }
+
     /// Closes a connection whose outbox would pass its limit: its client does not read.
     fn drop_non_reader(&self) {
         log::warn!(
@@ -446,18 +459,14 @@ impl Conn {
             Some(from) if from.id != self.id && from.burst_holds_fan_out() => Hold::Sender(from),
             _ => Hold::None,
         };
-        let mut outbox = self.outbox.lock();
-        if self.is_closed() {
+        let Some((outbox, sealed)) = self.lock_sealed(bytes) else {
             return false;
-        }
-        let sealed = outbox.seal(bytes);
-        let Some(sealed) =
-            sealed.filter(|b| outbox.pending_len() + b.len() <= self.limits.outbox_bytes)
-        else {
+        };
+        if outbox.pending_len() + sealed.len() > self.limits.outbox_bytes {
             drop(outbox);
             self.drop_non_reader();
             return false;
-        };
+        }
         self.append_locked(outbox, &sealed, mail, hold);
         true
     }
@@ -472,13 +481,7 @@ impl Conn {
             }
         };
         self.with_bytes(encode, |bytes| {
-            let mut outbox = self.outbox.lock();
-            if self.is_closed() {
-                return;
-            }
-            let Some(sealed) = outbox.seal(bytes) else {
-                drop(outbox);
-                self.drop_non_reader();
+            let Some((outbox, sealed)) = self.lock_sealed(bytes) else {
                 return;
             };
             // Inside its burst (a login) the burst's end writes it, if nobody did before:
