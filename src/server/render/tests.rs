@@ -1,6 +1,6 @@
 //! Tests of `render`: the bytes each case becomes, pinned.
 
-use super::super::rules::{UserEntry, UserList};
+use super::super::rules::{NotKept, Refusal, SelfAction, UserEntry, UserList};
 use super::*;
 use crate::protocol::Status;
 
